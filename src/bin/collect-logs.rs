@@ -1,0 +1,48 @@
+//! collect-logs: fetch, filter, group and report an environment's errors.
+use clap::Parser;
+use safedeploy::cli::{CommonArgs, run};
+use safedeploy::logs::{LogsRequest, collect_logs};
+use std::path::PathBuf;
+
+/// Turn an environment's logs (or files) into a grouped, redacted error report.
+#[derive(Parser)]
+#[command(version, after_help = "Exit codes: 0 report written, 2 bad input, 3 could not act, 130 interrupted.")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Environment whose logs to read
+    #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
+    env: Option<String>,
+    /// Log files to read (instead of, or besides, --env)
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Only lines since a duration ago ("30m") or a time ("2026-11-23T22:00:00Z")
+    #[arg(long, env = "SAFEDEPLOY_SINCE", value_name = "T")]
+    since: Option<String>,
+    /// Report file
+    #[arg(long, env = "SAFEDEPLOY_OUT", value_name = "FILE", default_value = "error_hunt.txt")]
+    out: PathBuf,
+    /// Case-insensitive by default; replaces the default selection
+    #[arg(long, env = "SAFEDEPLOY_PATTERN", value_name = "REGEX")]
+    pattern: Option<String>,
+    /// Records of context around each match
+    #[arg(long, env = "SAFEDEPLOY_CONTEXT", value_name = "N")]
+    context: Option<usize>,
+}
+
+fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    run("collect-logs", &a.common, |ctx| {
+        collect_logs(
+            ctx,
+            &LogsRequest {
+                env: a.env.as_deref(),
+                inputs: &a.input,
+                since: a.since.as_deref(),
+                out: Some(&a.out),
+                pattern: a.pattern.as_deref(),
+                context: a.context,
+            },
+        )
+    })
+}

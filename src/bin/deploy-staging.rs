@@ -1,0 +1,28 @@
+//! deploy-staging: build a version from a commit, register it, deploy it, wait until healthy.
+use clap::Parser;
+use safedeploy::cli::{CommonArgs, run};
+
+/// Bundle a commit as a version, deploy it to staging and wait until it is healthy.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 healthy, 1 failed to build or become healthy, 2 bad input, 3 could not act (lock held, platform error), 130 interrupted."
+)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Version label, [A-Za-z0-9._-]{1,100}, one commit per label
+    #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL")]
+    version: String,
+    /// Commit to bundle
+    #[arg(long, env = "SAFEDEPLOY_COMMIT", default_value = "HEAD", value_name = "REV")]
+    commit: String,
+    /// Environment to deploy to
+    #[arg(long, env = "SAFEDEPLOY_ENV", default_value = "staging", value_name = "NAME")]
+    env: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    run("deploy-staging", &a.common, |ctx| safedeploy::deploy::deploy_staging(ctx, &a.version, &a.commit, &a.env))
+}

@@ -1,0 +1,45 @@
+//! promote: deploy to production the very bundle that passed in staging.
+use clap::Parser;
+use safedeploy::cli::{CommonArgs, parse_bool, run};
+use safedeploy::deploy::{PromoteRequest, promote};
+
+/// Deploy a version verified in --from to --to; put the previous one back if it is unhealthy.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 promoted (or already live), 1 refused or unhealthy (previous version restored), 2 bad input, 3 could not act, 130 interrupted."
+)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Version to promote [default: the last known good of --from]
+    #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL")]
+    version: Option<String>,
+    #[arg(long, env = "SAFEDEPLOY_FROM", default_value = "staging", value_name = "NAME")]
+    from: String,
+    #[arg(long, env = "SAFEDEPLOY_TO", default_value = "production", value_name = "NAME")]
+    to: String,
+    /// Promote although the policy refuses (needs --reason; recorded)
+    #[arg(long, env = "SAFEDEPLOY_FORCE", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    force: bool,
+    /// Why, for the ledger
+    #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    run("promote", &a.common, |ctx| {
+        promote(
+            ctx,
+            &PromoteRequest {
+                version: a.version.as_deref(),
+                from: &a.from,
+                to: &a.to,
+                force: a.force,
+                reason: a.reason.as_deref(),
+            },
+        )
+    })
+}

@@ -1,0 +1,29 @@
+//! smoke-check: wait until an environment serves the expected version, then run the checks.
+use clap::Parser;
+use safedeploy::cli::{CommonArgs, parse_bool, run};
+use safedeploy::smoke::{SmokeRequest, smoke_check};
+
+/// Wait for the expected version, then run the configured request chain against it.
+#[derive(Parser)]
+#[command(version, after_help = "Exit codes: 0 passed, 1 failed, 2 bad input, 3 could not act, 130 interrupted.")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Environment to check
+    #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
+    env: String,
+    /// Version that must be served [default: what the platform says is live]
+    #[arg(long, env = "SAFEDEPLOY_EXPECT_VERSION", value_name = "LABEL")]
+    expect_version: Option<String>,
+    /// Record the verdict in the ledger (a pass makes the version last known good)
+    #[arg(long, env = "SAFEDEPLOY_RECORD", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    record: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    run("smoke-check", &a.common, |ctx| {
+        smoke_check(ctx, &SmokeRequest { env: &a.env, expect_version: a.expect_version.as_deref(), record: a.record })
+    })
+}

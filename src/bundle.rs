@@ -1,0 +1,75 @@
+//! A version's bundle: `git archive` of the app's source dir at one commit, stored once under
+//! `<state>/bundles/<label>.tar` with its sha256. Bundles are never rebuilt: promote and rollback
+//! reuse what deploy-staging built.
+
+use crate::context::Ctx;
+use crate::exec::Cmd;
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+pub fn path(ctx: &Ctx, label: &str) -> PathBuf {
+    ctx.state_dir.join("bundles").join(format!("{label}.tar"))
+}
+
+/// The full commit id `rev` names in the app's repository (a read: also runs in a dry run).
+pub fn resolve_commit(ctx: &Ctx, rev: &str) -> Result<String> {
+    let src = ctx.config.source_dir();
+    let git =
+        |args: &[&str]| Cmd::new(["git", "-C", &src.to_string_lossy()].iter().copied().chain(args.iter().copied()));
+    ctx.exec.read(&git(&["rev-parse", "--show-toplevel"])).map_err(|e| {
+        crate::usage!(
+            "{}: app.source_dir {} is not inside a git repository ({})",
+            ctx.config.path.display(),
+            src.display(),
+            first_line(&e)
+        )
+    })?;
+    let commit = ctx
+        .exec
+        .read(&git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]))
+        .map_err(|_| crate::usage!("--commit {rev:?}: no such commit in {}", src.display()))?;
+    if let Ok(dirty) = ctx.exec.read(&git(&["status", "--porcelain", "--", "."]))
+        && !dirty.is_empty()
+        && rev == "HEAD"
+    {
+        ctx.ui.warn(format!(
+            "{} has uncommitted changes; the bundle is commit {} as committed",
+            src.display(),
+            &commit[..12.min(commit.len())]
+        ));
+    }
+    Ok(commit)
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// Writes the bundle for `commit` and returns its sha256 (`None` in a dry run).
+pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
+    let out = path(ctx, label);
+    let src = ctx.config.source_dir();
+    ctx.exec.effect(
+        || format!("create {}", out.parent().map(|p| p.display().to_string()).unwrap_or_default()),
+        || Ok(std::fs::create_dir_all(out.parent().unwrap_or(&ctx.state_dir))?),
+    )?;
+    let tmp = out.with_extension("tar.tmp");
+    let cmd = Cmd::new([
+        "git".to_string(),
+        "-C".into(),
+        src.to_string_lossy().into_owned(),
+        "archive".into(),
+        "--format=tar".into(),
+        "-o".into(),
+        tmp.to_string_lossy().into_owned(),
+        format!("{commit}:./"),
+    ]);
+    if ctx.exec.run(&cmd)?.is_none() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+    let sum = format!("{:x}", Sha256::digest(&bytes));
+    std::fs::rename(&tmp, &out).with_context(|| format!("storing {}", out.display()))?;
+    Ok(Some(sum))
+}

@@ -1,0 +1,138 @@
+//! The command-line surface shared by every binary: the flattened common flags (each with its
+//! `SAFEDEPLOY_*` variable), and [`run`], which loads the context, runs one operation, prints the
+//! result and maps it to the exit code. This is the only module that knows clap.
+
+use crate::Outcome;
+use crate::context::{Ctx, GlobalOptions};
+use crate::error::{exit, kind_of};
+use crate::ui::Ui;
+use anyhow::Result;
+use clap::{ArgAction, Args, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Boolean values as Jenkins passes them: `1`/`true`/`yes`/`on` are true; `0`, `false`, `no`,
+/// `off` and the empty string are false.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" => Ok(true),
+        "" | "0" | "false" | "no" | "off" | "n" => Ok(false),
+        other => Err(format!("expected true/false/1/0 or empty, got {other:?}")),
+    }
+}
+
+/// Flags every binary takes.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// safedeploy.toml to use [default: found in the current dir or its parents]
+    #[arg(long, env = "SAFEDEPLOY_CONFIG", value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// Ledger and local-platform state [default: .safedeploy/ beside the config]
+    #[arg(long, env = "SAFEDEPLOY_STATE_DIR", value_name = "DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Print every command and request a real run would make; change nothing
+    #[arg(long, env = "SAFEDEPLOY_DRY_RUN", global = true, action = ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    pub dry_run: bool,
+    /// Machine-readable summary on stdout (diagnostics stay on stderr)
+    #[arg(long, env = "SAFEDEPLOY_JSON", global = true, action = ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    pub json: bool,
+    /// More detail: every command and request as it runs
+    #[arg(short, long, env = "SAFEDEPLOY_VERBOSE", global = true, action = ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    pub verbose: bool,
+    /// Only errors and the result
+    #[arg(short, long, env = "SAFEDEPLOY_QUIET", global = true, action = ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    pub quiet: bool,
+    /// Colour: only on a terminal unless asked; NO_COLOR is honoured
+    #[arg(long, env = "SAFEDEPLOY_COLOR", global = true, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+impl CommonArgs {
+    fn ui(&self, tool: &'static str) -> Ui {
+        let mut ui = Ui::new(tool);
+        ui.json = self.json;
+        ui.verbosity = if self.quiet { -1 } else { i8::from(self.verbose) };
+        ui
+    }
+
+    pub fn options(&self) -> GlobalOptions {
+        GlobalOptions { config: self.config.clone(), state_dir: self.state_dir.clone(), dry_run: self.dry_run }
+    }
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal ends the process at once, as a person pressing Ctrl-C twice expects.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED.into(), flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    flag
+}
+
+/// Loads the context, runs `op`, prints its result and returns the exit code.
+pub fn run(tool: &'static str, common: &CommonArgs, op: impl FnOnce(&Ctx) -> Result<Outcome>) -> ExitCode {
+    anstream::ColorChoice::write_global(match common.color {
+        ColorChoice::Auto => anstream::ColorChoice::Auto,
+        ColorChoice::Always => anstream::ColorChoice::Always,
+        ColorChoice::Never => anstream::ColorChoice::Never,
+    });
+    let ui = common.ui(tool);
+    let interrupted = interrupt_flag();
+    let result = Ctx::load(&common.options(), ui.clone(), interrupted).and_then(|ctx| op(&ctx));
+    ExitCode::from(finish(&ui, result))
+}
+
+/// Prints the outcome (`--json` document and/or error lines) and returns the exit code.
+pub fn finish(ui: &Ui, result: Result<Outcome>) -> u8 {
+    match result {
+        Ok(outcome) => {
+            let code = if outcome.verdict.is_some() { exit::VERDICT } else { exit::SUCCESS };
+            let mut doc = outcome.summary;
+            if let Some(obj) = doc.as_object_mut() {
+                obj.insert("ok".into(), (code == exit::SUCCESS).into());
+                obj.insert("exit_code".into(), code.into());
+            }
+            ui.json_summary(&doc);
+            if let Some(v) = outcome.verdict {
+                ui.error(&anyhow::Error::from(crate::error::Error::verdict(v)));
+            }
+            code
+        }
+        Err(err) => {
+            let code = kind_of(&err).exit_code();
+            ui.json_summary(&serde_json::json!({"ok": false, "exit_code": code, "error": format!("{err:#}")}));
+            ui.error(&err);
+            code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jenkins_booleans() {
+        for t in ["1", "true", "TRUE", "yes", "on"] {
+            assert_eq!(parse_bool(t), Ok(true), "{t}");
+        }
+        for f in ["", "0", "false", "no", "off"] {
+            assert_eq!(parse_bool(f), Ok(false), "{f}");
+        }
+        assert!(parse_bool("maybe").is_err());
+    }
+}

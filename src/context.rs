@@ -1,0 +1,62 @@
+//! What every operation is handed: validated global options, the loaded config, the state dir,
+//! the console, the effect chokepoints (commands, requests, ledger) and the interrupt flag.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::exec::Exec;
+use crate::http::Http;
+use crate::ledger::Ledger;
+use crate::platform::{self, Platform};
+use crate::ui::Ui;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The common options, as plain data (clap stays in `cli`).
+#[derive(Debug, Clone, Default)]
+pub struct GlobalOptions {
+    pub config: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub dry_run: bool,
+}
+
+pub struct Ctx {
+    pub ui: Ui,
+    pub dry_run: bool,
+    pub config: Config,
+    pub state_dir: PathBuf,
+    pub exec: Exec,
+    pub http: Http,
+    pub interrupted: Arc<AtomicBool>,
+}
+
+impl Ctx {
+    pub fn load(opts: &GlobalOptions, ui: Ui, interrupted: Arc<AtomicBool>) -> Result<Ctx> {
+        let path = Config::locate(opts.config.as_deref())?;
+        let config = Config::load(&path)?;
+        let state_dir = opts.state_dir.clone().unwrap_or_else(|| config.dir.join(".safedeploy"));
+        let exec = Exec { dry_run: opts.dry_run, ui: ui.clone(), interrupted: interrupted.clone() };
+        let http = Http::new(opts.dry_run, ui.clone());
+        if opts.dry_run {
+            ui.status("dry run: nothing will be changed; the commands and requests of a real run follow");
+        }
+        Ok(Ctx { ui, dry_run: opts.dry_run, config, state_dir, exec, http, interrupted })
+    }
+
+    pub fn ledger(&self) -> Result<Ledger> {
+        Ledger::open(&self.state_dir, self.dry_run, self.ui.clone())
+    }
+
+    pub fn platform(&self) -> Result<Box<dyn Platform + '_>> {
+        platform::for_config(self)
+    }
+
+    /// Fails with exit 130 when SIGINT/SIGTERM has arrived; `state` describes what is left.
+    pub fn check_interrupt(&self, state: impl FnOnce() -> String) -> Result<()> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Err(Error::interrupted(format!("interrupted; {}", state())).into());
+        }
+        Ok(())
+    }
+}

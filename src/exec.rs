@@ -1,0 +1,308 @@
+//! The only place that starts a process (through duct), and so the place where `--dry-run`
+//! holds for commands: a command that changes something is printed, copy-pastable, and not run;
+//! a read-only command (`git rev-parse`) runs in a dry run too, because reads still happen.
+//!
+//! A failed command reports its argv, exit status and the tail of its output. Long commands are
+//! waited on in short slices so SIGINT/SIGTERM and timeouts are noticed, and the child is killed.
+
+use crate::error::Error;
+use crate::ui::Ui;
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Variables by which Jenkins' process-tree killer finds what a build left behind. A deployed
+/// app must not carry them, or Jenkins kills it when the stage ends.
+pub const JENKINS_COOKIES: &[&str] =
+    &["BUILD_ID", "JENKINS_NODE_COOKIE", "HUDSON_COOKIE", "HUDSON_SERVER_COOKIE", "JENKINS_SERVER_COOKIE"];
+
+/// A command to run: argv, working directory, environment changes, time limit.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    argv: Vec<String>,
+    dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
+    timeout: Option<Duration>,
+}
+
+impl Cmd {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd {
+            argv: argv.into_iter().map(Into::into).collect(),
+            dir: None,
+            env: vec![],
+            env_remove: vec![],
+            timeout: None,
+        }
+    }
+
+    /// `sh -c SCRIPT`, for configured shell lines (build commands, Procfile entries).
+    pub fn shell(script: &str) -> Self {
+        Cmd::new(["sh", "-c", script])
+    }
+
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+    pub fn env_remove(mut self, key: impl Into<String>) -> Self {
+        self.env_remove.push(key.into());
+        self
+    }
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// The command as a line a person can paste into a shell.
+    pub fn display(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(dir) = &self.dir {
+            parts.push(format!("cd {} &&", quote(&dir.to_string_lossy())));
+        }
+        for k in &self.env_remove {
+            parts.push(format!("env -u {k}"));
+        }
+        for (k, v) in &self.env {
+            parts.push(format!("{k}={}", quote(v)));
+        }
+        parts.extend(self.argv.iter().map(|a| quote(a)));
+        parts.join(" ")
+    }
+
+    fn expression(&self) -> Result<duct::Expression> {
+        let (program, args) = self.argv.split_first().ok_or_else(|| crate::usage!("empty command"))?;
+        let mut e = duct::cmd(program, args.iter().map(OsString::from));
+        if let Some(dir) = &self.dir {
+            e = e.dir(dir);
+        }
+        for k in &self.env_remove {
+            e = e.env_remove(k);
+        }
+        for (k, v) in &self.env {
+            e = e.env(k, v);
+        }
+        Ok(e)
+    }
+}
+
+fn quote(s: &str) -> String {
+    shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+/// A command that exited unsuccessfully: argv, status and the tail of its output.
+#[derive(Debug, thiserror::Error)]
+#[error("command failed ({status}): {argv}{tail}")]
+pub struct CommandError {
+    pub argv: String,
+    pub status: String,
+    pub tail: String,
+}
+
+fn tail_of(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = all.len().saturating_sub(lines);
+    if all.is_empty() { String::new() } else { format!("\n    {}", all[start..].join("\n    ")) }
+}
+
+pub fn describe(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".into(),
+    }
+}
+
+/// Runs commands, honouring `--dry-run`, timeouts and interruption.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    pub dry_run: bool,
+    pub ui: Ui,
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// How long to wait between checks for interruption while a child runs.
+const SLICE: Duration = Duration::from_millis(50);
+
+impl Exec {
+    /// Runs a read-only command, also in a dry run; returns its trimmed stdout.
+    pub fn read(&self, cmd: &Cmd) -> Result<String> {
+        self.ui.detail(format!("+ {}", cmd.display()));
+        let out = self.wait(cmd, cmd.expression()?.stdout_capture().stderr_capture().unchecked())?;
+        self.check(cmd, &out)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Runs a command that changes something, capturing its output; fails on a non-zero exit.
+    /// In a dry run it is printed and `None` returned.
+    pub fn run(&self, cmd: &Cmd) -> Result<Option<Output>> {
+        if self.plan(cmd) {
+            return Ok(None);
+        }
+        let out = self.wait(cmd, cmd.expression()?.stderr_to_stdout().stdout_capture().unchecked())?;
+        self.check(cmd, &out)?;
+        Ok(Some(out))
+    }
+
+    /// Runs a command whose output streams live to our stderr (test runners: the console is where
+    /// a person reads their failures). Returns the exit status without judging it.
+    pub fn run_streamed(&self, cmd: &Cmd) -> Result<Option<ExitStatus>> {
+        if self.plan(cmd) {
+            return Ok(None);
+        }
+        let out = self.wait(cmd, cmd.expression()?.stdout_to_stderr().unchecked())?;
+        Ok(Some(out.status))
+    }
+
+    /// Starts a long-lived process in its own process group with stdin closed and stdout/stderr
+    /// appended to `log`, without the Jenkins cookies. In a dry run it is printed, `None` returned.
+    pub fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> Result<Option<duct::Handle>> {
+        if self.plan(cmd) {
+            return Ok(None);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening log {}", log.display()))?;
+        let err = file.try_clone()?;
+        let mut expr = cmd.expression()?;
+        for k in JENKINS_COOKIES {
+            expr = expr.env_remove(k);
+        }
+        let handle = expr
+            .stdin_null()
+            .stdout_file(file)
+            .stderr_file(err)
+            .unchecked()
+            .before_spawn(|c| {
+                use std::os::unix::process::CommandExt;
+                c.process_group(0);
+                Ok(())
+            })
+            .start()
+            .with_context(|| format!("starting {}", cmd.display()))?;
+        Ok(Some(handle))
+    }
+
+    /// Runs a command with stdout and stderr merged, handing each line to `on_line` as it comes;
+    /// returns the exit status once the output closes. Used by the local platform's supervisor.
+    pub fn run_lines(&self, cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Option<ExitStatus>> {
+        if self.plan(cmd) {
+            return Ok(None);
+        }
+        let reader = cmd
+            .expression()?
+            .stderr_to_stdout()
+            .unchecked()
+            .reader()
+            .with_context(|| format!("starting {}", cmd.display()))?;
+        let mut lines = BufReader::new(&reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            if lines.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buf);
+            on_line(text.trim_end_matches(['\n', '\r']));
+        }
+        let status = reader.try_wait()?.map(|o| o.status);
+        Ok(status)
+    }
+
+    /// A side effect that is not a command (a signal, a state file): announced as a `#` line of
+    /// the plan in a dry run, run otherwise. With `run` and `spawn_detached` this is the whole
+    /// of what a platform may change, so a dry run cannot change anything.
+    pub fn effect<T>(&self, what: impl FnOnce() -> String, f: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        if self.dry_run {
+            self.ui.plan(format!("# would {}", what()));
+            return Ok(None);
+        }
+        f().map(Some)
+    }
+
+    /// Prints the command when this is a dry run; true means "do not run it".
+    fn plan(&self, cmd: &Cmd) -> bool {
+        if self.dry_run {
+            self.ui.plan(format!("+ {}", cmd.display()));
+        } else {
+            self.ui.detail(format!("+ {}", cmd.display()));
+        }
+        self.dry_run
+    }
+
+    fn wait(&self, cmd: &Cmd, expr: duct::Expression) -> Result<Output> {
+        let handle = expr.start().with_context(|| format!("could not start `{}`", cmd.display()))?;
+        let started = Instant::now();
+        loop {
+            if let Some(out) = handle.wait_timeout(SLICE)? {
+                return Ok(out.clone());
+            }
+            if self.interrupted.load(Ordering::SeqCst) {
+                let _ = handle.kill();
+                return Err(Error::interrupted(format!(
+                    "interrupted while running `{}`; it was stopped",
+                    cmd.display()
+                ))
+                .into());
+            }
+            if let Some(limit) = cmd.timeout
+                && started.elapsed() > limit
+            {
+                let _ = handle.kill();
+                return Err(Error::could_not_act(format!(
+                    "`{}` timed out after {}s and was stopped",
+                    cmd.display(),
+                    limit.as_secs()
+                ))
+                .into());
+            }
+        }
+    }
+
+    fn check(&self, cmd: &Cmd, out: &Output) -> Result<()> {
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut tail = out.stderr.clone();
+        tail.extend_from_slice(&out.stdout);
+        Err(CommandError { argv: cmd.display(), status: describe(&out.status), tail: tail_of(&tail, 15) }.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_copy_pastable() {
+        let c = Cmd::new(["git", "archive", "-o", "/tmp/a b.tar", "HEAD"]).dir("/x y").env("PORT", "80");
+        assert_eq!(c.display(), "cd '/x y' && PORT=80 git archive -o '/tmp/a b.tar' HEAD");
+    }
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        assert_eq!(tail_of(b"a\nb\n\nc\n", 2), "\n    b\n    c");
+        assert_eq!(tail_of(b"", 2), "");
+    }
+}

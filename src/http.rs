@@ -1,0 +1,237 @@
+//! The only place that makes an HTTP request (through reqwest), and so the place where
+//! `--dry-run` holds for requests: each one is printed as an equivalent `curl` line and none is
+//! sent. Redirects are never followed here; bodies are read up to a bound.
+
+use crate::ui::Ui;
+use anyhow::Result;
+use std::io::Read;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Bodies are read up to this many bytes; the rest is dropped and flagged.
+pub const MAX_BODY: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    Form(Vec<(String, String)>),
+    Json(serde_json::Value),
+    Raw(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Body>,
+    pub timeout: Duration,
+}
+
+impl Request {
+    pub fn get(url: impl Into<String>) -> Self {
+        Request { method: "GET".into(), url: url.into(), headers: vec![], body: None, timeout: Duration::from_secs(10) }
+    }
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// The request as a `curl` command line (what a dry run prints).
+    pub fn display(&self) -> String {
+        let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"));
+        let mut parts = vec!["curl".to_string(), "-sS".into()];
+        if self.method != "GET" {
+            parts.push(format!("-X {}", self.method));
+        }
+        for (k, v) in &self.headers {
+            parts.push(format!("-H {}", q(&format!("{k}: {v}"))));
+        }
+        match &self.body {
+            Some(Body::Form(fields)) => {
+                for (k, v) in fields {
+                    parts.push(format!("--data-urlencode {}", q(&format!("{k}={v}"))));
+                }
+            }
+            Some(Body::Json(v)) => {
+                parts.push("-H 'Content-Type: application/json'".into());
+                parts.push(format!("--data {}", q(&v.to_string())));
+            }
+            Some(Body::Raw(s)) => parts.push(format!("--data-binary {}", q(s))),
+            None => {}
+        }
+        parts.push(q(&self.url));
+        parts.join(" ")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    /// The start of the body, on one line, for error messages.
+    pub fn body_start(&self) -> String {
+        let flat: String = self.body.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
+        flat.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A request that got no HTTP answer: connection refused, timeout, TLS failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url}: {reason}")]
+pub struct TransportError {
+    pub method: String,
+    pub url: String,
+    pub reason: String,
+    pub timed_out: bool,
+}
+
+#[derive(Debug)]
+pub struct Http {
+    pub dry_run: bool,
+    pub ui: Ui,
+    client: OnceLock<reqwest::blocking::Client>,
+}
+
+impl Http {
+    pub fn new(dry_run: bool, ui: Ui) -> Self {
+        Http { dry_run, ui, client: OnceLock::new() }
+    }
+
+    fn client(&self) -> Result<&reqwest::blocking::Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(3))
+            .user_agent(concat!("safedeploy/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(self.client.get_or_init(|| c))
+    }
+
+    /// Prints a request in a dry run (true: do not send it).
+    pub fn plan(&self, req: &Request, note: &str) -> bool {
+        if self.dry_run {
+            self.ui.plan(format!("+ {}{note}", req.display()));
+        }
+        self.dry_run
+    }
+
+    /// Sends a request; `Ok(None)` in a dry run. A transport failure is a [`TransportError`].
+    pub fn send(&self, req: &Request) -> Result<Option<Response>> {
+        if self.plan(req, "") {
+            return Ok(None);
+        }
+        self.send_now(req).map(Some)
+    }
+
+    /// Sends without consulting the dry-run flag. Only for callers that have already printed the
+    /// request in a dry run (polling loops print once, then stop).
+    fn send_now(&self, req: &Request) -> Result<Response> {
+        self.ui.detail(format!("> {} {}", req.method, req.url));
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| crate::usage!("invalid HTTP method {:?}", req.method))?;
+        let mut rb = self.client()?.request(method, &req.url).timeout(req.timeout);
+        for (k, v) in &req.headers {
+            rb = rb.header(k, v);
+        }
+        rb = match &req.body {
+            Some(Body::Form(f)) => rb.form(f),
+            Some(Body::Json(v)) => rb.json(v),
+            Some(Body::Raw(s)) => rb.body(s.clone()),
+            None => rb,
+        };
+        let started = Instant::now();
+        let transport = |e: reqwest::Error| TransportError {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            reason: reason_of(&e),
+            timed_out: e.is_timeout(),
+        };
+        let resp = rb.send().map_err(transport)?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut bytes = Vec::new();
+        resp.take(MAX_BODY + 1).read_to_end(&mut bytes).map_err(|e| TransportError {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            reason: format!("reading the body: {e}"),
+            timed_out: false,
+        })?;
+        let truncated = bytes.len() as u64 > MAX_BODY;
+        bytes.truncate(MAX_BODY as usize);
+        let elapsed = started.elapsed();
+        self.ui.detail(format!("< {status} in {}ms", elapsed.as_millis()));
+        Ok(Response { status, headers, body: String::from_utf8_lossy(&bytes).into_owned(), truncated, elapsed })
+    }
+
+    /// Polls `req` until `accept` says the answer is final or the deadline passes; returns the
+    /// last answer (or transport error). In a dry run, prints the poll once and returns `None`.
+    pub fn poll(
+        &self,
+        req: &Request,
+        every: Duration,
+        deadline: Instant,
+        mut accept: impl FnMut(&Result<Response>) -> Poll,
+    ) -> Result<Option<Result<Response>>> {
+        if self.plan(req, "   # repeated until it answers, or the deadline") {
+            return Ok(None);
+        }
+        loop {
+            let answer = self.send_now(req);
+            match accept(&answer) {
+                Poll::Done => return Ok(Some(answer)),
+                Poll::Abort(e) => return Err(e),
+                Poll::Again if Instant::now() + every >= deadline => return Ok(Some(answer)),
+                Poll::Again => std::thread::sleep(every),
+            }
+        }
+    }
+}
+
+/// What a polling loop does with an answer.
+pub enum Poll {
+    Done,
+    Again,
+    Abort(anyhow::Error),
+}
+
+fn reason_of(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut source = e.source();
+    let mut last = e.to_string();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    if e.is_connect() { format!("could not connect ({last})") } else { last }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_display_is_curl() {
+        let mut r = Request::get("http://127.0.0.1:1/shorten");
+        r.method = "POST".into();
+        r.body = Some(Body::Form(vec![("url".into(), "https://e.com/a b".into())]));
+        assert_eq!(r.display(), "curl -sS -X POST --data-urlencode 'url=https://e.com/a b' http://127.0.0.1:1/shorten");
+    }
+}

@@ -1,0 +1,426 @@
+//! The ledger: the durable record (SQLite, WAL) of versions, deployments, verifications and
+//! incidents, and the one place that answers "what is the last known good version here?".
+//!
+//! Every write is one transaction, so a kill -9 at any moment leaves it consistent; a deployment
+//! row is written `in_progress` first and closed later, and rows left open by a killed run are
+//! marked `abandoned` by the next holder of the environment's lock. In a dry run nothing is
+//! written: each write is announced as a `# ledger:` line of the plan.
+
+use crate::clock::{Millis, now_ms, rfc3339};
+use crate::ui::Ui;
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+const FILE: &str = "ledger.sqlite3";
+
+/// Schema migrations; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE versions (
+    label       TEXT PRIMARY KEY,
+    commit_id   TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    bundle      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    bad_at      INTEGER,
+    bad_reason  TEXT
+);
+CREATE TABLE deployments (
+    id          INTEGER PRIMARY KEY,
+    env         TEXT NOT NULL,
+    label       TEXT NOT NULL REFERENCES versions(label),
+    action      TEXT NOT NULL,
+    previous    TEXT,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('in_progress','healthy','failed','abandoned')),
+    detail      TEXT,
+    actor       TEXT,
+    reason      TEXT
+);
+CREATE INDEX deployments_env ON deployments(env, started_at);
+CREATE TABLE verifications (
+    id      INTEGER PRIMARY KEY,
+    env     TEXT NOT NULL,
+    label   TEXT NOT NULL REFERENCES versions(label),
+    at      INTEGER NOT NULL,
+    passed  INTEGER NOT NULL,
+    detail  TEXT
+);
+CREATE INDEX verifications_env ON verifications(env, at);
+CREATE TABLE incidents (
+    id             INTEGER PRIMARY KEY,
+    env            TEXT NOT NULL,
+    bad_label      TEXT,
+    restored_label TEXT,
+    detected_at    INTEGER NOT NULL,
+    restored_at    INTEGER,
+    downtime_ms    INTEGER,
+    reason         TEXT
+);
+"#];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    pub label: String,
+    pub commit: String,
+    pub checksum: String,
+    pub bundle: String,
+    pub created_at: Millis,
+    pub bad_at: Option<Millis>,
+    pub bad_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub env: String,
+    pub label: String,
+    pub action: String,
+    pub previous: Option<String>,
+    pub started_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub env: String,
+    pub bad_label: Option<String>,
+    pub restored_label: Option<String>,
+    pub detected_at: Millis,
+    pub restored_at: Option<Millis>,
+    pub downtime_ms: Option<i64>,
+    pub reason: Option<String>,
+}
+
+pub struct Ledger {
+    conn: Connection,
+    dry_run: bool,
+    ui: Ui,
+}
+
+impl Ledger {
+    /// Opens (creating and migrating) the ledger in `state_dir`. In a dry run an absent ledger is
+    /// not created: an empty in-memory one stands in, so reads still answer.
+    pub fn open(state_dir: &Path, dry_run: bool, ui: Ui) -> Result<Ledger> {
+        let path = state_dir.join(FILE);
+        let conn = if dry_run {
+            if path.exists() {
+                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            } else {
+                Connection::open_in_memory()
+            }
+        } else {
+            std::fs::create_dir_all(state_dir)
+                .with_context(|| format!("creating state dir {}", state_dir.display()))?;
+            Connection::open(&path)
+        }
+        .with_context(|| format!("opening ledger {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(15))?;
+        let ledger = Ledger { conn, dry_run, ui };
+        ledger.migrate(dry_run && path.exists()).with_context(|| format!("ledger {}", path.display()))?;
+        Ok(ledger)
+    }
+
+    fn migrate(&self, read_only: bool) -> Result<()> {
+        if !read_only {
+            self.conn.pragma_update(None, "journal_mode", "WAL")?;
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        let applied: usize = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if applied > MIGRATIONS.len() {
+            return Err(crate::could_not_act!(
+                "ledger schema version {applied} is newer than this safedeploy understands ({})",
+                MIGRATIONS.len()
+            ));
+        }
+        if read_only {
+            if applied < MIGRATIONS.len() {
+                return Err(crate::could_not_act!("ledger needs a schema upgrade; run once without --dry-run"));
+            }
+            return Ok(());
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Runs a write, or in a dry run announces it and returns `None`.
+    fn write<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        if self.dry_run {
+            self.ui.plan(format!("# ledger: would {}", what()));
+            return Ok(None);
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(Some(out))
+    }
+
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    // ---- versions ----
+
+    pub fn version(&self, label: &str) -> Result<Option<Version>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT label, commit_id, checksum, bundle, created_at, bad_at, bad_reason FROM versions WHERE label = ?1",
+                [label],
+                |r| {
+                    Ok(Version {
+                        label: r.get(0)?,
+                        commit: r.get(1)?,
+                        checksum: r.get(2)?,
+                        bundle: r.get(3)?,
+                        created_at: r.get(4)?,
+                        bad_at: r.get(5)?,
+                        bad_reason: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn record_version(&self, v: &Version) -> Result<()> {
+        self.write(
+            || format!("record version {} (commit {})", v.label, v.commit),
+            |c| {
+                c.execute(
+                    "INSERT INTO versions (label, commit_id, checksum, bundle, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![v.label, v.commit, v.checksum, v.bundle, v.created_at],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_bad(&self, label: &str, reason: &str) -> Result<()> {
+        self.write(
+            || format!("mark version {label} bad ({reason})"),
+            |c| {
+                c.execute(
+                    "UPDATE versions SET bad_at = ?2, bad_reason = ?3 WHERE label = ?1 AND bad_at IS NULL",
+                    params![label, now_ms(), reason],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    // ---- deployments ----
+
+    /// Opens a deployment row (`in_progress`); returns its id (0 in a dry run).
+    pub fn begin_deployment(
+        &self,
+        env: &str,
+        label: &str,
+        action: &str,
+        previous: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<i64> {
+        let actor = actor();
+        let id = self.write(
+            || format!("record {action} of {label} to {env} (in progress)"),
+            |c| {
+                c.execute(
+                    "INSERT INTO deployments (env, label, action, previous, started_at, outcome, actor, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'in_progress', ?6, ?7)",
+                    params![env, label, action, previous, now_ms(), actor, reason],
+                )?;
+                Ok(c.last_insert_rowid())
+            },
+        )?;
+        Ok(id.unwrap_or(0))
+    }
+
+    pub fn finish_deployment(&self, id: i64, healthy: bool, detail: &str) -> Result<()> {
+        let outcome = if healthy { "healthy" } else { "failed" };
+        self.write(
+            || format!("close deployment as {outcome}"),
+            |c| {
+                c.execute(
+                    "UPDATE deployments SET outcome = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1",
+                    params![id, outcome, now_ms(), detail],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Closes deployments a killed run left open; call while holding the environment's lock.
+    pub fn abandon_stale(&self, env: &str) -> Result<usize> {
+        if self.dry_run {
+            return Ok(0);
+        }
+        let n = self.write(
+            || format!("close deployments left open in {env}"),
+            |c| {
+                c.execute(
+                    "UPDATE deployments SET outcome = 'abandoned', finished_at = ?2,
+                     detail = 'the run that started it ended before closing it'
+                     WHERE env = ?1 AND outcome = 'in_progress'",
+                    params![env, now_ms()],
+                )
+            },
+        )?;
+        Ok(n.unwrap_or(0))
+    }
+
+    fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deployment> {
+        Ok(Deployment {
+            id: r.get(0)?,
+            env: r.get(1)?,
+            label: r.get(2)?,
+            action: r.get(3)?,
+            previous: r.get(4)?,
+            started_at: r.get(5)?,
+            finished_at: r.get(6)?,
+            outcome: r.get(7)?,
+            reason: r.get(8)?,
+        })
+    }
+
+    /// The newest deployment to `env` that became healthy: what the ledger believes is live.
+    pub fn live_deployment(&self, env: &str) -> Result<Option<Deployment>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, env, label, action, previous, started_at, finished_at, outcome, reason
+                 FROM deployments WHERE env = ?1 AND outcome = 'healthy' ORDER BY id DESC LIMIT 1",
+                [env],
+                Self::deployment_row,
+            )
+            .optional()?)
+    }
+
+    pub fn deployments(&self, env: &str) -> Result<Vec<Deployment>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, env, label, action, previous, started_at, finished_at, outcome, reason
+             FROM deployments WHERE env = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([env], Self::deployment_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- verifications ----
+
+    pub fn record_verification(&self, env: &str, label: &str, passed: bool, detail: &str) -> Result<Millis> {
+        let at = now_ms();
+        let verdict = if passed { "passed" } else { "failed" };
+        self.write(
+            || format!("record that {label} {verdict} the smoke checks in {env}"),
+            |c| {
+                c.execute(
+                    "INSERT INTO verifications (env, label, at, passed, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![env, label, at, passed, detail],
+                )
+            },
+        )?;
+        Ok(at)
+    }
+
+    /// Last known good in `env`: the version whose newest passed verification there is the most
+    /// recent, among versions not marked bad.
+    pub fn last_known_good(&self, env: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT v.label FROM verifications x JOIN versions v ON v.label = x.label
+                 WHERE x.env = ?1 AND x.passed = 1 AND v.bad_at IS NULL
+                 ORDER BY x.at DESC, x.id DESC LIMIT 1",
+                [env],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether `label` has ever passed the smoke checks in `env`.
+    pub fn verified_in(&self, env: &str, label: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM verifications WHERE env = ?1 AND label = ?2 AND passed = 1)",
+            [env, label],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The first failed verification of `label` in `env` at or after `since`.
+    pub fn first_failure_since(&self, env: &str, label: &str, since: Millis) -> Result<Option<Millis>> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(at) FROM verifications WHERE env = ?1 AND label = ?2 AND passed = 0 AND at >= ?3",
+            params![env, label, since],
+            |r| r.get(0),
+        )?)
+    }
+
+    // ---- incidents and the SLA budget ----
+
+    pub fn record_incident(&self, i: &Incident) -> Result<()> {
+        self.write(
+            || {
+                format!(
+                    "record incident in {}: {} replaced by {}, detected {}",
+                    i.env,
+                    i.bad_label.as_deref().unwrap_or("-"),
+                    i.restored_label.as_deref().unwrap_or("-"),
+                    rfc3339(i.detected_at)
+                )
+            },
+            |c| {
+                c.execute(
+                    "INSERT INTO incidents (env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![i.env, i.bad_label, i.restored_label, i.detected_at, i.restored_at, i.downtime_ms, i.reason],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn incidents(&self, envs: &[String], since: Millis) -> Result<Vec<Incident>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason
+             FROM incidents WHERE detected_at >= ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([since], |r| {
+            Ok(Incident {
+                id: r.get(0)?,
+                env: r.get(1)?,
+                bad_label: r.get(2)?,
+                restored_label: r.get(3)?,
+                detected_at: r.get(4)?,
+                restored_at: r.get(5)?,
+                downtime_ms: r.get(6)?,
+                reason: r.get(7)?,
+            })
+        })?;
+        let all: Vec<Incident> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(all.into_iter().filter(|i| envs.iter().any(|e| e == &i.env)).collect())
+    }
+}
+
+/// Who is acting: the Jenkins build when there is one, else user@host.
+pub fn actor() -> String {
+    if let (Ok(job), Ok(num)) = (std::env::var("JOB_NAME"), std::env::var("BUILD_NUMBER")) {
+        return format!("jenkins:{job}#{num}");
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    format!("{user}@{host}")
+}

@@ -1,0 +1,54 @@
+//! safedeploy: small Jenkins-pipeline binaries that keep a bad commit out of production and
+//! bring production back in seconds when one gets through.
+//!
+//! Architecture map (each binary in `src/bin/` is a thin `main` over one operation):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cli`] | the common flags, the one outcome → exit-code mapping, error rendering |
+//! | [`error`] | the error kinds (verdict 1, usage 2, could-not-act 3, interrupted 130) |
+//! | [`context`] | what every operation is handed: config, state dir, console, chokepoints |
+//! | [`config`] | `safedeploy.toml`, parsed strictly and validated before any side effect |
+//! | [`exec`] | the only place that starts a process; `--dry-run` for commands and effects |
+//! | [`http`] | the only place that makes a request; `--dry-run` for requests |
+//! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents |
+//! | [`lock`] | one deploy per environment at a time |
+//! | [`platform`] | the `Platform` trait and the `local` platform behind it |
+//! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
+//! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |
+//! | [`ui`], [`redact`], [`clock`] | console discipline, secret masking, time |
+
+pub mod bundle;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod deploy;
+pub mod error;
+pub mod exec;
+pub mod gate;
+pub mod http;
+pub mod ledger;
+pub mod lock;
+pub mod logs;
+pub mod platform;
+pub mod redact;
+pub mod smoke;
+pub mod ui;
+
+/// What an operation hands back: its summary (the `--json` document) and, when the version or
+/// change was judged bad, the verdict (exit 1).
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: serde_json::Value,
+    pub verdict: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(summary: serde_json::Value) -> Self {
+        Outcome { summary, verdict: None }
+    }
+    pub fn verdict(summary: serde_json::Value, verdict: impl Into<String>) -> Self {
+        Outcome { summary, verdict: Some(verdict.into()) }
+    }
+}

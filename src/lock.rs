@@ -1,0 +1,63 @@
+//! One deploy per environment at a time: an advisory file lock (flock) in the state dir, which
+//! the kernel releases when the holder dies, even by kill -9. The file names the holder (pid,
+//! tool, actor, since) so a second caller is told who it is waiting on.
+
+use crate::clock::{now_ms, rfc3339};
+use crate::error::Error;
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Held for as long as the value lives.
+#[derive(Debug)]
+pub struct EnvLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+pub fn path(state_dir: &Path, env: &str) -> PathBuf {
+    state_dir.join("locks").join(format!("{env}.lock"))
+}
+
+/// Takes the environment's lock or fails with exit 3 naming the holder. In a dry run nothing is
+/// created; a lock held by someone else is still reported, as the real run would meet it.
+pub fn acquire(state_dir: &Path, env: &str, tool: &str, dry_run: bool) -> Result<Option<EnvLock>> {
+    let path = path(state_dir, env);
+    if dry_run {
+        if let Ok(file) = File::open(&path)
+            && let Err(TryLockError::WouldBlock) = file.try_lock()
+        {
+            return Err(held(env, &path));
+        }
+        return Ok(None);
+    }
+    std::fs::create_dir_all(path.parent().unwrap_or(state_dir)).context("creating the locks dir")?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(held(env, &path)),
+        Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    let holder = format!("pid {} ({tool}, {}) since {}", std::process::id(), crate::ledger::actor(), rfc3339(now_ms()));
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(holder.as_bytes())?;
+    file.flush()?;
+    Ok(Some(EnvLock { _file: file, path }))
+}
+
+fn held(env: &str, path: &Path) -> anyhow::Error {
+    let mut holder = String::new();
+    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut holder));
+    let holder = if holder.trim().is_empty() { "another process".to_string() } else { holder.trim().to_string() };
+    Error::could_not_act(format!("environment {env} is locked by {holder}"))
+        .with_hint("one deploy per environment at a time: wait for it to finish, then run again")
+        .into()
+}

@@ -1,0 +1,453 @@
+//! The local platform, the embedded default: nothing to install or start by hand.
+//!
+//! - A version is its bundle unpacked under `<state>/local/versions/<label>/` and built there
+//!   once (the configured build command, e.g. a venv from the version's own requirements), so a
+//!   bad dependency fails the build and a rollback to a built version starts at once.
+//! - An environment is one process group, started from the version's `Procfile` `web:` line (or
+//!   `deploy.command`) with `PORT`, `SAFEDEPLOY_VERSION`, `SAFEDEPLOY_ENV` and
+//!   `SAFEDEPLOY_DATA_DIR` set, under `safedeploy-supervisor`, which timestamps every output line
+//!   into `<state>/local/envs/<env>/app.log`. The group is detached from the caller and carries
+//!   neither the Jenkins process-tree cookies nor secret-looking variables of the caller.
+//! - Deploy = stop the old group (TERM, grace, KILL) → start the new one → wait until the health
+//!   path answers 2xx, failing early when the process exits.
+
+use super::{Live, Platform};
+use crate::config::Environment;
+use crate::context::Ctx;
+use crate::exec::Cmd;
+use crate::http::{Poll, Request};
+use crate::ledger::Version;
+use crate::redact::is_secret_name;
+use crate::{could_not_act, usage, verdict};
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub const SUPERVISOR: &str = "safedeploy-supervisor";
+const BUILT_MARKER: &str = ".safedeploy-built";
+
+pub struct Local<'a> {
+    ctx: &'a Ctx,
+    root: PathBuf,
+    /// Processes this run started, kept so they can be reaped (a zombie still counts as alive).
+    children: Mutex<Vec<duct::Handle>>,
+}
+
+/// What runs in an environment, as recorded by the platform.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EnvState {
+    label: String,
+    /// The supervisor's pid, which is also the process group id.
+    pid: i32,
+    port: u16,
+    started_at: String,
+}
+
+impl<'a> Local<'a> {
+    pub fn new(ctx: &'a Ctx) -> Self {
+        Local { ctx, root: ctx.state_dir.join("local"), children: Mutex::new(vec![]) }
+    }
+
+    fn version_dir(&self, label: &str) -> PathBuf {
+        self.root.join("versions").join(label)
+    }
+    fn env_dir(&self, env: &str) -> PathBuf {
+        self.root.join("envs").join(env)
+    }
+    fn state_file(&self, env: &str) -> PathBuf {
+        self.env_dir(env).join("state.json")
+    }
+    pub fn log_file(&self, env: &str) -> PathBuf {
+        self.env_dir(env).join("app.log")
+    }
+
+    fn read_state(&self, env: &str) -> Result<Option<EnvState>> {
+        let path = self.state_file(env);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .with_context(|| format!("reading {} (delete it if the environment is stopped)", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn write_state(&self, env: &str, state: Option<&EnvState>) -> Result<()> {
+        let path = self.state_file(env);
+        match state {
+            Some(s) => {
+                let tmp = path.with_extension("json.tmp");
+                std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            },
+        }
+        Ok(())
+    }
+
+    /// Whether `pid` is still one of our supervisors (guards against pid reuse).
+    fn is_supervisor(&self, pid: i32) -> bool {
+        self.reap();
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(SUPERVISOR))
+            .unwrap_or(false)
+    }
+
+    fn group_alive(&self, pgid: i32) -> bool {
+        self.reap();
+        killpg(Pid::from_raw(pgid), None).is_ok()
+    }
+
+    fn reap(&self) {
+        if let Ok(mut children) = self.children.lock() {
+            children.retain(|h| matches!(h.try_wait(), Ok(None)));
+        }
+    }
+
+    /// TERM to the group, up to the grace period, then KILL.
+    fn stop_group(&self, env: &str, state: &EnvState) -> Result<()> {
+        let grace = self.ctx.config.deploy.stop_grace.0;
+        let pid = state.pid;
+        self.ctx.exec.effect(
+            || format!("stop {env} ({}): kill -TERM -- -{pid}, then -KILL after {}s", state.label, grace.as_secs()),
+            || {
+                if !self.is_supervisor(pid) {
+                    return Ok(());
+                }
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+                let until = Instant::now() + grace;
+                while self.group_alive(pid) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if self.group_alive(pid) {
+                    self.ctx.ui.warn(format!(
+                        "{env}: {} ignored SIGTERM for {}s; killing it",
+                        state.label,
+                        grace.as_secs()
+                    ));
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                    let until = Instant::now() + Duration::from_secs(5);
+                    while self.group_alive(pid) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    fn port_of(&self, env: &Environment) -> Result<u16> {
+        let url = reqwest::Url::parse(&env.url)?;
+        let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
+        if !local {
+            return Err(usage!(
+                "{}: environments.{}.url: the local platform serves on this machine; expected a 127.0.0.1 or localhost URL, got {:?}",
+                self.ctx.config.path.display(),
+                env.name,
+                env.url
+            ));
+        }
+        url.port_or_known_default().ok_or_else(|| usage!("environments.{}.url: no port in {:?}", env.name, env.url))
+    }
+
+    /// The web command: `deploy.command`, else the version's `Procfile` `web:` line.
+    fn web_command(&self, dir: &Path, label: &str) -> Result<String> {
+        if let Some(c) = &self.ctx.config.deploy.command {
+            return Ok(c.clone());
+        }
+        let procfile = dir.join("Procfile");
+        let text = std::fs::read_to_string(&procfile).map_err(|_| {
+            usage!(
+                "version {label} has no Procfile: expected a `web: COMMAND` line in Procfile (or set deploy.command)"
+            )
+        })?;
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("web:"))
+            .map(|c| c.trim().to_string())
+            .find(|c| !c.is_empty())
+            .ok_or_else(|| usage!("version {label}: Procfile has no `web: COMMAND` line"))
+    }
+
+    fn supervisor_path() -> Result<PathBuf> {
+        let exe = std::env::current_exe().context("locating this executable")?;
+        let sup = exe.with_file_name(SUPERVISOR);
+        if sup.is_file() {
+            Ok(sup)
+        } else {
+            Err(crate::error::Error::could_not_act(format!("{} not found", sup.display()))
+                .with_hint("install every safedeploy binary side by side (cargo install --path .)")
+                .into())
+        }
+    }
+
+    /// The app's command: the supervisor running the web line, with the app's environment.
+    fn app_command(&self, env: &Environment, label: &str, dir: &Path, port: u16) -> Result<Cmd> {
+        let web = self.web_command(dir, label)?;
+        let data = self.env_dir(&env.name).join("data");
+        let mut path: Vec<String> =
+            self.ctx.config.build.path.iter().map(|p| dir.join(p).to_string_lossy().into_owned()).collect();
+        path.push(std::env::var("PATH").unwrap_or_default());
+        let mut cmd = Cmd::new([
+            Self::supervisor_path()?.to_string_lossy().into_owned(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            format!("exec {web}"),
+        ])
+        .dir(dir);
+        for (k, _) in std::env::vars() {
+            if is_secret_name(&k) || k.starts_with("SAFEDEPLOY_") {
+                cmd = cmd.env_remove(k);
+            }
+        }
+        cmd = cmd
+            .env("PORT", port.to_string())
+            .env("SAFEDEPLOY_VERSION", label)
+            .env("SAFEDEPLOY_ENV", &env.name)
+            .env("SAFEDEPLOY_DATA_DIR", data.to_string_lossy())
+            .env("PATH", path.join(":"));
+        for (k, v) in &env.env {
+            cmd = cmd.env(k, v);
+        }
+        Ok(cmd)
+    }
+
+    fn wait_healthy(&self, env: &Environment, label: &str, child: Option<&duct::Handle>, log_from: u64) -> Result<()> {
+        let deploy = &self.ctx.config.deploy;
+        let url = format!("{}{}", env.url.trim_end_matches('/'), deploy.health_path);
+        let req = Request::get(&url).timeout(Duration::from_secs(2));
+        let started = Instant::now();
+        let deadline = started + deploy.health_timeout.0;
+        let mut exited = None;
+        let mut last_status = Instant::now();
+        let answer =
+            self.ctx.http.poll(&req, Duration::from_millis(100), deadline, |a| {
+                if self.ctx.interrupted.load(Ordering::SeqCst) {
+                    return Poll::Abort(crate::error::Error::interrupted(format!(
+                    "interrupted while waiting for {label} to become healthy in {}; it is running but unverified",
+                    env.name
+                ))
+                .into());
+                }
+                if matches!(a, Ok(r) if (200..300).contains(&r.status)) {
+                    return Poll::Done;
+                }
+                if let Some(Ok(Some(out))) = child.map(|h| h.try_wait()) {
+                    exited = Some(crate::exec::describe(&out.status));
+                    return Poll::Done;
+                }
+                if last_status.elapsed() >= Duration::from_secs(5) {
+                    last_status = Instant::now();
+                    self.ctx.ui.status(format!(
+                        "{}: waiting for {label} to answer {} ({}s of {}s)",
+                        env.name,
+                        deploy.health_path,
+                        started.elapsed().as_secs(),
+                        deploy.health_timeout.0.as_secs()
+                    ));
+                }
+                Poll::Again
+            })?;
+        let Some(answer) = answer else { return Ok(()) };
+        let tail = || log_tail(&self.log_file(&env.name), log_from, 12);
+        if let Some(status) = exited {
+            return Err(verdict!(
+                "{label} exited during start-up in {} ({status}); its last output:{}",
+                env.name,
+                tail()
+            ));
+        }
+        match answer {
+            Ok(r) if (200..300).contains(&r.status) => Ok(()),
+            Ok(r) => Err(verdict!(
+                "{label} did not become healthy in {} within {}s: GET {url} answered {} {}{}",
+                env.name,
+                deploy.health_timeout.0.as_secs(),
+                r.status,
+                r.body_start(),
+                tail()
+            )),
+            Err(e) => Err(verdict!(
+                "{label} did not become healthy in {} within {}s: {e}{}",
+                env.name,
+                deploy.health_timeout.0.as_secs(),
+                tail()
+            )),
+        }
+    }
+}
+
+impl Platform for Local<'_> {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn register(&self, version: &Version, bundle: &Path) -> Result<()> {
+        let label = &version.label;
+        let dir = self.version_dir(label);
+        if dir.join(BUILT_MARKER).is_file() {
+            return Ok(());
+        }
+        let ui = &self.ctx.ui;
+        ui.status(format!("local: unpacking and building {label}"));
+        self.ctx.exec.effect(
+            || format!("unpack {} into {}", bundle.display(), dir.display()),
+            || {
+                if dir.exists() {
+                    // A build a killed run left half done.
+                    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                }
+                std::fs::create_dir_all(&dir)?;
+                let file =
+                    std::fs::File::open(bundle).with_context(|| format!("opening bundle {}", bundle.display()))?;
+                tar::Archive::new(file).unpack(&dir).with_context(|| format!("unpacking {}", bundle.display()))
+            },
+        )?;
+        let cleanup = || {
+            let _ = self.ctx.exec.effect(|| format!("remove {}", dir.display()), || Ok(std::fs::remove_dir_all(&dir)?));
+        };
+        if !self.ctx.dry_run
+            && let Err(e) = self.web_command(&dir, label)
+        {
+            cleanup();
+            return Err(e);
+        }
+        if let Some(build) = &self.ctx.config.build.command {
+            let cmd = Cmd::shell(build).dir(&dir).timeout(self.ctx.config.build.timeout.0);
+            let started = Instant::now();
+            if let Err(e) = self.ctx.exec.run(&cmd) {
+                cleanup();
+                if crate::error::classified(&e).is_some() {
+                    return Err(e);
+                }
+                return Err(e.context(crate::error::Error::verdict(format!("version {label} failed to build"))));
+            }
+            ui.detail(format!("local: built {label} in {:.1}s", started.elapsed().as_secs_f64()));
+        }
+        self.ctx.exec.effect(
+            || format!("mark {label} built"),
+            || Ok(std::fs::write(dir.join(BUILT_MARKER), &version.checksum)?),
+        )?;
+        Ok(())
+    }
+
+    fn live(&self, env: &Environment) -> Result<Option<Live>> {
+        Ok(self
+            .read_state(&env.name)?
+            .map(|s| Live { running: self.is_supervisor(s.pid) && self.group_alive(s.pid), label: s.label }))
+    }
+
+    fn deploy(&self, env: &Environment, label: &str) -> Result<()> {
+        let port = self.port_of(env)?;
+        let dir = self.version_dir(label);
+        if !self.ctx.dry_run && !dir.join(BUILT_MARKER).is_file() {
+            return Err(could_not_act!(
+                "version {label} is not built on the local platform ({} is missing)",
+                dir.display()
+            ));
+        }
+        let cmd = self.app_command(env, label, &dir, port)?;
+        if let Some(old) = self.read_state(&env.name)? {
+            self.stop_group(&env.name, &old)?;
+        }
+        self.ctx.exec.effect(
+            || format!("record {} as stopped", env.name),
+            || {
+                std::fs::create_dir_all(self.env_dir(&env.name).join("data"))?;
+                self.write_state(&env.name, None)
+            },
+        )?;
+        if !self.ctx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(could_not_act!(
+                "port {port} of {} is in use by a process safedeploy did not start; {} stays stopped",
+                env.name,
+                env.name
+            ));
+        }
+        let log = self.log_file(&env.name);
+        let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        self.ctx.ui.status(format!("{}: starting {label} on port {port}", env.name));
+        let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
+        if let Some(h) = &handle {
+            let pid = h.pids().first().copied().unwrap_or(0) as i32;
+            self.write_state(
+                &env.name,
+                Some(&EnvState {
+                    label: label.to_string(),
+                    pid,
+                    port,
+                    started_at: crate::clock::rfc3339(crate::clock::now_ms()),
+                }),
+            )?;
+        }
+        let result = self.wait_healthy(env, label, handle.as_ref(), log_from);
+        if let Some(h) = handle
+            && let Ok(mut c) = self.children.lock()
+        {
+            c.push(h);
+        }
+        if result.is_err() && !self.ctx.dry_run {
+            // Leave nothing half-alive behind: a version that failed its start is stopped.
+            self.stop(env)?;
+        }
+        result
+    }
+
+    fn stop(&self, env: &Environment) -> Result<()> {
+        if let Some(old) = self.read_state(&env.name)? {
+            self.stop_group(&env.name, &old)?;
+            self.ctx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
+        }
+        Ok(())
+    }
+
+    fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>> {
+        let log = self.log_file(&env.name);
+        Ok(if log.is_file() { vec![log] } else { vec![] })
+    }
+}
+
+/// The last `n` lines written to `path` after byte `from`, indented, for error messages.
+fn log_tail(path: &Path, from: u64, n: usize) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.seek(SeekFrom::Start(from));
+        let _ = f.take(256 * 1024).read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    if lines.is_empty() { " (none)".into() } else { format!("\n    {}", lines[start..].join("\n    ")) }
+}
+
+/// The supervisor's job: run the web command, stamp each output line with the time, say when it
+/// exits. SIGTERM is caught so the output is drained while the group shuts down.
+pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
+    use std::io::Write;
+    let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone())?;
+    }
+    let stamp = || crate::clock::rfc3339(crate::clock::now_ms());
+    let label = std::env::var("SAFEDEPLOY_VERSION").unwrap_or_default();
+    let out = std::io::stdout();
+    let cmd = Cmd::new(argv);
+    let _ = writeln!(out.lock(), "{} [safedeploy] starting {label}: {}", stamp(), cmd.display());
+    let status = exec.run_lines(&cmd, |line| {
+        let mut o = out.lock();
+        let _ = writeln!(o, "{} {line}", stamp());
+        let _ = o.flush();
+    })?;
+    let how = status.map(|s| crate::exec::describe(&s)).unwrap_or_else(|| "unknown status".into());
+    let _ = writeln!(out.lock(), "{} [safedeploy] {label} exited ({how})", stamp());
+    Ok(status.and_then(|s| s.code()).unwrap_or(1))
+}

@@ -1,0 +1,45 @@
+//! Where environments run. One trait; the operations (deploy, promote, rollback, smoke,
+//! collect-logs) never know which platform they drive. `local` is the embedded default.
+
+pub mod local;
+
+use crate::config::{Environment, PlatformKind};
+use crate::context::Ctx;
+use crate::ledger::Version;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+/// What an environment runs now, as the platform sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Live {
+    pub label: String,
+    /// False when the version is recorded as deployed but its process is gone.
+    pub running: bool,
+}
+
+pub trait Platform {
+    fn name(&self) -> &'static str;
+
+    /// Makes a version deployable; built once, so later deploys and rollbacks of it start at once.
+    /// Idempotent: a version the platform already holds is not rebuilt.
+    fn register(&self, version: &Version, bundle: &Path) -> Result<()>;
+
+    /// What `env` runs now.
+    fn live(&self, env: &Environment) -> Result<Option<Live>>;
+
+    /// Replaces what `env` runs with `label` and waits until it is healthy. A version that does
+    /// not become healthy is a verdict error; `env` is then left running nothing of it.
+    fn deploy(&self, env: &Environment, label: &str) -> Result<()>;
+
+    /// Stops whatever `env` runs.
+    fn stop(&self, env: &Environment) -> Result<()>;
+
+    /// The environment's log files, oldest first.
+    fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>>;
+}
+
+pub fn for_config<'a>(ctx: &'a Ctx) -> Result<Box<dyn Platform + 'a>> {
+    match ctx.config.platform.kind {
+        PlatformKind::Local => Ok(Box::new(local::Local::new(ctx))),
+    }
+}

@@ -1,0 +1,96 @@
+//! Console output discipline: results on stdout (human summary, or the `--json` document),
+//! progress and diagnostics on stderr, plain text unless colour is asked for or a TTY shows it.
+//! Everything printed passes through the redactor.
+
+use crate::redact::Redactor;
+use anstream::{eprintln, println};
+use anstyle::{AnsiColor, Style};
+
+#[derive(Debug, Clone)]
+pub struct Ui {
+    /// The binary's name, used in error lines (`promote: error: ...`).
+    pub tool: &'static str,
+    pub json: bool,
+    /// -1 quiet, 0 normal, 1+ verbose.
+    pub verbosity: i8,
+    pub redactor: Redactor,
+}
+
+const RED: Style = AnsiColor::Red.on_default().bold();
+const GREEN: Style = AnsiColor::Green.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+
+impl Ui {
+    pub fn new(tool: &'static str) -> Self {
+        Ui { tool, json: false, verbosity: 0, redactor: Redactor::from_env() }
+    }
+
+    /// Progress on stderr (hidden by `-q`).
+    pub fn status(&self, msg: impl AsRef<str>) {
+        if self.verbosity >= 0 {
+            eprintln!("{}", self.redactor.redact(msg.as_ref()));
+        }
+    }
+
+    /// Extra detail on stderr (shown by `-v`).
+    pub fn detail(&self, msg: impl AsRef<str>) {
+        if self.verbosity >= 1 {
+            eprintln!("{DIM}{}{DIM:#}", self.redactor.redact(msg.as_ref()));
+        }
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        eprintln!("{YELLOW}warning:{YELLOW:#} {}", self.redactor.redact(msg.as_ref()));
+    }
+
+    /// A pass/fail line for one check, on stderr.
+    pub fn check(&self, passed: bool, msg: impl AsRef<str>) {
+        if self.verbosity >= 0 || !passed {
+            let (style, word) = if passed { (GREEN, "ok  ") } else { (RED, "FAIL") };
+            eprintln!("  {style}{word}{style:#} {}", self.redactor.redact(msg.as_ref()));
+        }
+    }
+
+    /// A line of the human result: stdout, or stderr when stdout carries `--json`.
+    pub fn result(&self, msg: impl AsRef<str>) {
+        let line = self.redactor.redact(msg.as_ref());
+        if self.json {
+            eprintln!("{line}");
+        } else if self.verbosity >= 0 {
+            println!("{line}");
+        }
+    }
+
+    /// One step of a dry-run plan: an argv or request a real run would make.
+    pub fn plan(&self, msg: impl AsRef<str>) {
+        let line = self.redactor.redact(msg.as_ref());
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// The `--json` document on stdout.
+    pub fn json_summary(&self, value: &serde_json::Value) {
+        if self.json {
+            let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+            println!("{}", self.redactor.redact(&text));
+        }
+    }
+
+    /// The one rendering of a failure: `tool: error: msg`, `caused by:` lines, `hint:`.
+    pub fn error(&self, err: &anyhow::Error) {
+        let r = &self.redactor;
+        let mut chain = err.chain();
+        let head = chain.next().map(|e| e.to_string()).unwrap_or_default();
+        eprintln!("{}: {RED}error:{RED:#} {}", self.tool, r.redact(&head));
+        for cause in chain {
+            eprintln!("  caused by: {}", r.redact(&cause.to_string()));
+        }
+        if let Some(hint) = crate::error::classified(err).and_then(|e| e.hint.as_deref()) {
+            eprintln!("  {YELLOW}hint:{YELLOW:#} {}", r.redact(hint));
+        }
+    }
+}
