@@ -29,7 +29,7 @@ pub fn resolve_commit(ctx: &Ctx, rev: &str) -> Result<String> {
         .exec
         .read(&git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]))
         .map_err(|_| crate::usage!("--commit {rev:?}: no such commit in {}", src.display()))?;
-    if let Ok(dirty) = ctx.exec.read(&git(&["status", "--porcelain", "--", "."]))
+    if let Ok(dirty) = ctx.exec.read(&git(&["status", "--porcelain", "--untracked-files=no", "--", "."]))
         && !dirty.is_empty()
         && rev == "HEAD"
     {

@@ -19,7 +19,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-pub const DEFAULT_PATTERN: &str = r"(?i)(error|exception|traceback|critical|fatal|panic)|\s5\d\d\s";
+/// Error levels as words in any case (`ERROR`, `[error]`, `level=error`, not `--error-logfile`),
+/// exception names (`TypeError`, `ValueError`, `RuntimeException`), traceback headers, and
+/// access-log lines with a 5xx status.
+pub const DEFAULT_PATTERN: &str = r#"(?i:\b(?:error|err|critical|crit|fatal|alert|emerg|panic|exception)\b(?:[:\]\s,;]|$))|[A-Z]\w*(?:Error|Exception)\b|Traceback \(most recent call last\)|"\s5\d\d\s"#;
 pub const DEFAULT_OUT: &str = "error_hunt.txt";
 
 pub struct LogsRequest<'a> {
@@ -161,8 +164,19 @@ fn diagnose(block: &[&Record]) -> (Option<String>, Option<String>) {
         .rev()
         .filter_map(|l| frame_re().captures(&l.text))
         .find(|c| !c[1].contains("site-packages") && !c[1].contains("/lib/python") && !c[1].starts_with('<'))
-        .map(|c| format!("{}:{} in {}", &c[1], &c[2], &c[3]));
+        .map(|c| format!("{}:{} in {}", app_path(&c[1]), &c[2], &c[3]));
     (exception, frame)
+}
+
+/// A frame's file as a path in the app's repository: the deployment prefix is cut off (the local
+/// platform's `.../local/versions/<label>/`, Elastic Beanstalk's `/var/app/current/`).
+fn app_path(file: &str) -> String {
+    if let Some((_, rest)) = file.split_once("/local/versions/")
+        && let Some((label, inner)) = rest.split_once('/')
+    {
+        return format!("{inner} ({label})");
+    }
+    file.strip_prefix("/var/app/current/").unwrap_or(file).to_string()
 }
 
 fn parse_since(s: &str) -> Result<Millis> {
@@ -338,7 +352,7 @@ mod tests {
 2026-11-23T10:00:01.000Z Traceback (most recent call last):
 2026-11-23T10:00:01.000Z   File \"/x/site-packages/flask/app.py\", line 1, in wsgi_app
 2026-11-23T10:00:01.000Z     response = self.full_dispatch_request()
-2026-11-23T10:00:01.000Z   File \"/srv/app/application.py\", line 21, in load_urls
+2026-11-23T10:00:01.000Z   File \"/s/local/versions/v2/application.py\", line 21, in load_urls
 2026-11-23T10:00:01.000Z     return json.loads(urls_file)
 2026-11-23T10:00:01.000Z TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper
 2026-11-23T10:00:02.000Z 127.0.0.1 - - \"POST /shorten HTTP/1.1\" 500 265
@@ -353,7 +367,30 @@ mod tests {
         assert_eq!(recs[2].lines.len(), 6);
         let (e, f) = diagnose(&[&recs[2]]);
         assert_eq!(e.as_deref(), Some("TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper"));
-        assert_eq!(f.as_deref(), Some("/srv/app/application.py:21 in load_urls"));
+        assert_eq!(f.as_deref(), Some("application.py (v2):21 in load_urls"));
+    }
+
+    #[test]
+    fn default_pattern_catches_levels_and_exceptions_not_flag_names() {
+        let re = Regex::new(DEFAULT_PATTERN).expect("valid");
+        for hit in [
+            "[2026-11-23 22:51:58,559] ERROR in app: Exception on /shorten [POST]",
+            "TypeError: the JSON object must be str",
+            "level=error msg=boom",
+            "[error] 12#0: upstream timed out",
+            "Traceback (most recent call last):",
+            "127.0.0.1 - - [23/Nov/2026] \"POST /shorten HTTP/1.1\" 500 265",
+        ] {
+            assert!(re.is_match(hit), "should match: {hit}");
+        }
+        for miss in [
+            "exec gunicorn --error-logfile - application:app",
+            "[INFO] Booting worker with pid: 12",
+            "\"GET /x HTTP/1.1\" 200 512",
+            "0 errors found",
+        ] {
+            assert!(!re.is_match(miss), "should not match: {miss}");
+        }
     }
 
     #[test]

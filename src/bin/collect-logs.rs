@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 /// Turn an environment's logs (or files) into a grouped, redacted error report.
 #[derive(Parser)]
-#[command(version, after_help = "Exit codes: 0 report written, 2 bad input, 3 could not act, 130 interrupted.")]
+#[command(
+    name = "collect-logs",
+    version,
+    after_help = "Exit codes: 0 report written, 2 bad input, 3 could not act, 130 interrupted."
+)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,

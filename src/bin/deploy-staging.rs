@@ -5,7 +5,8 @@ use safedeploy::cli::{CommonArgs, run};
 /// Bundle a commit as a version, deploy it to staging and wait until it is healthy.
 #[derive(Parser)]
 #[command(
-    version,
+    name = "deploy-staging",
+    disable_version_flag = true,
     after_help = "Exit codes: 0 healthy, 1 failed to build or become healthy, 2 bad input, 3 could not act (lock held, platform error), 130 interrupted."
 )]
 struct Args {

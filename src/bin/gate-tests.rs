@@ -5,6 +5,7 @@ use safedeploy::cli::{CommonArgs, run};
 /// Run the test command and require a fresh JUnit report with executed, passing tests.
 #[derive(Parser)]
 #[command(
+    name = "gate-tests",
     version,
     after_help = "Exit codes: 0 passed, 1 tests failed, 2 bad config or report, 3 could not run, 130 interrupted."
 )]

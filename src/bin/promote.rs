@@ -6,7 +6,8 @@ use safedeploy::deploy::{PromoteRequest, promote};
 /// Deploy a version verified in --from to --to; put the previous one back if it is unhealthy.
 #[derive(Parser)]
 #[command(
-    version,
+    name = "promote",
+    disable_version_flag = true,
     after_help = "Exit codes: 0 promoted (or already live), 1 refused or unhealthy (previous version restored), 2 bad input, 3 could not act, 130 interrupted."
 )]
 struct Args {

@@ -6,6 +6,7 @@ use safedeploy::deploy::{RollbackRequest, rollback};
 /// Restore the last known good version (exit 0 with nothing to do when it already runs).
 #[derive(Parser)]
 #[command(
+    name = "rollback",
     version,
     after_help = "Exit codes: 0 restored or nothing to do, 2 bad input, 3 could not act (no known good version, lock held), 130 interrupted."
 )]

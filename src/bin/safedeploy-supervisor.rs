@@ -5,7 +5,7 @@ use safedeploy::ui::Ui;
 
 /// Run CMD, writing each output line to stdout with a UTC timestamp. Started by the local platform.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "safedeploy-supervisor", version)]
 struct Args {
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,

@@ -5,7 +5,11 @@ use safedeploy::smoke::{SmokeRequest, smoke_check};
 
 /// Wait for the expected version, then run the configured request chain against it.
 #[derive(Parser)]
-#[command(version, after_help = "Exit codes: 0 passed, 1 failed, 2 bad input, 3 could not act, 130 interrupted.")]
+#[command(
+    name = "smoke-check",
+    version,
+    after_help = "Exit codes: 0 passed, 1 failed, 2 bad input, 3 could not act, 130 interrupted."
+)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,

@@ -102,9 +102,23 @@ impl<'a> Local<'a> {
             .unwrap_or(false)
     }
 
+    /// Whether any process of the group is still running. Zombies do not count: an orphaned
+    /// supervisor waits for PID 1 to reap it, which some container inits do slowly.
     fn group_alive(&self, pgid: i32) -> bool {
         self.reap();
-        killpg(Pid::from_raw(pgid), None).is_ok()
+        if killpg(Pid::from_raw(pgid), None).is_err() {
+            return false;
+        }
+        let Ok(entries) = std::fs::read_dir("/proc") else { return true };
+        entries.flatten().any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+        })
     }
 
     fn reap(&self) {
