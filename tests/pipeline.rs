@@ -1,0 +1,214 @@
+//! The pipeline end to end on the local platform, against the real example app: deploy, verify,
+//! promote, the incident's v2, rollback, the error report — asserting exit codes, output, what
+//! is served and what the ledger says.
+
+mod support;
+use predicates::prelude::*;
+use support::{Project, group_alive, output};
+
+#[test]
+fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
+    let p = Project::new();
+
+    // v1: staging, verified, promoted, verified.
+    let a = p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    let (out, _) = output(&a);
+    assert!(out.contains("staging: v1 is live and healthy"), "{out}");
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
+    assert_eq!(p.query_strings("SELECT label FROM versions"), vec!["v1"]);
+    p.cmd("smoke-check")
+        .args(["--env", "staging", "--record"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("staging: v1 passed 2 check(s)"))
+        .stderr(predicate::str::contains("ok   follow the short link"));
+    p.cmd("promote").assert().success().stdout(predicate::str::contains("production: v1 is live and healthy"));
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM verifications WHERE passed = 1 AND label = 'v1'"), 2);
+
+    // v2, the incident. Staging's smoke check catches the 500 on the shorten request.
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check")
+        .args(["--env", "staging", "--record"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("shorten a URL: POST"))
+        .stderr(predicate::str::contains("→ 500: status 500 (expected 201)"))
+        .stderr(predicate::str::contains("follow the short link: skipped"));
+
+    // Promote refuses what did not pass staging; an override needs a reason.
+    p.cmd("promote").args(["--version", "v2"]).assert().code(1).stderr(predicate::str::contains(
+        "refusing to promote v2 to production: v2 has not passed the smoke checks in staging",
+    ));
+    p.cmd("promote")
+        .args(["--version", "v2", "--force"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--force needs --reason"));
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"), "a refused promote changes nothing");
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "replaying the incident"]).assert().success();
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+
+    // Rollback restores v1, marks v2 bad, records the incident with its downtime.
+    let a = p.cmd("rollback").args(["--reason", "production smoke failed", "--json"]).assert().success();
+    let (out, err) = output(&a);
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("--json summary on stdout");
+    assert_eq!(summary["restored_version"], "v1");
+    assert_eq!(summary["bad_version"], "v2");
+    assert!(summary["time_to_restore_ms"].as_i64().expect("ttr") < 15_000, "{summary}");
+    assert!(err.contains("production: v1 restored in"), "{err}");
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+    assert_eq!(
+        p.query_i64(
+            "SELECT COUNT(*) FROM incidents WHERE bad_label = 'v2' AND restored_label = 'v1' AND downtime_ms > 0"
+        ),
+        1
+    );
+
+    // In `post { failure }` a second rollback has nothing to do.
+    p.cmd("rollback")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already runs its last known good version v1; nothing to roll back"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 1);
+
+    // The error report names the exception and the line of the app it came from.
+    let report = p.app.join("hunt.txt");
+    p.cmd("collect-logs").args(["--env", "production", "--out"]).arg(&report).assert().success().stdout(
+        predicate::str::contains("TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper"),
+    );
+    let text = std::fs::read_to_string(&report).expect("report");
+    assert!(text.contains("innermost app frame: application.py (v2):"), "{text}");
+    assert!(text.contains("in load_urls"), "{text}");
+    assert!(!text.contains("--error-logfile"), "start-up lines are not errors: {text}");
+
+    // Everything the ledger holds is consistent.
+    assert_eq!(p.ledger().query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).expect("check"), "ok");
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments WHERE outcome = 'in_progress'"), 0);
+}
+
+#[test]
+fn promote_puts_the_previous_version_back_when_the_new_one_is_unhealthy() {
+    let p = Project::new();
+    p.v1_everywhere();
+    let source = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    p.write("application.py", &source.replace("return \"ok\\n\"", "return \"broken\\n\", 500"));
+    p.commit_all("Break the health check", "Team");
+    p.edit_config(|c| c.replace(r#"health_timeout = "15s""#, r#"health_timeout = "2s""#));
+    p.cmd("deploy-staging")
+        .args(["--version", "v3"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("v3 did not become healthy in staging within 2s: GET http://127.0.0.1"));
+    // Staging is left running nothing of v3.
+    assert_eq!(p.get("staging", "/health"), None);
+
+    p.cmd("promote")
+        .args(["--version", "v3", "--force", "--reason", "test"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("v3 did not become healthy in production; v1 is back"));
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v3"]);
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents WHERE bad_label = 'v3' AND restored_label = 'v1'"), 1);
+    assert_eq!(
+        p.query_strings(
+            "SELECT action || ':' || label || ':' || outcome FROM deployments WHERE env = 'production' ORDER BY id"
+        ),
+        vec!["promote:v1:healthy", "promote:v3:failed", "restore:v1:healthy"]
+    );
+}
+
+#[test]
+fn an_app_that_crashes_on_start_fails_fast_with_its_output() {
+    let p = Project::new();
+    p.write("Procfile", "web: python3 -c 'import sys; print(\"cannot bind: boom\"); sys.exit(3)'\n");
+    p.commit_all("Crash on start", "Team");
+    let started = std::time::Instant::now();
+    p.cmd("deploy-staging")
+        .args(["--version", "crashy"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("crashy exited during start-up in staging (exit status 3)"))
+        .stderr(predicate::str::contains("cannot bind: boom"));
+    assert!(started.elapsed().as_secs() < 10, "fails early, not at the 15s deadline");
+    assert_eq!(p.query_strings("SELECT outcome FROM deployments"), vec!["failed"]);
+}
+
+#[test]
+fn an_app_that_never_becomes_healthy_is_stopped_at_the_deadline() {
+    let p = Project::new();
+    p.write("Procfile", "web: sleep 60\n");
+    p.commit_all("Never listens", "Team");
+    p.edit_config(|c| c.replace(r#"health_timeout = "15s""#, r#"health_timeout = "1s""#));
+    p.cmd("deploy-staging")
+        .args(["--version", "sleepy"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("sleepy did not become healthy in staging within 1s"))
+        .stderr(predicate::str::contains("could not connect"));
+    // Its process group was stopped and the environment recorded as running nothing.
+    assert_eq!(p.env_pid("staging"), None);
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&p.state)))
+        .filter(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).is_some_and(group_alive))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(leftovers.is_empty(), "processes of the stopped version still run: {leftovers:?}");
+}
+
+#[test]
+fn a_held_lock_gets_exit_3_naming_the_holder_and_changes_nothing() {
+    let p = Project::new();
+    let lock_path = p.state.join("locks/staging.lock");
+    std::fs::create_dir_all(lock_path.parent().expect("dir")).expect("mkdir");
+    let file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&lock_path).expect("lock file");
+    file.try_lock().expect("lock");
+    std::fs::write(&lock_path, "pid 4242 (promote, jenkins:deploy#7) since 2026-11-23T10:00:00.000Z").expect("holder");
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().code(3).stderr(predicate::str::contains(
+        "environment staging is locked by pid 4242 (promote, jenkins:deploy#7) since 2026-11-23T10:00:00.000Z",
+    ));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments"), 0);
+    assert!(!p.state.join("local/envs/staging").exists(), "nothing started");
+    drop(file);
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+}
+
+#[test]
+fn rollback_without_a_known_good_version_cannot_act() {
+    let p = Project::new();
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    p.cmd("rollback")
+        .args(["--env", "staging"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no last known good version in staging to roll back to"))
+        .stderr(predicate::str::contains(
+            "hint: a version becomes known good when smoke-check --env staging --record passes",
+        ));
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"), "nothing was touched");
+}
+
+#[test]
+fn a_redeploy_of_a_built_version_reuses_it_and_a_label_names_one_commit() {
+    let p = Project::new();
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    p.cmd("deploy-staging")
+        .args(["--version", "v1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("v1 is already built from this commit; reusing it"));
+    p.commit_incident();
+    p.cmd("deploy-staging")
+        .args(["--version", "v1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("version v1 already exists for commit"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions"), 1);
+}

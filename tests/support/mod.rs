@@ -1,0 +1,214 @@
+//! Fixtures for the integration tests: each test gets a scratch git repository holding the real
+//! example app, its own state dir and free loopback ports, and runs the real binaries with a
+//! cleared environment. Processes a test's environments started are stopped when it ends.
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const BINARIES: &[&str] = &["gate-tests", "deploy-staging", "smoke-check", "promote", "rollback", "collect-logs"];
+
+/// The Python venv holding the example app's packages (made by scripts/setup).
+pub fn venv() -> PathBuf {
+    let v = std::env::var_os("SAFEDEPLOY_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    assert!(v.join("bin/gunicorn").is_file(), "{} has no gunicorn: run scripts/setup (scripts/test does)", v.display());
+    v
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub struct Project {
+    _tmp: tempfile::TempDir,
+    pub app: PathBuf,
+    pub state: PathBuf,
+    pub staging_port: u16,
+    pub production_port: u16,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if matches!(n.as_ref(), "__pycache__" | ".pytest_cache" | "reports" | ".safedeploy") {
+            continue;
+        }
+        let (src, dst) = (e.path(), to.join(&name));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}
+
+impl Project {
+    /// The example app at v1, committed, with a config for fast tests: no per-version venv
+    /// (the shared test venv is on the app's PATH), short deadlines.
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let app = tmp.path().join("app");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/url-shortener");
+        copy_dir(&example, &app);
+        let (staging_port, production_port) = (free_port(), free_port());
+        let venv = venv();
+        let bin = venv.join("bin");
+        let config = std::fs::read_to_string(app.join("safedeploy.toml"))
+            .expect("example config")
+            .replace("127.0.0.1:8101", &format!("127.0.0.1:{staging_port}"))
+            .replace("127.0.0.1:8102", &format!("127.0.0.1:{production_port}"))
+            .replace(
+                r#"command = "python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt""#,
+                r#"command = "true""#,
+            )
+            .replace(r#"path = [".venv/bin"]"#, &format!("path = [{:?}]", bin.display().to_string()))
+            .replace(r#"["python3", "-m", "pytest""#, &format!(r#"[{:?}, "-m", "pytest", "-p", "no:cacheprovider""#, bin.join("python").display().to_string()))
+            .replace(r#"health_timeout = "30s""#, r#"health_timeout = "15s""#)
+            .replace(r#"stop_grace = "10s""#, r#"stop_grace = "3s""#)
+            .replace("deadline = \"30s\"", "deadline = \"8s\"");
+        assert!(config.contains(r#"command = "true""#), "the example's build command changed; update tests/support");
+        std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
+        let p = Project { state: tmp.path().join("state"), _tmp: tmp, app, staging_port, production_port };
+        p.git(&["init", "-q", "-b", "main"]);
+        p.commit_all("URL shortener v1", "Team");
+        p
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(&self.app)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn commit_all(&self, message: &str, author: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["-c", &format!("user.name={author}"), "commit", "-qm", message]);
+    }
+
+    /// Commits v2 of the incident: `json.loads(urls_file)`.
+    pub fn commit_incident(&self) {
+        let patch = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/url-shortener/incident/v2.patch");
+        self.git(&["apply", &patch.to_string_lossy()]);
+        self.commit_all("Read the stored URLs with json.loads", "New Hire");
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.app.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.app.join("safedeploy.toml")
+    }
+
+    pub fn edit_config(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.config_path()).expect("config");
+        std::fs::write(self.config_path(), f(text)).expect("write config");
+    }
+
+    /// A binary, run in the app's directory with a cleared environment.
+    pub fn cmd(&self, bin: &str) -> Command {
+        let mut c = Command::cargo_bin(bin).expect("binary");
+        c.current_dir(&self.app)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+            .env("SAFEDEPLOY_STATE_DIR", &self.state)
+            .timeout(Duration::from_secs(120));
+        c
+    }
+
+    pub fn url(&self, env: &str) -> String {
+        let port = if env == "staging" { self.staging_port } else { self.production_port };
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// GET a path of an environment: (status, body), or None when nothing answers.
+    pub fn get(&self, env: &str, path: &str) -> Option<(u16, String)> {
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        let r = client.get(format!("{}{path}", self.url(env))).send().ok()?;
+        Some((r.status().as_u16(), r.text().unwrap_or_default()))
+    }
+
+    pub fn served_version(&self, env: &str) -> Option<String> {
+        let (status, body) = self.get(env, "/version")?;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["version"].as_str().map(str::to_string)
+    }
+
+    pub fn ledger(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.state.join("ledger.sqlite3"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("ledger")
+    }
+
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        self.ledger().query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    pub fn query_strings(&self, sql: &str) -> Vec<String> {
+        let c = self.ledger();
+        let mut st = c.prepare(sql).expect(sql);
+        st.query_map([], |r| r.get::<_, String>(0)).expect(sql).map(|r| r.expect("row")).collect()
+    }
+
+    /// The supervisor pid recorded for an environment.
+    pub fn env_pid(&self, env: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.state.join(format!("local/envs/{env}/state.json"))).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["pid"].as_i64().map(|p| p as i32)
+    }
+
+    /// Deploys v1 to staging, verifies it, promotes it and verifies production.
+    pub fn v1_everywhere(&self) {
+        self.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+        self.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+        self.cmd("promote").assert().success();
+        self.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    }
+}
+
+/// Whether any process of the group is running (zombies excluded).
+pub fn group_alive(pgid: i32) -> bool {
+    // For a pid (not only a group id) this is "its group is alive"; used on group leaders.
+    std::fs::read_dir("/proc").expect("/proc").flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+        let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.len() > 2 && f[2].parse::<i32>().ok() == Some(pgid) && f[0] != "Z"
+    })
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        for env in ["staging", "production"] {
+            if let Some(pid) = self.env_pid(env) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// stdout and stderr of an assert, as text.
+pub fn output(a: &assert_cmd::assert::Assert) -> (String, String) {
+    let o = a.get_output();
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
