@@ -73,3 +73,16 @@ pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
     std::fs::rename(&tmp, &out).with_context(|| format!("storing {}", out.display()))?;
     Ok(Some(sum))
 }
+
+/// Removes the bundle of a version that was never registered.
+pub fn discard(ctx: &Ctx, label: &str) -> Result<()> {
+    let p = path(ctx, label);
+    ctx.exec.effect(
+        || format!("remove {}", p.display()),
+        || match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        },
+    )?;
+    Ok(())
+}

@@ -53,9 +53,9 @@ fn take_lock(ctx: &Ctx, env: &str, ledger: &Ledger) -> Result<Option<lock::EnvLo
 pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Outcome> {
     validate_label(label)?;
     ctx.config.environment(env)?;
+    let commit = bundle::resolve_commit(ctx, rev)?;
     let ledger = ctx.ledger()?;
     let platform = ctx.platform()?;
-    let commit = bundle::resolve_commit(ctx, rev)?;
     ctx.ui.status(format!("{env}: deploying {label} (commit {})", &commit[..12.min(commit.len())]));
     let _lock = take_lock(ctx, env, &ledger)?;
     let started = now_ms();
@@ -86,8 +86,14 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
             }
         }
     };
-    platform.register(&version, &bundle::path(ctx, label))?;
-    if ledger.version(label)?.is_none() {
+    let known = ledger.version(label)?.is_some();
+    if let Err(e) = platform.register(&version, &bundle::path(ctx, label)) {
+        if !known {
+            bundle::discard(ctx, label)?;
+        }
+        return Err(e);
+    }
+    if !known {
         ledger.record_version(&version)?;
     }
     let previous = platform.live(ctx.config.environment(env)?)?.map(|l| l.label);

@@ -110,11 +110,7 @@ impl Ledger {
     pub fn open(state_dir: &Path, dry_run: bool, ui: Ui) -> Result<Ledger> {
         let path = state_dir.join(FILE);
         let conn = if dry_run {
-            if path.exists() {
-                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            } else {
-                Connection::open_in_memory()
-            }
+            if path.exists() { Self::open_for_reading(&path) } else { Connection::open_in_memory() }
         } else {
             std::fs::create_dir_all(state_dir)
                 .with_context(|| format!("creating state dir {}", state_dir.display()))?;
@@ -125,6 +121,21 @@ impl Ledger {
         let ledger = Ledger { conn, dry_run, ui };
         ledger.migrate(dry_run && path.exists()).with_context(|| format!("ledger {}", path.display()))?;
         Ok(ledger)
+    }
+
+    /// A read-only connection that creates no file. With no write-ahead log present the database
+    /// is opened `immutable` (a read-only open of a WAL database would otherwise create its
+    /// `-wal` and `-shm` files); with one present, a plain read-only open sees its commits.
+    fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
+        let wal = path.with_file_name(format!("{FILE}-wal"));
+        if wal.exists() {
+            return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        }
+        let escaped = path.to_string_lossy().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+        Connection::open_with_flags(
+            format!("file:{escaped}?immutable=1"),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
     }
 
     fn migrate(&self, read_only: bool) -> Result<()> {

@@ -228,7 +228,9 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
     let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed && !r.skipped).collect();
     let detail =
         failed.first().map(|r| format!("{}: {}", r.name, r.detail)).unwrap_or_else(|| "all checks passed".into());
-    if req.record {
+    if req.record && ctx.dry_run {
+        ctx.ui.plan(format!("# ledger: would record the verdict of {served} in {}", req.env));
+    } else if req.record {
         record(ctx, &ledger, req.env, &served, passed, &detail)?;
     }
     let summary = json!({

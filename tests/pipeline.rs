@@ -4,7 +4,7 @@
 
 mod support;
 use predicates::prelude::*;
-use support::{Project, group_alive, output};
+use support::{Project, output, process_running};
 
 #[test]
 fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
@@ -157,7 +157,7 @@ fn an_app_that_never_becomes_healthy_is_stopped_at_the_deadline() {
         .expect("/proc")
         .flatten()
         .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&p.state)))
-        .filter(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).is_some_and(group_alive))
+        .filter(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).is_some_and(process_running))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(leftovers.is_empty(), "processes of the stopped version still run: {leftovers:?}");

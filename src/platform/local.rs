@@ -37,6 +37,9 @@ pub struct Local<'a> {
     root: PathBuf,
     /// Processes this run started, kept so they can be reaped (a zombie still counts as alive).
     children: Mutex<Vec<duct::Handle>>,
+    /// In a dry run nothing is unpacked: the Procfile of each registered version, read from its
+    /// commit, stands in for the unpacked one.
+    planned_procfiles: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// What runs in an environment, as recorded by the platform.
@@ -51,7 +54,12 @@ struct EnvState {
 
 impl<'a> Local<'a> {
     pub fn new(ctx: &'a Ctx) -> Self {
-        Local { ctx, root: ctx.state_dir.join("local"), children: Mutex::new(vec![]) }
+        Local {
+            ctx,
+            root: ctx.state_dir.join("local"),
+            children: Mutex::new(vec![]),
+            planned_procfiles: Mutex::new(Default::default()),
+        }
     }
 
     fn version_dir(&self, label: &str) -> PathBuf {
@@ -179,12 +187,16 @@ impl<'a> Local<'a> {
         if let Some(c) = &self.ctx.config.deploy.command {
             return Ok(c.clone());
         }
-        let procfile = dir.join("Procfile");
-        let text = std::fs::read_to_string(&procfile).map_err(|_| {
-            usage!(
+        let planned = self.planned_procfiles.lock().ok().and_then(|m| m.get(label).cloned());
+        let text = match planned {
+            Some(text) if !dir.exists() => text,
+            _ => std::fs::read_to_string(dir.join("Procfile")).unwrap_or_default(),
+        };
+        if text.trim().is_empty() {
+            return Err(usage!(
                 "version {label} has no Procfile: expected a `web: COMMAND` line in Procfile (or set deploy.command)"
-            )
-        })?;
+            ));
+        }
         text.lines()
             .filter_map(|l| l.trim().strip_prefix("web:"))
             .map(|c| c.trim().to_string())
@@ -330,9 +342,17 @@ impl Platform for Local<'_> {
         let cleanup = || {
             let _ = self.ctx.exec.effect(|| format!("remove {}", dir.display()), || Ok(std::fs::remove_dir_all(&dir)?));
         };
-        if !self.ctx.dry_run
-            && let Err(e) = self.web_command(&dir, label)
-        {
+        if self.ctx.dry_run && self.ctx.config.deploy.command.is_none() {
+            // Nothing was unpacked: read the Procfile from the commit (a read, so it runs).
+            let src = self.ctx.config.source_dir();
+            let show =
+                Cmd::new(["git", "-C", &src.to_string_lossy(), "show", &format!("{}:./Procfile", version.commit)]);
+            let text = self.ctx.exec.read(&show).unwrap_or_default();
+            if let Ok(mut m) = self.planned_procfiles.lock() {
+                m.insert(label.clone(), text);
+            }
+        }
+        if let Err(e) = self.web_command(&dir, label) {
             cleanup();
             return Err(e);
         }

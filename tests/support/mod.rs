@@ -152,10 +152,12 @@ impl Project {
         v["version"].as_str().map(str::to_string)
     }
 
+    /// The ledger, for queries. Opened read-write (never created) so that closing it removes the
+    /// WAL files, as the binaries' own connections do; a read-only connection would leave them.
     pub fn ledger(&self) -> rusqlite::Connection {
         rusqlite::Connection::open_with_flags(
             self.state.join("ledger.sqlite3"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
         )
         .expect("ledger")
     }
@@ -186,9 +188,14 @@ impl Project {
     }
 }
 
+/// Whether the process exists and is not a zombie.
+pub fn process_running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X")
+}
+
 /// Whether any process of the group is running (zombies excluded).
 pub fn group_alive(pgid: i32) -> bool {
-    // For a pid (not only a group id) this is "its group is alive"; used on group leaders.
     std::fs::read_dir("/proc").expect("/proc").flatten().any(|e| {
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
         let Some((_, rest)) = stat.rsplit_once(')') else { return false };

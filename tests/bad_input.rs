@@ -1,0 +1,145 @@
+//! Bad input gets exit 2 and one clear line naming the file and field, and changes nothing.
+
+mod support;
+use predicates::prelude::*;
+use support::{BINARIES, Project, output};
+
+/// Arguments each binary needs to get as far as reading the config.
+fn args_for(bin: &str) -> Vec<&'static str> {
+    match bin {
+        "deploy-staging" => vec!["--version", "v1"],
+        "smoke-check" | "collect-logs" => vec!["--env", "staging"],
+        _ => vec![],
+    }
+}
+
+/// The 1-based line of `needle` in the project's config.
+fn line_of(p: &Project, needle: &str) -> usize {
+    let text = std::fs::read_to_string(p.config_path()).expect("config");
+    text.lines().position(|l| l == needle).expect("line present") + 1
+}
+
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains("error:")).collect()
+}
+
+#[test]
+fn malformed_toml_is_exit_2_with_file_and_line_for_every_binary() {
+    let p = Project::new();
+    let line = line_of(&p, "[deploy]");
+    p.edit_config(|c| c.replace("[deploy]", "[deploy\nbroken = "));
+    for bin in BINARIES {
+        let a = p.cmd(bin).args(args_for(bin)).assert().code(2);
+        let (out, err) = output(&a);
+        let lines = error_lines(&err);
+        assert_eq!(lines.len(), 1, "{bin}: one error line: {err}");
+        assert!(lines[0].starts_with(&format!("{bin}: error: ")), "{bin}: {err}");
+        assert!(lines[0].contains(&format!("safedeploy.toml:{line}: ")), "{bin}: names file and line: {err}");
+        assert!(out.is_empty(), "{bin}: nothing on stdout: {out}");
+    }
+    assert!(!p.state.exists(), "nothing was created");
+}
+
+#[test]
+fn unknown_and_missing_fields_are_named() {
+    let p = Project::new();
+    let line = line_of(&p, "[deploy]") + 1;
+    p.edit_config(|c| c.replace("[deploy]\n", "[deploy]\nhealth_pth = \"/x\"\n"));
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().code(2).stderr(predicate::str::contains(format!(
+        "safedeploy.toml:{line}: unknown field `health_pth`, expected one of `health_path`"
+    )));
+
+    let p = Project::new();
+    p.edit_config(|c| {
+        let port = p.staging_port;
+        c.replace(&format!("url = \"http://127.0.0.1:{port}\""), "")
+    });
+    p.cmd("smoke-check")
+        .args(["--env", "staging"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing field `url`"));
+
+    let p = Project::new();
+    p.edit_config(|c| c.replace("health_path = \"/health\"", "health_path = \"health\""));
+    p.cmd("promote")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("deploy.health_path: expected a path starting with /"));
+    assert!(!p.state.exists());
+}
+
+#[test]
+fn a_missing_config_says_where_it_looked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = assert_cmd::Command::cargo_bin("rollback").expect("bin");
+    c.current_dir(dir.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.assert()
+        .code(2)
+        .stderr(predicate::str::contains("rollback: error: no safedeploy.toml in"))
+        .stderr(predicate::str::contains("hint: pass --config PATH or set SAFEDEPLOY_CONFIG"));
+}
+
+#[test]
+fn unknown_environment_and_invalid_label() {
+    let p = Project::new();
+    p.cmd("deploy-staging")
+        .args(["--version", "v1", "--env", "qa"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown environment \"qa\"; known: production, staging"));
+    p.cmd("deploy-staging")
+        .args(["--version", "v1 final!"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid version label \"v1 final!\": expected 1 to 100 characters"));
+    p.cmd("smoke-check")
+        .args(["--env", "qa"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown environment \"qa\""));
+    p.cmd("deploy-staging")
+        .args(["--version", "v1", "--commit", "no-such-rev"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--commit \"no-such-rev\": no such commit"));
+    assert!(!p.state.exists(), "nothing was created");
+}
+
+#[test]
+fn unknown_versions_for_promote_and_rollback() {
+    let p = Project::new();
+    p.cmd("promote").args(["--version", "v9"]).assert().code(2).stderr(predicate::str::contains("unknown version v9"));
+    p.cmd("rollback")
+        .args(["--to", "v9"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--to v9: unknown version"));
+    p.cmd("promote")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no version has passed the smoke checks in staging"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments"), 0);
+}
+
+#[test]
+fn a_version_without_procfile_is_rejected_before_anything_is_recorded() {
+    let p = Project::new();
+    std::fs::remove_file(p.app.join("Procfile")).expect("rm");
+    p.commit_all("Drop the Procfile", "Team");
+    p.cmd("deploy-staging")
+        .args(["--version", "v1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("version v1 has no Procfile: expected a `web: COMMAND` line"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions"), 0);
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments"), 0);
+    assert!(!p.state.join("local/versions/v1").exists(), "the unpacked version was removed");
+    assert!(!p.state.join("bundles/v1.tar").exists(), "the bundle was removed");
+}
+
+#[test]
+fn a_bad_flag_value_from_jenkins_env_is_a_usage_error() {
+    let p = Project::new();
+    p.cmd("rollback").env("SAFEDEPLOY_DRY_RUN", "maybe").assert().code(2).stderr(predicate::str::contains("maybe"));
+}
