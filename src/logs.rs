@@ -237,9 +237,13 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
     let mut index: HashMap<String, usize> = HashMap::new();
     for (lo, hi) in &windows {
         let block: Vec<&Record> = recs[*lo..=*hi].iter().collect();
-        let times: Vec<Millis> = block.iter().flat_map(|r| r.lines.iter()).filter_map(|l| l.at).collect();
+        // A group is identified by its matching records (context aside: the same error between
+        // different neighbours is still the same error), and dated by them.
+        let matched: Vec<&Record> =
+            block.iter().copied().filter(|r| r.lines.iter().any(|l| select.is_match(&l.text))).collect();
+        let times: Vec<Millis> = matched.iter().flat_map(|r| r.lines.iter()).filter_map(|l| l.at).collect();
         let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
-        let k = key(&block);
+        let k = key(&matched);
         if let Some(&g) = index.get(&k) {
             let group = &mut groups[g];
             group.count += 1;
@@ -248,7 +252,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
             }
             continue;
         }
-        let (exception, frame) = diagnose(&block);
+        let (exception, frame) = diagnose(&matched);
         let example = block
             .iter()
             .flat_map(|r| r.lines.iter())

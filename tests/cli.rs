@@ -1,0 +1,41 @@
+//! The command-line surface every binary shares.
+
+mod support;
+use predicates::prelude::*;
+use support::BINARIES;
+
+#[test]
+fn every_binary_has_help_with_the_common_flags_and_exit_codes() {
+    for bin in BINARIES {
+        let a = assert_cmd::Command::cargo_bin(bin).expect("bin").arg("--help").assert().success();
+        let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+        for flag in [
+            "--config",
+            "--state-dir",
+            "--dry-run",
+            "--json",
+            "--verbose",
+            "--quiet",
+            "--color",
+            "[env: SAFEDEPLOY_DRY_RUN=]",
+            "Exit codes: 0",
+        ] {
+            assert!(out.contains(flag), "{bin} --help lacks {flag}:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn jenkins_style_booleans_are_accepted_from_the_environment() {
+    let p = support::Project::new();
+    // An empty value (a Jenkins boolean parameter left unset) means false: this is a real run.
+    p.cmd("deploy-staging").args(["--version", "v1"]).env("SAFEDEPLOY_DRY_RUN", "").assert().success();
+    // "true" means a dry run: nothing more is recorded.
+    p.cmd("rollback")
+        .env("SAFEDEPLOY_DRY_RUN", "true")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no last known good"));
+    p.cmd("smoke-check").args(["--env", "staging"]).env("SAFEDEPLOY_RECORD", "1").assert().success();
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM verifications WHERE passed = 1"), 1);
+}

@@ -1,0 +1,95 @@
+//! collect-logs on files: records, selection, context, counted groups in first-seen order.
+
+mod support;
+use support::{Project, output};
+
+const LOG: &str = "\
+2026-11-23T09:59:57.000Z [INFO] Starting gunicorn --error-logfile -
+2026-11-23T09:59:58.000Z [INFO] GET /y 200
+2026-11-23T09:59:59.000Z [INFO] GET /z 200
+2026-11-23T10:00:00.000Z [INFO] GET /0 200
+2026-11-23T10:00:01.000Z [INFO] GET /a 200
+2026-11-23T10:00:02.000Z [2026-11-23 10:00:02,001] ERROR in app: Exception on /shorten [POST]
+2026-11-23T10:00:02.000Z Traceback (most recent call last):
+2026-11-23T10:00:02.000Z   File \"/srv/state/local/versions/v2/application.py\", line 67, in load_urls
+2026-11-23T10:00:02.000Z     return json.loads(urls_file)
+2026-11-23T10:00:02.000Z TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper
+2026-11-23T10:00:03.000Z [INFO] GET /b 200
+2026-11-23T10:00:04.000Z [INFO] GET /c 200
+2026-11-23T10:00:05.000Z [INFO] GET /d 200
+2026-11-23T10:00:06.000Z [INFO] GET /e 200
+2026-11-23T10:00:07.000Z [INFO] GET /f 200
+2026-11-23T10:00:08.000Z [INFO] GET /g 200
+2026-11-23T10:00:09.000Z [WARNING] disk 91% full
+2026-11-23T10:00:10.000Z [INFO] GET /h 200
+2026-11-23T10:00:11.000Z [INFO] GET /i 200
+2026-11-23T10:00:12.000Z [INFO] GET /j 200
+2026-11-23T10:00:13.000Z [2026-11-23 10:00:13,002] ERROR in app: Exception on /shorten [POST]
+2026-11-23T10:00:13.000Z Traceback (most recent call last):
+2026-11-23T10:00:13.000Z   File \"/srv/state/local/versions/v2/application.py\", line 67, in load_urls
+2026-11-23T10:00:13.000Z     return json.loads(urls_file)
+2026-11-23T10:00:13.000Z TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper
+2026-11-23T10:00:14.000Z [INFO] GET /k 200
+2026-11-23T10:00:15.000Z [INFO] GET /l 200
+2026-11-23T10:00:16.000Z [INFO] GET /m 200
+2026-11-23T10:00:17.000Z [INFO] GET /n 200
+2026-11-23T10:00:18.000Z [INFO] GET /o 200
+2026-11-23T10:00:19.000Z [INFO] GET /p 200
+2026-11-23T10:00:20.000Z [INFO] GET /q 200
+2026-11-23T10:00:21.000Z [CRITICAL] WORKER TIMEOUT (pid:12)
+";
+
+#[test]
+fn repeats_collapse_into_counted_groups_in_first_seen_order() {
+    let p = Project::new();
+    std::fs::write(p.app.join("app.log"), LOG).expect("write log");
+    let a = p.cmd("collect-logs").args(["--input", "app.log", "--out", "hunt.txt", "--json"]).assert().success();
+    let (out, _) = output(&a);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let groups = doc["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2, "{doc:#}");
+    assert_eq!(groups[0]["count"], 2);
+    assert_eq!(groups[0]["exception"], "TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper");
+    assert_eq!(groups[0]["frame"], "application.py (v2):67 in load_urls");
+    assert_eq!(groups[0]["first_seen"], "2026-11-23T10:00:02.000Z");
+    assert_eq!(groups[0]["last_seen"], "2026-11-23T10:00:13.000Z");
+    assert!(groups[1]["example"].to_string().contains("WORKER TIMEOUT"), "{doc:#}");
+    // The traceback is whole: its frame line is in the example, with 3 records of context.
+    let example = groups[0]["example"].as_array().expect("example");
+    assert_eq!(example.len(), 3 + 5 + 3, "{example:#?}");
+    let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
+    assert!(report.contains("=== group 1 — seen 2 time(s)"), "{report}");
+    assert!(!report.contains("Starting gunicorn"), "the start-up line is neither match nor context: {report}");
+}
+
+#[test]
+fn since_limits_the_window_and_secrets_are_redacted() {
+    let p = Project::new();
+    let log = format!(
+        "{LOG}2026-11-23T10:00:30.000Z [ERROR] upload failed for https://deploy:hunter22secret@repo.example/x key AKIAABCDEFGHIJKLMNOP\n"
+    );
+    std::fs::write(p.app.join("app.log"), log).expect("write log");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "app.log", "--since", "2026-11-23T10:00:25Z", "--out", "hunt.txt", "--json"])
+        .assert()
+        .success();
+    let (out, _) = output(&a);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["groups"].as_array().map(Vec::len), Some(1), "{doc:#}");
+    let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
+    for secret in ["hunter22secret", "AKIAABCDEFGHIJKLMNOP"] {
+        assert!(!report.contains(secret) && !out.contains(secret), "{secret} leaked");
+    }
+    assert!(report.contains("https://deploy:****@repo.example/x"), "{report}");
+}
+
+#[test]
+fn bad_window_and_pattern_are_usage_errors() {
+    let p = Project::new();
+    std::fs::write(p.app.join("app.log"), LOG).expect("write log");
+    p.cmd("collect-logs").args(["--input", "app.log", "--since", "yesterday"]).assert().code(2);
+    p.cmd("collect-logs").args(["--input", "app.log", "--pattern", "(unclosed"]).assert().code(2);
+    p.cmd("collect-logs").args(["--input", "missing.log"]).assert().code(2);
+    assert!(!p.app.join("error_hunt.txt").exists());
+}
