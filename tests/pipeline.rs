@@ -212,3 +212,38 @@ fn a_redeploy_of_a_built_version_reuses_it_and_a_label_names_one_commit() {
         .stderr(predicate::str::contains("version v1 already exists for commit"));
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions"), 1);
 }
+
+#[test]
+fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
+    let p = Project::new();
+    p.write("Procfile", "web: sleep 60\n");
+    p.commit_all("Never listens", "Team");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"))
+        .args(["--version", "slow"])
+        .current_dir(&p.app)
+        .env("SAFEDEPLOY_STATE_DIR", &p.state)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until it is waiting for the health check, then abort it as Jenkins would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.env_pid("staging").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(
+            "interrupted while waiting for slow to become healthy in staging; slow is left running, unverified"
+        ),
+        "{err}"
+    );
+    // The ledger tells the truth: the deployment is closed as failed, the version registered.
+    assert_eq!(p.query_strings("SELECT outcome FROM deployments"), vec!["failed"]);
+    assert_eq!(p.ledger().query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).expect("check"), "ok");
+    let pid = p.env_pid("staging").expect("the environment still records slow");
+    assert!(support::group_alive(pid), "slow is left running, as the message says");
+}

@@ -260,7 +260,7 @@ impl<'a> Local<'a> {
             self.ctx.http.poll(&req, Duration::from_millis(100), deadline, |a| {
                 if self.ctx.interrupted.load(Ordering::SeqCst) {
                     return Poll::Abort(crate::error::Error::interrupted(format!(
-                    "interrupted while waiting for {label} to become healthy in {}; it is running but unverified",
+                    "interrupted while waiting for {label} to become healthy in {}; {label} is left running, unverified",
                     env.name
                 ))
                 .into());
@@ -430,11 +430,14 @@ impl Platform for Local<'_> {
         {
             c.push(h);
         }
-        if result.is_err() && !self.ctx.dry_run {
+        match result {
             // Leave nothing half-alive behind: a version that failed its start is stopped.
-            self.stop(env)?;
+            Err(e) if !self.ctx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
+                self.stop(env)?;
+                Err(e)
+            }
+            other => other,
         }
-        result
     }
 
     fn stop(&self, env: &Environment) -> Result<()> {
