@@ -218,7 +218,7 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     let p = Project::new();
     p.write("Procfile", "web: sleep 60\n");
     p.commit_all("Never listens", "Team");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"))
         .args(["--version", "slow"])
         .current_dir(&p.app)
         .env("SAFEDEPLOY_STATE_DIR", &p.state)
@@ -246,4 +246,31 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     assert_eq!(p.ledger().query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).expect("check"), "ok");
     let pid = p.env_pid("staging").expect("the environment still records slow");
     assert!(support::group_alive(pid), "slow is left running, as the message says");
+}
+
+#[test]
+fn promote_refuses_when_the_sla_budget_is_spent_unless_overridden_with_a_reason() {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    p.cmd("rollback").assert().success().stdout(predicate::str::contains("SLA budget calendar year:"));
+    // One incident spent more than a budget of 1ms.
+    p.edit_config(|c| c.replace(r#"allowed_downtime = "15m""#, r#"allowed_downtime = "1ms""#));
+    p.cmd("promote")
+        .args(["--version", "v1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("refusing to promote v1 to production: the SLA budget is spent"));
+    let a = p
+        .cmd("promote")
+        .args(["--version", "v1", "--force", "--reason", "hotfix approved by on-call", "--json"])
+        .assert()
+        .success();
+    let (out, _) = output(&a);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["budget"]["spent"], true);
+    assert_eq!(doc["changed"], false, "v1 was already live: {doc}");
 }
