@@ -4,6 +4,7 @@
 
 use crate::context::Ctx;
 use crate::exec::Cmd;
+use crate::git;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -15,9 +16,7 @@ pub fn path(ctx: &Ctx, label: &str) -> PathBuf {
 /// The full commit id `rev` names in the app's repository (a read: also runs in a dry run).
 pub fn resolve_commit(ctx: &Ctx, rev: &str) -> Result<String> {
     let src = ctx.config.source_dir();
-    let git =
-        |args: &[&str]| Cmd::new(["git", "-C", &src.to_string_lossy()].iter().copied().chain(args.iter().copied()));
-    ctx.exec.read(&git(&["rev-parse", "--show-toplevel"])).map_err(|e| {
+    git::read(ctx, &src, &["rev-parse", "--show-toplevel"]).map_err(|e| {
         crate::usage!(
             "{}: app.source_dir {} is not inside a git repository ({})",
             ctx.config.path.display(),
@@ -25,11 +24,9 @@ pub fn resolve_commit(ctx: &Ctx, rev: &str) -> Result<String> {
             first_line(&e)
         )
     })?;
-    let commit = ctx
-        .exec
-        .read(&git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]))
-        .map_err(|_| crate::usage!("--commit {rev:?}: no such commit in {}", src.display()))?;
-    if let Ok(dirty) = ctx.exec.read(&git(&["status", "--porcelain", "--untracked-files=no", "--", "."]))
+    let commit = git::commit(ctx, &src, rev)
+        .ok_or_else(|| crate::usage!("--commit {rev:?}: no such commit in {}", src.display()))?;
+    if let Ok(dirty) = git::read(ctx, &src, &["status", "--porcelain", "--untracked-files=no", "--", "."])
         && !dirty.is_empty()
         && rev == "HEAD"
     {

@@ -104,15 +104,44 @@ fn build_timeout() -> Dur {
 pub struct Gate {
     /// The test command as argv (no shell), run in `dir`.
     pub command: Vec<String>,
-    /// The JUnit XML report the command writes, relative to `dir`.
-    pub junit: PathBuf,
+    /// The JUnit XML report(s) the command writes, relative to `dir`; a glob takes several.
+    pub junit: String,
     /// Where the command runs, relative to this file (default: the app's source dir).
     pub dir: Option<PathBuf>,
     #[serde(default = "gate_timeout")]
     pub timeout: Dur,
     #[serde(default = "one")]
     pub min_tests: u64,
+    /// Change policy: source files (globs relative to `dir`) changed since the base must come
+    /// with a changed test file. Empty: the policy is off.
+    #[serde(default)]
+    pub source: Vec<String>,
+    /// What counts as a test file (globs relative to `dir`).
+    #[serde(default = "test_globs")]
+    pub tests: Vec<String>,
+    /// Coverage report the command writes (Cobertura XML or lcov), relative to `dir`.
+    pub coverage: Option<PathBuf>,
+    /// Diff coverage: the percentage of measured changed lines the tests must execute.
+    pub min_diff_coverage: Option<f64>,
 }
+
+fn test_globs() -> Vec<String> {
+    [
+        "tests/**",
+        "test/**",
+        "**/test_*.py",
+        "**/*_test.py",
+        "**/conftest.py",
+        "**/*_test.go",
+        "**/*.test.*",
+        "**/*.spec.*",
+        "src/test/**",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn gate_timeout() -> Dur {
     Dur(Duration::from_secs(1800))
 }
@@ -347,10 +376,30 @@ impl Config {
         if !self.deploy.health_path.starts_with('/') {
             return Err(self.bad("deploy.health_path", "expected a path starting with /"));
         }
-        if let Some(gate) = &self.gate
-            && gate.command.is_empty()
-        {
-            return Err(self.bad("gate.command", "expected a non-empty argv list"));
+        if let Some(gate) = &self.gate {
+            if gate.command.is_empty() {
+                return Err(self.bad("gate.command", "expected a non-empty argv list"));
+            }
+            if let Err(e) = glob::Pattern::new(&gate.junit) {
+                return Err(self.bad("gate.junit", format!("invalid glob: {e}")));
+            }
+            for (field, globs) in [("gate.source", &gate.source), ("gate.tests", &gate.tests)] {
+                for g in globs.iter() {
+                    if let Err(e) = globset::Glob::new(g) {
+                        return Err(self.bad(field, format!("invalid glob {g:?}: {e}")));
+                    }
+                }
+            }
+            if let Some(min) = gate.min_diff_coverage {
+                if !(0.0..=100.0).contains(&min) {
+                    return Err(self.bad("gate.min_diff_coverage", format!("expected a percentage 0-100, got {min}")));
+                }
+                if gate.coverage.is_none() {
+                    return Err(
+                        self.bad("gate.min_diff_coverage", "needs gate.coverage, the report the command writes")
+                    );
+                }
+            }
         }
         for (i, check) in self.smoke.checks.iter().enumerate() {
             let field = |f: &str| format!("smoke.checks[{i}] ({}).{f}", check.name);
@@ -387,7 +436,8 @@ impl Config {
 
     /// The app's source directory (absolute, or relative to the cwd).
     pub fn source_dir(&self) -> PathBuf {
-        self.dir.join(&self.app.source_dir)
+        // `components` drops the `.` segments, so paths read `app/reports`, not `app/./reports`.
+        self.dir.join(&self.app.source_dir).components().collect()
     }
 }
 

@@ -17,7 +17,8 @@ use std::time::Duration;
 const FILE: &str = "ledger.sqlite3";
 
 /// Schema migrations; `PRAGMA user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE versions (
     label       TEXT PRIMARY KEY,
     commit_id   TEXT NOT NULL,
@@ -60,7 +61,19 @@ CREATE TABLE incidents (
     downtime_ms    INTEGER,
     reason         TEXT
 );
-"#];
+"#,
+    r#"
+CREATE TABLE gate_waivers (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    commit_id  TEXT NOT NULL,
+    base       TEXT NOT NULL,
+    checks     TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    actor      TEXT
+);
+"#,
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Version {
@@ -378,6 +391,23 @@ impl Ledger {
             params![env, label, since],
             |r| r.get(0),
         )?)
+    }
+
+    // ---- gate waivers ----
+
+    /// Records that `checks` of the gate were waived for `commit`, and why.
+    pub fn record_waiver(&self, commit: &str, base: &str, checks: &str, reason: &str) -> Result<()> {
+        let actor = actor();
+        self.write(
+            || format!("record the waiver of {checks} for {commit} ({reason})"),
+            |c| {
+                c.execute(
+                    "INSERT INTO gate_waivers (at, commit_id, base, checks, reason, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![now_ms(), commit, base, checks, reason, actor],
+                )
+            },
+        )?;
+        Ok(())
     }
 
     // ---- incidents and the SLA budget ----

@@ -15,6 +15,7 @@
 //! | [`lock`] | one deploy per environment at a time |
 //! | [`platform`] | the `Platform` trait and the `local` platform behind it |
 //! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
+//! | [`git`] | read-only questions to git |
 //! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |
 //! | [`ui`], [`redact`], [`clock`] | console discipline, secret masking, time |
 
@@ -27,6 +28,7 @@ pub mod deploy;
 pub mod error;
 pub mod exec;
 pub mod gate;
+pub mod git;
 pub mod http;
 pub mod ledger;
 pub mod lock;

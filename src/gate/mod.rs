@@ -1,0 +1,338 @@
+//! gate-tests: code must come with tests that pass. Three checks, each reported to the console,
+//! in `--json` and as a test case in `--junit-out`:
+//!
+//! 1. **tests** — the test command runs (output streamed) and writes a fresh JUnit report (any
+//!    earlier one is removed first); failures, errors, fewer executed tests than `min_tests`
+//!    and a non-zero runner exit all fail it. It cannot be waived.
+//! 2. **change policy** — source files changed since the base must come with a changed test file.
+//! 3. **diff coverage** — the changed lines the coverage report measures must be executed by the
+//!    tests, at least `min_diff_coverage` percent of them.
+//!
+//! The base is resolved before anything runs (see `changes::resolve_base`). Checks 2 and 3 can
+//! be waived only with a reason (`--allow-untested REASON`, or an `Untested-Because:` trailer
+//! on the commit), which is recorded in the ledger and the reports.
+
+pub mod changes;
+pub mod coverage;
+pub mod junit;
+
+use crate::context::Ctx;
+use crate::exec::Cmd;
+use crate::{Outcome, usage};
+use anyhow::{Context, Result};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use junit::JunitSummary;
+use serde::Serialize;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+pub use junit::parse_junit;
+
+/// The commit trailer that waives the change policy and diff coverage, with its reason.
+pub const WAIVER_TRAILER: &str = "Untested-Because";
+
+pub struct GateRequest<'a> {
+    /// Replaces `gate.command` when not empty.
+    pub command: &'a [String],
+    pub base: Option<&'a str>,
+    pub junit_out: Option<&'a Path>,
+    pub allow_untested: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Failed,
+    Waived,
+    Off,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub summary: String,
+    pub details: Vec<String>,
+}
+
+impl Check {
+    fn new(name: &'static str, status: Status, summary: impl Into<String>) -> Self {
+        Check { name, status, summary: summary.into(), details: vec![] }
+    }
+    fn details(mut self, d: Vec<String>) -> Self {
+        self.details = d;
+        self
+    }
+}
+
+fn globset(globs: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(globset::GlobBuilder::new(g).literal_separator(true).build().or_else(|_| Glob::new(g))?);
+    }
+    Ok(b.build()?)
+}
+
+/// The files matching a glob relative to `dir` (the directory's own path is escaped).
+fn matching(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+    let full = format!("{}/{pattern}", glob::Pattern::escape(&dir.to_string_lossy()));
+    Ok(glob::glob(&full).map_err(|e| usage!("gate.junit {pattern:?}: invalid glob: {e}"))?.flatten().collect())
+}
+
+/// The reason in the `Untested-Because:` trailer of HEAD's message, if any.
+fn trailer_reason(ctx: &Ctx, dir: &Path) -> Option<String> {
+    let fmt = format!("--format=%(trailers:key={WAIVER_TRAILER},valueonly,separator=%x20)");
+    crate::git::read(ctx, dir, &["log", "-1", &fmt]).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The commit of the last known good version in the SLA's environments, from the ledger.
+fn known_good_commit(ctx: &Ctx) -> Result<Option<(String, String)>> {
+    if !ctx.state_dir.join("ledger.sqlite3").exists() {
+        return Ok(None);
+    }
+    let ledger = ctx.ledger()?;
+    for env in &ctx.config.sla.environments {
+        if let Some(label) = ledger.last_known_good(env)?
+            && let Some(v) = ledger.version(&label)?
+        {
+            return Ok(Some((v.commit, format!("the last known good version in {env}, {label}"))));
+        }
+    }
+    Ok(None)
+}
+
+/// Written by this run. File times come from the kernel's coarse clock, which can lag the
+/// precise one by a few milliseconds, hence the tolerance; reports from earlier runs were removed
+/// before the run, so the check guards against a file that survived that.
+fn fresh(path: &Path, since: SystemTime) -> bool {
+    let since = since - std::time::Duration::from_secs(1);
+    std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|m| m >= since)
+}
+
+pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
+    let Some(gate) = &ctx.config.gate else {
+        return Err(usage!("{}: no [gate] section: expected gate.command and gate.junit", ctx.config.path.display()));
+    };
+    let argv: Vec<String> = if req.command.is_empty() { gate.command.clone() } else { req.command.to_vec() };
+    let dir: PathBuf = gate.dir.as_ref().map(|d| ctx.config.dir.join(d)).unwrap_or_else(|| ctx.config.source_dir());
+    let policies = !gate.source.is_empty() || gate.min_diff_coverage.is_some();
+    let overhead = Instant::now();
+
+    // Everything that can be wrong with the input is found before the tests run.
+    let base = if policies {
+        let base = changes::resolve_base(ctx, &dir, req.base, known_good_commit(ctx)?)?;
+        ctx.ui.status(format!("gate: changes since {} ({})", &base.commit[..12.min(base.commit.len())], base.from));
+        Some(base)
+    } else {
+        None
+    };
+    let waiver = req
+        .allow_untested
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .or_else(|| trailer_reason(ctx, &dir));
+    let (sources, tests) = (globset(&gate.source)?, globset(&gate.tests)?);
+    let coverage_path = gate.coverage.as_ref().map(|c| dir.join(c));
+
+    let mut stale = matching(&dir, &gate.junit)?;
+    stale.extend(coverage_path.iter().filter(|p| p.exists()).cloned());
+    for path in &stale {
+        ctx.exec.effect(
+            || format!("remove the earlier report {}", path.display()),
+            || std::fs::remove_file(path).with_context(|| format!("removing stale report {}", path.display())),
+        )?;
+    }
+    let mut overhead_ms = overhead.elapsed().as_secs_f64() * 1000.0;
+
+    let started = SystemTime::now();
+    ctx.ui.status(format!("gate: running {}", Cmd::new(argv.clone()).display()));
+    let cmd = Cmd::new(argv.clone()).dir(&dir).timeout(gate.timeout.0);
+    let Some(status) = ctx.exec.run_streamed(&cmd)? else {
+        return Ok(Outcome::ok(json!({"dry_run": true, "command": argv, "base": base})));
+    };
+    let after = Instant::now();
+
+    // 1. The tests.
+    let reports: Vec<PathBuf> = matching(&dir, &gate.junit)?.into_iter().filter(|p| fresh(p, started)).collect();
+    let mut summary = JunitSummary::default();
+    for path in &reports {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        summary.add(parse_junit(&text, path)?);
+    }
+    let mut problems = vec![];
+    if reports.is_empty() {
+        problems.push(format!("the test command wrote no JUnit report at {}", dir.join(&gate.junit).display()));
+    } else {
+        if summary.failures + summary.errors > 0 {
+            problems
+                .push(format!("{} failed, {} errored of {} tests", summary.failures, summary.errors, summary.tests));
+        }
+        if summary.executed() < gate.min_tests {
+            problems.push(if summary.tests > 0 && summary.executed() == 0 {
+                format!("all {} tests were skipped", summary.tests)
+            } else {
+                format!("{} tests executed (at least {} required)", summary.executed(), gate.min_tests)
+            });
+        }
+    }
+    if !status.success() {
+        let hint = match status.code() {
+            Some(5) if argv.iter().any(|a| a.contains("pytest")) => " (pytest: no tests collected)",
+            Some(4) if argv.iter().any(|a| a.contains("nextest")) => " (nextest: no tests to run)",
+            _ => "",
+        };
+        problems.push(format!("the test command exited with {}{hint}", crate::exec::describe(&status)));
+    }
+    let mut checks = vec![if problems.is_empty() {
+        let flaky = if summary.flaky.is_empty() { String::new() } else { format!(", {} flaky", summary.flaky.len()) };
+        Check::new(
+            "tests",
+            Status::Passed,
+            format!("{} executed, {} skipped{flaky}", summary.executed(), summary.skipped),
+        )
+        .details(summary.flaky.iter().map(|f| format!("flaky: {f}")).collect())
+    } else {
+        Check::new("tests", Status::Failed, problems.join("; ")).details(summary.failed.clone())
+    }];
+
+    // 2. The change policy.
+    let file_changes = match &base {
+        Some(b) => changes::changed_files(ctx, &dir, b)?,
+        None => vec![],
+    };
+    let is_test = |p: &str| tests.is_match(p);
+    let is_source = |p: &str| !is_test(p) && sources.is_match(p);
+    checks.push(if gate.source.is_empty() {
+        Check::new("change policy", Status::Off, "not configured (gate.source)")
+    } else {
+        let changed_sources: Vec<String> =
+            file_changes.iter().filter(|c| c.content_changed() && is_source(&c.path)).map(|c| c.path.clone()).collect();
+        let changed_tests = file_changes.iter().filter(|c| c.status != 'D' && is_test(&c.path)).count();
+        match (changed_sources.len(), changed_tests) {
+            (0, _) => Check::new("change policy", Status::Passed, "no source files changed"),
+            (n, 0) => {
+                Check::new("change policy", Status::Failed, format!("{n} source file(s) changed and no test file"))
+                    .details(changed_sources)
+            }
+            (n, t) => Check::new(
+                "change policy",
+                Status::Passed,
+                format!("{n} source file(s) changed, with {t} test file(s)"),
+            ),
+        }
+    });
+
+    // 3. Diff coverage.
+    checks.push(match (gate.min_diff_coverage, &base, &coverage_path) {
+        (Some(min), Some(b), Some(cov_path)) => {
+            if !fresh(cov_path, started) {
+                Check::new(
+                    "diff coverage",
+                    Status::Failed,
+                    format!("the test command wrote no coverage report at {}", cov_path.display()),
+                )
+            } else {
+                let text =
+                    std::fs::read_to_string(cov_path).with_context(|| format!("reading {}", cov_path.display()))?;
+                let cov = coverage::Coverage::parse(&text, cov_path)?;
+                let mut added = changes::added_lines(ctx, &dir, b)?;
+                added.retain(|f, _| !is_test(f) && (gate.source.is_empty() || sources.is_match(f)));
+                let d = coverage::diff_coverage(&cov, &added, &dir);
+                match d.percent() {
+                    None => Check::new("diff coverage", Status::Passed, "no measured changed lines"),
+                    Some(p) if p + 1e-9 >= min => Check::new(
+                        "diff coverage",
+                        Status::Passed,
+                        format!("{p:.1} % of {} measured changed lines covered (minimum {min} %)", d.measured),
+                    ),
+                    Some(p) => Check::new(
+                        "diff coverage",
+                        Status::Failed,
+                        format!("{p:.1} % of {} measured changed lines covered, below the minimum {min} %", d.measured),
+                    )
+                    .details(d.uncovered),
+                }
+            }
+        }
+        _ => Check::new("diff coverage", Status::Off, "not configured (gate.min_diff_coverage)"),
+    });
+
+    // Waivers apply to the policies, never to the tests.
+    let waived: Vec<&'static str> =
+        checks.iter().filter(|c| c.name != "tests" && c.status == Status::Failed).map(|c| c.name).collect();
+    if let (Some(reason), false) = (&waiver, waived.is_empty()) {
+        for c in checks.iter_mut().filter(|c| waived.contains(&c.name)) {
+            c.status = Status::Waived;
+            c.summary = format!("{} — waived: {reason}", c.summary);
+        }
+        let head = crate::git::commit(ctx, &dir, "HEAD").unwrap_or_default();
+        let base_commit = base.as_ref().map(|b| b.commit.clone()).unwrap_or_default();
+        ctx.ledger()?.record_waiver(&head, &base_commit, &waived.join(", "), reason)?;
+    }
+    overhead_ms += after.elapsed().as_secs_f64() * 1000.0;
+
+    for c in &checks {
+        match c.status {
+            Status::Off => ctx.ui.detail(format!("  -    {}: {}", c.name, c.summary)),
+            s => ctx.ui.check(s != Status::Failed, format!("{}: {}", c.name, c.summary)),
+        }
+        for d in &c.details {
+            ctx.ui.status(format!("         {d}"));
+        }
+    }
+    if let Some(out) = req.junit_out {
+        write_junit(ctx, out, &checks)?;
+    }
+    let failed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Failed).collect();
+    let doc = json!({
+        "passed": failed.is_empty(), "command": argv, "exit_code": status.code(), "reports": reports,
+        "tests": summary.tests, "failures": summary.failures, "errors": summary.errors,
+        "skipped": summary.skipped, "failed": summary.failed, "flaky": summary.flaky,
+        "base": base, "checks": checks, "waiver": waiver, "overhead_ms": overhead_ms,
+    });
+    if failed.is_empty() {
+        ctx.ui.result(format!("gate: passed — {} tests executed, {} skipped", summary.executed(), summary.skipped));
+        Ok(Outcome::ok(doc))
+    } else {
+        let why: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.name, c.summary)).collect();
+        Ok(Outcome::verdict(doc, format!("gate failed: {}", why.join("; "))))
+    }
+}
+
+/// The gate's own checks as a JUnit report, so Jenkins shows them beside the app's tests.
+fn write_junit(ctx: &Ctx, out: &Path, checks: &[Check]) -> Result<()> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new("safedeploy gate");
+    for c in checks {
+        let mut status = match c.status {
+            Status::Passed => TestCaseStatus::success(),
+            Status::Failed => TestCaseStatus::non_success(NonSuccessKind::Failure),
+            Status::Waived | Status::Off => TestCaseStatus::skipped(),
+        };
+        if c.status != Status::Passed {
+            status.set_message(c.summary.clone());
+        }
+        if !c.details.is_empty() {
+            status.set_description(c.details.join("\n"));
+        }
+        let mut case = TestCase::new(c.name, status);
+        case.set_classname("safedeploy.gate");
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new("safedeploy");
+    report.add_test_suite(suite);
+    let xml = report.to_string().context("rendering the gate's JUnit report")?;
+    ctx.exec.effect(
+        || format!("write the gate's JUnit report to {}", out.display()),
+        || {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(out, ctx.ui.redactor.redact(&xml)).with_context(|| format!("writing {}", out.display()))
+        },
+    )?;
+    Ok(())
+}
