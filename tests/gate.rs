@@ -28,7 +28,7 @@ fn the_incident_change_fails_the_gate_naming_the_tests_and_the_error() {
     );
     assert!(
         err.contains(
-            "gate-tests: error: gate failed: 5 failed, 0 errored of 8 tests; the test command exited with exit status 1"
+            "gate-tests: error: gate failed: tests: 5 failed, 0 errored of 8 tests; the test command exited with exit status 1"
         ),
         "{err}"
     );
