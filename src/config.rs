@@ -197,18 +197,48 @@ pub struct Smoke {
     /// How long to wait for the environment to serve the expected version.
     #[serde(default = "smoke_deadline")]
     pub deadline: Dur,
+    /// Pause between polls while waiting for the version.
     #[serde(default = "smoke_interval")]
     pub interval: Dur,
+    /// Pause before the first poll.
+    #[serde(default = "zero")]
+    pub initial_delay: Dur,
+    /// Consecutive answers with the expected version before the checks run (a rolling update
+    /// can mix versions behind a load balancer).
+    #[serde(default = "two")]
+    pub consecutive: u32,
     /// Path answering the live version label (plain text or JSON `{"version": ...}`).
     #[serde(default = "version_path")]
     pub version_path: String,
+    /// Total time limit of one request.
+    #[serde(default = "request_timeout")]
+    pub timeout: Dur,
+    /// One chain of checks, run in order.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Independent chains, run side by side; each chain's checks run in order.
+    #[serde(default)]
+    pub chains: Vec<Chain>,
+    /// A file (relative to this one) holding more `[[checks]]` and `[[chains]]`.
+    pub include: Option<PathBuf>,
+    /// Datadog monitors that must be OK in each round of a `--watch`.
+    pub datadog: Option<Datadog>,
 }
 
 impl Default for Smoke {
     fn default() -> Self {
-        Smoke { deadline: smoke_deadline(), interval: smoke_interval(), version_path: version_path(), checks: vec![] }
+        Smoke {
+            deadline: smoke_deadline(),
+            interval: smoke_interval(),
+            initial_delay: zero(),
+            consecutive: two(),
+            version_path: version_path(),
+            timeout: request_timeout(),
+            checks: vec![],
+            chains: vec![],
+            include: None,
+            datadog: None,
+        }
     }
 }
 fn smoke_deadline() -> Dur {
@@ -217,12 +247,39 @@ fn smoke_deadline() -> Dur {
 fn smoke_interval() -> Dur {
     Dur(Duration::from_millis(200))
 }
+fn zero() -> Dur {
+    Dur(Duration::ZERO)
+}
+fn two() -> u32 {
+    2
+}
+fn request_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
 fn version_path() -> String {
     "/version".into()
 }
 
-/// One request of the smoke chain and what its answer must show. Text fields may use
-/// `{{run_id}}` (unique per run) and `{{version}}`.
+/// Checks that run in order; later ones may use what earlier ones captured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chain {
+    pub name: String,
+    pub checks: Vec<Check>,
+}
+
+/// The shape of `smoke.include`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeFile {
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    #[serde(default)]
+    pub chains: Vec<Chain>,
+}
+
+/// One request of a chain and what its answer must show. Text fields may use `{{run_id}}`
+/// (unique per run), `{{version}}`, `{{env.NAME}}` and values captured by earlier checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
@@ -231,22 +288,81 @@ pub struct Check {
     pub method: String,
     pub path: String,
     #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub form: Option<BTreeMap<String, String>>,
     pub json: Option<toml::Value>,
     pub body: Option<String>,
+    /// Redirects are not followed unless a check asks.
+    #[serde(default)]
+    pub follow_redirects: bool,
     #[serde(default = "ok_status")]
     pub expect_status: Vec<u16>,
     pub body_contains: Option<String>,
+    /// A regex the body must match.
+    pub body_matches: Option<String>,
+    /// JSONPath → the value it must select (the first match).
+    #[serde(default)]
+    pub json_equals: BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub header_equals: BTreeMap<String, String>,
+    /// Header → a regex its value must match.
+    #[serde(default)]
+    pub header_matches: BTreeMap<String, String>,
     pub max_latency: Option<Dur>,
+    /// With `--samples N`: the 95th percentile of the N latencies.
+    pub p95_latency: Option<Dur>,
+    /// Values later checks of the chain can use as `{{name}}`.
+    #[serde(default)]
+    pub capture: BTreeMap<String, Capture>,
 }
 fn get() -> String {
     "GET".into()
 }
 fn ok_status() -> Vec<u16> {
     vec![200]
+}
+
+/// Where a captured value comes from: exactly one of a JSONPath into the body, a regex on the
+/// body (its first group, else the whole match), or a header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    pub json: Option<String>,
+    pub regex: Option<String>,
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Datadog {
+    /// The Datadog site; the API is `https://api.SITE`.
+    #[serde(default = "dd_site")]
+    pub site: String,
+    /// The API's base URL, instead of the one the site implies.
+    pub api_url: Option<String>,
+    pub monitors: Vec<u64>,
+    /// Environment variables holding the keys.
+    #[serde(default = "dd_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default = "dd_app_key_env")]
+    pub app_key_env: String,
+}
+fn dd_site() -> String {
+    "datadoghq.com".into()
+}
+fn dd_api_key_env() -> String {
+    "DD_API_KEY".into()
+}
+fn dd_app_key_env() -> String {
+    "DD_APP_KEY".into()
+}
+
+impl Datadog {
+    pub fn api_base(&self) -> String {
+        self.api_url.clone().unwrap_or_else(|| format!("https://api.{}", self.site)).trim_end_matches('/').to_string()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -401,28 +517,73 @@ impl Config {
                 }
             }
         }
-        for (i, check) in self.smoke.checks.iter().enumerate() {
-            let field = |f: &str| format!("smoke.checks[{i}] ({}).{f}", check.name);
-            if !check.path.starts_with('/') {
-                return Err(self.bad(&field("path"), "expected a path starting with /"));
-            }
-            if reqwest::Method::from_bytes(check.method.as_bytes()).is_err() {
-                return Err(self.bad(&field("method"), format!("invalid HTTP method {:?}", check.method)));
-            }
-            let bodies = [check.form.is_some(), check.json.is_some(), check.body.is_some()];
-            if bodies.iter().filter(|b| **b).count() > 1 {
-                return Err(self.bad(&field("form"), "expected at most one of form, json, body"));
-            }
-            if check.expect_status.iter().any(|s| !(100..=599).contains(s)) {
-                return Err(self.bad(&field("expect_status"), "expected HTTP status codes 100-599"));
-            }
-        }
+        self.smoke_chains()?;
         if let Some(p) = &self.logs.pattern
             && let Err(e) = regex::Regex::new(p)
         {
             return Err(self.bad("logs.pattern", format!("invalid regex: {}", one_line(&e.to_string()))));
         }
         Ok(())
+    }
+
+    /// Every chain of smoke checks — `smoke.checks` as one chain named "checks", then
+    /// `smoke.chains`, then the include file's — validated: methods, regexes, JSONPaths,
+    /// captures, and that every `{{variable}}` is known where it is used.
+    pub fn smoke_chains(&self) -> Result<Vec<Chain>> {
+        let mut chains = vec![];
+        let mut add = |origin: &Path, checks: &[Check], more: &[Chain]| {
+            if !checks.is_empty() {
+                chains.push((origin.to_path_buf(), Chain { name: "checks".into(), checks: checks.to_vec() }));
+            }
+            chains.extend(more.iter().cloned().map(|c| (origin.to_path_buf(), c)));
+        };
+        add(&self.path, &self.smoke.checks, &self.smoke.chains);
+        if let Some(inc) = &self.smoke.include {
+            let path = self.dir.join(inc);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::usage(format!("{}: smoke.include {}: cannot read: {e}", self.path.display(), path.display()))
+            })?;
+            let file: SmokeFile = toml::from_str(&text).map_err(|e| {
+                let at = e.span().map(|s| format!(":{}", line_of(&text, s.start))).unwrap_or_default();
+                Error::usage(format!("{}{at}: {}", path.display(), e.message().trim()))
+            })?;
+            add(&path, &file.checks, &file.chains);
+        }
+        let mut names = std::collections::HashSet::new();
+        for (origin, chain) in &chains {
+            if !names.insert(chain.name.clone()) {
+                return Err(Error::usage(format!(
+                    "{}: smoke chain {:?} is defined twice",
+                    origin.display(),
+                    chain.name
+                ))
+                .into());
+            }
+            let mut known: Vec<String> = vec!["run_id".into(), "version".into()];
+            for (i, check) in chain.checks.iter().enumerate() {
+                let bad = |f: &str, what: String| -> anyhow::Error {
+                    Error::usage(format!(
+                        "{}: smoke chain {:?}, check {} ({:?}): {f}: {what}",
+                        origin.display(),
+                        chain.name,
+                        i + 1,
+                        check.name
+                    ))
+                    .into()
+                };
+                validate_check(check, &known, &bad)?;
+                known.extend(check.capture.keys().cloned());
+            }
+        }
+        if let Some(dd) = &self.smoke.datadog {
+            if dd.monitors.is_empty() {
+                return Err(self.bad("smoke.datadog.monitors", "expected at least one monitor id"));
+            }
+            if reqwest::Url::parse(&dd.api_base()).is_err() {
+                return Err(self.bad("smoke.datadog.api_url", format!("expected a URL, got {:?}", dd.api_base())));
+            }
+        }
+        Ok(chains.into_iter().map(|(_, c)| c).collect())
     }
 
     /// The named environment, or a usage error listing the known ones.
@@ -439,6 +600,80 @@ impl Config {
         // `components` drops the `.` segments, so paths read `app/reports`, not `app/./reports`.
         self.dir.join(&self.app.source_dir).components().collect()
     }
+}
+
+/// The `{{name}}` variables a text uses.
+pub fn variables(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        out.push(after[..end].trim().to_string());
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+fn validate_check(check: &Check, known: &[String], bad: &dyn Fn(&str, String) -> anyhow::Error) -> Result<()> {
+    if !check.path.starts_with('/') {
+        return Err(bad("path", "expected a path starting with /".into()));
+    }
+    if reqwest::Method::from_bytes(check.method.as_bytes()).is_err() {
+        return Err(bad("method", format!("invalid HTTP method {:?}", check.method)));
+    }
+    if [check.form.is_some(), check.json.is_some(), check.body.is_some()].iter().filter(|b| **b).count() > 1 {
+        return Err(bad("form", "expected at most one of form, json, body".into()));
+    }
+    if check.expect_status.is_empty() || check.expect_status.iter().any(|s| !(100..=599).contains(s)) {
+        return Err(bad("expect_status", "expected HTTP status codes 100-599".into()));
+    }
+    let regex = |f: &str, re: &str| {
+        regex::Regex::new(re).map(|_| ()).map_err(|e| bad(f, format!("invalid regex: {}", one_line(&e.to_string()))))
+    };
+    let json_path = |f: &str, p: &str| {
+        serde_json_path::JsonPath::parse(p).map(|_| ()).map_err(|e| bad(f, format!("invalid JSONPath {p:?}: {e}")))
+    };
+    if let Some(re) = &check.body_matches {
+        regex("body_matches", re)?;
+    }
+    for (h, re) in &check.header_matches {
+        regex(&format!("header_matches.{h}"), re)?;
+    }
+    for p in check.json_equals.keys() {
+        json_path("json_equals", p)?;
+    }
+    for (name, c) in &check.capture {
+        let f = format!("capture.{name}");
+        match (&c.json, &c.regex, &c.header) {
+            (Some(p), None, None) => json_path(&f, p)?,
+            (None, Some(re), None) => regex(&f, re)?,
+            (None, None, Some(_)) => {}
+            _ => return Err(bad(&f, "expected exactly one of json, regex, header".into())),
+        }
+    }
+    let mut texts: Vec<(String, String)> =
+        vec![("path".into(), check.path.clone()), ("body".into(), check.body.clone().unwrap_or_default())];
+    texts.extend(check.query.iter().map(|(k, v)| (format!("query.{k}"), v.clone())));
+    texts.extend(check.headers.iter().map(|(k, v)| (format!("headers.{k}"), v.clone())));
+    texts.extend(check.form.iter().flatten().map(|(k, v)| (format!("form.{k}"), v.clone())));
+    texts.extend(check.json.iter().map(|j| ("json".to_string(), j.to_string())));
+    texts.extend(check.body_contains.iter().map(|v| ("body_contains".to_string(), v.clone())));
+    texts.extend(check.header_equals.iter().map(|(k, v)| (format!("header_equals.{k}"), v.clone())));
+    texts.extend(check.json_equals.iter().map(|(k, v)| (format!("json_equals.{k}"), v.to_string())));
+    for (field, text) in texts {
+        for var in variables(&text) {
+            if !(known.contains(&var) || var.starts_with("env.")) {
+                return Err(bad(
+                    &field,
+                    format!(
+                        "unknown variable {{{{{var}}}}}: expected run_id, version, env.NAME or a value captured earlier in the chain"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -25,11 +25,20 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Option<Body>,
     pub timeout: Duration,
+    /// Follow redirects (up to 10); off unless asked, so a redirect can be asserted on.
+    pub follow_redirects: bool,
 }
 
 impl Request {
     pub fn get(url: impl Into<String>) -> Self {
-        Request { method: "GET".into(), url: url.into(), headers: vec![], body: None, timeout: Duration::from_secs(10) }
+        Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: None,
+            timeout: Duration::from_secs(10),
+            follow_redirects: false,
+        }
     }
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -40,6 +49,9 @@ impl Request {
     pub fn display(&self) -> String {
         let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"));
         let mut parts = vec!["curl".to_string(), "-sS".into()];
+        if self.follow_redirects {
+            parts.push("-L".into());
+        }
         if self.method != "GET" {
             parts.push(format!("-X {}", self.method));
         }
@@ -74,6 +86,11 @@ pub struct Response {
 }
 
 impl Response {
+    /// A `Retry-After` given in seconds (the HTTP-date form is not used by load balancers).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
@@ -99,23 +116,26 @@ pub struct Http {
     pub dry_run: bool,
     pub ui: Ui,
     client: OnceLock<reqwest::blocking::Client>,
+    following: OnceLock<reqwest::blocking::Client>,
 }
 
 impl Http {
     pub fn new(dry_run: bool, ui: Ui) -> Self {
-        Http { dry_run, ui, client: OnceLock::new() }
+        Http { dry_run, ui, client: OnceLock::new(), following: OnceLock::new() }
     }
 
-    fn client(&self) -> Result<&reqwest::blocking::Client> {
-        if let Some(c) = self.client.get() {
+    fn client(&self, follow: bool) -> Result<&reqwest::blocking::Client> {
+        let cell = if follow { &self.following } else { &self.client };
+        if let Some(c) = cell.get() {
             return Ok(c);
         }
+        let policy = if follow { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
         let c = reqwest::blocking::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(policy)
             .connect_timeout(Duration::from_secs(3))
             .user_agent(concat!("safedeploy/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(self.client.get_or_init(|| c))
+        Ok(cell.get_or_init(|| c))
     }
 
     /// Prints a request in a dry run (true: do not send it).
@@ -140,7 +160,7 @@ impl Http {
         self.ui.detail(format!("> {} {}", req.method, req.url));
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| crate::usage!("invalid HTTP method {:?}", req.method))?;
-        let mut rb = self.client()?.request(method, &req.url).timeout(req.timeout);
+        let mut rb = self.client(req.follow_redirects)?.request(method, &req.url).timeout(req.timeout);
         for (k, v) in &req.headers {
             rb = rb.header(k, v);
         }
@@ -192,12 +212,16 @@ impl Http {
         }
         loop {
             let answer = self.send_now(req);
-            match accept(&answer) {
+            let pause = match accept(&answer) {
                 Poll::Done => return Ok(Some(answer)),
                 Poll::Abort(e) => return Err(e),
-                Poll::Again if Instant::now() + every >= deadline => return Ok(Some(answer)),
-                Poll::Again => std::thread::sleep(every),
+                Poll::Again => every,
+                Poll::After(d) => d,
+            };
+            if Instant::now() + pause >= deadline {
+                return Ok(Some(answer));
             }
+            std::thread::sleep(pause);
         }
     }
 }
@@ -205,7 +229,10 @@ impl Http {
 /// What a polling loop does with an answer.
 pub enum Poll {
     Done,
+    /// Ask again after the usual pause.
     Again,
+    /// Ask again after this long (a `Retry-After`).
+    After(Duration),
     Abort(anyhow::Error),
 }
 
@@ -219,6 +246,9 @@ fn reason_of(e: &reqwest::Error) -> String {
     while let Some(s) = source {
         last = s.to_string();
         source = s.source();
+    }
+    if e.is_redirect() {
+        return format!("too many redirects ({last})");
     }
     if e.is_connect() { format!("could not connect ({last})") } else { last }
 }

@@ -20,8 +20,8 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
         .args(["--env", "staging", "--record"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("staging: v1 passed 2 check(s)"))
-        .stderr(predicate::str::contains("ok   follow the short link"));
+        .stdout(predicate::str::contains("staging: v1 passed 3 check(s)"))
+        .stderr(predicate::str::contains("ok   shorten and follow / follow the short link"));
     p.cmd("promote").assert().success().stdout(predicate::str::contains("production: v1 is live and healthy"));
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
@@ -34,9 +34,9 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
         .args(["--env", "staging", "--record"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("shorten a URL: POST"))
+        .stderr(predicate::str::contains("shorten and follow / shorten a URL: POST"))
         .stderr(predicate::str::contains("→ 500: status 500 (expected 201)"))
-        .stderr(predicate::str::contains("follow the short link: skipped"));
+        .stderr(predicate::str::contains("follow the short link: skipped: an earlier check of the chain failed"));
 
     // Promote refuses what did not pass staging; an override needs a reason.
     p.cmd("promote").args(["--version", "v2"]).assert().code(1).stderr(predicate::str::contains(

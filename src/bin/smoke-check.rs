@@ -23,11 +23,34 @@ struct Args {
     #[arg(long, env = "SAFEDEPLOY_RECORD", action = clap::ArgAction::Set, num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     record: bool,
+    /// Keep checking for this long after the first pass (a bake period), e.g. "5m"
+    #[arg(long, env = "SAFEDEPLOY_WATCH", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    watch: Option<std::time::Duration>,
+    /// Pause between the rounds of --watch
+    #[arg(long, env = "SAFEDEPLOY_INTERVAL", value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+    /// Requests per check, for the p95 latency budget (p95_latency)
+    #[arg(long, env = "SAFEDEPLOY_SAMPLES", value_name = "N", default_value_t = 1)]
+    samples: u32,
+    /// Also write one JUnit test case per check
+    #[arg(long, env = "SAFEDEPLOY_JUNIT_OUT", value_name = "PATH")]
+    junit_out: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let a = Args::parse();
     run("smoke-check", &a.common, |ctx| {
-        smoke_check(ctx, &SmokeRequest { env: &a.env, expect_version: a.expect_version.as_deref(), record: a.record })
+        smoke_check(
+            ctx,
+            &SmokeRequest {
+                env: &a.env,
+                expect_version: a.expect_version.as_deref(),
+                record: a.record,
+                watch: a.watch,
+                interval: a.interval,
+                samples: a.samples,
+                junit_out: a.junit_out.as_deref(),
+            },
+        )
     })
 }
