@@ -1,0 +1,311 @@
+//! smoke-check against a scripted server on loopback: waiting out a rollout, Retry-After,
+//! captures and assertions, the fault cases (unreachable, slow, redirect loop, huge or non-UTF-8
+//! bodies), parallel chains, samples, the bake period and Datadog monitor gating, invalid specs.
+
+#[path = "support/server.rs"]
+mod server;
+mod support;
+
+use predicates::prelude::*;
+use server::{Resp, Server};
+use std::time::Duration;
+use support::output;
+
+/// A config with one environment, `test`, at `url`, and `extra` appended.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(url: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = format!(
+            "[app]\nname = \"fixture\"\n\n[environments.test]\nurl = \"{url}\"\n\n[smoke]\ndeadline = \"3s\"\ninterval = \"50ms\"\nconsecutive = 2\ntimeout = \"1s\"\n{extra}"
+        );
+        std::fs::write(dir.path().join("safedeploy.toml"), config).expect("config");
+        Fixture { dir }
+    }
+
+    fn smoke(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::cargo_bin("smoke-check").expect("bin");
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(["--env", "test", "--expect-version", "v1"])
+            .timeout(Duration::from_secs(60));
+        c
+    }
+}
+
+fn version(v: &str) -> Resp {
+    Resp::new(200, format!("{{\"version\": \"{v}\"}}"))
+}
+
+const ONE_CHECK: &str = "[[smoke.checks]]\nname = \"home\"\npath = \"/\"\n";
+
+#[test]
+fn a_rollout_is_waited_out_until_the_version_answers_twice_in_a_row() {
+    // 503 three times, then a mix of old and new behind "the load balancer", then only v1.
+    let server = Server::start(|r, n| match r.path.as_str() {
+        "/version" if n <= 3 => Resp::new(503, "starting"),
+        "/version" if n <= 8 => version(if n % 2 == 0 { "v0" } else { "v1" }),
+        "/version" => version("v1"),
+        _ => Resp::new(200, "home"),
+    });
+    let f = Fixture::new(&server.url(), ONE_CHECK);
+    f.smoke().assert().success().stderr(predicate::str::contains("test: serving v1"));
+    assert!(server.hits("/version") >= 10, "returned before two v1 answers in a row: {}", server.hits("/version"));
+    assert_eq!(server.hits("/"), 1);
+}
+
+#[test]
+fn a_429_is_retried_after_its_retry_after() {
+    let server = Server::start(|r, n| match r.path.as_str() {
+        "/version" if n == 1 => Resp::new(429, "slow down").header("Retry-After", "1"),
+        "/version" => version("v1"),
+        _ => Resp::new(200, "home"),
+    });
+    let f = Fixture::new(&server.url(), ONE_CHECK);
+    let started = std::time::Instant::now();
+    f.smoke().assert().success();
+    assert!(started.elapsed() >= Duration::from_secs(1), "did not wait for Retry-After");
+}
+
+#[test]
+fn a_version_that_never_arrives_and_an_unreachable_environment_are_clear_verdicts() {
+    let server = Server::start(|_, _| version("v0"));
+    let f = Fixture::new(&server.url(), ONE_CHECK);
+    f.smoke()
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("test did not serve v1 within 3s: it still serves \"v0\", not v1"));
+    assert_eq!(server.hits("/"), 0, "no check runs against the wrong version");
+
+    let f = Fixture::new(&format!("http://127.0.0.1:{}", support::free_port()), ONE_CHECK);
+    f.smoke().assert().code(1).stderr(predicate::str::contains("could not connect"));
+}
+
+#[test]
+fn captures_flow_down_a_chain_and_failed_assertions_show_the_evidence() {
+    let server = Server::start(|r, _| match (r.method.as_str(), r.path.as_str()) {
+        (_, "/version") => version("v1"),
+        ("POST", "/links") => {
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            Resp::new(201, format!("{{\"code\": \"k9\", \"echo\": {body}}}")).header("Content-Type", "application/json")
+        }
+        ("GET", "/k9") => Resp::new(302, "").header("Location", "https://example.com/target"),
+        ("GET", "/about") => Resp::new(200, "<h1>About us</h1>").header("Content-Type", "text/plain"),
+        _ => Resp::new(404, "no"),
+    });
+    let spec = r#"
+[[smoke.chains]]
+name = "links"
+[[smoke.chains.checks]]
+name = "create"
+method = "POST"
+path = "/links"
+json = { url = "https://example.com/target", run = "{{run_id}}" }
+expect_status = [201]
+json_equals = { "$.echo.url" = "https://example.com/target" }
+capture = { code = { json = "$.code" } }
+[[smoke.chains.checks]]
+name = "follow"
+path = "/{{code}}"
+expect_status = [301, 302]
+header_equals = { location = "https://example.com/target" }
+
+[[smoke.chains]]
+name = "about"
+[[smoke.chains.checks]]
+name = "about page"
+path = "/about"
+body_matches = "<h1>About"
+header_matches = { content-type = "^text/html" }
+"#;
+    let f = Fixture::new(&server.url(), spec);
+    let a = f.smoke().arg("--junit-out").arg("smoke.xml").assert().code(1);
+    let (_, err) = output(&a);
+    assert!(err.contains("ok   links / follow: GET http://127.0.0.1:"), "{err}");
+    assert_eq!(server.hits("/k9"), 1, "the captured code was used");
+    assert!(
+        err.contains("FAIL about / about page: GET ")
+            && err.contains(
+                "/about → 200: header content-type: \"text/plain\" does not match /^text/html/; body: <h1>About us</h1>"
+            ),
+        "{err}"
+    );
+    let junit = std::fs::read_to_string(f.dir.path().join("smoke.xml")).expect("junit");
+    assert!(
+        junit.contains(r#"<testsuite name="links" tests="2""#)
+            && junit.contains(r#"<testsuite name="about" tests="1""#),
+        "{junit}"
+    );
+}
+
+#[test]
+fn slow_servers_redirect_loops_and_odd_bodies_get_a_verdict() {
+    let server = Server::start(|r, _| match r.path.as_str() {
+        "/version" => version("v1"),
+        "/slow" => Resp::new(200, "late").delay(Duration::from_secs(3)),
+        "/loop" => Resp::new(302, "").header("Location", "/loop"),
+        "/huge" => Resp::new(200, vec![b'a'; 3 * 1024 * 1024]),
+        "/binary" => Resp::new(200, vec![0xff, 0xfe, b'o', b'k', 0x00]),
+        _ => Resp::new(404, ""),
+    });
+    let chain = |name: &str, body: &str| {
+        format!("[[smoke.chains]]\nname = \"{name}\"\n[[smoke.chains.checks]]\nname = \"{name}\"\n{body}\n")
+    };
+    let spec = [
+        chain("slow", "path = \"/slow\""),
+        chain("loop", "path = \"/loop\"\nfollow_redirects = true"),
+        chain("huge", "path = \"/huge\"\nbody_contains = \"the end\""),
+        chain("binary", "path = \"/binary\"\nbody_contains = \"ok\""),
+    ]
+    .concat();
+    let f = Fixture::new(&server.url(), &spec);
+    let a = f.smoke().assert().code(1);
+    let (_, err) = output(&a);
+    assert!(
+        err.contains("FAIL slow / slow: GET ") && err.contains("/slow → no answer: GET") && err.contains("timed out"),
+        "{err}"
+    );
+    assert!(err.contains("FAIL loop / loop:") && err.contains("too many redirects"), "{err}");
+    assert!(err.contains("body longer than 1048576 bytes, judged on its start"), "{err}");
+    assert!(err.contains("ok   binary / binary:"), "a non-UTF-8 body is judged, not rejected: {err}");
+    assert!(server.hits("/loop") > 5, "the redirect was followed until the limit");
+}
+
+#[test]
+fn independent_chains_run_side_by_side() {
+    let server = Server::start(|r, _| match r.path.as_str() {
+        "/version" => version("v1"),
+        _ => Resp::new(200, "ok").delay(Duration::from_millis(300)),
+    });
+    let spec: String = (0..5)
+        .map(|i| {
+            format!("[[smoke.chains]]\nname = \"c{i}\"\n[[smoke.chains.checks]]\nname = \"c{i}\"\npath = \"/p{i}\"\n")
+        })
+        .collect();
+    let f = Fixture::new(&server.url(), &spec);
+    f.smoke().assert().success();
+    assert_eq!(server.max_in_flight(), 5, "all five chains were in flight at once");
+}
+
+#[test]
+fn samples_give_a_p95_budget() {
+    let server = Server::start(|r, n| match r.path.as_str() {
+        "/version" => version("v1"),
+        // One slow answer in ten: the p95 of ten samples is the slow one.
+        _ if n == 7 => Resp::new(200, "ok").delay(Duration::from_millis(400)),
+        _ => Resp::new(200, "ok"),
+    });
+    let f = Fixture::new(&server.url(), "[[smoke.checks]]\nname = \"home\"\npath = \"/\"\np95_latency = \"250ms\"\n");
+    f.smoke()
+        .args(["--samples", "10"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("p95 4").and(predicate::str::contains("over 10 samples (budget 250ms)")));
+    assert_eq!(server.hits("/"), 10, "every sample was taken before the p95 was judged");
+}
+
+#[test]
+fn the_bake_catches_a_version_that_breaks_after_it_went_live() {
+    let server = Server::start(|r, n| match r.path.as_str() {
+        "/version" => version("v1"),
+        _ if n <= 3 => Resp::new(200, "fine"),
+        _ => Resp::new(500, "Internal Server Error"),
+    });
+    let f = Fixture::new(&server.url(), ONE_CHECK);
+    f.smoke()
+        .args(["--watch", "20s", "--interval", "100ms"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("failed the smoke checks in bake round 4"))
+        .stderr(predicate::str::contains("→ 500: status 500 (expected 200); body: Internal Server Error"));
+    assert_eq!(server.hits("/"), 4, "the watch ended at the first failure");
+}
+
+#[test]
+fn datadog_monitors_gate_each_round_and_their_keys_stay_secret() {
+    let server = Server::start(|r, n| match r.path.as_str() {
+        "/version" => version("v1"),
+        "/api/v1/monitor/42"
+            if r.header("DD-API-KEY") != Some("ddapikey-123456") || r.header("DD-APPLICATION-KEY").is_none() =>
+        {
+            Resp::new(403, "{\"errors\": [\"Forbidden\"]}")
+        }
+        "/api/v1/monitor/42" => {
+            Resp::new(200, format!("{{\"id\": 42, \"overall_state\": \"{}\"}}", if n <= 2 { "OK" } else { "Alert" }))
+        }
+        _ => Resp::new(200, "home"),
+    });
+    let extra = format!("{ONE_CHECK}[smoke.datadog]\napi_url = \"{}\"\nmonitors = [42]\n", server.url());
+    let f = Fixture::new(&server.url(), &extra);
+    let a = f
+        .smoke()
+        .env("DD_API_KEY", "ddapikey-123456")
+        .env("DD_APP_KEY", "ddappkey-654321")
+        .args(["--watch", "20s", "--interval", "100ms", "--json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "failed the smoke checks in bake round 3 after 0s — Datadog monitor 42 is Alert",
+        ));
+    let (out, err) = output(&a);
+    for secret in ["ddapikey-123456", "ddappkey-654321"] {
+        assert!(!out.contains(secret) && !err.contains(secret), "{secret} leaked");
+    }
+    assert_eq!(server.hits("/api/v1/monitor/42"), 3);
+
+    // Without the keys the bake cannot judge the monitors: a usage error before any request.
+    f.smoke()
+        .args(["--watch", "1s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("smoke.datadog: DD_API_KEY is not set"));
+}
+
+#[test]
+fn an_invalid_spec_is_exit_2_naming_the_chain_check_and_field() {
+    let server = Server::start(|_, _| version("v1"));
+    for (spec, message) in [
+        (
+            "[[smoke.checks]]\nname = \"a\"\npath = \"/{{code}}\"\n",
+            "smoke chain \"checks\", check 1 (\"a\"): path: unknown variable {{code}}",
+        ),
+        (
+            "[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nbody_matches = \"(\"\n",
+            "check 1 (\"a\"): body_matches: invalid regex",
+        ),
+        (
+            "[[smoke.checks]]\nname = \"a\"\npath = \"/\"\njson_equals = { \"$..[\" = 1 }\n",
+            "check 1 (\"a\"): json_equals: invalid JSONPath",
+        ),
+        (
+            "[[smoke.checks]]\nname = \"a\"\npath = \"/\"\ncapture = { x = { json = \"$.a\", header = \"b\" } }\n",
+            "capture.x: expected exactly one of json, regex, header",
+        ),
+        ("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nexpect_body = \"x\"\n", "unknown field `expect_body`"),
+    ] {
+        let f = Fixture::new(&server.url(), spec);
+        f.smoke().assert().code(2).stderr(predicate::str::contains(message));
+    }
+    assert_eq!(server.total_hits(), 0, "nothing was requested");
+}
+
+#[test]
+fn checks_can_live_in_an_included_file() {
+    let server = Server::start(|r, _| match r.path.as_str() {
+        "/version" => version("v1"),
+        _ => Resp::new(200, "home"),
+    });
+    let f = Fixture::new(&server.url(), "include = \"checks.toml\"\n");
+    std::fs::write(
+        f.dir.path().join("checks.toml"),
+        "[[chains]]\nname = \"included\"\n[[chains.checks]]\nname = \"home\"\npath = \"/\"\nbody_contains = \"home\"\n",
+    )
+    .expect("write");
+    f.smoke().assert().success().stderr(predicate::str::contains("ok   included / home"));
+    std::fs::write(f.dir.path().join("checks.toml"), "[[chains]]\nname = \"included\"\nbogus = 1\n").expect("write");
+    f.smoke().assert().code(2).stderr(predicate::str::contains("checks.toml:3: unknown field `bogus`"));
+}
