@@ -52,6 +52,23 @@ impl Ctx {
         platform::for_config(self)
     }
 
+    /// Writes a report a person or Jenkins reads (JUnit, the error report), redacted; in a dry
+    /// run it is announced instead. `what` names it in the plan line.
+    pub fn write_report(&self, path: &std::path::Path, text: &str, what: &str) -> Result<()> {
+        use anyhow::Context as _;
+        self.exec.effect(
+            || format!("write {what} to {}", path.display()),
+            || {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                }
+                std::fs::write(path, self.ui.redactor.redact(text))
+                    .with_context(|| format!("writing {}", path.display()))
+            },
+        )?;
+        Ok(())
+    }
+
     /// Fails with exit 130 when SIGINT/SIGTERM has arrived; `state` describes what is left.
     pub fn check_interrupt(&self, state: impl FnOnce() -> String) -> Result<()> {
         if self.interrupted.load(Ordering::SeqCst) {

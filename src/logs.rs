@@ -11,7 +11,7 @@
 use crate::clock::{Millis, now_ms, parse_rfc3339, rfc3339};
 use crate::context::Ctx;
 use crate::{Outcome, usage};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use regex::Regex;
 use serde::Serialize;
 use serde_json::json;
@@ -275,12 +275,8 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
     }
 
     let report = render(env_name.as_deref(), &sources, total, since, pattern, &hits, &groups);
-    let report = ctx.ui.redactor.redact(&report);
     let out = req.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
-    ctx.exec.effect(
-        || format!("write the report to {}", out.display()),
-        || std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display())),
-    )?;
+    ctx.write_report(&out, &report, "the report")?;
     let exceptions: Vec<String> = groups.iter().filter_map(|g| g.exception.clone()).collect();
     if !ctx.dry_run {
         ctx.ui.result(format!("{} matching block(s) in {} group(s) → {}", windows.len(), groups.len(), out.display()));

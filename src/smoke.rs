@@ -573,16 +573,7 @@ fn write_junit(ctx: &Ctx, out: &Path, env: &str, results: &[CheckResult]) -> Res
     }
     report.add_test_suites(suites);
     let xml = report.to_string().context("rendering the smoke JUnit report")?;
-    ctx.exec.effect(
-        || format!("write the smoke checks' JUnit report to {}", out.display()),
-        || {
-            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(out, ctx.ui.redactor.redact(&xml)).with_context(|| format!("writing {}", out.display()))
-        },
-    )?;
-    Ok(())
+    ctx.write_report(out, &xml, "the smoke checks' JUnit report")
 }
 
 /// Unique per run, so test data of two runs never collides.

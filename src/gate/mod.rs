@@ -325,14 +325,5 @@ fn write_junit(ctx: &Ctx, out: &Path, checks: &[Check]) -> Result<()> {
     let mut report = Report::new("safedeploy");
     report.add_test_suite(suite);
     let xml = report.to_string().context("rendering the gate's JUnit report")?;
-    ctx.exec.effect(
-        || format!("write the gate's JUnit report to {}", out.display()),
-        || {
-            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(out, ctx.ui.redactor.redact(&xml)).with_context(|| format!("writing {}", out.display()))
-        },
-    )?;
-    Ok(())
+    ctx.write_report(out, &xml, "the gate's JUnit report")
 }
