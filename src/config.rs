@@ -391,17 +391,50 @@ fn production() -> Vec<String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Logs {
-    /// Case-insensitive regex of interesting lines (default: error levels, exceptions,
-    /// tracebacks, HTTP 5xx).
+    /// Regex of interesting lines (default: error levels, exceptions, tracebacks, HTTP 5xx).
     pub pattern: Option<String>,
     #[serde(default = "three")]
     pub context: usize,
+    /// Where the platform runs the app: cut off traceback paths to find the repository path.
+    #[serde(default = "app_prefixes")]
+    pub app_prefixes: Vec<String>,
+    /// With `--datadog-payload`: how far before the alert the window starts.
+    #[serde(default = "lookback")]
+    pub alert_lookback: Dur,
+    /// Datadog `env:` tag values → environment names, where they differ.
+    #[serde(default)]
+    pub datadog_environments: BTreeMap<String, String>,
+    /// `--notify`: the variables holding the Slack webhook URL and the Datadog API key.
+    #[serde(default = "slack_env")]
+    pub slack_webhook_env: String,
+    #[serde(default = "dd_api_key_env")]
+    pub datadog_api_key_env: String,
+    /// The Datadog API for events (default: smoke.datadog's, else api.datadoghq.com).
+    pub datadog_api_url: Option<String>,
 }
 
 impl Default for Logs {
     fn default() -> Self {
-        Logs { pattern: None, context: three() }
+        Logs {
+            pattern: None,
+            context: three(),
+            app_prefixes: app_prefixes(),
+            alert_lookback: lookback(),
+            datadog_environments: BTreeMap::new(),
+            slack_webhook_env: slack_env(),
+            datadog_api_key_env: dd_api_key_env(),
+            datadog_api_url: None,
+        }
     }
+}
+fn lookback() -> Dur {
+    Dur(Duration::from_secs(30 * 60))
+}
+fn slack_env() -> String {
+    "SLACK_WEBHOOK_URL".into()
+}
+fn app_prefixes() -> Vec<String> {
+    vec!["/var/app/current/".into()]
 }
 fn three() -> usize {
     3

@@ -261,15 +261,38 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
 }
 
 pub struct RollbackRequest<'a> {
-    pub env: &'a str,
+    /// Default: production, or the environment of the Datadog alert.
+    pub env: Option<&'a str>,
     pub to: Option<&'a str>,
     pub reason: Option<&'a str>,
+    pub datadog_payload: Option<&'a std::path::Path>,
 }
 
 /// `rollback`: restore the last known good version, mark the bad one, record the incident.
 /// Nothing to do (exit 0) when the environment already runs its last known good.
 pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
-    let env = req.env;
+    let alert = req.datadog_payload.map(|p| crate::alert::read(ctx, p)).transpose()?;
+    let alert_reason = alert.as_ref().map(|a| a.describe());
+    if let Some(a) = &alert {
+        if a.recovered() {
+            ctx.ui.result(format!("{} recovered: nothing to roll back", a.describe()));
+            return Ok(Outcome::ok(json!({"env": a.env, "changed": false, "recovered": true})));
+        }
+        if let Some(env) = req.env.filter(|e| *e != a.env) {
+            return Err(usage!("--env {env} contradicts the alert, which is for {}", a.env));
+        }
+        if !ctx.config.sla.environments.contains(&a.env) {
+            ctx.ui.result(format!(
+                "{}: the alert is for {}; rollback on alerts acts on {} only",
+                a.describe(),
+                a.env,
+                ctx.config.sla.environments.join(", ")
+            ));
+            return Ok(Outcome::ok(json!({"env": a.env, "changed": false})));
+        }
+    }
+    let env = req.env.or(alert.as_ref().map(|a| a.env.as_str())).unwrap_or("production");
+    let reason = req.reason.or(alert_reason.as_deref());
     let environment = ctx.config.environment(env)?;
     let ledger = ctx.ledger()?;
     if let Some(to) = req.to {
@@ -304,7 +327,7 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         return Ok(Outcome::ok(json!({"env": env, "changed": false, "version": target, "budget": budget_before})));
     }
     let bad = live.as_ref().map(|l| l.label.clone()).filter(|l| l != &target);
-    let reason = req.reason.unwrap_or("rollback");
+    let reason = reason.unwrap_or("rollback");
     match &bad {
         Some(b) => ctx.ui.status(format!("{env}: rolling back {b} → {target}")),
         None => ctx.ui.status(format!("{env}: {target} is not running; restoring it")),

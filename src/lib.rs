@@ -17,8 +17,10 @@
 //! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
 //! | [`git`] | read-only questions to git |
 //! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |
+//! | [`alert`], [`notify`] | the Datadog webhook payload in; Slack and Datadog events out |
 //! | [`ui`], [`redact`], [`clock`] | console discipline, secret masking, time |
 
+pub mod alert;
 pub mod bundle;
 pub mod cli;
 pub mod clock;
@@ -33,6 +35,7 @@ pub mod http;
 pub mod ledger;
 pub mod lock;
 pub mod logs;
+pub mod notify;
 pub mod platform;
 pub mod redact;
 pub mod smoke;

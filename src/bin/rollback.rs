@@ -13,19 +13,31 @@ use safedeploy::deploy::{RollbackRequest, rollback};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    #[arg(long, env = "SAFEDEPLOY_ENV", default_value = "production", value_name = "NAME")]
-    env: String,
+    /// Environment to restore [default: production, or the alert's]
+    #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
+    env: Option<String>,
     /// Version to restore [default: the environment's last known good]
     #[arg(long, env = "SAFEDEPLOY_TO", value_name = "LABEL")]
     to: Option<String>,
     /// Why, for the ledger and the incident
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
     reason: Option<String>,
+    /// A Datadog webhook payload: roll back the alert's environment if it is production
+    #[arg(long, env = "SAFEDEPLOY_DATADOG_PAYLOAD", value_name = "FILE|-")]
+    datadog_payload: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let a = Args::parse();
     run("rollback", &a.common, |ctx| {
-        rollback(ctx, &RollbackRequest { env: &a.env, to: a.to.as_deref(), reason: a.reason.as_deref() })
+        rollback(
+            ctx,
+            &RollbackRequest {
+                env: a.env.as_deref(),
+                to: a.to.as_deref(),
+                reason: a.reason.as_deref(),
+                datadog_payload: a.datadog_payload.as_deref(),
+            },
+        )
     })
 }

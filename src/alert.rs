@@ -1,0 +1,112 @@
+//! The JSON a Datadog webhook sends when a monitor alerts, as this project's webhook template
+//! shapes it (README "Datadog alerts"), read by collect-logs (which environment, which window)
+//! and rollback (which environment). A `Recovered` transition asks for nothing.
+
+use crate::clock::{Millis, parse_rfc3339, rfc3339};
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::usage;
+use anyhow::Result;
+use serde::Serialize;
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub alert_id: String,
+    pub transition: String,
+    pub title: String,
+    pub at: Millis,
+    pub hostname: Option<String>,
+    pub tags: Vec<String>,
+    pub scope: Option<String>,
+    pub link: Option<String>,
+    /// The safedeploy environment the alert is about.
+    pub env: String,
+}
+
+impl Alert {
+    pub fn recovered(&self) -> bool {
+        self.transition.eq_ignore_ascii_case("recovered")
+    }
+    pub fn describe(&self) -> String {
+        format!("Datadog alert {} ({}: {}) at {}", self.alert_id, self.transition, self.title, rfc3339(self.at))
+    }
+}
+
+fn text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `$DATE` is milliseconds since the epoch; an RFC 3339 time is accepted too.
+fn time(s: &str) -> Option<Millis> {
+    match s.parse::<i64>() {
+        Ok(n) if n > 10_000_000_000 => Some(n),
+        Ok(n) => Some(n * 1000),
+        Err(_) => parse_rfc3339(s),
+    }
+}
+
+/// Reads a payload from a file, or stdin for `-`, and finds its environment: an `env:NAME` tag
+/// (or scope) mapped through `logs.datadog_environments`, else taken as the environment's name.
+pub fn read(ctx: &Ctx, source: &Path) -> Result<Alert> {
+    let name = source.display().to_string();
+    let mut raw = String::new();
+    if source == Path::new("-") {
+        std::io::stdin().read_to_string(&mut raw).map_err(|e| usage!("--datadog-payload -: {e}"))?;
+    } else {
+        raw = std::fs::read_to_string(source).map_err(|e| usage!("--datadog-payload {name}: cannot read: {e}"))?;
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&raw).map_err(|e| usage!("--datadog-payload {name}: not JSON: {e}"))?;
+    let field = |k: &str| v.get(k).and_then(text);
+    let need = |k: &str| {
+        field(k).ok_or_else(|| usage!("--datadog-payload {name}: missing field {k:?} (see README, Datadog alerts)"))
+    };
+    let alert_id = need("alert_id")?;
+    let transition = need("transition")?;
+    let date = need("date")?;
+    let at = time(&date)
+        .ok_or_else(|| usage!("--datadog-payload {name}: date {date:?}: expected epoch milliseconds or RFC 3339"))?;
+    let tags: Vec<String> = match v.get("tags") {
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(text).collect(),
+        Some(t) => text(t)
+            .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+            .unwrap_or_default(),
+        None => vec![],
+    };
+    let scope = field("scope");
+    let env_tag = tags
+        .iter()
+        .map(String::as_str)
+        .chain(scope.iter().flat_map(|s| s.split(',').map(str::trim)))
+        .find_map(|t| t.strip_prefix("env:"))
+        .map(str::to_string)
+        .ok_or_else(|| usage!("--datadog-payload {name}: no env:NAME tag or scope says which environment alerted"))?;
+    let env = ctx.config.logs.datadog_environments.get(&env_tag).cloned().unwrap_or(env_tag);
+    if !ctx.config.environments.contains_key(&env) {
+        let known: Vec<&str> = ctx.config.environments.keys().map(String::as_str).collect();
+        return Err(Error::usage(format!(
+            "--datadog-payload {name}: the alert is for environment {env:?}, which {} does not know (known: {})",
+            ctx.config.path.display(),
+            known.join(", ")
+        ))
+        .with_hint("map Datadog's env tag values with [logs] datadog_environments = { prod = \"production\" }")
+        .into());
+    }
+    Ok(Alert {
+        alert_id,
+        transition,
+        title: field("title").unwrap_or_default(),
+        at,
+        hostname: field("hostname"),
+        tags,
+        scope,
+        link: field("link"),
+        env,
+    })
+}

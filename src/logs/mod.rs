@@ -1,0 +1,572 @@
+//! collect-logs: from an environment's logs (or files) to an error report a person can act on.
+//!
+//! What the post-incident grep pipeline got wrong, done right, in one step:
+//! - **Sources**: the environment's logs through the platform, files, globs, gzip, stdin (`-`);
+//!   each source is grouped into records, and the sources are merged by time.
+//! - **Records, not lines** (`parse`): time from the line's prefix (local, Elastic Beanstalk
+//!   syslog) or its own stamp (gunicorn, Flask, nginx); a Python traceback, chained ones
+//!   included, is one record, found by its grammar since Elastic Beanstalk strips indentation.
+//! - **Selection**: by default error levels as words in any case, exception names (`TypeError`,
+//!   which `grep 'error'` missed), traceback headers and HTTP 5xx access lines; `--context N`
+//!   records around each match, overlapping windows merged.
+//! - **Groups**: a record's fingerprint masks numbers, hex, UUIDs, IPs and quoted values; a
+//!   traceback's is its frames' files and functions plus the exception type. Groups are listed in
+//!   first-seen order with count, first/last seen, sources and one full example.
+//! - **Suspect** (`suspect`): the in-app frame on a line changed since the last known good
+//!   version, with the commit, author, subject and hunk.
+//! - Everything written is redacted.
+
+pub mod parse;
+pub mod suspect;
+
+use crate::clock::{Millis, now_ms, parse_rfc3339, rfc3339};
+use crate::context::Ctx;
+use crate::{Outcome, usage};
+use anyhow::Result;
+use parse::{Grouper, Line, Record, exception_re, frame_re};
+use regex::Regex;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use suspect::{Frame, Suspect};
+
+/// Error levels as words in any case (`ERROR`, `[error]`, `level=error`, not `--error-logfile`),
+/// exception names (`TypeError`, `ValueError`, `RuntimeException`), traceback headers, and
+/// access-log lines with a 5xx status.
+pub const DEFAULT_PATTERN: &str = r#"(?i:\b(?:error|err|critical|crit|fatal|alert|emerg|panic|exception)\b(?:[:\]\s,;]|$))|[A-Z]\w*(?:Error|Exception)\b|Traceback \(most recent call last\)|"\s5\d\d\s"#;
+pub const DEFAULT_OUT: &str = "error_hunt.txt";
+
+pub struct LogsRequest<'a> {
+    pub env: Option<&'a str>,
+    pub inputs: &'a [PathBuf],
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+    pub out: Option<&'a Path>,
+    pub pattern: Option<&'a str>,
+    pub context: Option<usize>,
+    /// A Datadog webhook payload: the environment and the window come from the alert.
+    pub datadog_payload: Option<&'a Path>,
+    /// Post the summary to Slack and/or as a Datadog event.
+    pub notify: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Group {
+    pub count: usize,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub sources: BTreeSet<String>,
+    pub exception: Option<String>,
+    pub frame: Option<String>,
+    pub example: Vec<String>,
+    #[serde(skip)]
+    frames: Vec<Frame>,
+}
+
+fn mask_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(
+            r#"(?x)
+            [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}  # UUID
+            | \b\d{1,3}(?:\.\d{1,3}){3}\b                                                  # IPv4
+            | "[^"]*" | '[^']*'                                                             # quoted
+            | 0x[0-9a-fA-F]+ | \b[0-9a-f]{7,}\b                                            # hex
+            | \d+                                                                          # numbers
+        "#,
+        )
+        .expect("static regex")
+    })
+}
+
+/// What makes two records "the same error".
+fn fingerprint(r: &Record) -> String {
+    if r.is_traceback() {
+        let frames: Vec<String> = r
+            .lines
+            .iter()
+            .filter_map(|l| frame_re().captures(&l.text))
+            .map(|c| {
+                format!(
+                    "{}:{}",
+                    Path::new(&c[1]).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                    &c[3]
+                )
+            })
+            .collect();
+        let exception = r
+            .lines
+            .iter()
+            .rev()
+            .find_map(|l| exception_re().captures(&l.text))
+            .map(|c| c[1].to_string())
+            .unwrap_or_default();
+        return format!("traceback {} {exception}", frames.join(" > "));
+    }
+    r.lines.iter().map(|l| mask_re().replace_all(&l.text, "#").into_owned()).collect::<Vec<_>>().join("\n")
+}
+
+/// The exception raised and the in-app frames, innermost first.
+fn diagnose(records: &[&Record]) -> (Option<String>, Vec<Frame>) {
+    let lines: Vec<&Line> = records.iter().flat_map(|r| r.lines.iter()).collect();
+    let exception = lines
+        .iter()
+        .rev()
+        .filter_map(|l| exception_re().captures(&l.text))
+        .map(|c| match c.get(2) {
+            Some(m) if !m.as_str().is_empty() => format!("{}: {}", &c[1], m.as_str()),
+            _ => c[1].to_string(),
+        })
+        .next();
+    let frames = lines
+        .iter()
+        .rev()
+        .filter_map(|l| frame_re().captures(&l.text))
+        .filter(|c| suspect::in_app(&c[1]))
+        .map(|c| Frame { file: c[1].to_string(), line: c[2].parse().unwrap_or(0), function: c[3].to_string() })
+        .collect();
+    (exception, frames)
+}
+
+fn frame_label(f: &Frame, prefixes: &[String]) -> String {
+    match suspect::repo_path(&f.file, prefixes) {
+        (path, Some(label)) => format!("{path} ({label}):{} in {}", f.line, f.function),
+        (path, None) => format!("{path}:{} in {}", f.line, f.function),
+    }
+}
+
+fn parse_time(s: &str, flag: &str) -> Result<Millis> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now_ms() - d.as_millis() as i64);
+    }
+    parse_rfc3339(s).ok_or_else(|| {
+        usage!("{flag} {s:?}: expected a duration (\"30m\") or an RFC 3339 time (\"2026-11-23T22:00:00Z\")")
+    })
+}
+
+/// Opens a source: `-` is stdin; gzip is recognised by its magic bytes.
+fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+    let raw: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| usage!("{}: cannot read log: {e}", path.display()))?)
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, raw);
+    let gz = reader.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
+    Ok(if gz { Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(reader))) } else { Box::new(reader) })
+}
+
+/// The records of one source, in order. Invalid UTF-8 is replaced, never a reason to skip.
+fn read_records(index: usize, path: &Path) -> Result<Vec<Record>> {
+    let mut reader = open(path)?;
+    let mut grouper = Grouper::default();
+    let mut out = vec![];
+    let mut buf = Vec::new();
+    let mut last = None;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| usage!("{}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        let line = parse::parse_line(index, &String::from_utf8_lossy(&buf), last);
+        last = line.at;
+        out.extend(grouper.push(line));
+    }
+    out.extend(grouper.finish());
+    Ok(out)
+}
+
+/// Expands globs among the inputs (`-` and plain paths pass through).
+fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    for i in inputs {
+        let s = i.to_string_lossy();
+        if s != "-" && s.contains(['*', '?', '[']) {
+            let matched: Vec<PathBuf> =
+                glob::glob(&s).map_err(|e| usage!("--input {s:?}: invalid glob: {e}"))?.flatten().collect();
+            if matched.is_empty() {
+                return Err(usage!("--input {s:?}: no file matches"));
+            }
+            out.extend(matched);
+        } else {
+            out.push(i.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The default window and the versions to compare, from the ledger: since the deployment of the
+/// version under suspicion (the newest one marked bad, else the live one).
+struct History {
+    since: Option<Millis>,
+    good: Option<String>,
+    bad: Option<String>,
+}
+
+fn history(ctx: &Ctx, env: &str) -> Result<History> {
+    if !ctx.state_dir.join("ledger.sqlite3").exists() {
+        return Ok(History { since: None, good: None, bad: None });
+    }
+    let ledger = ctx.ledger()?;
+    let deployments = ledger.deployments(env)?;
+    let mut suspect = None;
+    for d in deployments.iter().rev() {
+        if ledger.version(&d.label)?.is_some_and(|v| v.bad_at.is_some()) {
+            suspect = Some(d.clone());
+            break;
+        }
+    }
+    let suspect = suspect.or(ledger.live_deployment(env)?);
+    let good = ledger.last_known_good(env)?;
+    let commit = |label: &Option<String>| -> Result<Option<String>> {
+        Ok(match label {
+            Some(l) => ledger.version(l)?.map(|v| v.commit),
+            None => None,
+        })
+    };
+    let bad_label = suspect.as_ref().map(|d| d.label.clone()).filter(|l| Some(l) != good.as_ref());
+    Ok(History { since: suspect.map(|d| d.started_at), good: commit(&good)?, bad: commit(&bad_label)? })
+}
+
+pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
+    let pattern = req.pattern.or(ctx.config.logs.pattern.as_deref()).unwrap_or(DEFAULT_PATTERN);
+    let select = Regex::new(pattern)
+        .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
+    let context = req.context.unwrap_or(ctx.config.logs.context);
+    let until = req.until.map(|u| parse_time(u, "--until")).transpose()?;
+    let mut since = req.since.map(|s| parse_time(s, "--since")).transpose()?;
+    let prefixes = &ctx.config.logs.app_prefixes;
+
+    let alert = req.datadog_payload.map(|p| crate::alert::read(ctx, p)).transpose()?;
+    if let Some(a) = &alert {
+        if a.recovered() {
+            ctx.ui.result(format!("{} recovered: nothing to collect", a.describe()));
+            return Ok(Outcome::ok(json!({"alert": a, "recovered": true, "errors_found": false})));
+        }
+        if let Some(env) = req.env.filter(|e| *e != a.env) {
+            return Err(usage!("--env {env} contradicts the alert, which is for {}", a.env));
+        }
+        if since.is_none() {
+            since = Some(a.at - ctx.config.logs.alert_lookback.0.as_millis() as i64);
+        }
+        ctx.ui.status(format!("{}: collecting {}'s logs", a.describe(), a.env));
+    }
+    let env_name = req.env.or(alert.as_ref().map(|a| a.env.as_str()));
+    if env_name.is_none() && req.inputs.is_empty() {
+        return Err(usage!("collect-logs needs --env NAME, --input FILE or --datadog-payload FILE"));
+    }
+    let mut sources: Vec<PathBuf> = expand(req.inputs)?;
+    let mut hist = History { since: None, good: None, bad: None };
+    if let Some(env) = env_name {
+        let environment = ctx.config.environment(env)?;
+        sources.extend(ctx.platform()?.logs(environment)?);
+        hist = history(ctx, env)?;
+        if since.is_none() {
+            since = hist.since;
+        }
+    }
+
+    // Each source grouped into records, then all merged by time (a stable sort keeps each
+    // source's own order for records of the same instant or without a time).
+    let mut all: Vec<(Millis, usize, Record)> = vec![];
+    let mut total = 0;
+    for (i, path) in sources.iter().enumerate() {
+        let mut last = 0;
+        for r in read_records(i, path)? {
+            total += r.lines.len();
+            last = r.at().unwrap_or(last);
+            all.push((last, i, r));
+        }
+    }
+    all.sort_by_key(|(t, _, _)| *t);
+    let recs: Vec<Record> = all
+        .into_iter()
+        .filter(|(t, _, r)| r.at().is_none() || (since.is_none_or(|s| *t >= s) && until.is_none_or(|u| *t <= u)))
+        .map(|(_, _, r)| r)
+        .collect();
+
+    // Matching records, widened by `context` records each side; overlapping windows merge.
+    let hits: Vec<usize> = recs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.lines.iter().any(|l| select.is_match(&l.text)))
+        .map(|(i, _)| i)
+        .collect();
+    let mut windows: Vec<(usize, usize)> = vec![];
+    for &i in &hits {
+        let (lo, hi) = (i.saturating_sub(context), (i + context).min(recs.len() - 1));
+        match windows.last_mut() {
+            Some(w) if lo <= w.1 + 1 => w.1 = w.1.max(hi),
+            _ => windows.push((lo, hi)),
+        }
+    }
+
+    let name_of = |i: usize| sources[i].display().to_string();
+    let mut groups: Vec<Group> = vec![];
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (lo, hi) in &windows {
+        let block: Vec<&Record> = recs[*lo..=*hi].iter().collect();
+        // A group is identified by its matching records (context aside: the same error between
+        // different neighbours is still the same error), and dated by them.
+        let matched: Vec<&Record> =
+            block.iter().copied().filter(|r| r.lines.iter().any(|l| select.is_match(&l.text))).collect();
+        let times: Vec<Millis> = matched.iter().filter_map(|r| r.at()).collect();
+        let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
+        let srcs: BTreeSet<String> =
+            matched.iter().filter_map(|r| r.lines.first()).map(|l| name_of(l.source)).collect();
+        let key = matched.iter().map(|r| fingerprint(r)).collect::<Vec<_>>().join("\n--\n");
+        if let Some(&g) = index.get(&key) {
+            let group = &mut groups[g];
+            group.count += 1;
+            group.last_seen = last.map(rfc3339).or(group.last_seen.take());
+            group.sources.extend(srcs);
+            continue;
+        }
+        let (exception, frames) = diagnose(&matched);
+        let example = block
+            .iter()
+            .flat_map(|r| r.lines.iter())
+            .map(|l| {
+                ctx.ui.redactor.redact(&match l.at {
+                    Some(t) => format!("{} {}", rfc3339(t), l.text),
+                    None => l.text.clone(),
+                })
+            })
+            .collect();
+        index.insert(key, groups.len());
+        groups.push(Group {
+            count: 1,
+            first_seen: first.map(rfc3339),
+            last_seen: last.map(rfc3339),
+            sources: srcs,
+            exception,
+            frame: frames.first().map(|f| frame_label(f, prefixes)),
+            example,
+            frames,
+        });
+    }
+
+    // The suspect: the first group whose in-app frames sit on a changed line.
+    let mut suspect: Option<Suspect> = None;
+    for g in groups.iter().filter(|g| !g.frames.is_empty()) {
+        // A frame naming its version (local platform) says which commit failed.
+        let bad = match g.frames.iter().find_map(|f| suspect::repo_path(&f.file, prefixes).1) {
+            Some(label) if ctx.state_dir.join("ledger.sqlite3").exists() => {
+                ctx.ledger()?.version(&label)?.map(|v| v.commit).or(hist.bad.clone())
+            }
+            _ => hist.bad.clone(),
+        };
+        if let (Some(good), Some(bad)) = (&hist.good, &bad)
+            && good != bad
+            && let Some(s) = suspect::find(ctx, &g.frames, good, bad)?
+        {
+            suspect = Some(s);
+            break;
+        }
+    }
+
+    let report = render(env_name, &sources, total, since, until, pattern, hits.len(), &groups, suspect.as_ref());
+    let out = req.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
+    ctx.write_report(&out, &report, "the report")?;
+    let exceptions: Vec<String> = groups.iter().filter_map(|g| g.exception.clone()).collect();
+    if !ctx.dry_run {
+        let found = if groups.is_empty() {
+            "no errors found".to_string()
+        } else {
+            format!("{} group(s) of errors", groups.len())
+        };
+        ctx.ui.result(format!("{found} in {} matching record(s) → {}", hits.len(), out.display()));
+        for g in &groups {
+            if let Some(e) = &g.exception {
+                ctx.ui.result(format!(
+                    "  {e} ×{}{}",
+                    g.count,
+                    g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default()
+                ));
+            }
+        }
+        if let Some(s) = &suspect {
+            ctx.ui.result(format!(
+                "  suspect: {}:{} in {}, changed by {} {} ({})",
+                s.file,
+                s.line,
+                s.function,
+                &s.commit[..12.min(s.commit.len())],
+                s.author,
+                s.subject
+            ));
+        }
+    }
+    let summary = json!({
+        "env": env_name, "sources": sources, "lines": total, "matches": hits.len(),
+        "blocks": windows.len(), "errors_found": !groups.is_empty(), "groups": groups, "exceptions": exceptions,
+        "suspect": suspect, "window": {"since": since.map(rfc3339), "until": until.map(rfc3339)},
+        "report": out, "dry_run": ctx.dry_run, "alert": alert,
+    });
+    if req.notify {
+        let title = match &alert {
+            Some(a) => format!("{}: {}", a.env, a.title),
+            None => format!("collect-logs: {}", env_name.unwrap_or("logs")),
+        };
+        let text = notification(&groups, suspect.as_ref(), &out, hits.len());
+        let tags: Vec<String> = env_name.map(|e| format!("env:{e}")).into_iter().collect();
+        let failures = crate::notify::send(ctx, &title, &text, &tags)?;
+        if !failures.is_empty() {
+            return Err(crate::could_not_act!(
+                "the report is written to {}, but the notification failed: {}",
+                out.display(),
+                failures.join("; ")
+            ));
+        }
+    }
+    Ok(Outcome::ok(summary))
+}
+
+/// The notification: the top groups, the suspect, where the full report is.
+fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: usize) -> String {
+    let mut t = if groups.is_empty() {
+        "No errors found.".to_string()
+    } else {
+        format!("{} group(s) of errors in {hits} matching record(s):", groups.len())
+    };
+    for g in groups.iter().take(5) {
+        let what = g.exception.clone().unwrap_or_else(|| g.example.first().cloned().unwrap_or_default());
+        t += &format!("\n• {what} ×{}{}", g.count, g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default());
+    }
+    if let Some(s) = suspect {
+        t += &format!(
+            "\nSuspect: {}:{} in {}, changed by {} ({}): {}",
+            s.file,
+            s.line,
+            s.function,
+            &s.commit[..12.min(s.commit.len())],
+            s.author,
+            s.subject
+        );
+    }
+    let link = std::env::var("BUILD_URL").map(|u| format!(" ({u}artifact/)")).unwrap_or_default();
+    t += &format!("\nFull report: {}{link}", out.display());
+    t
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    env: Option<&str>,
+    sources: &[PathBuf],
+    total: usize,
+    since: Option<Millis>,
+    until: Option<Millis>,
+    pattern: &str,
+    hits: usize,
+    groups: &[Group],
+    suspect: Option<&Suspect>,
+) -> String {
+    let mut s = String::new();
+    s += &format!("safedeploy collect-logs report, {}\n", rfc3339(now_ms()));
+    if let Some(e) = env {
+        s += &format!("environment: {e}\n");
+    }
+    for p in sources {
+        s += &format!("source: {}\n", p.display());
+    }
+    let window = match (since, until) {
+        (None, None) => "everything".to_string(),
+        (a, b) => format!(
+            "{} → {}",
+            a.map(rfc3339).unwrap_or_else(|| "start".into()),
+            b.map(rfc3339).unwrap_or_else(|| "now".into())
+        ),
+    };
+    s += &format!("lines read: {total}; window: {window}\n");
+    s += &format!("pattern: {pattern}\n");
+    s += &format!("{hits} matching record(s) in {} distinct group(s), first seen first\n", groups.len());
+    if let Some(x) = suspect {
+        s += &format!(
+            "\n=== suspect change\n{}:{} in {} — changed between {} and {} by commit {}\nauthor: {}\nsubject: {}\n{}\n",
+            x.file,
+            x.line,
+            x.function,
+            &x.good[..12.min(x.good.len())],
+            &x.bad[..12.min(x.bad.len())],
+            x.commit,
+            x.author,
+            x.subject,
+            x.hunk
+        );
+    }
+    for (i, g) in groups.iter().enumerate() {
+        s += &format!(
+            "\n=== group {} — seen {} time(s), first {}, last {}\n",
+            i + 1,
+            g.count,
+            g.first_seen.as_deref().unwrap_or("-"),
+            g.last_seen.as_deref().unwrap_or("-")
+        );
+        s += &format!("sources: {}\n", g.sources.iter().cloned().collect::<Vec<_>>().join(", "));
+        if let Some(e) = &g.exception {
+            s += &format!("exception: {e}\n");
+        }
+        if let Some(f) = &g.frame {
+            s += &format!("innermost app frame: {f}\n");
+        }
+        s += "---\n";
+        for line in &g.example {
+            s += line;
+            s.push('\n');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pattern_catches_levels_and_exceptions_not_flag_names() {
+        let re = Regex::new(DEFAULT_PATTERN).expect("valid");
+        for hit in [
+            "[2026-11-23 22:51:58,559] ERROR in app: Exception on /shorten [POST]",
+            "TypeError: the JSON object must be str",
+            "level=error msg=boom",
+            "[error] 12#0: upstream timed out",
+            "Traceback (most recent call last):",
+            "127.0.0.1 - - [23/Nov/2026] \"POST /shorten HTTP/1.1\" 500 265",
+        ] {
+            assert!(re.is_match(hit), "should match: {hit}");
+        }
+        for miss in [
+            "exec gunicorn --error-logfile - application:app",
+            "[INFO] Booting worker with pid: 12",
+            "\"GET /x HTTP/1.1\" 200 512",
+            "0 errors found",
+        ] {
+            assert!(!re.is_match(miss), "should not match: {miss}");
+        }
+    }
+
+    #[test]
+    fn fingerprints_mask_what_varies() {
+        let rec = |t: &str| Record { lines: vec![Line { source: 0, at: None, text: t.into() }] };
+        assert_eq!(
+            fingerprint(&rec("timeout for 10.0.0.7 after 30s on 'q1' id 5f3a9c2e-1111-2222-3333-444455556666")),
+            fingerprint(&rec("timeout for 10.0.0.9 after 31s on 'q2' id 0b1e2d3c-aaaa-bbbb-cccc-ddddeeeeffff"))
+        );
+        let tb = |line: &str| Record {
+            lines: [
+                "Traceback (most recent call last):",
+                &format!("File \"/a/app.py\", line {line}, in f"),
+                "x()",
+                "TypeError: bad 1",
+            ]
+            .iter()
+            .map(|t| Line { source: 0, at: None, text: t.to_string() })
+            .collect(),
+        };
+        assert_eq!(fingerprint(&tb("10")), fingerprint(&tb("12")), "a traceback is its frames' files and functions");
+    }
+}

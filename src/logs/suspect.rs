@@ -1,0 +1,147 @@
+//! The suspect change: which commit put the failing line there. In-app traceback frames are
+//! mapped onto the repository (the deployment prefix cut off), the diff between the last known
+//! good version's commit and the failing version's commit (both from the ledger) is read, and a
+//! frame on a changed line — or within a few lines of one — is the suspect, with the commit that
+//! last touched that line (`git blame`), its author and subject, and the hunk.
+
+use crate::context::Ctx;
+use crate::gate::changes::{Base, parse_unified_zero};
+use crate::git;
+use anyhow::Result;
+use serde::Serialize;
+use std::path::Path;
+
+/// How far from a changed line a frame still counts (a changed line often breaks its neighbour).
+const NEAR: u32 = 3;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Frame {
+    /// The path as the log shows it.
+    pub file: String,
+    pub line: u32,
+    pub function: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Suspect {
+    pub file: String,
+    pub line: u32,
+    pub function: String,
+    pub good: String,
+    pub bad: String,
+    pub commit: String,
+    pub author: String,
+    pub subject: String,
+    pub hunk: String,
+}
+
+/// A frame's file as a path in the app's source dir, and the version label its path names (the
+/// local platform runs each version from `.../local/versions/LABEL/`).
+pub fn repo_path(file: &str, prefixes: &[String]) -> (String, Option<String>) {
+    if let Some((_, rest)) = file.split_once("/local/versions/")
+        && let Some((label, inner)) = rest.split_once('/')
+    {
+        return (inner.to_string(), Some(label.to_string()));
+    }
+    for p in prefixes {
+        if let Some(rest) = file.strip_prefix(p.as_str()) {
+            return (rest.trim_start_matches('/').to_string(), None);
+        }
+    }
+    (file.to_string(), None)
+}
+
+/// Whether a frame is the app's own code rather than the runtime's or a library's.
+pub fn in_app(file: &str) -> bool {
+    !(file.contains("site-packages")
+        || file.contains("/lib/python")
+        || file.starts_with('<')
+        || file.contains("dist-packages"))
+}
+
+/// The first of `frames` (innermost first) that sits on or near a line changed between `good`
+/// and `bad`.
+pub fn find(ctx: &Ctx, frames: &[Frame], good: &str, bad: &str) -> Result<Option<Suspect>> {
+    let dir = ctx.config.source_dir();
+    let (Some(good_commit), Some(bad_commit)) = (git::commit(ctx, &dir, good), git::commit(ctx, &dir, bad)) else {
+        return Ok(None);
+    };
+    for frame in frames {
+        let (path, _) = repo_path(&frame.file, &ctx.config.logs.app_prefixes);
+        let base = Base { commit: good_commit.clone(), from: String::new() };
+        let diff =
+            git::read(ctx, &dir, &["diff", "-U0", "--no-color", "--relative", &base.commit, &bad_commit, "--", &path])?;
+        let changed = parse_unified_zero(&diff);
+        let Some(lines) = changed.get(&path) else { continue };
+        if !lines.iter().any(|l| l.abs_diff(frame.line) <= NEAR) {
+            continue;
+        }
+        let (commit, author, subject) = blame(ctx, &dir, &bad_commit, &path, frame.line)?;
+        let full =
+            git::read(ctx, &dir, &["diff", "-U3", "--no-color", "--relative", &good_commit, &bad_commit, "--", &path])?;
+        return Ok(Some(Suspect {
+            file: path,
+            line: frame.line,
+            function: frame.function.clone(),
+            good: good.to_string(),
+            bad: bad.to_string(),
+            commit,
+            author,
+            subject,
+            hunk: hunk_around(&full, frame.line),
+        }));
+    }
+    Ok(None)
+}
+
+/// The commit that last changed `line` of `path` at `rev`: (sha, author, subject).
+fn blame(ctx: &Ctx, dir: &Path, rev: &str, path: &str, line: u32) -> Result<(String, String, String)> {
+    let range = format!("{line},{line}");
+    let out = git::read(ctx, dir, &["blame", "--porcelain", "-L", &range, rev, "--", path])?;
+    let sha = out.split_whitespace().next().unwrap_or_default().to_string();
+    let field =
+        |key: &str| out.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_default();
+    Ok((sha, field("author "), field("summary ")))
+}
+
+/// The hunk of a unified diff whose new side covers `line` (or comes nearest to it).
+fn hunk_around(diff: &str, line: u32) -> String {
+    let mut hunks: Vec<(u32, u32, Vec<&str>)> = vec![];
+    for l in diff.lines() {
+        if let Some(h) = l.strip_prefix("@@ ") {
+            let new = h.split_whitespace().find(|t| t.starts_with('+')).unwrap_or("+0");
+            let mut n = new[1..].splitn(2, ',');
+            let start: u32 = n.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let count: u32 = n.next().and_then(|v| v.parse().ok()).unwrap_or(1);
+            hunks.push((start, start + count.max(1) - 1, vec![l]));
+        } else if let Some(h) = hunks.last_mut() {
+            h.2.push(l);
+        }
+    }
+    hunks
+        .into_iter()
+        .min_by_key(|(s, e, _)| if (*s..=*e).contains(&line) { 0 } else { line.abs_diff(*s).min(line.abs_diff(*e)) })
+        .map(|(_, _, l)| l.join("\n"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_onto_the_repo() {
+        let p = vec!["/var/app/current/".to_string()];
+        assert_eq!(repo_path("/var/app/current/application.py", &p), ("application.py".into(), None));
+        assert_eq!(repo_path("/s/local/versions/v2/pkg/m.py", &p), ("pkg/m.py".into(), Some("v2".into())));
+        assert!(!in_app("/var/app/venv/lib/python3.11/site-packages/flask/app.py"));
+        assert!(in_app("/var/app/current/application.py"));
+    }
+
+    #[test]
+    fn the_hunk_around_a_line() {
+        let diff = "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -10,3 +10,3 @@ def f():\n x\n-y\n+Y\n z\n@@ -64,7 +64,7 @@ def load_urls(path):\n     with open(path) as f:\n-        return json.load(f)\n+        return json.loads(f)\n";
+        let h = hunk_around(diff, 67);
+        assert!(h.starts_with("@@ -64,7 +64,7 @@") && h.contains("+        return json.loads(f)"), "{h}");
+    }
+}

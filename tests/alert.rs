@@ -1,0 +1,199 @@
+//! The alert path: a Datadog webhook payload drives rollback and collect-logs (the steps of
+//! jenkins/alert.Jenkinsfile, run in order against a real incident), notifications reach a local
+//! server speaking the Slack and Datadog request shapes, and bad payloads are exit 2.
+
+#[path = "support/server.rs"]
+mod server;
+mod support;
+
+use predicates::prelude::*;
+use server::{Resp, Server};
+use std::sync::{Arc, Mutex};
+use support::{BINARIES, Project, output};
+
+const SECRET_KEY: &str = "AKIAIOSFODNN7SAFEDEP";
+
+fn payload(transition: &str, env_tag: &str) -> String {
+    format!(
+        r#"{{"alert_id": "4711", "transition": "{transition}", "title": "[{transition}] url-shortener 5xx rate",
+            "date": "{}", "hostname": "web-1", "tags": "service:url-shortener,{env_tag}",
+            "scope": "{env_tag}", "link": "https://app.datadoghq.com/monitors/4711"}}"#,
+        safedeploy::clock::now_ms()
+    )
+}
+
+/// The `sh '...'` steps of the alert Jenkinsfile that call a safedeploy binary, in file order.
+fn alert_steps() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jenkins/alert.Jenkinsfile"))
+            .expect("file");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("sh '").and_then(|r| r.strip_suffix('\'')))
+        .filter(|cmd| BINARIES.iter().any(|b| cmd.starts_with(&format!("{b} "))))
+        .map(str::to_string)
+        .collect()
+}
+
+/// v1 everywhere, then v2 forced into production, failing, with a secret in its log.
+fn incident() -> Project {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    let log = p.state.join("local/envs/production/app.log");
+    let mut text = std::fs::read_to_string(&log).expect("log");
+    text.push_str(&format!(
+        "{} [ERROR] upload failed with key {SECRET_KEY}\n",
+        safedeploy::clock::rfc3339(safedeploy::clock::now_ms())
+    ));
+    std::fs::write(&log, text).expect("log");
+    p
+}
+
+#[test]
+fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
+    let p = incident();
+    let received: Arc<Mutex<Vec<(String, Option<String>, String)>>> = Arc::default();
+    let r = received.clone();
+    let hooks = Server::start(move |req, _| {
+        r.lock().expect("lock").push((
+            req.path.clone(),
+            req.header("DD-API-KEY").map(str::to_string),
+            String::from_utf8_lossy(&req.body).into_owned(),
+        ));
+        Resp::new(if req.path == "/api/v1/events" { 202 } else { 200 }, "ok")
+    });
+    p.edit_config(|c| c.replace("[logs]\n", &format!("[logs]\ndatadog_api_url = \"{}\"\n", hooks.url())));
+    std::fs::write(p.app.join("datadog-payload.json"), payload("Triggered", "env:production")).expect("payload");
+
+    let steps = alert_steps();
+    assert_eq!(
+        steps.iter().map(|s| s.split(' ').next().unwrap_or("")).collect::<Vec<_>>(),
+        ["rollback", "collect-logs"]
+    );
+    let bin_dir = assert_cmd::cargo::cargo_bin("rollback").parent().expect("dir").to_path_buf();
+    let mut outputs = String::new();
+    for step in &steps {
+        let out = std::process::Command::new("sh")
+            .args(["-c", step])
+            .current_dir(&p.app)
+            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("SAFEDEPLOY_STATE_DIR", &p.state)
+            .env("SLACK_WEBHOOK_URL", format!("{}/services/T000/B000/slacksecret123", hooks.url()))
+            .env("DD_API_KEY", "dd-api-key-0123456789")
+            .output()
+            .expect("sh");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "`{step}` failed:\n{text}");
+        outputs.push_str(&text);
+    }
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert!(p.query_strings("SELECT reason FROM incidents")[0].starts_with("Datadog alert 4711 (Triggered"));
+
+    let report = std::fs::read_to_string(p.app.join("error_hunt.txt")).expect("report");
+    assert!(
+        report.contains("exception: TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper"),
+        "{report}"
+    );
+    assert!(report.contains("=== suspect change\napplication.py:67 in load_urls"), "{report}");
+    assert!(
+        report.contains("subject: Read the stored URLs with json.loads") && report.contains("author: New Hire"),
+        "{report}"
+    );
+    assert!(report.contains("+        return json.loads(urls_file)"), "the hunk: {report}");
+
+    let got = received.lock().expect("lock").clone();
+    let slack = got.iter().find(|(path, _, _)| path.starts_with("/services/")).expect("a Slack post");
+    let event = got.iter().find(|(path, _, _)| path == "/api/v1/events").expect("a Datadog event");
+    let slack_json: serde_json::Value = serde_json::from_str(&slack.2).expect("slack json");
+    let text = slack_json["text"].as_str().expect("text");
+    assert!(text.contains("TypeError") && text.contains("Suspect: application.py:67 in load_urls"), "{text}");
+    assert_eq!(event.1.as_deref(), Some("dd-api-key-0123456789"));
+    let event_json: serde_json::Value = serde_json::from_str(&event.2).expect("event json");
+    assert_eq!(event_json["alert_type"], "error");
+    assert!(event_json["tags"].to_string().contains("env:production"));
+
+    for secret in [SECRET_KEY, "slacksecret123", "dd-api-key-0123456789"] {
+        assert!(!report.contains(secret), "{secret} in the report");
+        assert!(!outputs.contains(secret), "{secret} in the console");
+        assert!(!slack.2.contains(secret) && !event.2.contains(secret), "{secret} in a notification");
+    }
+}
+
+#[test]
+fn a_recovered_alert_and_a_staging_alert_change_nothing() {
+    let p = incident();
+    std::fs::write(p.app.join("recovered.json"), payload("Recovered", "env:production")).expect("payload");
+    p.cmd("rollback")
+        .args(["--datadog-payload", "recovered.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("recovered: nothing to roll back"));
+    p.cmd("collect-logs")
+        .args(["--datadog-payload", "recovered.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("recovered: nothing to collect"));
+    std::fs::write(p.app.join("staging.json"), payload("Triggered", "env:staging")).expect("payload");
+    p.cmd("rollback")
+        .args(["--datadog-payload", "staging.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("the alert is for staging; rollback on alerts acts on production only"));
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"), "nothing was rolled back");
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0);
+    // A payload on stdin, and a mapping of Datadog's env tag values.
+    p.edit_config(|c| c.replace("[logs]\n", "[logs]\ndatadog_environments = { prod = \"production\" }\n"));
+    p.cmd("collect-logs")
+        .args(["--datadog-payload", "-", "--out", "hunt.txt"])
+        .write_stdin(payload("Triggered", "env:prod"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("TypeError"));
+}
+
+#[test]
+fn bad_payloads_are_exit_2_and_a_failed_notification_keeps_the_report() {
+    let p = incident();
+    for (body, message) in [
+        ("not json".to_string(), "not JSON"),
+        (r#"{"transition": "Triggered", "date": "1"}"#.to_string(), "missing field \"alert_id\""),
+        (payload("Triggered", "env:qa"), "the alert is for environment \"qa\", which"),
+        (payload("Triggered", "service:x"), "no env:NAME tag or scope"),
+    ] {
+        std::fs::write(p.app.join("bad.json"), body).expect("payload");
+        p.cmd("collect-logs")
+            .args(["--datadog-payload", "bad.json"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+        p.cmd("rollback")
+            .args(["--datadog-payload", "bad.json"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    }
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+
+    let down = Server::start(|_, _| Resp::new(500, "boom"));
+    std::fs::write(p.app.join("ok.json"), payload("Triggered", "env:production")).expect("payload");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--datadog-payload", "ok.json", "--notify", "--out", "kept.txt"])
+        .env("SLACK_WEBHOOK_URL", format!("{}/services/x", down.url()))
+        .assert()
+        .code(3);
+    let (_, err) = output(&a);
+    assert!(
+        err.contains("the report is written to kept.txt, but the notification failed: Slack: POST answered 500 boom"),
+        "{err}"
+    );
+    assert!(p.app.join("kept.txt").exists());
+    p.cmd("collect-logs")
+        .args(["--env", "production", "--notify"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--notify: no destination"));
+}
