@@ -2,6 +2,8 @@
 //! answered by a closure that sees the request and how many times its path was hit. It counts
 //! hits and the most requests in flight at once, and stops when dropped.
 
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
