@@ -11,6 +11,9 @@ use server::{Resp, Server};
 use std::sync::{Arc, Mutex};
 use support::{BINARIES, Project, output};
 
+/// What the notification server received: path, DD-API-KEY header, body.
+type Received = Arc<Mutex<Vec<(String, Option<String>, String)>>>;
+
 const SECRET_KEY: &str = "AKIAIOSFODNN7SAFEDEP";
 
 fn payload(transition: &str, env_tag: &str) -> String {
@@ -55,7 +58,7 @@ fn incident() -> Project {
 #[test]
 fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
     let p = incident();
-    let received: Arc<Mutex<Vec<(String, Option<String>, String)>>> = Arc::default();
+    let received: Received = Arc::default();
     let r = received.clone();
     let hooks = Server::start(move |req, _| {
         r.lock().expect("lock").push((
