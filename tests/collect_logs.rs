@@ -1,6 +1,7 @@
 //! collect-logs on files: records, selection, context, counted groups in first-seen order.
 
 mod support;
+use predicates::prelude::*;
 use support::{Project, output};
 
 const LOG: &str = "\
@@ -92,4 +93,97 @@ fn bad_window_and_pattern_are_usage_errors() {
     p.cmd("collect-logs").args(["--input", "app.log", "--pattern", "(unclosed"]).assert().code(2);
     p.cmd("collect-logs").args(["--input", "missing.log"]).assert().code(2);
     assert!(!p.app.join("error_hunt.txt").exists());
+}
+
+/// Elastic Beanstalk-style lines of one instance: no year, padded days, no indentation.
+fn eb_instance(host: &str, minute: u32) -> String {
+    let p = |s: u32| format!("Nov  3 02:{minute:02}:{s:02} {host} web[2013]: ");
+    [
+        format!("{}[2026-11-03 02:{minute:02}:00 +0000] [2013] [INFO] Booting worker", p(0)),
+        format!("{}[2026-11-03 02:{minute:02}:01,101] ERROR in app: Exception on /shorten [POST]", p(1)),
+        format!("{}Traceback (most recent call last):", p(1)),
+        format!("{}File \"/var/app/venv/lib/python3.11/site-packages/flask/app.py\", line 1511, in wsgi_app", p(1)),
+        format!("{}response = self.full_dispatch_request()", p(1)),
+        format!("{}File \"/var/app/current/application.py\", line 67, in load_urls", p(1)),
+        format!("{}return json.loads(urls_file)", p(1)),
+        format!("{}TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper", p(1)),
+        format!("{}127.0.0.1 - - \"POST /shorten HTTP/1.1\" 500 265", p(2)),
+    ]
+    .join("\n")
+        + "\n"
+}
+
+#[test]
+fn eb_instances_merge_by_time_from_globs_and_gzip() {
+    use std::io::Write;
+    let p = Project::new();
+    let dir = p.app.join("eb-logs");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("i-1.log"), eb_instance("ip-172-31-35-64", 55)).expect("write");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(dir.join("i-2.log.gz")).expect("gz"),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(eb_instance("ip-172-31-35-99", 54).as_bytes()).expect("gz");
+    gz.finish().expect("gz");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "eb-logs/*", "--out", "hunt.txt", "--json", "--context", "0"])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    let groups = doc["groups"].as_array().expect("groups");
+    // The ERROR line and the traceback are one window; the 5xx line is another kind.
+    assert_eq!(groups[0]["count"], 2, "{doc:#}");
+    assert_eq!(groups[0]["frame"], "application.py:67 in load_urls");
+    assert_eq!(groups[0]["sources"].as_array().map(Vec::len), Some(2), "both instances: {doc:#}");
+    // Merged by time: the gzip'd instance (02:54) comes first.
+    assert!(groups[0]["first_seen"].as_str().expect("t").ends_with("-11-03T02:54:01.000Z"), "{doc:#}");
+    let first = groups[0]["example"][0].as_str().expect("line");
+    assert!(
+        first.ends_with("-11-03T02:54:01.000Z [2026-11-03 02:54:01,101] ERROR in app: Exception on /shorten [POST]"),
+        "{first}"
+    );
+}
+
+#[test]
+fn odd_inputs_nul_bytes_invalid_utf8_a_huge_line_an_empty_log_a_truncated_gzip() {
+    let p = Project::new();
+    let mut bytes =
+        b"2026-11-23T10:00:00.000Z [INFO] ok\n2026-11-23T10:00:01.000Z [ERROR] bad byte \xff and NUL \x00 here\n"
+            .to_vec();
+    bytes.extend(format!("2026-11-23T10:00:02.000Z {}\n", "x".repeat(10 * 1024 * 1024)).as_bytes());
+    bytes.extend(b"2026-11-23T10:00:03.000Z TypeError: after the long line\n");
+    std::fs::write(p.app.join("odd.log"), bytes).expect("write");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "odd.log", "--out", "hunt.txt", "--json", "--context", "0"])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    assert_eq!(doc["groups"].as_array().map(Vec::len), Some(2), "never 'binary file matches': {}", doc["exceptions"]);
+    assert_eq!(doc["exceptions"][0], "TypeError: after the long line");
+
+    std::fs::write(p.app.join("empty.log"), "").expect("write");
+    p.cmd("collect-logs")
+        .args(["--input", "empty.log", "--out", "e.txt"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no errors found"));
+
+    let mut gz = vec![];
+    {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::fast());
+        enc.write_all(LOG.as_bytes()).expect("gz");
+        enc.finish().expect("gz");
+    }
+    gz.truncate(gz.len() / 2);
+    std::fs::write(p.app.join("cut.log.gz"), gz).expect("write");
+    p.cmd("collect-logs")
+        .args(["--input", "cut.log.gz", "--out", "c.txt"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cut.log.gz"));
+    assert!(!p.app.join("c.txt").exists());
 }
