@@ -36,7 +36,7 @@ use suspect::{Frame, Suspect};
 /// Error levels as words in any case (`ERROR`, `[error]`, `level=error`, not `--error-logfile`),
 /// exception names (`TypeError`, `ValueError`, `RuntimeException`), traceback headers, and
 /// access-log lines with a 5xx status.
-pub const DEFAULT_PATTERN: &str = r#"(?i:\b(?:error|err|critical|crit|fatal|alert|emerg|panic|exception)\b(?:[:\]\s,;]|$))|[A-Z]\w*(?:Error|Exception)\b|Traceback \(most recent call last\)|"\s5\d\d\s"#;
+pub const DEFAULT_PATTERN: &str = r#"(?i:\b(?:error|err|critical|crit|fatal|alert|emerg|panic|exception)\b(?:[:\]\s,;]|$))|[A-Z]\w*(?:Error|Exception)\b|Traceback \(most recent call last\)|" 5\d\d "#;
 pub const DEFAULT_OUT: &str = "error_hunt.txt";
 
 pub struct LogsRequest<'a> {
@@ -58,6 +58,10 @@ pub struct Group {
     pub count: usize,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
+    #[serde(skip)]
+    first: Option<Millis>,
+    #[serde(skip)]
+    last: Option<Millis>,
     pub sources: BTreeSet<String>,
     pub exception: Option<String>,
     pub frame: Option<String>,
@@ -159,25 +163,206 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     Ok(if gz { Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(reader))) } else { Box::new(reader) })
 }
 
-/// The records of one source, in order. Invalid UTF-8 is replaced, never a reason to skip.
-fn read_records(index: usize, path: &Path) -> Result<Vec<Record>> {
-    let mut reader = open(path)?;
-    let mut grouper = Grouper::default();
-    let mut out = vec![];
-    let mut buf = Vec::new();
-    let mut last = None;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| usage!("{}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        let line = parse::parse_line(index, &String::from_utf8_lossy(&buf), last);
-        last = line.at;
-        out.extend(grouper.push(line));
+/// Lines of context the search hands over around each match: generous, because context is
+/// counted in records (a traceback is one) and a traceback's frames follow its header.
+fn search_context(context: usize) -> (usize, usize) {
+    (context * 10 + 10, context * 10 + 60)
+}
+
+/// Distinct groups kept; further distinct ones are counted, not kept (bounded memory).
+const MAX_GROUPS: usize = 10_000;
+/// Lines of a group's example kept.
+const MAX_EXAMPLE: usize = 300;
+
+/// The groups found so far. Regions of each source are folded in as the search finds them, so
+/// memory follows the number of distinct groups, not the size of the logs.
+struct Store<'a> {
+    select: &'a Regex,
+    context: usize,
+    since: Option<Millis>,
+    until: Option<Millis>,
+    prefixes: &'a [String],
+    redactor: &'a crate::redact::Redactor,
+    groups: Vec<Group>,
+    index: HashMap<u64, usize>,
+    matches: usize,
+    blocks: usize,
+    dropped: usize,
+}
+
+impl Store<'_> {
+    fn matches(&self, r: &Record) -> bool {
+        r.lines.iter().any(|l| self.select.is_match(&l.text))
     }
-    out.extend(grouper.finish());
-    Ok(out)
+
+    /// One region of a source (consecutive lines around matches): its records, the matching ones
+    /// with `context` records each side (overlapping windows merge), folded into groups.
+    fn region(&mut self, source: &str, lines: Vec<Line>) {
+        let mut grouper = Grouper::default();
+        let mut recs: Vec<Record> = vec![];
+        for l in lines {
+            recs.extend(grouper.push(l));
+        }
+        recs.extend(grouper.finish());
+        recs.retain(|r| r.at().is_none_or(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)));
+        let hits: Vec<usize> = recs.iter().enumerate().filter(|(_, r)| self.matches(r)).map(|(i, _)| i).collect();
+        self.matches += hits.len();
+        let mut windows: Vec<(usize, usize)> = vec![];
+        for &i in &hits {
+            let (lo, hi) = (i.saturating_sub(self.context), (i + self.context).min(recs.len() - 1));
+            match windows.last_mut() {
+                Some(w) if lo <= w.1 + 1 => w.1 = w.1.max(hi),
+                _ => windows.push((lo, hi)),
+            }
+        }
+        for (lo, hi) in windows {
+            self.block(source, &recs[lo..=hi]);
+        }
+    }
+
+    fn block(&mut self, source: &str, block: &[Record]) {
+        use std::hash::{Hash, Hasher};
+        self.blocks += 1;
+        // A group is identified by its matching records (context aside: the same error between
+        // different neighbours is still the same error), and dated by them.
+        let matched: Vec<&Record> = block.iter().filter(|r| self.matches(r)).collect();
+        let times: Vec<Millis> = matched.iter().filter_map(|r| r.at()).collect();
+        let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for r in &matched {
+            fingerprint(r).hash(&mut h);
+        }
+        let key = h.finish();
+        let example = || -> Vec<String> {
+            let lines: Vec<&Line> = block.iter().flat_map(|r| r.lines.iter()).collect();
+            let mut out: Vec<String> = lines
+                .iter()
+                .take(MAX_EXAMPLE)
+                .map(|l| {
+                    self.redactor.redact(&match l.at {
+                        Some(t) => format!("{} {}", rfc3339(t), l.text),
+                        None => l.text.clone(),
+                    })
+                })
+                .collect();
+            if lines.len() > MAX_EXAMPLE {
+                out.push(format!("… {} more line(s)", lines.len() - MAX_EXAMPLE));
+            }
+            out
+        };
+        if let Some(&g) = self.index.get(&key) {
+            let earlier = matches!((first, self.groups[g].first), (Some(a), Some(b)) if a < b);
+            let group = &mut self.groups[g];
+            group.count += 1;
+            group.sources.insert(source.to_string());
+            group.last = group.last.max(last);
+            if earlier {
+                // Another source saw it first: that occurrence is the example.
+                group.first = first;
+                group.example = example();
+            }
+            return;
+        }
+        if self.groups.len() >= MAX_GROUPS {
+            self.dropped += 1;
+            return;
+        }
+        let (exception, frames) = diagnose(&matched);
+        let frame = frames.first().map(|f| frame_label(f, self.prefixes));
+        let example = example();
+        self.index.insert(key, self.groups.len());
+        self.groups.push(Group {
+            count: 1,
+            first_seen: None,
+            last_seen: None,
+            first,
+            last,
+            sources: BTreeSet::from([source.to_string()]),
+            exception,
+            frame,
+            example,
+            frames,
+        });
+    }
+
+    /// The groups in first-seen order (sources were read one after another).
+    fn finish(mut self) -> (Vec<Group>, usize, usize, usize) {
+        self.groups.sort_by_key(|g| g.first.unwrap_or(i64::MAX));
+        for g in &mut self.groups {
+            g.first_seen = g.first.map(rfc3339);
+            g.last_seen = g.last.map(rfc3339);
+        }
+        (self.groups, self.matches, self.blocks, self.dropped)
+    }
+}
+
+/// Receives the search's regions: lines in order, a break between regions.
+struct RegionSink<'s, 'a> {
+    store: &'s mut Store<'a>,
+    name: String,
+    index: usize,
+    lines: Vec<Line>,
+    last: Option<Millis>,
+    bytes: u64,
+}
+
+impl RegionSink<'_, '_> {
+    fn push(&mut self, bytes: &[u8]) {
+        for raw in bytes.split_inclusive(|b| *b == b'\n') {
+            let line = parse::parse_line(self.index, &String::from_utf8_lossy(raw), self.last);
+            self.last = line.at;
+            self.lines.push(line);
+        }
+    }
+    fn flush(&mut self) {
+        if !self.lines.is_empty() {
+            let lines = std::mem::take(&mut self.lines);
+            self.store.region(&self.name, lines);
+        }
+        // A region's time does not carry into the next one: the lines between were not read.
+        self.last = None;
+    }
+}
+
+impl grep_searcher::Sink for RegionSink<'_, '_> {
+    type Error = std::io::Error;
+
+    fn matched(&mut self, _: &grep_searcher::Searcher, m: &grep_searcher::SinkMatch<'_>) -> Result<bool, Self::Error> {
+        self.push(m.bytes());
+        Ok(true)
+    }
+    fn context(
+        &mut self,
+        _: &grep_searcher::Searcher,
+        c: &grep_searcher::SinkContext<'_>,
+    ) -> Result<bool, Self::Error> {
+        self.push(c.bytes());
+        Ok(true)
+    }
+    fn context_break(&mut self, _: &grep_searcher::Searcher) -> Result<bool, Self::Error> {
+        self.flush();
+        Ok(true)
+    }
+    fn finish(&mut self, _: &grep_searcher::Searcher, f: &grep_searcher::SinkFinish) -> Result<(), Self::Error> {
+        self.bytes = f.byte_count();
+        self.flush();
+        Ok(())
+    }
+}
+
+/// Searches one source with ripgrep's engine (never "binary file matches": every byte is
+/// searched) and folds its regions into the store; returns the bytes read.
+fn search(store: &mut Store<'_>, matcher: &grep_regex::RegexMatcher, index: usize, path: &Path) -> Result<u64> {
+    let (before, after) = search_context(store.context);
+    let mut searcher = grep_searcher::SearcherBuilder::new()
+        .binary_detection(grep_searcher::BinaryDetection::none())
+        .line_number(false)
+        .before_context(before)
+        .after_context(after)
+        .build();
+    let mut sink = RegionSink { store, name: path.display().to_string(), index, lines: vec![], last: None, bytes: 0 };
+    searcher.search_reader(matcher, open(path)?, &mut sink).map_err(|e| usage!("{}: {e}", path.display()))?;
+    Ok(sink.bytes)
 }
 
 /// Expands globs among the inputs (`-` and plain paths pass through).
@@ -270,84 +455,32 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         }
     }
 
-    // Each source grouped into records, then all merged by time (a stable sort keeps each
-    // source's own order for records of the same instant or without a time).
-    let mut all: Vec<(Millis, usize, Record)> = vec![];
+    let matcher = grep_regex::RegexMatcherBuilder::new()
+        .line_terminator(Some(b'\n'))
+        .build(pattern)
+        .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
+    let mut store = Store {
+        select: &select,
+        context,
+        since,
+        until,
+        prefixes,
+        redactor: &ctx.ui.redactor,
+        groups: vec![],
+        index: HashMap::new(),
+        matches: 0,
+        blocks: 0,
+        dropped: 0,
+    };
     let mut total = 0;
     for (i, path) in sources.iter().enumerate() {
-        let mut last = 0;
-        for r in read_records(i, path)? {
-            total += r.lines.len();
-            last = r.at().unwrap_or(last);
-            all.push((last, i, r));
-        }
+        total += search(&mut store, &matcher, i, path)?;
     }
-    all.sort_by_key(|(t, _, _)| *t);
-    let recs: Vec<Record> = all
-        .into_iter()
-        .filter(|(t, _, r)| r.at().is_none() || (since.is_none_or(|s| *t >= s) && until.is_none_or(|u| *t <= u)))
-        .map(|(_, _, r)| r)
-        .collect();
-
-    // Matching records, widened by `context` records each side; overlapping windows merge.
-    let hits: Vec<usize> = recs
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.lines.iter().any(|l| select.is_match(&l.text)))
-        .map(|(i, _)| i)
-        .collect();
-    let mut windows: Vec<(usize, usize)> = vec![];
-    for &i in &hits {
-        let (lo, hi) = (i.saturating_sub(context), (i + context).min(recs.len() - 1));
-        match windows.last_mut() {
-            Some(w) if lo <= w.1 + 1 => w.1 = w.1.max(hi),
-            _ => windows.push((lo, hi)),
-        }
-    }
-
-    let name_of = |i: usize| sources[i].display().to_string();
-    let mut groups: Vec<Group> = vec![];
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (lo, hi) in &windows {
-        let block: Vec<&Record> = recs[*lo..=*hi].iter().collect();
-        // A group is identified by its matching records (context aside: the same error between
-        // different neighbours is still the same error), and dated by them.
-        let matched: Vec<&Record> =
-            block.iter().copied().filter(|r| r.lines.iter().any(|l| select.is_match(&l.text))).collect();
-        let times: Vec<Millis> = matched.iter().filter_map(|r| r.at()).collect();
-        let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
-        let srcs: BTreeSet<String> =
-            matched.iter().filter_map(|r| r.lines.first()).map(|l| name_of(l.source)).collect();
-        let key = matched.iter().map(|r| fingerprint(r)).collect::<Vec<_>>().join("\n--\n");
-        if let Some(&g) = index.get(&key) {
-            let group = &mut groups[g];
-            group.count += 1;
-            group.last_seen = last.map(rfc3339).or(group.last_seen.take());
-            group.sources.extend(srcs);
-            continue;
-        }
-        let (exception, frames) = diagnose(&matched);
-        let example = block
-            .iter()
-            .flat_map(|r| r.lines.iter())
-            .map(|l| {
-                ctx.ui.redactor.redact(&match l.at {
-                    Some(t) => format!("{} {}", rfc3339(t), l.text),
-                    None => l.text.clone(),
-                })
-            })
-            .collect();
-        index.insert(key, groups.len());
-        groups.push(Group {
-            count: 1,
-            first_seen: first.map(rfc3339),
-            last_seen: last.map(rfc3339),
-            sources: srcs,
-            exception,
-            frame: frames.first().map(|f| frame_label(f, prefixes)),
-            example,
-            frames,
-        });
+    let (groups, hits, blocks, dropped) = store.finish();
+    if dropped > 0 {
+        ctx.ui.warn(format!(
+            "{dropped} block(s) of further distinct errors were counted but not kept (over {MAX_GROUPS} groups)"
+        ));
     }
 
     // The suspect: the first group whose in-app frames sit on a changed line.
@@ -369,7 +502,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         }
     }
 
-    let report = render(env_name, &sources, total, since, until, pattern, hits.len(), &groups, suspect.as_ref());
+    let report = render(env_name, &sources, total, since, until, pattern, hits, &groups, suspect.as_ref());
     let out = req.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
     ctx.write_report(&out, &report, "the report")?;
     let exceptions: Vec<String> = groups.iter().filter_map(|g| g.exception.clone()).collect();
@@ -379,7 +512,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         } else {
             format!("{} group(s) of errors", groups.len())
         };
-        ctx.ui.result(format!("{found} in {} matching record(s) → {}", hits.len(), out.display()));
+        ctx.ui.result(format!("{found} in {hits} matching record(s) → {}", out.display()));
         for g in &groups {
             if let Some(e) = &g.exception {
                 ctx.ui.result(format!(
@@ -402,8 +535,8 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         }
     }
     let summary = json!({
-        "env": env_name, "sources": sources, "lines": total, "matches": hits.len(),
-        "blocks": windows.len(), "errors_found": !groups.is_empty(), "groups": groups, "exceptions": exceptions,
+        "env": env_name, "sources": sources, "bytes": total, "matches": hits,
+        "blocks": blocks, "errors_found": !groups.is_empty(), "groups": groups, "exceptions": exceptions,
         "suspect": suspect, "window": {"since": since.map(rfc3339), "until": until.map(rfc3339)},
         "report": out, "dry_run": ctx.dry_run, "alert": alert,
     });
@@ -412,7 +545,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
             Some(a) => format!("{}: {}", a.env, a.title),
             None => format!("collect-logs: {}", env_name.unwrap_or("logs")),
         };
-        let text = notification(&groups, suspect.as_ref(), &out, hits.len());
+        let text = notification(&groups, suspect.as_ref(), &out, hits);
         let tags: Vec<String> = env_name.map(|e| format!("env:{e}")).into_iter().collect();
         let failures = crate::notify::send(ctx, &title, &text, &tags)?;
         if !failures.is_empty() {
@@ -457,7 +590,7 @@ fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: u
 fn render(
     env: Option<&str>,
     sources: &[PathBuf],
-    total: usize,
+    total: u64,
     since: Option<Millis>,
     until: Option<Millis>,
     pattern: &str,
@@ -481,7 +614,7 @@ fn render(
             b.map(rfc3339).unwrap_or_else(|| "now".into())
         ),
     };
-    s += &format!("lines read: {total}; window: {window}\n");
+    s += &format!("bytes read: {total}; window: {window}\n");
     s += &format!("pattern: {pattern}\n");
     s += &format!("{hits} matching record(s) in {} distinct group(s), first seen first\n", groups.len());
     if let Some(x) = suspect {
