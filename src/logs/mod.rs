@@ -39,6 +39,11 @@ use suspect::{Frame, Suspect};
 pub const DEFAULT_PATTERN: &str = r#"(?i:\b(?:error|err|critical|crit|fatal|alert|emerg|panic|exception)\b(?:[:\]\s,;]|$))|[A-Z]\w*(?:Error|Exception)\b|Traceback \(most recent call last\)|" 5\d\d "#;
 pub const DEFAULT_OUT: &str = "error_hunt.txt";
 
+/// What the search looks for when the default pattern is used: plain literals (case-insensitive)
+/// that every line the default pattern selects contains, so the search runs at literal speed; the
+/// default pattern then decides, line by line, within what the search found.
+const DEFAULT_CANDIDATES: &str = r#"(?i)err|crit|fatal|alert|emerg|panic|exception|traceback|" 5\d\d "#;
+
 pub struct LogsRequest<'a> {
     pub env: Option<&'a str>,
     pub inputs: &'a [PathBuf],
@@ -166,7 +171,7 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
 /// Lines of context the search hands over around each match: generous, because context is
 /// counted in records (a traceback is one) and a traceback's frames follow its header.
 fn search_context(context: usize) -> (usize, usize) {
-    (context * 10 + 10, context * 10 + 60)
+    (context * 3 + 3, context * 3 + 40)
 }
 
 /// Distinct groups kept; further distinct ones are counted, not kept (bounded memory).
@@ -455,9 +460,10 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         }
     }
 
+    let candidates = if pattern == DEFAULT_PATTERN { DEFAULT_CANDIDATES } else { pattern };
     let matcher = grep_regex::RegexMatcherBuilder::new()
         .line_terminator(Some(b'\n'))
-        .build(pattern)
+        .build(candidates)
         .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
     let mut store = Store {
         select: &select,
@@ -662,6 +668,7 @@ mod tests {
     #[test]
     fn default_pattern_catches_levels_and_exceptions_not_flag_names() {
         let re = Regex::new(DEFAULT_PATTERN).expect("valid");
+        let candidates = Regex::new(DEFAULT_CANDIDATES).expect("valid");
         for hit in [
             "[2026-11-23 22:51:58,559] ERROR in app: Exception on /shorten [POST]",
             "TypeError: the JSON object must be str",
@@ -671,6 +678,18 @@ mod tests {
             "127.0.0.1 - - [23/Nov/2026] \"POST /shorten HTTP/1.1\" 500 265",
         ] {
             assert!(re.is_match(hit), "should match: {hit}");
+            assert!(candidates.is_match(hit), "the search must find: {hit}");
+        }
+        // Everything the default pattern selects, the search's candidates find.
+        for line in [
+            "KeyboardInterrupt: x",
+            "RuntimeException in thread",
+            "CRIT disk",
+            "emerg: x",
+            "panic: runtime error",
+            "[alert] x",
+        ] {
+            assert!(!re.is_match(line) || candidates.is_match(line), "{line}");
         }
         for miss in [
             "exec gunicorn --error-logfile - application:app",

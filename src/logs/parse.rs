@@ -9,7 +9,7 @@
 //! optionally followed by its source line and caret lines, up to the exception line; a chained
 //! exception ("During handling of the above exception…") continues the same record.
 
-use crate::clock::{Millis, now_ms, parse_rfc3339};
+use crate::clock::{Millis, now_ms};
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -39,14 +39,6 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(pattern).expect("static regex"))
 }
 
-fn local_stamp() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?)\s?")
-}
-fn syslog() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^([A-Z][a-z]{2}) ([ \d]\d) (\d\d:\d\d:\d\d) (\S+) ([\w.\-/]+)(?:\[\d+\])?: ?")
-}
 fn inner_stamp() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     // gunicorn "[2026-11-23 22:51:43 +0000]", Flask "[2026-11-23 22:51:58,559]", nginx "2026/11/23 22:51:58".
@@ -63,25 +55,112 @@ pub fn frame_re() -> &'static Regex {
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm): dates from log lines are
+/// computed, never formatted and re-parsed, since this runs for every line read.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0, |n, d| n * 10 + (d - b'0') as u32))
+}
+
+/// `HH:MM:SS` → milliseconds into the day.
+fn clock_ms(b: &[u8]) -> Option<i64> {
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let (h, m, s) = (digits(&b[0..2])?, digits(&b[3..5])?, digits(&b[6..8])?);
+    Some(((h * 3600 + m * 60 + s) as i64) * 1000)
+}
+
+fn date_ms(y: i64, m: u32, d: u32) -> Option<i64> {
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d) * 86_400_000)
+}
+
+/// The current year, and the year before, as syslog's missing year is inferred from them.
+fn this_year() -> i64 {
+    static Y: OnceLock<i64> = OnceLock::new();
+    *Y.get_or_init(|| 1970 + (now_ms() / 1000 / 86_400 * 400 / 146_097))
+}
+
 /// Syslog has no year: the current one, or the previous one for a date that would otherwise
 /// lie in the future (a log read in January of lines from December).
-fn syslog_time(month: &str, day: &str, time: &str) -> Option<Millis> {
-    let m = MONTHS.iter().position(|x| *x == month)? + 1;
-    let day: u32 = day.trim().parse().ok()?;
-    let year: i64 = crate::clock::rfc3339(now_ms())[..4].parse().ok()?;
-    for y in [year, year - 1] {
-        let t = parse_rfc3339(&format!("{y}-{m:02}-{day:02}T{time}Z"))?;
-        if t <= now_ms() + 86_400_000 {
-            return Some(t);
-        }
+fn syslog_time(month: &[u8], day: &[u8], time: &[u8]) -> Option<Millis> {
+    let m = MONTHS.iter().position(|x| x.as_bytes() == month)? as u32 + 1;
+    let day = digits(day.trim_ascii_start())?;
+    let t = clock_ms(time)?;
+    let year = this_year();
+    let at = date_ms(year, m, day)? + t;
+    if at <= now_ms() + 86_400_000 { Some(at) } else { Some(date_ms(year - 1, m, day)? + t) }
+}
+
+/// `Nov  3 02:55:20 ip-172-31-35-64 web[2013]: ` → (time, length of the prefix).
+fn syslog_prefix(b: &[u8]) -> Option<(Option<Millis>, usize)> {
+    if b.len() < 17 || b[3] != b' ' || b[6] != b' ' || b[15] != b' ' || !b[0].is_ascii_uppercase() {
+        return None;
     }
-    None
+    let at = syslog_time(&b[0..3], &b[4..6], &b[7..15])?;
+    let host_end = 16 + b[16..].iter().position(|c| *c == b' ')?;
+    let rest = &b[host_end + 1..];
+    let colon = rest.iter().position(|c| *c == b':')?;
+    let tag = &rest[..colon];
+    if tag.is_empty() || !tag.iter().all(|c| c.is_ascii_alphanumeric() || b"._-/[]".contains(c)) {
+        return None;
+    }
+    let mut len = host_end + 1 + colon + 1;
+    if b.get(len) == Some(&b' ') {
+        len += 1;
+    }
+    Some((Some(at), len))
+}
+
+/// `2026-11-23T22:40:01.123Z ` → (time, length of the prefix).
+fn local_prefix(b: &[u8]) -> Option<(Option<Millis>, usize)> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let (y, m, d) = (digits(&b[0..4])? as i64, digits(&b[5..7])?, digits(&b[8..10])?);
+    let mut at = date_ms(y, m, d)? + clock_ms(&b[11..19])?;
+    let mut len = 19;
+    if b.get(len) == Some(&b'.') {
+        let frac_len = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let frac = &b[20..20 + frac_len.min(3)];
+        at += digits(frac).map(|f| f as i64 * 10_i64.pow(3 - frac.len() as u32)).unwrap_or(0);
+        len = 20 + frac_len;
+    }
+    if b.get(len) == Some(&b'Z') {
+        len += 1;
+    }
+    if b.get(len) == Some(&b' ') {
+        len += 1;
+    }
+    Some((Some(at), len))
 }
 
 fn inner_time(text: &str) -> Option<Millis> {
+    let b = text.as_bytes();
+    let start = usize::from(b.first() == Some(&b'['));
+    // A cheap test before the regex: most lines have no stamp of their own.
+    if b.len() < start + 19 || !b[start..start + 4].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
     let c = inner_stamp().captures(text)?;
-    let frac = c.get(5).map(|f| format!(".{}", f.as_str())).unwrap_or_default();
-    let mut t = parse_rfc3339(&format!("{}-{}-{}T{}{frac}Z", &c[1], &c[2], &c[3], &c[4]))?;
+    let (y, m, d) = (c[1].parse().ok()?, c[2].parse().ok()?, c[3].parse().ok()?);
+    let mut t = date_ms(y, m, d)? + clock_ms(c[4].as_bytes())?;
+    if let Some(f) = c.get(5) {
+        let f = &f.as_str()[..f.as_str().len().min(3)];
+        t += f.parse::<i64>().ok()? * 10_i64.pow(3 - f.len() as u32);
+    }
     if let Some(off) = c.get(6).map(|o| o.as_str()) {
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (h, m): (i64, i64) = (off[1..3].parse().ok()?, off[3..5].parse().ok()?);
@@ -94,11 +173,9 @@ fn inner_time(text: &str) -> Option<Millis> {
 /// without one inherits.
 pub fn parse_line(source: usize, raw: &str, last: Option<Millis>) -> Line {
     let raw = raw.trim_end_matches(['\r', '\n']);
-    if let Some(c) = local_stamp().captures(raw) {
-        return Line { source, at: parse_rfc3339(&c[1]).or(last), text: raw[c[0].len()..].to_string() };
-    }
-    if let Some(c) = syslog().captures(raw) {
-        return Line { source, at: syslog_time(&c[1], &c[2], &c[3]).or(last), text: raw[c[0].len()..].to_string() };
+    let b = raw.as_bytes();
+    if let Some((at, len)) = local_prefix(b).or_else(|| syslog_prefix(b)) {
+        return Line { source, at: at.or(last), text: raw[len..].to_string() };
     }
     Line { source, at: inner_time(raw).or(last), text: raw.to_string() }
 }
@@ -218,6 +295,20 @@ Nov 13 02:55:21 ip-172-31-35-64 web: 127.0.0.1 - - \"POST /shorten HTTP/1.1\" 50
         let t = recs[0].at().expect("time");
         assert!(crate::clock::rfc3339(t).ends_with("-11-03T02:55:20.000Z"), "{}", crate::clock::rfc3339(t));
         assert!(crate::clock::rfc3339(recs[2].at().expect("t")).ends_with("-11-13T02:55:21.000Z"));
+    }
+
+    #[test]
+    fn civil_dates_agree_with_rfc3339() {
+        for stamp in ["1970-01-01T00:00:00Z", "2000-02-29T12:34:56Z", "2026-11-23T22:40:01Z", "2026-12-31T23:59:59Z"] {
+            let l = parse_line(0, &format!("{stamp} x"), None);
+            assert_eq!(l.at, crate::clock::parse_rfc3339(stamp), "{stamp}");
+            assert_eq!(l.text, "x");
+        }
+        assert_eq!(
+            parse_line(0, "2026-11-23T22:40:01.5Z y", None).at.map(crate::clock::rfc3339).as_deref(),
+            Some("2026-11-23T22:40:01.500Z")
+        );
+        assert!(crate::clock::rfc3339(date_ms(this_year(), 1, 1).expect("date")).starts_with(&this_year().to_string()));
     }
 
     #[test]
