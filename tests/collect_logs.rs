@@ -1,6 +1,16 @@
 //! collect-logs on files: records, selection, context, counted groups in first-seen order.
 
 mod support;
+
+/// `--json` output: JSON Lines of groups, then the summary line.
+fn jsonl(out: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let mut lines: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let summary = lines.pop().expect("a summary line");
+    assert_eq!(summary["type"], "summary");
+    assert!(lines.iter().all(|l| l["type"] == "group"));
+    (lines, summary)
+}
 use predicates::prelude::*;
 use support::{Project, output};
 
@@ -46,8 +56,7 @@ fn repeats_collapse_into_counted_groups_in_first_seen_order() {
     std::fs::write(p.app.join("app.log"), LOG).expect("write log");
     let a = p.cmd("collect-logs").args(["--input", "app.log", "--out", "hunt.txt", "--json"]).assert().success();
     let (out, _) = output(&a);
-    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let groups = doc["groups"].as_array().expect("groups");
+    let (groups, doc) = jsonl(&out);
     assert_eq!(groups.len(), 2, "{doc:#}");
     assert_eq!(groups[0]["count"], 2);
     assert_eq!(groups[0]["exception"], "TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper");
@@ -76,8 +85,9 @@ fn since_limits_the_window_and_secrets_are_redacted() {
         .assert()
         .success();
     let (out, _) = output(&a);
-    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(doc["groups"].as_array().map(Vec::len), Some(1), "{doc:#}");
+    let (groups, doc) = jsonl(&out);
+    assert_eq!(groups.len(), 1, "{doc:#}");
+    assert_eq!(doc["groups"], 1);
     let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
     for secret in ["hunter22secret", "AKIAABCDEFGHIJKLMNOP"] {
         assert!(!report.contains(secret) && !out.contains(secret), "{secret} leaked");
@@ -131,8 +141,7 @@ fn eb_instances_merge_by_time_from_globs_and_gzip() {
         .args(["--input", "eb-logs/*", "--out", "hunt.txt", "--json", "--context", "0"])
         .assert()
         .success();
-    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
-    let groups = doc["groups"].as_array().expect("groups");
+    let (groups, doc) = jsonl(&output(&a).0);
     // The ERROR line and the traceback are one window; the 5xx line is another kind.
     assert_eq!(groups[0]["count"], 2, "{doc:#}");
     assert_eq!(groups[0]["frame"], "application.py:67 in load_urls");
@@ -160,8 +169,8 @@ fn odd_inputs_nul_bytes_invalid_utf8_a_huge_line_an_empty_log_a_truncated_gzip()
         .args(["--input", "odd.log", "--out", "hunt.txt", "--json", "--context", "0"])
         .assert()
         .success();
-    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
-    assert_eq!(doc["groups"].as_array().map(Vec::len), Some(2), "never 'binary file matches': {}", doc["exceptions"]);
+    let (groups, doc) = jsonl(&output(&a).0);
+    assert_eq!(groups.len(), 2, "never 'binary file matches': {}", doc["exceptions"]);
     assert_eq!(doc["exceptions"][0], "TypeError: after the long line");
 
     std::fs::write(p.app.join("empty.log"), "").expect("write");

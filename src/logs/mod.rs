@@ -546,9 +546,17 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
             ));
         }
     }
+    // JSON Lines: one line per group, then the summary line.
+    for g in &groups {
+        let mut line = serde_json::to_value(g)?;
+        if let Some(o) = line.as_object_mut() {
+            o.insert("type".into(), "group".into());
+        }
+        ctx.ui.json_line(&line);
+    }
     let summary = json!({
-        "env": env_name, "sources": sources, "bytes": total, "matches": hits,
-        "blocks": blocks, "errors_found": !groups.is_empty(), "groups": groups, "exceptions": exceptions,
+        "type": "summary", "env": env_name, "sources": sources, "bytes": total, "matches": hits,
+        "blocks": blocks, "errors_found": !groups.is_empty(), "groups": groups.len(), "exceptions": exceptions,
         "suspect": suspect, "window": {"since": since.map(rfc3339), "until": until.map(rfc3339)},
         "report": out, "dry_run": ctx.dry_run, "alert": alert,
     });
