@@ -96,6 +96,31 @@ fn since_limits_the_window_and_secrets_are_redacted() {
 }
 
 #[test]
+fn also_pattern_extends_the_default_selection() {
+    let p = Project::new();
+    std::fs::write(p.app.join("app.log"), LOG).expect("write log");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "app.log", "--out", "h.txt", "--json", "--context", "0"])
+        .assert()
+        .success();
+    let (plain, _) = jsonl(&output(&a).0);
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "app.log", "--out", "h.txt", "--json", "--context", "0", "--also-pattern", "disk \\d+% full"])
+        .assert()
+        .success();
+    let (extended, _) = jsonl(&output(&a).0);
+    assert_eq!(extended.len(), plain.len() + 1);
+    assert!(extended.iter().any(|g| g["example"].to_string().contains("disk 91% full")));
+    p.cmd("collect-logs")
+        .args(["--input", "app.log", "--also-pattern", "("])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--also-pattern: invalid regex"));
+}
+
+#[test]
 fn bad_window_and_pattern_are_usage_errors() {
     let p = Project::new();
     std::fs::write(p.app.join("app.log"), LOG).expect("write log");

@@ -33,6 +33,9 @@ struct Args {
     /// Case-insensitive by default; replaces the default selection
     #[arg(long, env = "SAFEDEPLOY_PATTERN", value_name = "REGEX")]
     pattern: Option<String>,
+    /// Selects more, besides the default (or --pattern): e.g. 'WORKER TIMEOUT|OOM'
+    #[arg(long, env = "SAFEDEPLOY_ALSO_PATTERN", value_name = "REGEX")]
+    also_pattern: Option<String>,
     /// Records of context around each match
     #[arg(long, env = "SAFEDEPLOY_CONTEXT", value_name = "N")]
     context: Option<usize>,
@@ -57,6 +60,7 @@ fn main() -> std::process::ExitCode {
                 until: a.until.as_deref(),
                 out: Some(&a.out),
                 pattern: a.pattern.as_deref(),
+                also_pattern: a.also_pattern.as_deref(),
                 context: a.context,
                 datadog_payload: a.datadog_payload.as_deref(),
                 notify: a.notify,

@@ -57,6 +57,8 @@ pub struct LogsRequest<'a> {
     pub until: Option<&'a str>,
     pub out: Option<&'a Path>,
     pub pattern: Option<&'a str>,
+    /// Selects more, besides the pattern.
+    pub also_pattern: Option<&'a str>,
     pub context: Option<usize>,
     /// A Datadog webhook payload: the environment and the window come from the alert.
     pub datadog_payload: Option<&'a Path>,
@@ -429,7 +431,18 @@ fn history(ctx: &Ctx, env: &str) -> Result<History> {
 }
 
 pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
-    let pattern = req.pattern.or(ctx.config.logs.pattern.as_deref()).unwrap_or(DEFAULT_PATTERN);
+    let base = req.pattern.or(ctx.config.logs.pattern.as_deref()).unwrap_or(DEFAULT_PATTERN);
+    let base_candidates = if base == DEFAULT_PATTERN { DEFAULT_CANDIDATES } else { base };
+    let (pattern, candidates) = match req.also_pattern {
+        Some(also) => {
+            Regex::new(also).map_err(|e| {
+                usage!("--also-pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default())
+            })?;
+            (format!("(?:{base})|(?:{also})"), format!("(?:{base_candidates})|(?:{also})"))
+        }
+        None => (base.to_string(), base_candidates.to_string()),
+    };
+    let pattern = pattern.as_str();
     let select = Regex::new(pattern)
         .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
     let context = req.context.unwrap_or(ctx.config.logs.context);
@@ -466,10 +479,9 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         }
     }
 
-    let candidates = if pattern == DEFAULT_PATTERN { DEFAULT_CANDIDATES } else { pattern };
     let matcher = grep_regex::RegexMatcherBuilder::new()
         .line_terminator(Some(b'\n'))
-        .build(candidates)
+        .build(&candidates)
         .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
     let mut store = Store {
         select: &select,
