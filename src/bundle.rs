@@ -33,7 +33,7 @@ pub fn resolve_commit(ctx: &Ctx, rev: &str) -> Result<String> {
         ctx.ui.warn(format!(
             "{} has uncommitted changes; the bundle is commit {} as committed",
             src.display(),
-            &commit[..12.min(commit.len())]
+            crate::git::short(&commit)
         ));
     }
     Ok(commit)

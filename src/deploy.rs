@@ -56,7 +56,7 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
     let commit = bundle::resolve_commit(ctx, rev)?;
     let ledger = ctx.ledger()?;
     let platform = ctx.platform()?;
-    ctx.ui.status(format!("{env}: deploying {label} (commit {})", &commit[..12.min(commit.len())]));
+    ctx.ui.status(format!("{env}: deploying {label} (commit {})", crate::git::short(&commit)));
     let _lock = take_lock(ctx, env, &ledger)?;
     let started = now_ms();
 

@@ -23,3 +23,8 @@ pub fn read(ctx: &Ctx, dir: &Path, args: &[&str]) -> Result<String> {
 pub fn commit(ctx: &Ctx, dir: &Path, rev: &str) -> Option<String> {
     read(ctx, dir, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok().filter(|c| !c.is_empty())
 }
+
+/// A commit id as people read it: its first 12 characters.
+pub fn short(commit: &str) -> &str {
+    &commit[..12.min(commit.len())]
+}

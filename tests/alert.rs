@@ -40,11 +40,7 @@ fn alert_steps() -> Vec<String> {
 /// v1 everywhere, then v2 forced into production, failing, with a secret in its log.
 fn incident() -> Project {
     let p = Project::new();
-    p.v1_everywhere();
-    p.commit_incident();
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
-    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    p.v2_failing_in_production();
     let log = p.state.join("local/envs/production/app.log");
     let mut text = std::fs::read_to_string(&log).expect("log");
     text.push_str(&format!(

@@ -70,11 +70,7 @@ fn deploy_staging_dry_run_prints_the_plan_and_creates_nothing() {
 #[test]
 fn dry_runs_of_promote_smoke_rollback_and_collect_logs_change_nothing() {
     let p = Project::new();
-    p.v1_everywhere();
-    p.commit_incident();
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "t"]).assert().success();
-    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    p.v2_failing_in_production();
 
     let before = files_under(&p.state);
     let rows = |p: &Project| {

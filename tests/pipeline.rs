@@ -251,11 +251,7 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
 #[test]
 fn promote_refuses_when_the_sla_budget_is_spent_unless_overridden_with_a_reason() {
     let p = Project::new();
-    p.v1_everywhere();
-    p.commit_incident();
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
-    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    p.v2_failing_in_production();
     p.cmd("rollback").assert().success().stdout(predicate::str::contains("SLA budget calendar year:"));
     // One incident spent more than a budget of 1ms.
     p.edit_config(|c| c.replace(r#"allowed_downtime = "15m""#, r#"allowed_downtime = "1ms""#));

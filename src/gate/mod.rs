@@ -123,7 +123,7 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
     // Everything that can be wrong with the input is found before the tests run.
     let base = if policies {
         let base = changes::resolve_base(ctx, &dir, req.base, known_good_commit(ctx)?)?;
-        ctx.ui.status(format!("gate: changes since {} ({})", &base.commit[..12.min(base.commit.len())], base.from));
+        ctx.ui.status(format!("gate: changes since {} ({})", crate::git::short(&base.commit), base.from));
         Some(base)
     } else {
         None

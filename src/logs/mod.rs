@@ -552,7 +552,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
                 s.file,
                 s.line,
                 s.function,
-                &s.commit[..12.min(s.commit.len())],
+                crate::git::short(&s.commit),
                 s.author,
                 s.subject
             ));
@@ -608,7 +608,7 @@ fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: u
             s.file,
             s.line,
             s.function,
-            &s.commit[..12.min(s.commit.len())],
+            crate::git::short(&s.commit),
             s.author,
             s.subject
         );
@@ -655,8 +655,8 @@ fn render(
             x.file,
             x.line,
             x.function,
-            &x.good[..12.min(x.good.len())],
-            &x.bad[..12.min(x.bad.len())],
+            crate::git::short(&x.good),
+            crate::git::short(&x.bad),
             x.commit,
             x.author,
             x.subject,

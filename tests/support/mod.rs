@@ -188,6 +188,18 @@ impl Project {
     }
 }
 
+impl Project {
+    /// The incident: v1 everywhere, then v2 forced into production, where its smoke check fails
+    /// (recorded).
+    pub fn v2_failing_in_production(&self) {
+        self.v1_everywhere();
+        self.commit_incident();
+        self.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+        self.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+        self.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    }
+}
+
 /// Whether the process exists and is not a zombie.
 pub fn process_running(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
