@@ -116,7 +116,8 @@ pub struct CommandError {
     pub tail: String,
 }
 
-fn tail_of(bytes: &[u8], lines: usize) -> String {
+/// The last `lines` non-blank lines of some output, indented under an error message ("" if none).
+pub fn tail_of(bytes: &[u8], lines: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = all.len().saturating_sub(lines);

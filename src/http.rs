@@ -108,7 +108,6 @@ pub struct TransportError {
     pub method: String,
     pub url: String,
     pub reason: String,
-    pub timed_out: bool,
 }
 
 #[derive(Debug)]
@@ -175,7 +174,6 @@ impl Http {
             method: req.method.clone(),
             url: req.url.clone(),
             reason: reason_of(&e),
-            timed_out: e.is_timeout(),
         };
         let resp = rb.send().map_err(transport)?;
         let status = resp.status().as_u16();
@@ -189,7 +187,6 @@ impl Http {
             method: req.method.clone(),
             url: req.url.clone(),
             reason: format!("reading the body: {e}"),
-            timed_out: false,
         })?;
         let truncated = bytes.len() as u64 > MAX_BODY;
         bytes.truncate(MAX_BODY as usize);

@@ -195,10 +195,6 @@ impl Ledger {
         Ok(Some(out))
     }
 
-    pub fn integrity_check(&self) -> Result<String> {
-        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
-    }
-
     // ---- versions ----
 
     pub fn version(&self, label: &str) -> Result<Option<Version>> {

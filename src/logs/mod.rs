@@ -547,15 +547,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
             }
         }
         if let Some(s) = &suspect {
-            ctx.ui.result(format!(
-                "  suspect: {}:{} in {}, changed by {} {} ({})",
-                s.file,
-                s.line,
-                s.function,
-                crate::git::short(&s.commit),
-                s.author,
-                s.subject
-            ));
+            ctx.ui.result(format!("  suspect: {}", s.headline()));
         }
     }
     // JSON Lines: one line per group, then the summary line.
@@ -603,15 +595,7 @@ fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: u
         t += &format!("\n• {what} ×{}{}", g.count, g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default());
     }
     if let Some(s) = suspect {
-        t += &format!(
-            "\nSuspect: {}:{} in {}, changed by {} ({}): {}",
-            s.file,
-            s.line,
-            s.function,
-            crate::git::short(&s.commit),
-            s.author,
-            s.subject
-        );
+        t += &format!("\nSuspect: {}", s.headline());
     }
     let link = std::env::var("BUILD_URL").map(|u| format!(" ({u}artifact/)")).unwrap_or_default();
     t += &format!("\nFull report: {}{link}", out.display());

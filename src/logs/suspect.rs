@@ -35,6 +35,21 @@ pub struct Suspect {
     pub hunk: String,
 }
 
+impl Suspect {
+    /// One line: where, which commit, who, why.
+    pub fn headline(&self) -> String {
+        format!(
+            "{}:{} in {}, changed by {} {} ({})",
+            self.file,
+            self.line,
+            self.function,
+            crate::git::short(&self.commit),
+            self.author,
+            self.subject
+        )
+    }
+}
+
 /// A frame's file as a path in the app's source dir, and the version label its path names (the
 /// local platform runs each version from `.../local/versions/LABEL/`).
 pub fn repo_path(file: &str, prefixes: &[String]) -> (String, Option<String>) {

@@ -454,16 +454,17 @@ impl Platform for Local<'_> {
     }
 }
 
-/// The last `n` lines written to `path` after byte `from`, indented, for error messages.
+/// The last `n` lines written to `path` after byte `from`, indented, for error messages. Only
+/// the last 256 KiB are read: an app can write a lot before it dies.
 fn log_tail(path: &Path, from: u64, n: usize) -> String {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.seek(SeekFrom::Start(from));
-        let _ = f.take(256 * 1024).read_to_string(&mut text);
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(from.max(len.saturating_sub(256 * 1024))));
+        let _ = f.read_to_end(&mut bytes);
     }
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    if lines.is_empty() { " (none)".into() } else { format!("\n    {}", lines[start..].join("\n    ")) }
+    let tail = crate::exec::tail_of(&bytes, n);
+    if tail.is_empty() { " (none)".into() } else { tail }
 }
 
 /// The supervisor's job: run the web command, stamp each output line with the time, say when it
