@@ -9,7 +9,7 @@ mod support;
 use predicates::prelude::*;
 use server::{Resp, Server};
 use std::sync::{Arc, Mutex};
-use support::{BINARIES, Project, output};
+use support::{Project, output};
 
 /// What the notification server received: path, DD-API-KEY header, body.
 type Received = Arc<Mutex<Vec<(String, Option<String>, String)>>>;
@@ -23,18 +23,6 @@ fn payload(transition: &str, env_tag: &str) -> String {
             "scope": "{env_tag}", "link": "https://app.datadoghq.com/monitors/4711"}}"#,
         safedeploy::clock::now_ms()
     )
-}
-
-/// The `sh '...'` steps of the alert Jenkinsfile that call a safedeploy binary, in file order.
-fn alert_steps() -> Vec<String> {
-    let text =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jenkins/alert.Jenkinsfile"))
-            .expect("file");
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("sh '").and_then(|r| r.strip_suffix('\'')))
-        .filter(|cmd| BINARIES.iter().any(|b| cmd.starts_with(&format!("{b} "))))
-        .map(str::to_string)
-        .collect()
 }
 
 /// v1 everywhere, then v2 forced into production, failing, with a secret in its log.
@@ -67,19 +55,15 @@ fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
     p.edit_config(|c| c.replace("[logs]\n", &format!("[logs]\ndatadog_api_url = \"{}\"\n", hooks.url())));
     std::fs::write(p.app.join("datadog-payload.json"), payload("Triggered", "env:production")).expect("payload");
 
-    let steps = alert_steps();
+    let steps = support::jenkins_steps(&support::repo_file("jenkins/alert.Jenkinsfile"));
     assert_eq!(
         steps.iter().map(|s| s.split(' ').next().unwrap_or("")).collect::<Vec<_>>(),
         ["rollback", "collect-logs"]
     );
-    let bin_dir = assert_cmd::cargo::cargo_bin("rollback").parent().expect("dir").to_path_buf();
     let mut outputs = String::new();
     for step in &steps {
-        let out = std::process::Command::new("sh")
-            .args(["-c", step])
-            .current_dir(&p.app)
-            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
-            .env("SAFEDEPLOY_STATE_DIR", &p.state)
+        let out = p
+            .sh_step(step)
             .env("SLACK_WEBHOOK_URL", format!("{}/services/T000/B000/slacksecret123", hooks.url()))
             .env("DD_API_KEY", "dd-api-key-0123456789")
             .output()

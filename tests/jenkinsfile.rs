@@ -3,31 +3,17 @@
 //! a binary but not in the Jenkinsfile fails here.
 
 mod support;
-use support::{BINARIES, Project};
+use support::Project;
 
-/// The `sh '...'` steps of the Jenkinsfile, in order, split into (stages, post-failure).
+/// The Jenkinsfile's steps, split into (stages, post-failure).
 fn steps() -> (Vec<String>, Vec<String>) {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Jenkinsfile"))
-        .expect("Jenkinsfile");
+    let text = support::repo_file("Jenkinsfile");
     let (main, post) = text.split_once("post {\n        failure").expect("a post { failure } block");
-    let extract = |s: &str| -> Vec<String> {
-        s.lines()
-            .filter_map(|l| l.trim().strip_prefix("sh '").and_then(|r| r.strip_suffix('\'')))
-            .filter(|cmd| BINARIES.iter().any(|b| cmd.starts_with(&format!("{b} ")) || cmd == b))
-            .map(str::to_string)
-            .collect()
-    };
-    (extract(main), extract(post))
+    (support::jenkins_steps(main), support::jenkins_steps(post))
 }
 
 fn run(p: &Project, step: &str) -> std::process::Output {
-    let bin_dir = assert_cmd::cargo::cargo_bin("gate-tests").parent().expect("dir").to_path_buf();
-    std::process::Command::new("sh")
-        .args(["-c", step])
-        .current_dir(&p.app)
-        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
-        .env("SAFEDEPLOY_STATE_DIR", &p.state)
-        .env("SAFEDEPLOY_CONFIG", p.config_path())
+    p.sh_step(step)
         .env("SAFEDEPLOY_DRY_RUN", "false")
         .env("VERSION_LABEL", "build-7")
         .env("BUILD_TAG", "jenkins-url-shortener-7")

@@ -87,7 +87,7 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
     assert!(!text.contains("--error-logfile"), "start-up lines are not errors: {text}");
 
     // Everything the ledger holds is consistent.
-    assert_eq!(p.ledger().query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).expect("check"), "ok");
+    p.assert_ledger_intact();
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments WHERE outcome = 'in_progress'"), 0);
 }
 
@@ -243,7 +243,7 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     );
     // The ledger tells the truth: the deployment is closed as failed, the version registered.
     assert_eq!(p.query_strings("SELECT outcome FROM deployments"), vec!["failed"]);
-    assert_eq!(p.ledger().query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).expect("check"), "ok");
+    p.assert_ledger_intact();
     let pid = p.env_pid("staging").expect("the environment still records slow");
     assert!(support::group_alive(pid), "slow is left running, as the message says");
 }

@@ -200,6 +200,42 @@ impl Project {
     }
 }
 
+/// The `sh '...'` steps in a piece of a Jenkinsfile that call a safedeploy binary, in order.
+pub fn jenkins_steps(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("sh '").and_then(|r| r.strip_suffix('\'')))
+        .filter(|cmd| BINARIES.iter().any(|b| cmd.starts_with(&format!("{b} ")) || cmd == b))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A file of this repository, as text.
+pub fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).expect(rel)
+}
+
+impl Project {
+    /// A Jenkinsfile `sh` step, run as Jenkins would: through `sh -c`, in the app's checkout,
+    /// with the built binaries first on PATH and the project's state and config.
+    pub fn sh_step(&self, step: &str) -> std::process::Command {
+        let bin_dir = assert_cmd::cargo::cargo_bin("rollback").parent().expect("dir").to_path_buf();
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", step])
+            .current_dir(&self.app)
+            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("SAFEDEPLOY_STATE_DIR", &self.state)
+            .env("SAFEDEPLOY_CONFIG", self.config_path());
+        c
+    }
+
+    /// Asserts that SQLite finds the ledger intact.
+    pub fn assert_ledger_intact(&self) {
+        let check: String =
+            self.ledger().query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check");
+        assert_eq!(check, "ok");
+    }
+}
+
 /// Whether the process exists and is not a zombie.
 pub fn process_running(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
