@@ -152,12 +152,12 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     if req.force && req.reason.is_none_or(|r| r.trim().is_empty()) {
         return Err(usage!("--force needs --reason TEXT: an override is recorded with its reason"));
     }
+    if let Some(l) = req.version {
+        validate_label(l)?;
+    }
     let ledger = ctx.ledger()?;
     let label = match req.version {
-        Some(l) => {
-            validate_label(l)?;
-            l.to_string()
-        }
+        Some(l) => l.to_string(),
         None => ledger.last_known_good(from)?.ok_or_else(|| {
             Error::usage(format!("no version has passed the smoke checks in {from}; nothing to promote"))
                 .with_hint(format!("run smoke-check --env {from} --record, or name one with --version"))
@@ -294,9 +294,11 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
     let env = req.env.or(alert.as_ref().map(|a| a.env.as_str())).unwrap_or("production");
     let reason = req.reason.or(alert_reason.as_deref());
     let environment = ctx.config.environment(env)?;
-    let ledger = ctx.ledger()?;
     if let Some(to) = req.to {
         validate_label(to)?;
+    }
+    let ledger = ctx.ledger()?;
+    if let Some(to) = req.to {
         let v = ledger.version(to)?.ok_or_else(|| usage!("--to {to}: unknown version"))?;
         if let Some(why) = &v.bad_reason {
             return Err(usage!("--to {to}: that version is marked bad ({why}); rollback never restores a bad version"));

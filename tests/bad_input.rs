@@ -103,6 +103,13 @@ fn unknown_environment_and_invalid_label() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--commit \"no-such-rev\": no such commit"));
+    for (bin, flag) in [("promote", "--version"), ("rollback", "--to")] {
+        p.cmd(bin)
+            .args([flag, "v 2"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("invalid version label \"v 2\""));
+    }
     assert!(!p.state.exists(), "nothing was created");
 }
 
