@@ -1,5 +1,5 @@
 //! A version's bundle: `git archive` of the app's source dir at one commit, stored once under
-//! `<state>/bundles/<label>.tar` with its sha256. Bundles are never rebuilt: promote and rollback
+//! `<state>/bundles/<label>.tar` (`.zip` for Elastic Beanstalk) with its sha256. Bundles are never rebuilt: promote and rollback
 //! reuse what deploy-staging built.
 
 use crate::context::Ctx;
@@ -10,7 +10,16 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 pub fn path(ctx: &Ctx, label: &str) -> PathBuf {
-    ctx.state_dir.join("bundles").join(format!("{label}.tar"))
+    ctx.state_dir.join("bundles").join(format!("{label}.{}", format(ctx)))
+}
+
+/// The archive format the platform takes: a tar for `local`, the zip Elastic Beanstalk requires
+/// (with the app at its root, as EB expects).
+fn format(ctx: &Ctx) -> &'static str {
+    match ctx.config.platform.kind {
+        crate::config::PlatformKind::Local => "tar",
+        crate::config::PlatformKind::ElasticBeanstalk => "zip",
+    }
 }
 
 /// The full commit id `rev` names in the app's repository (a read: also runs in a dry run).
@@ -51,13 +60,13 @@ pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
         || format!("create {}", out.parent().map(|p| p.display().to_string()).unwrap_or_default()),
         || Ok(std::fs::create_dir_all(out.parent().unwrap_or(&ctx.state_dir))?),
     )?;
-    let tmp = out.with_extension("tar.tmp");
+    let tmp = out.with_extension(format!("{}.tmp", format(ctx)));
     let cmd = Cmd::new([
         "git".to_string(),
         "-C".into(),
         src.to_string_lossy().into_owned(),
         "archive".into(),
-        "--format=tar".into(),
+        format!("--format={}", format(ctx)),
         "-o".into(),
         tmp.to_string_lossy().into_owned(),
         format!("{commit}:./"),

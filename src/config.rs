@@ -68,6 +68,8 @@ pub enum PlatformKind {
     /// Versions unpacked under the state dir; each environment a supervised local process.
     #[default]
     Local,
+    /// AWS Elastic Beanstalk, driven through the `aws` CLI.
+    ElasticBeanstalk,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -75,6 +77,99 @@ pub enum PlatformKind {
 pub struct PlatformConfig {
     #[serde(default)]
     pub kind: PlatformKind,
+    /// `[platform.elasticbeanstalk]`: needed when `kind = "elasticbeanstalk"`.
+    pub elasticbeanstalk: Option<EbPlatform>,
+}
+
+/// The Elastic Beanstalk application and how the platform talks to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EbPlatform {
+    /// The EB application whose versions and environments the tools drive.
+    pub application: String,
+    /// `--region` for every aws command; default: the aws CLI's own (AWS_REGION, profile).
+    pub region: Option<String>,
+    /// `--profile` for every aws command; default: the aws CLI's own.
+    pub profile: Option<String>,
+    /// The aws CLI as argv (v1 or v2).
+    #[serde(default = "aws_command")]
+    pub aws: Vec<String>,
+    /// Where bundles are uploaded; default `elasticbeanstalk-<region>-<account>`, the bucket EB
+    /// itself creates.
+    pub bucket: Option<String>,
+    /// Key prefix of the bundles in the bucket; default: the application's name.
+    pub key_prefix: Option<String>,
+    /// Health values that count as healthy after a deploy.
+    #[serde(default = "accepted_health")]
+    pub accepted_health: Vec<String>,
+    /// First pause between polls of a deploy; grows by half each time up to `poll_max`.
+    #[serde(default = "eb_poll")]
+    pub poll: Dur,
+    #[serde(default = "eb_poll_max")]
+    pub poll_max: Dur,
+    /// How long a deploy (or a CNAME swap) may take before the tool gives up waiting (exit 3).
+    #[serde(default = "eb_deploy_timeout")]
+    pub deploy_timeout: Dur,
+    /// Once the environment is Ready on the new version, how long its health may take to reach
+    /// an accepted value (Red fails at once).
+    #[serde(default = "eb_health_grace")]
+    pub health_grace: Dur,
+    /// Throttled or transient aws calls are retried this many times, backing off from `retry_backoff`.
+    #[serde(default = "eb_retries")]
+    pub retries: u32,
+    #[serde(default = "eb_retry_backoff")]
+    pub retry_backoff: Dur,
+    /// What collect-logs asks EB for: `bundle` (all log files) or `tail` (their last lines).
+    #[serde(default = "eb_log_type")]
+    pub logs: String,
+    /// How long to wait for the instances' logs after requesting them.
+    #[serde(default = "eb_logs_timeout")]
+    pub logs_timeout: Dur,
+}
+
+fn aws_command() -> Vec<String> {
+    vec!["aws".into()]
+}
+fn accepted_health() -> Vec<String> {
+    vec!["Green".into()]
+}
+fn eb_poll() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn eb_poll_max() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn eb_deploy_timeout() -> Dur {
+    Dur(Duration::from_secs(30 * 60))
+}
+fn eb_health_grace() -> Dur {
+    Dur(Duration::from_secs(120))
+}
+fn eb_retries() -> u32 {
+    5
+}
+fn eb_retry_backoff() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn eb_log_type() -> String {
+    "bundle".into()
+}
+fn eb_logs_timeout() -> Dur {
+    Dur(Duration::from_secs(180))
+}
+
+/// `[environments.X.elasticbeanstalk]`: the EB environment(s) behind a named environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EbEnvironment {
+    /// The EB environment deployed by redeploying a label.
+    pub environment: String,
+    /// Blue/green: the second EB environment. A deploy goes to whichever of the two does not
+    /// own `cname`, then the CNAMEs are swapped; a rollback swaps back.
+    pub standby: Option<String>,
+    /// Blue/green: the CNAME users reach (e.g. `urlshort-prod.us-east-1.elasticbeanstalk.com`,
+    /// or its first label); the environment owning it is the live one.
+    pub cname: Option<String>,
 }
 
 /// How a version is built once, when it is registered (local platform).
@@ -187,6 +282,8 @@ pub struct Environment {
     /// Extra environment variables for the app.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Elastic Beanstalk platform: the EB environment(s) behind this one (ignored by `local`).
+    pub elasticbeanstalk: Option<EbEnvironment>,
     #[serde(skip)]
     pub name: String,
 }
@@ -501,6 +598,80 @@ impl Config {
         Error::usage(format!("{}: {field}: {what}", self.path.display())).into()
     }
 
+    fn validate_elasticbeanstalk(&self) -> Result<()> {
+        if self.platform.kind != PlatformKind::ElasticBeanstalk {
+            return Ok(());
+        }
+        let Some(eb) = &self.platform.elasticbeanstalk else {
+            return Err(self.bad(
+                "platform.elasticbeanstalk",
+                "kind = \"elasticbeanstalk\" needs a [platform.elasticbeanstalk] table with application = NAME",
+            ));
+        };
+        let eb_name =
+            |s: &str| s.len() >= 4 && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if eb.application.trim().is_empty() || eb.application.len() > 100 {
+            return Err(self.bad("platform.elasticbeanstalk.application", "expected the EB application's name"));
+        }
+        if eb.aws.is_empty() {
+            return Err(self.bad("platform.elasticbeanstalk.aws", "expected the aws CLI as a non-empty argv list"));
+        }
+        if eb.accepted_health.is_empty()
+            || eb.accepted_health.iter().any(|h| !matches!(h.as_str(), "Green" | "Yellow" | "Grey" | "Red"))
+        {
+            return Err(self.bad(
+                "platform.elasticbeanstalk.accepted_health",
+                format!("expected values among Green, Yellow, Grey, Red, got {:?}", eb.accepted_health),
+            ));
+        }
+        if !matches!(eb.logs.as_str(), "bundle" | "tail") {
+            return Err(self
+                .bad("platform.elasticbeanstalk.logs", format!("expected \"bundle\" or \"tail\", got {:?}", eb.logs)));
+        }
+        if eb.poll.0.is_zero() || eb.poll_max.0 < eb.poll.0 {
+            return Err(self.bad("platform.elasticbeanstalk.poll_max", "expected poll > 0 and poll_max >= poll"));
+        }
+        for (name, env) in &self.environments {
+            let field = format!("environments.{name}.elasticbeanstalk");
+            let Some(e) = &env.elasticbeanstalk else {
+                return Err(self.bad(&field, "expected a table with environment = EB_ENVIRONMENT_NAME"));
+            };
+            for (k, v) in [("environment", Some(&e.environment)), ("standby", e.standby.as_ref())] {
+                if let Some(v) = v
+                    && !eb_name(v)
+                {
+                    return Err(self.bad(
+                        &format!("{field}.{k}"),
+                        format!("expected an EB environment name (4-40 of A-Z a-z 0-9 -), got {v:?}"),
+                    ));
+                }
+            }
+            match (&e.standby, &e.cname) {
+                (Some(s), _) if *s == e.environment => {
+                    return Err(
+                        self.bad(&format!("{field}.standby"), "expected a different environment than `environment`")
+                    );
+                }
+                (Some(_), None) => {
+                    return Err(self.bad(&format!("{field}.cname"), "blue/green (standby) needs the CNAME users reach"));
+                }
+                (None, Some(_)) => {
+                    return Err(self.bad(&format!("{field}.cname"), "a CNAME only means something with a standby"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[platform.elasticbeanstalk]` table (validated to exist for that platform).
+    pub fn elasticbeanstalk(&self) -> Result<&EbPlatform> {
+        self.platform
+            .elasticbeanstalk
+            .as_ref()
+            .ok_or_else(|| self.bad("platform.elasticbeanstalk", "expected a table with application = NAME"))
+    }
+
     fn validate(&self) -> Result<()> {
         if self.app.name.trim().is_empty() {
             return Err(self.bad("app.name", "expected a non-empty name"));
@@ -522,6 +693,7 @@ impl Config {
                 }
             }
         }
+        self.validate_elasticbeanstalk()?;
         if !self.deploy.health_path.starts_with('/') {
             return Err(self.bad("deploy.health_path", "expected a path starting with /"));
         }

@@ -27,6 +27,7 @@ struct Step<'a> {
 fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: Step<'_>) -> Result<()> {
     let Step { env, label, action, previous, reason } = step;
     let environment = ctx.config.environment(env)?;
+    ledger.adopt(label)?;
     let id = ledger.begin_deployment(env, label, action, previous, reason)?;
     match platform.deploy(environment, label) {
         Ok(()) => {
@@ -224,6 +225,16 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         Err(e) if kind_of(&e) == Kind::Verdict => {
             ctx.ui.status(format!("{to}: {label} did not become healthy"));
             ledger.mark_bad(&label, &format!("did not become healthy in {to}"))?;
+            // Blue/green: the version failed on the standby before any swap; users never saw it.
+            if let Some(l) = platform.live(to_env)?
+                && previous.as_deref() == Some(l.label.as_str())
+                && l.running
+            {
+                return Err(e.context(Error::verdict(format!(
+                    "{label} did not become healthy in {to} and never served its users: {} still does",
+                    l.label
+                ))));
+            }
             let Some(prev) = previous.filter(|p| p != &label) else {
                 return Err(e.context(Error::verdict(format!(
                     "{label} did not become healthy in {to}, and there is no previous version to put back: {to} is stopped"

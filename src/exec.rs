@@ -164,6 +164,19 @@ impl Exec {
         Ok(Some(out))
     }
 
+    /// Runs a command capturing stdout and stderr apart, without judging its exit status: the
+    /// caller reads the failure (the aws CLI's stderr says whether to retry). A command that
+    /// `changes` something is only printed in a dry run (`None`); a read runs in a dry run too.
+    pub fn capture(&self, cmd: &Cmd, changes: bool) -> Result<Option<Output>> {
+        if changes && self.plan(cmd) {
+            return Ok(None);
+        }
+        if !changes {
+            self.ui.detail(format!("+ {}", cmd.display()));
+        }
+        self.wait(cmd, cmd.expression()?.stdout_capture().stderr_capture().unchecked()).map(Some)
+    }
+
     /// Runs a command whose output streams live to our stderr (test runners: the console is where
     /// a person reads their failures). Returns the exit status without judging it.
     pub fn run_streamed(&self, cmd: &Cmd) -> Result<Option<ExitStatus>> {

@@ -195,6 +195,33 @@ impl Http {
         Ok(Response { status, headers, body: String::from_utf8_lossy(&bytes).into_owned(), truncated, elapsed })
     }
 
+    /// Downloads the body of a GET to `path`, streamed (log bundles can be large), up to
+    /// `limit` bytes; returns the bytes written (`None` in a dry run). A non-2xx answer is an error.
+    pub fn download(&self, req: &Request, path: &std::path::Path, limit: u64) -> Result<Option<u64>> {
+        use anyhow::Context as _;
+        if self.plan(req, &format!(" -o {}", path.display())) {
+            return Ok(None);
+        }
+        self.ui.detail(format!("> {} {}", req.method, req.url));
+        let failed = |reason: String| TransportError { method: req.method.clone(), url: req.url.clone(), reason };
+        let resp = self
+            .client(req.follow_redirects)?
+            .get(&req.url)
+            .timeout(req.timeout)
+            .send()
+            .map_err(|e| failed(reason_of(&e)))?;
+        if !resp.status().is_success() {
+            return Err(failed(format!("answered {}", resp.status())).into());
+        }
+        let mut file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let n = std::io::copy(&mut resp.take(limit + 1), &mut file)
+            .map_err(|e| failed(format!("reading the body: {e}")))?;
+        if n > limit {
+            return Err(failed(format!("the body is larger than {} MiB", limit / (1024 * 1024))).into());
+        }
+        Ok(Some(n))
+    }
+
     /// Polls `req` until `accept` says the answer is final or the deadline passes; returns the
     /// last answer (or transport error). In a dry run, prints the poll once and returns `None`.
     pub fn poll(

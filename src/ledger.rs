@@ -231,6 +231,24 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records a version the platform runs but safedeploy never built (an environment adopted
+    /// as it was): no commit, no bundle. Nothing happens when the label is known.
+    pub fn adopt(&self, label: &str) -> Result<()> {
+        if self.version(label)?.is_some() {
+            return Ok(());
+        }
+        self.write(
+            || format!("record version {label}, found live on the platform (commit unknown)"),
+            |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO versions (label, commit_id, checksum, bundle, created_at) VALUES (?1, '', '', '', ?2)",
+                    params![label, crate::clock::now_ms()],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
     pub fn mark_bad(&self, label: &str, reason: &str) -> Result<()> {
         self.write(
             || format!("mark version {label} bad ({reason})"),

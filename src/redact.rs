@@ -29,6 +29,11 @@ fn patterns() -> &'static [(Regex, &'static str)] {
             p(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", "${1} ****"),
             p(r"(?i)(dd-api-key|dd-application-key)(\s*[:=]\s*)\S+", "${1}${2}****"),
             p(r"([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", "${1}****@"),
+            // Presigned URLs (EB log downloads): the signature and any session token.
+            p(
+                r"(?i)([?&](?:X-Amz-Signature|X-Amz-Security-Token|X-Amz-Credential|Signature|AWSAccessKeyId)=)[^&\s]+",
+                "${1}****",
+            ),
             p(
                 r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
                 "-----BEGIN PRIVATE KEY----- **** -----END PRIVATE KEY-----",

@@ -96,6 +96,7 @@ fn known_good_commit(ctx: &Ctx) -> Result<Option<(String, String)>> {
     for env in &ctx.config.sla.environments {
         if let Some(label) = ledger.last_known_good(env)?
             && let Some(v) = ledger.version(&label)?
+            && !v.commit.is_empty()
         {
             return Ok(Some((v.commit, format!("the last known good version in {env}, {label}"))));
         }

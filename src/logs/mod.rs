@@ -422,7 +422,8 @@ fn history(ctx: &Ctx, env: &str) -> Result<History> {
     let good = ledger.last_known_good(env)?;
     let commit = |label: &Option<String>| -> Result<Option<String>> {
         Ok(match label {
-            Some(l) => ledger.version(l)?.map(|v| v.commit),
+            // An adopted version (never built here) has no commit to compare.
+            Some(l) => ledger.version(l)?.map(|v| v.commit).filter(|c| !c.is_empty()),
             None => None,
         })
     };
@@ -513,7 +514,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         // A frame naming its version (local platform) says which commit failed.
         let bad = match g.frames.iter().find_map(|f| suspect::repo_path(&f.file, prefixes).1) {
             Some(label) if ctx.state_dir.join("ledger.sqlite3").exists() => {
-                ctx.ledger()?.version(&label)?.map(|v| v.commit).or(hist.bad.clone())
+                ctx.ledger()?.version(&label)?.map(|v| v.commit).filter(|c| !c.is_empty()).or(hist.bad.clone())
             }
             _ => hist.bad.clone(),
         };

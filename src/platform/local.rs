@@ -311,6 +311,15 @@ impl<'a> Local<'a> {
             )),
         }
     }
+
+    /// Stops whatever `env` runs and records it as stopped.
+    fn stop(&self, env: &Environment) -> Result<()> {
+        if let Some(old) = self.read_state(&env.name)? {
+            self.stop_group(&env.name, &old)?;
+            self.ctx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
+        }
+        Ok(())
+    }
 }
 
 impl Platform for Local<'_> {
@@ -438,14 +447,6 @@ impl Platform for Local<'_> {
             }
             other => other,
         }
-    }
-
-    fn stop(&self, env: &Environment) -> Result<()> {
-        if let Some(old) = self.read_state(&env.name)? {
-            self.stop_group(&env.name, &old)?;
-            self.ctx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
-        }
-        Ok(())
     }
 
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>> {

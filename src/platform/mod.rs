@@ -1,6 +1,8 @@
 //! Where environments run. One trait; the operations (deploy, promote, rollback, smoke,
-//! collect-logs) never know which platform they drive. `local` is the embedded default.
+//! collect-logs) never know which platform they drive. `local` is the embedded default;
+//! `elasticbeanstalk` drives AWS Elastic Beanstalk through the aws CLI.
 
+pub mod elasticbeanstalk;
 pub mod local;
 
 use crate::config::{Environment, PlatformKind};
@@ -31,9 +33,6 @@ pub trait Platform {
     /// not become healthy is a verdict error; `env` is then left running nothing of it.
     fn deploy(&self, env: &Environment, label: &str) -> Result<()>;
 
-    /// Stops whatever `env` runs.
-    fn stop(&self, env: &Environment) -> Result<()>;
-
     /// The environment's log files, oldest first.
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>>;
 }
@@ -41,5 +40,6 @@ pub trait Platform {
 pub fn for_config<'a>(ctx: &'a Ctx) -> Result<Box<dyn Platform + 'a>> {
     match ctx.config.platform.kind {
         PlatformKind::Local => Ok(Box::new(local::Local::new(ctx))),
+        PlatformKind::ElasticBeanstalk => Ok(Box::new(elasticbeanstalk::ElasticBeanstalk::new(ctx)?)),
     }
 }

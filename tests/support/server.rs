@@ -141,6 +141,11 @@ fn serve(
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
+    // The aws CLI sends uploads with `Expect: 100-continue` and waits for the go-ahead.
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("expect") && v.eq_ignore_ascii_case("100-continue")) {
+        let mut w = &stream;
+        let _ = w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
     let mut body = vec![0; len];
     let _ = reader.read_exact(&mut body);
     let bare = path.split('?').next().unwrap_or("").to_string();

@@ -1,0 +1,646 @@
+//! The Elastic Beanstalk platform, driven through the `aws` CLI (v1 or v2).
+//!
+//! - A version is the bundle zip uploaded to S3 under a key naming its commit, then
+//!   `create-application-version --process`, polled until processed. A label EB already holds
+//!   with the same key is reused; with another key it is refused (labels name one bundle).
+//! - A deploy never touches an environment that is not `Ready` (someone else's update). It reads
+//!   the live label, calls `update-environment`, then polls `describe-environments` (backing
+//!   off from `poll` to `poll_max`) and streams `describe-events` since the update began.
+//!   Success needs all of: `Ready`, the target label, an accepted health, no ERROR/FATAL event.
+//!   Ready on the old label is a failure (EB rolled back); a deadline passed is exit 3, never a
+//!   success.
+//! - Blue/green (`standby` + `cname`): the version goes to the environment not owning the CNAME,
+//!   then `swap-environment-cnames` and a wait until the CNAME is seen on it. A rollback to what
+//!   the other environment still runs healthy is a swap only: seconds, no redeploy.
+//! - Logs: `request-environment-info`, then `retrieve-environment-info` until every instance has
+//!   a new entry; each presigned URL is downloaded (reqwest) under
+//!   `<state>/elasticbeanstalk/logs/<env>/<time>/<instance>/` and bundles are unpacked there, so
+//!   every file collect-logs reads names its instance.
+
+mod aws;
+
+use super::{Live, Platform};
+use crate::config::{EbEnvironment, EbPlatform, Environment};
+use crate::context::Ctx;
+use crate::http::Request;
+use crate::ledger::Version;
+use crate::{could_not_act, usage, verdict};
+use anyhow::{Context, Result};
+use aws::{Aws, AwsError, nap};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub struct ElasticBeanstalk<'a> {
+    ctx: &'a Ctx,
+    cfg: &'a EbPlatform,
+    aws: Aws<'a>,
+    bucket: OnceLock<String>,
+}
+
+/// An environment as `describe-environments` shows it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnvDesc {
+    environment_name: String,
+    #[serde(default)]
+    version_label: Option<String>,
+    status: String,
+    #[serde(default)]
+    health: Option<String>,
+    #[serde(rename = "CNAME", default)]
+    cname: Option<String>,
+}
+
+impl EnvDesc {
+    fn label(&self) -> &str {
+        self.version_label.as_deref().unwrap_or("(none)")
+    }
+    fn health(&self) -> &str {
+        self.health.as_deref().unwrap_or("Grey")
+    }
+    fn owns(&self, cname: &str) -> bool {
+        let have = self.cname.as_deref().unwrap_or_default().to_ascii_lowercase();
+        let want = cname.to_ascii_lowercase();
+        have == want || have.strip_prefix(&want).is_some_and(|rest| rest.starts_with('.'))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Event {
+    event_date: String,
+    message: String,
+    #[serde(default)]
+    severity: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AppVersion {
+    #[serde(default)]
+    source_bundle: Option<S3Location>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3Location {
+    s3_bucket: String,
+    s3_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InfoEntry {
+    #[serde(default)]
+    ec2_instance_id: Option<String>,
+    #[serde(default)]
+    sample_timestamp: Option<String>,
+    message: String,
+}
+
+/// Log files are downloaded up to this size each.
+const MAX_LOG_DOWNLOAD: u64 = 512 * 1024 * 1024;
+
+impl<'a> ElasticBeanstalk<'a> {
+    pub fn new(ctx: &'a Ctx) -> Result<Self> {
+        let cfg = ctx.config.elasticbeanstalk()?;
+        Ok(ElasticBeanstalk { ctx, cfg, aws: Aws::new(ctx, cfg), bucket: OnceLock::new() })
+    }
+
+    fn eb_env<'e>(&self, env: &'e Environment) -> Result<&'e EbEnvironment> {
+        env.elasticbeanstalk.as_ref().ok_or_else(|| {
+            usage!("{}: environments.{}.elasticbeanstalk: expected a table", self.ctx.config.path.display(), env.name)
+        })
+    }
+
+    fn app(&self) -> &str {
+        &self.cfg.application
+    }
+
+    /// The named EB environments, in the order asked; a missing one is "could not act".
+    fn describe(&self, names: &[&str]) -> Result<Vec<EnvDesc>> {
+        let mut args = vec!["--application-name", self.app(), "--no-include-deleted", "--environment-names"];
+        args.extend(names);
+        let out = self.aws.read("elasticbeanstalk", "describe-environments", &args)?;
+        let all: Vec<EnvDesc> = serde_json::from_value(out["Environments"].clone())
+            .context("reading describe-environments' Environments")?;
+        names
+            .iter()
+            .map(|n| {
+                all.iter().find(|e| e.environment_name == *n).cloned().ok_or_else(|| {
+                    could_not_act!("Elastic Beanstalk application {} has no environment named {n}", self.app())
+                })
+            })
+            .collect()
+    }
+
+    fn describe_one(&self, name: &str) -> Result<EnvDesc> {
+        Ok(self.describe(&[name])?.remove(0))
+    }
+
+    /// The environment that serves users: the only one, or the one owning the blue/green CNAME.
+    /// Returns it and, for blue/green, the standby.
+    fn active(&self, e: &EbEnvironment) -> Result<(EnvDesc, Option<EnvDesc>)> {
+        let (Some(standby), Some(cname)) = (&e.standby, &e.cname) else {
+            return Ok((self.describe_one(&e.environment)?, None));
+        };
+        let mut both = self.describe(&[&e.environment, standby])?;
+        let (b, a) = (both.remove(1), both.remove(0));
+        match (a.owns(cname), b.owns(cname)) {
+            (true, false) => Ok((a, Some(b))),
+            (false, true) => Ok((b, Some(a))),
+            _ => Err(could_not_act!(
+                "neither or both of {} ({}) and {} ({}) own the CNAME {cname}; check environments.*.elasticbeanstalk.cname",
+                a.environment_name,
+                a.cname.as_deref().unwrap_or("no CNAME"),
+                b.environment_name,
+                b.cname.as_deref().unwrap_or("no CNAME")
+            )),
+        }
+    }
+
+    fn accepted(&self, d: &EnvDesc) -> bool {
+        self.cfg.accepted_health.iter().any(|h| h == d.health())
+    }
+
+    fn key(&self, version: &Version) -> String {
+        let prefix = self.cfg.key_prefix.as_deref().unwrap_or(self.app()).trim_matches('/');
+        // The commit fixes the bundle (`git archive` is deterministic) and is known in a dry run.
+        format!("{prefix}/{}-{}.zip", version.label, crate::git::short(&version.commit))
+    }
+
+    /// The upload bucket: configured, or the one EB creates, `elasticbeanstalk-<region>-<account>`.
+    fn bucket(&self) -> Result<String> {
+        if let Some(b) = self.bucket.get() {
+            return Ok(b.clone());
+        }
+        let b = match &self.cfg.bucket {
+            Some(b) => b.clone(),
+            None => {
+                let region = self.region()?;
+                let who = self.aws.read("sts", "get-caller-identity", &[])?;
+                let account = who["Account"].as_str().ok_or_else(|| {
+                    could_not_act!("aws sts get-caller-identity gave no Account; set platform.elasticbeanstalk.bucket")
+                })?;
+                format!("elasticbeanstalk-{region}-{account}")
+            }
+        };
+        Ok(self.bucket.get_or_init(|| b).clone())
+    }
+
+    fn region(&self) -> Result<String> {
+        if let Some(r) = &self.cfg.region {
+            return Ok(r.clone());
+        }
+        for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+            if let Ok(r) = std::env::var(var)
+                && !r.is_empty()
+            {
+                return Ok(r);
+            }
+        }
+        let mut argv = self.cfg.aws.clone();
+        argv.extend(["configure".into(), "get".into(), "region".into()]);
+        if let Some(p) = &self.cfg.profile {
+            argv.extend(["--profile".into(), p.clone()]);
+        }
+        match self.ctx.exec.read(&crate::exec::Cmd::new(argv)) {
+            Ok(r) if !r.is_empty() => Ok(r),
+            _ => Err(usage!(
+                "{}: platform.elasticbeanstalk.region: no region configured here or for the aws CLI; \
+                 set region (or bucket)",
+                self.ctx.config.path.display()
+            )),
+        }
+    }
+
+    fn app_version(&self, label: &str) -> Result<Option<AppVersion>> {
+        let out = self.aws.read(
+            "elasticbeanstalk",
+            "describe-application-versions",
+            &["--application-name", self.app(), "--version-labels", label],
+        )?;
+        let mut all: Vec<AppVersion> = serde_json::from_value(out["ApplicationVersions"].clone())
+            .context("reading describe-application-versions' ApplicationVersions")?;
+        Ok(if all.is_empty() { None } else { Some(all.remove(0)) })
+    }
+
+    /// Polls the version until EB has processed it (status compared case-insensitively).
+    fn wait_processed(&self, label: &str) -> Result<()> {
+        let deadline = Instant::now() + self.cfg.deploy_timeout.0;
+        let mut pause = self.cfg.poll.0.min(Duration::from_secs(2));
+        let mut missing = 0;
+        loop {
+            match self.app_version(label)? {
+                // Just created, not yet visible: EB's reads lag its writes for a moment.
+                None if missing < 5 => missing += 1,
+                None => return Err(could_not_act!("version {label} vanished from EB application {}", self.app())),
+                Some(v) => match v.status.as_deref().unwrap_or("processed").to_ascii_lowercase().as_str() {
+                    "processed" => return Ok(()),
+                    "failed" => {
+                        return Err(verdict!(
+                            "Elastic Beanstalk could not process version {label} (status FAILED): \
+                             the bundle is not a valid application; see the application's events"
+                        ));
+                    }
+                    _ => {}
+                },
+            }
+            if Instant::now() + pause > deadline {
+                return Err(could_not_act!("version {label} is still being processed after {}", self.timeout()));
+            }
+            nap(self.ctx, pause, || format!("version {label} is left being processed by EB"))?;
+            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+        }
+    }
+
+    fn timeout(&self) -> String {
+        humantime::format_duration(self.cfg.deploy_timeout.0).to_string()
+    }
+
+    /// New events of `name` since `since` (oldest first), printed as they arrive; ERROR and
+    /// FATAL ones are added to `errors`.
+    fn stream_events(
+        &self,
+        name: &str,
+        since: &str,
+        seen: &mut HashSet<(String, String)>,
+        errors: &mut Vec<String>,
+    ) -> Result<()> {
+        let out = self.aws.read(
+            "elasticbeanstalk",
+            "describe-events",
+            &["--application-name", self.app(), "--environment-name", name, "--start-time", since],
+        )?;
+        let mut events: Vec<Event> =
+            serde_json::from_value(out["Events"].clone()).context("reading describe-events' Events")?;
+        events.reverse();
+        for ev in events {
+            if !seen.insert((ev.event_date.clone(), ev.message.clone())) {
+                continue;
+            }
+            let severity = ev.severity.as_deref().unwrap_or("INFO");
+            self.ctx.ui.status(format!("{name}: {severity} {}", ev.message));
+            if matches!(severity, "ERROR" | "FATAL") {
+                errors.push(ev.message);
+            }
+        }
+        Ok(())
+    }
+
+    /// `update-environment` to `label`, then wait until it has provably taken it.
+    fn update_and_wait(&self, name: &str, label: &str) -> Result<()> {
+        let d = self.describe_one(name)?;
+        if d.status != "Ready" {
+            return Err(could_not_act!(
+                "{name} is {} ({}), not Ready: another update is in progress; not interrupting it",
+                d.status,
+                d.health()
+            ));
+        }
+        if d.version_label.as_deref() == Some(label) && self.accepted(&d) {
+            self.ctx.ui.status(format!("{name}: already runs {label} and is {}; nothing to deploy", d.health()));
+            return Ok(());
+        }
+        let old = d.label().to_string();
+        self.ctx.ui.status(format!("{name}: runs {old} ({}); deploying {label}", d.health()));
+        let args = ["--application-name", self.app(), "--environment-name", name, "--version-label", label];
+        let mut tries = 0;
+        let updated = loop {
+            match self.aws.change("elasticbeanstalk", "update-environment", &args) {
+                // Right after create-application-version EB may not see the label yet.
+                Err(e)
+                    if tries < 3
+                        && e.downcast_ref::<AwsError>()
+                            .is_some_and(|a| a.message.contains("No Application Version named")) =>
+                {
+                    tries += 1;
+                    self.ctx.ui.warn(format!("{name}: EB does not see {label} yet; asking again"));
+                    nap(self.ctx, self.cfg.retry_backoff.0, || format!("{name} was not changed"))?;
+                }
+                other => break other?,
+            }
+        };
+        let Some(updated) = updated else {
+            self.ctx.ui.plan(format!(
+                "# would poll describe-environments and describe-events for {name} until Ready on {label} with health {}",
+                self.cfg.accepted_health.join("|")
+            ));
+            return Ok(());
+        };
+        let since = updated["DateUpdated"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| crate::clock::rfc3339(crate::clock::now_ms() - 1000));
+        self.wait_deployed(name, label, &old, &since)
+    }
+
+    fn wait_deployed(&self, name: &str, label: &str, old: &str, since: &str) -> Result<()> {
+        let deadline = Instant::now() + self.cfg.deploy_timeout.0;
+        let mut pause = self.cfg.poll.0;
+        let mut seen = HashSet::new();
+        let mut errors = vec![];
+        let mut ready_at: Option<Instant> = None;
+        loop {
+            // Status first, then the events: everything EB logged up to that status is judged.
+            let d = self.describe_one(name)?;
+            self.stream_events(name, since, &mut seen, &mut errors)?;
+            if d.status == "Ready" {
+                if d.version_label.as_deref() != Some(label) {
+                    return Err(verdict!(
+                        "{name} went back to Ready on {}, not {label}: Elastic Beanstalk did not deploy it{}",
+                        d.label(),
+                        first_error(&errors)
+                    ));
+                }
+                if !errors.is_empty() {
+                    return Err(verdict!(
+                        "{name} runs {label} but Elastic Beanstalk reported {} error event(s) during the deploy{}",
+                        errors.len(),
+                        first_error(&errors)
+                    ));
+                }
+                if self.accepted(&d) {
+                    self.ctx.ui.status(format!("{name}: Ready on {label}, health {}", d.health()));
+                    return Ok(());
+                }
+                let since_ready = *ready_at.get_or_insert_with(Instant::now);
+                if d.health() == "Red" || since_ready.elapsed() >= self.cfg.health_grace.0 {
+                    return Err(verdict!(
+                        "{name} runs {label} but its health is {} (accepted: {})",
+                        d.health(),
+                        self.cfg.accepted_health.join(", ")
+                    ));
+                }
+            } else if d.status.starts_with("Terminat") {
+                return Err(could_not_act!("{name} is {} while deploying {label}", d.status));
+            }
+            if Instant::now() + pause > deadline {
+                return Err(crate::error::Error::could_not_act(format!(
+                    "{name} is still {} ({}) after {}: gave up waiting for {label} (it was {old})",
+                    d.status,
+                    d.health(),
+                    self.timeout()
+                ))
+                .with_hint(
+                    "the update was not aborted and may still finish; look at the environment before deploying again",
+                )
+                .into());
+            }
+            nap(self.ctx, pause, || format!("{name} is left updating to {label}; EB carries on without us"))?;
+            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+        }
+    }
+
+    /// Blue/green: put `label` on the standby (unless it already runs it healthy), then swap.
+    fn deploy_swap(&self, env: &Environment, e: &EbEnvironment, label: &str) -> Result<()> {
+        let cname = e.cname.as_deref().unwrap_or_default();
+        let (active, standby) = self.active(e)?;
+        let standby = standby.ok_or_else(|| could_not_act!("{}: no standby environment", env.name))?;
+        if active.version_label.as_deref() == Some(label) && active.status == "Ready" && self.accepted(&active) {
+            self.ctx.ui.status(format!("{}: {} already serves {label}", env.name, active.environment_name));
+            return Ok(());
+        }
+        let (from, to) = (&active.environment_name, &standby.environment_name);
+        if standby.version_label.as_deref() == Some(label) && standby.status == "Ready" && self.accepted(&standby) {
+            self.ctx.ui.status(format!(
+                "{}: {to} already runs {label} and is {}; swapping only",
+                env.name,
+                standby.health()
+            ));
+        } else {
+            self.ctx.ui.status(format!(
+                "{}: {from} serves {}; deploying {label} to the standby {to}",
+                env.name,
+                active.label()
+            ));
+            self.update_and_wait(to, label)?;
+        }
+        self.ctx.ui.status(format!("{}: swapping CNAMEs: {cname} moves from {from} to {to}", env.name));
+        let swap = ["--source-environment-name", to.as_str(), "--destination-environment-name", from.as_str()];
+        if self.aws.change("elasticbeanstalk", "swap-environment-cnames", &swap)?.is_none() {
+            self.ctx.ui.plan(format!("# would poll describe-environments until {to} owns {cname} and both are Ready"));
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.cfg.deploy_timeout.0;
+        let mut pause = self.cfg.poll.0;
+        loop {
+            let both = self.describe(&[to, from])?;
+            if both[0].owns(cname) && both.iter().all(|d| d.status == "Ready") {
+                self.ctx.ui.status(format!("{}: {to} owns {cname}; {label} serves users", env.name));
+                return Ok(());
+            }
+            if Instant::now() + pause > deadline {
+                return Err(could_not_act!(
+                    "the CNAME swap of {from} and {to} did not complete within {}: {cname} is on {}",
+                    self.timeout(),
+                    if both[0].owns(cname) { to } else { from }
+                ));
+            }
+            nap(self.ctx, pause, || format!("the CNAME swap of {from} and {to} is left to EB"))?;
+            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+        }
+    }
+
+    /// Downloads one entry of `retrieve-environment-info` into `dir`, unpacking a bundle.
+    fn fetch(&self, entry: &InfoEntry, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let bundle = self.cfg.logs == "bundle";
+        let file = dir.join(if bundle { "bundle.zip" } else { "tail.log" });
+        let req = Request::get(entry.message.clone()).timeout(Duration::from_secs(300));
+        self.ctx.http.download(&req, &file, MAX_LOG_DOWNLOAD)?;
+        if bundle {
+            let f = std::fs::File::open(&file)?;
+            let mut zip = zip::ZipArchive::new(f)
+                .map_err(|e| could_not_act!("the log bundle of {} is not a zip: {e}", dir.display()))?;
+            zip.extract(dir).map_err(|e| could_not_act!("unpacking the log bundle in {}: {e}", dir.display()))?;
+            std::fs::remove_file(&file)?;
+        }
+        Ok(())
+    }
+}
+
+fn first_error(errors: &[String]) -> String {
+    errors.first().map(|e| format!(" (first error event: {e})")).unwrap_or_default()
+}
+
+/// Every regular file under `dir`, sorted.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            files_under(&p, out)?;
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+impl Platform for ElasticBeanstalk<'_> {
+    fn name(&self) -> &'static str {
+        "elasticbeanstalk"
+    }
+
+    fn register(&self, version: &Version, bundle: &Path) -> Result<()> {
+        let label = &version.label;
+        let key = self.key(version);
+        if let Some(existing) = self.app_version(label)? {
+            // An adopted version (found live, never built here) is whatever EB holds.
+            let same = version.commit.is_empty() || existing.source_bundle.as_ref().is_some_and(|s| s.s3_key == key);
+            if !same {
+                let at = existing
+                    .source_bundle
+                    .map(|s| format!("s3://{}/{}", s.s3_bucket, s.s3_key))
+                    .unwrap_or_else(|| "no S3 bundle".into());
+                return Err(crate::error::Error::usage(format!(
+                    "EB application {} already has a version {label} from {at}, not this bundle ({key}); labels name one bundle",
+                    self.app()
+                ))
+                .with_hint("choose a new label, e.g. include the build number")
+                .into());
+            }
+            self.ctx.ui.status(format!("{label}: already registered in EB application {}; reusing it", self.app()));
+            return if self.ctx.dry_run { Ok(()) } else { self.wait_processed(label) };
+        }
+        if version.commit.is_empty() {
+            return Err(could_not_act!(
+                "{label} was found live, never built by safedeploy, and EB application {} no longer holds it",
+                self.app()
+            ));
+        }
+        let bucket = self.bucket()?;
+        let url = format!("s3://{bucket}/{key}");
+        self.ctx.ui.status(format!("{label}: uploading the bundle to {url}"));
+        self.aws.change("s3", "cp", &[&bundle.to_string_lossy(), &url, "--only-show-errors"])?;
+        let source = format!("S3Bucket={bucket},S3Key={key}");
+        let description = format!("commit {}", version.commit);
+        let created = self.aws.change(
+            "elasticbeanstalk",
+            "create-application-version",
+            &[
+                "--application-name",
+                self.app(),
+                "--version-label",
+                label,
+                "--source-bundle",
+                &source,
+                "--description",
+                &description,
+                "--process",
+            ],
+        )?;
+        if created.is_none() {
+            return Ok(());
+        }
+        self.wait_processed(label)?;
+        self.ctx.ui.status(format!("{label}: processed by Elastic Beanstalk"));
+        Ok(())
+    }
+
+    fn live(&self, env: &Environment) -> Result<Option<Live>> {
+        let (active, _) = self.active(self.eb_env(env)?)?;
+        Ok(active
+            .version_label
+            .clone()
+            .map(|label| Live { label, running: active.status == "Ready" && self.accepted(&active) }))
+    }
+
+    fn deploy(&self, env: &Environment, label: &str) -> Result<()> {
+        let e = self.eb_env(env)?;
+        if e.standby.is_some() { self.deploy_swap(env, e, label) } else { self.update_and_wait(&e.environment, label) }
+    }
+
+    fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>> {
+        let (active, _) = self.active(self.eb_env(env)?)?;
+        let name = active.environment_name.as_str();
+        let kind = self.cfg.logs.as_str();
+        let retrieve = || -> Result<Vec<InfoEntry>> {
+            let out = self.aws.read(
+                "elasticbeanstalk",
+                "retrieve-environment-info",
+                &["--environment-name", name, "--info-type", kind],
+            )?;
+            serde_json::from_value(out["EnvironmentInfo"].clone()).context("reading retrieve-environment-info")
+        };
+        let resources =
+            self.aws.read("elasticbeanstalk", "describe-environment-resources", &["--environment-name", name])?;
+        let instances: Vec<String> = resources["EnvironmentResources"]["Instances"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["Id"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        // Entries that exist before the request are old samples, whatever the clocks say.
+        let old: HashSet<(Option<String>, Option<String>)> =
+            retrieve()?.into_iter().map(|e| (e.ec2_instance_id, e.sample_timestamp)).collect();
+        let requested = self.aws.change(
+            "elasticbeanstalk",
+            "request-environment-info",
+            &["--environment-name", name, "--info-type", kind],
+        )?;
+        if requested.is_none() {
+            self.ctx.ui.plan(format!(
+                "# would poll retrieve-environment-info for {name} and download each instance's {kind} logs"
+            ));
+            return Ok(vec![]);
+        }
+        self.ctx.ui.status(format!("{name}: asked {} instance(s) for their {kind} logs", instances.len()));
+        let deadline = Instant::now() + self.cfg.logs_timeout.0;
+        let mut pause = self.cfg.poll.0.min(Duration::from_secs(3));
+        let fresh = loop {
+            let mut fresh: Vec<InfoEntry> = retrieve()?
+                .into_iter()
+                .filter(|e| !old.contains(&(e.ec2_instance_id.clone(), e.sample_timestamp.clone())))
+                .collect();
+            // The newest sample of each instance.
+            fresh.sort_by(|a, b| b.sample_timestamp.cmp(&a.sample_timestamp));
+            let mut by_instance = HashSet::new();
+            fresh.retain(|e| by_instance.insert(e.ec2_instance_id.clone()));
+            let complete = !fresh.is_empty()
+                && instances.iter().all(|i| fresh.iter().any(|e| e.ec2_instance_id.as_deref() == Some(i.as_str())));
+            if complete {
+                break fresh;
+            }
+            if Instant::now() + pause > deadline {
+                if fresh.is_empty() {
+                    return Err(could_not_act!(
+                        "{name}: no instance delivered its {kind} logs within {}",
+                        humantime::format_duration(self.cfg.logs_timeout.0)
+                    ));
+                }
+                let missing: Vec<&String> = instances
+                    .iter()
+                    .filter(|i| !fresh.iter().any(|e| e.ec2_instance_id.as_deref() == Some(i.as_str())))
+                    .collect();
+                self.ctx.ui.warn(format!(
+                    "{name}: no {kind} logs from {} within the deadline; going on without them",
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+                break fresh;
+            }
+            nap(self.ctx, pause, || format!("{name}'s logs were requested but not downloaded"))?;
+            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+        };
+        let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "");
+        let root = self.ctx.state_dir.join("elasticbeanstalk").join("logs").join(&env.name).join(stamp);
+        let mut files = vec![];
+        for entry in &fresh {
+            let instance = entry.ec2_instance_id.clone().unwrap_or_else(|| "unknown-instance".into());
+            let dir = root.join(&instance);
+            self.fetch(entry, &dir).with_context(|| format!("fetching the {kind} logs of {instance}"))?;
+            files_under(&dir, &mut files)?;
+        }
+        self.ctx.ui.status(format!(
+            "{name}: {} log file(s) from {} instance(s) in {}",
+            files.len(),
+            fresh.len(),
+            root.display()
+        ));
+        Ok(files)
+    }
+}

@@ -1,0 +1,408 @@
+//! The Elastic Beanstalk platform end to end: the real binaries drive the real aws CLI (from
+//! PyPI, in the test venv), which talks to a simulated EB + S3 + STS on loopback. Every aws
+//! command the platform builds is parsed by the CLI, and every answer the platform reads is the
+//! CLI's own JSON. One test per scenario: normal deploy, Red health, Ready on the old label, an
+//! ERROR event, not Ready before the deploy, throttling, a label EB does not see yet, a deadline,
+//! blue/green promote and a rollback that is a CNAME swap, logs from two instances.
+
+#[path = "support/eb_sim.rs"]
+mod eb_sim;
+#[path = "support/server.rs"]
+mod server;
+mod support;
+
+use eb_sim::{Outcome, Sim};
+use support::{Project, output};
+
+struct Eb {
+    p: Project,
+    sim: Sim,
+}
+
+const SECRET: &str = "simulatedSecretAccessKey0123456789abcdefgh";
+const KEY_ID: &str = "AKIASIMULATED0KEY0ID";
+
+impl Eb {
+    /// The example app at v1 with an Elastic Beanstalk config: staging is one EB environment,
+    /// production a blue/green pair (`blue` owns the production CNAME and runs `v0`).
+    fn new() -> Eb {
+        Self::with(|c| c)
+    }
+
+    fn with(edit: impl FnOnce(String) -> String) -> Eb {
+        let aws = support::venv().join("bin/aws");
+        assert!(aws.is_file(), "{} is missing: run scripts/setup (scripts/test does)", aws.display());
+        let sim = Sim::start();
+        {
+            let mut st = sim.state();
+            st.add_version("v0", "url-shortener/v0-000000000000.zip");
+            st.add_env("urlshort-staging", "urlshort-staging", Some("v0"), &["i-0staging"]);
+            st.add_env("urlshort-blue", "urlshort-prod", Some("v0"), &["i-0blue1", "i-0blue2"]);
+            st.add_env("urlshort-green", "urlshort-prod-standby", Some("v0"), &["i-0green1"]);
+        }
+        let p = Project::new();
+        let config = format!(
+            r#"[app]
+name = "url-shortener"
+
+[platform]
+kind = "elasticbeanstalk"
+
+[platform.elasticbeanstalk]
+application = "url-shortener"
+aws = [{aws:?}]
+poll = "100ms"
+poll_max = "300ms"
+retry_backoff = "100ms"
+health_grace = "1s"
+deploy_timeout = "20s"
+logs_timeout = "10s"
+
+[environments.staging]
+url = "{site}/urlshort-staging"
+
+[environments.staging.elasticbeanstalk]
+environment = "urlshort-staging"
+
+[environments.production]
+url = "{site}/urlshort-prod"
+
+[environments.production.elasticbeanstalk]
+environment = "urlshort-blue"
+standby = "urlshort-green"
+cname = "urlshort-prod"
+
+[smoke]
+deadline = "5s"
+interval = "100ms"
+version_path = "/version"
+
+[[smoke.checks]]
+name = "home page"
+path = "/"
+expect_status = [200]
+
+[sla]
+allowed_downtime = "15m"
+environments = ["production"]
+"#,
+            aws = aws.display().to_string(),
+            site = format!("{}/site", sim.url()),
+        );
+        std::fs::write(p.config_path(), edit(config)).expect("config");
+        p.commit_all("Deploy to Elastic Beanstalk", "Team");
+        Eb { p, sim }
+    }
+
+    fn cmd(&self, bin: &str) -> assert_cmd::Command {
+        let mut c = self.p.cmd(bin);
+        for (k, v) in self.sim.aws_env() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs a binary; asserts its exit code and that no credential reached its output.
+    fn run(&self, bin: &str, args: &[&str], code: i32) -> (String, String) {
+        let a = self.cmd(bin).args(args).assert();
+        let (out, err) = output(&a);
+        assert_eq!(a.get_output().status.code(), Some(code), "{bin} {args:?}\nstdout:\n{out}\nstderr:\n{err}");
+        for secret in [SECRET, KEY_ID, eb_sim::URL_SIGNATURE] {
+            assert!(!out.contains(secret) && !err.contains(secret), "{secret} leaked by {bin}:\n{out}\n{err}");
+        }
+        (out, err)
+    }
+
+    fn label(&self, env: &str) -> Option<String> {
+        self.sim.state().env(env).label.clone()
+    }
+
+    fn owner_of_production(&self) -> String {
+        let st = self.sim.state();
+        st.envs.values().find(|e| e.cname.starts_with("urlshort-prod.")).expect("owner").name.clone()
+    }
+
+    fn commit_v2(&self) {
+        self.p.commit_incident();
+    }
+}
+
+#[test]
+fn deploy_uploads_registers_and_waits_until_ready_on_the_new_label() {
+    let eb = Eb::new();
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
+    let commit = eb.p.git(&["rev-parse", "HEAD"]);
+    {
+        let st = eb.sim.state();
+        let v = &st.versions["v1"];
+        assert!(v.status.eq_ignore_ascii_case("processed"), "{v:?}");
+        assert_eq!(v.bucket, "elasticbeanstalk-us-east-1-123456789012", "default bucket from sts");
+        assert!(v.key.starts_with("url-shortener/v1-") && v.key.ends_with(".zip"), "{}", v.key);
+        // The bundle is a zip with the app at its root, as EB requires.
+        let bytes = &st.objects[&format!("{}/{}", v.bucket, v.key)];
+        let names: Vec<String> = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .expect("zip")
+            .file_names()
+            .flatten()
+            .map(|n| n.into_owned())
+            .collect();
+        assert!(names.contains(&"Procfile".to_string()) && names.contains(&"application.py".to_string()), "{names:?}");
+        assert_eq!(st.env("urlshort-staging").label.as_deref(), Some("v1"));
+        assert_eq!(st.count("UpdateEnvironment"), 1);
+        assert_eq!(st.count("GetCallerIdentity"), 1);
+    }
+    assert!(err.contains("Environment update completed successfully."), "events are streamed:\n{err}");
+    assert!(err.contains("Ready on v1, health Green"), "{err}");
+    assert!(!err.contains("an old failure"), "events before the deploy are not read as its own:\n{err}");
+    assert_eq!(
+        eb.p.query_strings("SELECT label || ' ' || outcome FROM deployments"),
+        vec!["v1 healthy".to_string()],
+        "the ledger records the deploy"
+    );
+    assert_eq!(eb.p.query_strings("SELECT commit_id FROM versions WHERE label = 'v1'"), vec![commit]);
+
+    // The same label again: reused, not uploaded twice, not redeployed.
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
+    assert!(err.contains("already registered in EB application url-shortener; reusing it"), "{err}");
+    assert!(err.contains("already runs v1"), "{err}");
+    let st = eb.sim.state();
+    assert_eq!(st.calls.iter().filter(|c| c.starts_with("S3 PUT")).count(), 1);
+    assert_eq!(st.count("UpdateEnvironment"), 1);
+}
+
+#[test]
+fn red_health_after_the_deploy_is_a_failing_verdict() {
+    let eb = Eb::new();
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::Red);
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 1);
+    assert!(err.contains("urlshort-staging runs v1 but its health is Red (accepted: Green)"), "{err}");
+    assert!(err.contains("WARN Environment health has transitioned from Ok to Severe"), "{err}");
+    assert_eq!(eb.p.query_strings("SELECT outcome FROM deployments"), vec!["failed".to_string()]);
+}
+
+#[test]
+fn ready_again_on_the_old_label_is_a_failure_not_a_hang() {
+    let eb = Eb::new();
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::OldLabel);
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 1);
+    assert!(
+        err.contains("urlshort-staging went back to Ready on v0, not v1: Elastic Beanstalk did not deploy it"),
+        "{err}"
+    );
+    assert_eq!(eb.label("urlshort-staging").as_deref(), Some("v0"));
+}
+
+#[test]
+fn an_error_event_during_the_deploy_fails_it_even_when_green() {
+    let eb = Eb::new();
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::ErrorEvent);
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 1);
+    assert!(err.contains("runs v1 but Elastic Beanstalk reported 1 error event(s) during the deploy"), "{err}");
+    assert!(err.contains("During an aborted deployment"), "{err}");
+}
+
+#[test]
+fn an_environment_that_is_not_ready_is_never_touched() {
+    let eb = Eb::new();
+    eb.sim.state().envs.get_mut("urlshort-staging").expect("env").status = "Updating".into();
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 3);
+    assert!(err.contains("urlshort-staging is Updating (Green), not Ready: another update is in progress"), "{err}");
+    assert_eq!(eb.sim.state().count("UpdateEnvironment"), 0);
+}
+
+#[test]
+fn throttling_and_a_label_not_yet_visible_are_retried() {
+    let eb = Eb::new();
+    {
+        let mut st = eb.sim.state();
+        st.throttle = 2;
+        st.lagging_labels = true;
+    }
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
+    assert!(err.contains("Throttling — retry 1/5"), "{err}");
+    assert!(err.contains("Throttling — retry 2/5"), "{err}");
+    assert!(err.contains("EB does not see v1 yet; asking again"), "{err}");
+    let st = eb.sim.state();
+    assert_eq!(st.count("UpdateEnvironment"), 2, "one refused for the lagging label, one accepted");
+    assert_eq!(st.env("urlshort-staging").label.as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_deploy_past_its_deadline_exits_3_and_says_it_was_not_aborted() {
+    let eb = Eb::with(|c| c.replace(r#"deploy_timeout = "20s""#, r#"deploy_timeout = "2s""#));
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::Stuck);
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 3);
+    assert!(err.contains("urlshort-staging is still Updating (Grey) after 2s: gave up waiting for v1"), "{err}");
+    assert!(err.contains("was not aborted"), "{err}");
+    assert_eq!(eb.p.query_strings("SELECT outcome FROM deployments"), vec!["failed".to_string()]);
+}
+
+#[test]
+fn a_label_eb_holds_for_another_bundle_is_refused() {
+    let eb = Eb::new();
+    eb.sim.state().add_version("v1", "url-shortener/v1-somethingelse.zip");
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 2);
+    assert!(err.contains("already has a version v1 from s3://elasticbeanstalk-us-east-1-123456789012/url-shortener/v1-somethingelse.zip"), "{err}");
+    let st = eb.sim.state();
+    assert_eq!(st.calls.iter().filter(|c| c.starts_with("S3")).count(), 0);
+    assert_eq!(st.count("UpdateEnvironment"), 0);
+}
+
+#[test]
+fn a_bundle_eb_cannot_process_is_a_verdict() {
+    let eb = Eb::new();
+    eb.p.git(&["rm", "-q", "Procfile"]);
+    eb.p.commit_all("Drop the Procfile", "Team");
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 1);
+    assert!(err.contains("Elastic Beanstalk could not process version v1 (status FAILED)"), "{err}");
+    assert_eq!(eb.sim.state().count("UpdateEnvironment"), 0);
+}
+
+#[test]
+fn dry_run_prints_the_exact_aws_commands_and_changes_nothing() {
+    let eb = Eb::new();
+    let (out, err) = eb.run("deploy-staging", &["--version", "v1", "--dry-run"], 0);
+    let all = format!("{out}{err}");
+    let aws = support::venv().join("bin/aws").display().to_string();
+    assert!(all.contains(&format!("+ {aws} --output json s3 cp ")), "{all}");
+    assert!(all.contains("s3://elasticbeanstalk-us-east-1-123456789012/url-shortener/v1-"), "{all}");
+    assert!(all.contains("elasticbeanstalk create-application-version --application-name url-shortener --version-label v1 --source-bundle"), "{all}");
+    assert!(all.contains("elasticbeanstalk update-environment --application-name url-shortener --environment-name urlshort-staging --version-label v1"), "{all}");
+    let st = eb.sim.state();
+    let changes: Vec<&String> = st
+        .calls
+        .iter()
+        .filter(|c| !c.starts_with("Describe") && *c != "GetCallerIdentity" && !c.starts_with("Retrieve"))
+        .collect();
+    assert!(changes.is_empty(), "a dry run sent {changes:?}");
+    assert!(!eb.p.state.join("ledger.sqlite3").exists());
+}
+
+#[test]
+fn blue_green_promote_swaps_cnames_and_rollback_swaps_back_without_a_redeploy() {
+    let eb = Eb::new();
+    eb.run("deploy-staging", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+    let (_, err) = eb.run("promote", &["--version", "v1"], 0);
+    assert!(err.contains("deploying v1 to the standby urlshort-green"), "{err}");
+    assert!(err.contains("urlshort-green owns urlshort-prod; v1 serves users"), "{err}");
+    assert_eq!(eb.owner_of_production(), "urlshort-green");
+    eb.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
+
+    eb.commit_v2();
+    eb.run("deploy-staging", &["--version", "v2"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v2", "--record"], 0);
+    eb.run("promote", &["--version", "v2"], 0);
+    assert_eq!(eb.owner_of_production(), "urlshort-blue");
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v2"));
+    let updates = eb.sim.state().count("UpdateEnvironment");
+
+    // v2 turns out bad in production: the rollback is a swap back to green, still on v1.
+    let (out, err) = eb.run("rollback", &["--reason", "5xx after v2", "--json"], 0);
+    assert!(err.contains("urlshort-green already runs v1 and is Green; swapping only"), "{err}");
+    assert_eq!(eb.owner_of_production(), "urlshort-green");
+    assert_eq!(eb.sim.state().count("UpdateEnvironment"), updates, "a swap, no redeploy");
+    assert_eq!(eb.sim.state().count("SwapEnvironmentCNAMEs"), 3);
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(summary["restored_version"], "v1");
+    assert_eq!(summary["bad_version"], "v2");
+    // What users reach serves v1 again.
+    let served = reqwest::blocking::get(format!("{}/site/urlshort-prod/version", eb.sim.url()))
+        .expect("get")
+        .text()
+        .expect("text");
+    assert_eq!(served, "v1");
+    assert_eq!(
+        eb.p.query_strings("SELECT bad_reason FROM versions WHERE label = 'v2'"),
+        vec!["5xx after v2".to_string()]
+    );
+}
+
+#[test]
+fn a_promote_that_fails_on_the_standby_never_reaches_users() {
+    let eb = Eb::new();
+    eb.run("deploy-staging", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::Red);
+    // Only production's standby turns Red: staging already runs v1 Green.
+    let (_, err) = eb.run("promote", &["--version", "v1"], 1);
+    assert!(err.contains("v1 did not become healthy in production and never served its users: v0 still does"), "{err}");
+    assert_eq!(eb.owner_of_production(), "urlshort-blue");
+    assert_eq!(eb.sim.state().count("SwapEnvironmentCNAMEs"), 0);
+    assert_eq!(eb.p.query_i64("SELECT COUNT(*) FROM incidents"), 0, "no downtime was spent");
+}
+
+#[test]
+fn redeploy_promote_puts_the_previous_label_back_when_the_new_one_is_red() {
+    let eb = Eb::with(|c| c.replace("standby = \"urlshort-green\"\ncname = \"urlshort-prod\"\n", ""));
+    eb.run("deploy-staging", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::Red);
+    let (_, err) = eb.run("promote", &["--version", "v1"], 1);
+    assert!(err.contains("urlshort-blue: runs v1 (Red); deploying v0"), "{err}");
+    assert!(err.contains("v1 did not become healthy in production; v0 is back"), "{err}");
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v0"));
+    assert_eq!(eb.p.query_i64("SELECT COUNT(*) FROM incidents"), 1);
+}
+
+fn eb_line(host: &str, text: &str) -> String {
+    // `Nov 24 01:02:03`: EB's syslog prefix, no year, day padded to two columns.
+    let now = safedeploy::clock::rfc3339(safedeploy::clock::now_ms() - 1000);
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = months[now[5..7].parse::<usize>().expect("month") - 1];
+    let day: u32 = now[8..10].parse().expect("day");
+    format!("{month} {day:>2} {} {host} web[2013]: {text}", &now[11..19])
+}
+
+#[test]
+fn collect_logs_fetches_each_instances_bundle_and_finds_the_guilty_line() {
+    let eb = Eb::new();
+    eb.run("deploy-staging", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+    eb.run("promote", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
+    eb.commit_v2();
+    eb.run("deploy-staging", &["--version", "v2"], 0);
+    eb.run("promote", &["--version", "v2", "--force", "--reason", "hotfix"], 0);
+    let traceback = |host: &str| {
+        [
+            "ERROR in app: Exception on /shorten [POST]",
+            "Traceback (most recent call last):",
+            "File \"/var/app/current/application.py\", line 67, in load_urls",
+            "return json.loads(urls_file)",
+            "TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper",
+            "user=admin password=hunter2 token=xoxb-1234567890-abcdefghij",
+        ]
+        .iter()
+        .map(|t| eb_line(host, t))
+        .collect::<Vec<_>>()
+        .join("\n")
+            + "\n"
+    };
+    {
+        let mut st = eb.sim.state();
+        st.logs.insert("i-0blue1".into(), vec![("var/log/web.stdout.log".into(), traceback("ip-10-0-0-1"))]);
+        st.logs.insert(
+            "i-0blue2".into(),
+            vec![
+                ("var/log/web.stdout.log".into(), traceback("ip-10-0-0-2")),
+                ("var/log/nginx/access.log".into(), "10.0.0.9 - - \"GET / HTTP/1.1\" 200 12\n".into()),
+            ],
+        );
+    }
+    let (_, err) = eb.run("collect-logs", &["--env", "production", "--out", "hunt.txt"], 0);
+    assert!(err.contains("asked 2 instance(s) for their bundle logs"), "{err}");
+    let report = std::fs::read_to_string(eb.p.app.join("hunt.txt")).expect("report");
+    assert!(
+        report.contains("i-0blue1/var/log/web.stdout.log") && report.contains("i-0blue2/var/log/web.stdout.log"),
+        "{report}"
+    );
+    assert!(report.contains("TypeError"), "{report}");
+    assert!(report.contains("application.py:67"), "{report}");
+    assert!(report.contains("return json.loads(urls_file)"), "{report}");
+    assert!(!report.contains("xoxb-1234567890-abcdefghij"), "tokens are redacted:\n{report}");
+    assert!(!report.contains(eb_sim::URL_SIGNATURE));
+    let st = eb.sim.state();
+    assert_eq!(st.count("RequestEnvironmentInfo"), 1);
+    assert!(st.count("RetrieveEnvironmentInfo") >= 2, "polled until both instances answered");
+}
