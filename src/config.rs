@@ -896,6 +896,20 @@ mod tests {
     const MINIMAL: &str = "[app]\nname = \"demo\"\n[environments.staging]\nurl = \"http://127.0.0.1:8101\"\n";
 
     #[test]
+    fn the_example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/url-shortener");
+        for name in ["safedeploy.toml", "safedeploy.elasticbeanstalk.toml"] {
+            let c = Config::load(&dir.join(name)).expect(name);
+            assert_eq!(c.app.name, "url-shortener");
+        }
+        let eb = Config::load(&dir.join("safedeploy.elasticbeanstalk.toml")).expect("eb");
+        assert_eq!(eb.platform.kind, PlatformKind::ElasticBeanstalk);
+        let prod = eb.environments["production"].elasticbeanstalk.as_ref().expect("production");
+        assert_eq!(prod.standby.as_deref(), Some("urlshort-green"));
+        assert_eq!(eb.elasticbeanstalk().expect("table").poll_max, Dur(Duration::from_secs(30)));
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::parse(MINIMAL, Path::new("x/safedeploy.toml")).expect("parses");
         assert_eq!(c.deploy.health_path, "/health");

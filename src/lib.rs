@@ -13,7 +13,7 @@
 //! | [`http`] | the only place that makes a request; `--dry-run` for requests |
 //! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents |
 //! | [`lock`] | one deploy per environment at a time |
-//! | [`platform`] | the `Platform` trait and the `local` platform behind it |
+//! | [`platform`] | the `Platform` trait; `local` and `elasticbeanstalk` (aws CLI) behind it |
 //! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
 //! | [`git`] | read-only questions to git |
 //! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |

@@ -406,3 +406,103 @@ fn collect_logs_fetches_each_instances_bundle_and_finds_the_guilty_line() {
     assert_eq!(st.count("RequestEnvironmentInfo"), 1);
     assert!(st.count("RetrieveEnvironmentInfo") >= 2, "polled until both instances answered");
 }
+
+#[test]
+fn the_aws_clis_own_error_is_shown_when_a_call_fails() {
+    let eb = Eb::with(|c| c.replace("retry_backoff", "bucket = \"no-such-bucket\"\nretry_backoff"));
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 3);
+    assert!(err.contains("aws s3 cp failed (exit status 1)"), "{err}");
+    assert!(err.contains("An error occurred (NoSuchBucket)"), "the CLI's stderr is shown:\n{err}");
+    assert_eq!(eb.sim.state().count("CreateApplicationVersion"), 0);
+    assert!(eb.p.query_strings("SELECT label FROM versions").is_empty(), "nothing recorded for a failed upload");
+}
+
+#[test]
+fn sigterm_while_waiting_on_eb_exits_130_and_says_eb_carries_on() {
+    let eb = Eb::new();
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::Stuck);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"));
+    cmd.args(["--version", "v1"]).current_dir(&eb.p.app).env("SAFEDEPLOY_STATE_DIR", &eb.p.state);
+    for (k, v) in eb.sim.aws_env() {
+        cmd.env(k, v);
+    }
+    let child = cmd.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Abort once it is polling (DescribeEvents comes only after the update was accepted).
+    while eb.sim.state().count("DescribeEvents") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted; urlshort-staging is left updating from v0 to v1; EB carries on without us"),
+        "{err}"
+    );
+    assert_eq!(eb.p.query_strings("SELECT outcome FROM deployments"), vec!["failed"]);
+    eb.p.assert_ledger_intact();
+}
+
+#[test]
+fn tail_logs_of_a_single_environment() {
+    let eb = Eb::with(|c| c.replace("logs_timeout", "logs = \"tail\"\nlogs_timeout"));
+    eb.sim.state().logs.insert(
+        "i-0staging".into(),
+        vec![("/var/log/web.stdout.log".into(), eb_line("ip-10-0-1-1", "[ERROR] database is locked"))],
+    );
+    let (out, _) = eb.run("collect-logs", &["--env", "staging", "--json"], 0);
+    let summary = out.lines().find(|l| l.contains("\"type\":\"summary\"")).expect("summary line");
+    let v: serde_json::Value = serde_json::from_str(summary).expect("json");
+    let sources = v["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 1, "{v}");
+    assert!(sources[0].as_str().expect("path").ends_with("i-0staging/tail.log"), "{v}");
+    assert!(out.contains("database is locked"), "{out}");
+    assert_eq!(eb.sim.state().count("RequestEnvironmentInfo"), 1);
+}
+
+#[test]
+fn an_incomplete_elasticbeanstalk_config_is_exit_2_naming_the_field() {
+    let cases: [(&str, &str, &str); 4] = [
+        ("[platform.elasticbeanstalk]\n", "[platform.elasticbeanstalk]\n", "[platform.elasticbeanstalk] table"),
+        (
+            "environment = \"urlshort-staging\"\n",
+            "environment = \"x\"\n",
+            "environments.staging.elasticbeanstalk.environment: expected an EB environment name",
+        ),
+        (
+            "cname = \"urlshort-prod\"\n",
+            "",
+            "environments.production.elasticbeanstalk.cname: blue/green (standby) needs the CNAME",
+        ),
+        (
+            "accepted_health = [\"Green\"]\n",
+            "accepted_health = [\"Blue\"]\n",
+            "accepted_health: expected values among Green",
+        ),
+    ];
+    for (from, to, message) in cases {
+        let eb = Eb::with(|c| {
+            let c = c.replace("health_grace", "accepted_health = [\"Green\"]\nhealth_grace");
+            assert!(c.contains(from), "{from}");
+            if from == "[platform.elasticbeanstalk]\n" {
+                // The whole table gone.
+                let (start, end) = (c.find(from).expect("table"), c.find("[environments.staging]").expect("envs"));
+                return format!("{}{}", &c[..start], &c[end..]);
+            }
+            c.replacen(from, to, 1)
+        });
+        for bin in ["deploy-staging", "promote", "rollback", "collect-logs"] {
+            let args: &[&str] = match bin {
+                "deploy-staging" => &["--version", "v1"],
+                "collect-logs" => &["--env", "staging"],
+                _ => &[],
+            };
+            let (_, err) = eb.run(bin, args, 2);
+            assert!(err.contains(message), "{bin}: {err}");
+            assert!(err.contains("safedeploy.toml"), "names the file: {err}");
+        }
+        assert!(eb.sim.state().calls.is_empty(), "nothing reached EB");
+    }
+}

@@ -323,7 +323,15 @@ impl<'a> ElasticBeanstalk<'a> {
                     self.ctx.ui.warn(format!("{name}: EB does not see {label} yet; asking again"));
                     nap(self.ctx, self.cfg.retry_backoff.0, || format!("{name} was not changed"))?;
                 }
-                other => break other?,
+                other => {
+                    break other.map_err(|e| {
+                        interrupted_leaving(e, || {
+                            format!(
+                                "{name} may be updating from {old} to {label}: the signal came while EB was being asked"
+                            )
+                        })
+                    })?;
+                }
             }
         };
         let Some(updated) = updated else {
@@ -337,7 +345,11 @@ impl<'a> ElasticBeanstalk<'a> {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| crate::clock::rfc3339(crate::clock::now_ms() - 1000));
-        self.wait_deployed(name, label, &old, &since)
+        self.wait_deployed(name, label, &old, &since).map_err(|e| {
+            interrupted_leaving(e, || {
+                format!("{name} is left updating from {old} to {label}; EB carries on without us")
+            })
+        })
     }
 
     fn wait_deployed(&self, name: &str, label: &str, old: &str, since: &str) -> Result<()> {
@@ -392,7 +404,7 @@ impl<'a> ElasticBeanstalk<'a> {
                 )
                 .into());
             }
-            nap(self.ctx, pause, || format!("{name} is left updating to {label}; EB carries on without us"))?;
+            nap(self.ctx, pause, String::new)?;
             pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
         }
     }
@@ -463,6 +475,16 @@ impl<'a> ElasticBeanstalk<'a> {
         }
         Ok(())
     }
+}
+
+/// An interruption (SIGTERM from a Jenkins abort) while EB works on: says what is left, whether
+/// it came during a pause or while an aws command ran.
+fn interrupted_leaving(e: anyhow::Error, state: impl FnOnce() -> String) -> anyhow::Error {
+    if crate::error::kind_of(&e) == crate::error::Kind::Interrupted {
+        let message = format!("interrupted; {}", state());
+        return e.context(crate::error::Error::interrupted(message));
+    }
+    e
 }
 
 fn first_error(errors: &[String]) -> String {
