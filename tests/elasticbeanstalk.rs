@@ -211,14 +211,16 @@ fn an_environment_that_is_not_ready_is_never_touched() {
 }
 
 #[test]
-fn throttling_and_a_label_not_yet_visible_are_retried() {
+fn throttling_transient_failures_and_a_label_not_yet_visible_are_retried() {
     let eb = Eb::new();
     {
         let mut st = eb.sim.state();
         st.throttle = 2;
+        st.unavailable = 1;
         st.lagging_labels = true;
     }
     let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
+    assert!(err.contains("ServiceUnavailable — retry 3/5"), "a transient failure of a read is retried:\n{err}");
     assert!(err.contains("Throttling — retry 1/5"), "{err}");
     assert!(err.contains("Throttling — retry 2/5"), "{err}");
     assert!(err.contains("EB does not see v1 yet; asking again"), "{err}");
@@ -505,4 +507,28 @@ fn an_incomplete_elasticbeanstalk_config_is_exit_2_naming_the_field() {
         }
         assert!(eb.sim.state().calls.is_empty(), "nothing reached EB");
     }
+}
+
+#[test]
+fn in_place_promote_and_rollback_redeploy_the_label() {
+    let eb = Eb::with(|c| c.replace("standby = \"urlshort-green\"\ncname = \"urlshort-prod\"\n", ""));
+    eb.run("deploy-staging", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+    eb.run("promote", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
+    eb.commit_v2();
+    eb.run("deploy-staging", &["--version", "v2"], 0);
+    eb.run("promote", &["--version", "v2", "--force", "--reason", "hotfix"], 0);
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v2"));
+    let (out, err) = eb.run("rollback", &["--json"], 0);
+    assert!(err.contains("urlshort-blue: runs v2 (Green); deploying v1"), "{err}");
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v1"));
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(summary["restored_version"], "v1");
+    assert_eq!(eb.sim.state().count("SwapEnvironmentCNAMEs"), 0);
+    // Nothing left to do: a second rollback is a no-op, as post { failure } needs.
+    let (out, _) = eb.run("rollback", &[], 0);
+    assert!(out.contains("production: already runs its last known good version v1; nothing to roll back"), "{out}");
+    assert_eq!(eb.sim.state().count("UpdateEnvironment"), 5, "v1 and v2 to staging and production, v1 back");
+    eb.p.assert_ledger_intact();
 }

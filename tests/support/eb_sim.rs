@@ -84,6 +84,8 @@ pub struct State {
     pub calls: Vec<String>,
     /// The next this many Elastic Beanstalk calls are refused with `Throttling`.
     pub throttle: usize,
+    /// Then the next this many answer 503 `ServiceUnavailable` (a transient failure).
+    pub unavailable: usize,
     /// How a deploy of a label ends (default: healthy).
     pub outcomes: HashMap<String, Outcome>,
     /// Polls an update stays `Updating` (and a swap pending).
@@ -340,6 +342,10 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
     if st.throttle > 0 {
         st.throttle -= 1;
         return error(400, "Throttling", "Rate exceeded");
+    }
+    if st.unavailable > 0 {
+        st.unavailable -= 1;
+        return error(503, "ServiceUnavailable", "Service is unavailable. Please try again later.");
     }
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     match action.as_str() {
