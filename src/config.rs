@@ -257,12 +257,26 @@ pub struct Deploy {
     pub stop_grace: Dur,
     /// The web command; default: the version's `Procfile` `web:` line.
     pub command: Option<String>,
+    /// Local platform: the reverse proxy that owns each environment's port, so a new version
+    /// takes traffic only once healthy and the old one drains (`"nginx"`, a name or path), or
+    /// `"none"`: stop the old version, then start the new one on the port (drops requests).
+    #[serde(default = "proxy")]
+    pub proxy: String,
 }
 
 impl Default for Deploy {
     fn default() -> Self {
-        Deploy { health_path: health_path(), health_timeout: health_timeout(), stop_grace: stop_grace(), command: None }
+        Deploy {
+            health_path: health_path(),
+            health_timeout: health_timeout(),
+            stop_grace: stop_grace(),
+            command: None,
+            proxy: proxy(),
+        }
     }
+}
+fn proxy() -> String {
+    "nginx".into()
 }
 fn health_path() -> String {
     "/health".into()

@@ -27,7 +27,9 @@ struct Step<'a> {
 fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: Step<'_>) -> Result<()> {
     let Step { env, label, action, previous, reason } = step;
     let environment = ctx.config.environment(env)?;
-    ledger.adopt(label)?;
+    if !ctx.dry_run {
+        ledger.adopt(label)?;
+    }
     let id = ledger.begin_deployment(env, label, action, previous, reason)?;
     match platform.deploy(environment, label) {
         Ok(()) => {

@@ -58,7 +58,11 @@ fn deploy_staging_dry_run_prints_the_plan_and_creates_nothing() {
         "sh -c true",
         "# ledger: would record version v1",
         "safedeploy-supervisor -- sh -c 'exec gunicorn --bind 127.0.0.1:$PORT",
-        &format!("+ curl -sS http://127.0.0.1:{}/health   # repeated until it answers", p.staging_port),
+        // The version starts on a port of its own; nginx, on staging's port, switches to it.
+        "+ curl -sS http://127.0.0.1:",
+        "/health   # repeated until it answers",
+        "/local/envs/staging/nginx/nginx.conf at 127.0.0.1:",
+        "/nginx -p ",
         "# ledger: would record deploy of v1 to staging (in progress)",
     ] {
         assert!(out.contains(step), "plan lacks {step:?}:\n{out}");

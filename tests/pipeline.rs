@@ -84,16 +84,16 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
     let text = std::fs::read_to_string(&report).expect("report");
     assert!(text.contains("innermost app frame: application.py (v2):"), "{text}");
     assert!(text.contains("in load_urls"), "{text}");
-    assert!(!text.contains("--error-logfile"), "start-up lines are not errors: {text}");
+    // Start-up lines (`--error-logfile -`) may appear as context, never as a group of their own.
+    assert!(text.contains("in 1 distinct group(s)"), "{text}");
 
     // Everything the ledger holds is consistent.
     p.assert_ledger_intact();
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments WHERE outcome = 'in_progress'"), 0);
 }
 
-#[test]
-fn promote_puts_the_previous_version_back_when_the_new_one_is_unhealthy() {
-    let p = Project::new();
+/// v1 everywhere, then v3 whose health check fails, forced into production.
+fn unhealthy_v3(p: &Project) -> (String, String) {
     p.v1_everywhere();
     let source = std::fs::read_to_string(p.app.join("application.py")).expect("app");
     p.write("application.py", &source.replace("return \"ok\\n\"", "return \"broken\\n\", 500"));
@@ -104,14 +104,39 @@ fn promote_puts_the_previous_version_back_when_the_new_one_is_unhealthy() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("v3 did not become healthy in staging within 2s: GET http://127.0.0.1"));
-    // Staging is left running nothing of v3.
-    assert_eq!(p.get("staging", "/health"), None);
+    let a = p.cmd("promote").args(["--version", "v3", "--force", "--reason", "test"]).assert().code(1);
+    output(&a)
+}
 
-    p.cmd("promote")
-        .args(["--version", "v3", "--force", "--reason", "test"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("v3 did not become healthy in production; v1 is back"));
+#[test]
+fn behind_the_proxy_an_unhealthy_version_never_takes_traffic() {
+    let p = Project::new();
+    let (_, err) = unhealthy_v3(&p);
+    assert!(err.contains("v3 did not become healthy in production and never served its users: v1 still does"), "{err}");
+    // Neither environment stopped serving v1, and no downtime was spent.
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0);
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v3"]);
+    assert_eq!(
+        p.query_strings(
+            "SELECT action || ':' || label || ':' || outcome FROM deployments WHERE env = 'production' ORDER BY id"
+        ),
+        vec!["promote:v1:healthy", "promote:v3:failed"]
+    );
+    // v3's processes are gone: nothing is left starting.
+    assert!(!p.state.join("local/envs/production/starting.json").exists());
+}
+
+#[test]
+fn without_the_proxy_promote_puts_the_previous_version_back_when_the_new_one_is_unhealthy() {
+    let p = Project::new();
+    p.edit_config(|c| c.replace("proxy = \"nginx\"", "proxy = \"none\""));
+    p.commit_all("Stop-then-start deploys", "Team");
+    let (_, err) = unhealthy_v3(&p);
+    // Stop-then-start: staging is left running nothing of v3, production gets v1 back.
+    assert_eq!(p.get("staging", "/health"), None);
+    assert!(err.contains("v3 did not become healthy in production; v1 is back"), "{err}");
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v3"]);
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents WHERE bad_label = 'v3' AND restored_label = 'v1'"), 1);
@@ -142,6 +167,7 @@ fn an_app_that_crashes_on_start_fails_fast_with_its_output() {
 #[test]
 fn an_app_that_never_becomes_healthy_is_stopped_at_the_deadline() {
     let p = Project::new();
+    std::fs::copy(p.app.join("Procfile"), p.app.join("Procfile.orig")).expect("copy");
     p.write("Procfile", "web: sleep 60\n");
     p.commit_all("Never listens", "Team");
     p.edit_config(|c| c.replace(r#"health_timeout = "15s""#, r#"health_timeout = "1s""#));
@@ -216,18 +242,21 @@ fn a_redeploy_of_a_built_version_reuses_it_and_a_label_names_one_commit() {
 #[test]
 fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     let p = Project::new();
+    std::fs::copy(p.app.join("Procfile"), p.app.join("Procfile.orig")).expect("copy");
     p.write("Procfile", "web: sleep 60\n");
     p.commit_all("Never listens", "Team");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"))
         .args(["--version", "slow"])
         .current_dir(&p.app)
+        .env("PATH", support::tools_path())
         .env("SAFEDEPLOY_STATE_DIR", &p.state)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     // Wait until it is waiting for the health check, then abort it as Jenkins would.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while p.env_pid("staging").is_none() && std::time::Instant::now() < deadline {
+    let starting = p.state.join("local/envs/staging/starting.json");
+    while !starting.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
@@ -237,15 +266,26 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(
         err.contains(
-            "interrupted while waiting for slow to become healthy in staging; slow is left running, unverified"
+            "interrupted while waiting for slow to become healthy in staging; slow is left starting, not serving"
         ),
         "{err}"
     );
     // The ledger tells the truth: the deployment is closed as failed, the version registered.
     assert_eq!(p.query_strings("SELECT outcome FROM deployments"), vec!["failed"]);
     p.assert_ledger_intact();
-    let pid = p.env_pid("staging").expect("the environment still records slow");
-    assert!(support::group_alive(pid), "slow is left running, as the message says");
+    let text = std::fs::read_to_string(&starting).expect("the start is recorded");
+    let pid = serde_json::from_str::<serde_json::Value>(&text).expect("json")["pid"].as_i64().expect("pid") as i32;
+    assert!(support::group_alive(pid), "slow is left starting, as the message says");
+    // The next deploy stops what was left, then converges.
+    p.write("Procfile", &std::fs::read_to_string(p.app.join("Procfile.orig")).expect("procfile"));
+    p.commit_all("Listen again", "Team");
+    p.cmd("deploy-staging")
+        .args(["--version", "v1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("staging: stopping slow, left starting by a run that was stopped"));
+    assert!(!support::group_alive(pid));
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
 }
 
 #[test]

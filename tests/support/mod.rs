@@ -18,6 +18,13 @@ pub fn venv() -> PathBuf {
     v
 }
 
+/// PATH with the project's tools first (`.tools/bin`: nginx, installed by scripts/setup).
+pub fn tools_path() -> String {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin");
+    assert!(tools.join("nginx").exists(), "{} has no nginx: run scripts/setup (scripts/test does)", tools.display());
+    format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -122,7 +129,7 @@ impl Project {
         let mut c = Command::cargo_bin(bin).expect("binary");
         c.current_dir(&self.app)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATH", tools_path())
             .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
             .env("SAFEDEPLOY_STATE_DIR", &self.state)
             .timeout(Duration::from_secs(120));
@@ -170,6 +177,12 @@ impl Project {
         let c = self.ledger();
         let mut st = c.prepare(sql).expect(sql);
         st.query_map([], |r| r.get::<_, String>(0)).expect(sql).map(|r| r.expect("row")).collect()
+    }
+
+    /// The pid of the nginx in front of an environment.
+    pub fn nginx_pid(&self, env: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.state.join(format!("local/envs/{env}/nginx/nginx.pid"))).ok()?;
+        text.trim().parse().ok()
     }
 
     /// The supervisor pid recorded for an environment.
@@ -222,7 +235,7 @@ impl Project {
         let mut c = std::process::Command::new("sh");
         c.args(["-c", step])
             .current_dir(&self.app)
-            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("PATH", format!("{}:{}", bin_dir.display(), tools_path()))
             .env("SAFEDEPLOY_STATE_DIR", &self.state)
             .env("SAFEDEPLOY_CONFIG", self.config_path());
         c
@@ -254,9 +267,24 @@ pub fn group_alive(pgid: i32) -> bool {
 
 impl Drop for Project {
     fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill, killpg};
+        use nix::unistd::Pid;
         for env in ["staging", "production"] {
-            if let Some(pid) = self.env_pid(env) {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let dir = self.state.join(format!("local/envs/{env}"));
+            let mut pids: Vec<i32> = self.env_pid(env).into_iter().collect();
+            for f in ["starting.json", "retiring.json"] {
+                let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                for s in v.as_array().cloned().unwrap_or_else(|| vec![v]) {
+                    pids.extend(s["pid"].as_i64().map(|p| p as i32));
+                }
+            }
+            for pid in pids {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            if let Some(pid) = self.nginx_pid(env) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
     }

@@ -8,8 +8,16 @@
 //!   `SAFEDEPLOY_DATA_DIR` set, under `safedeploy-supervisor`, which timestamps every output line
 //!   into `<state>/local/envs/<env>/app.log`. The group is detached from the caller and carries
 //!   neither the Jenkins process-tree cookies nor secret-looking variables of the caller.
-//! - Deploy = stop the old group (TERM, grace, KILL) → start the new one → wait until the health
-//!   path answers 2xx, failing early when the process exits.
+//! - Deploy, behind the proxy (default, `deploy.proxy = "nginx"`): start the new version on a
+//!   port of its own beside the old one → wait until its health path answers 2xx (failing
+//!   early when it exits; the old version serves meanwhile and keeps serving if it fails) →
+//!   switch the environment's nginx to it and let the old workers drain → stop the old version.
+//!   Every step is recorded first (`starting.json`, `state.json`, `retiring.json`), so a run
+//!   killed at any point leaves a state the next deploy cleans up.
+//! - Deploy with `deploy.proxy = "none"`: stop the old group (TERM, grace, KILL) → start the
+//!   new one on the environment's port → wait until healthy (requests are dropped meanwhile).
+
+mod nginx;
 
 use super::{Live, Platform};
 use crate::config::Environment;
@@ -20,6 +28,7 @@ use crate::ledger::Version;
 use crate::redact::is_secret_name;
 use crate::{could_not_act, usage, verdict};
 use anyhow::{Context, Result};
+use nginx::Nginx;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -52,6 +61,19 @@ struct EnvState {
     started_at: String,
 }
 
+/// What a health wait needs to know.
+struct Health<'h> {
+    env: &'h Environment,
+    label: &'h str,
+    /// Where the version answers: the environment's URL, or its own port behind the proxy.
+    base: &'h str,
+    child: Option<&'h duct::Handle>,
+    /// Where in app.log this start's output begins.
+    log_from: u64,
+    /// What an interruption leaves behind.
+    left: &'h str,
+}
+
 impl<'a> Local<'a> {
     pub fn new(ctx: &'a Ctx) -> Self {
         Local {
@@ -71,13 +93,17 @@ impl<'a> Local<'a> {
     fn state_file(&self, env: &str) -> PathBuf {
         self.env_dir(env).join("state.json")
     }
-    pub fn log_file(&self, env: &str) -> PathBuf {
-        self.env_dir(env).join("app.log")
+    /// Behind the proxy: a version being started, not yet serving.
+    fn starting_file(&self, env: &str) -> PathBuf {
+        self.env_dir(env).join("starting.json")
+    }
+    /// Behind the proxy: versions that served before the last switch, to be stopped.
+    fn retiring_file(&self, env: &str) -> PathBuf {
+        self.env_dir(env).join("retiring.json")
     }
 
-    fn read_state(&self, env: &str) -> Result<Option<EnvState>> {
-        let path = self.state_file(env);
-        match std::fs::read_to_string(&path) {
+    fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
+        match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
                 .with_context(|| format!("reading {} (delete it if the environment is stopped)", path.display())),
@@ -86,20 +112,46 @@ impl<'a> Local<'a> {
         }
     }
 
-    fn write_state(&self, env: &str, state: Option<&EnvState>) -> Result<()> {
-        let path = self.state_file(env);
-        match state {
-            Some(s) => {
+    /// Writes (atomically) or removes a state file.
+    fn write_json<T: Serialize>(&self, path: &Path, value: Option<&T>) -> Result<()> {
+        match value {
+            Some(v) => {
                 let tmp = path.with_extension("json.tmp");
-                std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)?;
-                std::fs::rename(&tmp, &path)?;
+                std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
+                std::fs::rename(&tmp, path)?;
             }
-            None => match std::fs::remove_file(&path) {
+            None => match std::fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
             },
         }
         Ok(())
+    }
+
+    /// The proxy that owns the environment's port, unless `deploy.proxy = "none"`.
+    fn proxy(&self, env: &Environment) -> Result<Option<Nginx<'a>>> {
+        let name = &self.ctx.config.deploy.proxy;
+        if name == "none" {
+            return Ok(None);
+        }
+        let program = match nginx::locate(name) {
+            Ok(p) => p,
+            // A dry run prints the plan even where nginx is not installed.
+            Err(_) if self.ctx.dry_run => PathBuf::from(name),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(Nginx::new(self.ctx, program, &self.env_dir(&env.name))))
+    }
+    pub fn log_file(&self, env: &str) -> PathBuf {
+        self.env_dir(env).join("app.log")
+    }
+
+    fn read_state(&self, env: &str) -> Result<Option<EnvState>> {
+        self.read_json(&self.state_file(env))
+    }
+
+    fn write_state(&self, env: &str, state: Option<&EnvState>) -> Result<()> {
+        self.write_json(&self.state_file(env), state)
     }
 
     /// Whether `pid` is still one of our supervisors (guards against pid reuse).
@@ -248,42 +300,46 @@ impl<'a> Local<'a> {
         Ok(cmd)
     }
 
-    fn wait_healthy(&self, env: &Environment, label: &str, child: Option<&duct::Handle>, log_from: u64) -> Result<()> {
+    /// Polls `base` + the health path until a 2xx, failing early when the process exits.
+    /// `left` says what an interruption leaves behind.
+    fn wait_healthy(&self, h: Health<'_>) -> Result<()> {
+        let Health { env, label, base, child, log_from, left } = h;
         let deploy = &self.ctx.config.deploy;
-        let url = format!("{}{}", env.url.trim_end_matches('/'), deploy.health_path);
+        let url = format!("{}{}", base.trim_end_matches('/'), deploy.health_path);
         let req = Request::get(&url).timeout(Duration::from_secs(2));
         let started = Instant::now();
         let deadline = started + deploy.health_timeout.0;
         let mut exited = None;
         let mut last_status = Instant::now();
-        let answer =
-            self.ctx.http.poll(&req, Duration::from_millis(100), deadline, |a| {
-                if self.ctx.interrupted.load(Ordering::SeqCst) {
-                    return Poll::Abort(crate::error::Error::interrupted(format!(
-                    "interrupted while waiting for {label} to become healthy in {}; {label} is left running, unverified",
-                    env.name
-                ))
-                .into());
-                }
-                if matches!(a, Ok(r) if (200..300).contains(&r.status)) {
-                    return Poll::Done;
-                }
-                if let Some(Ok(Some(out))) = child.map(|h| h.try_wait()) {
-                    exited = Some(crate::exec::describe(&out.status));
-                    return Poll::Done;
-                }
-                if last_status.elapsed() >= Duration::from_secs(5) {
-                    last_status = Instant::now();
-                    self.ctx.ui.status(format!(
-                        "{}: waiting for {label} to answer {} ({}s of {}s)",
-                        env.name,
-                        deploy.health_path,
-                        started.elapsed().as_secs(),
-                        deploy.health_timeout.0.as_secs()
-                    ));
-                }
-                Poll::Again
-            })?;
+        let answer = self.ctx.http.poll(&req, Duration::from_millis(100), deadline, |a| {
+            if self.ctx.interrupted.load(Ordering::SeqCst) {
+                return Poll::Abort(
+                    crate::error::Error::interrupted(format!(
+                        "interrupted while waiting for {label} to become healthy in {}; {left}",
+                        env.name
+                    ))
+                    .into(),
+                );
+            }
+            if matches!(a, Ok(r) if (200..300).contains(&r.status)) {
+                return Poll::Done;
+            }
+            if let Some(Ok(Some(out))) = child.map(|h| h.try_wait()) {
+                exited = Some(crate::exec::describe(&out.status));
+                return Poll::Done;
+            }
+            if last_status.elapsed() >= Duration::from_secs(5) {
+                last_status = Instant::now();
+                self.ctx.ui.status(format!(
+                    "{}: waiting for {label} to answer {} ({}s of {}s)",
+                    env.name,
+                    deploy.health_path,
+                    started.elapsed().as_secs(),
+                    deploy.health_timeout.0.as_secs()
+                ));
+            }
+            Poll::Again
+        })?;
         let Some(answer) = answer else { return Ok(()) };
         let tail = || log_tail(&self.log_file(&env.name), log_from, 12);
         if let Some(status) = exited {
@@ -310,6 +366,153 @@ impl<'a> Local<'a> {
                 tail()
             )),
         }
+    }
+
+    /// Keeps a started process so it can be reaped.
+    fn keep(&self, handle: Option<duct::Handle>) {
+        if let Some(h) = handle
+            && let Ok(mut c) = self.children.lock()
+        {
+            c.push(h);
+        }
+    }
+
+    /// `deploy.proxy = "none"`: stop the old group, start the new one on the environment's port.
+    fn deploy_restart(&self, env: &Environment, label: &str, port: u16, dir: &Path) -> Result<()> {
+        let cmd = self.app_command(env, label, dir, port)?;
+        if let Some(old) = self.read_state(&env.name)? {
+            self.stop_group(&env.name, &old)?;
+        }
+        self.ctx.exec.effect(
+            || format!("record {} as stopped", env.name),
+            || {
+                std::fs::create_dir_all(self.env_dir(&env.name).join("data"))?;
+                self.write_state(&env.name, None)
+            },
+        )?;
+        if !self.ctx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(could_not_act!(
+                "port {port} of {} is in use by a process safedeploy did not start; {} stays stopped",
+                env.name,
+                env.name
+            ));
+        }
+        let log = self.log_file(&env.name);
+        let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        self.ctx.ui.status(format!("{}: starting {label} on port {port}", env.name));
+        let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
+        if let Some(h) = &handle {
+            let pid = h.pids().first().copied().unwrap_or(0) as i32;
+            let started_at = crate::clock::rfc3339(crate::clock::now_ms());
+            self.write_state(&env.name, Some(&EnvState { label: label.to_string(), pid, port, started_at }))?;
+        }
+        let left = format!("{label} is left running, unverified");
+        let result =
+            self.wait_healthy(Health { env, label, base: &env.url, child: handle.as_ref(), log_from, left: &left });
+        self.keep(handle);
+        match result {
+            // Leave nothing half-alive behind: a version that failed its start is stopped.
+            Err(e) if !self.ctx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
+                self.stop(env)?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// Behind the proxy: start beside the old version, switch once healthy, then stop the old.
+    fn deploy_switch(&self, env: &Environment, label: &str, port: u16, dir: &Path, nginx: &Nginx<'_>) -> Result<()> {
+        let name = env.name.as_str();
+        let listen = nginx::listen_of(&env.url, port)?;
+        // What a killed run left: a start that never served is stopped now.
+        if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name))? {
+            self.ctx.ui.warn(format!("{name}: stopping {}, left starting by a run that was stopped", stale.label));
+            self.stop_group(name, &stale)?;
+            self.ctx.exec.effect(
+                || format!("forget {name}'s unfinished start"),
+                || self.write_json::<EnvState>(&self.starting_file(name), None),
+            )?;
+        }
+        let mut old = self.read_state(name)?;
+        if let Some(o) = old.as_ref().filter(|o| o.port == port) {
+            // Started without the proxy, on the environment's own port: it must give the port up.
+            self.ctx
+                .ui
+                .warn(format!("{name}: {} holds port {port} itself; stopping it so nginx can take the port", o.label));
+            self.stop_group(name, o)?;
+            old = None;
+        }
+        self.ctx.exec.effect(
+            || format!("create {}", self.env_dir(name).join("data").display()),
+            || Ok(std::fs::create_dir_all(self.env_dir(name).join("data"))?),
+        )?;
+        let app_port = free_port()?;
+        let cmd = self.app_command(env, label, dir, app_port)?;
+        let log = self.log_file(name);
+        let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let serving = old.as_ref().map(|o| o.label.clone());
+        self.ctx.ui.status(match &serving {
+            Some(o) => format!("{name}: starting {label} on port {app_port} beside {o}, which keeps serving"),
+            None => format!("{name}: starting {label} on port {app_port}"),
+        });
+        let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
+        let slot = handle.as_ref().map(|h| EnvState {
+            label: label.to_string(),
+            pid: h.pids().first().copied().unwrap_or(0) as i32,
+            port: app_port,
+            started_at: crate::clock::rfc3339(crate::clock::now_ms()),
+        });
+        if let Some(s) = &slot {
+            self.write_json(&self.starting_file(name), Some(s))?;
+        }
+        let left = match &serving {
+            Some(o) => format!("{label} is left starting, not serving; {o} still serves"),
+            None => format!("{label} is left starting, not serving"),
+        };
+        let base = format!("http://127.0.0.1:{app_port}");
+        let result =
+            self.wait_healthy(Health { env, label, base: &base, child: handle.as_ref(), log_from, left: &left });
+        self.keep(handle);
+        let Some(slot) = slot else {
+            // A dry run: the rest of the plan, each step printed by its chokepoint.
+            result?;
+            if nginx.pid().is_some() {
+                nginx.switch(&listen, app_port, self.ctx.config.deploy.stop_grace.0)?;
+            } else {
+                nginx.start(&listen, app_port)?;
+            }
+            if let Some(o) = &old {
+                self.stop_group(name, o)?;
+            }
+            return Ok(());
+        };
+        if let Err(e) = result {
+            if crate::error::kind_of(&e) == crate::error::Kind::Verdict {
+                // It never served: stop it; the old version was never touched.
+                self.stop_group(name, &slot)?;
+                self.write_json::<EnvState>(&self.starting_file(name), None)?;
+            }
+            return Err(e);
+        }
+        // Recorded before the switch: a run killed from here on leaves the new version recorded
+        // as serving and the old one to be stopped, whichever nginx points at.
+        let mut retiring: Vec<EnvState> = self.read_json(&self.retiring_file(name))?.unwrap_or_default();
+        retiring.extend(old.clone());
+        self.write_json(&self.retiring_file(name), Some(&retiring))?;
+        self.write_state(name, Some(&slot))?;
+        self.write_json::<EnvState>(&self.starting_file(name), None)?;
+        if nginx.pid().is_some() {
+            nginx.switch(&listen, app_port, self.ctx.config.deploy.stop_grace.0)?;
+            self.ctx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
+        } else {
+            let h = nginx.start(&listen, app_port)?;
+            self.keep(h);
+        }
+        for o in &retiring {
+            self.stop_group(name, o)?;
+        }
+        self.write_json::<Vec<EnvState>>(&self.retiring_file(name), None)?;
+        Ok(())
     }
 
     /// Stops whatever `env` runs and records it as stopped.
@@ -385,9 +588,14 @@ impl Platform for Local<'_> {
     }
 
     fn live(&self, env: &Environment) -> Result<Option<Live>> {
-        Ok(self
-            .read_state(&env.name)?
-            .map(|s| Live { running: self.is_supervisor(s.pid) && self.group_alive(s.pid), label: s.label }))
+        let proxy_up = match self.proxy(env) {
+            Ok(Some(n)) => n.pid().is_some() || !n.dir().join("nginx.conf").exists(),
+            _ => true,
+        };
+        Ok(self.read_state(&env.name)?.map(|s| Live {
+            running: self.is_supervisor(s.pid) && self.group_alive(s.pid) && proxy_up,
+            label: s.label,
+        }))
     }
 
     fn deploy(&self, env: &Environment, label: &str) -> Result<()> {
@@ -399,53 +607,9 @@ impl Platform for Local<'_> {
                 dir.display()
             ));
         }
-        let cmd = self.app_command(env, label, &dir, port)?;
-        if let Some(old) = self.read_state(&env.name)? {
-            self.stop_group(&env.name, &old)?;
-        }
-        self.ctx.exec.effect(
-            || format!("record {} as stopped", env.name),
-            || {
-                std::fs::create_dir_all(self.env_dir(&env.name).join("data"))?;
-                self.write_state(&env.name, None)
-            },
-        )?;
-        if !self.ctx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-            return Err(could_not_act!(
-                "port {port} of {} is in use by a process safedeploy did not start; {} stays stopped",
-                env.name,
-                env.name
-            ));
-        }
-        let log = self.log_file(&env.name);
-        let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        self.ctx.ui.status(format!("{}: starting {label} on port {port}", env.name));
-        let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
-        if let Some(h) = &handle {
-            let pid = h.pids().first().copied().unwrap_or(0) as i32;
-            self.write_state(
-                &env.name,
-                Some(&EnvState {
-                    label: label.to_string(),
-                    pid,
-                    port,
-                    started_at: crate::clock::rfc3339(crate::clock::now_ms()),
-                }),
-            )?;
-        }
-        let result = self.wait_healthy(env, label, handle.as_ref(), log_from);
-        if let Some(h) = handle
-            && let Ok(mut c) = self.children.lock()
-        {
-            c.push(h);
-        }
-        match result {
-            // Leave nothing half-alive behind: a version that failed its start is stopped.
-            Err(e) if !self.ctx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
-                self.stop(env)?;
-                Err(e)
-            }
-            other => other,
+        match self.proxy(env)? {
+            Some(nginx) => self.deploy_switch(env, label, port, &dir, &nginx),
+            None => self.deploy_restart(env, label, port, &dir),
         }
     }
 
@@ -489,4 +653,10 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
     let how = status.map(|s| crate::exec::describe(&s)).unwrap_or_else(|| "unknown status".into());
     let _ = writeln!(out.lock(), "{} [safedeploy] {label} exited ({how})", stamp());
     Ok(status.and_then(|s| s.code()).unwrap_or(1))
+}
+
+/// A free port on 127.0.0.1 for a version behind the proxy.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
 }
