@@ -479,9 +479,12 @@ impl Datadog {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sla {
-    /// Downtime allowed per calendar year.
+    /// Downtime allowed per period.
     #[serde(default = "allowed_downtime")]
     pub allowed_downtime: Dur,
+    /// `"calendar year"` (UTC; the default) or a rolling window such as `"90d"`.
+    #[serde(default)]
+    pub period: Period,
     /// Environments whose incidents spend the budget.
     #[serde(default = "production")]
     pub environments: Vec<String>,
@@ -489,7 +492,48 @@ pub struct Sla {
 
 impl Default for Sla {
     fn default() -> Self {
-        Sla { allowed_downtime: allowed_downtime(), environments: production() }
+        Sla { allowed_downtime: allowed_downtime(), period: Period::CalendarYear, environments: production() }
+    }
+}
+
+/// The period an SLA budget is counted over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Period {
+    #[default]
+    CalendarYear,
+    Rolling(Duration),
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if matches!(s.trim(), "calendar year" | "calendar-year" | "year") {
+            return Ok(Period::CalendarYear);
+        }
+        let text = s.trim().strip_prefix("rolling").unwrap_or(s.trim()).trim();
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(Period::Rolling(d)),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid period {s:?}; expected \"calendar year\" or a rolling window such as \"90d\""
+            ))),
+        }
+    }
+}
+
+impl Period {
+    /// Where the period that contains `now` starts.
+    pub fn start(&self, now: crate::clock::Millis) -> crate::clock::Millis {
+        match self {
+            Period::CalendarYear => crate::clock::year_start(now),
+            Period::Rolling(d) => now - d.as_millis() as i64,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Period::CalendarYear => "calendar year".into(),
+            Period::Rolling(d) => format!("rolling {}", humantime::format_duration(*d)),
+        }
     }
 }
 fn allowed_downtime() -> Dur {

@@ -3,7 +3,7 @@
 //! through the platform, record the outcome in the ledger — and the SLA budget they report.
 
 use crate::bundle;
-use crate::clock::{Millis, human, now_ms, rfc3339, year_start};
+use crate::clock::{Millis, human, now_ms, rfc3339};
 use crate::config::validate_label;
 use crate::context::Ctx;
 use crate::error::{Error, Kind, kind_of};
@@ -116,22 +116,58 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
     })))
 }
 
-/// The SLA budget: allowed downtime per calendar year, and what recorded incidents spent.
+/// The SLA budget: allowed downtime per period, and what the incidents recorded in it spent.
 pub fn budget(ctx: &Ctx, ledger: &Ledger) -> Result<serde_json::Value> {
-    let allowed = ctx.config.sla.allowed_downtime.0.as_millis() as i64;
-    let incidents = ledger.incidents(&ctx.config.sla.environments, year_start(now_ms()))?;
+    let sla = &ctx.config.sla;
+    let from = sla.period.start(now_ms());
+    let incidents = ledger.incidents(&sla.environments, from)?;
+    Ok(budget_of(ctx, from, &incidents))
+}
+
+fn budget_of(ctx: &Ctx, from: Millis, incidents: &[Incident]) -> serde_json::Value {
+    let sla = &ctx.config.sla;
+    let allowed = sla.allowed_downtime.0.as_millis() as i64;
     let used: i64 = incidents.iter().filter_map(|i| i.downtime_ms).sum();
-    Ok(json!({
-        "period": "calendar year", "allowed_ms": allowed, "used_ms": used,
-        "left_ms": (allowed - used).max(0), "spent": used >= allowed, "incidents": incidents.len(),
-    }))
+    json!({
+        "period": sla.period.describe(), "from": rfc3339(from), "environments": sla.environments,
+        "allowed_ms": allowed, "used_ms": used, "left_ms": (allowed - used).max(0), "spent": used >= allowed,
+        "incidents": incidents.len(),
+    })
+}
+
+/// `--budget`: the SLA budget report — every incident of the period with its downtime, the
+/// total, and what is left. Reads only; without a ledger there is nothing spent.
+pub fn budget_report(ctx: &Ctx) -> Result<Outcome> {
+    let sla = &ctx.config.sla;
+    let from = sla.period.start(now_ms());
+    let incidents = if ctx.state_dir.join("ledger.sqlite3").exists() {
+        ctx.ledger()?.incidents(&sla.environments, from)?
+    } else {
+        vec![]
+    };
+    let mut report = budget_of(ctx, from, &incidents);
+    ctx.ui.result(budget_line(&report));
+    for i in &incidents {
+        ctx.ui.result(format!(
+            "  {} {}: {} → {}, downtime {}{}",
+            rfc3339(i.detected_at),
+            i.env,
+            i.bad_label.as_deref().unwrap_or("(nothing)"),
+            i.restored_label.as_deref().unwrap_or("(not restored)"),
+            i.downtime_ms.map(human).unwrap_or_else(|| "unknown".into()),
+            i.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
+        ));
+    }
+    report["incidents"] = serde_json::to_value(&incidents)?;
+    Ok(Outcome::ok(report))
 }
 
 fn budget_line(b: &serde_json::Value) -> String {
     let ms = |k: &str| b[k].as_i64().unwrap_or(0);
     format!(
-        "SLA budget {}: {} used of {}, {} left",
+        "SLA budget ({} since {}): {} used of {}, {} left",
         b["period"].as_str().unwrap_or(""),
+        b["from"].as_str().map(|f| &f[..10.min(f.len())]).unwrap_or(""),
         human(ms("used_ms")),
         human(ms("allowed_ms")),
         human(ms("left_ms"))

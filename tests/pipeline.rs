@@ -292,7 +292,7 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
 fn promote_refuses_when_the_sla_budget_is_spent_unless_overridden_with_a_reason() {
     let p = Project::new();
     p.v2_failing_in_production();
-    p.cmd("rollback").assert().success().stdout(predicate::str::contains("SLA budget calendar year:"));
+    p.cmd("rollback").assert().success().stdout(predicate::str::contains("SLA budget (calendar year since "));
     // One incident spent more than a budget of 1ms.
     p.edit_config(|c| c.replace(r#"allowed_downtime = "15m""#, r#"allowed_downtime = "1ms""#));
     p.cmd("promote")
@@ -309,4 +309,45 @@ fn promote_refuses_when_the_sla_budget_is_spent_unless_overridden_with_a_reason(
     let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(doc["budget"]["spent"], true);
     assert_eq!(doc["changed"], false, "v1 was already live: {doc}");
+}
+
+#[test]
+fn the_budget_report_lists_the_periods_incidents_and_what_is_left() {
+    let p = Project::new();
+    // Before any ledger exists: nothing spent, and nothing created by asking.
+    let a = p.cmd("promote").args(["--budget", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    assert_eq!((doc["used_ms"].as_i64(), doc["left_ms"].as_i64()), (Some(0), Some(900_000)), "{doc}");
+    assert!(!p.state.join("ledger.sqlite3").exists());
+
+    p.v2_failing_in_production();
+    p.cmd("rollback").args(["--reason", "smoke failed"]).assert().success();
+    let a = p.cmd("rollback").args(["--budget", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    let incidents = doc["incidents"].as_array().expect("incidents");
+    assert_eq!(incidents.len(), 1, "{doc}");
+    assert_eq!(incidents[0]["bad_label"], "v2");
+    assert_eq!(incidents[0]["reason"], "smoke failed");
+    let used = doc["used_ms"].as_i64().expect("used");
+    assert_eq!(used, incidents[0]["downtime_ms"].as_i64().expect("downtime"));
+    assert!(used > 0);
+    assert_eq!(doc["left_ms"].as_i64(), Some(900_000 - used));
+    assert_eq!(doc["period"], "calendar year");
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 1, "a report changes nothing");
+
+    // A rolling window counts the same incident; the console shows it in plain words.
+    p.edit_config(|c| c.replace(r#"allowed_downtime = "15m""#, "allowed_downtime = \"15m\"\nperiod = \"rolling 30d\""));
+    p.cmd("promote")
+        .arg("--budget")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("SLA budget (rolling 30days since "))
+        .stdout(predicate::str::contains("production: v2 → v1, downtime"))
+        .stdout(predicate::str::contains("— smoke failed"));
+    p.edit_config(|c| c.replace("rolling 30d", "fortnightly"));
+    p.cmd("promote")
+        .arg("--budget")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid period \"fortnightly\""));
 }

@@ -13,6 +13,10 @@ use safedeploy::deploy::{PromoteRequest, promote};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
+    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    budget: bool,
     /// Version to promote [default: the last known good of --from]
     #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL")]
     version: Option<String>,
@@ -31,6 +35,9 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let a = Args::parse();
+    if a.budget {
+        return run("promote", &a.common, safedeploy::deploy::budget_report);
+    }
     run("promote", &a.common, |ctx| {
         promote(
             ctx,

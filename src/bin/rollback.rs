@@ -1,6 +1,6 @@
 //! rollback: restore the last known good version and record the incident.
 use clap::Parser;
-use safedeploy::cli::{CommonArgs, run};
+use safedeploy::cli::{CommonArgs, parse_bool, run};
 use safedeploy::deploy::{RollbackRequest, rollback};
 
 /// Restore the last known good version (exit 0 with nothing to do when it already runs).
@@ -13,6 +13,10 @@ use safedeploy::deploy::{RollbackRequest, rollback};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
+    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    budget: bool,
     /// Environment to restore [default: production, or the alert's]
     #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
     env: Option<String>,
@@ -29,6 +33,9 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let a = Args::parse();
+    if a.budget {
+        return run("rollback", &a.common, safedeploy::deploy::budget_report);
+    }
     run("rollback", &a.common, |ctx| {
         rollback(
             ctx,
