@@ -92,8 +92,11 @@ pub fn run(tool: &'static str, common: &CommonArgs, op: impl FnOnce(&Ctx) -> Res
     });
     let ui = common.ui(tool);
     let interrupted = interrupt_flag();
-    let result = Ctx::load(&common.options(), ui.clone(), interrupted).and_then(|ctx| op(&ctx));
-    ExitCode::from(finish(&ui, result))
+    match Ctx::load(&common.options(), ui.clone(), interrupted) {
+        // The context's console knows the config's secrets too: it renders the outcome.
+        Ok(ctx) => ExitCode::from(finish(&ctx.ui, op(&ctx))),
+        Err(e) => ExitCode::from(finish(&ui, Err(e))),
+    }
 }
 
 /// Prints the outcome (`--json` document and/or error lines) and returns the exit code.

@@ -35,6 +35,15 @@ impl Ctx {
     pub fn load(opts: &GlobalOptions, ui: Ui, interrupted: Arc<AtomicBool>) -> Result<Ctx> {
         let path = Config::locate(opts.config.as_deref())?;
         let config = Config::load(&path)?;
+        let mut ui = ui;
+        // Secret-named variables the config gives apps are masked wherever their values appear.
+        for env in config.environments.values() {
+            for (k, v) in &env.env {
+                if crate::redact::is_secret_name(k) {
+                    ui.redactor.add_value(v.clone());
+                }
+            }
+        }
         let state_dir = opts.state_dir.clone().unwrap_or_else(|| config.dir.join(".safedeploy"));
         let exec = Exec { dry_run: opts.dry_run, ui: ui.clone(), interrupted: interrupted.clone() };
         let http = Http::new(opts.dry_run, ui.clone());

@@ -81,7 +81,9 @@ impl Cmd {
             parts.push(format!("env -u {k}"));
         }
         for (k, v) in &self.env {
-            parts.push(format!("{k}={}", quote(v)));
+            // A secret-named variable (an app's API_TOKEN from the config) is shown, not its value.
+            let v = if crate::redact::is_secret_name(k) { crate::redact::MASK.to_string() } else { quote(v) };
+            parts.push(format!("{k}={v}"));
         }
         parts.extend(self.argv.iter().map(|a| quote(a)));
         parts.join(" ")
@@ -178,12 +180,27 @@ impl Exec {
     }
 
     /// Runs a command whose output streams live to our stderr (test runners: the console is where
-    /// a person reads their failures). Returns the exit status without judging it.
+    /// a person reads their failures), line by line through the redactor: a test that prints a
+    /// credential does not put it in the build log. Returns the exit status without judging it.
     pub fn run_streamed(&self, cmd: &Cmd) -> Result<Option<ExitStatus>> {
         if self.plan(cmd) {
             return Ok(None);
         }
-        let out = self.wait(cmd, cmd.expression()?.stdout_to_stderr().unchecked())?;
+        let (reader, writer) = os_pipe::pipe().context("creating a pipe")?;
+        let (done, finished) = std::sync::mpsc::channel();
+        let ui = self.ui.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(reader);
+            let mut buf = Vec::new();
+            while matches!(lines.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                ui.passthrough(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']));
+                buf.clear();
+            }
+            let _ = done.send(());
+        });
+        let out = self.wait(cmd, cmd.expression()?.stderr_to_stdout().stdout_file(writer).unchecked())?;
+        // The output ends when the last writer closes; a lingering grandchild may hold it open.
+        let _ = finished.recv_timeout(Duration::from_secs(2));
         Ok(Some(out.status))
     }
 

@@ -33,6 +33,11 @@ impl Ui {
         }
     }
 
+    /// A line of a child's output shown live (a test runner's), redacted like everything else.
+    pub fn passthrough(&self, line: &str) {
+        eprintln!("{}", self.redactor.redact(line));
+    }
+
     /// Extra detail on stderr (shown by `-v`).
     pub fn detail(&self, msg: impl AsRef<str>) {
         if self.verbosity >= 1 {

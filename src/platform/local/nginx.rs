@@ -5,6 +5,10 @@
 //! old workers finish what they carry, and only then is the old version stopped. So a deploy,
 //! promote or rollback drops no request.
 //!
+//! Client keep-alive is off: a reload closes idle keep-alive connections, and a client that
+//! sends its next request on one at that instant sees it fail (the keep-alive race). One
+//! loopback connect per request is the price of never dropping one.
+//!
 //! Under `<state>/local/envs/<env>/nginx/`: `nginx.conf` (generated), `nginx.pid`,
 //! `access.log` and `error.log` (nginx's own formats, which collect-logs reads), `tmp/`.
 
@@ -92,6 +96,7 @@ impl<'a> Nginx<'a> {
              \x20 uwsgi_temp_path {d}/tmp/uwsgi;\n\
              \x20 scgi_temp_path {d}/tmp/scgi;\n\
              \x20 client_max_body_size 10m;\n\
+             \x20 keepalive_timeout 0;\n\
              \x20 upstream app {{ server 127.0.0.1:{upstream}; keepalive 16; }}\n\
              \x20 server {{\n\
              \x20   listen {listen};\n\

@@ -1,0 +1,136 @@
+//! The secrets sweep: AWS keys, a Slack webhook URL and a Datadog key are planted in the
+//! config, the environment, the app's logs and a child command's output; every binary runs,
+//! for real and as a dry run, and nothing any of them prints, writes as a report or sends as
+//! a notification may contain one of them.
+
+#[path = "support/server.rs"]
+mod server;
+mod support;
+
+use server::{Resp, Server};
+use std::sync::{Arc, Mutex};
+use support::{Project, output};
+
+const AWS_KEY_ID: &str = "AKIAPLANTED0KEY0ID00";
+const AWS_SECRET: &str = "plantedAwsSecretKey/0123456789abcdefABCDEF";
+const DD_KEY: &str = "planteddatadogkey0123456789abcdef";
+const SLACK_PATH: &str = "/services/T0PLANTED/B0PLANTED/plantedSlackSecret42";
+const CONFIG_TOKEN: &str = "plantedConfigToken0123456789";
+
+#[test]
+fn no_planted_secret_appears_in_any_output_report_or_notification() {
+    let p = Project::new();
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let r = received.clone();
+    let hooks = Server::start(move |req, _| {
+        let headers: Vec<String> = req.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        r.lock().expect("lock").push(format!(
+            "{} {}\n{}\n{}",
+            req.method,
+            req.path,
+            headers.join("\n"),
+            String::from_utf8_lossy(&req.body)
+        ));
+        Resp::new(if req.path == "/api/v1/events" { 202 } else { 200 }, "ok")
+    });
+    let slack_url = format!("https://hooks.slack.com{SLACK_PATH}");
+
+    // In the config: a bearer token the smoke checks send, and an app variable holding it.
+    p.edit_config(|c| {
+        c.replace("[logs]\n", &format!("[logs]\ndatadog_api_url = \"{}\"\n", hooks.url()))
+            .replace(
+                "[environments.production]\n",
+                &format!("[environments.production]\nenv = {{ API_TOKEN = \"{CONFIG_TOKEN}\" }}\n"),
+            )
+            .replace(
+                "name = \"the form is served\"\n",
+                &format!("name = \"the form is served\"\nheaders = {{ authorization = \"Bearer {CONFIG_TOKEN}\" }}\n"),
+            )
+    });
+    // In the app's logs: the Procfile prints every kind of secret before starting the app.
+    let procfile = std::fs::read_to_string(p.app.join("Procfile")).expect("Procfile");
+    let web = procfile.lines().find_map(|l| l.strip_prefix("web:")).expect("web line").trim().to_string();
+    p.write(
+        "boot.sh",
+        &format!(
+            "echo \"boot token=$API_TOKEN aws={AWS_KEY_ID} secret_access_key={AWS_SECRET} DD-API-KEY: {DD_KEY} hook={slack_url}\"\nexec {web}\n"
+        ),
+    );
+    p.write("Procfile", "web: sh boot.sh\n");
+    // In a child command's output: the gate's test command prints them too.
+    p.edit_config(|c| {
+        c.replacen(
+            "command = [",
+            &format!(
+                "command = [\"sh\", \"-c\", \"echo aws={AWS_KEY_ID} secret_access_key={AWS_SECRET} {slack_url} DD-API-KEY: {DD_KEY}; exec \\\"$0\\\" \\\"$@\\\"\", "
+            ),
+            1,
+        )
+    });
+    p.commit_all("Plant secrets", "Team");
+
+    let seen = std::cell::RefCell::new(String::new());
+    let run = |bin: &str, args: &[&str], expect: i32| {
+        let a = p
+            .cmd(bin)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+            .env("DD_API_KEY", DD_KEY)
+            .env("SLACK_WEBHOOK_URL", format!("{}{SLACK_PATH}", hooks.url()))
+            .assert();
+        let code = a.get_output().status.code();
+        let (out, err) = output(&a);
+        assert_eq!(code, Some(expect), "{bin} {args:?}:\n{out}{err}");
+        seen.borrow_mut().push_str(&format!("\n### {bin} {args:?} → {code:?}\n{out}{err}"));
+    };
+    for dry in [true, false] {
+        let d: &[&str] = if dry { &["--dry-run"] } else { &[] };
+        let with = |a: &[&'static str]| [a, d].concat();
+        run("gate-tests", &with(&["--junit-out", "gate.xml"]), 0);
+        run("deploy-staging", &with(&["--version", "v1"]), 0);
+        if dry {
+            continue;
+        }
+        run("smoke-check", &with(&["--env", "staging", "--record", "--junit-out", "smoke.xml"]), 0);
+        run("promote", &with(&[]), 0);
+        run("smoke-check", &with(&["--env", "production", "--record"]), 0);
+    }
+    p.commit_incident();
+    run("deploy-staging", &["--version", "v2"], 0);
+    run("promote", &["--version", "v2", "--force", "--reason", "sweep"], 0);
+    run("smoke-check", &["--env", "production", "--record"], 1);
+    for d in [true, false] {
+        let dry: &[&str] = if d { &["--dry-run"] } else { &[] };
+        run("rollback", &[&["--reason", "sweep"], dry].concat(), 0);
+        run("collect-logs", &[&["--env", "production", "--notify", "--out", "hunt.txt", "--json"], dry].concat(), 0);
+    }
+    run("promote", &["--budget", "--json"], 0);
+    let mut seen = seen.into_inner();
+
+    // Everything that left the tools: their output, the files they wrote, what they sent.
+    for f in ["hunt.txt", "gate.xml", "smoke.xml"] {
+        let text = std::fs::read_to_string(p.app.join(f)).unwrap_or_else(|_| panic!("{f} was written"));
+        seen.push_str(&format!("\n### file {f}\n{text}"));
+    }
+    let sent = received.lock().expect("lock").join("\n### request\n");
+    assert!(sent.contains("/api/v1/events") && sent.contains("/services/"), "both notifications went out:\n{sent}");
+    // The key reaches Datadog in its header and the webhook is the address posted to, where they
+    // belong; nowhere else.
+    let sent_without_auth: String = sent
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("dd-api-key:") && !l.starts_with("POST /services/"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    seen.push_str(&sent_without_auth);
+    // The planted values really were there to leak: the app printed them, unredacted, into its log.
+    let app_log = std::fs::read_to_string(p.state.join("local/envs/production/app.log")).expect("app log");
+    assert!(app_log.contains(AWS_SECRET) && app_log.contains(CONFIG_TOKEN), "the app did print the secrets");
+
+    for secret in [AWS_KEY_ID, AWS_SECRET, DD_KEY, SLACK_PATH, "plantedSlackSecret42", CONFIG_TOKEN] {
+        if let Some(at) = seen.find(secret) {
+            let from = seen[..at].rfind("\n###").unwrap_or(0);
+            panic!("{secret} leaked:\n{}", &seen[from..(at + 200).min(seen.len())]);
+        }
+    }
+}
