@@ -8,15 +8,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/safedeploy-bench.XXXXXX")
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for s in "$work"/*/local/envs/*/*.json "$work"/state/local/envs/*/*.json; do
+  for s in "$work"/*/local/envs/*/*.json "$work"/*/state/local/envs/*/*.json; do
     [ -f "$s" ] || continue
     for pid in $(python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); print(*[x["pid"] for x in (d if isinstance(d, list) else [d])])' "$s"); do
       kill -KILL -- "-$pid" 2>/dev/null || true
     done
   done
-  for f in "$work"/*/local/envs/*/nginx/nginx.pid "$work"/state/local/envs/*/nginx/nginx.pid; do
-    [ -f "$f" ] && kill -QUIT "$(cat "$f")" 2>/dev/null || true
+  for f in "$work"/*/local/envs/*/nginx/nginx.pid "$work"/*/state/local/envs/*/nginx/nginx.pid; do
+    [ -f "$f" ] && kill -QUIT "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
   done
   rm -rf "$work"
 }

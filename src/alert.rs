@@ -61,8 +61,13 @@ pub fn read(ctx: &Ctx, source: &Path) -> Result<Alert> {
     } else {
         raw = std::fs::read_to_string(source).map_err(|e| usage!("--datadog-payload {name}: cannot read: {e}"))?;
     }
+    parse(&raw, &name, &ctx.config)
+}
+
+/// Reads a webhook payload (`name` says where it came from, for errors) against the config.
+pub fn parse(raw: &str, name: &str, config: &crate::config::Config) -> Result<Alert> {
     let v: serde_json::Value =
-        serde_json::from_str(&raw).map_err(|e| usage!("--datadog-payload {name}: not JSON: {e}"))?;
+        serde_json::from_str(raw).map_err(|e| usage!("--datadog-payload {name}: not JSON: {e}"))?;
     let field = |k: &str| v.get(k).and_then(text);
     let need = |k: &str| {
         field(k).ok_or_else(|| usage!("--datadog-payload {name}: missing field {k:?} (see README, Datadog alerts)"))
@@ -87,12 +92,12 @@ pub fn read(ctx: &Ctx, source: &Path) -> Result<Alert> {
         .find_map(|t| t.strip_prefix("env:"))
         .map(str::to_string)
         .ok_or_else(|| usage!("--datadog-payload {name}: no env:NAME tag or scope says which environment alerted"))?;
-    let env = ctx.config.logs.datadog_environments.get(&env_tag).cloned().unwrap_or(env_tag);
-    if !ctx.config.environments.contains_key(&env) {
-        let known: Vec<&str> = ctx.config.environments.keys().map(String::as_str).collect();
+    let env = config.logs.datadog_environments.get(&env_tag).cloned().unwrap_or(env_tag);
+    if !config.environments.contains_key(&env) {
+        let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
         return Err(Error::usage(format!(
             "--datadog-payload {name}: the alert is for environment {env:?}, which {} does not know (known: {})",
-            ctx.config.path.display(),
+            config.path.display(),
             known.join(", ")
         ))
         .with_hint("map Datadog's env tag values with [logs] datadog_environments = { prod = \"production\" }")

@@ -43,6 +43,21 @@ fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: St
     }
 }
 
+/// `label` serves `env` (the platform says so) but the ledger's last healthy deployment there
+/// is another: a run was killed after switching and before recording it. Record the truth.
+fn reconcile(ctx: &Ctx, ledger: &Ledger, env: &str, label: &str, action: &str) -> Result<()> {
+    if ledger.live_deployment(env)?.is_some_and(|d| d.label == label) {
+        return Ok(());
+    }
+    ctx.ui.warn(format!("{env}: {label} serves, but the ledger did not record it: recording it now"));
+    if !ctx.dry_run {
+        ledger.adopt(label)?;
+    }
+    let id = ledger.begin_deployment(env, label, action, None, Some("found live after an interrupted run"))?;
+    ledger.finish_deployment(id, true, "found live and healthy")?;
+    Ok(())
+}
+
 fn take_lock(ctx: &Ctx, env: &str, ledger: &Ledger) -> Result<Option<lock::EnvLock>> {
     let held = lock::acquire(&ctx.state_dir, env, ctx.ui.tool, ctx.dry_run)?;
     let stale = ledger.abandon_stale(env)?;
@@ -61,6 +76,7 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
     let platform = ctx.platform()?;
     ctx.ui.status(format!("{env}: deploying {label} (commit {})", crate::git::short(&commit)));
     let _lock = take_lock(ctx, env, &ledger)?;
+    platform.tidy(ctx.config.environment(env)?)?;
     let started = now_ms();
 
     let version = match ledger.version(label)? {
@@ -228,11 +244,13 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
 
     let platform = ctx.platform()?;
     let _lock = take_lock(ctx, to, &ledger)?;
+    platform.tidy(to_env)?;
     let live = platform.live(to_env)?;
     if let Some(l) = &live
         && l.label == label
         && l.running
     {
+        reconcile(ctx, &ledger, to, &label, "promote")?;
         ctx.ui.result(format!("{to}: {label} is already live; nothing to promote"));
         return Ok(Outcome::ok(json!({"env": to, "version": label, "changed": false, "budget": budget_now})));
     }
@@ -355,6 +373,7 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
     }
     let platform = ctx.platform()?;
     let _lock = take_lock(ctx, env, &ledger)?;
+    platform.tidy(environment)?;
     let started = now_ms();
     let live = platform.live(environment)?;
     let bad_deploy = ledger.live_deployment(env)?;
@@ -374,6 +393,7 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         && l.label == target
         && l.running
     {
+        reconcile(ctx, &ledger, env, &target, "rollback")?;
         ctx.ui.result(format!("{env}: already runs its last known good version {target}; nothing to roll back"));
         return Ok(Outcome::ok(json!({"env": env, "changed": false, "version": target, "budget": budget_before})));
     }

@@ -158,7 +158,7 @@ impl Exec {
     /// Runs a command that changes something, capturing its output; fails on a non-zero exit.
     /// In a dry run it is printed and `None` returned.
     pub fn run(&self, cmd: &Cmd) -> Result<Option<Output>> {
-        if self.plan(cmd) {
+        if self.plan(cmd)? {
             return Ok(None);
         }
         let out = self.wait(cmd, cmd.expression()?.stderr_to_stdout().stdout_capture().unchecked())?;
@@ -170,7 +170,7 @@ impl Exec {
     /// caller reads the failure (the aws CLI's stderr says whether to retry). A command that
     /// `changes` something is only printed in a dry run (`None`); a read runs in a dry run too.
     pub fn capture(&self, cmd: &Cmd, changes: bool) -> Result<Option<Output>> {
-        if changes && self.plan(cmd) {
+        if changes && self.plan(cmd)? {
             return Ok(None);
         }
         if !changes {
@@ -183,7 +183,7 @@ impl Exec {
     /// a person reads their failures), line by line through the redactor: a test that prints a
     /// credential does not put it in the build log. Returns the exit status without judging it.
     pub fn run_streamed(&self, cmd: &Cmd) -> Result<Option<ExitStatus>> {
-        if self.plan(cmd) {
+        if self.plan(cmd)? {
             return Ok(None);
         }
         let (reader, writer) = os_pipe::pipe().context("creating a pipe")?;
@@ -207,7 +207,7 @@ impl Exec {
     /// Starts a long-lived process in its own process group with stdin closed and stdout/stderr
     /// appended to `log`, without the Jenkins cookies. In a dry run it is printed, `None` returned.
     pub fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> Result<Option<duct::Handle>> {
-        if self.plan(cmd) {
+        if self.plan(cmd)? {
             return Ok(None);
         }
         let file = std::fs::OpenOptions::new()
@@ -238,7 +238,7 @@ impl Exec {
     /// Runs a command with stdout and stderr merged, handing each line to `on_line` as it comes;
     /// returns the exit status once the output closes. Used by the local platform's supervisor.
     pub fn run_lines(&self, cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Option<ExitStatus>> {
-        if self.plan(cmd) {
+        if self.plan(cmd)? {
             return Ok(None);
         }
         let reader = cmd
@@ -269,17 +269,19 @@ impl Exec {
             self.ui.plan(format!("# would {}", what()));
             return Ok(None);
         }
+        crate::failpoint::step(|| format!("# {}", what()))?;
         f().map(Some)
     }
 
     /// Prints the command when this is a dry run; true means "do not run it".
-    fn plan(&self, cmd: &Cmd) -> bool {
+    fn plan(&self, cmd: &Cmd) -> Result<bool> {
         if self.dry_run {
             self.ui.plan(format!("+ {}", cmd.display()));
         } else {
+            crate::failpoint::step(|| format!("+ {}", cmd.display()))?;
             self.ui.detail(format!("+ {}", cmd.display()));
         }
-        self.dry_run
+        Ok(self.dry_run)
     }
 
     fn wait(&self, cmd: &Cmd, expr: duct::Expression) -> Result<Output> {

@@ -150,6 +150,7 @@ impl Http {
         if self.plan(req, "") {
             return Ok(None);
         }
+        crate::failpoint::step(|| format!("+ {}", req.display()))?;
         self.send_now(req).map(Some)
     }
 
@@ -202,6 +203,7 @@ impl Http {
         if self.plan(req, &format!(" -o {}", path.display())) {
             return Ok(None);
         }
+        crate::failpoint::step(|| format!("+ {} -o {}", req.display(), path.display()))?;
         self.ui.detail(format!("> {} {}", req.method, req.url));
         let failed = |reason: String| TransportError { method: req.method.clone(), url: req.url.clone(), reason };
         let resp = self
@@ -234,6 +236,7 @@ impl Http {
         if self.plan(req, "   # repeated until it answers, or the deadline") {
             return Ok(None);
         }
+        crate::failpoint::step(|| format!("+ {}   # repeated until it answers", req.display()))?;
         loop {
             let answer = self.send_now(req);
             let pause = match accept(&answer) {

@@ -189,6 +189,7 @@ impl Ledger {
             self.ui.plan(format!("# ledger: would {}", what()));
             return Ok(None);
         }
+        crate::failpoint::step(|| format!("# ledger: {}", what()))?;
         let tx = self.conn.unchecked_transaction()?;
         let out = f(&tx)?;
         tx.commit()?;

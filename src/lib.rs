@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`cli`] | the common flags, the one outcome → exit-code mapping, error rendering |
 //! | [`error`] | the error kinds (verdict 1, usage 2, could-not-act 3, interrupted 130) |
+//! | [`failpoint`] | fault injection at the chokepoints, for the reliability suite only |
 //! | [`context`] | what every operation is handed: config, state dir, console, chokepoints |
 //! | [`config`] | `safedeploy.toml`, parsed strictly and validated before any side effect |
 //! | [`exec`] | the only place that starts a process; `--dry-run` for commands and effects |
@@ -29,6 +30,7 @@ pub mod context;
 pub mod deploy;
 pub mod error;
 pub mod exec;
+pub mod failpoint;
 pub mod gate;
 pub mod git;
 pub mod http;

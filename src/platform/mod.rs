@@ -33,6 +33,12 @@ pub trait Platform {
     /// not become healthy is a verdict error; `env` is then left running nothing of it.
     fn deploy(&self, env: &Environment, label: &str) -> Result<()>;
 
+    /// Finishes or undoes what a run killed part-way left (processes started or to be stopped);
+    /// called with the environment's lock held, before `live` is trusted. Nothing by default.
+    fn tidy(&self, _env: &Environment) -> Result<()> {
+        Ok(())
+    }
+
     /// The environment's log files, oldest first.
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>>;
 }

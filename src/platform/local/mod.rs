@@ -368,6 +368,47 @@ impl<'a> Local<'a> {
         }
     }
 
+    /// What a killed run left behind the proxy: a start that never served is stopped; versions
+    /// left to retire are stopped once nginx is sure to point at the recorded one.
+    fn tidy_behind(&self, env: &Environment, nginx: &Nginx<'_>) -> Result<()> {
+        let name = env.name.as_str();
+        let serving = self.read_state(name)?;
+        if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name))? {
+            // Killed after recording it as serving, before forgetting the start: it serves.
+            if serving.as_ref().map(|s| s.pid) != Some(stale.pid) {
+                self.ctx.ui.warn(format!("{name}: stopping {}, left starting by a run that was stopped", stale.label));
+                self.stop_group(name, &stale)?;
+            }
+            self.ctx.exec.effect(
+                || format!("forget {name}'s unfinished start"),
+                || self.write_json::<EnvState>(&self.starting_file(name), None),
+            )?;
+        }
+        let retiring: Vec<EnvState> = self.read_json(&self.retiring_file(name))?.unwrap_or_default();
+        if retiring.is_empty() {
+            return Ok(());
+        }
+        if let Some(s) = &serving {
+            // The switch may not have happened: make it happen before stopping anything.
+            let listen = nginx::listen_of(&env.url, self.port_of(env)?)?;
+            if nginx.pid().is_some() {
+                nginx.switch(&listen, s.port, self.ctx.config.deploy.stop_grace.0)?;
+            } else {
+                let h = nginx.start(&listen, s.port)?;
+                self.keep(h);
+            }
+        }
+        for o in &retiring {
+            self.ctx.ui.warn(format!("{name}: stopping {}, left to retire by a run that was stopped", o.label));
+            self.stop_group(name, o)?;
+        }
+        self.ctx.exec.effect(
+            || format!("forget {name}'s retired versions"),
+            || self.write_json::<Vec<EnvState>>(&self.retiring_file(name), None),
+        )?;
+        Ok(())
+    }
+
     /// Keeps a started process so it can be reaped.
     fn keep(&self, handle: Option<duct::Handle>) {
         if let Some(h) = handle
@@ -424,15 +465,7 @@ impl<'a> Local<'a> {
     fn deploy_switch(&self, env: &Environment, label: &str, port: u16, dir: &Path, nginx: &Nginx<'_>) -> Result<()> {
         let name = env.name.as_str();
         let listen = nginx::listen_of(&env.url, port)?;
-        // What a killed run left: a start that never served is stopped now.
-        if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name))? {
-            self.ctx.ui.warn(format!("{name}: stopping {}, left starting by a run that was stopped", stale.label));
-            self.stop_group(name, &stale)?;
-            self.ctx.exec.effect(
-                || format!("forget {name}'s unfinished start"),
-                || self.write_json::<EnvState>(&self.starting_file(name), None),
-            )?;
-        }
+        self.tidy_behind(env, nginx)?;
         let mut old = self.read_state(name)?;
         if let Some(o) = old.as_ref().filter(|o| o.port == port) {
             // Started without the proxy, on the environment's own port: it must give the port up.
@@ -596,6 +629,13 @@ impl Platform for Local<'_> {
             running: self.is_supervisor(s.pid) && self.group_alive(s.pid) && proxy_up,
             label: s.label,
         }))
+    }
+
+    fn tidy(&self, env: &Environment) -> Result<()> {
+        match self.proxy(env)? {
+            Some(nginx) => self.tidy_behind(env, &nginx),
+            None => Ok(()),
+        }
     }
 
     fn deploy(&self, env: &Environment, label: &str) -> Result<()> {

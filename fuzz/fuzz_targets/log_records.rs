@@ -1,0 +1,19 @@
+//! Log lines into records: prefixes (EB syslog, gunicorn, Flask, nginx) and tracebacks.
+#![no_main]
+use safedeploy::logs::parse::{Grouper, parse_line};
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut g = Grouper::default();
+    let mut last = None;
+    for raw in text.split('\n') {
+        let line = parse_line(0, raw, last);
+        last = line.at.or(last);
+        for r in g.push(line) {
+            let _ = (r.at(), r.is_traceback());
+        }
+    }
+    for r in g.finish() {
+        let _ = (r.at(), r.is_traceback());
+    }
+});

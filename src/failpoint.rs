@@ -1,0 +1,64 @@
+//! Fault injection for the reliability suite (tests/faults.rs), switched on only by variables
+//! that only tests set. Every side effect of a run passes one of the chokepoints — a command
+//! that changes something, a local change (`Exec::effect`), a ledger write, a request — and
+//! each calls [`step`] first, so steps are numbered in the order a run takes them.
+//!
+//! - `SAFEDEPLOY_FAILPOINT=N` (or `N:kill`): the process SIGKILLs itself before step N, as
+//!   `kill -9` or a power cut at that point would.
+//! - `SAFEDEPLOY_FAILPOINT=N:enospc`: step N fails with "No space left on device", as a full
+//!   disk under the state dir would.
+//! - `SAFEDEPLOY_FAILPOINT_LOG=FILE`: each step is appended as `N<TAB>what` (the dry-run text).
+//!
+//! Unset, `step` costs one atomic load.
+
+use anyhow::Result;
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Kill,
+    Enospc,
+}
+
+struct Config {
+    at: Option<(usize, Mode)>,
+    log: Option<std::path::PathBuf>,
+}
+
+static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
+static STEP: AtomicUsize = AtomicUsize::new(0);
+
+fn config() -> Option<&'static Config> {
+    CONFIG
+        .get_or_init(|| {
+            let at = std::env::var("SAFEDEPLOY_FAILPOINT").ok().and_then(|v| {
+                let (n, mode) = v.split_once(':').unwrap_or((&v, "kill"));
+                let mode = if mode == "enospc" { Mode::Enospc } else { Mode::Kill };
+                n.trim().parse().ok().map(|n| (n, mode))
+            });
+            let log = std::env::var_os("SAFEDEPLOY_FAILPOINT_LOG").map(Into::into);
+            (at.is_some() || log.is_some()).then_some(Config { at, log })
+        })
+        .as_ref()
+}
+
+/// Called by each chokepoint before a side effect; `what` describes it.
+pub fn step(what: impl FnOnce() -> String) -> Result<()> {
+    let Some(cfg) = config() else { return Ok(()) };
+    let n = STEP.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(log) = &cfg.log
+        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log)
+    {
+        let _ = writeln!(f, "{n}\t{}", what().replace(['\n', '\t'], " "));
+    }
+    match cfg.at {
+        Some((at, Mode::Kill)) if at == n => {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            unreachable!("SIGKILL cannot be caught");
+        }
+        Some((at, Mode::Enospc)) if at == n => Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC).into()),
+        _ => Ok(()),
+    }
+}
