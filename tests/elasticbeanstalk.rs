@@ -232,6 +232,10 @@ fn throttling_transient_failures_and_a_label_not_yet_visible_are_retried() {
 #[test]
 fn a_deploy_past_its_deadline_exits_3_and_says_it_was_not_aborted() {
     let eb = Eb::with(|c| c.replace(r#"deploy_timeout = "20s""#, r#"deploy_timeout = "2s""#));
+    // Registered and processed already, so the whole deadline is the update's (a loaded machine
+    // can spend 2 s on processing alone).
+    let commit = eb.p.git(&["rev-parse", "HEAD"]);
+    eb.sim.state().add_version("v1", &format!("url-shortener/v1-{}.zip", &commit[..12]));
     eb.sim.state().outcomes.insert("v1".into(), Outcome::Stuck);
     let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 3);
     assert!(err.contains("urlshort-staging is still Updating (Grey) after 2s: gave up waiting for v1"), "{err}");
