@@ -42,7 +42,11 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 fn inner_stamp() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     // gunicorn "[2026-11-23 22:51:43 +0000]", Flask "[2026-11-23 22:51:58,559]", nginx "2026/11/23 22:51:58".
-    re(&R, r"^\[?(\d{4})[-/](\d\d)[-/](\d\d) (\d\d:\d\d:\d\d)(?:[,.](\d{1,6}))?(?: ([+-]\d{4}))?\]?")
+    // ASCII digits only: `\d` would take any Unicode digit, and the captures are sliced by byte.
+    re(
+        &R,
+        r"^\[?([0-9]{4})[-/]([0-9]{2})[-/]([0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2})(?:[,.]([0-9]{1,6}))?(?: ([+-][0-9]{4}))?\]?",
+    )
 }
 pub fn exception_re() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
@@ -328,6 +332,20 @@ next request";
         let recs = records(log);
         assert_eq!(recs.len(), 2, "{recs:#?}");
         assert_eq!(recs[0].lines.last().map(|l| l.text.as_str()), Some("ValueError: bad"));
+    }
+
+    /// Found by `scripts/fuzz log_records`: Unicode digits in a stamp's offset were sliced by byte.
+    #[test]
+    fn fuzz_regression_unicode_digits_in_a_stamp() {
+        // The odd offset is not an offset: the stamp reads as UTC.
+        let utc = crate::clock::parse_rfc3339("2026-11-03T02:55:20Z");
+        assert_eq!(inner_time("[2026-11-03 02:55:20 +0\u{662}00] x"), utc);
+        let crash = include_bytes!("../../fuzz/regressions/log_records/crash-c79b2aaa23ad97c58c8c99193c6e7a38efccdf4a");
+        let mut g = Grouper::default();
+        for raw in String::from_utf8_lossy(crash).split('\n') {
+            g.push(parse_line(0, raw, None));
+        }
+        g.finish();
     }
 
     #[test]
