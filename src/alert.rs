@@ -45,8 +45,10 @@ fn text(v: &serde_json::Value) -> Option<String> {
 /// `$DATE` is milliseconds since the epoch; an RFC 3339 time is accepted too.
 fn time(s: &str) -> Option<Millis> {
     match s.parse::<i64>() {
+        Ok(n) if n < 0 => None,
         Ok(n) if n > 10_000_000_000 => Some(n),
-        Ok(n) => Some(n * 1000),
+        // Seconds, as some templates send.
+        Ok(n) => n.checked_mul(1000),
         Err(_) => parse_rfc3339(s),
     }
 }
@@ -114,4 +116,25 @@ pub fn parse(raw: &str, name: &str, config: &crate::config::Config) -> Result<Al
         link: field("link"),
         env,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `scripts/fuzz webhook_payload`: a negative date overflowed when read as seconds.
+    #[test]
+    fn fuzz_regression_a_negative_date_is_refused_not_overflowed() {
+        assert_eq!(time("-080000000000000023"), None);
+        assert_eq!(time("1763950000"), Some(1_763_950_000_000));
+        assert_eq!(time("1763950000000"), Some(1_763_950_000_000));
+        let cfg = crate::config::Config::parse(
+            "[app]\nname = \"x\"\n[environments.production]\nurl = \"http://127.0.0.1:1\"\n",
+            std::path::Path::new("safedeploy.toml"),
+        )
+        .expect("config");
+        let crash = include_str!("../fuzz/regressions/webhook_payload/crash-27d310c086b8b4ddc7f4f8d84911d1b5d02c54d5");
+        let err = parse(crash, "payload.json", &cfg).expect_err("refused");
+        assert!(err.to_string().contains("date \"-080000000000000023\": expected epoch milliseconds"), "{err}");
+    }
 }
