@@ -432,17 +432,9 @@ fn sigterm_while_waiting_on_eb_exits_130_and_says_eb_carries_on() {
     for (k, v) in eb.sim.aws_env() {
         cmd.env(k, v);
     }
-    let child = cmd.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // Abort once it is polling (DescribeEvents comes only after the update was accepted).
-    while eb.sim.state().count("DescribeEvents") == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("kill");
-    let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let (code, err) = support::abort_when(cmd, || eb.sim.state().count("DescribeEvents") > 0);
+    assert_eq!(code, Some(130), "{err}");
     assert!(
         err.contains("interrupted; urlshort-staging is left updating from v0 to v1; EB carries on without us"),
         "{err}"

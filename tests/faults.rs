@@ -154,28 +154,19 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
         p.cmd("promote").args(["--version", "v1", "--force", "--reason", "reset"]).assert().success();
     };
     let promote = |_| ["--version", "v2", "--force", "--reason", "fault"].map(String::from).to_vec();
-    sweep(
-        &p,
-        "promote",
-        "kill",
-        |at| {
-            reset(&p);
-            promote(at)
-        },
-        "production",
-        &mut rows,
-    );
-    sweep(
-        &p,
-        "promote",
-        "enospc",
-        |at| {
-            reset(&p);
-            promote(at)
-        },
-        "production",
-        &mut rows,
-    );
+    for mode in ["kill", "enospc"] {
+        sweep(
+            &p,
+            "promote",
+            mode,
+            |at| {
+                reset(&p);
+                promote(at)
+            },
+            "production",
+            &mut rows,
+        );
+    }
 
     // rollback: production on v2 first.
     sweep(

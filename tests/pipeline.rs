@@ -245,25 +245,15 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     std::fs::copy(p.app.join("Procfile"), p.app.join("Procfile.orig")).expect("copy");
     p.write("Procfile", "web: sleep 60\n");
     p.commit_all("Never listens", "Team");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"))
-        .args(["--version", "slow"])
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"));
+    cmd.args(["--version", "slow"])
         .current_dir(&p.app)
         .env("PATH", support::tools_path())
-        .env("SAFEDEPLOY_STATE_DIR", &p.state)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Wait until it is waiting for the health check, then abort it as Jenkins would.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        .env("SAFEDEPLOY_STATE_DIR", &p.state);
+    // Abort it as Jenkins would once it waits for the health check.
     let starting = p.state.join("local/envs/staging/starting.json");
-    while !starting.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("kill");
-    let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let (code, err) = support::abort_when(cmd, || starting.exists());
+    assert_eq!(code, Some(130), "{err}");
     assert!(
         err.contains(
             "interrupted while waiting for slow to become healthy in staging; slow is left starting, not serving"

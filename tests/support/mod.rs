@@ -290,6 +290,20 @@ impl Drop for Project {
     }
 }
 
+/// Starts `cmd`, waits (up to a minute) until `ready` says so, then sends SIGTERM as a Jenkins
+/// abort would; returns the exit code and stderr.
+pub fn abort_when(mut cmd: std::process::Command, ready: impl Fn() -> bool) -> (Option<i32>, String) {
+    let child = cmd.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ready() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// stdout and stderr of an assert, as text.
 pub fn output(a: &assert_cmd::assert::Assert) -> (String, String) {
     let o = a.get_output();
