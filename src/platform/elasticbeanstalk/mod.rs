@@ -254,9 +254,16 @@ impl<'a> ElasticBeanstalk<'a> {
             if Instant::now() + pause > deadline {
                 return Err(could_not_act!("version {label} is still being processed after {}", self.timeout()));
             }
-            nap(self.ctx, pause, || format!("version {label} is left being processed by EB"))?;
-            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+            self.pause(&mut pause, || format!("version {label} is left being processed by EB"))?;
         }
+    }
+
+    /// Sleeps `pause` (waking for SIGINT/SIGTERM; `state` says what is left), then grows it by
+    /// half, up to `poll_max`: every polling loop of the platform backs off the same way.
+    fn pause(&self, pause: &mut Duration, state: impl Fn() -> String) -> Result<()> {
+        nap(self.ctx, *pause, state)?;
+        *pause = (*pause * 3 / 2).min(self.cfg.poll_max.0);
+        Ok(())
     }
 
     fn timeout(&self) -> String {
@@ -404,8 +411,7 @@ impl<'a> ElasticBeanstalk<'a> {
                 )
                 .into());
             }
-            nap(self.ctx, pause, String::new)?;
-            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+            self.pause(&mut pause, String::new)?;
         }
     }
 
@@ -454,8 +460,7 @@ impl<'a> ElasticBeanstalk<'a> {
                     if both[0].owns(cname) { to } else { from }
                 ));
             }
-            nap(self.ctx, pause, || format!("the CNAME swap of {from} and {to} is left to EB"))?;
-            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+            self.pause(&mut pause, || format!("the CNAME swap of {from} and {to} is left to EB"))?;
         }
     }
 
@@ -645,8 +650,7 @@ impl Platform for ElasticBeanstalk<'_> {
                 ));
                 break fresh;
             }
-            nap(self.ctx, pause, || format!("{name}'s logs were requested but not downloaded"))?;
-            pause = (pause * 3 / 2).min(self.cfg.poll_max.0);
+            self.pause(&mut pause, || format!("{name}'s logs were requested but not downloaded"))?;
         };
         let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "");
         let root = self.ctx.state_dir.join("elasticbeanstalk").join("logs").join(&env.name).join(stamp);

@@ -170,15 +170,11 @@ impl<'a> Local<'a> {
             return false;
         }
         let Ok(entries) = std::fs::read_dir("/proc") else { return true };
-        entries.flatten().any(|e| {
-            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
-            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
-            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
-        })
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(proc_stat)
+            .any(|st| st.pgrp == pgid && !matches!(st.state, 'Z' | 'X'))
     }
 
     fn reap(&self) {
@@ -391,12 +387,7 @@ impl<'a> Local<'a> {
         if let Some(s) = &serving {
             // The switch may not have happened: make it happen before stopping anything.
             let listen = nginx::listen_of(&env.url, self.port_of(env)?)?;
-            if nginx.pid().is_some() {
-                nginx.switch(&listen, s.port, self.ctx.config.deploy.stop_grace.0)?;
-            } else {
-                let h = nginx.start(&listen, s.port)?;
-                self.keep(h);
-            }
+            self.point_nginx(nginx, &listen, s.port)?;
         }
         for o in &retiring {
             self.ctx.ui.warn(format!("{name}: stopping {}, left to retire by a run that was stopped", o.label));
@@ -407,6 +398,17 @@ impl<'a> Local<'a> {
             || self.write_json::<Vec<EnvState>>(&self.retiring_file(name), None),
         )?;
         Ok(())
+    }
+
+    /// Points the environment's nginx at `port`: a graceful reload when it runs, else a start.
+    fn point_nginx(&self, nginx: &Nginx<'_>, listen: &str, port: u16) -> Result<()> {
+        if nginx.pid().is_some() {
+            nginx.switch(listen, port, self.ctx.config.deploy.stop_grace.0)
+        } else {
+            let h = nginx.start(listen, port)?;
+            self.keep(h);
+            Ok(())
+        }
     }
 
     /// Keeps a started process so it can be reaped.
@@ -509,11 +511,7 @@ impl<'a> Local<'a> {
         let Some(slot) = slot else {
             // A dry run: the rest of the plan, each step printed by its chokepoint.
             result?;
-            if nginx.pid().is_some() {
-                nginx.switch(&listen, app_port, self.ctx.config.deploy.stop_grace.0)?;
-            } else {
-                nginx.start(&listen, app_port)?;
-            }
+            self.point_nginx(nginx, &listen, app_port)?;
             if let Some(o) = &old {
                 self.stop_group(name, o)?;
             }
@@ -534,13 +532,8 @@ impl<'a> Local<'a> {
         self.write_json(&self.retiring_file(name), Some(&retiring))?;
         self.write_state(name, Some(&slot))?;
         self.write_json::<EnvState>(&self.starting_file(name), None)?;
-        if nginx.pid().is_some() {
-            nginx.switch(&listen, app_port, self.ctx.config.deploy.stop_grace.0)?;
-            self.ctx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
-        } else {
-            let h = nginx.start(&listen, app_port)?;
-            self.keep(h);
-        }
+        self.point_nginx(nginx, &listen, app_port)?;
+        self.ctx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
         for o in &retiring {
             self.stop_group(name, o)?;
         }
@@ -699,4 +692,22 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+/// What /proc/PID/stat says of a process that the platform needs.
+pub(crate) struct ProcStat {
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+/// Reads /proc/PID/stat: `pid (comm) state ppid pgrp ...`, where comm may hold spaces and
+/// parentheses.
+pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some(ProcStat { state, ppid, pgrp })
 }

@@ -210,8 +210,7 @@ pub fn listen_of(url: &str, port: u16) -> Result<String> {
 
 /// A process's state letter from /proc (`R`, `S`, `Z`, ...), if it exists.
 fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
+    super::proc_stat(pid).map(|s| s.state)
 }
 
 /// The live (non-zombie) children of `master`: its workers.
@@ -220,11 +219,6 @@ fn workers(master: i32) -> HashSet<i32> {
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            f.len() > 1 && f[0] != "Z" && f[1].parse::<i32>().ok() == Some(master)
-        })
+        .filter(|pid| super::proc_stat(*pid).is_some_and(|s| s.ppid == master && s.state != 'Z'))
         .collect()
 }
