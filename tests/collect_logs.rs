@@ -221,3 +221,62 @@ fn odd_inputs_nul_bytes_invalid_utf8_a_huge_line_an_empty_log_a_truncated_gzip()
         .stderr(predicate::str::contains("cut.log.gz"));
     assert!(!p.app.join("c.txt").exists());
 }
+
+/// Each hit record counts once in its own group, however close other errors are: two requests
+/// failing back to back are two tracebacks and two 5xx lines, not one merged "block".
+#[test]
+fn errors_close_together_count_once_each_in_their_own_groups() {
+    let p = Project::new();
+    let mut log = String::new();
+    for s in 0..2 {
+        log += &eb_instance("ip-172-31-35-64", 50 + s);
+    }
+    // Twenty quiet lines, then an error: its context is the line right before it, not the
+    // records seen before the quiet stretch (which the search passed over unread).
+    for i in 0..20 {
+        log += &format!("Nov  3 02:53:{i:02} ip-172-31-35-64 web[2013]: quiet line {i}\n");
+    }
+    log += "Nov  3 02:53:30 ip-172-31-35-64 web[2013]: [2026-11-03 02:53:30 +0000] [2013] [CRITICAL] WORKER TIMEOUT (pid:12)\n";
+    log += "Nov  3 02:53:31 ip-172-31-35-64 web[2013]: after the timeout\n";
+    std::fs::write(p.app.join("web.log"), log).expect("write");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "web.log", "--out", "hunt.txt", "--json", "--context", "1"])
+        .assert()
+        .success();
+    let (groups, doc) = jsonl(&output(&a).0);
+    assert_eq!(groups.len(), 3, "{doc:#}");
+    assert_eq!(doc["matches"], 5, "two tracebacks (each with its message), two 5xx lines, one timeout: {doc:#}");
+    assert_eq!(groups[0]["count"], 2, "{doc:#}");
+    assert_eq!(groups[0]["frame"], "application.py:67 in load_urls");
+    assert!(groups[1]["example"].to_string().contains("\\\"POST /shorten HTTP/1.1\\\" 500"), "{doc:#}");
+    assert_eq!(groups[1]["count"], 2, "{doc:#}");
+    let timeout: Vec<&str> =
+        groups[2]["example"].as_array().expect("example").iter().map(|l| l.as_str().expect("line")).collect();
+    assert_eq!(timeout.len(), 3, "{timeout:#?}");
+    assert!(timeout[0].ends_with("quiet line 19"), "{timeout:#?}");
+    assert!(timeout[1].contains("WORKER TIMEOUT"), "{timeout:#?}");
+    assert!(timeout[2].ends_with("after the timeout"), "{timeout:#?}");
+}
+
+/// The benchmark's generated log, small: every traceback counts once in one group and every 5xx
+/// line in another, checked against counts taken from the file itself.
+#[test]
+fn a_generated_eb_log_gives_one_group_per_error_with_exact_counts() {
+    let p = Project::new();
+    let log = p.app.join("web.stdout.log");
+    let generator = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-eb-log");
+    let status = std::process::Command::new("python3").arg(generator).arg("4").arg(&log).status().expect("python3");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).expect("log");
+    let tracebacks = text.lines().filter(|l| l.ends_with("Traceback (most recent call last):")).count();
+    let fives = text.lines().filter(|l| l.contains("\" 500 ")).count();
+    assert!(tracebacks > 10 && fives > 10, "{tracebacks} tracebacks, {fives} 5xx lines");
+    let a = p.cmd("collect-logs").args(["--input", "web.stdout.log", "--out", "hunt.txt", "--json"]).assert().success();
+    let (groups, doc) = jsonl(&output(&a).0);
+    assert_eq!(groups.len(), 2, "{doc:#}");
+    assert_eq!(groups[0]["count"], tracebacks, "{doc:#}");
+    assert_eq!(groups[0]["frame"], "application.py:67 in load_urls");
+    assert_eq!(groups[1]["count"], fives, "{doc:#}");
+    assert_eq!(doc["matches"], tracebacks + fives);
+}

@@ -7,9 +7,10 @@
 //!   syslog) or its own stamp (gunicorn, Flask, nginx); a Python traceback, chained ones
 //!   included, is one record, found by its grammar since Elastic Beanstalk strips indentation.
 //! - **Selection**: by default error levels as words in any case, exception names (`TypeError`,
-//!   which `grep 'error'` missed), traceback headers and HTTP 5xx access lines; `--context N`
-//!   records around each match, overlapping windows merged.
-//! - **Groups**: a record's fingerprint masks numbers, hex, UUIDs, IPs and quoted values; a
+//!   which `grep 'error'` missed), traceback headers and HTTP 5xx access lines, found by
+//!   ripgrep's engine (`scan`), which parses only the lines near a hit; `--context N` records
+//!   around each hit make its example.
+//! - **Groups**: each hit record counts once in its group; a record's fingerprint masks numbers, hex, UUIDs, IPs and quoted values; a
 //!   traceback's is its frames' files and functions plus the exception type. Groups are listed in
 //!   first-seen order with count, first/last seen, sources and one full example.
 //! - **Suspect** (`suspect`): the in-app frame on a line changed since the last known good
@@ -17,13 +18,14 @@
 //! - Everything written is redacted.
 
 pub mod parse;
+mod scan;
 pub mod suspect;
 
 use crate::clock::{Millis, now_ms, parse_rfc3339, rfc3339};
 use crate::context::Ctx;
 use crate::{Outcome, usage};
 use anyhow::Result;
-use parse::{Grouper, Line, Record, exception_re, frame_re};
+use parse::{Line, Record, exception_re, frame_re};
 use regex::Regex;
 use serde::Serialize;
 use serde_json::json;
@@ -81,6 +83,8 @@ pub struct Group {
     pub example: Vec<String>,
     #[serde(skip)]
     frames: Vec<Frame>,
+    #[serde(skip)]
+    key: u64,
 }
 
 fn mask_re() -> &'static Regex {
@@ -127,8 +131,8 @@ fn fingerprint(r: &Record) -> String {
 }
 
 /// The exception raised and the in-app frames, innermost first.
-fn diagnose(records: &[&Record]) -> (Option<String>, Vec<Frame>) {
-    let lines: Vec<&Line> = records.iter().flat_map(|r| r.lines.iter()).collect();
+fn diagnose(record: &Record) -> (Option<String>, Vec<Frame>) {
+    let lines: Vec<&Line> = record.lines.iter().collect();
     let exception = lines
         .iter()
         .rev()
@@ -165,7 +169,7 @@ fn parse_time(s: &str, flag: &str) -> Result<Millis> {
 }
 
 /// Opens a source: `-` is stdin; gzip is recognised by its magic bytes.
-fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     let raw: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
@@ -176,12 +180,6 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     Ok(if gz { Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(reader))) } else { Box::new(reader) })
 }
 
-/// Lines of context the search hands over around each match: generous, because context is
-/// counted in records (a traceback is one) and a traceback's frames follow its header.
-fn search_context(context: usize) -> (usize, usize) {
-    (context * 3 + 3, context * 3 + 40)
-}
-
 /// Distinct groups kept; further distinct ones are counted, not kept (bounded memory).
 const MAX_GROUPS: usize = 10_000;
 /// Lines of a group's example kept.
@@ -190,64 +188,26 @@ const MAX_EXAMPLE: usize = 300;
 /// The groups found so far. Regions of each source are folded in as the search finds them, so
 /// memory follows the number of distinct groups, not the size of the logs.
 struct Store<'a> {
-    select: &'a Regex,
-    context: usize,
-    since: Option<Millis>,
-    until: Option<Millis>,
     prefixes: &'a [String],
     redactor: &'a crate::redact::Redactor,
     groups: Vec<Group>,
     index: HashMap<u64, usize>,
     matches: usize,
-    blocks: usize,
     dropped: usize,
 }
 
 impl Store<'_> {
-    fn matches(&self, r: &Record) -> bool {
-        r.lines.iter().any(|l| self.select.is_match(&l.text))
-    }
-
-    /// One region of a source (consecutive lines around matches): its records, the matching ones
-    /// with `context` records each side (overlapping windows merge), folded into groups.
-    fn region(&mut self, source: &str, lines: Vec<Line>) {
-        let mut grouper = Grouper::default();
-        let mut recs: Vec<Record> = vec![];
-        for l in lines {
-            recs.extend(grouper.push(l));
-        }
-        recs.extend(grouper.finish());
-        recs.retain(|r| r.at().is_none_or(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)));
-        let hits: Vec<usize> = recs.iter().enumerate().filter(|(_, r)| self.matches(r)).map(|(i, _)| i).collect();
-        self.matches += hits.len();
-        let mut windows: Vec<(usize, usize)> = vec![];
-        for &i in &hits {
-            let (lo, hi) = (i.saturating_sub(self.context), (i + self.context).min(recs.len() - 1));
-            match windows.last_mut() {
-                Some(w) if lo <= w.1 + 1 => w.1 = w.1.max(hi),
-                _ => windows.push((lo, hi)),
-            }
-        }
-        for (lo, hi) in windows {
-            self.block(source, &recs[lo..=hi]);
-        }
-    }
-
-    fn block(&mut self, source: &str, block: &[Record]) {
+    /// One hit record (`window[hit]`) with its context. The group is the hit's (context aside:
+    /// the same error between different neighbours is still the same error), and so is the time.
+    fn occurrence(&mut self, source: &str, window: &[Record], hit: usize) {
         use std::hash::{Hash, Hasher};
-        self.blocks += 1;
-        // A group is identified by its matching records (context aside: the same error between
-        // different neighbours is still the same error), and dated by them.
-        let matched: Vec<&Record> = block.iter().filter(|r| self.matches(r)).collect();
-        let times: Vec<Millis> = matched.iter().filter_map(|r| r.at()).collect();
-        let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
+        let matched = &window[hit];
+        let (first, last) = (matched.at(), matched.at());
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        for r in &matched {
-            fingerprint(r).hash(&mut h);
-        }
+        fingerprint(matched).hash(&mut h);
         let key = h.finish();
         let example = || -> Vec<String> {
-            let lines: Vec<&Line> = block.iter().flat_map(|r| r.lines.iter()).collect();
+            let lines: Vec<&Line> = window.iter().flat_map(|r| r.lines.iter()).collect();
             let mut out: Vec<String> = lines
                 .iter()
                 .take(MAX_EXAMPLE)
@@ -280,11 +240,12 @@ impl Store<'_> {
             self.dropped += 1;
             return;
         }
-        let (exception, frames) = diagnose(&matched);
+        let (exception, frames) = diagnose(matched);
         let frame = frames.first().map(|f| frame_label(f, self.prefixes));
         let example = example();
         self.index.insert(key, self.groups.len());
         self.groups.push(Group {
+            key,
             count: 1,
             first_seen: None,
             last_seen: None,
@@ -298,84 +259,52 @@ impl Store<'_> {
         });
     }
 
+    /// An empty store for a part of a source searched on its own.
+    fn part(&self) -> Self {
+        Store {
+            prefixes: self.prefixes,
+            redactor: self.redactor,
+            groups: vec![],
+            index: HashMap::new(),
+            matches: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Folds in a part's groups (parts in the order of the file).
+    fn absorb(&mut self, part: Store<'_>) {
+        self.matches += part.matches;
+        self.dropped += part.dropped;
+        for g in part.groups {
+            match self.index.get(&g.key) {
+                Some(&i) => {
+                    let mine = &mut self.groups[i];
+                    mine.count += g.count;
+                    mine.sources.extend(g.sources);
+                    mine.last = mine.last.max(g.last);
+                    if matches!((g.first, mine.first), (Some(a), Some(b)) if a < b) {
+                        mine.first = g.first;
+                        mine.example = g.example;
+                    }
+                }
+                None if self.groups.len() >= MAX_GROUPS => self.dropped += g.count,
+                None => {
+                    self.index.insert(g.key, self.groups.len());
+                    self.groups.push(g);
+                }
+            }
+        }
+    }
+
     /// The groups in first-seen order (sources were read one after another).
-    fn finish(mut self) -> (Vec<Group>, usize, usize, usize) {
+    fn finish(mut self) -> (Vec<Group>, usize, usize) {
         self.groups.sort_by_key(|g| g.first.unwrap_or(i64::MAX));
         for g in &mut self.groups {
             g.first_seen = g.first.map(rfc3339);
             g.last_seen = g.last.map(rfc3339);
         }
-        (self.groups, self.matches, self.blocks, self.dropped)
+        (self.groups, self.matches, self.dropped)
     }
-}
-
-/// Receives the search's regions: lines in order, a break between regions.
-struct RegionSink<'s, 'a> {
-    store: &'s mut Store<'a>,
-    name: String,
-    index: usize,
-    lines: Vec<Line>,
-    last: Option<Millis>,
-    bytes: u64,
-}
-
-impl RegionSink<'_, '_> {
-    fn push(&mut self, bytes: &[u8]) {
-        for raw in bytes.split_inclusive(|b| *b == b'\n') {
-            let line = parse::parse_line(self.index, &String::from_utf8_lossy(raw), self.last);
-            self.last = line.at;
-            self.lines.push(line);
-        }
-    }
-    fn flush(&mut self) {
-        if !self.lines.is_empty() {
-            let lines = std::mem::take(&mut self.lines);
-            self.store.region(&self.name, lines);
-        }
-        // A region's time does not carry into the next one: the lines between were not read.
-        self.last = None;
-    }
-}
-
-impl grep_searcher::Sink for RegionSink<'_, '_> {
-    type Error = std::io::Error;
-
-    fn matched(&mut self, _: &grep_searcher::Searcher, m: &grep_searcher::SinkMatch<'_>) -> Result<bool, Self::Error> {
-        self.push(m.bytes());
-        Ok(true)
-    }
-    fn context(
-        &mut self,
-        _: &grep_searcher::Searcher,
-        c: &grep_searcher::SinkContext<'_>,
-    ) -> Result<bool, Self::Error> {
-        self.push(c.bytes());
-        Ok(true)
-    }
-    fn context_break(&mut self, _: &grep_searcher::Searcher) -> Result<bool, Self::Error> {
-        self.flush();
-        Ok(true)
-    }
-    fn finish(&mut self, _: &grep_searcher::Searcher, f: &grep_searcher::SinkFinish) -> Result<(), Self::Error> {
-        self.bytes = f.byte_count();
-        self.flush();
-        Ok(())
-    }
-}
-
-/// Searches one source with ripgrep's engine (never "binary file matches": every byte is
-/// searched) and folds its regions into the store; returns the bytes read.
-fn search(store: &mut Store<'_>, matcher: &grep_regex::RegexMatcher, index: usize, path: &Path) -> Result<u64> {
-    let (before, after) = search_context(store.context);
-    let mut searcher = grep_searcher::SearcherBuilder::new()
-        .binary_detection(grep_searcher::BinaryDetection::none())
-        .line_number(false)
-        .before_context(before)
-        .after_context(after)
-        .build();
-    let mut sink = RegionSink { store, name: path.display().to_string(), index, lines: vec![], last: None, bytes: 0 };
-    searcher.search_reader(matcher, open(path)?, &mut sink).map_err(|e| usage!("{}: {e}", path.display()))?;
-    Ok(sink.bytes)
 }
 
 /// Expands globs among the inputs (`-` and plain paths pass through).
@@ -484,27 +413,17 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         .line_terminator(Some(b'\n'))
         .build(&candidates)
         .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
-    let mut store = Store {
-        select: &select,
-        context,
-        since,
-        until,
-        prefixes,
-        redactor: &ctx.ui.redactor,
-        groups: vec![],
-        index: HashMap::new(),
-        matches: 0,
-        blocks: 0,
-        dropped: 0,
-    };
+    let selection = scan::Selection { select: &select, context, since, until };
+    let mut store =
+        Store { prefixes, redactor: &ctx.ui.redactor, groups: vec![], index: HashMap::new(), matches: 0, dropped: 0 };
     let mut total = 0;
     for (i, path) in sources.iter().enumerate() {
-        total += search(&mut store, &matcher, i, path)?;
+        total += scan::search(&mut store, &selection, &matcher, i, path)?;
     }
-    let (groups, hits, blocks, dropped) = store.finish();
+    let (groups, hits, dropped) = store.finish();
     if dropped > 0 {
         ctx.ui.warn(format!(
-            "{dropped} block(s) of further distinct errors were counted but not kept (over {MAX_GROUPS} groups)"
+            "{dropped} occurrence(s) of further distinct errors were counted but not kept (over {MAX_GROUPS} groups)"
         ));
     }
 
@@ -561,7 +480,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
     }
     let summary = json!({
         "type": "summary", "env": env_name, "sources": sources, "bytes": total, "matches": hits,
-        "blocks": blocks, "errors_found": !groups.is_empty(), "groups": groups.len(), "exceptions": exceptions,
+        "errors_found": !groups.is_empty(), "groups": groups.len(), "exceptions": exceptions,
         "suspect": suspect, "window": {"since": since.map(rfc3339), "until": until.map(rfc3339)},
         "report": out, "dry_run": ctx.dry_run, "alert": alert,
     });
@@ -714,7 +633,7 @@ mod tests {
 
     #[test]
     fn fingerprints_mask_what_varies() {
-        let rec = |t: &str| Record { lines: vec![Line { source: 0, at: None, text: t.into() }] };
+        let rec = |t: &str| Record { lines: vec![Line { source: 0, at: None, text: t.into(), hit: true }] };
         assert_eq!(
             fingerprint(&rec("timeout for 10.0.0.7 after 30s on 'q1' id 5f3a9c2e-1111-2222-3333-444455556666")),
             fingerprint(&rec("timeout for 10.0.0.9 after 31s on 'q2' id 0b1e2d3c-aaaa-bbbb-cccc-ddddeeeeffff"))
@@ -727,7 +646,7 @@ mod tests {
                 "TypeError: bad 1",
             ]
             .iter()
-            .map(|t| Line { source: 0, at: None, text: t.to_string() })
+            .map(|t| Line { source: 0, at: None, text: t.to_string(), hit: false })
             .collect(),
         };
         assert_eq!(fingerprint(&tb("10")), fingerprint(&tb("12")), "a traceback is its frames' files and functions");

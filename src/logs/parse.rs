@@ -19,6 +19,8 @@ pub struct Line {
     pub at: Option<Millis>,
     /// The line without its time/host prefix.
     pub text: String,
+    /// Selected by the pattern (set by the search).
+    pub hit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -30,8 +32,9 @@ impl Record {
     pub fn at(&self) -> Option<Millis> {
         self.lines.iter().find_map(|l| l.at)
     }
+    /// A traceback, or a logged message with its traceback.
     pub fn is_traceback(&self) -> bool {
-        self.lines.first().is_some_and(|l| is_traceback_start(&l.text))
+        self.lines.iter().take(2).any(|l| is_traceback_start(&l.text))
     }
 }
 
@@ -179,9 +182,9 @@ pub fn parse_line(source: usize, raw: &str, last: Option<Millis>) -> Line {
     let raw = raw.trim_end_matches(['\r', '\n']);
     let b = raw.as_bytes();
     if let Some((at, len)) = local_prefix(b).or_else(|| syslog_prefix(b)) {
-        return Line { source, at: at.or(last), text: raw[len..].to_string() };
+        return Line { source, at: at.or(last), text: raw[len..].to_string(), hit: false };
     }
-    Line { source, at: inner_time(raw).or(last), text: raw.to_string() }
+    Line { source, at: inner_time(raw).or(last), text: raw.to_string(), hit: false }
 }
 
 pub fn is_traceback_start(text: &str) -> bool {
@@ -253,6 +256,11 @@ impl Grouper {
             out.push(Record { lines: vec![line] });
         }
         out
+    }
+
+    /// No record is open: the next line starts a new one.
+    pub fn is_idle(&self) -> bool {
+        self.current.is_none() && self.held.is_empty()
     }
 
     /// The records still open at the end of the stream.

@@ -1,0 +1,511 @@
+//! The search of one source, from bytes to occurrences.
+//!
+//! ripgrep's engine finds the candidate lines (every byte is searched: never "binary file
+//! matches") and hands over generous context around them. Only what a report can use is parsed:
+//! the lines of a hit, of its traceback and of the records around it. A run of context lines far
+//! from any hit stays raw in a small ring (the next hit's before-context) and is dropped unread;
+//! on a 1 GiB log that is most of the context, and most of the cost it used to have.
+//!
+//! Each hit record is one occurrence: the record and `context` records either side. A hit line
+//! right before a traceback is that traceback's message (Python's `logger.exception` writes
+//! both), so the two are one record.
+
+use super::Store;
+use super::parse::{self, Grouper, Record};
+use crate::clock::Millis;
+use crate::usage;
+use anyhow::Result;
+use regex::Regex;
+use std::collections::VecDeque;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// What is selected, and how much is kept around it.
+pub(super) struct Selection<'a> {
+    /// Decides, line by line, among the candidates the search finds.
+    pub select: &'a Regex,
+    /// Records each side of a hit.
+    pub context: usize,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+impl Selection<'_> {
+    /// Lines of context the search hands over: generous, since context is counted in records
+    /// (a traceback is one) and a traceback's frames follow its header. Lines after a hit are
+    /// parsed only while a record or window is still open, so the after side costs little.
+    fn search_context(&self) -> (usize, usize) {
+        (self.context * 3 + 3, self.context * 3 + 40)
+    }
+
+    fn in_window(&self, r: &Record) -> bool {
+        r.at().is_none_or(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u))
+    }
+}
+
+/// A hit waiting for its after-context.
+struct Pending {
+    records: Vec<Record>,
+    hit: usize,
+    after: usize,
+}
+
+/// One source's lines → records → occurrences, folded into the store as they complete.
+struct Scanner<'s, 'a> {
+    store: &'s mut Store<'a>,
+    sel: &'s Selection<'s>,
+    name: String,
+    index: usize,
+    /// Parsing every line as it comes (near a hit), or only keeping the last few raw.
+    active: bool,
+    ring: VecDeque<Vec<u8>>,
+    ring_cap: usize,
+    /// Lines fell out of the ring unread: what came before it is not adjacent any more.
+    gap: bool,
+    grouper: Grouper,
+    last: Option<Millis>,
+    /// The last `context` records (the next hit's before-context).
+    history: VecDeque<Record>,
+    pending: VecDeque<Pending>,
+    /// A single-line hit held back one record: a traceback may follow it, as its message.
+    held: Option<Record>,
+    bytes: u64,
+}
+
+impl Scanner<'_, '_> {
+    fn line(&mut self, raw: &[u8], candidate: bool) {
+        if !self.active {
+            if !candidate {
+                if self.ring_cap > 0 {
+                    let mut buf = if self.ring.len() == self.ring_cap {
+                        self.gap = true;
+                        self.ring.pop_front().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    buf.clear();
+                    buf.extend_from_slice(raw);
+                    self.ring.push_back(buf);
+                } else {
+                    self.gap = true;
+                }
+                return;
+            }
+            self.active = true;
+            if std::mem::take(&mut self.gap) {
+                self.history.clear();
+                self.last = None;
+            }
+            let ring = std::mem::take(&mut self.ring);
+            for raw in &ring {
+                self.parse(raw, false);
+            }
+            self.ring = ring;
+            self.ring.clear();
+        }
+        self.parse(raw, candidate);
+        if !candidate && self.settled() {
+            self.active = false;
+        }
+    }
+
+    /// Nothing is open: no record, no window waiting for context.
+    fn settled(&self) -> bool {
+        self.pending.is_empty() && self.held.is_none() && self.grouper.is_idle()
+    }
+
+    fn parse(&mut self, raw: &[u8], candidate: bool) {
+        let mut line = parse::parse_line(self.index, &String::from_utf8_lossy(raw), self.last);
+        self.last = line.at;
+        // Every line the pattern selects is a candidate; a context line never is.
+        line.hit = candidate && self.sel.select.is_match(&line.text);
+        for rec in self.grouper.push(line) {
+            self.record(rec);
+        }
+    }
+
+    fn record(&mut self, rec: Record) {
+        if !self.sel.in_window(&rec) {
+            return;
+        }
+        if let Some(mut message) = self.held.take() {
+            if rec.is_traceback() {
+                message.lines.extend(rec.lines);
+                return self.accept(message, true);
+            }
+            self.accept(message, true);
+        }
+        let hit = rec.lines.iter().any(|l| l.hit);
+        if hit && rec.lines.len() == 1 {
+            self.held = Some(rec);
+            return;
+        }
+        self.accept(rec, hit);
+    }
+
+    fn accept(&mut self, rec: Record, hit: bool) {
+        for p in &mut self.pending {
+            p.records.push(rec.clone());
+            p.after -= 1;
+        }
+        while self.pending.front().is_some_and(|p| p.after == 0) {
+            if let Some(p) = self.pending.pop_front() {
+                self.store.occurrence(&self.name, &p.records, p.hit);
+            }
+        }
+        if hit {
+            self.store.matches += 1;
+            let mut records: Vec<Record> = self.history.iter().cloned().collect();
+            records.push(rec.clone());
+            let p = Pending { hit: records.len() - 1, records, after: self.sel.context };
+            if p.after == 0 {
+                self.store.occurrence(&self.name, &p.records, p.hit);
+            } else {
+                self.pending.push_back(p);
+            }
+        }
+        if self.sel.context > 0 {
+            if self.history.len() == self.sel.context {
+                self.history.pop_front();
+            }
+            self.history.push_back(rec);
+        }
+    }
+
+    /// The end of a region (or of the source): what is open closes with what it has.
+    fn flush(&mut self) {
+        for rec in self.grouper.finish() {
+            self.record(rec);
+        }
+        if let Some(message) = self.held.take() {
+            self.accept(message, true);
+        }
+        for p in std::mem::take(&mut self.pending) {
+            self.store.occurrence(&self.name, &p.records, p.hit);
+        }
+        self.history.clear();
+        self.ring.clear();
+        self.active = false;
+        self.gap = false;
+        // A region's time does not carry into the next one: the lines between were not read.
+        self.last = None;
+    }
+
+    fn lines(&mut self, bytes: &[u8], candidate: bool) {
+        for raw in bytes.split_inclusive(|b| *b == b'\n') {
+            self.line(raw, candidate);
+        }
+    }
+}
+
+impl grep_searcher::Sink for Scanner<'_, '_> {
+    type Error = std::io::Error;
+
+    fn matched(&mut self, _: &grep_searcher::Searcher, m: &grep_searcher::SinkMatch<'_>) -> Result<bool, Self::Error> {
+        self.lines(m.bytes(), true);
+        Ok(true)
+    }
+    fn context(
+        &mut self,
+        _: &grep_searcher::Searcher,
+        c: &grep_searcher::SinkContext<'_>,
+    ) -> Result<bool, Self::Error> {
+        self.lines(c.bytes(), false);
+        Ok(true)
+    }
+    fn context_break(&mut self, _: &grep_searcher::Searcher) -> Result<bool, Self::Error> {
+        self.flush();
+        Ok(true)
+    }
+    fn finish(&mut self, _: &grep_searcher::Searcher, f: &grep_searcher::SinkFinish) -> Result<(), Self::Error> {
+        self.bytes = f.byte_count();
+        self.flush();
+        Ok(())
+    }
+}
+
+/// How a large plain file is split: a file at least `min` bytes long, into one part per core.
+#[derive(Clone, Copy)]
+struct Split {
+    min: u64,
+    cores: u64,
+}
+
+impl Split {
+    fn here() -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8) as u64;
+        Split { min: 32 << 20, cores }
+    }
+}
+/// How far past a planned cut a quiet stretch is looked for.
+const CUT_SEARCH: u64 = 4 << 20;
+
+/// Searches one source and folds its occurrences into the store; returns the bytes read.
+///
+/// A large plain file is split into one part per core, each searched on its own thread. A part
+/// ends inside a quiet stretch, where a single search would have a context break anyway (more
+/// candidate-free lines than the before- and after-context together), so the parts give the
+/// same occurrences as one search; their groups are folded in, in the order of the file.
+pub(super) fn search(
+    store: &mut Store<'_>,
+    sel: &Selection<'_>,
+    matcher: &grep_regex::RegexMatcher,
+    index: usize,
+    path: &Path,
+) -> Result<u64> {
+    search_split(store, sel, matcher, index, path, Split::here())
+}
+
+fn search_split(
+    store: &mut Store<'_>,
+    sel: &Selection<'_>,
+    matcher: &grep_regex::RegexMatcher,
+    index: usize,
+    path: &Path,
+    split: Split,
+) -> Result<u64> {
+    let parts = parts(sel, matcher, path, split)?;
+    if parts.len() < 2 {
+        return search_reader(store, sel, matcher, index, path, super::open(path)?);
+    }
+    let results: Vec<Result<(Store<'_>, u64)>> = std::thread::scope(|s| {
+        let threads: Vec<_> = parts
+            .iter()
+            .map(|&(start, end)| {
+                let mut part = store.part();
+                s.spawn(move || -> Result<(Store<'_>, u64)> {
+                    let mut file =
+                        std::fs::File::open(path).map_err(|e| usage!("{}: cannot read log: {e}", path.display()))?;
+                    file.seek(SeekFrom::Start(start))?;
+                    let reader = std::io::BufReader::with_capacity(256 * 1024, file.take(end - start));
+                    let n = search_reader(&mut part, sel, matcher, index, path, Box::new(reader))?;
+                    Ok((part, n))
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut total = 0;
+    for r in results {
+        let (part, n) = r?;
+        store.absorb(part);
+        total += n;
+    }
+    Ok(total)
+}
+
+/// Where a plain file is cut into parts: `(start, end)` byte ranges, or none to search it whole
+/// (stdin, gzip, a small file, one core, or no quiet stretch found near a planned cut).
+fn parts(
+    sel: &Selection<'_>,
+    matcher: &grep_regex::RegexMatcher,
+    path: &Path,
+    split: Split,
+) -> Result<Vec<(u64, u64)>> {
+    use std::os::unix::fs::FileExt;
+    let cores = split.cores;
+    let Ok(file) = std::fs::File::open(path) else { return Ok(vec![]) };
+    let len = match file.metadata() {
+        Ok(m) if m.is_file() && path != Path::new("-") => m.len(),
+        _ => return Ok(vec![]),
+    };
+    let mut magic = [0u8; 2];
+    if cores < 2 || len < split.min || file.read_exact_at(&mut magic, 0).is_err() || magic == [0x1f, 0x8b] {
+        return Ok(vec![]);
+    }
+    let mut cuts = vec![0];
+    let mut window = vec![0u8; CUT_SEARCH as usize];
+    for k in 1..cores {
+        let planned = len * k / cores;
+        if planned <= cuts.last().copied().unwrap_or(0) {
+            continue;
+        }
+        let n = read_full_at(&file, &mut window, planned)?;
+        if let Some(cut) = quiet_cut(sel, matcher, &window[..n])? {
+            cuts.push(planned + cut);
+        }
+    }
+    cuts.push(len);
+    Ok(cuts.windows(2).map(|w| (w[0], w[1])).filter(|(a, b)| a < b).collect())
+}
+
+fn read_full_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], at + n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A cut inside `bytes` (which start anywhere in a line): the start of a line that lies more
+/// than the after-context past the previous candidate line and more than the before-context
+/// ahead of the next one. The lines just outside `bytes` count as candidates, being unknown.
+fn quiet_cut(sel: &Selection<'_>, matcher: &grep_regex::RegexMatcher, bytes: &[u8]) -> Result<Option<u64>> {
+    let (before, after) = sel.search_context();
+    let Some(first) = bytes.iter().position(|b| *b == b'\n') else { return Ok(None) };
+    let body = &bytes[first + 1..];
+    let complete = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let body = &body[..complete];
+    // Line numbers of the candidates, 1-based; the line before the body is 0.
+    let mut candidates: Vec<u64> = vec![0];
+    grep_searcher::SearcherBuilder::new()
+        .binary_detection(grep_searcher::BinaryDetection::none())
+        .line_number(true)
+        .build()
+        .search_slice(
+            matcher,
+            body,
+            grep_searcher::sinks::Bytes(|n, _| {
+                candidates.push(n);
+                Ok(true)
+            }),
+        )?;
+    let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
+    candidates.push(lines + 1);
+    let Some(w) = candidates.windows(2).find(|w| w[1] - w[0] > (before + after + 1) as u64) else {
+        return Ok(None);
+    };
+    // The cut line: just past the earlier candidate's after-context.
+    let cut_line = w[0] + after as u64 + 1;
+    let offset = if cut_line == 1 {
+        0
+    } else {
+        body.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(cut_line as usize - 2).map_or(0, |(i, _)| i + 1)
+    };
+    Ok(Some((first + 1 + offset) as u64))
+}
+
+/// Searches a reader from its first line to its end.
+fn search_reader(
+    store: &mut Store<'_>,
+    sel: &Selection<'_>,
+    matcher: &grep_regex::RegexMatcher,
+    index: usize,
+    path: &Path,
+    reader: Box<dyn std::io::BufRead + '_>,
+) -> Result<u64> {
+    let (before, after) = sel.search_context();
+    let mut searcher = grep_searcher::SearcherBuilder::new()
+        .binary_detection(grep_searcher::BinaryDetection::none())
+        .line_number(false)
+        .before_context(before)
+        .after_context(after)
+        .build();
+    let mut scanner = Scanner {
+        store,
+        sel,
+        name: path.display().to_string(),
+        index,
+        active: false,
+        ring: VecDeque::new(),
+        ring_cap: before,
+        gap: false,
+        grouper: Grouper::default(),
+        last: None,
+        history: VecDeque::new(),
+        pending: VecDeque::new(),
+        held: None,
+        bytes: 0,
+    };
+    searcher.search_reader(matcher, reader, &mut scanner).map_err(|e| usage!("{}: {e}", path.display()))?;
+    Ok(scanner.bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Elastic Beanstalk-style log with errors at uneven distances, some close together.
+    fn log(lines: usize) -> String {
+        let mut out = String::new();
+        let mut n = 0u64;
+        while (n as usize) < lines {
+            n += 1;
+            let pre = format!("Nov  3 02:{:02}:{:02} ip-172-31-35-64 web[2013]: ", n / 60 % 60, n % 60);
+            let roll = n.wrapping_mul(2654435761) % 1000;
+            if roll < 4 {
+                for l in [
+                    "[2026-11-03 02:55:20,101] ERROR in app: Exception on /shorten [POST]",
+                    "Traceback (most recent call last):",
+                    "File \"/var/app/current/application.py\", line 67, in load_urls",
+                    "return json.loads(urls_file)",
+                    "TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper",
+                ] {
+                    out += &format!("{pre}{l}\n");
+                }
+            } else if roll < 8 {
+                out += &format!("{pre}10.0.{}.{} - - \"POST /shorten HTTP/1.1\" 500 265\n", n / 256 % 256, n % 256);
+            } else {
+                out += &format!("{pre}10.0.{}.{} - - \"GET /x{n} HTTP/1.1\" 302 {n}\n", n / 256 % 256, n % 256);
+            }
+        }
+        out
+    }
+
+    /// A group as compared: key, count, first and last seen, example.
+    type Seen = (u64, usize, Option<Millis>, Option<Millis>, Vec<String>);
+
+    fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
+        let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
+        let matcher = grep_regex::RegexMatcherBuilder::new()
+            .line_terminator(Some(b'\n'))
+            .build(super::super::DEFAULT_CANDIDATES)
+            .expect("matcher");
+        let sel = Selection { select: &select, context: 2, since: None, until: None };
+        let redactor = crate::redact::Redactor::from_env();
+        let mut store = Store {
+            prefixes: &[],
+            redactor: &redactor,
+            groups: vec![],
+            index: Default::default(),
+            matches: 0,
+            dropped: 0,
+        };
+        let bytes = search_split(&mut store, &sel, &matcher, 0, path, split).expect("search");
+        let (groups, matches, _) = store.finish();
+        (groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect(), matches, bytes)
+    }
+
+    #[test]
+    fn a_file_split_across_cores_gives_what_one_search_gives() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("web.log");
+        std::fs::write(&path, log(60_000)).expect("write");
+        let sel_re = Regex::new("x").expect("regex");
+        let sel = Selection { select: &sel_re, context: 2, since: None, until: None };
+        let matcher = grep_regex::RegexMatcherBuilder::new()
+            .line_terminator(Some(b'\n'))
+            .build(super::super::DEFAULT_CANDIDATES)
+            .expect("matcher");
+        let parts = parts(&sel, &matcher, &path, Split { min: 0, cores: 4 }).expect("parts");
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        let whole = run(&path, Split { min: 0, cores: 1 });
+        assert!(whole.1 > 300, "{} hits", whole.1);
+        assert_eq!(whole.0.len(), 2, "{:#?}", whole.0.iter().map(|g| (g.1, &g.4)).collect::<Vec<_>>());
+        for cores in [2, 3, 4, 5, 7] {
+            assert_eq!(whole, run(&path, Split { min: 0, cores }), "{cores} parts");
+        }
+    }
+
+    #[test]
+    fn cuts_fall_only_in_quiet_stretches() {
+        let matcher = grep_regex::RegexMatcherBuilder::new().line_terminator(Some(b'\n')).build("ERROR").expect("m");
+        let re = Regex::new("ERROR").expect("regex");
+        let sel = Selection { select: &re, context: 0, since: None, until: None };
+        let dense = "x ERROR\n".repeat(10_000);
+        assert_eq!(quiet_cut(&sel, &matcher, dense.as_bytes()).expect("cut"), None);
+        // One quiet stretch: the cut is just past the earlier error's after-context.
+        let (_, after) = sel.search_context();
+        let text = format!("partial\nERROR a\n{}ERROR b\n", "quiet\n".repeat(100));
+        let cut = quiet_cut(&sel, &matcher, text.as_bytes()).expect("cut").expect("a cut") as usize;
+        assert_eq!(cut, "partial\nERROR a\n".len() + "quiet\n".len() * after);
+        // The line the window starts in is unknown, so it counts as an error.
+        let text = format!("ERROR partial\n{}", "quiet\n".repeat(100));
+        let cut = quiet_cut(&sel, &matcher, text.as_bytes()).expect("cut").expect("a cut") as usize;
+        assert_eq!(cut, "ERROR partial\n".len() + "quiet\n".len() * after);
+    }
+}
