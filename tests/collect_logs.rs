@@ -280,3 +280,32 @@ fn a_generated_eb_log_gives_one_group_per_error_with_exact_counts() {
     assert_eq!(groups[1]["count"], fives, "{doc:#}");
     assert_eq!(doc["matches"], tracebacks + fives);
 }
+
+/// A deep traceback reaches the report whole: its frames are found by the search itself, not by
+/// hoping the context after its header is long enough.
+#[test]
+fn a_deep_traceback_is_one_record_with_all_its_frames() {
+    let p = Project::new();
+    let pre = "Nov  3 02:55:20 ip-172-31-35-64 web[2013]: ";
+    let mut log = format!("{pre}quiet\n{pre}Traceback (most recent call last):\n");
+    for i in 0..60 {
+        log += &format!("{pre}File \"/var/app/venv/lib/python3.11/site-packages/lib/m{i}.py\", line {i}, in f{i}\n");
+        log += &format!("{pre}return f{}()\n", i + 1);
+    }
+    log += &format!("{pre}File \"/var/app/current/application.py\", line 67, in load_urls\n");
+    log += &format!("{pre}return json.loads(urls_file)\n");
+    log += &format!("{pre}TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper\n");
+    log += &format!("{pre}quiet again\n").repeat(50);
+    std::fs::write(p.app.join("deep.log"), log).expect("write");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "deep.log", "--out", "hunt.txt", "--json", "--context", "0"])
+        .assert()
+        .success();
+    let (groups, doc) = jsonl(&output(&a).0);
+    assert_eq!(groups.len(), 1, "{doc:#}");
+    assert_eq!(groups[0]["frame"], "application.py:67 in load_urls", "{doc:#}");
+    let example = groups[0]["example"].as_array().expect("example");
+    assert_eq!(example.len(), 1 + 61 * 2 + 1, "{doc:#}");
+    assert!(example[0].as_str().expect("line").ends_with("Traceback (most recent call last):"));
+}

@@ -411,7 +411,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
 
     let matcher = grep_regex::RegexMatcherBuilder::new()
         .line_terminator(Some(b'\n'))
-        .build(&candidates)
+        .build(&format!("(?:{candidates})|{}", scan::TRACEBACK_LINES))
         .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
     let selection = scan::Selection { select: &select, context, since, until };
     let mut store =

@@ -1,7 +1,7 @@
 //! The search of one source, from bytes to occurrences.
 //!
 //! ripgrep's engine finds the candidate lines (every byte is searched: never "binary file
-//! matches") and hands over generous context around them. Only what a report can use is parsed:
+//! matches"), frame lines of tracebacks among them, and hands over context around them. Only what a report can use is parsed:
 //! the lines of a hit, of its traceback and of the records around it. A run of context lines far
 //! from any hit stays raw in a small ring (the next hit's before-context) and is dropped unread;
 //! on a 1 GiB log that is most of the context, and most of the cost it used to have.
@@ -20,6 +20,10 @@ use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+/// Also searched for, whatever the pattern: a traceback's frame lines, so that a deep traceback
+/// reaches the scanner whole with little context around each candidate.
+pub(super) const TRACEBACK_LINES: &str = r#"File ""#;
+
 /// What is selected, and how much is kept around it.
 pub(super) struct Selection<'a> {
     /// Decides, line by line, among the candidates the search finds.
@@ -31,11 +35,11 @@ pub(super) struct Selection<'a> {
 }
 
 impl Selection<'_> {
-    /// Lines of context the search hands over: generous, since context is counted in records
-    /// (a traceback is one) and a traceback's frames follow its header. Lines after a hit are
-    /// parsed only while a record or window is still open, so the after side costs little.
+    /// Lines of context the search hands over, counted in lines while context is counted in
+    /// records: enough for a frame's source and caret lines, an exception's line and a chain
+    /// marker to reach the scanner (frame lines and traceback headers are candidates).
     fn search_context(&self) -> (usize, usize) {
-        (self.context * 3 + 3, self.context * 3 + 40)
+        (self.context * 3 + 3, self.context * 3 + 6)
     }
 
     fn in_window(&self, r: &Record) -> bool {
@@ -453,7 +457,7 @@ mod tests {
         let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
         let matcher = grep_regex::RegexMatcherBuilder::new()
             .line_terminator(Some(b'\n'))
-            .build(super::super::DEFAULT_CANDIDATES)
+            .build(&format!("{}|{TRACEBACK_LINES}", super::super::DEFAULT_CANDIDATES))
             .expect("matcher");
         let sel = Selection { select: &select, context: 2, since: None, until: None };
         let redactor = crate::redact::Redactor::from_env();
@@ -479,7 +483,7 @@ mod tests {
         let sel = Selection { select: &sel_re, context: 2, since: None, until: None };
         let matcher = grep_regex::RegexMatcherBuilder::new()
             .line_terminator(Some(b'\n'))
-            .build(super::super::DEFAULT_CANDIDATES)
+            .build(&format!("{}|{TRACEBACK_LINES}", super::super::DEFAULT_CANDIDATES))
             .expect("matcher");
         let parts = parts(&sel, &matcher, &path, Split { min: 0, cores: 4 }).expect("parts");
         assert_eq!(parts.len(), 4, "{parts:?}");
