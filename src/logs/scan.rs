@@ -20,9 +20,13 @@ use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// Also searched for, whatever the pattern: a traceback's frame lines, so that a deep traceback
-/// reaches the scanner whole with little context around each candidate.
-pub(super) const TRACEBACK_LINES: &str = r#"File ""#;
+/// Also searched for, whatever the pattern: the lines that start or continue a traceback
+/// (header, frames, chain markers). So every multi-line record is found by the search itself,
+/// and a context line far from a candidate is always a record of its own.
+pub(super) const TRACEBACK_LINES: &str = concat!(
+    r#"Traceback \(most recent call last\)|File "|"#,
+    r"During handling of the above exception|The above exception was the direct cause"
+);
 
 /// What is selected, and how much is kept around it.
 pub(super) struct Selection<'a> {
@@ -35,11 +39,11 @@ pub(super) struct Selection<'a> {
 }
 
 impl Selection<'_> {
-    /// Lines of context the search hands over, counted in lines while context is counted in
-    /// records: enough for a frame's source and caret lines, an exception's line and a chain
-    /// marker to reach the scanner (frame lines and traceback headers are candidates).
+    /// Lines of context the search hands over. Before a candidate, `context` lines are
+    /// `context` records: a multi-line record starts with a candidate. After one, a frame's
+    /// source and caret lines and the exception line come first.
     fn search_context(&self) -> (usize, usize) {
-        (self.context * 3 + 3, self.context * 3 + 6)
+        (self.context, self.context + 3)
     }
 
     fn in_window(&self, r: &Record) -> bool {
