@@ -168,16 +168,28 @@ fn parse_time(s: &str, flag: &str) -> Result<Millis> {
     })
 }
 
-/// Opens a source: `-` is stdin; gzip is recognised by its magic bytes.
-pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>> {
-    let raw: Box<dyn Read> = if path == Path::new("-") {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(std::fs::File::open(path).map_err(|e| usage!("{}: cannot read log: {e}", path.display()))?)
-    };
-    let mut reader = BufReader::with_capacity(256 * 1024, raw);
-    let gz = reader.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
-    Ok(if gz { Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(reader))) } else { Box::new(reader) })
+/// Opens a source: `-` is stdin; gzip is recognised by its magic bytes. A plain file is handed
+/// over unbuffered: the search buffers it, and a second buffer would copy every byte twice.
+pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
+    use std::io::{Seek, SeekFrom};
+    let cannot = |e: std::io::Error| usage!("{}: cannot read log: {e}", path.display());
+    if path == Path::new("-") {
+        let mut reader = BufReader::with_capacity(256 * 1024, std::io::stdin());
+        let gz = reader.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
+        return Ok(if gz { Box::new(flate2::bufread::MultiGzDecoder::new(reader)) } else { Box::new(reader) });
+    }
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(cannot)?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        file.seek(SeekFrom::Start(0)).map_err(cannot)?;
+        return Ok(Box::new(flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, file))));
+    }
+    // Not seekable (a FIFO): the bytes read so far go first.
+    if file.seek(SeekFrom::Start(0)).is_err() {
+        return Ok(Box::new(std::io::Cursor::new(magic[..n].to_vec()).chain(file)));
+    }
+    Ok(Box::new(file))
 }
 
 /// Distinct groups kept; further distinct ones are counted, not kept (bounded memory).

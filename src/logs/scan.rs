@@ -1,10 +1,11 @@
 //! The search of one source, from bytes to occurrences.
 //!
 //! ripgrep's engine finds the candidate lines (every byte is searched: never "binary file
-//! matches"), frame lines of tracebacks among them, and hands over context around them. Only what a report can use is parsed:
-//! the lines of a hit, of its traceback and of the records around it. A run of context lines far
-//! from any hit stays raw in a small ring (the next hit's before-context) and is dropped unread;
-//! on a 1 GiB log that is most of the context, and most of the cost it used to have.
+//! matches"), every line that starts or continues a traceback among them, and hands over a few
+//! lines of context around them. Only what a report can use is parsed: the lines of a hit, of
+//! its traceback and of the records around it. Context lines after a window has closed stay raw
+//! in a ring of `--context` lines (the next hit's before-context) and are dropped unread; parsing
+//! every context line used to be most of collect-logs' time.
 //!
 //! Each hit record is one occurrence: the record and `context` records either side. A hit line
 //! right before a traceback is that traceback's message (Python's `logger.exception` writes
@@ -285,8 +286,7 @@ fn search_split(
                     let mut file =
                         std::fs::File::open(path).map_err(|e| usage!("{}: cannot read log: {e}", path.display()))?;
                     file.seek(SeekFrom::Start(start))?;
-                    let reader = std::io::BufReader::with_capacity(256 * 1024, file.take(end - start));
-                    let n = search_reader(&mut part, sel, matcher, index, path, Box::new(reader))?;
+                    let n = search_reader(&mut part, sel, matcher, index, path, Box::new(file.take(end - start)))?;
                     Ok((part, n))
                 })
             })
@@ -394,7 +394,7 @@ fn search_reader(
     matcher: &grep_regex::RegexMatcher,
     index: usize,
     path: &Path,
-    reader: Box<dyn std::io::BufRead + '_>,
+    reader: Box<dyn Read + '_>,
 ) -> Result<u64> {
     let (before, after) = sel.search_context();
     let mut searcher = grep_searcher::SearcherBuilder::new()
