@@ -84,8 +84,11 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
     let text = std::fs::read_to_string(&report).expect("report");
     assert!(text.contains("innermost app frame: application.py (v2):"), "{text}");
     assert!(text.contains("in load_urls"), "{text}");
-    // Start-up lines (`--error-logfile -`) may appear as context, never as a group of their own.
-    assert!(text.contains("in 1 distinct group(s)"), "{text}");
+    // Two groups: the traceback (with its logged message) and the failed request's 5xx access
+    // line. Start-up lines (`--error-logfile -`) may appear as context, never as a group.
+    assert!(text.contains("in 2 distinct group(s)"), "{text}");
+    assert_eq!(text.matches("exception: TypeError").count(), 1, "{text}");
+    assert!(text.contains("\"POST /shorten HTTP/1.1\" 500"), "{text}");
 
     // Everything the ledger holds is consistent.
     p.assert_ledger_intact();
