@@ -309,3 +309,25 @@ fn a_deep_traceback_is_one_record_with_all_its_frames() {
     assert_eq!(example.len(), 1 + 61 * 2 + 1, "{doc:#}");
     assert!(example[0].as_str().expect("line").ends_with("Traceback (most recent call last):"));
 }
+
+/// A named pipe is read as it comes (not seekable, never split), and nothing it sends is lost.
+#[test]
+fn a_named_pipe_is_read_whole() {
+    let p = Project::new();
+    let fifo = p.app.join("live.log");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, LOG.repeat(50)).expect("write to the pipe"))
+    };
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "live.log", "--out", "hunt.txt", "--json", "--context", "0"])
+        .assert()
+        .success();
+    writer.join().expect("writer");
+    let (groups, doc) = jsonl(&output(&a).0);
+    assert_eq!(groups.len(), 2, "{doc:#}");
+    assert_eq!(groups[0]["count"], 100, "two tracebacks in each of 50 copies: {doc:#}");
+    assert_eq!(doc["bytes"], LOG.len() * 50);
+}

@@ -312,11 +312,13 @@ fn parts(
 ) -> Result<Vec<(u64, u64)>> {
     use std::os::unix::fs::FileExt;
     let cores = split.cores;
-    let Ok(file) = std::fs::File::open(path) else { return Ok(vec![]) };
-    let len = match file.metadata() {
+    // Looked at before it is opened: opening a FIFO would wait for its writer, and closing it
+    // again could lose what the writer had sent.
+    let len = match std::fs::metadata(path) {
         Ok(m) if m.is_file() && path != Path::new("-") => m.len(),
         _ => return Ok(vec![]),
     };
+    let Ok(file) = std::fs::File::open(path) else { return Ok(vec![]) };
     let mut magic = [0u8; 2];
     if cores < 2 || len < split.min || file.read_exact_at(&mut magic, 0).is_err() || magic == [0x1f, 0x8b] {
         return Ok(vec![]);
