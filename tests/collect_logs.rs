@@ -14,6 +14,12 @@ fn jsonl(out: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
 use predicates::prelude::*;
 use support::{Project, output};
 
+/// Runs collect-logs with these arguments and `--json`; it must succeed.
+fn hunt(p: &Project, args: &[&str]) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let a = p.cmd("collect-logs").args(args).arg("--json").assert().success();
+    jsonl(&output(&a).0)
+}
+
 const LOG: &str = "\
 2026-11-23T09:59:57.000Z [INFO] Starting gunicorn --error-logfile -
 2026-11-23T09:59:58.000Z [INFO] GET /y 200
@@ -239,12 +245,7 @@ fn errors_close_together_count_once_each_in_their_own_groups() {
     log += "Nov  3 02:53:30 ip-172-31-35-64 web[2013]: [2026-11-03 02:53:30 +0000] [2013] [CRITICAL] WORKER TIMEOUT (pid:12)\n";
     log += "Nov  3 02:53:31 ip-172-31-35-64 web[2013]: after the timeout\n";
     std::fs::write(p.app.join("web.log"), log).expect("write");
-    let a = p
-        .cmd("collect-logs")
-        .args(["--input", "web.log", "--out", "hunt.txt", "--json", "--context", "1"])
-        .assert()
-        .success();
-    let (groups, doc) = jsonl(&output(&a).0);
+    let (groups, doc) = hunt(&p, &["--input", "web.log", "--out", "hunt.txt", "--context", "1"]);
     assert_eq!(groups.len(), 3, "{doc:#}");
     assert_eq!(doc["matches"], 5, "two tracebacks (each with its message), two 5xx lines, one timeout: {doc:#}");
     assert_eq!(groups[0]["count"], 2, "{doc:#}");
@@ -272,8 +273,7 @@ fn a_generated_eb_log_gives_one_group_per_error_with_exact_counts() {
     let tracebacks = text.lines().filter(|l| l.ends_with("Traceback (most recent call last):")).count();
     let fives = text.lines().filter(|l| l.contains("\" 500 ")).count();
     assert!(tracebacks > 10 && fives > 10, "{tracebacks} tracebacks, {fives} 5xx lines");
-    let a = p.cmd("collect-logs").args(["--input", "web.stdout.log", "--out", "hunt.txt", "--json"]).assert().success();
-    let (groups, doc) = jsonl(&output(&a).0);
+    let (groups, doc) = hunt(&p, &["--input", "web.stdout.log", "--out", "hunt.txt"]);
     assert_eq!(groups.len(), 2, "{doc:#}");
     assert_eq!(groups[0]["count"], tracebacks, "{doc:#}");
     assert_eq!(groups[0]["frame"], "application.py:67 in load_urls");
@@ -297,12 +297,7 @@ fn a_deep_traceback_is_one_record_with_all_its_frames() {
     log += &format!("{pre}TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper\n");
     log += &format!("{pre}quiet again\n").repeat(50);
     std::fs::write(p.app.join("deep.log"), log).expect("write");
-    let a = p
-        .cmd("collect-logs")
-        .args(["--input", "deep.log", "--out", "hunt.txt", "--json", "--context", "0"])
-        .assert()
-        .success();
-    let (groups, doc) = jsonl(&output(&a).0);
+    let (groups, doc) = hunt(&p, &["--input", "deep.log", "--out", "hunt.txt", "--context", "0"]);
     assert_eq!(groups.len(), 1, "{doc:#}");
     assert_eq!(groups[0]["frame"], "application.py:67 in load_urls", "{doc:#}");
     let example = groups[0]["example"].as_array().expect("example");
@@ -320,13 +315,8 @@ fn a_named_pipe_is_read_whole() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::write(fifo, LOG.repeat(50)).expect("write to the pipe"))
     };
-    let a = p
-        .cmd("collect-logs")
-        .args(["--input", "live.log", "--out", "hunt.txt", "--json", "--context", "0"])
-        .assert()
-        .success();
+    let (groups, doc) = hunt(&p, &["--input", "live.log", "--out", "hunt.txt", "--context", "0"]);
     writer.join().expect("writer");
-    let (groups, doc) = jsonl(&output(&a).0);
     assert_eq!(groups.len(), 2, "{doc:#}");
     assert_eq!(groups[0]["count"], 100, "two tracebacks in each of 50 copies: {doc:#}");
     assert_eq!(doc["bytes"], LOG.len() * 50);

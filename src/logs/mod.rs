@@ -168,11 +168,15 @@ fn parse_time(s: &str, flag: &str) -> Result<Millis> {
     })
 }
 
+fn cannot_read(path: &Path, e: std::io::Error) -> anyhow::Error {
+    usage!("{}: cannot read log: {e}", path.display())
+}
+
 /// Opens a source: `-` is stdin; gzip is recognised by its magic bytes. A plain file is handed
 /// over unbuffered: the search buffers it, and a second buffer would copy every byte twice.
 pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
     use std::io::{Seek, SeekFrom};
-    let cannot = |e: std::io::Error| usage!("{}: cannot read log: {e}", path.display());
+    let cannot = |e| cannot_read(path, e);
     if path == Path::new("-") {
         let mut reader = BufReader::with_capacity(256 * 1024, std::io::stdin());
         let gz = reader.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
@@ -425,12 +429,12 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         .line_terminator(Some(b'\n'))
         .build(&format!("(?:{candidates})|{}", scan::TRACEBACK_LINES))
         .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
-    let selection = scan::Selection { select: &select, context, since, until };
+    let selection = scan::Selection { candidates: &matcher, select: &select, context, since, until };
     let mut store =
         Store { prefixes, redactor: &ctx.ui.redactor, groups: vec![], index: HashMap::new(), matches: 0, dropped: 0 };
     let mut total = 0;
     for (i, path) in sources.iter().enumerate() {
-        total += scan::search(&mut store, &selection, &matcher, i, path)?;
+        total += scan::search(&mut store, &selection, i, path)?;
     }
     let (groups, hits, dropped) = store.finish();
     if dropped > 0 {

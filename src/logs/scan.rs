@@ -31,6 +31,8 @@ pub(super) const TRACEBACK_LINES: &str = concat!(
 
 /// What is selected, and how much is kept around it.
 pub(super) struct Selection<'a> {
+    /// What the search looks for: a superset of what `select` takes, plus `TRACEBACK_LINES`.
+    pub candidates: &'a grep_regex::RegexMatcher,
     /// Decides, line by line, among the candidates the search finds.
     pub select: &'a Regex,
     /// Records each side of a hit.
@@ -255,27 +257,14 @@ const CUT_SEARCH: u64 = 4 << 20;
 /// ends inside a quiet stretch, where a single search would have a context break anyway (more
 /// candidate-free lines than the before- and after-context together), so the parts give the
 /// same occurrences as one search; their groups are folded in, in the order of the file.
-pub(super) fn search(
-    store: &mut Store<'_>,
-    sel: &Selection<'_>,
-    matcher: &grep_regex::RegexMatcher,
-    index: usize,
-    path: &Path,
-) -> Result<u64> {
-    search_split(store, sel, matcher, index, path, Split::here())
+pub(super) fn search(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, path: &Path) -> Result<u64> {
+    search_split(store, sel, index, path, Split::here())
 }
 
-fn search_split(
-    store: &mut Store<'_>,
-    sel: &Selection<'_>,
-    matcher: &grep_regex::RegexMatcher,
-    index: usize,
-    path: &Path,
-    split: Split,
-) -> Result<u64> {
-    let parts = parts(sel, matcher, path, split)?;
+fn search_split(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, path: &Path, split: Split) -> Result<u64> {
+    let parts = parts(sel, path, split)?;
     if parts.len() < 2 {
-        return search_reader(store, sel, matcher, index, path, super::open(path)?);
+        return search_reader(store, sel, index, path, super::open(path)?);
     }
     let results: Vec<Result<(Store<'_>, u64)>> = std::thread::scope(|s| {
         let threads: Vec<_> = parts
@@ -283,10 +272,9 @@ fn search_split(
             .map(|&(start, end)| {
                 let mut part = store.part();
                 s.spawn(move || -> Result<(Store<'_>, u64)> {
-                    let mut file =
-                        std::fs::File::open(path).map_err(|e| usage!("{}: cannot read log: {e}", path.display()))?;
+                    let mut file = std::fs::File::open(path).map_err(|e| super::cannot_read(path, e))?;
                     file.seek(SeekFrom::Start(start))?;
-                    let n = search_reader(&mut part, sel, matcher, index, path, Box::new(file.take(end - start)))?;
+                    let n = search_reader(&mut part, sel, index, path, Box::new(file.take(end - start)))?;
                     Ok((part, n))
                 })
             })
@@ -304,12 +292,7 @@ fn search_split(
 
 /// Where a plain file is cut into parts: `(start, end)` byte ranges, or none to search it whole
 /// (stdin, gzip, a small file, one core, or no quiet stretch found near a planned cut).
-fn parts(
-    sel: &Selection<'_>,
-    matcher: &grep_regex::RegexMatcher,
-    path: &Path,
-    split: Split,
-) -> Result<Vec<(u64, u64)>> {
+fn parts(sel: &Selection<'_>, path: &Path, split: Split) -> Result<Vec<(u64, u64)>> {
     use std::os::unix::fs::FileExt;
     let cores = split.cores;
     // Looked at before it is opened: opening a FIFO would wait for its writer, and closing it
@@ -331,7 +314,7 @@ fn parts(
             continue;
         }
         let n = read_full_at(&file, &mut window, planned)?;
-        if let Some(cut) = quiet_cut(sel, matcher, &window[..n])? {
+        if let Some(cut) = quiet_cut(sel, &window[..n])? {
             cuts.push(planned + cut);
         }
     }
@@ -354,7 +337,7 @@ fn read_full_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> Result<usize> 
 /// A cut inside `bytes` (which start anywhere in a line): the start of a line that lies more
 /// than the after-context past the previous candidate line and more than the before-context
 /// ahead of the next one. The lines just outside `bytes` count as candidates, being unknown.
-fn quiet_cut(sel: &Selection<'_>, matcher: &grep_regex::RegexMatcher, bytes: &[u8]) -> Result<Option<u64>> {
+fn quiet_cut(sel: &Selection<'_>, bytes: &[u8]) -> Result<Option<u64>> {
     let (before, after) = sel.search_context();
     let Some(first) = bytes.iter().position(|b| *b == b'\n') else { return Ok(None) };
     let body = &bytes[first + 1..];
@@ -367,7 +350,7 @@ fn quiet_cut(sel: &Selection<'_>, matcher: &grep_regex::RegexMatcher, bytes: &[u
         .line_number(true)
         .build()
         .search_slice(
-            matcher,
+            sel.candidates,
             body,
             grep_searcher::sinks::Bytes(|n, _| {
                 candidates.push(n);
@@ -393,7 +376,6 @@ fn quiet_cut(sel: &Selection<'_>, matcher: &grep_regex::RegexMatcher, bytes: &[u
 fn search_reader(
     store: &mut Store<'_>,
     sel: &Selection<'_>,
-    matcher: &grep_regex::RegexMatcher,
     index: usize,
     path: &Path,
     reader: Box<dyn Read + '_>,
@@ -421,7 +403,7 @@ fn search_reader(
         held: None,
         bytes: 0,
     };
-    searcher.search_reader(matcher, reader, &mut scanner).map_err(|e| usage!("{}: {e}", path.display()))?;
+    searcher.search_reader(sel.candidates, reader, &mut scanner).map_err(|e| usage!("{}: {e}", path.display()))?;
     Ok(scanner.bytes)
 }
 
@@ -459,13 +441,18 @@ mod tests {
     /// A group as compared: key, count, first and last seen, example.
     type Seen = (u64, usize, Option<Millis>, Option<Millis>, Vec<String>);
 
+    /// The search's matcher for a pattern's candidates, as collect-logs builds it.
+    fn matcher(candidates: &str) -> grep_regex::RegexMatcher {
+        grep_regex::RegexMatcherBuilder::new()
+            .line_terminator(Some(b'\n'))
+            .build(&format!("{candidates}|{TRACEBACK_LINES}"))
+            .expect("matcher")
+    }
+
     fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
         let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
-        let matcher = grep_regex::RegexMatcherBuilder::new()
-            .line_terminator(Some(b'\n'))
-            .build(&format!("{}|{TRACEBACK_LINES}", super::super::DEFAULT_CANDIDATES))
-            .expect("matcher");
-        let sel = Selection { select: &select, context: 2, since: None, until: None };
+        let matcher = matcher(super::super::DEFAULT_CANDIDATES);
+        let sel = Selection { candidates: &matcher, select: &select, context: 2, since: None, until: None };
         let redactor = crate::redact::Redactor::from_env();
         let mut store = Store {
             prefixes: &[],
@@ -475,7 +462,7 @@ mod tests {
             matches: 0,
             dropped: 0,
         };
-        let bytes = search_split(&mut store, &sel, &matcher, 0, path, split).expect("search");
+        let bytes = search_split(&mut store, &sel, 0, path, split).expect("search");
         let (groups, matches, _) = store.finish();
         (groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect(), matches, bytes)
     }
@@ -486,12 +473,9 @@ mod tests {
         let path = dir.path().join("web.log");
         std::fs::write(&path, log(60_000)).expect("write");
         let sel_re = Regex::new("x").expect("regex");
-        let sel = Selection { select: &sel_re, context: 2, since: None, until: None };
-        let matcher = grep_regex::RegexMatcherBuilder::new()
-            .line_terminator(Some(b'\n'))
-            .build(&format!("{}|{TRACEBACK_LINES}", super::super::DEFAULT_CANDIDATES))
-            .expect("matcher");
-        let parts = parts(&sel, &matcher, &path, Split { min: 0, cores: 4 }).expect("parts");
+        let matcher = matcher(super::super::DEFAULT_CANDIDATES);
+        let sel = Selection { candidates: &matcher, select: &sel_re, context: 2, since: None, until: None };
+        let parts = parts(&sel, &path, Split { min: 0, cores: 4 }).expect("parts");
         assert_eq!(parts.len(), 4, "{parts:?}");
         let whole = run(&path, Split { min: 0, cores: 1 });
         assert!(whole.1 > 300, "{} hits", whole.1);
@@ -503,19 +487,19 @@ mod tests {
 
     #[test]
     fn cuts_fall_only_in_quiet_stretches() {
-        let matcher = grep_regex::RegexMatcherBuilder::new().line_terminator(Some(b'\n')).build("ERROR").expect("m");
+        let matcher = matcher("ERROR");
         let re = Regex::new("ERROR").expect("regex");
-        let sel = Selection { select: &re, context: 0, since: None, until: None };
+        let sel = Selection { candidates: &matcher, select: &re, context: 0, since: None, until: None };
         let dense = "x ERROR\n".repeat(10_000);
-        assert_eq!(quiet_cut(&sel, &matcher, dense.as_bytes()).expect("cut"), None);
+        assert_eq!(quiet_cut(&sel, dense.as_bytes()).expect("cut"), None);
         // One quiet stretch: the cut is just past the earlier error's after-context.
         let (_, after) = sel.search_context();
         let text = format!("partial\nERROR a\n{}ERROR b\n", "quiet\n".repeat(100));
-        let cut = quiet_cut(&sel, &matcher, text.as_bytes()).expect("cut").expect("a cut") as usize;
+        let cut = quiet_cut(&sel, text.as_bytes()).expect("cut").expect("a cut") as usize;
         assert_eq!(cut, "partial\nERROR a\n".len() + "quiet\n".len() * after);
         // The line the window starts in is unknown, so it counts as an error.
         let text = format!("ERROR partial\n{}", "quiet\n".repeat(100));
-        let cut = quiet_cut(&sel, &matcher, text.as_bytes()).expect("cut").expect("a cut") as usize;
+        let cut = quiet_cut(&sel, text.as_bytes()).expect("cut").expect("a cut") as usize;
         assert_eq!(cut, "ERROR partial\n".len() + "quiet\n".len() * after);
     }
 }
