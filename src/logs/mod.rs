@@ -10,9 +10,10 @@
 //!   which `grep 'error'` missed), traceback headers and HTTP 5xx access lines, found by
 //!   ripgrep's engine (`scan`), which parses only the lines near a hit; `--context N` records
 //!   around each hit make its example.
-//! - **Groups**: each hit record counts once in its group; a record's fingerprint masks numbers, hex, UUIDs, IPs and quoted values; a
-//!   traceback's is its frames' files and functions plus the exception type. Groups are listed in
-//!   first-seen order with count, first/last seen, sources and one full example.
+//! - **Groups**: each hit record counts once in its group; a record's fingerprint masks
+//!   numbers, hex, UUIDs, IPs and quoted values; a traceback's is its frames' files and functions
+//!   plus the exception type. Groups are listed in first-seen order with count, first/last seen,
+//!   sources and one full example.
 //! - **Suspect** (`suspect`): the in-app frame on a line changed since the last known good
 //!   version, with the commit, author, subject and hunk.
 //! - Everything written is redacted.
@@ -132,7 +133,7 @@ fn fingerprint(r: &Record) -> String {
 
 /// The exception raised and the in-app frames, innermost first.
 fn diagnose(record: &Record) -> (Option<String>, Vec<Frame>) {
-    let lines: Vec<&Line> = record.lines.iter().collect();
+    let lines = &record.lines;
     let exception = lines
         .iter()
         .rev()
@@ -201,8 +202,28 @@ const MAX_GROUPS: usize = 10_000;
 /// Lines of a group's example kept.
 const MAX_EXAMPLE: usize = 300;
 
-/// The groups found so far. Regions of each source are folded in as the search finds them, so
-/// memory follows the number of distinct groups, not the size of the logs.
+impl Group {
+    /// Counts more occurrences of this group in; the earliest one's example is kept.
+    fn fold_in(
+        &mut self,
+        count: usize,
+        sources: impl IntoIterator<Item = String>,
+        first: Option<Millis>,
+        last: Option<Millis>,
+        example: impl FnOnce() -> Vec<String>,
+    ) {
+        self.count += count;
+        self.sources.extend(sources);
+        self.last = self.last.max(last);
+        if matches!((first, self.first), (Some(a), Some(b)) if a < b) {
+            self.first = first;
+            self.example = example();
+        }
+    }
+}
+
+/// The groups found so far. Occurrences are folded in as the search finds them, so memory
+/// follows the number of distinct groups, not the size of the logs.
 struct Store<'a> {
     prefixes: &'a [String],
     redactor: &'a crate::redact::Redactor,
@@ -218,17 +239,18 @@ impl Store<'_> {
     fn occurrence(&mut self, source: &str, window: &[Record], hit: usize) {
         use std::hash::{Hash, Hasher};
         let matched = &window[hit];
-        let (first, last) = (matched.at(), matched.at());
+        let at = matched.at();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         fingerprint(matched).hash(&mut h);
         let key = h.finish();
+        let redactor = self.redactor;
         let example = || -> Vec<String> {
             let lines: Vec<&Line> = window.iter().flat_map(|r| r.lines.iter()).collect();
             let mut out: Vec<String> = lines
                 .iter()
                 .take(MAX_EXAMPLE)
                 .map(|l| {
-                    self.redactor.redact(&match l.at {
+                    redactor.redact(&match l.at {
                         Some(t) => format!("{} {}", rfc3339(t), l.text),
                         None => l.text.clone(),
                     })
@@ -240,16 +262,8 @@ impl Store<'_> {
             out
         };
         if let Some(&g) = self.index.get(&key) {
-            let earlier = matches!((first, self.groups[g].first), (Some(a), Some(b)) if a < b);
-            let group = &mut self.groups[g];
-            group.count += 1;
-            group.sources.insert(source.to_string());
-            group.last = group.last.max(last);
-            if earlier {
-                // Another source saw it first: that occurrence is the example.
-                group.first = first;
-                group.example = example();
-            }
+            // Seen first here (another source, an earlier time): this occurrence is the example.
+            self.groups[g].fold_in(1, [source.to_string()], at, at, example);
             return;
         }
         if self.groups.len() >= MAX_GROUPS {
@@ -265,8 +279,8 @@ impl Store<'_> {
             count: 1,
             first_seen: None,
             last_seen: None,
-            first,
-            last,
+            first: at,
+            last: at,
             sources: BTreeSet::from([source.to_string()]),
             exception,
             frame,
@@ -293,16 +307,7 @@ impl Store<'_> {
         self.dropped += part.dropped;
         for g in part.groups {
             match self.index.get(&g.key) {
-                Some(&i) => {
-                    let mine = &mut self.groups[i];
-                    mine.count += g.count;
-                    mine.sources.extend(g.sources);
-                    mine.last = mine.last.max(g.last);
-                    if matches!((g.first, mine.first), (Some(a), Some(b)) if a < b) {
-                        mine.first = g.first;
-                        mine.example = g.example;
-                    }
-                }
+                Some(&i) => self.groups[i].fold_in(g.count, g.sources, g.first, g.last, || g.example),
                 None if self.groups.len() >= MAX_GROUPS => self.dropped += g.count,
                 None => {
                     self.index.insert(g.key, self.groups.len());

@@ -87,18 +87,12 @@ impl Scanner<'_, '_> {
     fn line(&mut self, raw: &[u8], candidate: bool) {
         if !self.active {
             if !candidate {
-                if self.ring_cap > 0 {
-                    let mut buf = if self.ring.len() == self.ring_cap {
-                        self.gap = true;
-                        self.ring.pop_front().unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    };
-                    buf.clear();
-                    buf.extend_from_slice(raw);
-                    self.ring.push_back(buf);
-                } else {
+                if self.ring.len() == self.ring_cap {
                     self.gap = true;
+                    self.ring.pop_front();
+                }
+                if self.ring_cap > 0 {
+                    self.ring.push_back(raw.to_vec());
                 }
                 return;
             }
@@ -107,12 +101,9 @@ impl Scanner<'_, '_> {
                 self.history.clear();
                 self.last = None;
             }
-            let ring = std::mem::take(&mut self.ring);
-            for raw in &ring {
-                self.parse(raw, false);
+            while let Some(raw) = self.ring.pop_front() {
+                self.parse(&raw, false);
             }
-            self.ring = ring;
-            self.ring.clear();
         }
         self.parse(raw, candidate);
         if !candidate && self.settled() {
@@ -159,21 +150,16 @@ impl Scanner<'_, '_> {
             p.records.push(rec.clone());
             p.after -= 1;
         }
-        while self.pending.front().is_some_and(|p| p.after == 0) {
-            if let Some(p) = self.pending.pop_front() {
-                self.store.occurrence(&self.name, &p.records, p.hit);
-            }
-        }
         if hit {
             self.store.matches += 1;
             let mut records: Vec<Record> = self.history.iter().cloned().collect();
             records.push(rec.clone());
-            let p = Pending { hit: records.len() - 1, records, after: self.sel.context };
-            if p.after == 0 {
-                self.store.occurrence(&self.name, &p.records, p.hit);
-            } else {
-                self.pending.push_back(p);
-            }
+            self.pending.push_back(Pending { hit: records.len() - 1, records, after: self.sel.context });
+        }
+        // Every window waits for the same number of records, so they complete in order.
+        while self.pending.front().is_some_and(|p| p.after == 0) {
+            let Some(p) = self.pending.pop_front() else { break };
+            self.store.occurrence(&self.name, &p.records, p.hit);
         }
         if self.sel.context > 0 {
             if self.history.len() == self.sel.context {
