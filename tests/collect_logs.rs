@@ -251,6 +251,8 @@ fn errors_close_together_count_once_each_in_their_own_groups() {
     assert_eq!(groups[0]["count"], 2, "{doc:#}");
     assert_eq!(groups[0]["frame"], "application.py:67 in load_urls");
     assert!(groups[1]["example"].to_string().contains("\\\"POST /shorten HTTP/1.1\\\" 500"), "{doc:#}");
+    assert_eq!(groups[1]["message"], "127.0.0.1 - - \"POST /shorten HTTP/1.1\" 500 265", "the matching line: {doc:#}");
+    assert!(groups[2]["message"].as_str().expect("message").ends_with("[CRITICAL] WORKER TIMEOUT (pid:12)"));
     assert_eq!(groups[1]["count"], 2, "{doc:#}");
     let timeout: Vec<&str> =
         groups[2]["example"].as_array().expect("example").iter().map(|l| l.as_str().expect("line")).collect();

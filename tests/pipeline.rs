@@ -78,8 +78,10 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
 
     // The error report names the exception and the line of the app it came from.
     let report = p.app.join("hunt.txt");
+    // The console names every group: the exception, and the failed request's access line.
     p.cmd("collect-logs").args(["--env", "production", "--out"]).arg(&report).assert().success().stdout(
-        predicate::str::contains("TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper"),
+        predicate::str::contains("TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper")
+            .and(predicate::str::contains("\"POST /shorten HTTP/1.1\" 500 ")),
     );
     let text = std::fs::read_to_string(&report).expect("report");
     assert!(text.contains("innermost app frame: application.py (v2):"), "{text}");

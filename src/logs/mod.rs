@@ -79,6 +79,9 @@ pub struct Group {
     #[serde(skip)]
     last: Option<Millis>,
     pub sources: BTreeSet<String>,
+    /// The matching line itself (redacted, at most 200 characters): what the group is about
+    /// when it is not an exception.
+    pub message: String,
     pub exception: Option<String>,
     pub frame: Option<String>,
     pub example: Vec<String>,
@@ -203,6 +206,11 @@ const MAX_GROUPS: usize = 10_000;
 const MAX_EXAMPLE: usize = 300;
 
 impl Group {
+    /// One line naming the group: its exception, else its matching line.
+    fn headline(&self) -> &str {
+        self.exception.as_deref().unwrap_or(&self.message)
+    }
+
     /// Counts more occurrences of this group in; the earliest one's example is kept.
     fn fold_in(
         &mut self,
@@ -271,6 +279,8 @@ impl Store<'_> {
             return;
         }
         let (exception, frames) = diagnose(matched);
+        let line = matched.lines.iter().find(|l| l.hit).or(matched.lines.first());
+        let message = line.map(|l| redactor.redact(&l.text.chars().take(200).collect::<String>())).unwrap_or_default();
         let frame = frames.first().map(|f| frame_label(f, self.prefixes));
         let example = example();
         self.index.insert(key, self.groups.len());
@@ -282,6 +292,7 @@ impl Store<'_> {
             first: at,
             last: at,
             sources: BTreeSet::from([source.to_string()]),
+            message,
             exception,
             frame,
             example,
@@ -479,13 +490,12 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         };
         ctx.ui.result(format!("{found} in {hits} matching record(s) → {}", out.display()));
         for g in &groups {
-            if let Some(e) = &g.exception {
-                ctx.ui.result(format!(
-                    "  {e} ×{}{}",
-                    g.count,
-                    g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default()
-                ));
-            }
+            ctx.ui.result(format!(
+                "  {} ×{}{}",
+                g.headline(),
+                g.count,
+                g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default()
+            ));
         }
         if let Some(s) = &suspect {
             ctx.ui.result(format!("  suspect: {}", s.headline()));
@@ -532,7 +542,7 @@ fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: u
         format!("{} group(s) of errors in {hits} matching record(s):", groups.len())
     };
     for g in groups.iter().take(5) {
-        let what = g.exception.clone().unwrap_or_else(|| g.example.first().cloned().unwrap_or_default());
+        let what = g.headline();
         t += &format!("\n• {what} ×{}{}", g.count, g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default());
     }
     if let Some(s) = suspect {
