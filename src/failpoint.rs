@@ -8,6 +8,9 @@
 //! - `SAFEDEPLOY_FAILPOINT=N:enospc`: step N fails with "No space left on device", as a full
 //!   disk under the state dir would.
 //! - `SAFEDEPLOY_FAILPOINT_LOG=FILE`: each step is appended as `N<TAB>what` (the dry-run text).
+//! - `SAFEDEPLOY_FAILPOINT_PORTS=P1,P2,...`: the local platform's port picker is offered these
+//!   ports first, before the kernel's free ones, so a test can hand it an environment's port or
+//!   one another process holds (a lost bind race, made certain).
 //!
 //! Unset, `step` costs one atomic load.
 
@@ -61,4 +64,14 @@ pub fn step(what: impl FnOnce() -> String) -> Result<()> {
         Some((at, Mode::Enospc)) if at == n => Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC).into()),
         _ => Ok(()),
     }
+}
+
+/// The next port `SAFEDEPLOY_FAILPOINT_PORTS` offers the port picker, if any is left.
+pub fn offered_port() -> Option<u16> {
+    static OFFERED: OnceLock<std::sync::Mutex<std::collections::VecDeque<u16>>> = OnceLock::new();
+    let offered = OFFERED.get_or_init(|| {
+        let list = std::env::var("SAFEDEPLOY_FAILPOINT_PORTS").unwrap_or_default();
+        std::sync::Mutex::new(list.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+    });
+    offered.lock().ok()?.pop_front()
 }

@@ -81,7 +81,9 @@ fn a_version_that_never_arrives_and_an_unreachable_environment_are_clear_verdict
         .stderr(predicate::str::contains("test did not serve v1 within 3s: it still serves \"v0\", not v1"));
     assert_eq!(server.hits("/"), 0, "no check runs against the wrong version");
 
-    let f = Fixture::new(&format!("http://127.0.0.1:{}", support::free_port()), ONE_CHECK);
+    // A reserved port nobody listens on (the lease keeps every other test off it).
+    let unanswered = support::reserve_port();
+    let f = Fixture::new(&format!("http://127.0.0.1:{}", unanswered.port), ONE_CHECK);
     f.smoke().assert().code(1).stderr(predicate::str::contains("could not connect"));
 }
 

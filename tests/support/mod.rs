@@ -25,8 +25,44 @@ pub fn tools_path() -> String {
     format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// A loopback port reserved for one test for as long as the lease lives: an environment's port,
+/// or one that must stay unanswered. Leases come from below the kernel's ephemeral range, so no
+/// app or server that binds port 0 (the platform's app ports, the test servers) can be handed
+/// one, and each is held by a lock file, so parallel tests (nextest runs each in its own
+/// process) never share one. The lock is released when the process ends, however it ends.
+pub struct PortLease {
+    pub port: u16,
+    _lock: std::fs::File,
+}
+
+pub fn reserve_port() -> PortLease {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral_low: u32 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    let (low, high) = (ephemeral_low.saturating_sub(12_000).max(1024), ephemeral_low);
+    assert!(high > low + 100, "the ephemeral port range starts at {ephemeral_low}: no room below it for test ports");
+    let dir = std::env::temp_dir().join("safedeploy-test-ports");
+    std::fs::create_dir_all(&dir).expect("port lock dir");
+    let span = high - low;
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let start = (std::process::id().wrapping_mul(7919) ^ nanos) % span;
+    for i in 0..span {
+        let port = (low + (start + i) % span) as u16;
+        let Ok(lock) =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{port}.lock")))
+        else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        // Held by something outside the tests: not this one.
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        return PortLease { port, _lock: lock };
+    }
+    panic!("no free test port in {low}..{high}");
 }
 
 pub struct Project {
@@ -35,6 +71,7 @@ pub struct Project {
     pub state: PathBuf,
     pub staging_port: u16,
     pub production_port: u16,
+    _ports: [PortLease; 2],
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -62,7 +99,8 @@ impl Project {
         let app = tmp.path().join("app");
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/url-shortener");
         copy_dir(&example, &app);
-        let (staging_port, production_port) = (free_port(), free_port());
+        let ports = [reserve_port(), reserve_port()];
+        let (staging_port, production_port) = (ports[0].port, ports[1].port);
         let venv = venv();
         let bin = venv.join("bin");
         let config = std::fs::read_to_string(app.join("safedeploy.toml"))
@@ -80,7 +118,8 @@ impl Project {
             .replace("deadline = \"30s\"", "deadline = \"8s\"");
         assert!(config.contains(r#"command = "true""#), "the example's build command changed; update tests/support");
         std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
-        let p = Project { state: tmp.path().join("state"), _tmp: tmp, app, staging_port, production_port };
+        let p =
+            Project { state: tmp.path().join("state"), _tmp: tmp, app, staging_port, production_port, _ports: ports };
         p.git(&["init", "-q", "-b", "main"]);
         p.commit_all("URL shortener v1", "Team");
         p

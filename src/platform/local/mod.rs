@@ -18,6 +18,7 @@
 //!   new one on the environment's port → wait until healthy (requests are dropped meanwhile).
 
 mod nginx;
+mod ports;
 
 use super::{Live, Platform};
 use crate::config::Environment;
@@ -67,6 +68,10 @@ struct Health<'h> {
     label: &'h str,
     /// Where the version answers: the environment's URL, or its own port behind the proxy.
     base: &'h str,
+    /// The port it listens on, and its process group (`None` in a dry run): an answer there is
+    /// the version's only when the listener is one of its processes.
+    port: u16,
+    group: Option<i32>,
     child: Option<&'h duct::Handle>,
     /// Where in app.log this start's output begins.
     log_from: u64,
@@ -230,6 +235,11 @@ impl<'a> Local<'a> {
         url.port_or_known_default().ok_or_else(|| usage!("environments.{}.url: no port in {:?}", env.name, env.url))
     }
 
+    /// The ports of every configured environment on this machine: never handed to an app.
+    fn environment_ports(&self) -> std::collections::HashSet<u16> {
+        self.ctx.config.environments.values().filter_map(|e| self.port_of(e).ok()).collect()
+    }
+
     /// The web command: `deploy.command`, else the version's `Procfile` `web:` line.
     fn web_command(&self, dir: &Path, label: &str) -> Result<String> {
         if let Some(c) = &self.ctx.config.deploy.command {
@@ -299,7 +309,7 @@ impl<'a> Local<'a> {
     /// Polls `base` + the health path until a 2xx, failing early when the process exits.
     /// `left` says what an interruption leaves behind.
     fn wait_healthy(&self, h: Health<'_>) -> Result<()> {
-        let Health { env, label, base, child, log_from, left } = h;
+        let Health { env, label, base, port, group, child, log_from, left } = h;
         let deploy = &self.ctx.config.deploy;
         let url = format!("{}{}", base.trim_end_matches('/'), deploy.health_path);
         let req = Request::get(&url).timeout(Duration::from_secs(2));
@@ -338,7 +348,16 @@ impl<'a> Local<'a> {
         })?;
         let Some(answer) = answer else { return Ok(()) };
         let tail = || log_tail(&self.log_file(&env.name), log_from, 12);
+        let taken = |holders: &ports::Listeners| PortTaken {
+            port,
+            label: label.to_string(),
+            holder: if holders.any() { holders.describe() } else { "another process".into() },
+        };
         if let Some(status) = exited {
+            let holders = ports::listeners(port);
+            if says_port_in_use(&tail()) || holders.any() {
+                return Err(taken(&holders).into());
+            }
             return Err(verdict!(
                 "{label} exited during start-up in {} ({status}); its last output:{}",
                 env.name,
@@ -346,7 +365,11 @@ impl<'a> Local<'a> {
             ));
         }
         match answer {
-            Ok(r) if (200..300).contains(&r.status) => Ok(()),
+            Ok(r) if (200..300).contains(&r.status) => match group {
+                // The answer counts only if it came from the version's own processes.
+                Some(g) if !ports::listeners(port).all_of(g) => Err(taken(&ports::listeners(port)).into()),
+                _ => Ok(()),
+            },
             Ok(r) => Err(verdict!(
                 "{label} did not become healthy in {} within {}s: GET {url} answered {} {}{}",
                 env.name,
@@ -435,8 +458,9 @@ impl<'a> Local<'a> {
         )?;
         if !self.ctx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(could_not_act!(
-                "port {port} of {} is in use by a process safedeploy did not start; {} stays stopped",
+                "port {port} of {} is held by {}, which safedeploy did not start; {} stays stopped",
                 env.name,
+                ports::listeners(port).describe(),
                 env.name
             ));
         }
@@ -450,9 +474,23 @@ impl<'a> Local<'a> {
             self.write_state(&env.name, Some(&EnvState { label: label.to_string(), pid, port, started_at }))?;
         }
         let left = format!("{label} is left running, unverified");
-        let result =
-            self.wait_healthy(Health { env, label, base: &env.url, child: handle.as_ref(), log_from, left: &left });
+        let group = handle.as_ref().map(|h| h.pids().first().copied().unwrap_or(0) as i32);
+        let result = self.wait_healthy(Health {
+            env,
+            label,
+            base: &env.url,
+            port,
+            group,
+            child: handle.as_ref(),
+            log_from,
+            left: &left,
+        });
         self.keep(handle);
+        let result = result.map_err(|e| match e.downcast::<PortTaken>() {
+            // The environment's own port: there is no other to try.
+            Ok(t) => could_not_act!("{t}; {} is left stopped", env.name),
+            Err(e) => e,
+        });
         match result {
             // Leave nothing half-alive behind: a version that failed its start is stopped.
             Err(e) if !self.ctx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
@@ -481,64 +519,121 @@ impl<'a> Local<'a> {
             || format!("create {}", self.env_dir(name).join("data").display()),
             || Ok(std::fs::create_dir_all(self.env_dir(name).join("data"))?),
         )?;
-        let app_port = free_port()?;
-        let cmd = self.app_command(env, label, dir, app_port)?;
-        let log = self.log_file(name);
-        let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        let serving = old.as_ref().map(|o| o.label.clone());
-        self.ctx.ui.status(match &serving {
-            Some(o) => format!("{name}: starting {label} on port {app_port} beside {o}, which keeps serving"),
-            None => format!("{name}: starting {label} on port {app_port}"),
-        });
-        let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
-        let slot = handle.as_ref().map(|h| EnvState {
-            label: label.to_string(),
-            pid: h.pids().first().copied().unwrap_or(0) as i32,
-            port: app_port,
-            started_at: crate::clock::rfc3339(crate::clock::now_ms()),
-        });
-        if let Some(s) = &slot {
-            self.write_json(&self.starting_file(name), Some(s))?;
-        }
-        let left = match &serving {
-            Some(o) => format!("{label} is left starting, not serving; {o} still serves"),
-            None => format!("{label} is left starting, not serving"),
-        };
-        let base = format!("http://127.0.0.1:{app_port}");
-        let result =
-            self.wait_healthy(Health { env, label, base: &base, child: handle.as_ref(), log_from, left: &left });
-        self.keep(handle);
-        let Some(slot) = slot else {
+        let serving = old.as_ref().map(|o| o.label.as_str());
+        let Some(slot) = self.start_beside(env, label, dir, serving)? else {
             // A dry run: the rest of the plan, each step printed by its chokepoint.
-            result?;
-            self.point_nginx(nginx, &listen, app_port)?;
+            self.point_nginx(nginx, &listen, 0)?;
             if let Some(o) = &old {
                 self.stop_group(name, o)?;
             }
             return Ok(());
         };
-        if let Err(e) = result {
-            if crate::error::kind_of(&e) == crate::error::Kind::Verdict {
-                // It never served: stop it; the old version was never touched.
-                self.stop_group(name, &slot)?;
-                self.write_json::<EnvState>(&self.starting_file(name), None)?;
-            }
-            return Err(e);
-        }
         // Recorded before the switch: a run killed from here on leaves the new version recorded
         // as serving and the old one to be stopped, whichever nginx points at.
-        let mut retiring: Vec<EnvState> = self.read_json(&self.retiring_file(name))?.unwrap_or_default();
+        let before: Vec<EnvState> = self.read_json(&self.retiring_file(name))?.unwrap_or_default();
+        let mut retiring = before.clone();
         retiring.extend(old.clone());
         self.write_json(&self.retiring_file(name), Some(&retiring))?;
         self.write_state(name, Some(&slot))?;
         self.write_json::<EnvState>(&self.starting_file(name), None)?;
-        self.point_nginx(nginx, &listen, app_port)?;
+        if let Err(e) = self.point_nginx(nginx, &listen, slot.port) {
+            if nginx.pid().is_some() {
+                return Err(e);
+            }
+            // nginx is not up, so the new version took no traffic: the record goes back to what
+            // it was and the new version is stopped.
+            self.write_state(name, old.as_ref())?;
+            self.write_json(&self.retiring_file(name), Some(&before))?;
+            self.stop_group(name, &slot)?;
+            return Err(e.context(crate::error::Error::could_not_act(format!(
+                "{name}: nginx did not start, so {label} took no traffic and was stopped"
+            ))));
+        }
         self.ctx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
         for o in &retiring {
             self.stop_group(name, o)?;
         }
         self.write_json::<Vec<EnvState>>(&self.retiring_file(name), None)?;
         Ok(())
+    }
+
+    /// Behind the proxy: starts `label` on a port of its own (never an environment's) and waits
+    /// until it is healthy there, recorded in `starting.json` meanwhile; `serving` keeps serving.
+    /// A port another process takes before the app binds it is picked again, up to
+    /// [`PORT_ATTEMPTS`] times. Returns what now runs (`None` in a dry run); a version that
+    /// fails its start is stopped.
+    fn start_beside(
+        &self,
+        env: &Environment,
+        label: &str,
+        dir: &Path,
+        serving: Option<&str>,
+    ) -> Result<Option<EnvState>> {
+        let name = env.name.as_str();
+        let reserved = self.environment_ports();
+        let left = match serving {
+            Some(o) => format!("{label} is left starting, not serving; {o} still serves"),
+            None => format!("{label} is left starting, not serving"),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let app_port = if self.ctx.dry_run { 0 } else { ports::pick(&reserved)? };
+            let cmd = self.app_command(env, label, dir, app_port)?;
+            let log = self.log_file(name);
+            let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+            let on = if self.ctx.dry_run { "a free port".to_string() } else { format!("port {app_port}") };
+            self.ctx.ui.status(match serving {
+                Some(o) => format!("{name}: starting {label} on {on} beside {o}, which keeps serving"),
+                None => format!("{name}: starting {label} on {on}"),
+            });
+            let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
+            let slot = handle.as_ref().map(|h| EnvState {
+                label: label.to_string(),
+                pid: h.pids().first().copied().unwrap_or(0) as i32,
+                port: app_port,
+                started_at: crate::clock::rfc3339(crate::clock::now_ms()),
+            });
+            if let Some(s) = &slot {
+                self.write_json(&self.starting_file(name), Some(s))?;
+            }
+            let base = format!("http://127.0.0.1:{app_port}");
+            let result = self.wait_healthy(Health {
+                env,
+                label,
+                base: &base,
+                port: app_port,
+                group: slot.as_ref().map(|s| s.pid),
+                child: handle.as_ref(),
+                log_from,
+                left: &left,
+            });
+            self.keep(handle);
+            let Some(slot) = slot else {
+                result?;
+                return Ok(None);
+            };
+            let Err(e) = result else { return Ok(Some(slot)) };
+            let lost = e.downcast_ref::<PortTaken>().is_some();
+            if lost || crate::error::kind_of(&e) == crate::error::Kind::Verdict {
+                // It never served: stop it; the old version was never touched.
+                self.stop_group(name, &slot)?;
+                self.write_json::<EnvState>(&self.starting_file(name), None)?;
+            }
+            if !lost {
+                return Err(e);
+            }
+            if attempt == PORT_ATTEMPTS {
+                return Err(e.context(crate::error::Error::could_not_act(format!(
+                    "{label} could not get a port of its own in {name} in {PORT_ATTEMPTS} tries{}",
+                    serving.map(|o| format!("; {o} still serves")).unwrap_or_default()
+                ))));
+            }
+            self.ctx.ui.warn(format!(
+                "{name}: {e}; starting it again on another port (try {} of {PORT_ATTEMPTS})",
+                attempt + 1
+            ));
+        }
     }
 
     /// Stops whatever `env` runs and records it as stopped.
@@ -688,10 +783,24 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
     Ok(status.and_then(|s| s.code()).unwrap_or(1))
 }
 
-/// A free port on 127.0.0.1 for a version behind the proxy.
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+/// The app's port was taken by another process before, or while, the app bound it: not a
+/// verdict on the version (it never got to serve), so the start is tried again elsewhere.
+#[derive(Debug, thiserror::Error)]
+#[error("port {port} was taken by {holder} before {label} could listen on it")]
+struct PortTaken {
+    port: u16,
+    label: String,
+    holder: String,
+}
+
+/// How many ports a version behind the proxy is started on before the platform gives up.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Whether an app's last output says its port was in use (gunicorn: "Connection in use";
+/// Python, Node, Go, Java: "Address already in use" / EADDRINUSE).
+fn says_port_in_use(output: &str) -> bool {
+    let o = output.to_ascii_lowercase();
+    ["address already in use", "eaddrinuse", "connection in use", "address in use"].iter().any(|s| o.contains(s))
 }
 
 /// What /proc/PID/stat says of a process that the platform needs.

@@ -13,12 +13,23 @@
 //! `access.log` and `error.log` (nginx's own formats, which collect-logs reads), `tmp/`.
 
 use crate::context::Ctx;
+use crate::error::Error;
 use crate::exec::Cmd;
 use crate::{could_not_act, usage};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// How many times nginx is started when its bind is lost to a socket that then goes away.
+const START_ATTEMPTS: usize = 3;
+
+/// How one start of nginx ended.
+enum Started {
+    Up(Option<duct::Handle>),
+    /// It could not bind the environment's port; what it said.
+    PortInUse(String),
+}
 
 pub struct Nginx<'a> {
     ctx: &'a Ctx,
@@ -136,24 +147,55 @@ impl<'a> Nginx<'a> {
         (String::from_utf8_lossy(&cmdline).contains("nginx") && state != 'Z').then_some(pid)
     }
 
-    /// Starts nginx on `listen`, forwarding to `upstream`; returns once the port answers.
+    /// Starts nginx on `listen`, forwarding to `upstream`; returns once the port answers. The
+    /// environment's port held by another process is exit 3 naming it; a bind lost to a
+    /// socket that has gone by the time it is looked at is tried again, up to three times.
     pub fn start(&self, listen: &str, upstream: u16) -> Result<Option<duct::Handle>> {
+        let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+        for attempt in 1..=START_ATTEMPTS {
+            match self.start_once(listen, upstream)? {
+                Started::Up(h) => return Ok(h),
+                Started::PortInUse(why) => {
+                    let holders = super::ports::listeners(port);
+                    if holders.any() || attempt == START_ATTEMPTS {
+                        return Err(Error::could_not_act(format!(
+                            "nginx cannot listen on {listen}: the port is held by {}{}",
+                            if holders.any() { holders.describe() } else { "another process".into() },
+                            if holders.any() { String::new() } else { format!(" ({why})") }
+                        ))
+                        .with_hint("an environment's port belongs to its nginx: stop what holds it, or give the environment another url")
+                        .into());
+                    }
+                    self.ctx.ui.warn(format!(
+                        "nginx lost the race for {listen} to a socket that is gone now; starting it again (try {} of {START_ATTEMPTS})",
+                        attempt + 1
+                    ));
+                }
+            }
+        }
+        Err(could_not_act!("nginx did not start on {listen}"))
+    }
+
+    fn start_once(&self, listen: &str, upstream: u16) -> Result<Started> {
         self.write_conf(listen, upstream)?;
         let log = self.dir.join("nginx.out");
         self.ctx.ui.status(format!("local: starting nginx on {listen} → 127.0.0.1:{upstream}"));
+        let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let handle = self.ctx.exec.spawn_detached(&self.control(&[]), &log)?;
-        let Some(h) = handle else { return Ok(None) };
+        let Some(h) = handle else { return Ok(Started::Up(None)) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if self.pid().is_some() && std::net::TcpStream::connect(listen).is_ok() {
-                return Ok(Some(h));
+                return Ok(Started::Up(Some(h)));
             }
             if let Ok(Some(out)) = h.try_wait() {
-                return Err(could_not_act!(
-                    "nginx exited at start ({}): {}",
-                    crate::exec::describe(&out.status),
-                    crate::exec::tail_of(&std::fs::read(&log).unwrap_or_default(), 5).trim()
-                ));
+                let mut said = std::fs::read(&log).unwrap_or_default();
+                said.drain(..(from as usize).min(said.len()));
+                let said = crate::exec::tail_of(&said, 5).trim().to_string();
+                if said.contains("Address already in use") {
+                    return Ok(Started::PortInUse(said.lines().last().unwrap_or_default().trim().to_string()));
+                }
+                return Err(could_not_act!("nginx exited at start ({}): {said}", crate::exec::describe(&out.status)));
             }
             if Instant::now() > deadline {
                 let _ = h.kill();
