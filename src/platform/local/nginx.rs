@@ -26,7 +26,7 @@ const START_ATTEMPTS: usize = 3;
 
 /// How one start of nginx ended.
 enum Started {
-    Up(Option<duct::Handle>),
+    Up(Option<Box<duct::Handle>>),
     /// It could not bind the environment's port; what it said.
     PortInUse(String),
 }
@@ -154,7 +154,7 @@ impl<'a> Nginx<'a> {
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
         for attempt in 1..=START_ATTEMPTS {
             match self.start_once(listen, upstream)? {
-                Started::Up(h) => return Ok(h),
+                Started::Up(h) => return Ok(h.map(|h| *h)),
                 Started::PortInUse(why) => {
                     let holders = super::ports::listeners(port);
                     if holders.any() || attempt == START_ATTEMPTS {
@@ -186,7 +186,7 @@ impl<'a> Nginx<'a> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if self.pid().is_some() && std::net::TcpStream::connect(listen).is_ok() {
-                return Ok(Started::Up(Some(h)));
+                return Ok(Started::Up(Some(Box::new(h))));
             }
             if let Ok(Some(out)) = h.try_wait() {
                 let mut said = std::fs::read(&log).unwrap_or_default();
