@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-pub fn path(ctx: &Ctx, label: &str) -> PathBuf {
-    ctx.state_dir.join("bundles").join(format!("{label}.{}", format(ctx)))
+pub fn path(ctx: &Ctx, label: &str) -> Result<PathBuf> {
+    crate::paths::child(&ctx.state_dir.join("bundles"), &format!("{label}.{}", format(ctx)), "version label")
 }
 
 /// The archive format the platform takes: a tar for `local`, the zip Elastic Beanstalk requires
@@ -54,7 +54,7 @@ fn first_line(e: &anyhow::Error) -> String {
 
 /// Writes the bundle for `commit` and returns its sha256 (`None` in a dry run).
 pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
-    let out = path(ctx, label);
+    let out = path(ctx, label)?;
     let src = ctx.config.source_dir();
     ctx.exec.effect(
         || format!("create {}", out.parent().map(|p| p.display().to_string()).unwrap_or_default()),
@@ -82,7 +82,7 @@ pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
 
 /// Removes the bundle of a version that was never registered.
 pub fn discard(ctx: &Ctx, label: &str) -> Result<()> {
-    let p = path(ctx, label);
+    let p = path(ctx, label)?;
     ctx.exec.effect(
         || format!("remove {}", p.display()),
         || match std::fs::remove_file(&p) {

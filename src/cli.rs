@@ -92,11 +92,28 @@ pub fn run(tool: &'static str, common: &CommonArgs, op: impl FnOnce(&Ctx) -> Res
     });
     let ui = common.ui(tool);
     let interrupted = interrupt_flag();
+    crate::error::quiet_panics();
     match Ctx::load(&common.options(), ui.clone(), interrupted) {
         // The context's console knows the config's secrets too: it renders the outcome.
-        Ok(ctx) => ExitCode::from(finish(&ctx.ui, op(&ctx))),
+        Ok(ctx) => ExitCode::from(finish(&ctx.ui, guarded(|| op(&ctx)))),
         Err(e) => ExitCode::from(finish(&ui, Err(e))),
     }
+}
+
+/// Runs an operation; a panic in it (a bug) ends as "could not act" (exit 3), never as a
+/// success or a verdict, and is said in the one error format.
+fn guarded(op: impl FnOnce() -> Result<Outcome>) -> Result<Outcome> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::failpoint::panic_at("operation");
+        op()
+    }))
+    .unwrap_or_else(|panic| {
+        Err(crate::error::Error::could_not_act(format!(
+            "internal error: {} (a bug in safedeploy; what the run did before it is in the ledger and above)",
+            crate::error::panic_message(&*panic)
+        ))
+        .into())
+    })
 }
 
 /// Prints the outcome (`--json` document and/or error lines) and returns the exit code.

@@ -595,16 +595,19 @@ fn three() -> usize {
     3
 }
 
-/// `label` is a valid version label: `[A-Za-z0-9._-]{1,100}` (Elastic Beanstalk's limit).
+/// `label` is a valid version label: `[A-Za-z0-9][A-Za-z0-9._-]{0,99}` (Elastic Beanstalk's
+/// limit is 100). It starts with a letter or digit, so it is never `.`, `..` or an option.
 pub fn validate_label(label: &str) -> Result<()> {
-    let ok = !label.is_empty()
-        && label.len() <= 100
+    let ok = label.len() <= 100
+        && label.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && label.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(Error::usage(format!("invalid version label {label:?}: expected 1 to 100 characters of A-Z a-z 0-9 . _ -"))
-            .into())
+        Err(Error::usage(format!(
+            "invalid version label {label:?}: expected 1 to 100 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+        ))
+        .into())
     }
 }
 
@@ -997,5 +1000,9 @@ mod tests {
         assert!(validate_label("").is_err());
         assert!(validate_label("a b").is_err());
         assert!(validate_label(&"x".repeat(101)).is_err());
+        assert!(validate_label(&"x".repeat(100)).is_ok());
+        for bad in [".", "..", "-rf", "--help", "_x", ".hidden", "a/b", "a\nb", "é"] {
+            assert!(validate_label(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -98,7 +98,7 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
                 label: label.to_string(),
                 commit: commit.clone(),
                 checksum,
-                bundle: bundle::path(ctx, label).to_string_lossy().into_owned(),
+                bundle: bundle::path(ctx, label)?.to_string_lossy().into_owned(),
                 created_at: now_ms(),
                 bad_at: None,
                 bad_reason: None,
@@ -106,7 +106,7 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
         }
     };
     let known = ledger.version(label)?.is_some();
-    if let Err(e) = platform.register(&version, &bundle::path(ctx, label)) {
+    if let Err(e) = platform.register(&version, &bundle::path(ctx, label)?) {
         if !known {
             bundle::discard(ctx, label)?;
         }

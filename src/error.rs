@@ -105,3 +105,35 @@ macro_rules! verdict {
 macro_rules! could_not_act {
     ($($arg:tt)*) => { ::anyhow::Error::from($crate::error::Error::could_not_act(format!($($arg)*))) };
 }
+
+/// Where the last panic happened and what it said, recorded by [`quiet_panics`]' hook.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Replaces Rust's panic report (several lines, on stderr) with a record of it: a panic is
+/// turned into an error (exit 3) where it is caught, and rendered once, in the one error format.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = panic_text(info.payload());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{what}{at}"));
+        }
+    }));
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// The message a caught panic carried, with where it happened when the hook saw it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = panic_text(payload);
+    match LAST_PANIC.lock().ok().and_then(|l| l.clone()) {
+        Some(recorded) if recorded.starts_with(&text) => recorded,
+        _ => text,
+    }
+}

@@ -8,6 +8,9 @@
 //! - `SAFEDEPLOY_FAILPOINT=N:enospc`: step N fails with "No space left on device", as a full
 //!   disk under the state dir would.
 //! - `SAFEDEPLOY_FAILPOINT_LOG=FILE`: each step is appended as `N<TAB>what` (the dry-run text).
+//! - `SAFEDEPLOY_FAILPOINT_PANIC=SITE`: the code at a named site panics, as a bug there would:
+//!   `operation` (the binary's operation), `smoke chain` (a chain's thread), `log part` (a
+//!   thread of the split log search). A panic anywhere must end as a failure, never a pass.
 //! - `SAFEDEPLOY_FAILPOINT_PORTS=P1,P2,...`: the local platform's port picker is offered these
 //!   ports first, before the kernel's free ones, so a test can hand it an environment's port or
 //!   one another process holds (a lost bind race, made certain).
@@ -74,4 +77,13 @@ pub fn offered_port() -> Option<u16> {
         std::sync::Mutex::new(list.split(',').filter_map(|p| p.trim().parse().ok()).collect())
     });
     offered.lock().ok()?.pop_front()
+}
+
+/// Panics when `SAFEDEPLOY_FAILPOINT_PANIC` names `site`.
+#[track_caller]
+pub fn panic_at(site: &str) {
+    static SITE: OnceLock<Option<String>> = OnceLock::new();
+    if SITE.get_or_init(|| std::env::var("SAFEDEPLOY_FAILPOINT_PANIC").ok()).as_deref() == Some(site) {
+        panic!("failpoint: a panic injected at {site}");
+    }
 }

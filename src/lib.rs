@@ -15,6 +15,7 @@
 //! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents |
 //! | [`lock`] | one deploy per environment at a time |
 //! | [`platform`] | the `Platform` trait; `local` and `elasticbeanstalk` (aws CLI) behind it |
+//! | [`paths`] | joins of paths built from inputs, proven to stay under their parent |
 //! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
 //! | [`git`] | read-only questions to git |
 //! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |
@@ -38,6 +39,7 @@ pub mod ledger;
 pub mod lock;
 pub mod logs;
 pub mod notify;
+pub mod paths;
 pub mod platform;
 pub mod redact;
 pub mod smoke;

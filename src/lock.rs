@@ -16,14 +16,14 @@ pub struct EnvLock {
     pub path: PathBuf,
 }
 
-pub fn path(state_dir: &Path, env: &str) -> PathBuf {
-    state_dir.join("locks").join(format!("{env}.lock"))
+pub fn path(state_dir: &Path, env: &str) -> Result<PathBuf> {
+    crate::paths::child(&state_dir.join("locks"), &format!("{env}.lock"), "environment")
 }
 
 /// Takes the environment's lock or fails with exit 3 naming the holder. In a dry run nothing is
 /// created; a lock held by someone else is still reported, as the real run would meet it.
 pub fn acquire(state_dir: &Path, env: &str, tool: &str, dry_run: bool) -> Result<Option<EnvLock>> {
-    let path = path(state_dir, env);
+    let path = path(state_dir, env)?;
     if dry_run {
         if let Ok(file) = File::open(&path)
             && let Err(TryLockError::WouldBlock) = file.try_lock()

@@ -295,12 +295,47 @@ fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) ->
     out
 }
 
-/// One round: every chain, side by side; results in the chains' order.
-fn run_round(ctx: &Ctx, base: &str, chains: &[Chain], vars: &Vars, samples: u32) -> Vec<CheckResult> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chains.iter().map(|c| s.spawn(move || run_chain(ctx, base, c, vars, samples))).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
+/// One round: every chain, side by side; results in the chains' order. A verdict is built
+/// only from results that exist: a chain whose thread panicked, or that gave fewer results than
+/// it has checks, is not a pass but "could not act" (exit 3), so nothing is recorded from it.
+fn run_round(ctx: &Ctx, base: &str, chains: &[Chain], vars: &Vars, samples: u32) -> Result<Vec<CheckResult>> {
+    let joined: Vec<std::thread::Result<Vec<CheckResult>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chains
+            .iter()
+            .map(|c| {
+                s.spawn(move || {
+                    crate::failpoint::panic_at("smoke chain");
+                    run_chain(ctx, base, c, vars, samples)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut results = vec![];
+    for (chain, outcome) in chains.iter().zip(joined) {
+        match outcome {
+            Ok(r) if r.len() == chain.checks.len() => results.extend(r),
+            Ok(r) => {
+                return Err(crate::could_not_act!(
+                    "smoke chain {:?} gave {} result(s) for {} check(s); no verdict is recorded",
+                    chain.name,
+                    r.len(),
+                    chain.checks.len()
+                ));
+            }
+            Err(panic) => {
+                return Err(crate::could_not_act!(
+                    "smoke chain {:?} stopped with an internal error ({}); no verdict is recorded",
+                    chain.name,
+                    crate::error::panic_message(&*panic)
+                ));
+            }
+        }
+    }
+    if results.is_empty() {
+        return Err(crate::could_not_act!("no smoke check ran; no verdict is recorded"));
+    }
+    Ok(results)
 }
 
 #[derive(Debug, Serialize)]
@@ -439,7 +474,7 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
     base_vars.0.insert("version".into(), served.clone());
 
     let mut round = 1;
-    let mut results = run_round(ctx, &env.url, &chains, &base_vars, req.samples);
+    let mut results = run_round(ctx, &env.url, &chains, &base_vars, req.samples)?;
     let mut monitor_states = match datadog {
         Some(dd) => monitors(ctx, dd)?,
         None => vec![],
@@ -455,7 +490,7 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
             }
             round += 1;
             base_vars.0.insert("run_id".into(), run_id());
-            results = run_round(ctx, &env.url, &chains, &base_vars, req.samples);
+            results = run_round(ctx, &env.url, &chains, &base_vars, req.samples)?;
             monitor_states = match datadog {
                 Some(dd) => monitors(ctx, dd)?,
                 None => vec![],
@@ -512,8 +547,9 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
     }
 }
 
+/// Zero results is never a pass.
 fn passed(results: &[CheckResult], monitors: &[MonitorState]) -> bool {
-    results.iter().all(|r| r.passed) && monitors.iter().all(|m| m.ok)
+    !results.is_empty() && results.iter().all(|r| r.passed && !r.skipped) && monitors.iter().all(|m| m.ok)
 }
 
 fn report_round(ctx: &Ctx, round: u32, results: &[CheckResult], monitors: &[MonitorState]) {

@@ -4,14 +4,13 @@
 //! the ledger passes `PRAGMA integrity_check`, running the step again converges, and the ledger
 //! then tells the truth (what it records as live is what is served; nothing left open).
 //!
-//! The suite writes the fault → outcome table it observed to `target/reliability-faults.md`;
+//! The suite writes the fault → outcome table it observed to `target/reliability/faults.md`;
 //! docs/RELIABILITY.md holds that table, and this test fails when the two differ
 //! (`SAFEDEPLOY_BLESS=1` rewrites the document's table from the run).
 
 mod support;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use support::Project;
 
 /// How one faulted run ended, and what the environments served right after it.
@@ -190,26 +189,7 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
             r.op, r.fault, r.step, r.what, r.exit, r.serving
         );
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability-faults.md");
-    std::fs::write(&out, &table).expect("write table");
-    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/RELIABILITY.md");
-    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
-    let (start, end) = ("<!-- faults:begin -->\n", "<!-- faults:end -->");
-    let (Some(a), Some(b)) = (doc.find(start), doc.find(end)) else {
-        panic!("{} lacks the {start:?} … {end:?} markers", doc_path.display())
-    };
-    let current = &doc[a + start.len()..b];
-    if current != table {
-        if std::env::var_os("SAFEDEPLOY_BLESS").is_some() {
-            std::fs::write(&doc_path, format!("{}{table}{}", &doc[..a + start.len()], &doc[b..])).expect("bless");
-        } else {
-            panic!(
-                "docs/RELIABILITY.md's fault table differs from what the suite observed ({}); \
-                 rerun with SAFEDEPLOY_BLESS=1 to record it",
-                out.display()
-            );
-        }
-    }
+    support::check_doc_section("faults", &table);
 }
 
 #[test]

@@ -56,16 +56,25 @@ fn all_skipped_fails() {
 }
 
 #[test]
-fn a_stale_report_is_removed_and_a_missing_one_fails() {
+fn a_stale_report_is_ignored_never_removed_and_a_missing_one_fails() {
     let p = Project::new();
-    // An earlier green report lies around; this run's command writes none.
-    p.write("reports/junit.xml", r#"<testsuite tests="1"><testcase name="old"/></testsuite>"#);
+    // An earlier green report lies around, written just now; this run's command writes none.
+    let old = r#"<testsuite tests="1"><testcase name="old"/></testsuite>"#;
+    p.write("reports/junit.xml", old);
     p.cmd("gate-tests")
         .args(["--", "true"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("the test command wrote no JUnit report at"));
-    assert!(!p.app.join("reports/junit.xml").exists(), "the stale report was removed before the run");
+    let left = std::fs::read_to_string(p.app.join("reports/junit.xml")).expect("the earlier report is still there");
+    assert_eq!(left, old, "the gate deletes and changes nothing it did not write");
+    assert!(
+        std::fs::read_dir(&p.app)
+            .expect("dir")
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".safedeploy-gate")),
+        "the gate's start marker is gone"
+    );
 }
 
 #[test]
@@ -275,7 +284,7 @@ fn renames_deletions_binaries_and_paths_with_spaces() {
 }
 
 #[test]
-fn a_truncated_coverage_report_is_exit_2_and_a_stale_one_is_removed() {
+fn a_truncated_coverage_report_is_exit_2_and_a_stale_one_is_ignored() {
     let p = Project::new();
     p.commit_incident();
     p.cmd("gate-tests")
@@ -284,7 +293,7 @@ fn a_truncated_coverage_report_is_exit_2_and_a_stale_one_is_removed() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("reports/coverage.xml: not a valid Cobertura XML report"));
-    // A coverage report from an earlier run is removed; a run that writes none fails the check.
+    // A coverage report from an earlier run is ignored; a run that writes none fails the check.
     p.write("reports/coverage.xml", r#"<coverage><packages/></coverage>"#);
     p.cmd("gate-tests")
         .args([

@@ -1,9 +1,10 @@
 //! gate-tests: code must come with tests that pass. Three checks, each reported to the console,
 //! in `--json` and as a test case in `--junit-out`:
 //!
-//! 1. **tests** — the test command runs (output streamed) and writes a fresh JUnit report (any
-//!    earlier one is removed first); failures, errors, fewer executed tests than `min_tests`
-//!    and a non-zero runner exit all fail it. It cannot be waived.
+//! 1. **tests** — the test command runs (output streamed) and writes a fresh JUnit report (one
+//!    modified after the run began: earlier reports are ignored, never removed, as the gate
+//!    deletes nothing); failures, errors, fewer executed tests than `min_tests` and a non-zero
+//!    runner exit all fail it. It cannot be waived.
 //! 2. **change policy** — source files changed since the base must come with a changed test file.
 //! 3. **diff coverage** — the changed lines the coverage report measures must be executed by the
 //!    tests, at least `min_diff_coverage` percent of them.
@@ -104,12 +105,75 @@ fn known_good_commit(ctx: &Ctx) -> Result<Option<(String, String)>> {
     Ok(None)
 }
 
-/// Written by this run. File times come from the kernel's coarse clock, which can lag the
-/// precise one by a few milliseconds, hence the tolerance; reports from earlier runs were removed
-/// before the run, so the check guards against a file that survived that.
-fn fresh(path: &Path, since: SystemTime) -> bool {
-    let since = since - std::time::Duration::from_secs(1);
-    std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|m| m >= since)
+/// The run's start as the file system's clock sees it: a report is this run's when it was
+/// modified after this. The gate never removes a report it did not write, so earlier reports
+/// stay where they are and are told apart by their time alone.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// The mtime of a marker the gate wrote (and removed) in the test command's directory, on
+    /// the reports' file system, after which the file system's clock was seen to move on:
+    /// everything the command writes is newer, everything older is not this run's.
+    Marker(SystemTime),
+    /// No marker could be written (a read-only directory): the clock, less a second, as file
+    /// times come from the kernel's coarse clock.
+    Clock(SystemTime),
+}
+
+impl Start {
+    /// Marks the start in `dir`: writes a marker, waits until the file system's clock ticks past
+    /// its mtime (a few milliseconds at most), and removes it.
+    fn mark(dir: &Path) -> Start {
+        let marker = dir.join(format!(".safedeploy-gate-start-{}", std::process::id()));
+        let stamp = || -> std::io::Result<SystemTime> {
+            std::fs::write(&marker, b"safedeploy gate: the test run starts after this file's time\n")?;
+            std::fs::metadata(&marker)?.modified()
+        };
+        let start = match stamp() {
+            Ok(t0) => {
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
+                while stamp().is_ok_and(|t| t <= t0) && std::time::Instant::now() < until {
+                    std::thread::yield_now();
+                }
+                Start::Marker(t0)
+            }
+            Err(_) => Start::Clock(SystemTime::now() - std::time::Duration::from_secs(1)),
+        };
+        let _ = std::fs::remove_file(&marker);
+        start
+    }
+
+    /// Written by this run.
+    fn fresh(&self, path: &Path) -> bool {
+        let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else { return false };
+        match *self {
+            Start::Marker(t0) => modified > t0,
+            Start::Clock(t) => modified >= t,
+        }
+    }
+}
+
+/// Whether a file reads as a JUnit report: its first element is `<testsuites>` or
+/// `<testsuite>`. What `gate.junit` matches must be reports: the gate reads them, and a pattern
+/// that takes the app's source files is a configuration mistake, said before anything runs.
+fn looks_like_junit(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = vec![0u8; 8192];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let text = String::from_utf8_lossy(&head[..n]);
+    let mut rest = text.trim_start_matches('\u{feff}');
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("<?").and_then(|r| r.split_once("?>")) {
+            rest = r.1;
+        } else if let Some(r) = rest.strip_prefix("<!--").and_then(|r| r.split_once("-->")) {
+            rest = r.1;
+        } else if let Some(r) = rest.strip_prefix("<!").and_then(|r| r.split_once('>')) {
+            rest = r.1;
+        } else {
+            break;
+        }
+    }
+    ["<testsuites", "<testsuite"].iter().any(|t| rest.starts_with(t))
 }
 
 pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
@@ -138,17 +202,19 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
     let (sources, tests) = (globset(&gate.source)?, globset(&gate.tests)?);
     let coverage_path = gate.coverage.as_ref().map(|c| dir.join(c));
 
-    let mut stale = matching(&dir, &gate.junit)?;
-    stale.extend(coverage_path.iter().filter(|p| p.exists()).cloned());
-    for path in &stale {
-        ctx.exec.effect(
-            || format!("remove the earlier report {}", path.display()),
-            || std::fs::remove_file(path).with_context(|| format!("removing stale report {}", path.display())),
-        )?;
+    // What the pattern matches before the run must be reports (earlier runs'): the gate reads
+    // what it matches, and never deletes anything.
+    if let Some(not_report) = matching(&dir, &gate.junit)?.into_iter().find(|p| p.is_file() && !looks_like_junit(p)) {
+        return Err(usage!(
+            "{}: gate.junit {:?} matches {}, which is not a JUnit report; expected a pattern that matches only the reports the test command writes",
+            ctx.config.path.display(),
+            gate.junit,
+            not_report.display()
+        ));
     }
     let mut overhead_ms = overhead.elapsed().as_secs_f64() * 1000.0;
 
-    let started = SystemTime::now();
+    let started = if ctx.dry_run { Start::Clock(SystemTime::now()) } else { Start::mark(&dir) };
     ctx.ui.status(format!("gate: running {}", Cmd::new(argv.clone()).display()));
     let cmd = Cmd::new(argv.clone()).dir(&dir).timeout(gate.timeout.0);
     let Some(status) = ctx.exec.run_streamed(&cmd)? else {
@@ -157,7 +223,7 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
     let after = Instant::now();
 
     // 1. The tests.
-    let reports: Vec<PathBuf> = matching(&dir, &gate.junit)?.into_iter().filter(|p| fresh(p, started)).collect();
+    let reports: Vec<PathBuf> = matching(&dir, &gate.junit)?.into_iter().filter(|p| started.fresh(p)).collect();
     let mut summary = JunitSummary::default();
     for path in &reports {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -229,7 +295,7 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
     // 3. Diff coverage.
     checks.push(match (gate.min_diff_coverage, &base, &coverage_path) {
         (Some(min), Some(b), Some(cov_path)) => {
-            if !fresh(cov_path, started) {
+            if !started.fresh(cov_path) {
                 Check::new(
                     "diff coverage",
                     Status::Failed,

@@ -258,6 +258,7 @@ fn search_split(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, path: 
             .map(|&(start, end)| {
                 let mut part = store.part();
                 s.spawn(move || -> Result<(Store<'_>, u64)> {
+                    crate::failpoint::panic_at("log part");
                     let mut file = std::fs::File::open(path).map_err(|e| super::cannot_read(path, e))?;
                     file.seek(SeekFrom::Start(start))?;
                     let n = search_reader(&mut part, sel, index, path, Box::new(file.take(end - start)))?;
@@ -265,7 +266,23 @@ fn search_split(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, path: 
                 })
             })
             .collect();
-        threads.into_iter().map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        // A part whose thread panicked has no result: the search could not be done, which is
+        // never a report of fewer errors.
+        threads
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.join().unwrap_or_else(|e| {
+                    Err(crate::could_not_act!(
+                        "{}: the search of part {} of {} stopped with an internal error ({})",
+                        path.display(),
+                        i + 1,
+                        parts.len(),
+                        crate::error::panic_message(&*e)
+                    ))
+                })
+            })
+            .collect()
     });
     let mut total = 0;
     for r in results {

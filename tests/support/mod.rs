@@ -348,3 +348,34 @@ pub fn output(a: &assert_cmd::assert::Assert) -> (String, String) {
     let o = a.get_output();
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
+
+/// Compares the section of docs/RELIABILITY.md between `<!-- NAME:begin -->` and
+/// `<!-- NAME:end -->` with `table`, which the calling test produced from what it observed; the
+/// test fails when they differ. `SAFEDEPLOY_BLESS=1` rewrites the section instead (under a lock,
+/// as test binaries run in parallel). The observed table is also written to
+/// `target/reliability/NAME.md`.
+pub fn check_doc_section(name: &str, table: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = root.join("target/reliability");
+    std::fs::create_dir_all(&out).expect("target/reliability");
+    std::fs::write(out.join(format!("{name}.md")), table).expect("write table");
+    let lock = std::fs::File::create(out.join(".lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let doc_path = root.join("docs/RELIABILITY.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    let (start, end) = (format!("<!-- {name}:begin -->\n"), format!("<!-- {name}:end -->"));
+    let (Some(a), Some(b)) = (doc.find(&start), doc.find(&end)) else {
+        panic!("{} lacks the {start:?} … {end:?} markers", doc_path.display())
+    };
+    if &doc[a + start.len()..b] == table {
+        return;
+    }
+    if std::env::var_os("SAFEDEPLOY_BLESS").is_some() {
+        std::fs::write(&doc_path, format!("{}{table}{}", &doc[..a + start.len()], &doc[b..])).expect("bless");
+    } else {
+        panic!(
+            "docs/RELIABILITY.md's {name} table differs from what the suite observed (target/reliability/{name}.md); \
+             rerun with SAFEDEPLOY_BLESS=1 to record it"
+        );
+    }
+}

@@ -653,11 +653,14 @@ impl Platform for ElasticBeanstalk<'_> {
             self.pause(&mut pause, || format!("{name}'s logs were requested but not downloaded"))?;
         };
         let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "");
-        let root = self.ctx.state_dir.join("elasticbeanstalk").join("logs").join(&env.name).join(stamp);
+        let root =
+            crate::paths::child(&self.ctx.state_dir.join("elasticbeanstalk").join("logs"), &env.name, "environment")?
+                .join(stamp);
         let mut files = vec![];
         for entry in &fresh {
             let instance = entry.ec2_instance_id.clone().unwrap_or_else(|| "unknown-instance".into());
-            let dir = root.join(&instance);
+            // The id comes from EB's answer: it names a directory only if it is a plain name.
+            let dir = crate::paths::child(&root, &instance, "the instance id EB returned")?;
             self.fetch(entry, &dir).with_context(|| format!("fetching the {kind} logs of {instance}"))?;
             files_under(&dir, &mut files)?;
         }

@@ -89,22 +89,24 @@ impl<'a> Local<'a> {
         }
     }
 
-    fn version_dir(&self, label: &str) -> PathBuf {
-        self.root.join("versions").join(label)
+    /// `<state>/local/versions/<label>/`, proven to be under `versions/`.
+    fn version_dir(&self, label: &str) -> Result<PathBuf> {
+        crate::paths::child(&self.root.join("versions"), label, "version label")
     }
-    fn env_dir(&self, env: &str) -> PathBuf {
-        self.root.join("envs").join(env)
+    /// `<state>/local/envs/<env>/`, proven to be under `envs/`.
+    fn env_dir(&self, env: &str) -> Result<PathBuf> {
+        crate::paths::child(&self.root.join("envs"), env, "environment")
     }
-    fn state_file(&self, env: &str) -> PathBuf {
-        self.env_dir(env).join("state.json")
+    fn state_file(&self, env: &str) -> Result<PathBuf> {
+        Ok(self.env_dir(env)?.join("state.json"))
     }
     /// Behind the proxy: a version being started, not yet serving.
-    fn starting_file(&self, env: &str) -> PathBuf {
-        self.env_dir(env).join("starting.json")
+    fn starting_file(&self, env: &str) -> Result<PathBuf> {
+        Ok(self.env_dir(env)?.join("starting.json"))
     }
     /// Behind the proxy: versions that served before the last switch, to be stopped.
-    fn retiring_file(&self, env: &str) -> PathBuf {
-        self.env_dir(env).join("retiring.json")
+    fn retiring_file(&self, env: &str) -> Result<PathBuf> {
+        Ok(self.env_dir(env)?.join("retiring.json"))
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
@@ -145,18 +147,18 @@ impl<'a> Local<'a> {
             Err(_) if self.ctx.dry_run => PathBuf::from(name),
             Err(e) => return Err(e),
         };
-        Ok(Some(Nginx::new(self.ctx, program, &self.env_dir(&env.name))))
+        Ok(Some(Nginx::new(self.ctx, program, &self.env_dir(&env.name)?)))
     }
-    pub fn log_file(&self, env: &str) -> PathBuf {
-        self.env_dir(env).join("app.log")
+    pub fn log_file(&self, env: &str) -> Result<PathBuf> {
+        Ok(self.env_dir(env)?.join("app.log"))
     }
 
     fn read_state(&self, env: &str) -> Result<Option<EnvState>> {
-        self.read_json(&self.state_file(env))
+        self.read_json(&self.state_file(env)?)
     }
 
     fn write_state(&self, env: &str, state: Option<&EnvState>) -> Result<()> {
-        self.write_json(&self.state_file(env), state)
+        self.write_json(&self.state_file(env)?, state)
     }
 
     /// Whether `pid` is still one of our supervisors (guards against pid reuse).
@@ -277,7 +279,7 @@ impl<'a> Local<'a> {
     /// The app's command: the supervisor running the web line, with the app's environment.
     fn app_command(&self, env: &Environment, label: &str, dir: &Path, port: u16) -> Result<Cmd> {
         let web = self.web_command(dir, label)?;
-        let data = self.env_dir(&env.name).join("data");
+        let data = self.env_dir(&env.name)?.join("data");
         let mut path: Vec<String> =
             self.ctx.config.build.path.iter().map(|p| dir.join(p).to_string_lossy().into_owned()).collect();
         path.push(std::env::var("PATH").unwrap_or_default());
@@ -347,7 +349,8 @@ impl<'a> Local<'a> {
             Poll::Again
         })?;
         let Some(answer) = answer else { return Ok(()) };
-        let tail = || log_tail(&self.log_file(&env.name), log_from, 12);
+        let log = self.log_file(&env.name)?;
+        let tail = || log_tail(&log, log_from, 12);
         let taken = |holders: &ports::Listeners| PortTaken {
             port,
             label: label.to_string(),
@@ -392,7 +395,7 @@ impl<'a> Local<'a> {
     fn tidy_behind(&self, env: &Environment, nginx: &Nginx<'_>) -> Result<()> {
         let name = env.name.as_str();
         let serving = self.read_state(name)?;
-        if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name))? {
+        if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name)?)? {
             // Killed after recording it as serving, before forgetting the start: it serves.
             if serving.as_ref().map(|s| s.pid) != Some(stale.pid) {
                 self.ctx.ui.warn(format!("{name}: stopping {}, left starting by a run that was stopped", stale.label));
@@ -400,10 +403,10 @@ impl<'a> Local<'a> {
             }
             self.ctx.exec.effect(
                 || format!("forget {name}'s unfinished start"),
-                || self.write_json::<EnvState>(&self.starting_file(name), None),
+                || self.write_json::<EnvState>(&self.starting_file(name)?, None),
             )?;
         }
-        let retiring: Vec<EnvState> = self.read_json(&self.retiring_file(name))?.unwrap_or_default();
+        let retiring: Vec<EnvState> = self.read_json(&self.retiring_file(name)?)?.unwrap_or_default();
         if retiring.is_empty() {
             return Ok(());
         }
@@ -418,7 +421,7 @@ impl<'a> Local<'a> {
         }
         self.ctx.exec.effect(
             || format!("forget {name}'s retired versions"),
-            || self.write_json::<Vec<EnvState>>(&self.retiring_file(name), None),
+            || self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None),
         )?;
         Ok(())
     }
@@ -452,7 +455,7 @@ impl<'a> Local<'a> {
         self.ctx.exec.effect(
             || format!("record {} as stopped", env.name),
             || {
-                std::fs::create_dir_all(self.env_dir(&env.name).join("data"))?;
+                std::fs::create_dir_all(self.env_dir(&env.name)?.join("data"))?;
                 self.write_state(&env.name, None)
             },
         )?;
@@ -464,7 +467,7 @@ impl<'a> Local<'a> {
                 env.name
             ));
         }
-        let log = self.log_file(&env.name);
+        let log = self.log_file(&env.name)?;
         let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         self.ctx.ui.status(format!("{}: starting {label} on port {port}", env.name));
         let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
@@ -515,10 +518,8 @@ impl<'a> Local<'a> {
             self.stop_group(name, o)?;
             old = None;
         }
-        self.ctx.exec.effect(
-            || format!("create {}", self.env_dir(name).join("data").display()),
-            || Ok(std::fs::create_dir_all(self.env_dir(name).join("data"))?),
-        )?;
+        let data = self.env_dir(name)?.join("data");
+        self.ctx.exec.effect(|| format!("create {}", data.display()), || Ok(std::fs::create_dir_all(&data)?))?;
         let serving = old.as_ref().map(|o| o.label.as_str());
         let Some(slot) = self.start_beside(env, label, dir, serving)? else {
             // A dry run: the rest of the plan, each step printed by its chokepoint.
@@ -530,12 +531,12 @@ impl<'a> Local<'a> {
         };
         // Recorded before the switch: a run killed from here on leaves the new version recorded
         // as serving and the old one to be stopped, whichever nginx points at.
-        let before: Vec<EnvState> = self.read_json(&self.retiring_file(name))?.unwrap_or_default();
+        let before: Vec<EnvState> = self.read_json(&self.retiring_file(name)?)?.unwrap_or_default();
         let mut retiring = before.clone();
         retiring.extend(old.clone());
-        self.write_json(&self.retiring_file(name), Some(&retiring))?;
+        self.write_json(&self.retiring_file(name)?, Some(&retiring))?;
         self.write_state(name, Some(&slot))?;
-        self.write_json::<EnvState>(&self.starting_file(name), None)?;
+        self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
         if let Err(e) = self.point_nginx(nginx, &listen, slot.port) {
             if nginx.pid().is_some() {
                 return Err(e);
@@ -543,7 +544,7 @@ impl<'a> Local<'a> {
             // nginx is not up, so the new version took no traffic: the record goes back to what
             // it was and the new version is stopped.
             self.write_state(name, old.as_ref())?;
-            self.write_json(&self.retiring_file(name), Some(&before))?;
+            self.write_json(&self.retiring_file(name)?, Some(&before))?;
             self.stop_group(name, &slot)?;
             return Err(e.context(crate::error::Error::could_not_act(format!(
                 "{name}: nginx did not start, so {label} took no traffic and was stopped"
@@ -553,7 +554,7 @@ impl<'a> Local<'a> {
         for o in &retiring {
             self.stop_group(name, o)?;
         }
-        self.write_json::<Vec<EnvState>>(&self.retiring_file(name), None)?;
+        self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None)?;
         Ok(())
     }
 
@@ -580,7 +581,7 @@ impl<'a> Local<'a> {
             attempt += 1;
             let app_port = if self.ctx.dry_run { 0 } else { ports::pick(&reserved)? };
             let cmd = self.app_command(env, label, dir, app_port)?;
-            let log = self.log_file(name);
+            let log = self.log_file(name)?;
             let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
             let on = if self.ctx.dry_run { "a free port".to_string() } else { format!("port {app_port}") };
             self.ctx.ui.status(match serving {
@@ -595,7 +596,7 @@ impl<'a> Local<'a> {
                 started_at: crate::clock::rfc3339(crate::clock::now_ms()),
             });
             if let Some(s) = &slot {
-                self.write_json(&self.starting_file(name), Some(s))?;
+                self.write_json(&self.starting_file(name)?, Some(s))?;
             }
             let base = format!("http://127.0.0.1:{app_port}");
             let result = self.wait_healthy(Health {
@@ -618,7 +619,7 @@ impl<'a> Local<'a> {
             if lost || crate::error::kind_of(&e) == crate::error::Kind::Verdict {
                 // It never served: stop it; the old version was never touched.
                 self.stop_group(name, &slot)?;
-                self.write_json::<EnvState>(&self.starting_file(name), None)?;
+                self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
             }
             if !lost {
                 return Err(e);
@@ -653,7 +654,7 @@ impl Platform for Local<'_> {
 
     fn register(&self, version: &Version, bundle: &Path) -> Result<()> {
         let label = &version.label;
-        let dir = self.version_dir(label);
+        let dir = self.version_dir(label)?;
         if dir.join(BUILT_MARKER).is_file() {
             return Ok(());
         }
@@ -728,7 +729,7 @@ impl Platform for Local<'_> {
 
     fn deploy(&self, env: &Environment, label: &str) -> Result<()> {
         let port = self.port_of(env)?;
-        let dir = self.version_dir(label);
+        let dir = self.version_dir(label)?;
         if !self.ctx.dry_run && !dir.join(BUILT_MARKER).is_file() {
             return Err(could_not_act!(
                 "version {label} is not built on the local platform ({} is missing)",
@@ -742,7 +743,7 @@ impl Platform for Local<'_> {
     }
 
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>> {
-        let log = self.log_file(&env.name);
+        let log = self.log_file(&env.name)?;
         Ok(if log.is_file() { vec![log] } else { vec![] })
     }
 }

@@ -1,0 +1,76 @@
+//! Paths built from inputs (a version label, an environment's name, an instance id an API
+//! returned, a report path from the config) are proven to stay under their parent before
+//! anything is created or removed there: a label of `..` once made a build remove the whole
+//! platform state. Every such join goes through here.
+
+use crate::error::Error;
+use anyhow::Result;
+use std::path::{Component, Path, PathBuf};
+
+/// `parent/name`, where `name` must be one ordinary path component: not empty, not `.` or
+/// `..`, no `/`, no NUL, no leading `-` (it could reach a command line as an option) and no
+/// control characters. `what` names the input for the error (exit 2).
+pub fn child(parent: &Path, name: &str, what: &str) -> Result<PathBuf> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.starts_with('-')
+        || name.contains(['/', '\0'])
+        || name.chars().any(char::is_control);
+    if bad {
+        return Err(Error::usage(format!(
+            "{what} {name:?} cannot name a directory under {}: expected a name without '/', not '.' or '..', not starting with '-'",
+            parent.display()
+        ))
+        .into());
+    }
+    Ok(parent.join(name))
+}
+
+/// `parent/rel`, where `rel` must be relative and must not climb out of `parent` (`..` is
+/// refused even where it would come back). `what` names the input for the error (exit 2).
+pub fn under(parent: &Path, rel: &Path, what: &str) -> Result<PathBuf> {
+    let escapes = rel.as_os_str().is_empty()
+        || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        || rel.components().all(|c| c == Component::CurDir);
+    if escapes {
+        return Err(Error::usage(format!(
+            "{what} {:?} must be a relative path inside {} (no '..', not absolute, not empty)",
+            rel.display(),
+            parent.display()
+        ))
+        .into());
+    }
+    Ok(parent.join(rel).components().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_is_one_ordinary_component() {
+        let p = Path::new("/state/local/versions");
+        assert_eq!(child(p, "v1.2_rc-3", "version").expect("ok"), p.join("v1.2_rc-3"));
+        for bad in ["", ".", "..", "a/b", "../x", "-rf", "--help", "a\0b", "a\nb", "/abs"] {
+            let e = child(p, bad, "version").expect_err(bad);
+            assert_eq!(crate::error::kind_of(&e), crate::error::Kind::Usage, "{bad}");
+            assert!(e.to_string().starts_with(&format!("version {bad:?} cannot name a directory under")), "{e}");
+        }
+        // Odd but harmless names are kept as they are.
+        for odd in ["a b", "é", "x..y", "...", "$HOME", "a;b"] {
+            assert_eq!(child(p, odd, "x").expect(odd), p.join(odd));
+        }
+    }
+
+    #[test]
+    fn under_refuses_what_climbs_out() {
+        let p = Path::new("/app");
+        assert_eq!(under(p, Path::new("reports/junit.xml"), "gate.junit").expect("ok"), p.join("reports/junit.xml"));
+        assert_eq!(under(p, Path::new("./reports/x.xml"), "f").expect("ok"), p.join("reports/x.xml"));
+        for bad in ["", ".", "..", "../x", "a/../../b", "a/..", "/etc/passwd"] {
+            let e = under(p, Path::new(bad), "gate.coverage").expect_err(bad);
+            assert!(e.to_string().contains("must be a relative path inside /app"), "{e}");
+        }
+    }
+}
