@@ -286,15 +286,16 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
                 && previous.as_deref() == Some(l.label.as_str())
                 && l.running
             {
-                return Err(e.context(Error::verdict(format!(
+                return Err(Error::verdict(format!(
                     "{label} did not become healthy in {to} and never served its users: {} still does",
                     l.label
-                ))));
+                ))
+                .caused_by(e));
             }
             let Some(prev) = previous.filter(|p| p != &label) else {
-                return Err(e.context(Error::verdict(format!(
+                return Err(Error::verdict(format!(
                     "{label} did not become healthy in {to}, and there is no previous version to put back: {to} is stopped"
-                ))));
+                )).caused_by(e));
             };
             ctx.ui.status(format!("{to}: putting {prev} back"));
             let step = Step {
@@ -305,7 +306,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
                 reason: Some("promote failed"),
             };
             deploy_recorded(ctx, &ledger, &*platform, step).map_err(|r| {
-                r.context(Error::could_not_act(format!("{label} failed in {to} and restoring {prev} failed too")))
+                Error::could_not_act(format!("{label} failed in {to} and restoring {prev} failed too")).caused_by(r)
             })?;
             let restored = now_ms();
             ledger.record_incident(&Incident {
@@ -318,10 +319,11 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
                 downtime_ms: Some(restored - started),
                 reason: Some(format!("promote of {label} did not become healthy")),
             })?;
-            Err(e.context(Error::verdict(format!(
+            Err(Error::verdict(format!(
                 "{label} did not become healthy in {to}; {prev} is back, {} of downtime",
                 human(restored - started)
-            ))))
+            ))
+            .caused_by(e))
         }
         Err(e) => Err(e),
     }
@@ -408,7 +410,7 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
     }
     let step = Step { env, label: &target, action: "rollback", previous: bad.as_deref(), reason: Some(reason) };
     deploy_recorded(ctx, &ledger, &*platform, step)
-        .map_err(|e| e.context(Error::could_not_act(format!("restoring {target} in {env} failed"))))?;
+        .map_err(|e| Error::could_not_act(format!("restoring {target} in {env} failed")).caused_by(e))?;
     let restored = now_ms();
     let detected: Millis = match (&bad, &bad_deploy) {
         (Some(b), Some(d)) if &d.label == b => {

@@ -18,11 +18,29 @@ fn every_binary_has_help_with_the_common_flags_and_exit_codes() {
             "--quiet",
             "--color",
             "[env: SAFEDEPLOY_DRY_RUN=]",
-            "Exit codes: 0",
         ] {
             assert!(out.contains(flag), "{bin} --help lacks {flag}:\n{out}");
         }
+        // clap wraps long lines to the terminal's width: compared word by word.
+        let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words(&out).ends_with(&words(&safedeploy::error::exit_codes_help(bin))),
+            "{bin} --help's exit codes:\n{out}"
+        );
     }
+}
+
+#[test]
+fn the_readme_exit_code_table_is_the_one_the_binaries_use() {
+    let readme = support::repo_file("README.md");
+    let (start, end) = ("<!-- exit-codes:begin -->\n", "<!-- exit-codes:end -->");
+    let a = readme.find(start).expect("README's exit-codes markers") + start.len();
+    let b = readme.find(end).expect("README's exit-codes end");
+    assert_eq!(&readme[a..b], safedeploy::error::exit_codes_table(), "README's exit code table");
+    for (tool, _, _) in safedeploy::error::OUTCOMES {
+        assert!(BINARIES.contains(tool), "{tool}");
+    }
+    assert_eq!(safedeploy::error::OUTCOMES.len(), BINARIES.len());
 }
 
 #[test]

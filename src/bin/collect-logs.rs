@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[command(
     name = "collect-logs",
     version,
-    after_help = "Exit codes: 0 report written, 2 bad input, 3 could not act, 130 interrupted."
+    after_help = safedeploy::error::exit_codes_help("collect-logs")
 )]
 struct Args {
     #[command(flatten)]

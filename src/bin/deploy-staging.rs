@@ -7,7 +7,7 @@ use safedeploy::cli::{CommonArgs, run};
 #[command(
     name = "deploy-staging",
     disable_version_flag = true,
-    after_help = "Exit codes: 0 healthy, 1 failed to build or become healthy, 2 bad input, 3 could not act (lock held, platform error), 130 interrupted."
+    after_help = safedeploy::error::exit_codes_help("deploy-staging")
 )]
 struct Args {
     #[command(flatten)]

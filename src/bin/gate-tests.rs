@@ -7,7 +7,7 @@ use safedeploy::cli::{CommonArgs, run};
 #[command(
     name = "gate-tests",
     version,
-    after_help = "Exit codes: 0 passed, 1 tests failed, 2 bad config or report, 3 could not run, 130 interrupted."
+    after_help = safedeploy::error::exit_codes_help("gate-tests")
 )]
 struct Args {
     #[command(flatten)]

@@ -8,7 +8,7 @@ use safedeploy::deploy::{PromoteRequest, promote};
 #[command(
     name = "promote",
     disable_version_flag = true,
-    after_help = "Exit codes: 0 promoted (or already live), 1 refused or unhealthy (previous version restored), 2 bad input, 3 could not act, 130 interrupted."
+    after_help = safedeploy::error::exit_codes_help("promote")
 )]
 struct Args {
     #[command(flatten)]

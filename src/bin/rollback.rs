@@ -8,7 +8,7 @@ use safedeploy::deploy::{RollbackRequest, rollback};
 #[command(
     name = "rollback",
     version,
-    after_help = "Exit codes: 0 restored or nothing to do, 2 bad input, 3 could not act (no known good version, lock held), 130 interrupted."
+    after_help = safedeploy::error::exit_codes_help("rollback")
 )]
 struct Args {
     #[command(flatten)]

@@ -8,7 +8,7 @@ use safedeploy::smoke::{SmokeRequest, smoke_check};
 #[command(
     name = "smoke-check",
     version,
-    after_help = "Exit codes: 0 passed, 1 failed, 2 bad input, 3 could not act, 130 interrupted."
+    after_help = safedeploy::error::exit_codes_help("smoke-check")
 )]
 struct Args {
     #[command(flatten)]

@@ -487,7 +487,7 @@ impl<'a> ElasticBeanstalk<'a> {
 fn interrupted_leaving(e: anyhow::Error, state: impl FnOnce() -> String) -> anyhow::Error {
     if crate::error::kind_of(&e) == crate::error::Kind::Interrupted {
         let message = format!("interrupted; {}", state());
-        return e.context(crate::error::Error::interrupted(message));
+        return crate::error::Error::interrupted(message).caused_by(e);
     }
     e
 }

@@ -546,9 +546,10 @@ impl<'a> Local<'a> {
             self.write_state(name, old.as_ref())?;
             self.write_json(&self.retiring_file(name)?, Some(&before))?;
             self.stop_group(name, &slot)?;
-            return Err(e.context(crate::error::Error::could_not_act(format!(
+            return Err(crate::error::Error::could_not_act(format!(
                 "{name}: nginx did not start, so {label} took no traffic and was stopped"
-            ))));
+            ))
+            .caused_by(e));
         }
         self.ctx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
         for o in &retiring {
@@ -625,10 +626,11 @@ impl<'a> Local<'a> {
                 return Err(e);
             }
             if attempt == PORT_ATTEMPTS {
-                return Err(e.context(crate::error::Error::could_not_act(format!(
+                return Err(crate::error::Error::could_not_act(format!(
                     "{label} could not get a port of its own in {name} in {PORT_ATTEMPTS} tries{}",
                     serving.map(|o| format!("; {o} still serves")).unwrap_or_default()
-                ))));
+                ))
+                .caused_by(e));
             }
             self.ctx.ui.warn(format!(
                 "{name}: {e}; starting it again on another port (try {} of {PORT_ATTEMPTS})",
@@ -698,7 +700,7 @@ impl Platform for Local<'_> {
                 if crate::error::classified(&e).is_some() {
                     return Err(e);
                 }
-                return Err(e.context(crate::error::Error::verdict(format!("version {label} failed to build"))));
+                return Err(crate::error::Error::verdict(format!("version {label} failed to build")).caused_by(e));
             }
             ui.detail(format!("local: built {label} in {:.1}s", started.elapsed().as_secs_f64()));
         }
