@@ -223,7 +223,6 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context as _;
 
     #[test]
     fn the_outermost_classified_error_decides_through_contexts_and_causes() {
