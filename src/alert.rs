@@ -29,6 +29,12 @@ impl Alert {
     pub fn recovered(&self) -> bool {
         self.transition.eq_ignore_ascii_case("recovered")
     }
+    /// Whether its transition is one of `transitions` (`logs.alert_transitions`: by default
+    /// `Triggered` and `Re-Triggered`; a `Warn`, `No Data` or `Renotify` asks for no rollback).
+    pub fn triggers(&self, transitions: &[String]) -> bool {
+        let norm = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+        transitions.iter().any(|t| norm(t) == norm(&self.transition))
+    }
     pub fn describe(&self) -> String {
         format!("Datadog alert {} ({}: {}) at {}", self.alert_id, self.transition, self.title, rfc3339(self.at))
     }

@@ -559,6 +559,10 @@ pub struct Logs {
     /// Datadog `env:` tag values → environment names, where they differ.
     #[serde(default)]
     pub datadog_environments: BTreeMap<String, String>,
+    /// The alert transitions rollback acts on; any other (`Warn`, `No Data`, `Renotify`,
+    /// `Recovered`) is acknowledged and changes nothing.
+    #[serde(default = "alert_transitions")]
+    pub alert_transitions: Vec<String>,
     /// `--notify`: the variables holding the Slack webhook URL and the Datadog API key.
     #[serde(default = "slack_env")]
     pub slack_webhook_env: String,
@@ -576,11 +580,15 @@ impl Default for Logs {
             app_prefixes: app_prefixes(),
             alert_lookback: lookback(),
             datadog_environments: BTreeMap::new(),
+            alert_transitions: alert_transitions(),
             slack_webhook_env: slack_env(),
             datadog_api_key_env: dd_api_key_env(),
             datadog_api_url: None,
         }
     }
+}
+fn alert_transitions() -> Vec<String> {
+    vec!["Triggered".into(), "Re-Triggered".into()]
 }
 fn lookback() -> Dur {
     Dur(Duration::from_secs(30 * 60))

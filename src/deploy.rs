@@ -1,6 +1,11 @@
 //! deploy-staging, promote and rollback: the three ways a version reaches an environment,
 //! sharing one path — take the environment's lock, close what a killed run left open, deploy
 //! through the platform, record the outcome in the ledger — and the SLA budget they report.
+//!
+//! An incident is recorded (open) before anything is done about it and closed once the good
+//! version serves through the environment's address, so a run killed in between leaves it open
+//! for the next run in the environment to close: no incident is lost, and the time it takes to
+//! stop the bad version afterwards is never charged as downtime.
 
 use crate::bundle;
 use crate::clock::{Millis, human, now_ms, rfc3339};
@@ -9,7 +14,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Kind, kind_of};
 use crate::ledger::{Incident, Ledger, Version};
 use crate::lock;
-use crate::platform::Platform;
+use crate::platform::{Live, Platform, Switched};
 use crate::{Outcome, usage};
 use anyhow::Result;
 use serde_json::json;
@@ -24,7 +29,7 @@ struct Step<'a> {
 }
 
 /// Deploys `env` with `label` and records the deployment; the lock must be held.
-fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: Step<'_>) -> Result<()> {
+fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: Step<'_>) -> Result<Switched> {
     let Step { env, label, action, previous, reason } = step;
     let environment = ctx.config.environment(env)?;
     if !ctx.dry_run {
@@ -32,12 +37,12 @@ fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: St
     }
     let id = ledger.begin_deployment(env, label, action, previous, reason)?;
     match platform.deploy(environment, label) {
-        Ok(()) => {
+        Ok(switched) => {
             ledger.finish_deployment(id, true, "healthy")?;
-            Ok(())
+            Ok(switched)
         }
         Err(e) => {
-            ledger.finish_deployment(id, false, &e.to_string())?;
+            ledger.finish_deployment(id, false, &format!("{e:#}"))?;
             Err(e)
         }
     }
@@ -58,28 +63,87 @@ fn reconcile(ctx: &Ctx, ledger: &Ledger, env: &str, label: &str, action: &str) -
     Ok(())
 }
 
-fn take_lock(ctx: &Ctx, env: &str, ledger: &Ledger) -> Result<Option<lock::EnvLock>> {
+/// Takes the environment's lock and closes what a killed run left: deployments left open are
+/// abandoned, the platform tidies its leftovers, and an open incident whose good version now
+/// serves is closed. Returns the lock and what the environment runs.
+fn take_env(
+    ctx: &Ctx,
+    ledger: &Ledger,
+    platform: &dyn Platform,
+    env: &str,
+) -> Result<(Option<lock::EnvLock>, Option<Live>)> {
     let held = lock::acquire(&ctx.state_dir, env, ctx.ui.tool, ctx.dry_run)?;
     let stale = ledger.abandon_stale(env)?;
     if stale > 0 {
         ctx.ui.warn(format!("{env}: closed {stale} deployment(s) left open by a run that was stopped"));
     }
-    Ok(held)
+    let environment = ctx.config.environment(env)?;
+    platform.tidy(environment)?;
+    let live = platform.live(environment)?;
+    settle_incidents(ctx, ledger, env, live.as_ref())?;
+    Ok((held, live))
+}
+
+/// Closes the open incidents of `env` whose good version serves now: the run that restored it
+/// was stopped before it could say so. Restored is when this run found it serving (the latest
+/// it can have been), so the downtime is never under-counted.
+fn settle_incidents(ctx: &Ctx, ledger: &Ledger, env: &str, live: Option<&Live>) -> Result<()> {
+    let Some(live) = live.filter(|l| l.healthy) else { return Ok(()) };
+    for i in ledger.open_incidents(env)? {
+        if i.restored_label.as_deref() == Some(live.label.as_str()) {
+            ctx.ui.warn(format!(
+                "{env}: closing the incident of {} left open by a run that was stopped: {} serves",
+                i.bad_label.as_deref().unwrap_or("-"),
+                live.label
+            ));
+            let note = " (restored by a run that was stopped; closed when found serving)";
+            ledger.close_incident(i.id, &live.label, now_ms(), Some(note))?;
+        }
+    }
+    Ok(())
+}
+
+/// The environments that only promote may change: those whose incidents spend the SLA budget.
+fn is_production(ctx: &Ctx, env: &str) -> bool {
+    ctx.config.sla.environments.iter().any(|e| e == env)
 }
 
 /// `deploy-staging`: bundle the commit, register the version, deploy it, wait until healthy.
 pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Outcome> {
     validate_label(label)?;
     ctx.config.environment(env)?;
+    if is_production(ctx, env) {
+        return Err(Error::usage(format!(
+            "deploy-staging deploys to staging environments only; {env} is one whose incidents spend the SLA budget (sla.environments)"
+        ))
+        .with_hint(format!("promote --version {label} --to {env} deploys what passed staging"))
+        .into());
+    }
     let commit = bundle::resolve_commit(ctx, rev)?;
     let ledger = ctx.ledger()?;
     let platform = ctx.platform()?;
     ctx.ui.status(format!("{env}: deploying {label} (commit {})", crate::git::short(&commit)));
-    let _lock = take_lock(ctx, env, &ledger)?;
-    platform.tidy(ctx.config.environment(env)?)?;
+    let (_lock, live) = take_env(ctx, &ledger, &*platform, env)?;
     let started = now_ms();
+    let version = registered(ctx, &ledger, &*platform, label, &commit)?;
+    let previous = live.map(|l| l.label);
+    let step = Step { env, label, action: "deploy", previous: previous.as_deref(), reason: None };
+    deploy_recorded(ctx, &ledger, &*platform, step)?;
+    let took = now_ms() - started;
+    if !ctx.dry_run {
+        ctx.ui.result(format!("{env}: {label} is live and healthy ({} after the lock)", human(took)));
+    }
+    Ok(Outcome::ok(json!({
+        "env": env, "version": label, "commit": version.commit, "previous": previous,
+        "duration_ms": took, "dry_run": ctx.dry_run,
+    })))
+}
 
-    let version = match ledger.version(label)? {
+/// The version `label` of `commit`: the known one (a label names one commit forever), or a new
+/// one bundled, registered with the platform and recorded.
+fn registered(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, label: &str, commit: &str) -> Result<Version> {
+    let known = ledger.version(label)?;
+    let version = match &known {
         Some(v) if v.commit != commit => {
             return Err(Error::usage(format!(
                 "version {label} already exists for commit {}; labels name one commit",
@@ -90,46 +154,28 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
         }
         Some(v) => {
             ctx.ui.status(format!("{label} is already built from this commit; reusing it"));
-            v
+            v.clone()
         }
-        None => {
-            let checksum = bundle::build(ctx, label, &commit)?.unwrap_or_default();
-            Version {
-                label: label.to_string(),
-                commit: commit.clone(),
-                checksum,
-                bundle: bundle::path(ctx, label)?.to_string_lossy().into_owned(),
-                created_at: now_ms(),
-                bad_at: None,
-                bad_reason: None,
-            }
-        }
+        None => Version {
+            label: label.to_string(),
+            commit: commit.to_string(),
+            checksum: bundle::build(ctx, label, commit)?.unwrap_or_default(),
+            bundle: bundle::path(ctx, label)?.to_string_lossy().into_owned(),
+            created_at: now_ms(),
+            bad_at: None,
+            bad_reason: None,
+        },
     };
-    let known = ledger.version(label)?.is_some();
     if let Err(e) = platform.register(&version, &bundle::path(ctx, label)?) {
-        if !known {
+        if known.is_none() {
             bundle::discard(ctx, label)?;
         }
         return Err(e);
     }
-    if !known {
+    if known.is_none() {
         ledger.record_version(&version)?;
     }
-    let previous = platform.live(ctx.config.environment(env)?)?.map(|l| l.label);
-    deploy_recorded(
-        ctx,
-        &ledger,
-        &*platform,
-        Step { env, label, action: "deploy", previous: previous.as_deref(), reason: None },
-    )?;
-    let took = now_ms() - started;
-    if !ctx.dry_run {
-        ctx.ui.result(format!("{env}: {label} is live and healthy ({} after the lock)", human(took)));
-    }
-    Ok(Outcome::ok(json!({
-        "env": env, "version": label, "commit": commit, "previous": previous,
-        "duration_ms": took, "dry_run": ctx.dry_run,
-    })))
+    Ok(version)
 }
 
 /// The SLA budget: allowed downtime per period, and what the incidents recorded in it spent.
@@ -143,11 +189,13 @@ pub fn budget(ctx: &Ctx, ledger: &Ledger) -> Result<serde_json::Value> {
 fn budget_of(ctx: &Ctx, from: Millis, incidents: &[Incident]) -> serde_json::Value {
     let sla = &ctx.config.sla;
     let allowed = sla.allowed_downtime.0.as_millis() as i64;
-    let used: i64 = incidents.iter().filter_map(|i| i.downtime_ms).sum();
+    let now = now_ms();
+    let used: i64 = incidents.iter().map(|i| i.downtime_until(now)).sum();
+    let open = incidents.iter().filter(|i| i.restored_at.is_none()).count();
     json!({
         "period": sla.period.describe(), "from": rfc3339(from), "environments": sla.environments,
         "allowed_ms": allowed, "used_ms": used, "left_ms": (allowed - used).max(0), "spent": used >= allowed,
-        "incidents": incidents.len(),
+        "incidents": incidents.len(), "open_incidents": open,
     })
 }
 
@@ -163,6 +211,7 @@ pub fn budget_report(ctx: &Ctx) -> Result<Outcome> {
     };
     let mut report = budget_of(ctx, from, &incidents);
     ctx.ui.result(budget_line(&report));
+    let now = now_ms();
     for i in &incidents {
         ctx.ui.result(format!(
             "  {} {}: {} → {}, downtime {}{}",
@@ -170,7 +219,10 @@ pub fn budget_report(ctx: &Ctx) -> Result<Outcome> {
             i.env,
             i.bad_label.as_deref().unwrap_or("(nothing)"),
             i.restored_label.as_deref().unwrap_or("(not restored)"),
-            i.downtime_ms.map(human).unwrap_or_else(|| "unknown".into()),
+            match i.restored_at {
+                Some(_) => human(i.downtime_until(now)),
+                None => format!("{} so far (open)", human(i.downtime_until(now))),
+            },
             i.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
         ));
     }
@@ -211,6 +263,46 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         validate_label(l)?;
     }
     let ledger = ctx.ledger()?;
+    let (version, budget_now) = promotable(ctx, &ledger, req)?;
+    let label = version.label.clone();
+    let platform = ctx.platform()?;
+    let (_lock, live) = take_env(ctx, &ledger, &*platform, to)?;
+    if let Some(l) = live.as_ref().filter(|l| l.label == label && l.healthy) {
+        reconcile(ctx, &ledger, to, &l.label, "promote")?;
+        ctx.ui.result(format!("{to}: {label} is already live; nothing to promote"));
+        return Ok(Outcome::ok(json!({"env": to, "version": label, "changed": false, "budget": budget_now})));
+    }
+    let previous = live.as_ref().map(|l| l.label.clone());
+    platform.register(&version, std::path::Path::new(&version.bundle))?;
+    ctx.ui.status(format!(
+        "{to}: promoting {label} from {from} (replacing {})",
+        previous.as_deref().unwrap_or("nothing")
+    ));
+    let started = now_ms();
+    let step = Step { env: to, label: &label, action: "promote", previous: previous.as_deref(), reason: req.reason };
+    match deploy_recorded(ctx, &ledger, &*platform, step) {
+        Ok(_) => {
+            if !ctx.dry_run {
+                ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
+                ctx.ui.result(budget_line(&budget_now));
+            }
+            Ok(Outcome::ok(json!({
+                "env": to, "version": label, "previous": previous, "changed": true,
+                "duration_ms": now_ms() - started, "budget": budget_now, "dry_run": ctx.dry_run,
+            })))
+        }
+        Err(e) if kind_of(&e) == Kind::Verdict => {
+            let failed = Failed { env: to, environment: to_env, label: &label, previous, started };
+            Err(promote_failed(ctx, &ledger, &*platform, failed, e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The version to promote and the budget now; refuses (exit 1) a version not verified in
+/// `from`, one marked bad, or any when the budget is spent, unless forced with a reason.
+fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(Version, serde_json::Value)> {
+    let (from, to) = (req.from, req.to);
     let label = match req.version {
         Some(l) => l.to_string(),
         None => ledger.last_known_good(from)?.ok_or_else(|| {
@@ -222,7 +314,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         Error::usage(format!("unknown version {label}: deploy-staging registers versions"))
             .with_hint("see the ledger's versions with --json output of deploy-staging")
     })?;
-    let budget_now = budget(ctx, &ledger)?;
+    let budget_now = budget(ctx, ledger)?;
     let mut refusals = vec![];
     if !ledger.verified_in(from, &label)? {
         refusals.push(format!("{label} has not passed the smoke checks in {from}"));
@@ -241,92 +333,73 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         }
         ctx.ui.warn(format!("overriding: {} — reason: {}", refusals.join("; "), req.reason.unwrap_or_default()));
     }
+    Ok((version, budget_now))
+}
 
-    let platform = ctx.platform()?;
-    let _lock = take_lock(ctx, to, &ledger)?;
-    platform.tidy(to_env)?;
-    let live = platform.live(to_env)?;
-    if let Some(l) = &live
-        && l.label == label
-        && l.running
-    {
-        reconcile(ctx, &ledger, to, &label, "promote")?;
-        ctx.ui.result(format!("{to}: {label} is already live; nothing to promote"));
-        return Ok(Outcome::ok(json!({"env": to, "version": label, "changed": false, "budget": budget_now})));
-    }
-    let previous = live.as_ref().map(|l| l.label.clone());
-    platform.register(&version, std::path::Path::new(&version.bundle))?;
-    ctx.ui.status(format!(
-        "{to}: promoting {label} from {from} (replacing {})",
-        previous.as_deref().unwrap_or("nothing")
-    ));
-    let started = now_ms();
-    let result = deploy_recorded(
-        ctx,
-        &ledger,
-        &*platform,
-        Step { env: to, label: &label, action: "promote", previous: previous.as_deref(), reason: req.reason },
-    );
-    match result {
-        Ok(()) => {
-            if !ctx.dry_run {
-                ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
-                ctx.ui.result(budget_line(&budget_now));
-            }
-            Ok(Outcome::ok(json!({
-                "env": to, "version": label, "previous": previous, "changed": true,
-                "duration_ms": now_ms() - started, "budget": budget_now, "dry_run": ctx.dry_run,
-            })))
+/// A promote whose version did not become healthy.
+struct Failed<'a> {
+    env: &'a str,
+    environment: &'a crate::config::Environment,
+    label: &'a str,
+    previous: Option<String>,
+    started: Millis,
+}
+
+/// After a failed promote: the version is marked bad; if users saw it (no proxy, EB in place),
+/// the previous version is put back under an incident. Returns the error to exit with.
+fn promote_failed(
+    ctx: &Ctx,
+    ledger: &Ledger,
+    platform: &dyn Platform,
+    f: Failed<'_>,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let Failed { env, environment, label, previous, started } = f;
+    let result = (|| -> Result<anyhow::Error> {
+        ctx.ui.status(format!("{env}: {label} did not become healthy"));
+        ledger.mark_bad(label, &format!("did not become healthy in {env}"))?;
+        // Blue/green or behind the proxy: it failed before any switch; users never saw it.
+        if let Some(l) = platform.live(environment)?
+            && previous.as_deref() == Some(l.label.as_str())
+            && l.healthy
+        {
+            let msg =
+                format!("{label} did not become healthy in {env} and never served its users: {} still does", l.label);
+            return Ok(Error::verdict(msg).caused_by(e));
         }
-        Err(e) if kind_of(&e) == Kind::Verdict => {
-            ctx.ui.status(format!("{to}: {label} did not become healthy"));
-            ledger.mark_bad(&label, &format!("did not become healthy in {to}"))?;
-            // Blue/green: the version failed on the standby before any swap; users never saw it.
-            if let Some(l) = platform.live(to_env)?
-                && previous.as_deref() == Some(l.label.as_str())
-                && l.running
-            {
-                return Err(Error::verdict(format!(
-                    "{label} did not become healthy in {to} and never served its users: {} still does",
-                    l.label
-                ))
-                .caused_by(e));
+        let Some(prev) = previous.filter(|p| p != label) else {
+            let msg = format!(
+                "{label} did not become healthy in {env}, and there is no previous version to put back: {env} is stopped"
+            );
+            return Ok(Error::verdict(msg).caused_by(e));
+        };
+        ctx.ui.status(format!("{env}: putting {prev} back"));
+        let incident = ledger.open_incident(&Incident {
+            id: 0,
+            env: env.to_string(),
+            bad_label: Some(label.to_string()),
+            restored_label: Some(prev.clone()),
+            detected_at: started,
+            restored_at: None,
+            downtime_ms: None,
+            reason: Some(format!("promote of {label} did not become healthy")),
+        })?;
+        let step = Step { env, label: &prev, action: "restore", previous: Some(label), reason: Some("promote failed") };
+        let switched = match deploy_recorded(ctx, ledger, platform, step) {
+            Ok(s) => s,
+            Err(r) => {
+                let msg = format!("{label} failed in {env} and restoring {prev} failed too");
+                return Ok(Error::could_not_act(msg).caused_by(r));
             }
-            let Some(prev) = previous.filter(|p| p != &label) else {
-                return Err(Error::verdict(format!(
-                    "{label} did not become healthy in {to}, and there is no previous version to put back: {to} is stopped"
-                )).caused_by(e));
-            };
-            ctx.ui.status(format!("{to}: putting {prev} back"));
-            let step = Step {
-                env: to,
-                label: &prev,
-                action: "restore",
-                previous: Some(&label),
-                reason: Some("promote failed"),
-            };
-            deploy_recorded(ctx, &ledger, &*platform, step).map_err(|r| {
-                Error::could_not_act(format!("{label} failed in {to} and restoring {prev} failed too")).caused_by(r)
-            })?;
-            let restored = now_ms();
-            ledger.record_incident(&Incident {
-                id: 0,
-                env: to.to_string(),
-                bad_label: Some(label.clone()),
-                restored_label: Some(prev.clone()),
-                detected_at: started,
-                restored_at: Some(restored),
-                downtime_ms: Some(restored - started),
-                reason: Some(format!("promote of {label} did not become healthy")),
-            })?;
-            Err(Error::verdict(format!(
-                "{label} did not become healthy in {to}; {prev} is back, {} of downtime",
-                human(restored - started)
-            ))
-            .caused_by(e))
-        }
-        Err(e) => Err(e),
-    }
+        };
+        ledger.close_incident(incident, &prev, switched.at, None)?;
+        let msg = format!(
+            "{label} did not become healthy in {env}; {prev} is back, {} of downtime",
+            human(switched.at - started)
+        );
+        Ok(Error::verdict(msg).caused_by(e))
+    })();
+    result.unwrap_or_else(|r| r)
 }
 
 pub struct RollbackRequest<'a> {
@@ -337,32 +410,27 @@ pub struct RollbackRequest<'a> {
     pub datadog_payload: Option<&'a std::path::Path>,
 }
 
+/// What rollback found it must do.
+enum Decision {
+    /// The environment runs `target`, healthy, and nothing speaks against it.
+    Nothing { target: String },
+    /// Put `target` in front of users: replacing `bad` (marked bad with `evidence`), or, when
+    /// `bad` is `None`, restarting `target` itself, which is live but hung.
+    Restore { target: String, bad: Option<String>, evidence: String },
+}
+
 /// `rollback`: restore the last known good version, mark the bad one, record the incident.
-/// Nothing to do (exit 0) when the environment already runs its last known good.
+/// Nothing to do (exit 0) when the environment runs its last known good, healthy, and no
+/// failed check or triggered alert speaks against it.
 pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
     let alert = req.datadog_payload.map(|p| crate::alert::read(ctx, p)).transpose()?;
-    let alert_reason = alert.as_ref().map(|a| a.describe());
-    if let Some(a) = &alert {
-        if a.recovered() {
-            ctx.ui.result(format!("{} recovered: nothing to roll back", a.describe()));
-            return Ok(Outcome::ok(json!({"env": a.env, "changed": false, "recovered": true})));
-        }
-        if let Some(env) = req.env.filter(|e| *e != a.env) {
-            return Err(usage!("--env {env} contradicts the alert, which is for {}", a.env));
-        }
-        if !ctx.config.sla.environments.contains(&a.env) {
-            ctx.ui.result(format!(
-                "{}: the alert is for {}; rollback on alerts acts on {} only",
-                a.describe(),
-                a.env,
-                ctx.config.sla.environments.join(", ")
-            ));
-            return Ok(Outcome::ok(json!({"env": a.env, "changed": false})));
-        }
+    if let Some(a) = &alert
+        && let Some(done) = alert_needs_nothing(ctx, a, req.env)?
+    {
+        return Ok(done);
     }
     let env = req.env.or(alert.as_ref().map(|a| a.env.as_str())).unwrap_or("production");
-    let reason = req.reason.or(alert_reason.as_deref());
-    let environment = ctx.config.environment(env)?;
+    ctx.config.environment(env)?;
     if let Some(to) = req.to {
         validate_label(to)?;
     }
@@ -374,62 +442,159 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         }
     }
     let platform = ctx.platform()?;
-    let _lock = take_lock(ctx, env, &ledger)?;
-    platform.tidy(environment)?;
+    let (_lock, live) = take_env(ctx, &ledger, &*platform, env)?;
     let started = now_ms();
-    let live = platform.live(environment)?;
-    let bad_deploy = ledger.live_deployment(env)?;
-    let target = match req.to {
-        Some(t) => t.to_string(),
-        None => match ledger.last_known_good(env)? {
-            Some(t) => t,
-            None => {
-                return Err(Error::could_not_act(format!("no last known good version in {env} to roll back to"))
-                    .with_hint(format!("a version becomes known good when smoke-check --env {env} --record passes"))
-                    .into());
-            }
-        },
-    };
     let budget_before = budget(ctx, &ledger)?;
-    if let Some(l) = &live
-        && l.label == target
-        && l.running
-    {
-        reconcile(ctx, &ledger, env, &target, "rollback")?;
-        ctx.ui.result(format!("{env}: already runs its last known good version {target}; nothing to roll back"));
-        return Ok(Outcome::ok(json!({"env": env, "changed": false, "version": target, "budget": budget_before})));
+    let alert_evidence = alert.as_ref().map(|a| a.describe());
+    match decide(&ledger, env, live.as_ref(), req.to, alert_evidence)? {
+        Decision::Nothing { target } => {
+            reconcile(ctx, &ledger, env, &target, "rollback")?;
+            ctx.ui.result(format!("{env}: already runs its last known good version {target}; nothing to roll back"));
+            Ok(Outcome::ok(json!({"env": env, "changed": false, "version": target, "budget": budget_before})))
+        }
+        Decision::Restore { target, bad, evidence } => {
+            let reason = req.reason.map(str::to_string).unwrap_or(evidence);
+            let alerted = alert.as_ref().map(|a| a.at);
+            let r = Restoring { env, target: &target, bad: bad.as_deref(), reason: &reason, started, alerted };
+            restore(ctx, &ledger, &*platform, r)
+        }
     }
-    let bad = live.as_ref().map(|l| l.label.clone()).filter(|l| l != &target);
-    let reason = reason.unwrap_or("rollback");
-    match &bad {
+}
+
+/// An alert that asks for nothing: `Recovered`, a transition rollback does not act on
+/// (`logs.alert_transitions`), or one for an environment outside the SLA's.
+fn alert_needs_nothing(ctx: &Ctx, a: &crate::alert::Alert, env: Option<&str>) -> Result<Option<Outcome>> {
+    if let Some(env) = env.filter(|e| *e != a.env) {
+        return Err(usage!("--env {env} contradicts the alert, which is for {}", a.env));
+    }
+    let acts_on = &ctx.config.logs.alert_transitions;
+    if a.recovered() {
+        ctx.ui.result(format!("{} recovered: nothing to roll back", a.describe()));
+        return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false, "recovered": true}))));
+    }
+    if !a.triggers(acts_on) {
+        ctx.ui.result(format!("{}: rollback acts on {} only; nothing to roll back", a.describe(), acts_on.join(", ")));
+        return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false, "transition": a.transition}))));
+    }
+    if !is_production(ctx, &a.env) {
+        ctx.ui.result(format!(
+            "{}: the alert is for {}; rollback on alerts acts on {} only",
+            a.describe(),
+            a.env,
+            ctx.config.sla.environments.join(", ")
+        ));
+        return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false}))));
+    }
+    Ok(None)
+}
+
+/// What to restore, and why. A triggered alert, or a failed check of the live version since it
+/// last passed, makes the live version suspect even when it is the last known good: it is
+/// replaced by the known good before it. A live version that does not answer its health path
+/// is restarted.
+fn decide(
+    ledger: &Ledger,
+    env: &str,
+    live: Option<&Live>,
+    to: Option<&str>,
+    alert: Option<String>,
+) -> Result<Decision> {
+    let evidence = match live {
+        Some(l) => alert
+            .or(ledger.failed_since_last_pass(env, &l.label)?.map(|d| format!("failed its check: {}", clip(&d, 200)))),
+        None => None,
+    };
+    let good = ledger.last_known_good(env)?;
+    let target = match (to, live, &good) {
+        (Some(t), _, _) => t.to_string(),
+        // The live version is the last known good, but the evidence is against it now.
+        (None, Some(l), Some(g)) if &l.label == g && evidence.is_some() => {
+            let why = evidence.as_deref().unwrap_or_default();
+            match ledger.last_known_good_except(env, g)? {
+                Some(previous) => previous,
+                None => {
+                    return Err(Error::could_not_act(format!(
+                        "{g} is suspect ({why}), but there is no earlier known good version in {env} to restore; {g} stays, not marked bad"
+                    ))
+                    .with_hint(format!("rollback --env {env} --to LABEL restores a version by name"))
+                    .into());
+                }
+            }
+        }
+        (None, _, Some(g)) => g.clone(),
+        (None, _, None) => {
+            return Err(Error::could_not_act(format!("no last known good version in {env} to roll back to"))
+                .with_hint(format!("a version becomes known good when smoke-check --env {env} --record passes"))
+                .into());
+        }
+    };
+    Ok(match live {
+        Some(l) if l.label == target && l.healthy && (evidence.is_none() || to.is_some()) => {
+            Decision::Nothing { target }
+        }
+        Some(l) if l.label == target => Decision::Restore {
+            evidence: format!("{target} was live but did not answer its health path; restarted"),
+            target,
+            bad: None,
+        },
+        Some(l) => Decision::Restore {
+            evidence: evidence.unwrap_or_else(|| "rollback".into()),
+            bad: Some(l.label.clone()),
+            target,
+        },
+        None => Decision::Restore { target, bad: None, evidence: "nothing was running".into() },
+    })
+}
+
+/// One restore under way.
+struct Restoring<'a> {
+    env: &'a str,
+    target: &'a str,
+    /// The version being replaced, marked bad; `None` when `target` itself is restarted.
+    bad: Option<&'a str>,
+    reason: &'a str,
+    started: Millis,
+    /// When the alert that asked for this fired, if one did.
+    alerted: Option<Millis>,
+}
+
+/// Marks the bad version, opens the incident (or takes over the one a stopped run left open),
+/// puts `target` in front of users and closes the incident at the switch.
+fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>) -> Result<Outcome> {
+    let Restoring { env, target, bad, reason, started, alerted } = r;
+    match bad {
         Some(b) => ctx.ui.status(format!("{env}: rolling back {b} → {target}")),
-        None => ctx.ui.status(format!("{env}: {target} is not running; restoring it")),
+        None => ctx.ui.status(format!("{env}: restoring {target} ({reason})")),
     }
-    if let Some(b) = &bad {
+    if let Some(b) = bad {
         ledger.mark_bad(b, reason)?;
     }
-    let step = Step { env, label: &target, action: "rollback", previous: bad.as_deref(), reason: Some(reason) };
-    deploy_recorded(ctx, &ledger, &*platform, step)
-        .map_err(|e| Error::could_not_act(format!("restoring {target} in {env} failed")).caused_by(e))?;
-    let restored = now_ms();
-    let detected: Millis = match (&bad, &bad_deploy) {
-        (Some(b), Some(d)) if &d.label == b => {
-            ledger.first_failure_since(env, b, d.started_at)?.unwrap_or(d.started_at)
-        }
-        _ => started,
+    let detected = match alerted {
+        Some(at) => at.min(started),
+        None => detected_at(ledger, env, bad, started)?,
     };
-    let downtime = restored - detected;
-    ledger.record_incident(&Incident {
-        id: 0,
-        env: env.to_string(),
-        bad_label: bad.clone(),
-        restored_label: Some(target.clone()),
-        detected_at: detected,
-        restored_at: Some(restored),
-        downtime_ms: Some(downtime),
-        reason: Some(reason.to_string()),
+    let incident =
+        match ledger.open_incidents(env)?.into_iter().rev().find(|i| i.bad_label.as_deref() == bad.or(Some(target))) {
+            Some(open) => open.id,
+            None => ledger.open_incident(&Incident {
+                id: 0,
+                env: env.to_string(),
+                bad_label: Some(bad.unwrap_or(target).to_string()),
+                restored_label: Some(target.to_string()),
+                detected_at: detected,
+                restored_at: None,
+                downtime_ms: None,
+                reason: Some(reason.to_string()),
+            })?,
+        };
+    let step = Step { env, label: target, action: "rollback", previous: bad, reason: Some(reason) };
+    let switched = deploy_recorded(ctx, ledger, platform, step).map_err(|e| {
+        Error::could_not_act(format!("restoring {target} in {env} failed; the incident stays open")).caused_by(e)
     })?;
-    let budget_after = if ctx.dry_run { budget_before } else { budget(ctx, &ledger)? };
+    ledger.close_incident(incident, target, switched.at, None)?;
+    let restored = switched.at;
+    let downtime = restored - detected;
+    let budget_after = budget(ctx, ledger)?;
     if !ctx.dry_run {
         ctx.ui.result(format!(
             "{env}: {target} restored in {} (time to restore); incident downtime {} (detected {})",
@@ -445,4 +610,23 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         "detected_at": rfc3339(detected), "restored_at": rfc3339(restored),
         "budget": budget_after, "dry_run": ctx.dry_run,
     })))
+}
+
+/// When the bad version was first seen failing: its first failed check since its deployment,
+/// else its deployment; a restart of a hung version is detected now.
+fn detected_at(ledger: &Ledger, env: &str, bad: Option<&str>, now: Millis) -> Result<Millis> {
+    let (Some(b), Some(d)) = (bad, ledger.live_deployment(env)?) else { return Ok(now) };
+    if d.label != b {
+        return Ok(now);
+    }
+    Ok(ledger.first_failure_since(env, b, d.started_at)?.unwrap_or(d.started_at))
+}
+
+/// At most `n` characters of `text`, marked when cut.
+fn clip(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(n).collect::<String>())
+    }
 }

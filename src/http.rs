@@ -154,6 +154,12 @@ impl Http {
         self.send_now(req).map(Some)
     }
 
+    /// A read-only look (a health probe): sent in a real run, not in a dry run (`None`), and not
+    /// a step of the plan, since it changes nothing.
+    pub fn probe(&self, req: &Request) -> Option<Result<Response>> {
+        (!self.dry_run).then(|| self.send_now(req))
+    }
+
     /// Sends without consulting the dry-run flag. Only for callers that have already printed the
     /// request in a dry run (polling loops print once, then stop).
     fn send_now(&self, req: &Request) -> Result<Response> {

@@ -390,6 +390,35 @@ impl Ledger {
             .optional()?)
     }
 
+    /// The last known good in `env` other than `label`: what to restore when `label` itself
+    /// is found bad.
+    pub fn last_known_good_except(&self, env: &str, label: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT v.label FROM verifications x JOIN versions v ON v.label = x.label
+                 WHERE x.env = ?1 AND x.passed = 1 AND v.bad_at IS NULL AND v.label <> ?2
+                 ORDER BY x.at DESC, x.id DESC LIMIT 1",
+                [env, label],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The newest verdict on `label` in `env` when it is a failure: its detail. A version that
+    /// passed and then failed (a bake round, a later check) is suspect.
+    pub fn failed_since_last_pass(&self, env: &str, label: &str) -> Result<Option<String>> {
+        let newest: Option<(bool, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT passed, detail FROM verifications WHERE env = ?1 AND label = ?2 ORDER BY at DESC, id DESC LIMIT 1",
+                [env, label],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(newest.filter(|(passed, _)| !passed).map(|(_, d)| d.unwrap_or_else(|| "a failed check".into())))
+    }
+
     /// Whether `label` has ever passed the smoke checks in `env`.
     pub fn verified_in(&self, env: &str, label: &str) -> Result<bool> {
         Ok(self.conn.query_row(
@@ -427,47 +456,84 @@ impl Ledger {
 
     // ---- incidents and the SLA budget ----
 
-    pub fn record_incident(&self, i: &Incident) -> Result<()> {
-        self.write(
+    /// Opens an incident before anything is done about it (`restored_at` empty): a run killed
+    /// while restoring leaves it open, and the next run in the environment closes it, so no
+    /// incident is lost and the budget is never under-counted. Returns its id (0 in a dry run).
+    pub fn open_incident(&self, i: &Incident) -> Result<i64> {
+        let id = self.write(
             || {
+                let restored = i.restored_label.as_deref().unwrap_or("-");
                 format!(
-                    "record incident in {}: {} replaced by {}, detected {}",
+                    "record incident in {}: {} replaced by {restored}, detected {} (open until {restored} serves)",
                     i.env,
                     i.bad_label.as_deref().unwrap_or("-"),
-                    i.restored_label.as_deref().unwrap_or("-"),
                     rfc3339(i.detected_at)
                 )
             },
             |c| {
                 c.execute(
-                    "INSERT INTO incidents (env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![i.env, i.bad_label, i.restored_label, i.detected_at, i.restored_at, i.downtime_ms, i.reason],
+                    "INSERT INTO incidents (env, bad_label, restored_label, detected_at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![i.env, i.bad_label, i.restored_label, i.detected_at, i.reason],
+                )?;
+                Ok(c.last_insert_rowid())
+            },
+        )?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// Closes an open incident: `restored` serves again from `at`.
+    pub fn close_incident(&self, id: i64, restored: &str, at: Millis, note: Option<&str>) -> Result<()> {
+        self.write(
+            || format!("close the incident: {restored} serves again from {}", rfc3339(at)),
+            |c| {
+                c.execute(
+                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = MAX(0, ?3 - detected_at),
+                     reason = COALESCE(reason, '') || COALESCE(?4, '')
+                     WHERE id = ?1 AND restored_at IS NULL",
+                    params![id, restored, at, note],
                 )
             },
         )?;
         Ok(())
     }
 
+    /// The incidents of `env` still open (newest last).
+    pub fn open_incidents(&self, env: &str) -> Result<Vec<Incident>> {
+        let mut st =
+            self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE env = ?1 AND restored_at IS NULL ORDER BY id"))?;
+        let rows = st.query_map([env], incident_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn incidents(&self, envs: &[String], since: Millis) -> Result<Vec<Incident>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason
-             FROM incidents WHERE detected_at >= ?1 ORDER BY id",
-        )?;
-        let rows = st.query_map([since], |r| {
-            Ok(Incident {
-                id: r.get(0)?,
-                env: r.get(1)?,
-                bad_label: r.get(2)?,
-                restored_label: r.get(3)?,
-                detected_at: r.get(4)?,
-                restored_at: r.get(5)?,
-                downtime_ms: r.get(6)?,
-                reason: r.get(7)?,
-            })
-        })?;
+        let mut st = self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE detected_at >= ?1 ORDER BY id"))?;
+        let rows = st.query_map([since], incident_row)?;
         let all: Vec<Incident> = rows.collect::<rusqlite::Result<_>>()?;
         Ok(all.into_iter().filter(|i| envs.iter().any(|e| e == &i.env)).collect())
+    }
+}
+
+const INCIDENT_COLUMNS: &str =
+    "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason FROM incidents";
+
+fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        env: r.get(1)?,
+        bad_label: r.get(2)?,
+        restored_label: r.get(3)?,
+        detected_at: r.get(4)?,
+        restored_at: r.get(5)?,
+        downtime_ms: r.get(6)?,
+        reason: r.get(7)?,
+    })
+}
+
+impl Incident {
+    /// Its downtime: as recorded once closed; while open, until `now` (an incident still open
+    /// spends the budget as it goes).
+    pub fn downtime_until(&self, now: Millis) -> i64 {
+        self.downtime_ms.unwrap_or_else(|| (now - self.detected_at).max(0))
     }
 }
 

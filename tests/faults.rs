@@ -2,7 +2,9 @@
 //! the failpoint at each chokepoint) before each of their side effects in turn, and promote
 //! meets a full disk at each step. After every fault: the environments serve a known version,
 //! the ledger passes `PRAGMA integrity_check`, running the step again converges, and the ledger
-//! then tells the truth (what it records as live is what is served; nothing left open).
+//! then tells the truth (what it records as live is what is served; nothing left open; a
+//! rollback's incident recorded once and closed, whatever step the kill hit), and no process of
+//! the project is left that no record accounts for.
 //!
 //! The suite writes the fault → outcome table it observed to `target/reliability/faults.md`;
 //! docs/RELIABILITY.md holds that table, and this test fails when the two differ
@@ -21,6 +23,8 @@ struct Row {
     fault: &'static str,
     exit: String,
     serving: String,
+    /// New incidents after the rerun: how many, and whether all are closed.
+    incidents: String,
 }
 
 /// Makes a step's text stable across runs: no temp paths, ports, pids or commit ids.
@@ -38,7 +42,7 @@ fn normalize(p: &Project, text: &str) -> String {
     t = re(r"PATH=\S+ ", "", &t);
     t = re(r"env -u \S+ ", "", &t);
     t = re(r" SAFEDEPLOY_(VERSION|ENV|DATA_DIR)=\S+", "", &t);
-    t = re(r"detected \S+Z", "detected <time>", &t);
+    t = re(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "<time>", &t);
     t = re(r" -p \S+ -c \S+ -e \S+", "", &t);
     t = t.replace("<repo>/.tools/bin/nginx", "nginx").replace("<repo>/target/debug/", "");
     if t.chars().count() > 110 {
@@ -92,6 +96,17 @@ fn assert_truth(p: &Project, env: &str, context: &str) {
     );
 }
 
+/// The incidents recorded after `since` (an id): "none", or "N, closed" / "N, M open".
+fn new_incidents(p: &Project, since: i64) -> String {
+    let n = p.query_i64(&format!("SELECT COUNT(*) FROM incidents WHERE id > {since}"));
+    let open = p.query_i64(&format!("SELECT COUNT(*) FROM incidents WHERE id > {since} AND restored_at IS NULL"));
+    match (n, open) {
+        (0, _) => "none".into(),
+        (n, 0) => format!("{n}, closed"),
+        (n, o) => format!("{n}, {o} open"),
+    }
+}
+
 /// One operation under faults at every step, `mode` being `kill` or `enospc`.
 fn sweep(
     p: &Project,
@@ -105,6 +120,7 @@ fn sweep(
         assert!(at < 60, "{op}: more steps than expected");
         let args = prepare(at);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let incidents_before = p.query_i64("SELECT COALESCE(MAX(id), 0) FROM incidents");
         let bin = op.split(' ').next().expect("bin");
         let (exit, steps) = faulted(p, bin, &args, at, mode);
         if steps.len() < at {
@@ -133,7 +149,15 @@ fn sweep(
         let (out, err) = support::output(&a);
         assert!(a.get_output().status.success(), "{context}: the rerun failed:\n{out}{err}");
         assert_truth(p, env, &context);
-        rows.push(Row { op, step: at, what: normalize(p, &what), fault: mode, exit, serving: now });
+        let strays = p.stray_processes();
+        assert!(strays.is_empty(), "{context}: processes left behind: {strays:?}");
+        let incidents = new_incidents(p, incidents_before);
+        if op == "rollback" {
+            assert_eq!(incidents, "1, closed", "{context}: the rollback's incident is recorded once, and closed");
+        } else {
+            assert_eq!(incidents, "none", "{context}: no incident");
+        }
+        rows.push(Row { op, step: at, what: normalize(p, &what), fault: mode, exit, serving: now, incidents });
     }
 }
 
@@ -181,12 +205,12 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
     );
 
     let mut table = String::from(
-        "| operation | fault | before step | the step | exit | right after the fault | rerun |\n|---|---|---|---|---|---|---|\n",
+        "| operation | fault | before step | the step | exit | right after the fault | rerun | incidents | stray processes |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         table += &format!(
-            "| {} | {} | {} | `{}` | {} | {} | converged |\n",
-            r.op, r.fault, r.step, r.what, r.exit, r.serving
+            "| {} | {} | {} | `{}` | {} | {} | converged | {} | none |\n",
+            r.op, r.fault, r.step, r.what, r.exit, r.serving, r.incidents
         );
     }
     support::check_doc_section("faults", &table);

@@ -15,8 +15,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Live {
     pub label: String,
-    /// False when the version is recorded as deployed but its process is gone.
-    pub running: bool,
+    /// It serves: its processes run and its health path answers (locally), or the environment
+    /// is Ready with an accepted health (Elastic Beanstalk). A process that is present but
+    /// hung is not healthy. In a dry run (no request is sent) the processes alone decide.
+    pub healthy: bool,
+}
+
+/// When a deploy put the new version in front of users: from `at` on, it serves through the
+/// environment's address. What follows (the old version stopped after its grace) is not
+/// downtime, and a restore is timed to here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switched {
+    pub at: crate::clock::Millis,
 }
 
 pub trait Platform {
@@ -29,9 +39,10 @@ pub trait Platform {
     /// What `env` runs now.
     fn live(&self, env: &Environment) -> Result<Option<Live>>;
 
-    /// Replaces what `env` runs with `label` and waits until it is healthy. A version that does
-    /// not become healthy is a verdict error; `env` is then left running nothing of it.
-    fn deploy(&self, env: &Environment, label: &str) -> Result<()>;
+    /// Replaces what `env` runs with `label` and waits until it is healthy; returns when users
+    /// were switched to it. A version that does not become healthy is a verdict error; `env` is
+    /// then left running nothing of it.
+    fn deploy(&self, env: &Environment, label: &str) -> Result<Switched>;
 
     /// Finishes or undoes what a run killed part-way left (processes started or to be stopped);
     /// called with the environment's lock held, before `live` is trusted. Nothing by default.

@@ -379,3 +379,36 @@ pub fn check_doc_section(name: &str, table: &str) {
         );
     }
 }
+
+impl Project {
+    /// Processes of this project's environments that no record accounts for: every process
+    /// whose working directory is under the state dir, or whose command line names it, must be
+    /// in the process group of a version `state.json` records or of an environment's nginx.
+    /// Described as `pid (command)`.
+    pub fn stray_processes(&self) -> Vec<String> {
+        let state = self.state.display().to_string();
+        let mut groups: Vec<i32> = ["staging", "production"].iter().filter_map(|e| self.env_pid(e)).collect();
+        groups.extend(["staging", "production"].iter().filter_map(|e| self.nginx_pid(e)));
+        let mut out = vec![];
+        for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let cwd = std::fs::read_link(e.path().join("cwd")).map(|p| p.display().to_string()).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .replace('\0', " ");
+            if !(cwd.starts_with(&state) || cmdline.contains(&state)) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+            let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.first().is_some_and(|s| *s == "Z") {
+                continue;
+            }
+            let pgid = f.get(2).and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+            if !groups.contains(&pgid) {
+                out.push(format!("{pid} ({})", cmdline.trim()));
+            }
+        }
+        out
+    }
+}

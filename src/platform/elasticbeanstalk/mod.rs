@@ -19,7 +19,7 @@
 
 mod aws;
 
-use super::{Live, Platform};
+use super::{Live, Platform, Switched};
 use crate::config::{EbEnvironment, EbPlatform, Environment};
 use crate::context::Ctx;
 use crate::http::Request;
@@ -576,12 +576,19 @@ impl Platform for ElasticBeanstalk<'_> {
         Ok(active
             .version_label
             .clone()
-            .map(|label| Live { label, running: active.status == "Ready" && self.accepted(&active) }))
+            .map(|label| Live { label, healthy: active.status == "Ready" && self.accepted(&active) }))
     }
 
-    fn deploy(&self, env: &Environment, label: &str) -> Result<()> {
+    fn deploy(&self, env: &Environment, label: &str) -> Result<Switched> {
         let e = self.eb_env(env)?;
-        if e.standby.is_some() { self.deploy_swap(env, e, label) } else { self.update_and_wait(&e.environment, label) }
+        if e.standby.is_some() {
+            self.deploy_swap(env, e, label)?
+        } else {
+            self.update_and_wait(&e.environment, label)?
+        }
+        // Ready with an accepted health on the label (in place), or the CNAME seen on the
+        // environment that runs it (blue/green): users reach it from here on.
+        Ok(Switched { at: crate::clock::now_ms() })
     }
 
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>> {

@@ -20,7 +20,7 @@
 mod nginx;
 mod ports;
 
-use super::{Live, Platform};
+use super::{Live, Platform, Switched};
 use crate::config::Environment;
 use crate::context::Ctx;
 use crate::exec::Cmd;
@@ -288,7 +288,7 @@ impl<'a> Local<'a> {
             "--".into(),
             "sh".into(),
             "-c".into(),
-            format!("exec {web}"),
+            exec_line(&web),
         ])
         .dir(dir);
         for (k, _) in std::env::vars() {
@@ -297,7 +297,7 @@ impl<'a> Local<'a> {
             }
         }
         cmd = cmd
-            .env("PORT", port.to_string())
+            .env("PORT", port_text(port))
             .env("SAFEDEPLOY_VERSION", label)
             .env("SAFEDEPLOY_ENV", &env.name)
             .env("SAFEDEPLOY_DATA_DIR", data.to_string_lossy())
@@ -447,7 +447,7 @@ impl<'a> Local<'a> {
     }
 
     /// `deploy.proxy = "none"`: stop the old group, start the new one on the environment's port.
-    fn deploy_restart(&self, env: &Environment, label: &str, port: u16, dir: &Path) -> Result<()> {
+    fn deploy_restart(&self, env: &Environment, label: &str, port: u16, dir: &Path) -> Result<Switched> {
         let cmd = self.app_command(env, label, dir, port)?;
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
@@ -500,12 +500,20 @@ impl<'a> Local<'a> {
                 self.stop(env)?;
                 Err(e)
             }
-            other => other,
+            // It answers on the environment's own port: it serves users from now on.
+            other => other.map(|()| Switched { at: crate::clock::now_ms() }),
         }
     }
 
     /// Behind the proxy: start beside the old version, switch once healthy, then stop the old.
-    fn deploy_switch(&self, env: &Environment, label: &str, port: u16, dir: &Path, nginx: &Nginx<'_>) -> Result<()> {
+    fn deploy_switch(
+        &self,
+        env: &Environment,
+        label: &str,
+        port: u16,
+        dir: &Path,
+        nginx: &Nginx<'_>,
+    ) -> Result<Switched> {
         let name = env.name.as_str();
         let listen = nginx::listen_of(&env.url, port)?;
         self.tidy_behind(env, nginx)?;
@@ -524,10 +532,11 @@ impl<'a> Local<'a> {
         let Some(slot) = self.start_beside(env, label, dir, serving)? else {
             // A dry run: the rest of the plan, each step printed by its chokepoint.
             self.point_nginx(nginx, &listen, 0)?;
+            let switched = self.serves_through(env, label)?;
             if let Some(o) = &old {
                 self.stop_group(name, o)?;
             }
-            return Ok(());
+            return Ok(switched);
         };
         // Recorded before the switch: a run killed from here on leaves the new version recorded
         // as serving and the old one to be stopped, whichever nginx points at.
@@ -551,12 +560,37 @@ impl<'a> Local<'a> {
             ))
             .caused_by(e));
         }
+        let switched = self.serves_through(env, label)?;
         self.ctx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
         for o in &retiring {
             self.stop_group(name, o)?;
         }
         self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None)?;
-        Ok(())
+        Ok(switched)
+    }
+
+    /// The moment `label` serves through the environment's own address: its health path
+    /// answers there (through nginx, which now forwards to it).
+    fn serves_through(&self, env: &Environment, label: &str) -> Result<Switched> {
+        let url = format!("{}{}", env.url.trim_end_matches('/'), self.ctx.config.deploy.health_path);
+        let req = Request::get(&url).timeout(PROBE_TIMEOUT);
+        let deadline = Instant::now() + self.ctx.config.deploy.health_timeout.0.min(Duration::from_secs(10));
+        let ok = |a: &Result<crate::http::Response>| matches!(a, Ok(r) if (200..300).contains(&r.status));
+        match self
+            .ctx
+            .http
+            .poll(&req, Duration::from_millis(20), deadline, |a| if ok(a) { Poll::Done } else { Poll::Again })?
+        {
+            None => Ok(Switched { at: crate::clock::now_ms() }),
+            Some(a) if ok(&a) => Ok(Switched { at: crate::clock::now_ms() }),
+            Some(Ok(r)) => Err(verdict!(
+                "{} does not serve {label} after the switch: GET {url} answered {} {}",
+                env.name,
+                r.status,
+                r.body_start()
+            )),
+            Some(Err(e)) => Err(verdict!("{} does not serve {label} after the switch: {e}", env.name)),
+        }
     }
 
     /// Behind the proxy: starts `label` on a port of its own (never an environment's) and waits
@@ -599,7 +633,7 @@ impl<'a> Local<'a> {
             if let Some(s) = &slot {
                 self.write_json(&self.starting_file(name)?, Some(s))?;
             }
-            let base = format!("http://127.0.0.1:{app_port}");
+            let base = format!("http://127.0.0.1:{}", port_text(app_port));
             let result = self.wait_healthy(Health {
                 env,
                 label,
@@ -716,10 +750,17 @@ impl Platform for Local<'_> {
             Ok(Some(n)) => n.pid().is_some() || !n.dir().join("nginx.conf").exists(),
             _ => true,
         };
-        Ok(self.read_state(&env.name)?.map(|s| Live {
-            running: self.is_supervisor(s.pid) && self.group_alive(s.pid) && proxy_up,
-            label: s.label,
-        }))
+        let Some(s) = self.read_state(&env.name)? else { return Ok(None) };
+        let running = self.is_supervisor(s.pid) && self.group_alive(s.pid) && proxy_up;
+        // Present is not healthy: a hung version (stopped, deadlocked) holds its port and
+        // answers nothing. Asked on its own port, so the answer is the version's.
+        let url = format!("http://127.0.0.1:{}{}", s.port, self.ctx.config.deploy.health_path);
+        let answers = || match self.ctx.http.probe(&Request::get(url.clone()).timeout(PROBE_TIMEOUT)) {
+            Some(Ok(r)) => (200..300).contains(&r.status),
+            Some(Err(_)) => false,
+            None => true,
+        };
+        Ok(Some(Live { healthy: running && answers(), label: s.label }))
     }
 
     fn tidy(&self, env: &Environment) -> Result<()> {
@@ -729,7 +770,7 @@ impl Platform for Local<'_> {
         }
     }
 
-    fn deploy(&self, env: &Environment, label: &str) -> Result<()> {
+    fn deploy(&self, env: &Environment, label: &str) -> Result<Switched> {
         let port = self.port_of(env)?;
         let dir = self.version_dir(label)?;
         if !self.ctx.dry_run && !dir.join(BUILT_MARKER).is_file() {
@@ -796,6 +837,24 @@ struct PortTaken {
     holder: String,
 }
 
+/// The web line as `sh -c` runs it: a plain command is `exec`ed, so the app itself is the
+/// supervisor's child and gets its signals first; a line that already says `exec`, or that is
+/// more than one command (`;`, `&`, `|`, a subshell), runs as written (the whole process group
+/// is stopped either way).
+fn exec_line(web: &str) -> String {
+    let compound = web.contains([';', '&', '|', '(', ')', '\n', '`']) || web.contains("$(");
+    let first = web.split_whitespace().next().unwrap_or_default();
+    if compound || first == "exec" { web.to_string() } else { format!("exec {web}") }
+}
+
+/// A port as a plan shows it: in a dry run no port is picked (0), and the real run takes a free one.
+fn port_text(port: u16) -> String {
+    if port == 0 { "<a free port>".into() } else { port.to_string() }
+}
+
+/// How long a health probe of a live version may take before it counts as hung.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How many ports a version behind the proxy is started on before the platform gives up.
 const PORT_ATTEMPTS: usize = 3;
 
@@ -822,4 +881,18 @@ pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
     let ppid = f.next()?.parse().ok()?;
     let pgrp = f.next()?.parse().ok()?;
     Some(ProcStat { state, ppid, pgrp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_is_added_only_to_a_plain_command() {
+        assert_eq!(exec_line("gunicorn app:app"), "exec gunicorn app:app");
+        // An `exec` of its own is not doubled (`exec exec gunicorn` fails).
+        assert_eq!(exec_line("exec gunicorn app:app"), "exec gunicorn app:app");
+        assert_eq!(exec_line("(trap '' TERM; sleep 1) & gunicorn x"), "(trap '' TERM; sleep 1) & gunicorn x");
+        assert_eq!(exec_line("a && b"), "a && b");
+    }
 }

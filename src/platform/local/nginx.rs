@@ -127,7 +127,10 @@ impl<'a> Nginx<'a> {
 
     fn write_conf(&self, listen: &str, upstream: u16) -> Result<()> {
         self.ctx.exec.effect(
-            || format!("point {} at 127.0.0.1:{upstream}", self.conf_path().display()),
+            || match upstream {
+                0 => format!("point {} at 127.0.0.1:<the new version's port>", self.conf_path().display()),
+                _ => format!("point {} at 127.0.0.1:{upstream}", self.conf_path().display()),
+            },
             || {
                 std::fs::create_dir_all(self.dir.join("tmp"))?;
                 let tmp = self.conf_path().with_extension("conf.tmp");

@@ -1,0 +1,158 @@
+//! rollback acts whenever production is bad, and only then: a hung live version is restarted,
+//! a failed check or a triggered alert on the live known good version restores the one before
+//! it, the restore is timed to when the good version serves (not to when the bad one stopped),
+//! and deploy-staging never reaches production.
+
+mod support;
+
+use predicates::prelude::*;
+use support::{Project, output};
+
+/// A harmless v2 that passes everywhere: the last known good in production.
+fn v2_good_everywhere(p: &Project) {
+    p.v1_everywhere();
+    let tpl = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    p.write("application.py", &format!("{tpl}\n# v2: a comment only\n"));
+    p.write("tests/test_v2.py", "def test_v2():\n    assert True\n");
+    p.commit_all("v2: harmless", "Team");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    p.cmd("promote").assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+}
+
+fn alert(p: &Project, transition: &str) -> std::path::PathBuf {
+    let path = p.app.join(format!("alert-{}.json", transition.replace(' ', "-")));
+    let body = format!(
+        r#"{{"alert_id": "4711", "transition": "{transition}", "title": "5xx rate above 2%", "date": "{}",
+            "tags": "service:url-shortener,env:production"}}"#,
+        safedeploy::clock::now_ms()
+    );
+    std::fs::write(&path, body).expect("payload");
+    path
+}
+
+#[test]
+fn a_hung_live_version_is_restarted_not_called_nothing_to_roll_back() {
+    use nix::sys::signal::{Signal, killpg};
+    let p = Project::new();
+    p.v1_everywhere();
+    let hung = p.env_pid("production").expect("production's group");
+    killpg(nix::unistd::Pid::from_raw(hung), Signal::SIGSTOP).expect("SIGSTOP");
+    p.cmd("smoke-check").args(["--env", "production"]).assert().code(1);
+    let a = p.cmd("rollback").args(["--json"]).assert().success();
+    let (out, err) = output(&a);
+    let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(doc["changed"], true, "{out}{err}");
+    assert_eq!(doc["restored_version"], "v1");
+    assert!(
+        err.contains("production: restoring v1 (v1 was live but did not answer its health path; restarted)"),
+        "{err}"
+    );
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"), "production answers again");
+    assert_ne!(p.env_pid("production"), Some(hung), "a new process serves");
+    assert!(!support::group_alive(hung), "the hung one is gone");
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "v1 is not marked bad");
+    assert_eq!(
+        p.query_i64("SELECT COUNT(*) FROM incidents WHERE bad_label = 'v1' AND restored_label = 'v1' AND restored_at IS NOT NULL"),
+        1
+    );
+    // Now it is healthy: nothing to do.
+    p.cmd("rollback").assert().success().stdout(predicate::str::contains("nothing to roll back"));
+}
+
+#[test]
+fn a_triggered_alert_on_the_live_known_good_version_restores_the_one_before() {
+    let p = Project::new();
+    v2_good_everywhere(&p);
+    // Warn, No Data and Renotify ask for no rollback.
+    for transition in ["Warn", "No Data", "Renotify"] {
+        p.cmd("rollback")
+            .arg("--datadog-payload")
+            .arg(alert(&p, transition))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("rollback acts on Triggered, Re-Triggered only; nothing to roll back"));
+        assert_eq!(p.served_version("production").as_deref(), Some("v2"), "{transition}");
+    }
+    let a = p.cmd("rollback").arg("--datadog-payload").arg(alert(&p, "Triggered")).assert().success();
+    let (_, err) = output(&a);
+    assert!(err.contains("production: rolling back v2 → v1"), "{err}");
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    let why = p.query_strings("SELECT bad_reason FROM versions WHERE label = 'v2'");
+    assert!(why[0].contains("Datadog alert 4711 (Triggered: 5xx rate above 2%)"), "{why:?}");
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents WHERE bad_label = 'v2' AND restored_label = 'v1'"), 1);
+    // v1 is healthy and nothing speaks against it now.
+    p.cmd("rollback").assert().success().stdout(predicate::str::contains("nothing to roll back"));
+}
+
+#[test]
+fn a_failed_check_after_the_live_version_passed_makes_it_suspect() {
+    let p = Project::new();
+    v2_good_everywhere(&p);
+    // A later check fails (a bug the first checks did not cover, or a bake round).
+    p.edit_config(|c| c.replace("expect_status = [302]", "expect_status = [418]"));
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    p.cmd("rollback").assert().success().stderr(predicate::str::contains("production: rolling back v2 → v1"));
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    let why = p.query_strings("SELECT bad_reason FROM versions WHERE label = 'v2'");
+    assert!(why[0].starts_with("failed its check: shorten and follow / follow the short link"), "{why:?}");
+}
+
+#[test]
+fn a_suspect_version_with_no_earlier_good_one_stays_and_is_not_marked_bad() {
+    let p = Project::new();
+    p.v1_everywhere();
+    let a = p.cmd("rollback").arg("--datadog-payload").arg(alert(&p, "Triggered")).assert().code(3);
+    let (_, err) = output(&a);
+    assert!(err.contains("v1 is suspect (Datadog alert 4711"), "{err}");
+    assert!(
+        err.contains("there is no earlier known good version in production to restore; v1 stays, not marked bad"),
+        "{err}"
+    );
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0);
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+}
+
+#[test]
+fn the_restore_is_timed_to_when_the_good_version_serves_not_to_the_bad_ones_stop() {
+    let p = Project::new();
+    p.v1_everywhere();
+    // v2 keeps a child that ignores SIGTERM: stopping it takes the whole grace (3 s here).
+    let procfile = std::fs::read_to_string(p.app.join("Procfile")).expect("Procfile");
+    p.write("Procfile", &procfile.replace("web: ", "web: (trap '' TERM; sleep 60) & "));
+    p.commit_all("v2 with a stubborn child", "Team");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+    let started = std::time::Instant::now();
+    let a = p.cmd("rollback").args(["--reason", "test", "--json"]).assert().success();
+    let took = started.elapsed();
+    let (out, err) = output(&a);
+    assert!(err.contains("ignored SIGTERM for 3s; killing it"), "the stop took the grace: {err}");
+    assert!(took.as_millis() >= 3000, "the run includes the stop ({took:?})");
+    let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let ttr = doc["time_to_restore_ms"].as_i64().expect("ttr");
+    assert!(ttr < 2500, "time to restore {ttr} ms excludes the old version's stop grace: {out}");
+    let downtime = p.query_i64("SELECT downtime_ms FROM incidents WHERE bad_label = 'v2'");
+    assert_eq!(downtime, doc["downtime_ms"].as_i64().expect("downtime"));
+    let restored = p.query_i64("SELECT restored_at FROM incidents WHERE bad_label = 'v2'");
+    let finished = p.query_i64("SELECT finished_at FROM deployments WHERE action = 'rollback'");
+    assert!(finished - restored >= 2500, "restored ({restored}) before the stop ended ({finished})");
+}
+
+#[test]
+fn deploy_staging_refuses_an_environment_that_only_promote_may_change() {
+    let p = Project::new();
+    p.v1_everywhere();
+    let a = p.cmd("deploy-staging").args(["--version", "v9", "--env", "production"]).assert().code(2);
+    let (out, err) = output(&a);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("deploy-staging: error: deploy-staging deploys to staging environments only; production is one whose incidents spend the SLA budget (sla.environments)"),
+        "{err}"
+    );
+    assert!(err.contains("hint: promote --version v9 --to production"), "{err}");
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE label = 'v9'"), 0);
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+}
