@@ -47,6 +47,10 @@ pub struct Config {
     pub path: PathBuf,
     #[serde(skip)]
     pub dir: PathBuf,
+    /// Values of the file under secret-looking names (an app's `API_TOKEN`, an `X-Api-Key`
+    /// header): masked wherever they appear.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -648,9 +652,16 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
-            Error::usage(format!("{}{at}: {}", path.display(), e.message().trim()))
+            let line = e.span().map(|s| line_of(text, s.start));
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            // A value under a secret-looking key is never echoed, not even in a type error.
+            let secret = e.span().is_some_and(|s| key_before(text, s.start).is_some_and(crate::redact::is_secret_name));
+            let message = if secret { mask_quoted(e.message().trim()) } else { e.message().trim().to_string() };
+            Error::usage(format!("{}{at}: {message}", path.display()))
         })?;
+        if let Ok(raw) = text.parse::<toml::Table>() {
+            secret_values(&toml::Value::Table(raw), false, &mut cfg.secrets);
+        }
         cfg.path = path.to_path_buf();
         cfg.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if cfg.dir.as_os_str().is_empty() {
@@ -950,6 +961,44 @@ fn validate_check(check: &Check, known: &[String], bad: &dyn Fn(&str, String) ->
     Ok(())
 }
 
+/// Every value under a secret-looking key, at any depth (strings, and numbers as written).
+fn secret_values(v: &toml::Value, secret: bool, out: &mut Vec<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                secret_values(v, secret || crate::redact::is_secret_name(k), out);
+            }
+        }
+        toml::Value::Array(a) => a.iter().for_each(|v| secret_values(v, secret, out)),
+        toml::Value::String(s) if secret => out.push(s.clone()),
+        toml::Value::Integer(i) if secret => out.push(i.to_string()),
+        toml::Value::Float(f) if secret => out.push(f.to_string()),
+        _ => {}
+    }
+}
+
+/// The key whose value starts at `offset` (`KEY = value`, also inside an inline table).
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?;
+    let before = before.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '"' | '\'' | '.')))
+        .map_or(0, |i| i + 1);
+    Some(before[start..].trim_matches(['"', '\'']))
+}
+
+/// A message with its `quoted` parts masked.
+fn mask_quoted(message: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        out.push_str(if i % 2 == 1 { crate::redact::MASK } else { part });
+    }
+    out
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
@@ -1000,6 +1049,18 @@ mod tests {
         let text = MINIMAL.replace("http://127.0.0.1:8101", "ftp:/x");
         let e = Config::parse(&text, Path::new("s.toml")).expect_err("rejects");
         assert_eq!(e.to_string(), "s.toml: environments.staging.url: expected an http(s) URL, got \"ftp:/x\"");
+    }
+
+    #[test]
+    fn a_secret_in_a_type_error_is_not_echoed() {
+        let text = MINIMAL.replace("url =", "env = { DB_PASSWORD = 90817263 }\nurl =");
+        let e = Config::parse(&text, Path::new("s.toml")).expect_err("rejects");
+        assert_eq!(e.to_string(), "s.toml:4: invalid type: integer `****`, expected a string");
+        assert_eq!(key_before("a = { B_TOKEN = ", 16), Some("B_TOKEN"));
+        assert_eq!(key_before("\"X-Api-Key\" = ", 14), Some("X-Api-Key"));
+        // Other type errors keep what they say.
+        let e = Config::parse(&MINIMAL.replace("url =", "env = { PLAIN = 5 }\nurl ="), Path::new("s.toml")).expect_err("x");
+        assert!(e.to_string().contains("`5`"), "{e}");
     }
 
     #[test]

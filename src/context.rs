@@ -35,16 +35,28 @@ impl Ctx {
     pub fn load(opts: &GlobalOptions, ui: Ui, interrupted: Arc<AtomicBool>) -> Result<Ctx> {
         let path = Config::locate(opts.config.as_deref())?;
         let config = Config::load(&path)?;
-        let mut ui = ui;
-        // Secret-named variables the config gives apps are masked wherever their values appear.
-        for env in config.environments.values() {
-            for (k, v) in &env.env {
-                if crate::redact::is_secret_name(k) {
-                    ui.redactor.add_value(v.clone());
-                }
+        // Secrets the config knows of are masked wherever their values appear: values under
+        // secret-looking names, and the variables it names as holding a webhook or a key.
+        for v in &config.secrets {
+            ui.redactor.add_value(v.clone());
+        }
+        let mut named = vec![&config.logs.slack_webhook_env, &config.logs.datadog_api_key_env];
+        if let Some(dd) = &config.smoke.datadog {
+            named.extend([&dd.api_key_env, &dd.app_key_env]);
+        }
+        for var in named {
+            if let Ok(v) = std::env::var(var) {
+                ui.redactor.add_value(v);
             }
         }
         let state_dir = opts.state_dir.clone().unwrap_or_else(|| config.dir.join(".safedeploy"));
+        // The state dir's paths go on the app's PATH (its build paths): a ':' would split them.
+        if state_dir.to_string_lossy().contains([':', '\n', '\0']) {
+            return Err(crate::usage!(
+                "--state-dir {:?}: a state dir's path must not contain ':' or a newline (it is put on the app's PATH)",
+                state_dir.display()
+            ));
+        }
         let exec = Exec { dry_run: opts.dry_run, ui: ui.clone(), interrupted: interrupted.clone() };
         let http = Http::new(opts.dry_run, ui.clone());
         if opts.dry_run {

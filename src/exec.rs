@@ -28,6 +28,8 @@ pub struct Cmd {
     dir: Option<PathBuf>,
     env: Vec<(String, String)>,
     env_remove: Vec<String>,
+    /// Starts from this environment instead of the caller's (then `env` is applied).
+    base_env: Option<Vec<(String, String)>>,
     timeout: Option<Duration>,
 }
 
@@ -42,6 +44,7 @@ impl Cmd {
             dir: None,
             env: vec![],
             env_remove: vec![],
+            base_env: None,
             timeout: None,
         }
     }
@@ -61,6 +64,14 @@ impl Cmd {
     }
     pub fn env_remove(mut self, key: impl Into<String>) -> Self {
         self.env_remove.push(key.into());
+        self
+    }
+    /// The child starts from `vars` instead of the caller's environment; variables set with
+    /// [`Cmd::env`] are added on top (and so win). `removed` names what the caller had and the
+    /// child does not get, for the plan line.
+    pub fn base_env(mut self, vars: Vec<(String, String)>, removed: Vec<String>) -> Self {
+        self.base_env = Some(vars);
+        self.env_remove = removed;
         self
     }
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -95,13 +106,15 @@ impl Cmd {
         if let Some(dir) = &self.dir {
             e = e.dir(dir);
         }
-        for k in &self.env_remove {
-            e = e.env_remove(k);
-        }
-        for (k, v) in &self.env {
-            e = e.env(k, v);
-        }
-        Ok(e)
+        // One full environment: duct gives an inner `env_remove` precedence over an outer
+        // `env`, so removing a variable and then setting it would lose the value.
+        let mut vars: Vec<(String, String)> = match &self.base_env {
+            Some(base) => base.clone(),
+            None => std::env::vars().collect(),
+        };
+        vars.retain(|(k, _)| !self.env_remove.contains(k) && !self.env.iter().any(|(s, _)| s == k));
+        vars.extend(self.env.iter().cloned());
+        Ok(e.full_env(vars))
     }
 }
 
@@ -216,11 +229,10 @@ impl Exec {
             .open(log)
             .with_context(|| format!("opening log {}", log.display()))?;
         let err = file.try_clone()?;
-        let mut expr = cmd.expression()?;
-        for k in JENKINS_COOKIES {
-            expr = expr.env_remove(k);
-        }
-        let handle = expr
+        let mut cmd = cmd.clone();
+        cmd.env_remove.extend(JENKINS_COOKIES.iter().map(|k| k.to_string()));
+        let handle = cmd
+            .expression()?
             .stdin_null()
             .stdout_file(file)
             .stderr_file(err)

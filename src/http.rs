@@ -56,6 +56,7 @@ impl Request {
             parts.push(format!("-X {}", self.method));
         }
         for (k, v) in &self.headers {
+            let v = if harmless_header(k) { v.as_str() } else { crate::redact::MASK };
             parts.push(format!("-H {}", q(&format!("{k}: {v}"))));
         }
         match &self.body {
@@ -74,6 +75,33 @@ impl Request {
         parts.push(q(&self.url));
         parts.join(" ")
     }
+}
+
+/// Headers whose values say nothing secret; every other header's value (an `X-Api-Key`, an
+/// `Authorization`, a custom token header) is shown as `****` wherever a request is echoed.
+pub fn harmless_header(name: &str) -> bool {
+    const HARMLESS: &[&str] = &[
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "connection",
+        "content-type",
+        "content-length",
+        "host",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "origin",
+        "pragma",
+        "referer",
+        "user-agent",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-request-id",
+        "x-requested-with",
+    ];
+    HARMLESS.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 #[derive(Debug, Clone)]
@@ -296,5 +324,7 @@ mod tests {
         r.method = "POST".into();
         r.body = Some(Body::Form(vec![("url".into(), "https://e.com/a b".into())]));
         assert_eq!(r.display(), "curl -sS -X POST --data-urlencode 'url=https://e.com/a b' http://127.0.0.1:1/shorten");
+        r.headers = vec![("X-Team-Auth".into(), "v3ry".into()), ("Accept".into(), "text/html".into())];
+        assert!(r.display().contains("-H 'X-Team-Auth: ****' -H 'Accept: text/html'"), "{}", r.display());
     }
 }

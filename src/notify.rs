@@ -26,6 +26,10 @@ pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<S
     let n = &ctx.config.logs;
     let slack = std::env::var(&n.slack_webhook_env).ok().filter(|v| !v.is_empty());
     let dd_key = std::env::var(&n.datadog_api_key_env).ok().filter(|v| !v.is_empty());
+    // A URL or key read from a secret's variable is never printed, whatever the variable's name.
+    for v in slack.iter().chain(dd_key.iter()) {
+        ctx.ui.redactor.add_value(v.clone());
+    }
     if slack.is_none() && dd_key.is_none() {
         return Err(usage!(
             "--notify: no destination: set {} (a Slack incoming webhook) or {} (a Datadog API key)",

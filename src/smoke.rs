@@ -231,6 +231,12 @@ fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) ->
             continue;
         }
         let req = request(base, check, &vars, timeout);
+        // What a header carries (a key from the config or from {{env.X}}) is never printed.
+        for (k, v) in &req.headers {
+            if !crate::http::harmless_header(k) {
+                ctx.ui.redactor.add_value(v.clone());
+            }
+        }
         let mut failures = vec![];
         let mut body_start = String::new();
         for sample in 0..samples.max(1) {

@@ -233,3 +233,164 @@ fn a_report_pattern_that_matches_source_files_is_exit_2_and_deletes_nothing() {
     }
     finish("gate-patterns", cases);
 }
+
+#[test]
+fn odd_characters_in_the_checkout_and_state_paths_break_nothing() {
+    let mut cases = vec![];
+    for (app, state) in [
+        ("my app", "state dir"),
+        ("app'q\"x", "st $HOME;#{}ate"),
+        ("ü é", "-state [x] *?"),
+        ("app\\back", "state%20&amp"),
+    ] {
+        let p = Project::in_dirs(app, state);
+        p.v2_failing_in_production();
+        let rolled = p.cmd("rollback").assert().get_output().status.code();
+        let report = p.app.join("hunt.txt");
+        let logs = p
+            .cmd("collect-logs")
+            .args(["--env", "production", "--out"])
+            .arg(&report)
+            .assert()
+            .get_output()
+            .status
+            .code();
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        cases.push(Case {
+            case: format!("checkout {app:?}, state dir {state:?}"),
+            expected: "pipeline ok, rollback exit 0, production serves v1, report names the TypeError: true",
+            observed: format!(
+                "pipeline ok, rollback exit {}, production serves {}, report names the TypeError: {}",
+                rolled.unwrap_or(-1),
+                p.served_version("production").unwrap_or_else(|| "nothing".into()),
+                logs == Some(0) && text.contains("exception: TypeError")
+            ),
+        });
+    }
+    // A ':' would split the app's PATH: refused before anything is done.
+    let p = Project::in_dirs("app", "state:colon");
+    let a = p.cmd("deploy-staging").args(["--version", "v1"]).assert();
+    let (code, errors, _, err) = describe(&a);
+    cases.push(Case {
+        case: "state dir \"state:colon\"".into(),
+        expected: "exit 2, 1 error line, said why: true, created: false",
+        observed: format!(
+            "exit {}, {errors} error line, said why: {}, created: {}",
+            code.unwrap_or(-1),
+            err.contains("must not contain ':'"),
+            p.state.exists()
+        ),
+    });
+    finish("odd-paths", cases);
+}
+
+/// Whether any of `secrets` is in `text`.
+fn leaks(text: &str, secrets: &[&str]) -> bool {
+    secrets.iter().any(|s| text.contains(s))
+}
+
+#[test]
+fn secrets_are_masked_by_shape_and_by_where_they_come_from() {
+    let mut cases = vec![];
+    let p = Project::new();
+    p.v1_everywhere();
+    // Log lines with AWS secret keys that collect-logs' own environment does not know.
+    let bare = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKY";
+    let json = "Zq8/3kLm9NpQr2StUvWx4YzAb5CdEfGhIjKlMnOp";
+    let log = p.state.parent().expect("tmp").join("secret.log");
+    std::fs::write(
+        &log,
+        format!(
+            "2026-11-23T22:40:01.123Z ERROR upload failed: signing with {bare}\n\
+             2026-11-23T22:40:02.123Z ERROR bad config {{\"aws_secret_access_key\": \"{json}\", \"password\": 12345678}}\n"
+        ),
+    )
+    .expect("log");
+    let report = p.app.join("secret-report.txt");
+    let a = p.cmd("collect-logs").arg("--input").arg(&log).arg("--out").arg(&report).arg("--json").assert();
+    let (code, _, out, err) = describe(&a);
+    let written = std::fs::read_to_string(&report).unwrap_or_default();
+    cases.push(Case {
+        case: "AWS secret keys in log lines, bare and as JSON, not in the tool's environment".into(),
+        expected: "exit 0, in console, --json or report: no",
+        observed: format!(
+            "exit {}, in console, --json or report: {}",
+            code.unwrap_or(-1),
+            if leaks(&format!("{out}{err}{written}"), &[bare, json, "12345678"]) { "YES" } else { "no" }
+        ),
+    });
+
+    // Header values of smoke checks: in the config, and from {{env.X}}.
+    let key = "team-api-key-7f3a9c";
+    let from_env = "env-header-value-91bd2";
+    p.edit_config(|c| {
+        c.replace(
+            "name = \"the form is served\"\n",
+            &format!("name = \"the form is served\"\nheaders = {{ X-Api-Key = \"{key}\", X-Team = \"{{{{env.TEAM_HEADER}}}}\" }}\nexpect_status = [299]\n"),
+        )
+    });
+    for dry in [false, true] {
+        let mut c = p.cmd("smoke-check");
+        c.args(["--env", "staging", "--json", "-v"]).env("TEAM_HEADER", from_env);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let a = c.assert();
+        let (code, _, out, err) = describe(&a);
+        cases.push(Case {
+            case: format!(
+                "smoke check header values from the config and {{{{env.X}}}}{}",
+                if dry { ", dry run" } else { ", failing" }
+            ),
+            expected: if dry { "exit 0, printed: no" } else { "exit 1, printed: no" },
+            observed: format!(
+                "exit {}, printed: {}",
+                code.unwrap_or(-1),
+                if leaks(&format!("{out}{err}"), &[key, from_env]) { "YES" } else { "no" }
+            ),
+        });
+    }
+
+    // A webhook URL in a variable of a custom name, unreachable (the notify error names it).
+    let hook = "http://127.0.0.1:9/hooks/T000/B000/hook-secret-55aa";
+    p.edit_config(|c| c.replace("[logs]\n", "[logs]\nslack_webhook_env = \"TEAM_HOOK\"\n"));
+    for dry in [false, true] {
+        let mut c = p.cmd("collect-logs");
+        c.args(["--env", "production", "--notify", "--out"]).arg(&report).env("TEAM_HOOK", hook);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let a = c.assert();
+        let (code, _, out, err) = describe(&a);
+        cases.push(Case {
+            case: format!(
+                "a webhook URL from a custom slack_webhook_env{}",
+                if dry { ", dry run" } else { ", unreachable" }
+            ),
+            expected: if dry { "exit 0, printed: no" } else { "exit 3, printed: no" },
+            observed: format!(
+                "exit {}, printed: {}",
+                code.unwrap_or(-1),
+                if leaks(&format!("{out}{err}"), &["hook-secret-55aa"]) { "YES" } else { "no" }
+            ),
+        });
+    }
+
+    // A numeric password where the config expects text: the type error does not echo it.
+    let q = Project::new();
+    q.edit_config(|c| {
+        c.replace("[environments.staging]\n", "[environments.staging]\nenv = { DB_PASSWORD = 90817263 }\n")
+    });
+    let a = q.cmd("deploy-staging").args(["--version", "v1"]).assert();
+    let (code, errors, out, err) = describe(&a);
+    cases.push(Case {
+        case: "a numeric password in a config type error".into(),
+        expected: "exit 2, 1 error line, printed: no",
+        observed: format!(
+            "exit {}, {errors} error line, printed: {}",
+            code.unwrap_or(-1),
+            if leaks(&format!("{out}{err}"), &["90817263"]) { "YES" } else { "no" }
+        ),
+    });
+    finish("secrets", cases);
+}

@@ -134,3 +134,35 @@ fn no_planted_secret_appears_in_any_output_report_or_notification() {
         }
     }
 }
+
+#[test]
+fn configured_secrets_reach_the_app_and_the_callers_do_not() {
+    let p = Project::new();
+    p.edit_config(|c| {
+        c.replace(
+            "[environments.staging]\n",
+            "[environments.staging]\nenv = { API_TOKEN = \"token-from-the-config\", PLAIN = \"plain-from-the-config\" }\n",
+        )
+    });
+    let procfile = std::fs::read_to_string(p.app.join("Procfile")).expect("Procfile");
+    let web = procfile.lines().find_map(|l| l.strip_prefix("web:")).expect("web line").trim().to_string();
+    p.write(
+        "Procfile",
+        &format!("web: echo \"app sees token=$API_TOKEN plain=$PLAIN other=$OTHER_SECRET\"; exec {web}\n"),
+    );
+    p.commit_all("Print what the app is given", "Team");
+    let a = p
+        .cmd("deploy-staging")
+        .args(["--version", "v1"])
+        .env("API_TOKEN", "token-from-the-shell")
+        .env("OTHER_SECRET", "secret-of-the-shell")
+        .assert()
+        .success();
+    let (out, err) = output(&a);
+    assert!(!format!("{out}{err}").contains("token-from-the-config"), "the value is not printed:\n{out}{err}");
+    let log = std::fs::read_to_string(p.state.join("local/envs/staging/app.log")).expect("app log");
+    assert!(
+        log.contains("app sees token=token-from-the-config plain=plain-from-the-config other=\n"),
+        "the configured values win, the caller's secrets stay out:\n{log}"
+    );
+}

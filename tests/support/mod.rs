@@ -95,8 +95,14 @@ impl Project {
     /// The example app at v1, committed, with a config for fast tests: no per-version venv
     /// (the shared test venv is on the app's PATH), short deadlines.
     pub fn new() -> Self {
+        Self::in_dirs("app", "state")
+    }
+
+    /// [`Project::new`] with the app's checkout and the state dir under these names (odd
+    /// characters included).
+    pub fn in_dirs(app_name: &str, state_name: &str) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let app = tmp.path().join("app");
+        let app = tmp.path().join(app_name);
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/url-shortener");
         copy_dir(&example, &app);
         let ports = [reserve_port(), reserve_port()];
@@ -118,8 +124,14 @@ impl Project {
             .replace("deadline = \"30s\"", "deadline = \"8s\"");
         assert!(config.contains(r#"command = "true""#), "the example's build command changed; update tests/support");
         std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
-        let p =
-            Project { state: tmp.path().join("state"), _tmp: tmp, app, staging_port, production_port, _ports: ports };
+        let p = Project {
+            state: tmp.path().join(state_name),
+            _tmp: tmp,
+            app,
+            staging_port,
+            production_port,
+            _ports: ports,
+        };
         p.git(&["init", "-q", "-b", "main"]);
         p.commit_all("URL shortener v1", "Team");
         p
