@@ -1059,7 +1059,8 @@ mod tests {
         assert_eq!(key_before("a = { B_TOKEN = ", 16), Some("B_TOKEN"));
         assert_eq!(key_before("\"X-Api-Key\" = ", 14), Some("X-Api-Key"));
         // Other type errors keep what they say.
-        let e = Config::parse(&MINIMAL.replace("url =", "env = { PLAIN = 5 }\nurl ="), Path::new("s.toml")).expect_err("x");
+        let e =
+            Config::parse(&MINIMAL.replace("url =", "env = { PLAIN = 5 }\nurl ="), Path::new("s.toml")).expect_err("x");
         assert!(e.to_string().contains("`5`"), "{e}");
     }
 

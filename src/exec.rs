@@ -31,6 +31,8 @@ pub struct Cmd {
     /// Starts from this environment instead of the caller's (then `env` is applied).
     base_env: Option<Vec<(String, String)>>,
     timeout: Option<Duration>,
+    /// Where the running command's process group id is kept (see [`end_recorded_group`]).
+    group_file: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -46,6 +48,7 @@ impl Cmd {
             env_remove: vec![],
             base_env: None,
             timeout: None,
+            group_file: None,
         }
     }
 
@@ -72,6 +75,11 @@ impl Cmd {
     pub fn base_env(mut self, vars: Vec<(String, String)>, removed: Vec<String>) -> Self {
         self.base_env = Some(vars);
         self.env_remove = removed;
+        self
+    }
+    /// Keeps the command's process group id in `path` while it runs.
+    pub fn group_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.group_file = Some(path.into());
         self
     }
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -148,6 +156,21 @@ pub fn describe(status: &ExitStatus) -> String {
     }
 }
 
+/// Ends the process group a run killed with -9 left behind, as recorded in `path` by
+/// [`Cmd::group_file`], if it still runs under `dir` (so a reused pid is never signalled).
+/// Returns whether there was one.
+pub fn end_recorded_group(path: &Path, dir: &Path) -> bool {
+    let Some(pgid) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<i32>().ok()) else {
+        return false;
+    };
+    let ours = crate::procs::group_works_under(pgid, dir);
+    if ours {
+        crate::procs::end_group(pgid, GROUP_GRACE);
+    }
+    let _ = std::fs::remove_file(path);
+    ours
+}
+
 /// Runs commands, honouring `--dry-run`, timeouts and interruption.
 #[derive(Debug, Clone)]
 pub struct Exec {
@@ -155,6 +178,9 @@ pub struct Exec {
     pub ui: Ui,
     pub interrupted: Arc<AtomicBool>,
 }
+
+/// How long a child's process group gets between SIGTERM and SIGKILL when it is ended.
+const GROUP_GRACE: Duration = Duration::from_secs(2);
 
 /// How long to wait between checks for interruption while a child runs.
 const SLICE: Duration = Duration::from_millis(50);
@@ -296,33 +322,54 @@ impl Exec {
         Ok(self.dry_run)
     }
 
+    /// Runs `expr` in a process group of its own, waiting in slices so SIGINT/SIGTERM and the
+    /// time limit are noticed. On either the whole group is ended (TERM, then KILL), so a test
+    /// runner's children or a build's pip do not outlive it; what the command left running in
+    /// its group when it exited is ended too. With [`Cmd::group_file`] the group's id is
+    /// recorded while it runs, so a later run can end what a killed one left.
     fn wait(&self, cmd: &Cmd, expr: duct::Expression) -> Result<Output> {
+        let expr = expr.before_spawn(|c| {
+            use std::os::unix::process::CommandExt;
+            c.process_group(0);
+            Ok(())
+        });
         let handle = expr.start().with_context(|| format!("could not start `{}`", cmd.display()))?;
+        let pgid = handle.pids().first().copied().unwrap_or(0) as i32;
+        if let Some(f) = &cmd.group_file {
+            let _ = std::fs::write(f, pgid.to_string());
+        }
         let started = Instant::now();
-        loop {
+        let ended = |why: Error| -> anyhow::Error {
+            crate::procs::end_group(pgid, GROUP_GRACE);
+            let _ = handle.kill();
+            why.into()
+        };
+        let result = loop {
             if let Some(out) = handle.wait_timeout(SLICE)? {
-                return Ok(out.clone());
+                // Left behind in the group (`server &`): ended with it.
+                crate::procs::end_group(pgid, GROUP_GRACE);
+                break Ok(out.clone());
             }
             if self.interrupted.load(Ordering::SeqCst) {
-                let _ = handle.kill();
-                return Err(Error::interrupted(format!(
-                    "interrupted while running `{}`; it was stopped",
+                break Err(ended(Error::interrupted(format!(
+                    "interrupted while running `{}`; it was stopped, with its process group",
                     cmd.display()
-                ))
-                .into());
+                ))));
             }
             if let Some(limit) = cmd.timeout
                 && started.elapsed() > limit
             {
-                let _ = handle.kill();
-                return Err(Error::could_not_act(format!(
-                    "`{}` timed out after {}s and was stopped",
+                break Err(ended(Error::could_not_act(format!(
+                    "`{}` timed out after {}s and was stopped, with its process group",
                     cmd.display(),
                     limit.as_secs()
-                ))
-                .into());
+                ))));
             }
+        };
+        if let Some(f) = &cmd.group_file {
+            let _ = std::fs::remove_file(f);
         }
+        result
     }
 
     fn check(&self, cmd: &Cmd, out: &Output) -> Result<()> {

@@ -7,6 +7,9 @@
 //!   `kill -9` or a power cut at that point would.
 //! - `SAFEDEPLOY_FAILPOINT=N:enospc`: step N fails with "No space left on device", as a full
 //!   disk under the state dir would.
+//! - `SAFEDEPLOY_FAILPOINT=N:wait`: before step N the process writes `paused` in the directory
+//!   `SAFEDEPLOY_FAILPOINT_WAIT` names and waits (a minute at most) until `resume` appears
+//!   there, so a test can change the world at exactly that point.
 //! - `SAFEDEPLOY_FAILPOINT_LOG=FILE`: each step is appended as `N<TAB>what` (the dry-run text).
 //! - `SAFEDEPLOY_FAILPOINT_PANIC=SITE`: the code at a named site panics, as a bug there would:
 //!   `operation` (the binary's operation), `smoke chain` (a chain's thread), `log part` (a
@@ -26,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 enum Mode {
     Kill,
     Enospc,
+    Wait,
 }
 
 struct Config {
@@ -41,7 +45,11 @@ fn config() -> Option<&'static Config> {
         .get_or_init(|| {
             let at = std::env::var("SAFEDEPLOY_FAILPOINT").ok().and_then(|v| {
                 let (n, mode) = v.split_once(':').unwrap_or((&v, "kill"));
-                let mode = if mode == "enospc" { Mode::Enospc } else { Mode::Kill };
+                let mode = match mode {
+                    "enospc" => Mode::Enospc,
+                    "wait" => Mode::Wait,
+                    _ => Mode::Kill,
+                };
                 n.trim().parse().ok().map(|n| (n, mode))
             });
             let log = std::env::var_os("SAFEDEPLOY_FAILPOINT_LOG").map(Into::into);
@@ -65,6 +73,16 @@ pub fn step(what: impl FnOnce() -> String) -> Result<()> {
             unreachable!("SIGKILL cannot be caught");
         }
         Some((at, Mode::Enospc)) if at == n => Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC).into()),
+        Some((at, Mode::Wait)) if at == n => {
+            // Says so, then waits (a minute at most) for the test to do its part.
+            let dir = std::path::PathBuf::from(std::env::var_os("SAFEDEPLOY_FAILPOINT_WAIT").unwrap_or_default());
+            let _ = std::fs::write(dir.join("paused"), n.to_string());
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !dir.join("resume").exists() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

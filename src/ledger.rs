@@ -115,6 +115,9 @@ pub struct Ledger {
     conn: Connection,
     dry_run: bool,
     ui: Ui,
+    /// The file and its inode when opened: a write goes ahead only while the path still names
+    /// that file (a ledger deleted or replaced under a run would swallow its writes).
+    file: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Ledger {
@@ -131,7 +134,8 @@ impl Ledger {
         }
         .with_context(|| format!("opening ledger {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(15))?;
-        let ledger = Ledger { conn, dry_run, ui };
+        let file = if dry_run { None } else { inode(&path).map(|i| (path.clone(), i)) };
+        let ledger = Ledger { conn, dry_run, ui, file };
         ledger.migrate(dry_run && path.exists()).with_context(|| format!("ledger {}", path.display()))?;
         Ok(ledger)
     }
@@ -190,6 +194,16 @@ impl Ledger {
             return Ok(None);
         }
         crate::failpoint::step(|| format!("# ledger: {}", what()))?;
+        if let Some((path, ino)) = &self.file
+            && inode(path) != Some(*ino)
+        {
+            return Err(crate::error::Error::could_not_act(format!(
+                "the ledger {} was removed or replaced while this run had it open; nothing more is recorded",
+                path.display()
+            ))
+            .with_hint("put the ledger back (a backup of the state dir), then run again")
+            .into());
+        }
         let tx = self.conn.unchecked_transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
@@ -535,6 +549,11 @@ impl Incident {
     pub fn downtime_until(&self, now: Millis) -> i64 {
         self.downtime_ms.unwrap_or_else(|| (now - self.detected_at).max(0))
     }
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
 /// Who is acting: the Jenkins build when there is one, else user@host.

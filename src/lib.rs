@@ -11,6 +11,7 @@
 //! | [`context`] | what every operation is handed: config, state dir, console, chokepoints |
 //! | [`config`] | `safedeploy.toml`, parsed strictly and validated before any side effect |
 //! | [`exec`] | the only place that starts a process; `--dry-run` for commands and effects |
+//! | [`procs`] | processes and process groups from /proc: found by group or directory, ended |
 //! | [`http`] | the only place that makes a request; `--dry-run` for requests |
 //! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents |
 //! | [`lock`] | one deploy per environment at a time |
@@ -41,6 +42,7 @@ pub mod logs;
 pub mod notify;
 pub mod paths;
 pub mod platform;
+pub mod procs;
 pub mod redact;
 pub mod smoke;
 pub mod ui;

@@ -394,3 +394,330 @@ fn secrets_are_masked_by_shape_and_by_where_they_come_from() {
     });
     finish("secrets", cases);
 }
+
+/// The largest resident set of any child this test process has waited for, in MiB.
+fn peak_child_mib() -> i64 {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    usage.max_rss() / 1024
+}
+
+#[test]
+fn inputs_of_any_size_are_read_in_bounded_memory_and_give_a_small_report() {
+    let p = Project::new();
+    let dir = p.state.parent().expect("tmp").to_path_buf();
+    let mut cases = vec![];
+    let mut run = |case: &str, input: &Path| {
+        let report = dir.join("bounded-report.txt");
+        let a = p.cmd("collect-logs").arg("--input").arg(input).arg("--out").arg(&report).assert();
+        let (code, _, _, err) = describe(&a);
+        let size = std::fs::metadata(&report).map(|m| m.len()).unwrap_or(0);
+        let said = err.contains("were cut")
+            || err.contains("were counted but not kept")
+            || std::fs::read_to_string(&report).unwrap_or_default().contains("cut by safedeploy");
+        cases.push(Case {
+            case: case.to_string(),
+            expected: "exit 0, the cut said: true, report under 8 MiB: true, peak memory under 64 MiB: true",
+            observed: format!(
+                "exit {}, the cut said: {said}, report under 8 MiB: {}, peak memory under 64 MiB: {}",
+                code.unwrap_or(-1),
+                size < 8 << 20,
+                peak_child_mib() < 64
+            ),
+        });
+    };
+    // 512 MiB of NUL bytes: one line.
+    let nul = dir.join("nul.log");
+    let f = std::fs::File::create(&nul).expect("nul");
+    f.set_len(512 << 20).expect("512 MiB of NUL");
+    run("512 MiB of NUL bytes, no newline", &nul);
+    // A 100 MiB line that matches, between ordinary ones.
+    let long = dir.join("long.log");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&long).expect("long"));
+        writeln!(w, "2026-11-23T22:40:01.123Z INFO starting").expect("w");
+        write!(w, "2026-11-23T22:40:02.123Z ERROR huge ").expect("w");
+        for _ in 0..(100 << 10) {
+            w.write_all(&[b'x'; 1024]).expect("w");
+        }
+        writeln!(w).expect("w");
+        writeln!(w, "2026-11-23T22:40:03.123Z INFO after").expect("w");
+    }
+    run("a matching line of 100 MiB", &long);
+    // A traceback of a million frames.
+    let deep = dir.join("deep.log");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&deep).expect("deep"));
+        writeln!(w, "Traceback (most recent call last):").expect("w");
+        for i in 0..1_000_000 {
+            writeln!(w, "  File \"/var/app/current/application.py\", line {i}, in f\n    f()").expect("w");
+        }
+        writeln!(w, "RecursionError: maximum recursion depth exceeded").expect("w");
+    }
+    run("a traceback of a million frames", &deep);
+    // 30,000 distinct errors, each with a 4 KiB line.
+    let many = dir.join("many.log");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&many).expect("many"));
+        let filler = "y".repeat(4000);
+        for i in 0..30_000u32 {
+            let word: String = format!("{i:05}").chars().map(|c| (b'a' + c as u8 - b'0') as char).collect();
+            writeln!(w, "2026-11-23T22:40:01.123Z ERROR failure kind {word} {filler}").expect("w");
+        }
+    }
+    run("30,000 distinct errors of 4 KiB each", &many);
+    // /dev/zero never ends: bounded while it runs, and SIGTERM ends it.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("collect-logs"))
+        .args(["--input", "/dev/zero", "--out"])
+        .arg(dir.join("zero-report.txt"))
+        .current_dir(&p.app)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let read = |pid: u32| -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        io.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while read(child.id()) < (1 << 30) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let gib = read(child.id()) >> 30;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("TERM");
+    let status = child.wait().expect("wait");
+    cases.push(Case {
+        case: "/dev/zero, then SIGTERM".into(),
+        expected: "read 1 GiB or more: true, exit 130, report written: false, peak memory under 64 MiB: true",
+        observed: format!(
+            "read 1 GiB or more: {}, exit {}, report written: {}, peak memory under 64 MiB: {}",
+            gib >= 1,
+            status.code().unwrap_or(-1),
+            dir.join("zero-report.txt").exists(),
+            peak_child_mib() < 64
+        ),
+    });
+    finish("unbounded-input", cases);
+}
+
+/// Processes whose command line contains `marker` (zombies aside).
+fn running(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            let cmd = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .replace('\0', " ");
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            cmd.contains(marker) && !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .count()
+}
+
+/// Waits (bounded) until `cond` holds.
+fn until(cond: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+#[test]
+fn nothing_a_child_started_outlives_a_timeout_an_abort_or_a_kill() {
+    let mut cases = vec![];
+    let mut case = |case: &str, expected: &'static str, observed: String| {
+        cases.push(Case { case: case.into(), expected, observed });
+    };
+    let gate_cmd = |p: &Project, script: &str, timeout: &str| {
+        p.edit_config(|c| {
+            // Only the tests check: no coverage report or change policy to satisfy.
+            let c = c
+                .replacen("[gate]\n", &format!("[gate]\ntimeout = \"{timeout}\"\n"), 1)
+                .replace("min_diff_coverage = 80", "")
+                .replace("source = [\"**/*.py\"]", "");
+            let start = c.find("command = [\"").expect("gate command");
+            let end = start + c[start..].find("]\n").expect("end") + 2;
+            format!("{}command = [\"sh\", \"-c\", {script:?}]\n{}", &c[..start], &c[end..])
+        });
+    };
+    // The gate's test command times out with children of its own.
+    let p = Project::new();
+    gate_cmd(&p, "sleep 3011 & sleep 3012", "2s");
+    let a = p.cmd("gate-tests").assert();
+    let (code, _, _, err) = describe(&a);
+    case(
+        "gate-tests: the test command times out, with a child in the background",
+        "exit 3, said: true, left running: 0",
+        format!(
+            "exit {}, said: {}, left running: {}",
+            code.unwrap_or(-1),
+            err.contains("timed out after 2s and was stopped, with its process group"),
+            running("sleep 301")
+        ),
+    );
+    // SIGTERM (a Jenkins abort) while the test command runs.
+    let p = Project::new();
+    gate_cmd(&p, "sleep 3021 & sleep 3022", "30m");
+    let c = {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("gate-tests"));
+        c.current_dir(&p.app).env("SAFEDEPLOY_STATE_DIR", &p.state);
+        c
+    };
+    let (code, err) = support::abort_when(c, || running("sleep 3022") > 0);
+    case(
+        "gate-tests: SIGTERM while the test command runs",
+        "exit 130, said: true, left running: 0",
+        format!(
+            "exit {}, said: {}, left running: {}",
+            code.unwrap_or(-1),
+            err.contains("interrupted while running"),
+            running("sleep 302")
+        ),
+    );
+    // The test command ends, leaving a server it started in the background.
+    let p = Project::new();
+    gate_cmd(
+        &p,
+        "sleep 3031 & mkdir -p reports && echo '<testsuite><testcase name=\"a\"/></testsuite>' > reports/junit.xml",
+        "30m",
+    );
+    let a = p.cmd("gate-tests").assert();
+    let code = a.get_output().status.code();
+    case(
+        "gate-tests: the test command exits, a background child left",
+        "exit 0, left running: 0",
+        format!("exit {}, left running: {}", code.unwrap_or(-1), running("sleep 3031")),
+    );
+
+    // deploy-staging killed (-9) while its build runs; the rerun must not fight the old build.
+    let p = Project::new();
+    let marker = p.state.parent().expect("tmp").join("built-once");
+    p.edit_config(|c| {
+        c.replace(
+            r#"command = "true""#,
+            &format!(
+                r#"command = "if [ -e '{}' ]; then true; else touch '{}'; sleep 3041; fi""#,
+                marker.display(),
+                marker.display()
+            ),
+        )
+    });
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"))
+        .args(["--version", "v1"])
+        .current_dir(&p.app)
+        .env("PATH", support::tools_path())
+        .env("SAFEDEPLOY_STATE_DIR", &p.state)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let building = until(|| running("sleep 3041") > 0);
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let left_after_kill = running("sleep 3041");
+    let a = p.cmd("deploy-staging").args(["--version", "v1"]).assert();
+    let (code, _, _, err) = describe(&a);
+    case(
+        "deploy-staging: killed (-9) during its build, then run again",
+        "left after the kill: true, rerun exit 0, said: true, left running: 0, staging serves v1: true",
+        format!(
+            "left after the kill: {}, rerun exit {}, said: {}, left running: {}, staging serves v1: {}",
+            building && left_after_kill > 0,
+            code.unwrap_or(-1),
+            err.contains("stopped the build of v1 a stopped run left running"),
+            running("sleep 3041"),
+            p.served_version("staging").as_deref() == Some("v1")
+        ),
+    );
+
+    // nginx's master killed (-9): its worker keeps the port.
+    let p = Project::new();
+    p.v1_everywhere();
+    let master = p.nginx_pid("production").expect("nginx");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(master), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    until(|| !support::process_running(master));
+    let a = p.cmd("rollback").assert();
+    let (code, _, _, err) = describe(&a);
+    case(
+        "nginx's master killed (-9), its worker holding the port; then rollback",
+        "exit 0, the orphan ended: true, production serves v1: true, strays: 0",
+        format!(
+            "exit {}, the orphan ended: {}, production serves v1: {}, strays: {}",
+            code.unwrap_or(-1),
+            err.contains("a worker left holding port"),
+            p.served_version("production").as_deref() == Some("v1"),
+            p.stray_processes().len()
+        ),
+    );
+    // The supervisor killed (-9) alone: the app runs on in its group.
+    let supervisor = p.env_pid("production").expect("supervisor");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    until(|| !support::process_running(supervisor));
+    let orphaned = support::group_alive(supervisor);
+    let a = p.cmd("rollback").assert();
+    let code = a.get_output().status.code();
+    case(
+        "the supervisor killed (-9), its app running on; then rollback",
+        "app left running: true, exit 0, old group ended: true, production serves v1: true, strays: 0",
+        format!(
+            "app left running: {orphaned}, exit {}, old group ended: {}, production serves v1: {}, strays: {}",
+            code.unwrap_or(-1),
+            !support::group_alive(supervisor),
+            p.served_version("production").as_deref() == Some("v1"),
+            p.stray_processes().len()
+        ),
+    );
+    finish("leftovers", cases);
+}
+
+#[test]
+fn a_ledger_removed_or_replaced_under_a_run_is_exit_3_never_a_silent_success() {
+    let mut cases = vec![];
+    for how in ["removed", "replaced"] {
+        let p = Project::new();
+        p.v1_everywhere();
+        p.commit_incident();
+        p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+        let ledger = p.state.join("ledger.sqlite3");
+        // Paused before its first write (closing what a stopped run left open), after its
+        // ledger is open and the lock held.
+        let meet = p.state.parent().expect("tmp").join(format!("meet-{how}"));
+        std::fs::create_dir_all(&meet).expect("dir");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"))
+            .args(["--version", "v2", "--force", "--reason", "hostile"])
+            .current_dir(&p.app)
+            .env("PATH", support::tools_path())
+            .env("SAFEDEPLOY_STATE_DIR", &p.state)
+            .env("SAFEDEPLOY_FAILPOINT", "1:wait")
+            .env("SAFEDEPLOY_FAILPOINT_WAIT", &meet)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        assert!(until(|| meet.join("paused").exists()), "promote paused");
+        match how {
+            "removed" => std::fs::remove_file(&ledger).expect("rm"),
+            _ => {
+                std::fs::copy(&ledger, ledger.with_extension("copy")).expect("copy");
+                std::fs::rename(ledger.with_extension("copy"), &ledger).expect("replace");
+            }
+        }
+        std::fs::write(meet.join("resume"), "").expect("resume");
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        cases.push(Case {
+            case: format!("the ledger {how} while promote holds the lock"),
+            expected: "exit 3, said: true",
+            observed: format!(
+                "exit {}, said: {}",
+                out.status.code().unwrap_or(-1),
+                err.contains("was removed or replaced while this run had it open")
+            ),
+        });
+    }
+    finish("ledger-vanishes", cases);
+}

@@ -129,7 +129,7 @@ fn the_restore_is_timed_to_when_the_good_version_serves_not_to_the_bad_ones_stop
     let a = p.cmd("rollback").args(["--reason", "test", "--json"]).assert().success();
     let took = started.elapsed();
     let (out, err) = output(&a);
-    assert!(err.contains("ignored SIGTERM for 3s; killing it"), "the stop took the grace: {err}");
+    assert!(err.contains("ignored SIGTERM for 3s; it was killed"), "the stop took the grace: {err}");
     assert!(took.as_millis() >= 3000, "the run includes the stop ({took:?})");
     let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     let ttr = doc["time_to_restore_ms"].as_i64().expect("ttr");

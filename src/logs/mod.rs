@@ -18,6 +18,7 @@
 //!   version, with the commit, author, subject and hunk.
 //! - Everything written is redacted.
 
+mod cap;
 pub mod parse;
 mod scan;
 pub mod suspect;
@@ -202,8 +203,11 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
 
 /// Distinct groups kept; further distinct ones are counted, not kept (bounded memory).
 const MAX_GROUPS: usize = 10_000;
-/// Lines of a group's example kept.
+/// Lines of a group's example kept, and their bytes.
 const MAX_EXAMPLE: usize = 300;
+const MAX_EXAMPLE_BYTES: usize = 64 * 1024;
+/// Bytes of all the groups' examples together; past it a new group keeps only its line.
+const EXAMPLES_BUDGET: usize = 16 * 1024 * 1024;
 
 impl Group {
     /// One line naming the group: its exception, else its matching line.
@@ -230,6 +234,18 @@ impl Group {
     }
 }
 
+/// What the search of every source found.
+struct Found {
+    /// In first-seen order.
+    groups: Vec<Group>,
+    /// Matching records.
+    matches: usize,
+    /// Occurrences of distinct errors past [`MAX_GROUPS`], counted, not kept.
+    dropped: usize,
+    /// Lines longer than the search's limit, cut.
+    lines_cut: u64,
+}
+
 /// The groups found so far. Occurrences are folded in as the search finds them, so memory
 /// follows the number of distinct groups, not the size of the logs.
 struct Store<'a> {
@@ -239,9 +255,13 @@ struct Store<'a> {
     index: HashMap<u64, usize>,
     matches: usize,
     dropped: usize,
+    /// Lines cut at the search's limit (`scan::MAX_LINE`).
+    lines_cut: u64,
+    /// Bytes of all the examples kept: past [`EXAMPLES_BUDGET`] a new group keeps only its line.
+    example_bytes: usize,
 }
 
-impl Store<'_> {
+impl<'a> Store<'a> {
     /// One hit record (`window[hit]`) with its context. The group is the hit's (context aside:
     /// the same error between different neighbours is still the same error), and so is the time.
     fn occurrence(&mut self, source: &str, window: &[Record], hit: usize) {
@@ -252,20 +272,34 @@ impl Store<'_> {
         fingerprint(matched).hash(&mut h);
         let key = h.finish();
         let redactor = self.redactor;
+        // Examples are bounded: lines and bytes each, and all of them together, so memory and
+        // the report stay small whatever the logs hold.
+        let budget_left = self.example_bytes < EXAMPLES_BUDGET;
         let example = || -> Vec<String> {
+            if !budget_left {
+                let line = window[hit].lines.iter().find(|l| l.hit).or(window[hit].lines.first());
+                let text = line.map(|l| l.text.chars().take(200).collect::<String>()).unwrap_or_default();
+                return vec![
+                    redactor.redact(&text),
+                    "… (examples of further groups are not kept: the examples' budget is spent)".into(),
+                ];
+            }
             let lines: Vec<&Line> = window.iter().flat_map(|r| r.lines.iter()).collect();
-            let mut out: Vec<String> = lines
-                .iter()
-                .take(MAX_EXAMPLE)
-                .map(|l| {
-                    redactor.redact(&match l.at {
-                        Some(t) => format!("{} {}", rfc3339(t), l.text),
-                        None => l.text.clone(),
-                    })
-                })
-                .collect();
-            if lines.len() > MAX_EXAMPLE {
-                out.push(format!("… {} more line(s)", lines.len() - MAX_EXAMPLE));
+            let mut out = vec![];
+            let mut bytes = 0;
+            for l in lines.iter().take(MAX_EXAMPLE) {
+                let text = redactor.redact(&match l.at {
+                    Some(t) => format!("{} {}", rfc3339(t), l.text),
+                    None => l.text.clone(),
+                });
+                bytes += text.len();
+                out.push(text);
+                if bytes > MAX_EXAMPLE_BYTES {
+                    break;
+                }
+            }
+            if lines.len() > out.len() {
+                out.push(format!("… {} more line(s), cut by safedeploy", lines.len() - out.len()));
             }
             out
         };
@@ -283,6 +317,7 @@ impl Store<'_> {
         let message = line.map(|l| redactor.redact(&l.text.chars().take(200).collect::<String>())).unwrap_or_default();
         let frame = frames.first().map(|f| frame_label(f, self.prefixes));
         let example = example();
+        self.example_bytes += example.iter().map(String::len).sum::<usize>();
         self.index.insert(key, self.groups.len());
         self.groups.push(Group {
             key,
@@ -300,22 +335,30 @@ impl Store<'_> {
         });
     }
 
-    /// An empty store for a part of a source searched on its own.
-    fn part(&self) -> Self {
+    fn new(prefixes: &'a [String], redactor: &'a crate::redact::Redactor) -> Self {
         Store {
-            prefixes: self.prefixes,
-            redactor: self.redactor,
+            prefixes,
+            redactor,
             groups: vec![],
             index: HashMap::new(),
             matches: 0,
             dropped: 0,
+            lines_cut: 0,
+            example_bytes: 0,
         }
+    }
+
+    /// An empty store for a part of a source searched on its own.
+    fn part(&self) -> Self {
+        Store::new(self.prefixes, self.redactor)
     }
 
     /// Folds in a part's groups (parts in the order of the file).
     fn absorb(&mut self, part: Store<'_>) {
         self.matches += part.matches;
         self.dropped += part.dropped;
+        self.lines_cut += part.lines_cut;
+        self.example_bytes += part.example_bytes;
         for g in part.groups {
             match self.index.get(&g.key) {
                 Some(&i) => self.groups[i].fold_in(g.count, g.sources, g.first, g.last, || g.example),
@@ -329,13 +372,13 @@ impl Store<'_> {
     }
 
     /// The groups in first-seen order (sources were read one after another).
-    fn finish(mut self) -> (Vec<Group>, usize, usize) {
+    fn finish(mut self) -> Found {
         self.groups.sort_by_key(|g| g.first.unwrap_or(i64::MAX));
         for g in &mut self.groups {
             g.first_seen = g.first.map(rfc3339);
             g.last_seen = g.last.map(rfc3339);
         }
-        (self.groups, self.matches, self.dropped)
+        Found { groups: self.groups, matches: self.matches, dropped: self.dropped, lines_cut: self.lines_cut }
     }
 }
 
@@ -445,14 +488,26 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         .line_terminator(Some(b'\n'))
         .build(&format!("(?:{candidates})|{}", scan::TRACEBACK_LINES))
         .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
-    let selection = scan::Selection { candidates: &matcher, select: &select, context, since, until };
-    let mut store =
-        Store { prefixes, redactor: &ctx.ui.redactor, groups: vec![], index: HashMap::new(), matches: 0, dropped: 0 };
+    let selection = scan::Selection {
+        candidates: &matcher,
+        select: &select,
+        context,
+        since,
+        until,
+        interrupted: ctx.interrupted.clone(),
+    };
+    let mut store = Store::new(prefixes, &ctx.ui.redactor);
     let mut total = 0;
     for (i, path) in sources.iter().enumerate() {
         total += scan::search(&mut store, &selection, i, path)?;
     }
-    let (groups, hits, dropped) = store.finish();
+    let Found { groups, matches: hits, dropped, lines_cut } = store.finish();
+    if lines_cut > 0 {
+        ctx.ui.warn(format!(
+            "{lines_cut} line(s) longer than {} KiB were cut (the rest of each line is dropped and said)",
+            scan::MAX_LINE / 1024
+        ));
+    }
     if dropped > 0 {
         ctx.ui.warn(format!(
             "{dropped} occurrence(s) of further distinct errors were counted but not kept (over {MAX_GROUPS} groups)"
@@ -510,7 +565,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         ctx.ui.json_line(&line);
     }
     let summary = json!({
-        "type": "summary", "env": env_name, "sources": sources, "bytes": total, "matches": hits,
+        "type": "summary", "env": env_name, "sources": sources, "bytes": total, "matches": hits, "lines_cut": lines_cut,
         "errors_found": !groups.is_empty(), "groups": groups.len(), "exceptions": exceptions,
         "suspect": suspect, "window": {"since": since.map(rfc3339), "until": until.map(rfc3339)},
         "report": out, "dry_run": ctx.dry_run, "alert": alert,
@@ -613,14 +668,28 @@ fn render(
         if let Some(f) = &g.frame {
             s += &format!("innermost app frame: {f}\n");
         }
+        if i >= REPORT_EXAMPLES {
+            // The report stays readable, and small, however many distinct errors there are.
+            s += &format!("message: {}\n", g.message);
+            continue;
+        }
         s += "---\n";
         for line in &g.example {
             s += line;
             s.push('\n');
         }
     }
+    if groups.len() > REPORT_EXAMPLES {
+        s += &format!(
+            "\n({} more group(s) after the first {REPORT_EXAMPLES} are listed without their example)\n",
+            groups.len() - REPORT_EXAMPLES
+        );
+    }
     s
 }
+
+/// Groups whose example the report prints in full.
+const REPORT_EXAMPLES: usize = 50;
 
 #[cfg(test)]
 mod tests {

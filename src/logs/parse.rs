@@ -178,13 +178,32 @@ fn inner_time(text: &str) -> Option<Millis> {
 
 /// Splits a raw line into its time and text; `last` is the previous line's time, which a line
 /// without one inherits.
+/// A line's text is kept up to this many bytes; the rest is cut, and the cut is said.
+pub const MAX_TEXT: usize = 4096;
+/// A record keeps this many lines; further lines of it are counted, not kept.
+pub const MAX_RECORD_LINES: usize = 500;
+/// Blank lines held after an exception line (a chained traceback may follow them).
+const MAX_HELD: usize = 100;
+
 pub fn parse_line(source: usize, raw: &str, last: Option<Millis>) -> Line {
     let raw = raw.trim_end_matches(['\r', '\n']);
     let b = raw.as_bytes();
     if let Some((at, len)) = local_prefix(b).or_else(|| syslog_prefix(b)) {
-        return Line { source, at: at.or(last), text: raw[len..].to_string(), hit: false };
+        return Line { source, at: at.or(last), text: bounded(&raw[len..]), hit: false };
     }
-    Line { source, at: inner_time(raw).or(last), text: raw.to_string(), hit: false }
+    Line { source, at: inner_time(raw).or(last), text: bounded(raw), hit: false }
+}
+
+/// At most [`MAX_TEXT`] bytes of `text` (cut at a character boundary), the cut said.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} … [cut by safedeploy: {} more bytes]", &text[..end], text.len() - end)
 }
 
 pub fn is_traceback_start(text: &str) -> bool {
@@ -218,6 +237,8 @@ pub struct Grouper {
     current: Option<(Record, Tb)>,
     /// Blank lines held after an exception line, in case a chained traceback follows.
     held: Vec<Line>,
+    /// Lines of the current record past [`MAX_RECORD_LINES`], counted, not kept.
+    cut: usize,
 }
 
 impl Grouper {
@@ -227,7 +248,7 @@ impl Grouper {
         if let Some((mut rec, state)) = self.current.take() {
             let t = line.text.as_str();
             let (continues, next) = match state {
-                Tb::Ended if t.trim().is_empty() => {
+                Tb::Ended if t.trim().is_empty() && self.held.len() < MAX_HELD => {
                     self.held.push(line);
                     self.current = Some((rec, Tb::Ended));
                     return out;
@@ -241,13 +262,18 @@ impl Grouper {
                 Tb::AfterFrame => (true, Tb::Frames), // the frame's source line
                 Tb::Frames => (false, Tb::Frames),
             };
-            if continues {
-                rec.lines.append(&mut self.held);
-                rec.lines.push(line);
+            if continues && self.held.len() < MAX_HELD {
+                for l in self.held.drain(..).chain(std::iter::once(line)) {
+                    if rec.lines.len() < MAX_RECORD_LINES {
+                        rec.lines.push(l);
+                    } else {
+                        self.cut += 1;
+                    }
+                }
                 self.current = Some((rec, next));
                 return out;
             }
-            out.push(rec);
+            out.push(self.close(rec));
             out.extend(self.held.drain(..).map(|l| Record { lines: vec![l] }));
         }
         if is_traceback_start(&line.text) {
@@ -258,6 +284,20 @@ impl Grouper {
         out
     }
 
+    /// A record ends: the lines cut from it are said on a last line of its own.
+    fn close(&mut self, mut rec: Record) -> Record {
+        let cut = std::mem::take(&mut self.cut);
+        if cut > 0 {
+            let last = rec.lines.last().cloned();
+            if let Some(mut l) = last {
+                l.text = format!("… [cut by safedeploy: {cut} more line(s) of this record]");
+                l.hit = false;
+                rec.lines.push(l);
+            }
+        }
+        rec
+    }
+
     /// No record is open: the next line starts a new one.
     pub fn is_idle(&self) -> bool {
         self.current.is_none() && self.held.is_empty()
@@ -265,7 +305,8 @@ impl Grouper {
 
     /// The records still open at the end of the stream.
     pub fn finish(&mut self) -> Vec<Record> {
-        let mut out: Vec<Record> = self.current.take().map(|(r, _)| r).into_iter().collect();
+        let current = self.current.take().map(|(r, _)| r);
+        let mut out: Vec<Record> = current.map(|r| self.close(r)).into_iter().collect();
         out.extend(self.held.drain(..).map(|l| Record { lines: vec![l] }));
         out
     }

@@ -39,6 +39,8 @@ pub(super) struct Selection<'a> {
     pub context: usize,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
+    /// Set by SIGINT/SIGTERM: the search stops.
+    pub interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Selection<'_> {
@@ -80,7 +82,6 @@ struct Scanner<'s, 'a> {
     pending: VecDeque<Pending>,
     /// A single-line hit held back one record: a traceback may follow it, as its message.
     held: Option<Record>,
-    bytes: u64,
 }
 
 impl Scanner<'_, '_> {
@@ -214,8 +215,7 @@ impl grep_searcher::Sink for Scanner<'_, '_> {
         self.flush();
         Ok(true)
     }
-    fn finish(&mut self, _: &grep_searcher::Searcher, f: &grep_searcher::SinkFinish) -> Result<(), Self::Error> {
-        self.bytes = f.byte_count();
+    fn finish(&mut self, _: &grep_searcher::Searcher, _: &grep_searcher::SinkFinish) -> Result<(), Self::Error> {
         self.flush();
         Ok(())
     }
@@ -404,11 +404,28 @@ fn search_reader(
         history: VecDeque::new(),
         pending: VecDeque::new(),
         held: None,
-        bytes: 0,
     };
-    searcher.search_reader(sel.candidates, reader, &mut scanner).map_err(|e| usage!("{}: {e}", path.display()))?;
-    Ok(scanner.bytes)
+    // Lines longer than MAX_LINE are cut before the search sees them: its buffer holds whole
+    // lines, and a log may hold one of any length (or be /dev/zero).
+    let capped = super::cap::LineCap::new(reader, MAX_LINE).stop_on(sel.interrupted.clone());
+    let (read, cut) = (capped.read.clone(), capped.cut.clone());
+    searcher.search_reader(sel.candidates, capped, &mut scanner).map_err(|e| {
+        if e.to_string().contains(super::cap::INTERRUPTED) {
+            crate::error::Error::interrupted(format!(
+                "interrupted while reading {}; no report was written",
+                path.display()
+            ))
+            .into()
+        } else {
+            usage!("{}: {e}", path.display())
+        }
+    })?;
+    scanner.store.lines_cut += cut.get();
+    Ok(read.get())
 }
+
+/// The longest line the search takes whole; the rest of a longer one is dropped, and said.
+pub(super) const MAX_LINE: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -455,18 +472,18 @@ mod tests {
     fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
         let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
         let matcher = matcher(super::super::DEFAULT_CANDIDATES);
-        let sel = Selection { candidates: &matcher, select: &select, context: 2, since: None, until: None };
-        let redactor = crate::redact::Redactor::from_env();
-        let mut store = Store {
-            prefixes: &[],
-            redactor: &redactor,
-            groups: vec![],
-            index: Default::default(),
-            matches: 0,
-            dropped: 0,
+        let sel = Selection {
+            candidates: &matcher,
+            select: &select,
+            context: 2,
+            since: None,
+            until: None,
+            interrupted: Default::default(),
         };
+        let redactor = crate::redact::Redactor::from_env();
+        let mut store = Store::new(&[], &redactor);
         let bytes = search_split(&mut store, &sel, 0, path, split).expect("search");
-        let (groups, matches, _) = store.finish();
+        let super::super::Found { groups, matches, .. } = store.finish();
         (groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect(), matches, bytes)
     }
 
@@ -477,7 +494,14 @@ mod tests {
         std::fs::write(&path, log(60_000)).expect("write");
         let sel_re = Regex::new("x").expect("regex");
         let matcher = matcher(super::super::DEFAULT_CANDIDATES);
-        let sel = Selection { candidates: &matcher, select: &sel_re, context: 2, since: None, until: None };
+        let sel = Selection {
+            candidates: &matcher,
+            select: &sel_re,
+            context: 2,
+            since: None,
+            until: None,
+            interrupted: Default::default(),
+        };
         let parts = parts(&sel, &path, Split { min: 0, cores: 4 }).expect("parts");
         assert_eq!(parts.len(), 4, "{parts:?}");
         let whole = run(&path, Split { min: 0, cores: 1 });
@@ -492,7 +516,14 @@ mod tests {
     fn cuts_fall_only_in_quiet_stretches() {
         let matcher = matcher("ERROR");
         let re = Regex::new("ERROR").expect("regex");
-        let sel = Selection { candidates: &matcher, select: &re, context: 0, since: None, until: None };
+        let sel = Selection {
+            candidates: &matcher,
+            select: &re,
+            context: 0,
+            since: None,
+            until: None,
+            interrupted: Default::default(),
+        };
         let dense = "x ERROR\n".repeat(10_000);
         assert_eq!(quiet_cut(&sel, dense.as_bytes()).expect("cut"), None);
         // One quiet stretch: the cut is just past the earlier error's after-context.

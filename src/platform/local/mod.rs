@@ -30,8 +30,6 @@ use crate::redact::is_secret_name;
 use crate::{could_not_act, usage, verdict};
 use anyhow::{Context, Result};
 use nginx::Nginx;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -173,15 +171,7 @@ impl<'a> Local<'a> {
     /// supervisor waits for PID 1 to reap it, which some container inits do slowly.
     fn group_alive(&self, pgid: i32) -> bool {
         self.reap();
-        if killpg(Pid::from_raw(pgid), None).is_err() {
-            return false;
-        }
-        let Ok(entries) = std::fs::read_dir("/proc") else { return true };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter_map(proc_stat)
-            .any(|st| st.pgrp == pgid && !matches!(st.state, 'Z' | 'X'))
+        !crate::procs::members(pgid).is_empty()
     }
 
     fn reap(&self) {
@@ -190,33 +180,27 @@ impl<'a> Local<'a> {
         }
     }
 
-    /// TERM to the group, up to the grace period, then KILL.
+    /// TERM to the group, up to the grace period, then KILL. The group is stopped when it is
+    /// ours: its supervisor runs, or its processes work in this platform's directories (a
+    /// supervisor killed with -9 leaves its app running in the group).
     fn stop_group(&self, env: &str, state: &EnvState) -> Result<()> {
         let grace = self.ctx.config.deploy.stop_grace.0;
         let pid = state.pid;
         self.ctx.exec.effect(
             || format!("stop {env} ({}): kill -TERM -- -{pid}, then -KILL after {}s", state.label, grace.as_secs()),
             || {
-                if !self.is_supervisor(pid) {
+                if !(self.is_supervisor(pid) || crate::procs::group_works_under(pid, &self.root)) {
                     return Ok(());
                 }
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
-                let until = Instant::now() + grace;
-                while self.group_alive(pid) && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if self.group_alive(pid) {
+                self.reap();
+                if crate::procs::end_group(pid, grace) {
                     self.ctx.ui.warn(format!(
-                        "{env}: {} ignored SIGTERM for {}s; killing it",
+                        "{env}: {} ignored SIGTERM for {}s; it was killed",
                         state.label,
                         grace.as_secs()
                     ));
-                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                    let until = Instant::now() + Duration::from_secs(5);
-                    while self.group_alive(pid) && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
                 }
+                self.reap();
                 Ok(())
             },
         )?;
@@ -695,12 +679,17 @@ impl Platform for Local<'_> {
             return Ok(());
         }
         let ui = &self.ctx.ui;
+        // While the build runs, its process group is kept here (beside the version's dir).
+        let build_group = self.root.join("versions/.builds").join(label);
         ui.status(format!("local: unpacking and building {label}"));
         self.ctx.exec.effect(
             || format!("unpack {} into {}", bundle.display(), dir.display()),
             || {
                 if dir.exists() {
-                    // A build a killed run left half done.
+                    // A build a killed run left half done: its processes first, then its files.
+                    if crate::exec::end_recorded_group(&build_group, &dir) {
+                        self.ctx.ui.warn(format!("local: stopped the build of {label} a stopped run left running"));
+                    }
                     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
                 }
                 std::fs::create_dir_all(&dir)?;
@@ -727,7 +716,10 @@ impl Platform for Local<'_> {
             return Err(e);
         }
         if let Some(build) = &self.ctx.config.build.command {
-            let cmd = Cmd::shell(build).dir(&dir).timeout(self.ctx.config.build.timeout.0);
+            if let Some(parent) = build_group.parent().filter(|_| !self.ctx.dry_run) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let cmd = Cmd::shell(build).dir(&dir).timeout(self.ctx.config.build.timeout.0).group_file(&build_group);
             let started = Instant::now();
             if let Err(e) = self.ctx.exec.run(&cmd) {
                 cleanup();
@@ -865,23 +857,7 @@ fn says_port_in_use(output: &str) -> bool {
     ["address already in use", "eaddrinuse", "connection in use", "address in use"].iter().any(|s| o.contains(s))
 }
 
-/// What /proc/PID/stat says of a process that the platform needs.
-pub(crate) struct ProcStat {
-    pub state: char,
-    pub ppid: i32,
-    pub pgrp: i32,
-}
-
-/// Reads /proc/PID/stat: `pid (comm) state ppid pgrp ...`, where comm may hold spaces and
-/// parentheses.
-pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut f = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let pgrp = f.next()?.parse().ok()?;
-    Some(ProcStat { state, ppid, pgrp })
-}
+pub(crate) use crate::procs::stat as proc_stat;
 
 #[cfg(test)]
 mod tests {

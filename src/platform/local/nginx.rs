@@ -160,6 +160,9 @@ impl<'a> Nginx<'a> {
     /// socket that has gone by the time it is looked at is tried again, up to three times.
     pub fn start(&self, listen: &str, upstream: u16) -> Result<Option<duct::Handle>> {
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+        if !self.ctx.dry_run {
+            self.end_orphans(port);
+        }
         for attempt in 1..=START_ATTEMPTS {
             match self.start_once(listen, upstream)? {
                 Started::Up(h) => return Ok(h.map(|h| *h)),
@@ -182,6 +185,28 @@ impl<'a> Nginx<'a> {
             }
         }
         Err(could_not_act!("nginx did not start on {listen}"))
+    }
+
+    /// Workers of this environment's nginx whose master is gone (killed with -9) keep the
+    /// port and would keep every later start from binding it. They are this nginx's (they work
+    /// in its directory) and serve nothing the platform can switch: they are ended.
+    fn end_orphans(&self, port: u16) {
+        let orphans: Vec<i32> = super::ports::listeners(port)
+            .holders
+            .iter()
+            .filter(|h| crate::procs::cwd(h.pid).is_some_and(|c| c == self.dir))
+            .map(|h| h.pid)
+            .collect();
+        for pid in orphans {
+            self.ctx
+                .ui
+                .warn(format!("nginx: ending pid {pid}, a worker left holding port {port} after its master died"));
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let until = Instant::now() + Duration::from_secs(5);
+            while crate::procs::stat(pid).is_some_and(|s| s.state != 'Z') && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     fn start_once(&self, listen: &str, upstream: u16) -> Result<Started> {
