@@ -721,3 +721,53 @@ fn a_ledger_removed_or_replaced_under_a_run_is_exit_3_never_a_silent_success() {
     }
     finish("ledger-vanishes", cases);
 }
+
+#[test]
+fn each_failure_has_the_exit_code_its_kind_says() {
+    let mut cases = vec![];
+    let mut case = |case: &str, expected: &'static str, a: &assert_cmd::assert::Assert, needle: &str| {
+        let (code, errors, _, err) = describe(a);
+        cases.push(Case {
+            case: case.into(),
+            expected,
+            observed: format!("exit {}, {errors} error line, said: {}", code.unwrap_or(-1), err.contains(needle)),
+        });
+    };
+    // A build that fails is a verdict on the version; one that times out is not.
+    let p = Project::new();
+    p.edit_config(|c| c.replace(r#"command = "true""#, r#"command = "echo no such package >&2; exit 7""#));
+    case(
+        "a build that fails",
+        "exit 1, 1 error line, said: true",
+        &p.cmd("deploy-staging").args(["--version", "v1"]).assert(),
+        "version v1 failed to build",
+    );
+    let p = Project::new();
+    p.edit_config(|c| {
+        c.replace(r#"command = "true""#, r#"command = "sleep 3061""#).replace("timeout = \"5m\"", "timeout = \"1s\"")
+    });
+    case(
+        "a build that times out",
+        "exit 3, 1 error line, said: true",
+        &p.cmd("deploy-staging").args(["--version", "v1"]).assert(),
+        "timed out after 1s",
+    );
+    // A restore that fails after a verdict must never read as "restored" (exit 1 is what
+    // Jenkins' post { failure } rollback takes for the verdict it handles).
+    let p = Project::new();
+    p.v2_failing_in_production();
+    let broken = p.state.join("local/versions/v1/application.py");
+    std::fs::write(&broken, "raise SystemExit('v1 is broken on this host')\n").expect("break v1");
+    case(
+        "rollback whose restore fails to start",
+        "exit 3, 1 error line, said: true",
+        &p.cmd("rollback").assert(),
+        "restoring v1 in production failed; the incident stays open",
+    );
+    cases.push(Case {
+        case: "… and its incident".into(),
+        expected: "open: 1",
+        observed: format!("open: {}", p.query_i64("SELECT COUNT(*) FROM incidents WHERE restored_at IS NULL")),
+    });
+    finish("exit-codes", cases);
+}
