@@ -31,7 +31,7 @@ impl Alert {
     }
     /// Whether its transition is one of `transitions` (`logs.alert_transitions`: by default
     /// `Triggered` and `Re-Triggered`; a `Warn`, `No Data` or `Renotify` asks for no rollback).
-    pub fn triggers(&self, transitions: &[String]) -> bool {
+    pub fn triggers(&self, transitions: &[crate::config::Text]) -> bool {
         let norm = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
         transitions.iter().any(|t| norm(t) == norm(&self.transition))
     }
@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(time("1763950000"), Some(1_763_950_000_000));
         assert_eq!(time("1763950000000"), Some(1_763_950_000_000));
         let cfg = crate::config::Config::parse(
-            "[app]\nname = \"x\"\n[environments.production]\nurl = \"http://127.0.0.1:1\"\n",
+            "[app]\nname = \"x\"\n[environments.production]\nurl = \"http://127.0.0.1:1\"\n[[smoke.checks]]\nname = \"home\"\npath = \"/\"\n",
             std::path::Path::new("safedeploy.toml"),
         )
         .expect("config");

@@ -4,6 +4,7 @@
 
 use crate::Outcome;
 use crate::context::{Ctx, GlobalOptions};
+use crate::environ::Environ;
 use crate::error::{exit, kind_of};
 use crate::ui::Ui;
 use anyhow::Result;
@@ -61,8 +62,8 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    fn ui(&self, tool: &'static str) -> Ui {
-        let mut ui = Ui::new(tool);
+    fn ui(&self, tool: &'static str, env: &Environ) -> Ui {
+        let mut ui = Ui::new(tool, env);
         ui.json = self.json;
         ui.verbosity = if self.quiet { -1 } else { i8::from(self.verbose) };
         ui
@@ -83,6 +84,34 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// Parses the command line. A mistake in it is said like every other error — one line,
+/// `tool: error: ...`, a hint, and the JSON error document under `--json` — and is exit 2;
+/// `--help` and `--version` print as clap prints them.
+pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
+    use clap::error::ErrorKind;
+    let e = match T::try_parse() {
+        Ok(args) => return args,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let env = Environ::from_process();
+    let mut ui = Ui::new(tool, &env);
+    // Whether --json was asked for, as well as it can be told from an argv clap refused.
+    ui.json = std::env::args().any(|a| a == "--json" || a == "--json=true" || a == "--json=1")
+        || env.get("SAFEDEPLOY_JSON").is_some_and(|v| parse_bool(v) == Ok(true));
+    let rendered = e.render().to_string();
+    let said: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    let message = said.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message).to_string();
+    let err = crate::error::Error::usage(message).with_hint(format!("see {tool} --help"));
+    std::process::exit(finish(&ui, Err(err.into())).into());
+}
+
 /// Loads the context, runs `op`, prints its result and returns the exit code.
 pub fn run(tool: &'static str, common: &CommonArgs, op: impl FnOnce(&Ctx) -> Result<Outcome>) -> ExitCode {
     anstream::ColorChoice::write_global(match common.color {
@@ -90,10 +119,11 @@ pub fn run(tool: &'static str, common: &CommonArgs, op: impl FnOnce(&Ctx) -> Res
         ColorChoice::Always => anstream::ColorChoice::Always,
         ColorChoice::Never => anstream::ColorChoice::Never,
     });
-    let ui = common.ui(tool);
+    let env = Environ::from_process();
+    let ui = common.ui(tool, &env);
     let interrupted = interrupt_flag();
     crate::error::quiet_panics();
-    match Ctx::load(&common.options(), ui.clone(), interrupted) {
+    match Ctx::load(&common.options(), ui.clone(), interrupted, env) {
         // The context's console knows the config's secrets too: it renders the outcome.
         Ok(ctx) => ExitCode::from(finish(&ctx.ui, guarded(|| op(&ctx)))),
         Err(e) => ExitCode::from(finish(&ui, Err(e))),

@@ -9,12 +9,13 @@
 
 use crate::bundle;
 use crate::clock::{Millis, human, now_ms, rfc3339};
-use crate::config::validate_label;
+use crate::config::Label;
 use crate::context::Ctx;
 use crate::error::{Error, Kind, kind_of};
-use crate::ledger::{Incident, Ledger, Version};
+use crate::ledger::{Action, Incident, Ledger, Version};
 use crate::lock;
 use crate::platform::{Live, Platform, Switched};
+use crate::sla::Budget;
 use crate::{Outcome, usage};
 use anyhow::Result;
 use serde_json::json;
@@ -23,7 +24,7 @@ use serde_json::json;
 struct Step<'a> {
     env: &'a str,
     label: &'a str,
-    action: &'a str,
+    action: Action,
     previous: Option<&'a str>,
     reason: Option<&'a str>,
 }
@@ -50,7 +51,7 @@ fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: St
 
 /// `label` serves `env` (the platform says so) but the ledger's last healthy deployment there
 /// is another: a run was killed after switching and before recording it. Record the truth.
-fn reconcile(ctx: &Ctx, ledger: &Ledger, env: &str, label: &str, action: &str) -> Result<()> {
+fn reconcile(ctx: &Ctx, ledger: &Ledger, env: &str, label: &str, action: Action) -> Result<()> {
     if ledger.live_deployment(env)?.is_some_and(|d| d.label == label) {
         return Ok(());
     }
@@ -72,7 +73,8 @@ fn take_env(
     platform: &dyn Platform,
     env: &str,
 ) -> Result<(Option<lock::EnvLock>, Option<Live>)> {
-    let held = lock::acquire(&ctx.state_dir, env, ctx.ui.tool, ctx.dry_run)?;
+    let who = lock::Holder { tool: ctx.ui.tool, actor: ctx.env.actor() };
+    let held = lock::acquire(&ctx.state_dir, env, &who, ctx.dry_run)?;
     let stale = ledger.abandon_stale(env)?;
     if stale > 0 {
         ctx.ui.warn(format!("{env}: closed {stale} deployment(s) left open by a run that was stopped"));
@@ -109,8 +111,7 @@ fn is_production(ctx: &Ctx, env: &str) -> bool {
 }
 
 /// `deploy-staging`: bundle the commit, register the version, deploy it, wait until healthy.
-pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Outcome> {
-    validate_label(label)?;
+pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<Outcome> {
     ctx.config.environment(env)?;
     if is_production(ctx, env) {
         return Err(Error::usage(format!(
@@ -127,7 +128,7 @@ pub fn deploy_staging(ctx: &Ctx, label: &str, rev: &str, env: &str) -> Result<Ou
     let started = now_ms();
     let version = registered(ctx, &ledger, &*platform, label, &commit)?;
     let previous = live.map(|l| l.label);
-    let step = Step { env, label, action: "deploy", previous: previous.as_deref(), reason: None };
+    let step = Step { env, label, action: Action::Deploy, previous: previous.as_deref(), reason: None };
     deploy_recorded(ctx, &ledger, &*platform, step)?;
     let took = now_ms() - started;
     if !ctx.dry_run {
@@ -178,72 +179,8 @@ fn registered(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, label: &str, 
     Ok(version)
 }
 
-/// The SLA budget: allowed downtime per period, and what the incidents recorded in it spent.
-pub fn budget(ctx: &Ctx, ledger: &Ledger) -> Result<serde_json::Value> {
-    let sla = &ctx.config.sla;
-    let from = sla.period.start(now_ms());
-    let incidents = ledger.incidents(&sla.environments, from)?;
-    Ok(budget_of(ctx, from, &incidents))
-}
-
-fn budget_of(ctx: &Ctx, from: Millis, incidents: &[Incident]) -> serde_json::Value {
-    let sla = &ctx.config.sla;
-    let allowed = sla.allowed_downtime.0.as_millis() as i64;
-    let now = now_ms();
-    let used: i64 = incidents.iter().map(|i| i.downtime_until(now)).sum();
-    let open = incidents.iter().filter(|i| i.restored_at.is_none()).count();
-    json!({
-        "period": sla.period.describe(), "from": rfc3339(from), "environments": sla.environments,
-        "allowed_ms": allowed, "used_ms": used, "left_ms": (allowed - used).max(0), "spent": used >= allowed,
-        "incidents": incidents.len(), "open_incidents": open,
-    })
-}
-
-/// `--budget`: the SLA budget report — every incident of the period with its downtime, the
-/// total, and what is left. Reads only; without a ledger there is nothing spent.
-pub fn budget_report(ctx: &Ctx) -> Result<Outcome> {
-    let sla = &ctx.config.sla;
-    let from = sla.period.start(now_ms());
-    let incidents = if ctx.state_dir.join("ledger.sqlite3").exists() {
-        ctx.ledger()?.incidents(&sla.environments, from)?
-    } else {
-        vec![]
-    };
-    let mut report = budget_of(ctx, from, &incidents);
-    ctx.ui.result(budget_line(&report));
-    let now = now_ms();
-    for i in &incidents {
-        ctx.ui.result(format!(
-            "  {} {}: {} → {}, downtime {}{}",
-            rfc3339(i.detected_at),
-            i.env,
-            i.bad_label.as_deref().unwrap_or("(nothing)"),
-            i.restored_label.as_deref().unwrap_or("(not restored)"),
-            match i.restored_at {
-                Some(_) => human(i.downtime_until(now)),
-                None => format!("{} so far (open)", human(i.downtime_until(now))),
-            },
-            i.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
-        ));
-    }
-    report["incidents"] = serde_json::to_value(&incidents)?;
-    Ok(Outcome::ok(report))
-}
-
-fn budget_line(b: &serde_json::Value) -> String {
-    let ms = |k: &str| b[k].as_i64().unwrap_or(0);
-    format!(
-        "SLA budget ({} since {}): {} used of {}, {} left",
-        b["period"].as_str().unwrap_or(""),
-        b["from"].as_str().map(|f| &f[..10.min(f.len())]).unwrap_or(""),
-        human(ms("used_ms")),
-        human(ms("allowed_ms")),
-        human(ms("left_ms"))
-    )
-}
-
 pub struct PromoteRequest<'a> {
-    pub version: Option<&'a str>,
+    pub version: Option<&'a Label>,
     pub from: &'a str,
     pub to: &'a str,
     pub force: bool,
@@ -259,16 +196,13 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     if req.force && req.reason.is_none_or(|r| r.trim().is_empty()) {
         return Err(usage!("--force needs --reason TEXT: an override is recorded with its reason"));
     }
-    if let Some(l) = req.version {
-        validate_label(l)?;
-    }
     let ledger = ctx.ledger()?;
     let (version, budget_now) = promotable(ctx, &ledger, req)?;
     let label = version.label.clone();
     let platform = ctx.platform()?;
     let (_lock, live) = take_env(ctx, &ledger, &*platform, to)?;
     if let Some(l) = live.as_ref().filter(|l| l.label == label && l.healthy) {
-        reconcile(ctx, &ledger, to, &l.label, "promote")?;
+        reconcile(ctx, &ledger, to, &l.label, Action::Promote)?;
         ctx.ui.result(format!("{to}: {label} is already live; nothing to promote"));
         return Ok(Outcome::ok(json!({"env": to, "version": label, "changed": false, "budget": budget_now})));
     }
@@ -279,12 +213,13 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         previous.as_deref().unwrap_or("nothing")
     ));
     let started = now_ms();
-    let step = Step { env: to, label: &label, action: "promote", previous: previous.as_deref(), reason: req.reason };
+    let step =
+        Step { env: to, label: &label, action: Action::Promote, previous: previous.as_deref(), reason: req.reason };
     match deploy_recorded(ctx, &ledger, &*platform, step) {
         Ok(_) => {
             if !ctx.dry_run {
                 ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
-                ctx.ui.result(budget_line(&budget_now));
+                ctx.ui.result(budget_now.line());
             }
             Ok(Outcome::ok(json!({
                 "env": to, "version": label, "previous": previous, "changed": true,
@@ -301,7 +236,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
 
 /// The version to promote and the budget now; refuses (exit 1) a version not verified in
 /// `from`, one marked bad, or any when the budget is spent, unless forced with a reason.
-fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(Version, serde_json::Value)> {
+fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(Version, Budget)> {
     let (from, to) = (req.from, req.to);
     let label = match req.version {
         Some(l) => l.to_string(),
@@ -314,7 +249,7 @@ fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(V
         Error::usage(format!("unknown version {label}: deploy-staging registers versions"))
             .with_hint("see the ledger's versions with --json output of deploy-staging")
     })?;
-    let budget_now = budget(ctx, ledger)?;
+    let budget_now = Budget::now(&ctx.config.sla, ledger)?;
     let mut refusals = vec![];
     if !ledger.verified_in(from, &label)? {
         refusals.push(format!("{label} has not passed the smoke checks in {from}"));
@@ -322,8 +257,8 @@ fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(V
     if let Some(why) = &version.bad_reason {
         refusals.push(format!("{label} is marked bad ({why})"));
     }
-    if budget_now["spent"].as_bool() == Some(true) {
-        refusals.push(format!("the SLA budget is spent ({})", budget_line(&budget_now)));
+    if budget_now.spent {
+        refusals.push(format!("the SLA budget is spent ({})", budget_now.line()));
     }
     if !refusals.is_empty() {
         if !req.force {
@@ -384,7 +319,8 @@ fn promote_failed(
             downtime_ms: None,
             reason: Some(format!("promote of {label} did not become healthy")),
         })?;
-        let step = Step { env, label: &prev, action: "restore", previous: Some(label), reason: Some("promote failed") };
+        let step =
+            Step { env, label: &prev, action: Action::Restore, previous: Some(label), reason: Some("promote failed") };
         let switched = match deploy_recorded(ctx, ledger, platform, step) {
             Ok(s) => s,
             Err(r) => {
@@ -405,7 +341,7 @@ fn promote_failed(
 pub struct RollbackRequest<'a> {
     /// Default: production, or the environment of the Datadog alert.
     pub env: Option<&'a str>,
-    pub to: Option<&'a str>,
+    pub to: Option<&'a Label>,
     pub reason: Option<&'a str>,
     pub datadog_payload: Option<&'a std::path::Path>,
 }
@@ -431,9 +367,6 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
     }
     let env = req.env.or(alert.as_ref().map(|a| a.env.as_str())).unwrap_or("production");
     ctx.config.environment(env)?;
-    if let Some(to) = req.to {
-        validate_label(to)?;
-    }
     let ledger = ctx.ledger()?;
     if let Some(to) = req.to {
         let v = ledger.version(to)?.ok_or_else(|| usage!("--to {to}: unknown version"))?;
@@ -444,11 +377,11 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
     let platform = ctx.platform()?;
     let (_lock, live) = take_env(ctx, &ledger, &*platform, env)?;
     let started = now_ms();
-    let budget_before = budget(ctx, &ledger)?;
+    let budget_before = Budget::now(&ctx.config.sla, &ledger)?;
     let alert_evidence = alert.as_ref().map(|a| a.describe());
-    match decide(&ledger, env, live.as_ref(), req.to, alert_evidence)? {
+    match decide(&ledger, env, live.as_ref(), req.to.map(|l| l.as_str()), alert_evidence)? {
         Decision::Nothing { target } => {
-            reconcile(ctx, &ledger, env, &target, "rollback")?;
+            reconcile(ctx, &ledger, env, &target, Action::Rollback)?;
             ctx.ui.result(format!("{env}: already runs its last known good version {target}; nothing to roll back"));
             Ok(Outcome::ok(json!({"env": env, "changed": false, "version": target, "budget": budget_before})))
         }
@@ -473,7 +406,8 @@ fn alert_needs_nothing(ctx: &Ctx, a: &crate::alert::Alert, env: Option<&str>) ->
         return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false, "recovered": true}))));
     }
     if !a.triggers(acts_on) {
-        ctx.ui.result(format!("{}: rollback acts on {} only; nothing to roll back", a.describe(), acts_on.join(", ")));
+        let names: Vec<&str> = acts_on.iter().map(|t| t.as_str()).collect();
+        ctx.ui.result(format!("{}: rollback acts on {} only; nothing to roll back", a.describe(), names.join(", ")));
         return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false, "transition": a.transition}))));
     }
     if !is_production(ctx, &a.env) {
@@ -587,14 +521,14 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
                 reason: Some(reason.to_string()),
             })?,
         };
-    let step = Step { env, label: target, action: "rollback", previous: bad, reason: Some(reason) };
+    let step = Step { env, label: target, action: Action::Rollback, previous: bad, reason: Some(reason) };
     let switched = deploy_recorded(ctx, ledger, platform, step).map_err(|e| {
         Error::could_not_act(format!("restoring {target} in {env} failed; the incident stays open")).caused_by(e)
     })?;
     ledger.close_incident(incident, target, switched.at, None)?;
     let restored = switched.at;
     let downtime = restored - detected;
-    let budget_after = budget(ctx, ledger)?;
+    let budget_after = Budget::now(&ctx.config.sla, ledger)?;
     if !ctx.dry_run {
         ctx.ui.result(format!(
             "{env}: {target} restored in {} (time to restore); incident downtime {} (detected {})",
@@ -602,7 +536,7 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
             human(downtime),
             rfc3339(detected)
         ));
-        ctx.ui.result(budget_line(&budget_after));
+        ctx.ui.result(budget_after.line());
     }
     Ok(Outcome::ok(json!({
         "env": env, "changed": true, "bad_version": bad, "restored_version": target,

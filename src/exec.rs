@@ -108,7 +108,9 @@ impl Cmd {
         parts.join(" ")
     }
 
-    fn expression(&self) -> Result<duct::Expression> {
+    /// The child's process; it starts from `env` (the caller's environment, read once) unless
+    /// the command has a base environment of its own.
+    fn expression(&self, env: &crate::environ::Environ) -> Result<duct::Expression> {
         let (program, args) = self.argv.split_first().ok_or_else(|| crate::usage!("empty command"))?;
         let mut e = duct::cmd(program, args.iter().map(OsString::from));
         if let Some(dir) = &self.dir {
@@ -118,7 +120,7 @@ impl Cmd {
         // `env`, so removing a variable and then setting it would lose the value.
         let mut vars: Vec<(String, String)> = match &self.base_env {
             Some(base) => base.clone(),
-            None => std::env::vars().collect(),
+            None => env.vars().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         vars.retain(|(k, _)| !self.env_remove.contains(k) && !self.env.iter().any(|(s, _)| s == k));
         vars.extend(self.env.iter().cloned());
@@ -177,6 +179,8 @@ pub struct Exec {
     pub dry_run: bool,
     pub ui: Ui,
     pub interrupted: Arc<AtomicBool>,
+    /// What children inherit.
+    pub env: crate::environ::Environ,
 }
 
 /// How long a child's process group gets between SIGTERM and SIGKILL when it is ended.
@@ -189,7 +193,7 @@ impl Exec {
     /// Runs a read-only command, also in a dry run; returns its trimmed stdout.
     pub fn read(&self, cmd: &Cmd) -> Result<String> {
         self.ui.detail(format!("+ {}", cmd.display()));
-        let out = self.wait(cmd, cmd.expression()?.stdout_capture().stderr_capture().unchecked())?;
+        let out = self.wait(cmd, cmd.expression(&self.env)?.stdout_capture().stderr_capture().unchecked())?;
         self.check(cmd, &out)?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
@@ -200,7 +204,7 @@ impl Exec {
         if self.plan(cmd)? {
             return Ok(None);
         }
-        let out = self.wait(cmd, cmd.expression()?.stderr_to_stdout().stdout_capture().unchecked())?;
+        let out = self.wait(cmd, cmd.expression(&self.env)?.stderr_to_stdout().stdout_capture().unchecked())?;
         self.check(cmd, &out)?;
         Ok(Some(out))
     }
@@ -215,7 +219,7 @@ impl Exec {
         if !changes {
             self.ui.detail(format!("+ {}", cmd.display()));
         }
-        self.wait(cmd, cmd.expression()?.stdout_capture().stderr_capture().unchecked()).map(Some)
+        self.wait(cmd, cmd.expression(&self.env)?.stdout_capture().stderr_capture().unchecked()).map(Some)
     }
 
     /// Runs a command whose output streams live to our stderr (test runners: the console is where
@@ -237,7 +241,7 @@ impl Exec {
             }
             let _ = done.send(());
         });
-        let out = self.wait(cmd, cmd.expression()?.stderr_to_stdout().stdout_file(writer).unchecked())?;
+        let out = self.wait(cmd, cmd.expression(&self.env)?.stderr_to_stdout().stdout_file(writer).unchecked())?;
         // The output ends when the last writer closes; a lingering grandchild may hold it open.
         let _ = finished.recv_timeout(Duration::from_secs(2));
         Ok(Some(out.status))
@@ -258,7 +262,7 @@ impl Exec {
         let mut cmd = cmd.clone();
         cmd.env_remove.extend(JENKINS_COOKIES.iter().map(|k| k.to_string()));
         let handle = cmd
-            .expression()?
+            .expression(&self.env)?
             .stdin_null()
             .stdout_file(file)
             .stderr_file(err)
@@ -280,7 +284,7 @@ impl Exec {
             return Ok(None);
         }
         let reader = cmd
-            .expression()?
+            .expression(&self.env)?
             .stderr_to_stdout()
             .unchecked()
             .reader()

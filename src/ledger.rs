@@ -75,6 +75,28 @@ CREATE TABLE gate_waivers (
 "#,
 ];
 
+/// How a deployment came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// deploy-staging
+    Deploy,
+    Promote,
+    Rollback,
+    /// A failed promote putting the previous version back.
+    Restore,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Promote => "promote",
+            Action::Rollback => "rollback",
+            Action::Restore => "restore",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Version {
     pub label: String,
@@ -115,6 +137,8 @@ pub struct Ledger {
     conn: Connection,
     dry_run: bool,
     ui: Ui,
+    /// Who acts (recorded on deployments and waivers).
+    actor: String,
     /// The file and its inode when opened: a write goes ahead only while the path still names
     /// that file (a ledger deleted or replaced under a run would swallow its writes).
     file: Option<(std::path::PathBuf, u64)>,
@@ -123,7 +147,7 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (creating and migrating) the ledger in `state_dir`. In a dry run an absent ledger is
     /// not created: an empty in-memory one stands in, so reads still answer.
-    pub fn open(state_dir: &Path, dry_run: bool, ui: Ui) -> Result<Ledger> {
+    pub fn open(state_dir: &Path, dry_run: bool, ui: Ui, actor: String) -> Result<Ledger> {
         let path = state_dir.join(FILE);
         let conn = if dry_run {
             if path.exists() { Self::open_for_reading(&path) } else { Connection::open_in_memory() }
@@ -135,7 +159,7 @@ impl Ledger {
         .with_context(|| format!("opening ledger {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(15))?;
         let file = if dry_run { None } else { inode(&path).map(|i| (path.clone(), i)) };
-        let ledger = Ledger { conn, dry_run, ui, file };
+        let ledger = Ledger { conn, dry_run, ui, actor, file };
         ledger.migrate(dry_run && path.exists()).with_context(|| format!("ledger {}", path.display()))?;
         Ok(ledger)
     }
@@ -284,11 +308,12 @@ impl Ledger {
         &self,
         env: &str,
         label: &str,
-        action: &str,
+        action: Action,
         previous: Option<&str>,
         reason: Option<&str>,
     ) -> Result<i64> {
-        let actor = actor();
+        let action = action.as_str();
+        let actor = &self.actor;
         let id = self.write(
             || format!("record {action} of {label} to {env} (in progress)"),
             |c| {
@@ -455,7 +480,7 @@ impl Ledger {
 
     /// Records that `checks` of the gate were waived for `commit`, and why.
     pub fn record_waiver(&self, commit: &str, base: &str, checks: &str, reason: &str) -> Result<()> {
-        let actor = actor();
+        let actor = &self.actor;
         self.write(
             || format!("record the waiver of {checks} for {commit} ({reason})"),
             |c| {
@@ -554,14 +579,4 @@ impl Incident {
 fn inode(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| m.ino())
-}
-
-/// Who is acting: the Jenkins build when there is one, else user@host.
-pub fn actor() -> String {
-    if let (Ok(job), Ok(num)) = (std::env::var("JOB_NAME"), std::env::var("BUILD_NUMBER")) {
-        return format!("jenkins:{job}#{num}");
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-    format!("{user}@{host}")
 }

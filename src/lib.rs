@@ -8,8 +8,9 @@
 //! | [`cli`] | the common flags, the one outcome → exit-code mapping, error rendering |
 //! | [`error`] | the error kinds (verdict 1, usage 2, could-not-act 3, interrupted 130) |
 //! | [`failpoint`] | fault injection at the chokepoints, for the reliability suite only |
-//! | [`context`] | what every operation is handed: config, state dir, console, chokepoints |
-//! | [`config`] | `safedeploy.toml`, parsed strictly and validated before any side effect |
+//! | [`context`] | what every operation is handed: the effects (console, chokepoints), config, state dir |
+//! | [`environ`] | the process environment, read once; no other module reads `std::env` |
+//! | [`config`] | `safedeploy.toml`, parsed once into typed values and checked before any side effect |
 //! | [`exec`] | the only place that starts a process; `--dry-run` for commands and effects |
 //! | [`procs`] | processes and process groups from /proc: found by group or directory, ended |
 //! | [`http`] | the only place that makes a request; `--dry-run` for requests |
@@ -21,6 +22,7 @@
 //! | [`git`] | read-only questions to git |
 //! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |
 //! | [`alert`], [`notify`] | the Datadog webhook payload in; Slack and Datadog events out |
+//! | [`sla`] | the SLA budget: `[sla]` and what the ledger's incidents spent of it |
 //! | [`ui`], [`redact`], [`clock`] | console discipline, secret masking, time |
 
 pub mod alert;
@@ -30,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod deploy;
+pub mod environ;
 pub mod error;
 pub mod exec;
 pub mod failpoint;
@@ -44,6 +47,7 @@ pub mod paths;
 pub mod platform;
 pub mod procs;
 pub mod redact;
+pub mod sla;
 pub mod smoke;
 pub mod ui;
 
@@ -56,6 +60,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A success whose summary is `summary`'s JSON.
+    pub fn of(summary: &impl serde::Serialize) -> anyhow::Result<Self> {
+        Ok(Outcome::ok(serde_json::to_value(summary)?))
+    }
+    /// A verdict whose summary is `summary`'s JSON.
+    pub fn verdict_of(summary: &impl serde::Serialize, verdict: impl Into<String>) -> anyhow::Result<Self> {
+        Ok(Outcome::verdict(serde_json::to_value(summary)?, verdict))
+    }
     pub fn ok(summary: serde_json::Value) -> Self {
         Outcome { summary, verdict: None }
     }

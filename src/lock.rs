@@ -9,6 +9,12 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+/// Who takes a lock: the tool and the actor (the Jenkins build, or user@host).
+pub struct Holder<'a> {
+    pub tool: &'a str,
+    pub actor: String,
+}
+
 /// Held for as long as the value lives.
 #[derive(Debug)]
 pub struct EnvLock {
@@ -22,7 +28,7 @@ pub fn path(state_dir: &Path, env: &str) -> Result<PathBuf> {
 
 /// Takes the environment's lock or fails with exit 3 naming the holder. In a dry run nothing is
 /// created; a lock held by someone else is still reported, as the real run would meet it.
-pub fn acquire(state_dir: &Path, env: &str, tool: &str, dry_run: bool) -> Result<Option<EnvLock>> {
+pub fn acquire(state_dir: &Path, env: &str, who: &Holder<'_>, dry_run: bool) -> Result<Option<EnvLock>> {
     let path = path(state_dir, env)?;
     if dry_run {
         if let Ok(file) = File::open(&path)
@@ -45,7 +51,7 @@ pub fn acquire(state_dir: &Path, env: &str, tool: &str, dry_run: bool) -> Result
         Err(TryLockError::WouldBlock) => return Err(held(env, &path)),
         Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
     }
-    let holder = format!("pid {} ({tool}, {}) since {}", std::process::id(), crate::ledger::actor(), rfc3339(now_ms()));
+    let holder = format!("pid {} ({}, {}) since {}", std::process::id(), who.tool, who.actor, rfc3339(now_ms()));
     file.set_len(0)?;
     file.rewind()?;
     file.write_all(holder.as_bytes())?;

@@ -24,8 +24,8 @@ fn bounded(text: &str, max: usize) -> String {
 /// notification must not lose the report, so the caller decides what it means).
 pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<String>> {
     let n = &ctx.config.logs;
-    let slack = std::env::var(&n.slack_webhook_env).ok().filter(|v| !v.is_empty());
-    let dd_key = std::env::var(&n.datadog_api_key_env).ok().filter(|v| !v.is_empty());
+    let slack = ctx.env.get(&n.slack_webhook_env).map(str::to_string);
+    let dd_key = ctx.env.get(&n.datadog_api_key_env).map(str::to_string);
     // A URL or key read from a secret's variable is never printed, whatever the variable's name.
     for v in slack.iter().chain(dd_key.iter()) {
         ctx.ui.redactor.add_value(v.clone());
@@ -52,11 +52,11 @@ pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<S
         post("Slack", req);
     }
     if let Some(key) = dd_key {
-        let base = n
-            .datadog_api_url
-            .clone()
-            .or_else(|| ctx.config.smoke.datadog.as_ref().map(|d| d.api_base()))
-            .unwrap_or_else(|| "https://api.datadoghq.com".into());
+        let base = match (&n.datadog_api_url, &ctx.config.smoke.datadog) {
+            (Some(u), _) => u.base(),
+            (None, Some(d)) => d.api_base(),
+            (None, None) => "https://api.datadoghq.com".into(),
+        };
         let mut req = Request::get(format!("{}/api/v1/events", base.trim_end_matches('/')));
         req.method = "POST".into();
         req.headers = vec![("DD-API-KEY".into(), key)];

@@ -84,12 +84,12 @@ pub fn is_secret_name(name: &str) -> bool {
 }
 
 impl Redactor {
-    /// A redactor that knows the secret values in this process's environment.
-    pub fn from_env() -> Self {
+    /// A redactor that knows the secret values of an environment.
+    pub fn for_env(env: &crate::environ::Environ) -> Self {
         let r = Redactor::default();
-        for (k, v) in std::env::vars() {
-            if is_secret_name(&k) {
-                r.add_value(v);
+        for (k, v) in env.vars() {
+            if is_secret_name(k) {
+                r.add_value(v.clone());
             }
         }
         r

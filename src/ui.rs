@@ -22,8 +22,8 @@ const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
 const DIM: Style = Style::new().dimmed();
 
 impl Ui {
-    pub fn new(tool: &'static str) -> Self {
-        Ui { tool, json: false, verbosity: 0, redactor: Redactor::from_env() }
+    pub fn new(tool: &'static str, env: &crate::environ::Environ) -> Self {
+        Ui { tool, json: false, verbosity: 0, redactor: Redactor::for_env(env) }
     }
 
     /// Progress on stderr (hidden by `-q`).

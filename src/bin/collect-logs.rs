@@ -1,11 +1,10 @@
 //! collect-logs: fetch, filter, group and report an environment's errors.
-use clap::Parser;
 use safedeploy::cli::{CommonArgs, run};
 use safedeploy::logs::{LogsRequest, collect_logs};
 use std::path::PathBuf;
 
 /// Turn an environment's logs (or files) into a grouped, redacted error report.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "collect-logs",
     version,
@@ -49,7 +48,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let a = Args::parse();
+    let a: Args = safedeploy::cli::parse("collect-logs");
     run("collect-logs", &a.common, |ctx| {
         collect_logs(
             ctx,

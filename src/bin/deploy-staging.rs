@@ -1,9 +1,9 @@
 //! deploy-staging: build a version from a commit, register it, deploy it, wait until healthy.
-use clap::Parser;
 use safedeploy::cli::{CommonArgs, run};
+use safedeploy::config::Label;
 
 /// Bundle a commit as a version, deploy it to staging and wait until it is healthy.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "deploy-staging",
     disable_version_flag = true,
@@ -13,8 +13,8 @@ struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Version label, [A-Za-z0-9._-]{1,100}, one commit per label
-    #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL")]
-    version: String,
+    #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL", value_parser = Label::parse)]
+    version: Label,
     /// Commit to bundle
     #[arg(long, env = "SAFEDEPLOY_COMMIT", default_value = "HEAD", value_name = "REV")]
     commit: String,
@@ -24,6 +24,6 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let a = Args::parse();
+    let a: Args = safedeploy::cli::parse("deploy-staging");
     run("deploy-staging", &a.common, |ctx| safedeploy::deploy::deploy_staging(ctx, &a.version, &a.commit, &a.env))
 }

@@ -1,9 +1,8 @@
 //! gate-tests: run the app's tests; pass only on a fresh, green JUnit report.
-use clap::Parser;
 use safedeploy::cli::{CommonArgs, run};
 
 /// Run the test command and require a fresh JUnit report with executed, passing tests.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "gate-tests",
     version,
@@ -28,7 +27,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args: Args = safedeploy::cli::parse("gate-tests");
     run("gate-tests", &args.common, |ctx| {
         safedeploy::gate::gate_tests(
             ctx,

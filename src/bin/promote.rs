@@ -1,10 +1,10 @@
 //! promote: deploy to production the very bundle that passed in staging.
-use clap::Parser;
 use safedeploy::cli::{CommonArgs, parse_bool, run};
+use safedeploy::config::Label;
 use safedeploy::deploy::{PromoteRequest, promote};
 
 /// Deploy a version verified in --from to --to; put the previous one back if it is unhealthy.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "promote",
     disable_version_flag = true,
@@ -18,8 +18,8 @@ struct Args {
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     budget: bool,
     /// Version to promote [default: the last known good of --from]
-    #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL")]
-    version: Option<String>,
+    #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL", value_parser = Label::parse)]
+    version: Option<Label>,
     #[arg(long, env = "SAFEDEPLOY_FROM", default_value = "staging", value_name = "NAME")]
     from: String,
     #[arg(long, env = "SAFEDEPLOY_TO", default_value = "production", value_name = "NAME")]
@@ -34,15 +34,15 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let a = Args::parse();
+    let a: Args = safedeploy::cli::parse("promote");
     if a.budget {
-        return run("promote", &a.common, safedeploy::deploy::budget_report);
+        return run("promote", &a.common, safedeploy::sla::report);
     }
     run("promote", &a.common, |ctx| {
         promote(
             ctx,
             &PromoteRequest {
-                version: a.version.as_deref(),
+                version: a.version.as_ref(),
                 from: &a.from,
                 to: &a.to,
                 force: a.force,

@@ -1,10 +1,10 @@
 //! rollback: restore the last known good version and record the incident.
-use clap::Parser;
 use safedeploy::cli::{CommonArgs, parse_bool, run};
+use safedeploy::config::Label;
 use safedeploy::deploy::{RollbackRequest, rollback};
 
 /// Restore the last known good version (exit 0 with nothing to do when it already runs).
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "rollback",
     version,
@@ -21,8 +21,8 @@ struct Args {
     #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
     env: Option<String>,
     /// Version to restore [default: the environment's last known good]
-    #[arg(long, env = "SAFEDEPLOY_TO", value_name = "LABEL")]
-    to: Option<String>,
+    #[arg(long, env = "SAFEDEPLOY_TO", value_name = "LABEL", value_parser = Label::parse)]
+    to: Option<Label>,
     /// Why, for the ledger and the incident
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
     reason: Option<String>,
@@ -32,16 +32,16 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let a = Args::parse();
+    let a: Args = safedeploy::cli::parse("rollback");
     if a.budget {
-        return run("rollback", &a.common, safedeploy::deploy::budget_report);
+        return run("rollback", &a.common, safedeploy::sla::report);
     }
     run("rollback", &a.common, |ctx| {
         rollback(
             ctx,
             &RollbackRequest {
                 env: a.env.as_deref(),
-                to: a.to.as_deref(),
+                to: a.to.as_ref(),
                 reason: a.reason.as_deref(),
                 datadog_payload: a.datadog_payload.as_deref(),
             },

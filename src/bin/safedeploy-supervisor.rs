@@ -13,8 +13,9 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let ui = Ui::new("safedeploy-supervisor");
-    let exec = safedeploy::exec::Exec { dry_run: false, ui: ui.clone(), interrupted: Default::default() };
+    let env = safedeploy::environ::Environ::from_process();
+    let ui = Ui::new("safedeploy-supervisor", &env);
+    let exec = safedeploy::exec::Exec { dry_run: false, ui: ui.clone(), interrupted: Default::default(), env };
     match safedeploy::platform::local::supervise(args.command, &exec) {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {

@@ -37,7 +37,7 @@ pub fn resolve_base(
             .map(|commit| Base { commit, from: "--base".into() })
             .ok_or_else(|| missing(rev, "--base"));
     }
-    if let Some(target) = std::env::var("CHANGE_TARGET").ok().filter(|v| !v.is_empty()) {
+    if let Some(target) = ctx.env.get("CHANGE_TARGET").map(str::to_string) {
         for candidate in [format!("origin/{target}"), target.clone()] {
             if let Some(tip) = git::commit(ctx, dir, &candidate)
                 && let Ok(mb) = git::read(ctx, dir, &["merge-base", "HEAD", &tip])
@@ -47,7 +47,7 @@ pub fn resolve_base(
         }
         return Err(missing(&target, "CHANGE_TARGET"));
     }
-    if let Some(prev) = std::env::var("GIT_PREVIOUS_SUCCESSFUL_COMMIT").ok().filter(|v| !v.is_empty()) {
+    if let Some(prev) = ctx.env.get("GIT_PREVIOUS_SUCCESSFUL_COMMIT").map(str::to_string) {
         return git::commit(ctx, dir, &prev)
             .map(|commit| Base { commit, from: "GIT_PREVIOUS_SUCCESSFUL_COMMIT".into() })
             .ok_or_else(|| missing(&prev, "GIT_PREVIOUS_SUCCESSFUL_COMMIT"));

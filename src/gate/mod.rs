@@ -16,6 +16,7 @@
 pub mod changes;
 pub mod coverage;
 pub mod junit;
+pub mod settings;
 
 use crate::context::Ctx;
 use crate::exec::Cmd;
@@ -24,7 +25,6 @@ use anyhow::{Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use junit::JunitSummary;
 use serde::Serialize;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -68,7 +68,7 @@ impl Check {
     }
 }
 
-fn globset(globs: &[String]) -> Result<GlobSet> {
+fn globset(globs: &[crate::config::GlobPattern]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for g in globs {
         b.add(globset::GlobBuilder::new(g).literal_separator(true).build().or_else(|_| Glob::new(g))?);
@@ -176,16 +176,101 @@ fn looks_like_junit(path: &Path) -> bool {
     ["<testsuites", "<testsuite"].iter().any(|t| rest.starts_with(t))
 }
 
+/// What the gate works on, all of it found before the tests run: a problem here is exit 2.
+struct Plan<'c> {
+    gate: &'c settings::Gate,
+    argv: Vec<String>,
+    dir: PathBuf,
+    base: Option<changes::Base>,
+    waiver: Option<String>,
+    sources: GlobSet,
+    tests: GlobSet,
+    coverage: Option<PathBuf>,
+}
+
+impl Plan<'_> {
+    fn is_test(&self, p: &str) -> bool {
+        self.tests.is_match(p)
+    }
+    fn is_source(&self, p: &str) -> bool {
+        !self.is_test(p) && self.sources.is_match(p)
+    }
+}
+
+/// The test command's run.
+struct Ran {
+    status: std::process::ExitStatus,
+    started: Start,
+}
+
+/// The `--json` document.
+#[derive(Serialize)]
+struct Summary<'a> {
+    passed: bool,
+    command: &'a [String],
+    exit_code: Option<i32>,
+    reports: &'a [PathBuf],
+    tests: u64,
+    failures: u64,
+    errors: u64,
+    skipped: u64,
+    failed: &'a [String],
+    flaky: &'a [String],
+    base: &'a Option<changes::Base>,
+    checks: &'a [Check],
+    waiver: &'a Option<String>,
+    overhead_ms: f64,
+}
+
 pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
+    let overhead = Instant::now();
+    let plan = plan(ctx, req)?;
+    let mut overhead_ms = overhead.elapsed().as_secs_f64() * 1000.0;
+    let Some(ran) = run_tests(ctx, &plan)? else {
+        return Ok(Outcome::ok(serde_json::json!({"dry_run": true, "command": plan.argv, "base": plan.base})));
+    };
+    let after = Instant::now();
+    let (tests, summary, reports) = check_tests(&plan, &ran)?;
+    let mut checks = vec![tests, check_policy(ctx, &plan)?, check_coverage(ctx, &plan, &ran)?];
+    waive(ctx, &plan, &mut checks)?;
+    overhead_ms += after.elapsed().as_secs_f64() * 1000.0;
+    show(ctx, &checks);
+    if let Some(out) = req.junit_out {
+        write_junit(ctx, out, &checks)?;
+    }
+    let failed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Failed).collect();
+    let doc = Summary {
+        passed: failed.is_empty(),
+        command: &plan.argv,
+        exit_code: ran.status.code(),
+        reports: &reports,
+        tests: summary.tests,
+        failures: summary.failures,
+        errors: summary.errors,
+        skipped: summary.skipped,
+        failed: &summary.failed,
+        flaky: &summary.flaky,
+        base: &plan.base,
+        checks: &checks,
+        waiver: &plan.waiver,
+        overhead_ms,
+    };
+    if failed.is_empty() {
+        ctx.ui.result(format!("gate: passed — {} tests executed, {} skipped", summary.executed(), summary.skipped));
+        Outcome::of(&doc)
+    } else {
+        let why: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.name, c.summary)).collect();
+        Outcome::verdict_of(&doc, format!("gate failed: {}", why.join("; ")))
+    }
+}
+
+fn plan<'c>(ctx: &'c Ctx, req: &GateRequest<'_>) -> Result<Plan<'c>> {
     let Some(gate) = &ctx.config.gate else {
         return Err(usage!("{}: no [gate] section: expected gate.command and gate.junit", ctx.config.path.display()));
     };
-    let argv: Vec<String> = if req.command.is_empty() { gate.command.clone() } else { req.command.to_vec() };
+    let argv: Vec<String> = if req.command.is_empty() { gate.command().to_vec() } else { req.command.to_vec() };
     let dir: PathBuf = gate.dir.as_ref().map(|d| ctx.config.dir.join(d)).unwrap_or_else(|| ctx.config.source_dir());
     let policies = !gate.source.is_empty() || gate.min_diff_coverage.is_some();
-    let overhead = Instant::now();
-
-    // Everything that can be wrong with the input is found before the tests run.
     let base = if policies {
         let base = changes::resolve_base(ctx, &dir, req.base, known_good_commit(ctx)?)?;
         ctx.ui.status(format!("gate: changes since {} ({})", crate::git::short(&base.commit), base.from));
@@ -199,61 +284,73 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
         .filter(|r| !r.is_empty())
         .map(str::to_string)
         .or_else(|| trailer_reason(ctx, &dir));
-    let (sources, tests) = (globset(&gate.source)?, globset(&gate.tests)?);
-    let coverage_path = gate.coverage.as_ref().map(|c| dir.join(c));
-
     // What the pattern matches before the run must be reports (earlier runs'): the gate reads
     // what it matches, and never deletes anything.
-    if let Some(not_report) = matching(&dir, &gate.junit)?.into_iter().find(|p| p.is_file() && !looks_like_junit(p)) {
+    if let Some(not_report) = matching(&dir, gate.junit())?.into_iter().find(|p| p.is_file() && !looks_like_junit(p)) {
         return Err(usage!(
             "{}: gate.junit {:?} matches {}, which is not a JUnit report; expected a pattern that matches only the reports the test command writes",
             ctx.config.path.display(),
-            gate.junit,
+            gate.junit(),
             not_report.display()
         ));
     }
-    let mut overhead_ms = overhead.elapsed().as_secs_f64() * 1000.0;
+    Ok(Plan {
+        gate,
+        argv,
+        coverage: gate.coverage.as_ref().map(|c| dir.join(c)),
+        dir,
+        base,
+        waiver,
+        sources: globset(&gate.source)?,
+        tests: globset(&gate.tests)?,
+    })
+}
 
-    let started = if ctx.dry_run { Start::Clock(SystemTime::now()) } else { Start::mark(&dir) };
-    ctx.ui.status(format!("gate: running {}", Cmd::new(argv.clone()).display()));
-    let cmd = Cmd::new(argv.clone()).dir(&dir).timeout(gate.timeout.0);
-    let Some(status) = ctx.exec.run_streamed(&cmd)? else {
-        return Ok(Outcome::ok(json!({"dry_run": true, "command": argv, "base": base})));
-    };
-    let after = Instant::now();
+/// Runs the test command, its output streamed; `None` in a dry run.
+fn run_tests(ctx: &Ctx, plan: &Plan<'_>) -> Result<Option<Ran>> {
+    let started = if ctx.dry_run { Start::Clock(SystemTime::now()) } else { Start::mark(&plan.dir) };
+    ctx.ui.status(format!("gate: running {}", Cmd::new(plan.argv.clone()).display()));
+    let cmd = Cmd::new(plan.argv.clone()).dir(&plan.dir).timeout(plan.gate.timeout.0);
+    Ok(ctx.exec.run_streamed(&cmd)?.map(|status| Ran { status, started }))
+}
 
-    // 1. The tests.
-    let reports: Vec<PathBuf> = matching(&dir, &gate.junit)?.into_iter().filter(|p| started.fresh(p)).collect();
+/// 1. The tests: a fresh report, no failures, enough executed, a runner that exited 0.
+fn check_tests(plan: &Plan<'_>, ran: &Ran) -> Result<(Check, JunitSummary, Vec<PathBuf>)> {
+    let reports: Vec<PathBuf> =
+        matching(&plan.dir, plan.gate.junit())?.into_iter().filter(|p| ran.started.fresh(p)).collect();
     let mut summary = JunitSummary::default();
     for path in &reports {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         summary.add(parse_junit(&text, path)?);
     }
+    let min_tests = plan.gate.min_tests.0;
     let mut problems = vec![];
     if reports.is_empty() {
-        problems.push(format!("the test command wrote no JUnit report at {}", dir.join(&gate.junit).display()));
+        problems
+            .push(format!("the test command wrote no JUnit report at {}", plan.dir.join(plan.gate.junit()).display()));
     } else {
         if summary.failures + summary.errors > 0 {
             problems
                 .push(format!("{} failed, {} errored of {} tests", summary.failures, summary.errors, summary.tests));
         }
-        if summary.executed() < gate.min_tests {
+        if summary.executed() < min_tests {
             problems.push(if summary.tests > 0 && summary.executed() == 0 {
                 format!("all {} tests were skipped", summary.tests)
             } else {
-                format!("{} tests executed (at least {} required)", summary.executed(), gate.min_tests)
+                format!("{} tests executed (at least {min_tests} required)", summary.executed())
             });
         }
     }
-    if !status.success() {
-        let hint = match status.code() {
+    if !ran.status.success() {
+        let argv = &plan.argv;
+        let hint = match ran.status.code() {
             Some(5) if argv.iter().any(|a| a.contains("pytest")) => " (pytest: no tests collected)",
             Some(4) if argv.iter().any(|a| a.contains("nextest")) => " (nextest: no tests to run)",
             _ => "",
         };
-        problems.push(format!("the test command exited with {}{hint}", crate::exec::describe(&status)));
+        problems.push(format!("the test command exited with {}{hint}", crate::exec::describe(&ran.status)));
     }
-    let mut checks = vec![if problems.is_empty() {
+    let check = if problems.is_empty() {
         let flaky = if summary.flaky.is_empty() { String::new() } else { format!(", {} flaky", summary.flaky.len()) };
         Check::new(
             "tests",
@@ -263,85 +360,79 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
         .details(summary.flaky.iter().map(|f| format!("flaky: {f}")).collect())
     } else {
         Check::new("tests", Status::Failed, problems.join("; ")).details(summary.failed.clone())
-    }];
-
-    // 2. The change policy.
-    let file_changes = match &base {
-        Some(b) => changes::changed_files(ctx, &dir, b)?,
-        None => vec![],
     };
-    let is_test = |p: &str| tests.is_match(p);
-    let is_source = |p: &str| !is_test(p) && sources.is_match(p);
-    checks.push(if gate.source.is_empty() {
-        Check::new("change policy", Status::Off, "not configured (gate.source)")
-    } else {
-        let changed_sources: Vec<String> =
-            file_changes.iter().filter(|c| c.content_changed() && is_source(&c.path)).map(|c| c.path.clone()).collect();
-        let changed_tests = file_changes.iter().filter(|c| c.status != 'D' && is_test(&c.path)).count();
-        match (changed_sources.len(), changed_tests) {
-            (0, _) => Check::new("change policy", Status::Passed, "no source files changed"),
-            (n, 0) => {
-                Check::new("change policy", Status::Failed, format!("{n} source file(s) changed and no test file"))
-                    .details(changed_sources)
-            }
-            (n, t) => Check::new(
-                "change policy",
-                Status::Passed,
-                format!("{n} source file(s) changed, with {t} test file(s)"),
-            ),
-        }
-    });
+    Ok((check, summary, reports))
+}
 
-    // 3. Diff coverage.
-    checks.push(match (gate.min_diff_coverage, &base, &coverage_path) {
-        (Some(min), Some(b), Some(cov_path)) => {
-            if !started.fresh(cov_path) {
-                Check::new(
-                    "diff coverage",
-                    Status::Failed,
-                    format!("the test command wrote no coverage report at {}", cov_path.display()),
-                )
-            } else {
-                let text =
-                    std::fs::read_to_string(cov_path).with_context(|| format!("reading {}", cov_path.display()))?;
-                let cov = coverage::Coverage::parse(&text, cov_path)?;
-                let mut added = changes::added_lines(ctx, &dir, b)?;
-                added.retain(|f, _| !is_test(f) && (gate.source.is_empty() || sources.is_match(f)));
-                let d = coverage::diff_coverage(&cov, &added, &dir);
-                match d.percent() {
-                    None => Check::new("diff coverage", Status::Passed, "no measured changed lines"),
-                    Some(p) if p + 1e-9 >= min => Check::new(
-                        "diff coverage",
-                        Status::Passed,
-                        format!("{p:.1} % of {} measured changed lines covered (minimum {min} %)", d.measured),
-                    ),
-                    Some(p) => Check::new(
-                        "diff coverage",
-                        Status::Failed,
-                        format!("{p:.1} % of {} measured changed lines covered, below the minimum {min} %", d.measured),
-                    )
-                    .details(d.uncovered),
-                }
-            }
+/// 2. The change policy: a changed source file comes with a changed test file.
+fn check_policy(ctx: &Ctx, plan: &Plan<'_>) -> Result<Check> {
+    let (Some(base), false) = (&plan.base, plan.gate.source.is_empty()) else {
+        return Ok(Check::new("change policy", Status::Off, "not configured (gate.source)"));
+    };
+    let file_changes = changes::changed_files(ctx, &plan.dir, base)?;
+    let changed_sources: Vec<String> = file_changes
+        .iter()
+        .filter(|c| c.content_changed() && plan.is_source(&c.path))
+        .map(|c| c.path.clone())
+        .collect();
+    let changed_tests = file_changes.iter().filter(|c| c.status != 'D' && plan.is_test(&c.path)).count();
+    Ok(match (changed_sources.len(), changed_tests) {
+        (0, _) => Check::new("change policy", Status::Passed, "no source files changed"),
+        (n, 0) => Check::new("change policy", Status::Failed, format!("{n} source file(s) changed and no test file"))
+            .details(changed_sources),
+        (n, t) => {
+            Check::new("change policy", Status::Passed, format!("{n} source file(s) changed, with {t} test file(s)"))
         }
-        _ => Check::new("diff coverage", Status::Off, "not configured (gate.min_diff_coverage)"),
-    });
+    })
+}
 
-    // Waivers apply to the policies, never to the tests.
+/// 3. Diff coverage: the measured changed lines the tests ran, against the minimum.
+fn check_coverage(ctx: &Ctx, plan: &Plan<'_>, ran: &Ran) -> Result<Check> {
+    let (Some(min), Some(base), Some(cov_path)) = (plan.gate.min_diff_coverage, &plan.base, &plan.coverage) else {
+        return Ok(Check::new("diff coverage", Status::Off, "not configured (gate.min_diff_coverage)"));
+    };
+    let min = min.0;
+    if !ran.started.fresh(cov_path) {
+        let what = format!("the test command wrote no coverage report at {}", cov_path.display());
+        return Ok(Check::new("diff coverage", Status::Failed, what));
+    }
+    let text = std::fs::read_to_string(cov_path).with_context(|| format!("reading {}", cov_path.display()))?;
+    let cov = coverage::Coverage::parse(&text, cov_path)?;
+    let mut added = changes::added_lines(ctx, &plan.dir, base)?;
+    added.retain(|f, _| !plan.is_test(f) && (plan.gate.source.is_empty() || plan.sources.is_match(f)));
+    let d = coverage::diff_coverage(&cov, &added, &plan.dir);
+    Ok(match d.percent() {
+        None => Check::new("diff coverage", Status::Passed, "no measured changed lines"),
+        Some(p) if p + 1e-9 >= min => Check::new(
+            "diff coverage",
+            Status::Passed,
+            format!("{p:.1} % of {} measured changed lines covered (minimum {min} %)", d.measured),
+        ),
+        Some(p) => Check::new(
+            "diff coverage",
+            Status::Failed,
+            format!("{p:.1} % of {} measured changed lines covered, below the minimum {min} %", d.measured),
+        )
+        .details(d.uncovered),
+    })
+}
+
+/// Waivers apply to the policies, never to the tests; a waiver is recorded in the ledger.
+fn waive(ctx: &Ctx, plan: &Plan<'_>, checks: &mut [Check]) -> Result<()> {
     let waived: Vec<&'static str> =
         checks.iter().filter(|c| c.name != "tests" && c.status == Status::Failed).map(|c| c.name).collect();
-    if let (Some(reason), false) = (&waiver, waived.is_empty()) {
-        for c in checks.iter_mut().filter(|c| waived.contains(&c.name)) {
-            c.status = Status::Waived;
-            c.summary = format!("{} — waived: {reason}", c.summary);
-        }
-        let head = crate::git::commit(ctx, &dir, "HEAD").unwrap_or_default();
-        let base_commit = base.as_ref().map(|b| b.commit.clone()).unwrap_or_default();
-        ctx.ledger()?.record_waiver(&head, &base_commit, &waived.join(", "), reason)?;
+    let Some(reason) = plan.waiver.as_ref().filter(|_| !waived.is_empty()) else { return Ok(()) };
+    for c in checks.iter_mut().filter(|c| waived.contains(&c.name)) {
+        c.status = Status::Waived;
+        c.summary = format!("{} — waived: {reason}", c.summary);
     }
-    overhead_ms += after.elapsed().as_secs_f64() * 1000.0;
+    let head = crate::git::commit(ctx, &plan.dir, "HEAD").unwrap_or_default();
+    let base_commit = plan.base.as_ref().map(|b| b.commit.clone()).unwrap_or_default();
+    ctx.ledger()?.record_waiver(&head, &base_commit, &waived.join(", "), reason)
+}
 
-    for c in &checks {
+fn show(ctx: &Ctx, checks: &[Check]) {
+    for c in checks {
         match c.status {
             Status::Off => ctx.ui.detail(format!("  -    {}: {}", c.name, c.summary)),
             s => ctx.ui.check(s != Status::Failed, format!("{}: {}", c.name, c.summary)),
@@ -349,23 +440,6 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
         for d in &c.details {
             ctx.ui.status(format!("         {d}"));
         }
-    }
-    if let Some(out) = req.junit_out {
-        write_junit(ctx, out, &checks)?;
-    }
-    let failed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Failed).collect();
-    let doc = json!({
-        "passed": failed.is_empty(), "command": argv, "exit_code": status.code(), "reports": reports,
-        "tests": summary.tests, "failures": summary.failures, "errors": summary.errors,
-        "skipped": summary.skipped, "failed": summary.failed, "flaky": summary.flaky,
-        "base": base, "checks": checks, "waiver": waiver, "overhead_ms": overhead_ms,
-    });
-    if failed.is_empty() {
-        ctx.ui.result(format!("gate: passed — {} tests executed, {} skipped", summary.executed(), summary.skipped));
-        Ok(Outcome::ok(doc))
-    } else {
-        let why: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.name, c.summary)).collect();
-        Ok(Outcome::verdict(doc, format!("gate failed: {}", why.join("; "))))
     }
 }
 

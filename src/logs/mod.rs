@@ -21,6 +21,7 @@
 mod cap;
 pub mod parse;
 mod scan;
+pub mod settings;
 pub mod suspect;
 
 use crate::clock::{Millis, now_ms, parse_rfc3339, rfc3339};
@@ -30,7 +31,6 @@ use anyhow::Result;
 use parse::{Line, Record, exception_re, frame_re};
 use regex::Regex;
 use serde::Serialize;
-use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -435,87 +435,182 @@ fn history(ctx: &Ctx, env: &str) -> Result<History> {
     Ok(History { since: suspect.map(|d| d.started_at), good: commit(&good)?, bad: commit(&bad_label)? })
 }
 
-pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
-    let base = req.pattern.or(ctx.config.logs.pattern.as_deref()).unwrap_or(DEFAULT_PATTERN);
+/// What is selected: the pattern (the default, `--pattern` or `logs.pattern`, with
+/// `--also-pattern`), compiled for the line-by-line decision and for the search.
+struct Selecting {
+    pattern: String,
+    select: Regex,
+    matcher: grep_regex::RegexMatcher,
+}
+
+fn selecting(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Selecting> {
+    let invalid = |flag: &str, e: &dyn std::fmt::Display| {
+        usage!("{flag}: invalid regex: {}", e.to_string().lines().last().unwrap_or_default())
+    };
+    let base = req.pattern.or(ctx.config.logs.pattern.as_ref().map(|p| p.as_str())).unwrap_or(DEFAULT_PATTERN);
     let base_candidates = if base == DEFAULT_PATTERN { DEFAULT_CANDIDATES } else { base };
     let (pattern, candidates) = match req.also_pattern {
         Some(also) => {
-            Regex::new(also).map_err(|e| {
-                usage!("--also-pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default())
-            })?;
+            Regex::new(also).map_err(|e| invalid("--also-pattern", &e))?;
             (format!("(?:{base})|(?:{also})"), format!("(?:{base_candidates})|(?:{also})"))
         }
         None => (base.to_string(), base_candidates.to_string()),
     };
-    let pattern = pattern.as_str();
-    let select = Regex::new(pattern)
-        .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
-    let context = req.context.unwrap_or(ctx.config.logs.context);
+    let select = Regex::new(&pattern).map_err(|e| invalid("--pattern", &e))?;
+    let matcher = grep_regex::RegexMatcherBuilder::new()
+        .line_terminator(Some(b'\n'))
+        .build(&format!("(?:{candidates})|{}", scan::TRACEBACK_LINES))
+        .map_err(|e| invalid("--pattern", &e))?;
+    Ok(Selecting { pattern, select, matcher })
+}
+
+/// Where to read and which window: the files, the environment's logs, the alert's.
+struct Scope {
+    alert: Option<crate::alert::Alert>,
+    env: Option<String>,
+    sources: Vec<PathBuf>,
+    hist: History,
+    since: Option<Millis>,
+    until: Option<Millis>,
+}
+
+/// The scope of the run, or `None` when an alert says it recovered.
+fn scope(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Option<Scope>> {
     let until = req.until.map(|u| parse_time(u, "--until")).transpose()?;
     let mut since = req.since.map(|s| parse_time(s, "--since")).transpose()?;
-    let prefixes = &ctx.config.logs.app_prefixes;
-
     let alert = req.datadog_payload.map(|p| crate::alert::read(ctx, p)).transpose()?;
     if let Some(a) = &alert {
         if a.recovered() {
             ctx.ui.result(format!("{} recovered: nothing to collect", a.describe()));
-            return Ok(Outcome::ok(json!({"alert": a, "recovered": true, "errors_found": false})));
+            return Ok(None);
         }
         if let Some(env) = req.env.filter(|e| *e != a.env) {
             return Err(usage!("--env {env} contradicts the alert, which is for {}", a.env));
         }
-        if since.is_none() {
-            since = Some(a.at - ctx.config.logs.alert_lookback.0.as_millis() as i64);
-        }
+        since = since.or(Some(a.at - ctx.config.logs.alert_lookback.0.as_millis() as i64));
         ctx.ui.status(format!("{}: collecting {}'s logs", a.describe(), a.env));
     }
-    let env_name = req.env.or(alert.as_ref().map(|a| a.env.as_str()));
-    if env_name.is_none() && req.inputs.is_empty() {
+    let env = req.env.map(str::to_string).or(alert.as_ref().map(|a| a.env.clone()));
+    if env.is_none() && req.inputs.is_empty() {
         return Err(usage!("collect-logs needs --env NAME, --input FILE or --datadog-payload FILE"));
     }
     let mut sources: Vec<PathBuf> = expand(req.inputs)?;
     let mut hist = History { since: None, good: None, bad: None };
-    if let Some(env) = env_name {
+    if let Some(env) = &env {
         let environment = ctx.config.environment(env)?;
         sources.extend(ctx.platform()?.logs(environment)?);
         hist = history(ctx, env)?;
-        if since.is_none() {
-            since = hist.since;
-        }
+        since = since.or(hist.since);
     }
+    Ok(Some(Scope { alert, env, sources, hist, since, until }))
+}
 
-    let matcher = grep_regex::RegexMatcherBuilder::new()
-        .line_terminator(Some(b'\n'))
-        .build(&format!("(?:{candidates})|{}", scan::TRACEBACK_LINES))
-        .map_err(|e| usage!("--pattern: invalid regex: {}", e.to_string().lines().last().unwrap_or_default()))?;
+/// What the search found, and what the report, the console, `--json` and a notification say.
+struct Findings {
+    bytes: u64,
+    found: Found,
+    suspect: Option<Suspect>,
+}
+
+/// The `--json` summary line.
+#[derive(Serialize)]
+struct Summary<'a> {
+    r#type: &'static str,
+    env: Option<&'a str>,
+    sources: &'a [PathBuf],
+    bytes: u64,
+    matches: usize,
+    lines_cut: u64,
+    errors_found: bool,
+    groups: usize,
+    exceptions: Vec<&'a str>,
+    suspect: &'a Option<Suspect>,
+    window: Window,
+    report: &'a Path,
+    dry_run: bool,
+    alert: &'a Option<crate::alert::Alert>,
+}
+
+#[derive(Serialize)]
+struct Window {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
+    let sel = selecting(ctx, req)?;
+    let Some(scope) = scope(ctx, req)? else {
+        return Ok(Outcome::ok(serde_json::json!({"recovered": true, "errors_found": false})));
+    };
+    let findings = search_all(ctx, req, &sel, &scope)?;
+    let out = req.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
+    ctx.write_report(&out, &render(&scope, &sel.pattern, &findings), "the report")?;
+    tell(ctx, &findings, &out);
+    let f = &findings.found;
+    for g in &f.groups {
+        let mut line = serde_json::to_value(g)?;
+        if let Some(o) = line.as_object_mut() {
+            o.insert("type".into(), "group".into());
+        }
+        ctx.ui.json_line(&line);
+    }
+    if req.notify {
+        notify(ctx, &scope, &findings, &out)?;
+    }
+    Outcome::of(&Summary {
+        r#type: "summary",
+        env: scope.env.as_deref(),
+        sources: &scope.sources,
+        bytes: findings.bytes,
+        matches: f.matches,
+        lines_cut: f.lines_cut,
+        errors_found: !f.groups.is_empty(),
+        groups: f.groups.len(),
+        exceptions: f.groups.iter().filter_map(|g| g.exception.as_deref()).collect(),
+        suspect: &findings.suspect,
+        window: Window { since: scope.since.map(rfc3339), until: scope.until.map(rfc3339) },
+        report: &out,
+        dry_run: ctx.dry_run,
+        alert: &scope.alert,
+    })
+}
+
+/// Every source searched, the groups folded, the suspect looked for.
+fn search_all(ctx: &Ctx, req: &LogsRequest<'_>, sel: &Selecting, scope: &Scope) -> Result<Findings> {
     let selection = scan::Selection {
-        candidates: &matcher,
-        select: &select,
-        context,
-        since,
-        until,
+        candidates: &sel.matcher,
+        select: &sel.select,
+        context: req.context.unwrap_or(ctx.config.logs.context.0 as usize),
+        since: scope.since,
+        until: scope.until,
         interrupted: ctx.interrupted.clone(),
     };
+    let prefixes = &ctx.config.logs.app_prefixes;
     let mut store = Store::new(prefixes, &ctx.ui.redactor);
-    let mut total = 0;
-    for (i, path) in sources.iter().enumerate() {
-        total += scan::search(&mut store, &selection, i, path)?;
+    let mut bytes = 0;
+    for (i, path) in scope.sources.iter().enumerate() {
+        bytes += scan::search(&mut store, &selection, i, path)?;
     }
-    let Found { groups, matches: hits, dropped, lines_cut } = store.finish();
-    if lines_cut > 0 {
+    let found = store.finish();
+    if found.lines_cut > 0 {
         ctx.ui.warn(format!(
-            "{lines_cut} line(s) longer than {} KiB were cut (the rest of each line is dropped and said)",
+            "{} line(s) longer than {} KiB were cut (the rest of each line is dropped and said)",
+            found.lines_cut,
             scan::MAX_LINE / 1024
         ));
     }
-    if dropped > 0 {
+    if found.dropped > 0 {
         ctx.ui.warn(format!(
-            "{dropped} occurrence(s) of further distinct errors were counted but not kept (over {MAX_GROUPS} groups)"
+            "{} occurrence(s) of further distinct errors were counted but not kept (over {MAX_GROUPS} groups)",
+            found.dropped
         ));
     }
+    let suspect = find_suspect(ctx, &found.groups, &scope.hist, prefixes)?;
+    Ok(Findings { bytes, found, suspect })
+}
 
-    // The suspect: the first group whose in-app frames sit on a changed line.
-    let mut suspect: Option<Suspect> = None;
+/// The suspect: the first group whose in-app frames sit on a changed line.
+fn find_suspect(ctx: &Ctx, groups: &[Group], hist: &History, prefixes: &[String]) -> Result<Option<Suspect>> {
     for g in groups.iter().filter(|g| !g.frames.is_empty()) {
         // A frame naming its version (local platform) says which commit failed.
         let bad = match g.frames.iter().find_map(|f| suspect::repo_path(&f.file, prefixes).1) {
@@ -528,69 +623,51 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
             && good != bad
             && let Some(s) = suspect::find(ctx, &g.frames, good, bad)?
         {
-            suspect = Some(s);
-            break;
+            return Ok(Some(s));
         }
     }
+    Ok(None)
+}
 
-    let report = render(env_name, &sources, total, since, until, pattern, hits, &groups, suspect.as_ref());
-    let out = req.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
-    ctx.write_report(&out, &report, "the report")?;
-    let exceptions: Vec<String> = groups.iter().filter_map(|g| g.exception.clone()).collect();
-    if !ctx.dry_run {
-        let found = if groups.is_empty() {
-            "no errors found".to_string()
-        } else {
-            format!("{} group(s) of errors", groups.len())
-        };
-        ctx.ui.result(format!("{found} in {hits} matching record(s) → {}", out.display()));
-        for g in &groups {
-            ctx.ui.result(format!(
-                "  {} ×{}{}",
-                g.headline(),
-                g.count,
-                g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default()
-            ));
-        }
-        if let Some(s) = &suspect {
-            ctx.ui.result(format!("  suspect: {}", s.headline()));
-        }
+/// The console: how many groups, each by its headline, and the suspect.
+fn tell(ctx: &Ctx, findings: &Findings, out: &Path) {
+    if ctx.dry_run {
+        return;
     }
-    // JSON Lines: one line per group, then the summary line.
-    for g in &groups {
-        let mut line = serde_json::to_value(g)?;
-        if let Some(o) = line.as_object_mut() {
-            o.insert("type".into(), "group".into());
-        }
-        ctx.ui.json_line(&line);
+    let groups = &findings.found.groups;
+    let found =
+        if groups.is_empty() { "no errors found".to_string() } else { format!("{} group(s) of errors", groups.len()) };
+    ctx.ui.result(format!("{found} in {} matching record(s) → {}", findings.found.matches, out.display()));
+    for g in groups {
+        let at = g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default();
+        ctx.ui.result(format!("  {} ×{}{at}", g.headline(), g.count));
     }
-    let summary = json!({
-        "type": "summary", "env": env_name, "sources": sources, "bytes": total, "matches": hits, "lines_cut": lines_cut,
-        "errors_found": !groups.is_empty(), "groups": groups.len(), "exceptions": exceptions,
-        "suspect": suspect, "window": {"since": since.map(rfc3339), "until": until.map(rfc3339)},
-        "report": out, "dry_run": ctx.dry_run, "alert": alert,
-    });
-    if req.notify {
-        let title = match &alert {
-            Some(a) => format!("{}: {}", a.env, a.title),
-            None => format!("collect-logs: {}", env_name.unwrap_or("logs")),
-        };
-        let text = notification(&groups, suspect.as_ref(), &out, hits);
-        let tags: Vec<String> = env_name.map(|e| format!("env:{e}")).into_iter().collect();
-        let failures = crate::notify::send(ctx, &title, &text, &tags)?;
-        if !failures.is_empty() {
-            return Err(crate::could_not_act!(
-                "the report is written to {}, but the notification failed: {}",
-                out.display(),
-                failures.join("; ")
-            ));
-        }
+    if let Some(s) = &findings.suspect {
+        ctx.ui.result(format!("  suspect: {}", s.headline()));
     }
-    Ok(Outcome::ok(summary))
+}
+
+fn notify(ctx: &Ctx, scope: &Scope, findings: &Findings, out: &Path) -> Result<()> {
+    let title = match &scope.alert {
+        Some(a) => format!("{}: {}", a.env, a.title),
+        None => format!("collect-logs: {}", scope.env.as_deref().unwrap_or("logs")),
+    };
+    let link = ctx.env.build_url().map(|u| format!(" ({u}artifact/)")).unwrap_or_default();
+    let text = notification(&findings.found.groups, findings.suspect.as_ref(), out, findings.found.matches, &link);
+    let tags: Vec<String> = scope.env.iter().map(|e| format!("env:{e}")).collect();
+    let failures = crate::notify::send(ctx, &title, &text, &tags)?;
+    if !failures.is_empty() {
+        return Err(crate::could_not_act!(
+            "the report is written to {}, but the notification failed: {}",
+            out.display(),
+            failures.join("; ")
+        ));
+    }
+    Ok(())
 }
 
 /// The notification: the top groups, the suspect, where the full report is.
-fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: usize) -> String {
+fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: usize, link: &str) -> String {
     let mut t = if groups.is_empty() {
         "No errors found.".to_string()
     } else {
@@ -603,23 +680,14 @@ fn notification(groups: &[Group], suspect: Option<&Suspect>, out: &Path, hits: u
     if let Some(s) = suspect {
         t += &format!("\nSuspect: {}", s.headline());
     }
-    let link = std::env::var("BUILD_URL").map(|u| format!(" ({u}artifact/)")).unwrap_or_default();
     t += &format!("\nFull report: {}{link}", out.display());
     t
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render(
-    env: Option<&str>,
-    sources: &[PathBuf],
-    total: u64,
-    since: Option<Millis>,
-    until: Option<Millis>,
-    pattern: &str,
-    hits: usize,
-    groups: &[Group],
-    suspect: Option<&Suspect>,
-) -> String {
+fn render(scope: &Scope, pattern: &str, findings: &Findings) -> String {
+    let (env, sources, total, since, until) =
+        (scope.env.as_deref(), &scope.sources, findings.bytes, scope.since, scope.until);
+    let (hits, groups, suspect) = (findings.found.matches, &findings.found.groups, findings.suspect.as_ref());
     let mut s = String::new();
     s += &format!("safedeploy collect-logs report, {}\n", rfc3339(now_ms()));
     if let Some(e) = env {

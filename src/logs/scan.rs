@@ -480,7 +480,7 @@ mod tests {
             until: None,
             interrupted: Default::default(),
         };
-        let redactor = crate::redact::Redactor::from_env();
+        let redactor = crate::redact::Redactor::default();
         let mut store = Store::new(&[], &redactor);
         let bytes = search_split(&mut store, &sel, 0, path, split).expect("search");
         let super::super::Found { groups, matches, .. } = store.finish();

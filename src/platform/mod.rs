@@ -5,8 +5,8 @@
 pub mod elasticbeanstalk;
 pub mod local;
 
-use crate::config::{Environment, PlatformKind};
-use crate::context::Ctx;
+use crate::config::{Config, Environment, PlatformKind};
+use crate::context::Effects;
 use crate::ledger::Version;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -30,8 +30,6 @@ pub struct Switched {
 }
 
 pub trait Platform {
-    fn name(&self) -> &'static str;
-
     /// Makes a version deployable; built once, so later deploys and rollbacks of it start at once.
     /// Idempotent: a version the platform already holds is not rebuilt.
     fn register(&self, version: &Version, bundle: &Path) -> Result<()>;
@@ -54,9 +52,10 @@ pub trait Platform {
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>>;
 }
 
-pub fn for_config<'a>(ctx: &'a Ctx) -> Result<Box<dyn Platform + 'a>> {
-    match ctx.config.platform.kind {
-        PlatformKind::Local => Ok(Box::new(local::Local::new(ctx))),
-        PlatformKind::ElasticBeanstalk => Ok(Box::new(elasticbeanstalk::ElasticBeanstalk::new(ctx)?)),
+/// The platform the config names, driven through `fx`.
+pub fn for_config<'a>(fx: &'a Effects, config: &'a Config, state_dir: &'a Path) -> Result<Box<dyn Platform + 'a>> {
+    match config.platform.kind {
+        PlatformKind::Local => Ok(Box::new(local::Local::new(fx, config, state_dir))),
+        PlatformKind::ElasticBeanstalk => Ok(Box::new(elasticbeanstalk::ElasticBeanstalk::new(fx, config, state_dir)?)),
     }
 }

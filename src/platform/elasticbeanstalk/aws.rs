@@ -4,16 +4,16 @@
 //! backoff, and a failure reported with the CLI's own stderr. Credentials reach the CLI only
 //! through its environment and files; no argv carries one.
 
+use super::settings::EbPlatform;
 use crate::clock::human;
-use crate::config::EbPlatform;
-use crate::context::Ctx;
+use crate::context::Effects;
 use crate::exec::Cmd;
 use anyhow::Result;
 use serde_json::Value;
 use std::time::Duration;
 
 pub struct Aws<'a> {
-    ctx: &'a Ctx,
+    fx: &'a Effects,
     cfg: &'a EbPlatform,
 }
 
@@ -67,19 +67,19 @@ impl AwsError {
 }
 
 impl<'a> Aws<'a> {
-    pub fn new(ctx: &'a Ctx, cfg: &'a EbPlatform) -> Self {
-        Aws { ctx, cfg }
+    pub fn new(fx: &'a Effects, cfg: &'a EbPlatform) -> Self {
+        Aws { fx, cfg }
     }
 
     /// `aws --output json [--region R] [--profile P] SERVICE OP ARGS...`
     pub fn cmd(&self, service: &str, op: &str, args: &[&str]) -> Cmd {
-        let mut argv: Vec<String> = self.cfg.aws.clone();
+        let mut argv: Vec<String> = self.cfg.aws.0.clone();
         argv.extend(["--output".into(), "json".into()]);
         if let Some(r) = &self.cfg.region {
-            argv.extend(["--region".into(), r.clone()]);
+            argv.extend(["--region".into(), r.to_string()]);
         }
         if let Some(p) = &self.cfg.profile {
-            argv.extend(["--profile".into(), p.clone()]);
+            argv.extend(["--profile".into(), p.to_string()]);
         }
         argv.extend([service.to_string(), op.to_string()]);
         argv.extend(args.iter().map(|a| a.to_string()));
@@ -102,7 +102,7 @@ impl<'a> Aws<'a> {
         let name = format!("{service} {op}");
         let mut attempt = 0;
         loop {
-            let Some(out) = self.ctx.exec.capture(&cmd, changes)? else {
+            let Some(out) = self.fx.exec.capture(&cmd, changes)? else {
                 return Ok(None);
             };
             if out.status.success() {
@@ -116,18 +116,18 @@ impl<'a> Aws<'a> {
             }
             let err = AwsError::parse(&name, crate::exec::describe(&out.status), &String::from_utf8_lossy(&out.stderr));
             let retry = err.throttled() || (!changes && err.transient());
-            if !retry || attempt >= self.cfg.retries {
+            if !retry || u64::from(attempt) >= self.cfg.retries.0 {
                 return Err(err.into());
             }
             let pause = self.backoff(attempt);
-            self.ctx.ui.warn(format!(
+            self.fx.ui.warn(format!(
                 "aws {name}: {} — retry {}/{} in {}",
                 err.code.as_deref().unwrap_or("transient failure"),
                 attempt + 1,
-                self.cfg.retries,
+                self.cfg.retries.0,
                 human(pause.as_millis() as i64)
             ));
-            nap(self.ctx, pause, || format!("interrupted while waiting to retry aws {name}"))?;
+            nap(self.fx, pause, || format!("interrupted while waiting to retry aws {name}"))?;
             attempt += 1;
         }
     }
@@ -143,10 +143,10 @@ impl<'a> Aws<'a> {
 }
 
 /// Sleeps `d`, waking early with an interrupted error when SIGINT/SIGTERM arrives.
-pub fn nap(ctx: &Ctx, d: Duration, state: impl Fn() -> String) -> Result<()> {
+pub fn nap(fx: &Effects, d: Duration, state: impl Fn() -> String) -> Result<()> {
     let until = std::time::Instant::now() + d;
     loop {
-        ctx.check_interrupt(&state)?;
+        fx.check_interrupt(&state)?;
         let now = std::time::Instant::now();
         if now >= until {
             return Ok(());

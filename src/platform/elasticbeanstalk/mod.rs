@@ -18,23 +18,29 @@
 //!   every file collect-logs reads names its instance.
 
 mod aws;
+pub mod settings;
 
 use super::{Live, Platform, Switched};
-use crate::config::{EbEnvironment, EbPlatform, Environment};
-use crate::context::Ctx;
+use crate::config::Environment;
+use crate::context::Effects;
 use crate::http::Request;
 use crate::ledger::Version;
 use crate::{could_not_act, usage, verdict};
 use anyhow::{Context, Result};
 use aws::{Aws, AwsError, nap};
 use serde::Deserialize;
+use settings::{EbEnvironment, EbPlatform};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub struct ElasticBeanstalk<'a> {
-    ctx: &'a Ctx,
+    fx: &'a Effects,
+    /// Where fetched logs go.
+    state_dir: &'a Path,
+    /// The config file, named in errors about its values.
+    config_file: &'a Path,
     cfg: &'a EbPlatform,
     aws: Aws<'a>,
     bucket: OnceLock<String>,
@@ -107,14 +113,21 @@ struct InfoEntry {
 const MAX_LOG_DOWNLOAD: u64 = 512 * 1024 * 1024;
 
 impl<'a> ElasticBeanstalk<'a> {
-    pub fn new(ctx: &'a Ctx) -> Result<Self> {
-        let cfg = ctx.config.elasticbeanstalk()?;
-        Ok(ElasticBeanstalk { ctx, cfg, aws: Aws::new(ctx, cfg), bucket: OnceLock::new() })
+    pub fn new(fx: &'a Effects, config: &'a crate::config::Config, state_dir: &'a Path) -> Result<Self> {
+        let cfg = config.elasticbeanstalk()?;
+        Ok(ElasticBeanstalk {
+            fx,
+            state_dir,
+            config_file: &config.path,
+            cfg,
+            aws: Aws::new(fx, cfg),
+            bucket: OnceLock::new(),
+        })
     }
 
     fn eb_env<'e>(&self, env: &'e Environment) -> Result<&'e EbEnvironment> {
         env.elasticbeanstalk.as_ref().ok_or_else(|| {
-            usage!("{}: environments.{}.elasticbeanstalk: expected a table", self.ctx.config.path.display(), env.name)
+            usage!("{}: environments.{}.elasticbeanstalk: expected a table", self.config_file.display(), env.name)
         })
     }
 
@@ -165,7 +178,7 @@ impl<'a> ElasticBeanstalk<'a> {
     }
 
     fn accepted(&self, d: &EnvDesc) -> bool {
-        self.cfg.accepted_health.iter().any(|h| h == d.health())
+        self.cfg.accepted_health.iter().any(|h| h.as_str() == d.health())
     }
 
     fn key(&self, version: &Version) -> String {
@@ -180,7 +193,7 @@ impl<'a> ElasticBeanstalk<'a> {
             return Ok(b.clone());
         }
         let b = match &self.cfg.bucket {
-            Some(b) => b.clone(),
+            Some(b) => b.to_string(),
             None => {
                 let region = self.region()?;
                 let who = self.aws.read("sts", "get-caller-identity", &[])?;
@@ -195,26 +208,24 @@ impl<'a> ElasticBeanstalk<'a> {
 
     fn region(&self) -> Result<String> {
         if let Some(r) = &self.cfg.region {
-            return Ok(r.clone());
+            return Ok(r.to_string());
         }
         for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
-            if let Ok(r) = std::env::var(var)
-                && !r.is_empty()
-            {
-                return Ok(r);
+            if let Some(r) = self.fx.env.get(var) {
+                return Ok(r.to_string());
             }
         }
-        let mut argv = self.cfg.aws.clone();
+        let mut argv = self.cfg.aws.0.clone();
         argv.extend(["configure".into(), "get".into(), "region".into()]);
         if let Some(p) = &self.cfg.profile {
-            argv.extend(["--profile".into(), p.clone()]);
+            argv.extend(["--profile".into(), p.to_string()]);
         }
-        match self.ctx.exec.read(&crate::exec::Cmd::new(argv)) {
+        match self.fx.exec.read(&crate::exec::Cmd::new(argv)) {
             Ok(r) if !r.is_empty() => Ok(r),
             _ => Err(usage!(
                 "{}: platform.elasticbeanstalk.region: no region configured here or for the aws CLI; \
                  set region (or bucket)",
-                self.ctx.config.path.display()
+                self.config_file.display()
             )),
         }
     }
@@ -261,7 +272,7 @@ impl<'a> ElasticBeanstalk<'a> {
     /// Sleeps `pause` (waking for SIGINT/SIGTERM; `state` says what is left), then grows it by
     /// half, up to `poll_max`: every polling loop of the platform backs off the same way.
     fn pause(&self, pause: &mut Duration, state: impl Fn() -> String) -> Result<()> {
-        nap(self.ctx, *pause, state)?;
+        nap(self.fx, *pause, state)?;
         *pause = (*pause * 3 / 2).min(self.cfg.poll_max.0);
         Ok(())
     }
@@ -292,7 +303,7 @@ impl<'a> ElasticBeanstalk<'a> {
                 continue;
             }
             let severity = ev.severity.as_deref().unwrap_or("INFO");
-            self.ctx.ui.status(format!("{name}: {severity} {}", ev.message));
+            self.fx.ui.status(format!("{name}: {severity} {}", ev.message));
             if matches!(severity, "ERROR" | "FATAL") {
                 errors.push(ev.message);
             }
@@ -311,11 +322,11 @@ impl<'a> ElasticBeanstalk<'a> {
             ));
         }
         if d.version_label.as_deref() == Some(label) && self.accepted(&d) {
-            self.ctx.ui.status(format!("{name}: already runs {label} and is {}; nothing to deploy", d.health()));
+            self.fx.ui.status(format!("{name}: already runs {label} and is {}; nothing to deploy", d.health()));
             return Ok(());
         }
         let old = d.label().to_string();
-        self.ctx.ui.status(format!("{name}: runs {old} ({}); deploying {label}", d.health()));
+        self.fx.ui.status(format!("{name}: runs {old} ({}); deploying {label}", d.health()));
         let args = ["--application-name", self.app(), "--environment-name", name, "--version-label", label];
         let mut tries = 0;
         let updated = loop {
@@ -327,8 +338,8 @@ impl<'a> ElasticBeanstalk<'a> {
                             .is_some_and(|a| a.message.contains("No Application Version named")) =>
                 {
                     tries += 1;
-                    self.ctx.ui.warn(format!("{name}: EB does not see {label} yet; asking again"));
-                    nap(self.ctx, self.cfg.retry_backoff.0, || format!("{name} was not changed"))?;
+                    self.fx.ui.warn(format!("{name}: EB does not see {label} yet; asking again"));
+                    nap(self.fx, self.cfg.retry_backoff.0, || format!("{name} was not changed"))?;
                 }
                 other => {
                     break other.map_err(|e| {
@@ -342,9 +353,9 @@ impl<'a> ElasticBeanstalk<'a> {
             }
         };
         let Some(updated) = updated else {
-            self.ctx.ui.plan(format!(
+            self.fx.ui.plan(format!(
                 "# would poll describe-environments and describe-events for {name} until Ready on {label} with health {}",
-                self.cfg.accepted_health.join("|")
+                self.cfg.accepted_health.iter().map(|h| h.as_str()).collect::<Vec<_>>().join("|")
             ));
             return Ok(());
         };
@@ -385,7 +396,7 @@ impl<'a> ElasticBeanstalk<'a> {
                     ));
                 }
                 if self.accepted(&d) {
-                    self.ctx.ui.status(format!("{name}: Ready on {label}, health {}", d.health()));
+                    self.fx.ui.status(format!("{name}: Ready on {label}, health {}", d.health()));
                     return Ok(());
                 }
                 let since_ready = *ready_at.get_or_insert_with(Instant::now);
@@ -393,7 +404,7 @@ impl<'a> ElasticBeanstalk<'a> {
                     return Err(verdict!(
                         "{name} runs {label} but its health is {} (accepted: {})",
                         d.health(),
-                        self.cfg.accepted_health.join(", ")
+                        self.cfg.accepted_health.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")
                     ));
                 }
             } else if d.status.starts_with("Terminat") {
@@ -421,28 +432,28 @@ impl<'a> ElasticBeanstalk<'a> {
         let (active, standby) = self.active(e)?;
         let standby = standby.ok_or_else(|| could_not_act!("{}: no standby environment", env.name))?;
         if active.version_label.as_deref() == Some(label) && active.status == "Ready" && self.accepted(&active) {
-            self.ctx.ui.status(format!("{}: {} already serves {label}", env.name, active.environment_name));
+            self.fx.ui.status(format!("{}: {} already serves {label}", env.name, active.environment_name));
             return Ok(());
         }
         let (from, to) = (&active.environment_name, &standby.environment_name);
         if standby.version_label.as_deref() == Some(label) && standby.status == "Ready" && self.accepted(&standby) {
-            self.ctx.ui.status(format!(
+            self.fx.ui.status(format!(
                 "{}: {to} already runs {label} and is {}; swapping only",
                 env.name,
                 standby.health()
             ));
         } else {
-            self.ctx.ui.status(format!(
+            self.fx.ui.status(format!(
                 "{}: {from} serves {}; deploying {label} to the standby {to}",
                 env.name,
                 active.label()
             ));
             self.update_and_wait(to, label)?;
         }
-        self.ctx.ui.status(format!("{}: swapping CNAMEs: {cname} moves from {from} to {to}", env.name));
+        self.fx.ui.status(format!("{}: swapping CNAMEs: {cname} moves from {from} to {to}", env.name));
         let swap = ["--source-environment-name", to.as_str(), "--destination-environment-name", from.as_str()];
         if self.aws.change("elasticbeanstalk", "swap-environment-cnames", &swap)?.is_none() {
-            self.ctx.ui.plan(format!("# would poll describe-environments until {to} owns {cname} and both are Ready"));
+            self.fx.ui.plan(format!("# would poll describe-environments until {to} owns {cname} and both are Ready"));
             return Ok(());
         }
         let deadline = Instant::now() + self.cfg.deploy_timeout.0;
@@ -450,7 +461,7 @@ impl<'a> ElasticBeanstalk<'a> {
         loop {
             let both = self.describe(&[to, from])?;
             if both[0].owns(cname) && both.iter().all(|d| d.status == "Ready") {
-                self.ctx.ui.status(format!("{}: {to} owns {cname}; {label} serves users", env.name));
+                self.fx.ui.status(format!("{}: {to} owns {cname}; {label} serves users", env.name));
                 return Ok(());
             }
             if Instant::now() + pause > deadline {
@@ -467,10 +478,10 @@ impl<'a> ElasticBeanstalk<'a> {
     /// Downloads one entry of `retrieve-environment-info` into `dir`, unpacking a bundle.
     fn fetch(&self, entry: &InfoEntry, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let bundle = self.cfg.logs == "bundle";
+        let bundle = self.cfg.logs == settings::LogKind::Bundle;
         let file = dir.join(if bundle { "bundle.zip" } else { "tail.log" });
         let req = Request::get(entry.message.clone()).timeout(Duration::from_secs(300));
-        self.ctx.http.download(&req, &file, MAX_LOG_DOWNLOAD)?;
+        self.fx.http.download(&req, &file, MAX_LOG_DOWNLOAD)?;
         if bundle {
             let f = std::fs::File::open(&file)?;
             let mut zip = zip::ZipArchive::new(f)
@@ -511,10 +522,6 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 impl Platform for ElasticBeanstalk<'_> {
-    fn name(&self) -> &'static str {
-        "elasticbeanstalk"
-    }
-
     fn register(&self, version: &Version, bundle: &Path) -> Result<()> {
         let label = &version.label;
         let key = self.key(version);
@@ -533,8 +540,8 @@ impl Platform for ElasticBeanstalk<'_> {
                 .with_hint("choose a new label, e.g. include the build number")
                 .into());
             }
-            self.ctx.ui.status(format!("{label}: already registered in EB application {}; reusing it", self.app()));
-            return if self.ctx.dry_run { Ok(()) } else { self.wait_processed(label) };
+            self.fx.ui.status(format!("{label}: already registered in EB application {}; reusing it", self.app()));
+            return if self.fx.dry_run { Ok(()) } else { self.wait_processed(label) };
         }
         if version.commit.is_empty() {
             return Err(could_not_act!(
@@ -544,7 +551,7 @@ impl Platform for ElasticBeanstalk<'_> {
         }
         let bucket = self.bucket()?;
         let url = format!("s3://{bucket}/{key}");
-        self.ctx.ui.status(format!("{label}: uploading the bundle to {url}"));
+        self.fx.ui.status(format!("{label}: uploading the bundle to {url}"));
         self.aws.change("s3", "cp", &[&bundle.to_string_lossy(), &url, "--only-show-errors"])?;
         let source = format!("S3Bucket={bucket},S3Key={key}");
         let description = format!("commit {}", version.commit);
@@ -567,7 +574,7 @@ impl Platform for ElasticBeanstalk<'_> {
             return Ok(());
         }
         self.wait_processed(label)?;
-        self.ctx.ui.status(format!("{label}: processed by Elastic Beanstalk"));
+        self.fx.ui.status(format!("{label}: processed by Elastic Beanstalk"));
         Ok(())
     }
 
@@ -618,12 +625,12 @@ impl Platform for ElasticBeanstalk<'_> {
             &["--environment-name", name, "--info-type", kind],
         )?;
         if requested.is_none() {
-            self.ctx.ui.plan(format!(
+            self.fx.ui.plan(format!(
                 "# would poll retrieve-environment-info for {name} and download each instance's {kind} logs"
             ));
             return Ok(vec![]);
         }
-        self.ctx.ui.status(format!("{name}: asked {} instance(s) for their {kind} logs", instances.len()));
+        self.fx.ui.status(format!("{name}: asked {} instance(s) for their {kind} logs", instances.len()));
         let deadline = Instant::now() + self.cfg.logs_timeout.0;
         let mut pause = self.cfg.poll.0.min(Duration::from_secs(3));
         let fresh = loop {
@@ -651,7 +658,7 @@ impl Platform for ElasticBeanstalk<'_> {
                     .iter()
                     .filter(|i| !fresh.iter().any(|e| e.ec2_instance_id.as_deref() == Some(i.as_str())))
                     .collect();
-                self.ctx.ui.warn(format!(
+                self.fx.ui.warn(format!(
                     "{name}: no {kind} logs from {} within the deadline; going on without them",
                     missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 ));
@@ -661,7 +668,7 @@ impl Platform for ElasticBeanstalk<'_> {
         };
         let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "");
         let root =
-            crate::paths::child(&self.ctx.state_dir.join("elasticbeanstalk").join("logs"), &env.name, "environment")?
+            crate::paths::child(&self.state_dir.join("elasticbeanstalk").join("logs"), &env.name, "environment")?
                 .join(stamp);
         let mut files = vec![];
         for entry in &fresh {
@@ -671,7 +678,7 @@ impl Platform for ElasticBeanstalk<'_> {
             self.fetch(entry, &dir).with_context(|| format!("fetching the {kind} logs of {instance}"))?;
             files_under(&dir, &mut files)?;
         }
-        self.ctx.ui.status(format!(
+        self.fx.ui.status(format!(
             "{name}: {} log file(s) from {} instance(s) in {}",
             files.len(),
             fresh.len(),

@@ -19,10 +19,11 @@
 
 mod nginx;
 mod ports;
+pub mod settings;
 
 use super::{Live, Platform, Switched};
 use crate::config::Environment;
-use crate::context::Ctx;
+use crate::context::Effects;
 use crate::exec::Cmd;
 use crate::http::{Poll, Request};
 use crate::ledger::Version;
@@ -31,6 +32,7 @@ use crate::{could_not_act, usage, verdict};
 use anyhow::{Context, Result};
 use nginx::Nginx;
 use serde::{Deserialize, Serialize};
+use settings::{Build, Deploy, Proxy};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -41,7 +43,12 @@ pub const SUPERVISOR: &str = "safedeploy-supervisor";
 const BUILT_MARKER: &str = ".safedeploy-built";
 
 pub struct Local<'a> {
-    ctx: &'a Ctx,
+    fx: &'a Effects,
+    deploy: &'a Deploy,
+    build: &'a Build,
+    environments: &'a std::collections::BTreeMap<String, Environment>,
+    /// The app's source, where a dry run reads a version's Procfile from its commit.
+    source_dir: PathBuf,
     root: PathBuf,
     /// Processes this run started, kept so they can be reaped (a zombie still counts as alive).
     children: Mutex<Vec<duct::Handle>>,
@@ -78,10 +85,14 @@ struct Health<'h> {
 }
 
 impl<'a> Local<'a> {
-    pub fn new(ctx: &'a Ctx) -> Self {
+    pub fn new(fx: &'a Effects, config: &'a crate::config::Config, state_dir: &Path) -> Self {
         Local {
-            ctx,
-            root: ctx.state_dir.join("local"),
+            fx,
+            deploy: &config.deploy,
+            build: &config.build,
+            environments: &config.environments,
+            source_dir: config.source_dir(),
+            root: state_dir.join("local"),
             children: Mutex::new(vec![]),
             planned_procfiles: Mutex::new(Default::default()),
         }
@@ -135,17 +146,14 @@ impl<'a> Local<'a> {
 
     /// The proxy that owns the environment's port, unless `deploy.proxy = "none"`.
     fn proxy(&self, env: &Environment) -> Result<Option<Nginx<'a>>> {
-        let name = &self.ctx.config.deploy.proxy;
-        if name == "none" {
-            return Ok(None);
-        }
-        let program = match nginx::locate(name) {
+        let Proxy::Nginx(name) = &self.deploy.proxy else { return Ok(None) };
+        let program = match nginx::locate(name, self.fx.env.path()) {
             Ok(p) => p,
             // A dry run prints the plan even where nginx is not installed.
-            Err(_) if self.ctx.dry_run => PathBuf::from(name),
+            Err(_) if self.fx.dry_run => PathBuf::from(name),
             Err(e) => return Err(e),
         };
-        Ok(Some(Nginx::new(self.ctx, program, &self.env_dir(&env.name)?)))
+        Ok(Some(Nginx::new(self.fx, program, &self.env_dir(&env.name)?, self.deploy.stop_grace.0)))
     }
     pub fn log_file(&self, env: &str) -> Result<PathBuf> {
         Ok(self.env_dir(env)?.join("app.log"))
@@ -184,9 +192,9 @@ impl<'a> Local<'a> {
     /// ours: its supervisor runs, or its processes work in this platform's directories (a
     /// supervisor killed with -9 leaves its app running in the group).
     fn stop_group(&self, env: &str, state: &EnvState) -> Result<()> {
-        let grace = self.ctx.config.deploy.stop_grace.0;
+        let grace = self.deploy.stop_grace.0;
         let pid = state.pid;
-        self.ctx.exec.effect(
+        self.fx.exec.effect(
             || format!("stop {env} ({}): kill -TERM -- -{pid}, then -KILL after {}s", state.label, grace.as_secs()),
             || {
                 if !(self.is_supervisor(pid) || crate::procs::group_works_under(pid, &self.root)) {
@@ -194,7 +202,7 @@ impl<'a> Local<'a> {
                 }
                 self.reap();
                 if crate::procs::end_group(pid, grace) {
-                    self.ctx.ui.warn(format!(
+                    self.fx.ui.warn(format!(
                         "{env}: {} ignored SIGTERM for {}s; it was killed",
                         state.label,
                         grace.as_secs()
@@ -207,29 +215,20 @@ impl<'a> Local<'a> {
         Ok(())
     }
 
+    /// The environment's port (its URL is checked to be plain http on this machine at load).
     fn port_of(&self, env: &Environment) -> Result<u16> {
-        let url = reqwest::Url::parse(&env.url)?;
-        let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
-        if !local {
-            return Err(usage!(
-                "{}: environments.{}.url: the local platform serves on this machine; expected a 127.0.0.1 or localhost URL, got {:?}",
-                self.ctx.config.path.display(),
-                env.name,
-                env.url
-            ));
-        }
-        url.port_or_known_default().ok_or_else(|| usage!("environments.{}.url: no port in {:?}", env.name, env.url))
+        env.url.0.port_or_known_default().ok_or_else(|| usage!("environments.{}.url: no port in {}", env.name, env.url))
     }
 
     /// The ports of every configured environment on this machine: never handed to an app.
     fn environment_ports(&self) -> std::collections::HashSet<u16> {
-        self.ctx.config.environments.values().filter_map(|e| self.port_of(e).ok()).collect()
+        self.environments.values().filter_map(|e| self.port_of(e).ok()).collect()
     }
 
     /// The web command: `deploy.command`, else the version's `Procfile` `web:` line.
     fn web_command(&self, dir: &Path, label: &str) -> Result<String> {
-        if let Some(c) = &self.ctx.config.deploy.command {
-            return Ok(c.clone());
+        if let Some(c) = &self.deploy.command {
+            return Ok(c.to_string());
         }
         let planned = self.planned_procfiles.lock().ok().and_then(|m| m.get(label).cloned());
         let text = match planned {
@@ -265,8 +264,8 @@ impl<'a> Local<'a> {
         let web = self.web_command(dir, label)?;
         let data = self.env_dir(&env.name)?.join("data");
         let mut path: Vec<String> =
-            self.ctx.config.build.path.iter().map(|p| dir.join(p).to_string_lossy().into_owned()).collect();
-        path.push(std::env::var("PATH").unwrap_or_default());
+            self.build.path.iter().map(|p| dir.join(p.as_str()).to_string_lossy().into_owned()).collect();
+        path.push(self.fx.env.path().to_string());
         let mut cmd = Cmd::new([
             Self::supervisor_path()?.to_string_lossy().into_owned(),
             "--".into(),
@@ -275,12 +274,15 @@ impl<'a> Local<'a> {
             exec_line(&web),
         ])
         .dir(dir);
-        for (k, _) in std::env::vars() {
-            if is_secret_name(&k) || k.starts_with("SAFEDEPLOY_") {
-                cmd = cmd.env_remove(k);
-            }
-        }
+        // The app inherits the caller's environment but for its secrets and safedeploy's own
+        // settings; what the config gives it comes on top.
+        let (kept, removed): (Vec<_>, Vec<_>) =
+            self.fx.env.vars().partition(|(k, _)| !(is_secret_name(k) || k.starts_with("SAFEDEPLOY_")));
         cmd = cmd
+            .base_env(
+                kept.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                removed.into_iter().map(|(k, _)| k.clone()).collect(),
+            )
             .env("PORT", port_text(port))
             .env("SAFEDEPLOY_VERSION", label)
             .env("SAFEDEPLOY_ENV", &env.name)
@@ -296,15 +298,15 @@ impl<'a> Local<'a> {
     /// `left` says what an interruption leaves behind.
     fn wait_healthy(&self, h: Health<'_>) -> Result<()> {
         let Health { env, label, base, port, group, child, log_from, left } = h;
-        let deploy = &self.ctx.config.deploy;
+        let deploy = &self.deploy;
         let url = format!("{}{}", base.trim_end_matches('/'), deploy.health_path);
         let req = Request::get(&url).timeout(Duration::from_secs(2));
         let started = Instant::now();
         let deadline = started + deploy.health_timeout.0;
         let mut exited = None;
         let mut last_status = Instant::now();
-        let answer = self.ctx.http.poll(&req, Duration::from_millis(100), deadline, |a| {
-            if self.ctx.interrupted.load(Ordering::SeqCst) {
+        let answer = self.fx.http.poll(&req, Duration::from_millis(100), deadline, |a| {
+            if self.fx.interrupted.load(Ordering::SeqCst) {
                 return Poll::Abort(
                     crate::error::Error::interrupted(format!(
                         "interrupted while waiting for {label} to become healthy in {}; {left}",
@@ -322,7 +324,7 @@ impl<'a> Local<'a> {
             }
             if last_status.elapsed() >= Duration::from_secs(5) {
                 last_status = Instant::now();
-                self.ctx.ui.status(format!(
+                self.fx.ui.status(format!(
                     "{}: waiting for {label} to answer {} ({}s of {}s)",
                     env.name,
                     deploy.health_path,
@@ -382,10 +384,10 @@ impl<'a> Local<'a> {
         if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name)?)? {
             // Killed after recording it as serving, before forgetting the start: it serves.
             if serving.as_ref().map(|s| s.pid) != Some(stale.pid) {
-                self.ctx.ui.warn(format!("{name}: stopping {}, left starting by a run that was stopped", stale.label));
+                self.fx.ui.warn(format!("{name}: stopping {}, left starting by a run that was stopped", stale.label));
                 self.stop_group(name, &stale)?;
             }
-            self.ctx.exec.effect(
+            self.fx.exec.effect(
                 || format!("forget {name}'s unfinished start"),
                 || self.write_json::<EnvState>(&self.starting_file(name)?, None),
             )?;
@@ -396,14 +398,14 @@ impl<'a> Local<'a> {
         }
         if let Some(s) = &serving {
             // The switch may not have happened: make it happen before stopping anything.
-            let listen = nginx::listen_of(&env.url, self.port_of(env)?)?;
+            let listen = nginx::listen_of(&env.url.0, self.port_of(env)?)?;
             self.point_nginx(nginx, &listen, s.port)?;
         }
         for o in &retiring {
-            self.ctx.ui.warn(format!("{name}: stopping {}, left to retire by a run that was stopped", o.label));
+            self.fx.ui.warn(format!("{name}: stopping {}, left to retire by a run that was stopped", o.label));
             self.stop_group(name, o)?;
         }
-        self.ctx.exec.effect(
+        self.fx.exec.effect(
             || format!("forget {name}'s retired versions"),
             || self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None),
         )?;
@@ -413,7 +415,7 @@ impl<'a> Local<'a> {
     /// Points the environment's nginx at `port`: a graceful reload when it runs, else a start.
     fn point_nginx(&self, nginx: &Nginx<'_>, listen: &str, port: u16) -> Result<()> {
         if nginx.pid().is_some() {
-            nginx.switch(listen, port, self.ctx.config.deploy.stop_grace.0)
+            nginx.switch(listen, port)
         } else {
             let h = nginx.start(listen, port)?;
             self.keep(h);
@@ -436,14 +438,14 @@ impl<'a> Local<'a> {
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
         }
-        self.ctx.exec.effect(
+        self.fx.exec.effect(
             || format!("record {} as stopped", env.name),
             || {
                 std::fs::create_dir_all(self.env_dir(&env.name)?.join("data"))?;
                 self.write_state(&env.name, None)
             },
         )?;
-        if !self.ctx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        if !self.fx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(could_not_act!(
                 "port {port} of {} is held by {}, which safedeploy did not start; {} stays stopped",
                 env.name,
@@ -453,8 +455,8 @@ impl<'a> Local<'a> {
         }
         let log = self.log_file(&env.name)?;
         let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        self.ctx.ui.status(format!("{}: starting {label} on port {port}", env.name));
-        let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
+        self.fx.ui.status(format!("{}: starting {label} on port {port}", env.name));
+        let handle = self.fx.exec.spawn_detached(&cmd, &log)?;
         if let Some(h) = &handle {
             let pid = h.pids().first().copied().unwrap_or(0) as i32;
             let started_at = crate::clock::rfc3339(crate::clock::now_ms());
@@ -465,7 +467,7 @@ impl<'a> Local<'a> {
         let result = self.wait_healthy(Health {
             env,
             label,
-            base: &env.url,
+            base: &env.url.base(),
             port,
             group,
             child: handle.as_ref(),
@@ -480,7 +482,7 @@ impl<'a> Local<'a> {
         });
         match result {
             // Leave nothing half-alive behind: a version that failed its start is stopped.
-            Err(e) if !self.ctx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
+            Err(e) if !self.fx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
                 self.stop(env)?;
                 Err(e)
             }
@@ -499,19 +501,19 @@ impl<'a> Local<'a> {
         nginx: &Nginx<'_>,
     ) -> Result<Switched> {
         let name = env.name.as_str();
-        let listen = nginx::listen_of(&env.url, port)?;
+        let listen = nginx::listen_of(&env.url.0, port)?;
         self.tidy_behind(env, nginx)?;
         let mut old = self.read_state(name)?;
         if let Some(o) = old.as_ref().filter(|o| o.port == port) {
             // Started without the proxy, on the environment's own port: it must give the port up.
-            self.ctx
+            self.fx
                 .ui
                 .warn(format!("{name}: {} holds port {port} itself; stopping it so nginx can take the port", o.label));
             self.stop_group(name, o)?;
             old = None;
         }
         let data = self.env_dir(name)?.join("data");
-        self.ctx.exec.effect(|| format!("create {}", data.display()), || Ok(std::fs::create_dir_all(&data)?))?;
+        self.fx.exec.effect(|| format!("create {}", data.display()), || Ok(std::fs::create_dir_all(&data)?))?;
         let serving = old.as_ref().map(|o| o.label.as_str());
         let Some(slot) = self.start_beside(env, label, dir, serving)? else {
             // A dry run: the rest of the plan, each step printed by its chokepoint.
@@ -545,7 +547,7 @@ impl<'a> Local<'a> {
             .caused_by(e));
         }
         let switched = self.serves_through(env, label)?;
-        self.ctx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
+        self.fx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
         for o in &retiring {
             self.stop_group(name, o)?;
         }
@@ -556,12 +558,12 @@ impl<'a> Local<'a> {
     /// The moment `label` serves through the environment's own address: its health path
     /// answers there (through nginx, which now forwards to it).
     fn serves_through(&self, env: &Environment, label: &str) -> Result<Switched> {
-        let url = format!("{}{}", env.url.trim_end_matches('/'), self.ctx.config.deploy.health_path);
+        let url = format!("{}{}", env.url.base(), self.deploy.health_path);
         let req = Request::get(&url).timeout(PROBE_TIMEOUT);
-        let deadline = Instant::now() + self.ctx.config.deploy.health_timeout.0.min(Duration::from_secs(10));
+        let deadline = Instant::now() + self.deploy.health_timeout.0.min(Duration::from_secs(10));
         let ok = |a: &Result<crate::http::Response>| matches!(a, Ok(r) if (200..300).contains(&r.status));
         match self
-            .ctx
+            .fx
             .http
             .poll(&req, Duration::from_millis(20), deadline, |a| if ok(a) { Poll::Done } else { Poll::Again })?
         {
@@ -598,16 +600,16 @@ impl<'a> Local<'a> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let app_port = if self.ctx.dry_run { 0 } else { ports::pick(&reserved)? };
+            let app_port = if self.fx.dry_run { 0 } else { ports::pick(&reserved)? };
             let cmd = self.app_command(env, label, dir, app_port)?;
             let log = self.log_file(name)?;
             let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-            let on = if self.ctx.dry_run { "a free port".to_string() } else { format!("port {app_port}") };
-            self.ctx.ui.status(match serving {
+            let on = if self.fx.dry_run { "a free port".to_string() } else { format!("port {app_port}") };
+            self.fx.ui.status(match serving {
                 Some(o) => format!("{name}: starting {label} on {on} beside {o}, which keeps serving"),
                 None => format!("{name}: starting {label} on {on}"),
             });
-            let handle = self.ctx.exec.spawn_detached(&cmd, &log)?;
+            let handle = self.fx.exec.spawn_detached(&cmd, &log)?;
             let slot = handle.as_ref().map(|h| EnvState {
                 label: label.to_string(),
                 pid: h.pids().first().copied().unwrap_or(0) as i32,
@@ -650,7 +652,7 @@ impl<'a> Local<'a> {
                 ))
                 .caused_by(e));
             }
-            self.ctx.ui.warn(format!(
+            self.fx.ui.warn(format!(
                 "{name}: {e}; starting it again on another port (try {} of {PORT_ATTEMPTS})",
                 attempt + 1
             ));
@@ -661,34 +663,30 @@ impl<'a> Local<'a> {
     fn stop(&self, env: &Environment) -> Result<()> {
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
-            self.ctx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
+            self.fx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
         }
         Ok(())
     }
 }
 
 impl Platform for Local<'_> {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
     fn register(&self, version: &Version, bundle: &Path) -> Result<()> {
         let label = &version.label;
         let dir = self.version_dir(label)?;
         if dir.join(BUILT_MARKER).is_file() {
             return Ok(());
         }
-        let ui = &self.ctx.ui;
+        let ui = &self.fx.ui;
         // While the build runs, its process group is kept here (beside the version's dir).
         let build_group = self.root.join("versions/.builds").join(label);
         ui.status(format!("local: unpacking and building {label}"));
-        self.ctx.exec.effect(
+        self.fx.exec.effect(
             || format!("unpack {} into {}", bundle.display(), dir.display()),
             || {
                 if dir.exists() {
                     // A build a killed run left half done: its processes first, then its files.
                     if crate::exec::end_recorded_group(&build_group, &dir) {
-                        self.ctx.ui.warn(format!("local: stopped the build of {label} a stopped run left running"));
+                        self.fx.ui.warn(format!("local: stopped the build of {label} a stopped run left running"));
                     }
                     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
                 }
@@ -699,14 +697,14 @@ impl Platform for Local<'_> {
             },
         )?;
         let cleanup = || {
-            let _ = self.ctx.exec.effect(|| format!("remove {}", dir.display()), || Ok(std::fs::remove_dir_all(&dir)?));
+            let _ = self.fx.exec.effect(|| format!("remove {}", dir.display()), || Ok(std::fs::remove_dir_all(&dir)?));
         };
-        if self.ctx.dry_run && self.ctx.config.deploy.command.is_none() {
+        if self.fx.dry_run && self.deploy.command.is_none() {
             // Nothing was unpacked: read the Procfile from the commit (a read, so it runs).
-            let src = self.ctx.config.source_dir();
+            let src = self.source_dir.clone();
             let show =
                 Cmd::new(["git", "-C", &src.to_string_lossy(), "show", &format!("{}:./Procfile", version.commit)]);
-            let text = self.ctx.exec.read(&show).unwrap_or_default();
+            let text = self.fx.exec.read(&show).unwrap_or_default();
             if let Ok(mut m) = self.planned_procfiles.lock() {
                 m.insert(label.clone(), text);
             }
@@ -715,13 +713,13 @@ impl Platform for Local<'_> {
             cleanup();
             return Err(e);
         }
-        if let Some(build) = &self.ctx.config.build.command {
-            if let Some(parent) = build_group.parent().filter(|_| !self.ctx.dry_run) {
+        if let Some(build) = &self.build.command {
+            if let Some(parent) = build_group.parent().filter(|_| !self.fx.dry_run) {
                 std::fs::create_dir_all(parent)?;
             }
-            let cmd = Cmd::shell(build).dir(&dir).timeout(self.ctx.config.build.timeout.0).group_file(&build_group);
+            let cmd = Cmd::shell(build).dir(&dir).timeout(self.build.timeout.0).group_file(&build_group);
             let started = Instant::now();
-            if let Err(e) = self.ctx.exec.run(&cmd) {
+            if let Err(e) = self.fx.exec.run(&cmd) {
                 cleanup();
                 if crate::error::classified(&e).is_some() {
                     return Err(e);
@@ -730,7 +728,7 @@ impl Platform for Local<'_> {
             }
             ui.detail(format!("local: built {label} in {:.1}s", started.elapsed().as_secs_f64()));
         }
-        self.ctx.exec.effect(
+        self.fx.exec.effect(
             || format!("mark {label} built"),
             || Ok(std::fs::write(dir.join(BUILT_MARKER), &version.checksum)?),
         )?;
@@ -746,8 +744,8 @@ impl Platform for Local<'_> {
         let running = self.is_supervisor(s.pid) && self.group_alive(s.pid) && proxy_up;
         // Present is not healthy: a hung version (stopped, deadlocked) holds its port and
         // answers nothing. Asked on its own port, so the answer is the version's.
-        let url = format!("http://127.0.0.1:{}{}", s.port, self.ctx.config.deploy.health_path);
-        let answers = || match self.ctx.http.probe(&Request::get(url.clone()).timeout(PROBE_TIMEOUT)) {
+        let url = format!("http://127.0.0.1:{}{}", s.port, self.deploy.health_path);
+        let answers = || match self.fx.http.probe(&Request::get(url.clone()).timeout(PROBE_TIMEOUT)) {
             Some(Ok(r)) => (200..300).contains(&r.status),
             Some(Err(_)) => false,
             None => true,
@@ -765,7 +763,7 @@ impl Platform for Local<'_> {
     fn deploy(&self, env: &Environment, label: &str) -> Result<Switched> {
         let port = self.port_of(env)?;
         let dir = self.version_dir(label)?;
-        if !self.ctx.dry_run && !dir.join(BUILT_MARKER).is_file() {
+        if !self.fx.dry_run && !dir.join(BUILT_MARKER).is_file() {
             return Err(could_not_act!(
                 "version {label} is not built on the local platform ({} is missing)",
                 dir.display()
@@ -805,7 +803,7 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
         signal_hook::flag::register(sig, term.clone())?;
     }
     let stamp = || crate::clock::rfc3339(crate::clock::now_ms());
-    let label = std::env::var("SAFEDEPLOY_VERSION").unwrap_or_default();
+    let label = exec.env.get("SAFEDEPLOY_VERSION").unwrap_or_default().to_string();
     let out = std::io::stdout();
     let cmd = Cmd::new(argv);
     let _ = writeln!(out.lock(), "{} [safedeploy] starting {label}: {}", stamp(), cmd.display());

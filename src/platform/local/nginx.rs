@@ -12,10 +12,10 @@
 //! Under `<state>/local/envs/<env>/nginx/`: `nginx.conf` (generated), `nginx.pid`,
 //! `access.log` and `error.log` (nginx's own formats, which collect-logs reads), `tmp/`.
 
-use crate::context::Ctx;
+use crate::context::Effects;
+use crate::could_not_act;
 use crate::error::Error;
 use crate::exec::Cmd;
-use crate::{could_not_act, usage};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -32,19 +32,20 @@ enum Started {
 }
 
 pub struct Nginx<'a> {
-    ctx: &'a Ctx,
+    fx: &'a Effects,
+    /// How long old workers get to finish their requests after a switch.
+    drain: Duration,
     program: PathBuf,
     dir: PathBuf,
 }
 
 /// Finds the nginx program: a path, or a name looked up on `PATH` and in the sbin directories
 /// (Debian installs it as /usr/sbin/nginx, often not on a user's PATH).
-pub fn locate(name: &str) -> Result<PathBuf> {
+pub fn locate(name: &str, path: &str) -> Result<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
         return if p.is_file() { Ok(p) } else { Err(missing(name)) };
     }
-    let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .filter(|d| !d.is_empty())
         .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"])
@@ -63,8 +64,8 @@ fn missing(name: &str) -> anyhow::Error {
 }
 
 impl<'a> Nginx<'a> {
-    pub fn new(ctx: &'a Ctx, program: PathBuf, env_dir: &Path) -> Self {
-        Nginx { ctx, program, dir: env_dir.join("nginx") }
+    pub fn new(fx: &'a Effects, program: PathBuf, env_dir: &Path, drain: Duration) -> Self {
+        Nginx { fx, drain, program, dir: env_dir.join("nginx") }
     }
 
     pub fn dir(&self) -> &Path {
@@ -131,7 +132,7 @@ impl<'a> Nginx<'a> {
     }
 
     fn write_conf(&self, listen: &str, upstream: u16) -> Result<()> {
-        self.ctx.exec.effect(
+        self.fx.exec.effect(
             || match upstream {
                 0 => format!("point {} at 127.0.0.1:<the new version's port>", self.conf_path().display()),
                 _ => format!("point {} at 127.0.0.1:{upstream}", self.conf_path().display()),
@@ -160,7 +161,7 @@ impl<'a> Nginx<'a> {
     /// socket that has gone by the time it is looked at is tried again, up to three times.
     pub fn start(&self, listen: &str, upstream: u16) -> Result<Option<duct::Handle>> {
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
-        if !self.ctx.dry_run {
+        if !self.fx.dry_run {
             self.end_orphans(port);
         }
         for attempt in 1..=START_ATTEMPTS {
@@ -177,7 +178,7 @@ impl<'a> Nginx<'a> {
                         .with_hint("an environment's port belongs to its nginx: stop what holds it, or give the environment another url")
                         .into());
                     }
-                    self.ctx.ui.warn(format!(
+                    self.fx.ui.warn(format!(
                         "nginx lost the race for {listen} to a socket that is gone now; starting it again (try {} of {START_ATTEMPTS})",
                         attempt + 1
                     ));
@@ -198,7 +199,7 @@ impl<'a> Nginx<'a> {
             .map(|h| h.pid)
             .collect();
         for pid in orphans {
-            self.ctx
+            self.fx
                 .ui
                 .warn(format!("nginx: ending pid {pid}, a worker left holding port {port} after its master died"));
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
@@ -212,9 +213,9 @@ impl<'a> Nginx<'a> {
     fn start_once(&self, listen: &str, upstream: u16) -> Result<Started> {
         self.write_conf(listen, upstream)?;
         let log = self.dir.join("nginx.out");
-        self.ctx.ui.status(format!("local: starting nginx on {listen} → 127.0.0.1:{upstream}"));
+        self.fx.ui.status(format!("local: starting nginx on {listen} → 127.0.0.1:{upstream}"));
         let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        let handle = self.ctx.exec.spawn_detached(&self.control(&[]), &log)?;
+        let handle = self.fx.exec.spawn_detached(&self.control(&[]), &log)?;
         let Some(h) = handle else { return Ok(Started::Up(None)) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -239,16 +240,17 @@ impl<'a> Nginx<'a> {
     }
 
     /// Points nginx at `upstream` and waits until it has taken the new configuration (a new
-    /// worker is up) and the old workers have finished their requests, up to `drain`.
-    pub fn switch(&self, listen: &str, upstream: u16, drain: Duration) -> Result<()> {
-        let master = if self.ctx.dry_run {
+    /// worker is up) and the old workers have finished their requests, up to the drain time.
+    pub fn switch(&self, listen: &str, upstream: u16) -> Result<()> {
+        let drain = self.drain;
+        let master = if self.fx.dry_run {
             None
         } else {
             Some(self.pid().ok_or_else(|| could_not_act!("nginx is not running"))?)
         };
         let before: HashSet<i32> = master.map(workers).unwrap_or_default();
         self.write_conf(listen, upstream)?;
-        self.ctx.exec.run(&self.control(&["-s", "reload"]))?;
+        self.fx.exec.run(&self.control(&["-s", "reload"]))?;
         let Some(master) = master else { return Ok(()) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !workers(master).iter().any(|w| !before.contains(w)) {
@@ -264,7 +266,7 @@ impl<'a> Nginx<'a> {
         let until = Instant::now() + drain;
         while workers(master).iter().any(|w| before.contains(w)) {
             if Instant::now() > until {
-                self.ctx.ui.warn(format!("nginx: old workers still busy after {}s; going on", drain.as_secs()));
+                self.fx.ui.warn(format!("nginx: old workers still busy after {}s; going on", drain.as_secs()));
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -274,8 +276,7 @@ impl<'a> Nginx<'a> {
 }
 
 /// `127.0.0.1:8102` for nginx's `listen` from the environment's URL.
-pub fn listen_of(url: &str, port: u16) -> Result<String> {
-    let u = reqwest::Url::parse(url).map_err(|e| usage!("invalid URL {url:?}: {e}"))?;
+pub fn listen_of(u: &reqwest::Url, port: u16) -> Result<String> {
     let host = match u.host_str() {
         Some("localhost") | None => "127.0.0.1".to_string(),
         Some(h) => h.to_string(),

@@ -1,0 +1,399 @@
+//! `safedeploy.toml`: found, read once and parsed strictly (unknown fields are errors) into
+//! typed values, then checked as a whole. Every problem is one line naming the file, the line,
+//! the field and what is accepted; all are usage errors (exit 2), found before anything is
+//! changed, so a configuration mistake is never a verdict against a version.
+//!
+//! This module owns the top of the file — `[app]`, `[platform]`, `[environments.*]` — and the
+//! rules that span sections; each section's schema lives with what uses it: `[smoke]` in
+//! `smoke::spec`, `[gate]` in `gate::settings`, `[build]` and `[deploy]` in
+//! `platform::local::settings`, the Elastic Beanstalk tables in
+//! `platform::elasticbeanstalk::settings`, `[sla]` in `sla`, `[logs]` in `logs::settings`.
+
+pub mod values;
+
+use crate::error::Error;
+use crate::gate::settings::Gate;
+use crate::logs::settings::Logs;
+use crate::platform::elasticbeanstalk::settings::{EbEnvironment, EbPlatform};
+use crate::platform::local::settings::{Build, Deploy};
+use crate::sla::Sla;
+use crate::smoke::spec::{Chain, Smoke};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+pub use values::*;
+
+pub const FILE_NAME: &str = "safedeploy.toml";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub app: App,
+    #[serde(default)]
+    pub platform: PlatformConfig,
+    #[serde(default)]
+    pub build: Build,
+    pub gate: Option<Gate>,
+    #[serde(default)]
+    pub deploy: Deploy,
+    pub environments: BTreeMap<String, Environment>,
+    #[serde(default)]
+    pub smoke: Smoke,
+    #[serde(default)]
+    pub sla: Sla,
+    #[serde(default)]
+    pub logs: Logs,
+    /// The config file, and the directory relative paths are resolved against.
+    #[serde(skip)]
+    pub path: PathBuf,
+    #[serde(skip)]
+    pub dir: PathBuf,
+    /// Values of the file under secret-looking names (an app's `API_TOKEN`, an `X-Api-Key`
+    /// header): masked wherever they appear.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
+    /// Every smoke chain — `smoke.checks` as one chain named "checks", `smoke.chains`, then the
+    /// include file's — compiled and checked.
+    #[serde(skip)]
+    pub chains: Vec<Chain>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub name: Text,
+    /// The app's source inside the git repository, relative to this file: what a version
+    /// bundles. Default: this file's directory.
+    #[serde(default)]
+    pub source_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformKind {
+    /// Versions unpacked under the state dir; each environment a supervised local process.
+    #[default]
+    Local,
+    /// AWS Elastic Beanstalk, driven through the `aws` CLI.
+    ElasticBeanstalk,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    #[serde(default)]
+    pub kind: PlatformKind,
+    /// `[platform.elasticbeanstalk]`: needed when `kind = "elasticbeanstalk"`.
+    pub elasticbeanstalk: Option<EbPlatform>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Base URL the checks use; on the local platform also where the app listens.
+    pub url: HttpUrl,
+    /// Extra environment variables for the app.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Elastic Beanstalk platform: the EB environment(s) behind this one (ignored by `local`).
+    pub elasticbeanstalk: Option<EbEnvironment>,
+    #[serde(skip)]
+    pub name: String,
+}
+
+/// A segment of a path into the file: a key, or an index into an array.
+#[derive(Debug, Clone, Copy)]
+pub enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Finds where a value is in the file, for errors found after parsing.
+#[derive(Debug, Clone, Default)]
+pub struct Locator {
+    text: String,
+}
+
+impl Locator {
+    pub fn new(text: &str) -> Self {
+        Locator { text: text.to_string() }
+    }
+
+    /// Whether the file writes the value at `path` (keys only).
+    pub fn has(&self, path: &[Seg<'_>]) -> bool {
+        use toml::de::DeValue;
+        let Ok(doc) = toml::de::DeTable::parse(&self.text) else { return false };
+        let mut table = doc.get_ref();
+        for (i, seg) in path.iter().enumerate() {
+            let Seg::Key(k) = seg else { return false };
+            let Some((_, v)) = table.iter().find(|(key, _)| key.get_ref() == k) else { return false };
+            match v.get_ref() {
+                DeValue::Table(t) => table = t,
+                _ => return i + 1 == path.len(),
+            }
+        }
+        true
+    }
+
+    /// The 1-based line of the value at `path`, or of the nearest table above it.
+    pub fn line(&self, path: &[Seg<'_>]) -> Option<usize> {
+        use toml::de::DeValue;
+        let doc = toml::de::DeTable::parse(&self.text).ok()?;
+        let mut at = doc.span().start;
+        let mut value: Option<&DeValue<'_>> = None;
+        let mut table = Some(doc.get_ref());
+        for seg in path {
+            let next = match (seg, value, table) {
+                (Seg::Key(k), _, Some(t)) => t.iter().find(|(key, _)| key.get_ref() == k).map(|(key, v)| {
+                    at = key.span().start;
+                    v
+                }),
+                (Seg::Index(i), Some(DeValue::Array(a)), _) => a.get(*i).inspect(|v| at = v.span().start),
+                _ => None,
+            };
+            let Some(v) = next else { break };
+            value = Some(v.get_ref());
+            table = match v.get_ref() {
+                DeValue::Table(t) => Some(t),
+                _ => None,
+            };
+        }
+        Some(line_of(&self.text, at))
+    }
+}
+
+impl Config {
+    /// Finds `safedeploy.toml`: the given path, else the current directory or its parents.
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
+        if let Some(p) = explicit {
+            if p.is_file() {
+                return Ok(p.to_path_buf());
+            }
+            return Err(Error::usage(format!("{}: config file not found (or not a file)", p.display())).into());
+        }
+        let cwd = std::env::current_dir()?;
+        for dir in cwd.ancestors() {
+            let candidate = dir.join(FILE_NAME);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+        Err(Error::usage(format!("no {FILE_NAME} in {} or its parents", cwd.display()))
+            .with_hint("pass --config PATH or set SAFEDEPLOY_CONFIG")
+            .into())
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = read_file(path, "config")?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| toml_error(&e, text, path))?;
+        cfg.path = path.to_path_buf();
+        cfg.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if cfg.dir.as_os_str().is_empty() {
+            cfg.dir = PathBuf::from(".");
+        }
+        for (name, env) in cfg.environments.iter_mut() {
+            env.name = name.clone();
+        }
+        if let Ok(raw) = toml::de::DeTable::parse(text) {
+            secret_values(raw.get_ref(), false, &mut cfg.secrets);
+        }
+        let at = Locator::new(text);
+        // The default SLA environment, production, applies where there is one; a list that is
+        // written must name environments that exist.
+        if !at.has(&[Seg::Key("sla"), Seg::Key("environments")]) {
+            let envs = &cfg.environments;
+            cfg.sla.environments.retain(|e| envs.contains_key(e));
+        }
+        cfg.chains = crate::smoke::spec::compile(&cfg, &at)?;
+        cfg.validate(&at)?;
+        Ok(cfg)
+    }
+
+    /// A usage error naming this file, the line of `path` and the field.
+    pub fn bad(&self, at: &Locator, path: &[Seg<'_>], what: impl std::fmt::Display) -> anyhow::Error {
+        let line = at.line(path).map(|l| format!(":{l}")).unwrap_or_default();
+        Error::usage(format!("{}{line}: {}: {what}", self.path.display(), dotted(path))).into()
+    }
+
+    /// The rules that span sections (each section checks its own values as they are read).
+    fn validate(&self, at: &Locator) -> Result<()> {
+        use Seg::Key;
+        if self.environments.is_empty() {
+            return Err(self.bad(
+                at,
+                &[Key("environments")],
+                "expected at least one environment, e.g. [environments.staging]",
+            ));
+        }
+        for name in self.environments.keys() {
+            if name.is_empty()
+                || name.starts_with('-')
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(self.bad(
+                    at,
+                    &[Key("environments"), Key(name)],
+                    "expected a name of A-Z a-z 0-9 - _, not starting with -",
+                ));
+            }
+        }
+        for env in &self.sla.environments {
+            if !self.environments.contains_key(env) {
+                let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+                return Err(self.bad(
+                    at,
+                    &[Key("sla"), Key("environments")],
+                    format!(
+                        "{env:?} names no environment (known: {}); the SLA guard would not apply",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.chains.is_empty() {
+            return Err(self.bad(
+                at,
+                &[Key("smoke")],
+                "expected at least one smoke check ([[smoke.chains]] with [[smoke.chains.checks]]): zero checks can never pass",
+            ));
+        }
+        match self.platform.kind {
+            PlatformKind::Local => crate::platform::local::settings::validate(self, at)?,
+            PlatformKind::ElasticBeanstalk => crate::platform::elasticbeanstalk::settings::validate(self, at)?,
+        }
+        if let Some(gate) = &self.gate {
+            gate.validate(self, at)?;
+        }
+        Ok(())
+    }
+
+    /// The `[platform.elasticbeanstalk]` table (validated to exist for that platform).
+    pub fn elasticbeanstalk(&self) -> Result<&EbPlatform> {
+        self.platform.elasticbeanstalk.as_ref().ok_or_else(|| {
+            Error::usage(format!(
+                "{}: platform.elasticbeanstalk: expected a table with application = NAME",
+                self.path.display()
+            ))
+            .into()
+        })
+    }
+
+    /// The named environment, or a usage error listing the known ones.
+    pub fn environment(&self, name: &str) -> Result<&Environment> {
+        self.environments.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+            Error::usage(format!("{}: unknown environment {name:?}; known: {}", self.path.display(), known.join(", ")))
+                .into()
+        })
+    }
+
+    /// The app's source directory (absolute, or relative to the cwd).
+    pub fn source_dir(&self) -> PathBuf {
+        let rel = self.app.source_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        // `components` drops the `.` segments, so paths read `app/reports`, not `app/./reports`.
+        self.dir.join(rel).components().collect()
+    }
+
+    /// The effective configuration, every default shown (`safedeploy check`).
+    pub fn effective(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+/// Reads a file the configuration names, refusing what is not a regular file: a FIFO would
+/// hang every binary at start, a directory gives a confusing error.
+pub fn read_file(path: &Path, what: &str) -> Result<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(Error::usage(format!("{}: the {what} is not a regular file", path.display())).into()),
+        Err(e) => return Err(Error::usage(format!("{}: cannot read: {e}", path.display())).into()),
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::usage(format!("{}: cannot read: {e}", path.display())).into())
+}
+
+/// A TOML error as one line: `file:line: field: what` (the field when the message does not
+/// already name it).
+pub fn toml_error(e: &toml::de::Error, text: &str, path: &Path) -> anyhow::Error {
+    let line = e.span().map(|s| line_of(text, s.start));
+    let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+    // A value under a secret-looking key is never echoed, not even in a type error.
+    let secret = e.span().is_some_and(|s| key_before(text, s.start).is_some_and(crate::redact::is_secret_name));
+    let message = if secret { mask_quoted(e.message().trim()) } else { e.message().trim().to_string() };
+    // Without its input, toml names the key the error is under (`in `a.b``).
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let field = shown.lines().last().and_then(|l| l.strip_prefix("in `")).and_then(|l| l.strip_suffix('`'));
+    let names_itself = ["unknown field", "missing field", "duplicate"].iter().any(|p| message.starts_with(p));
+    match field.filter(|_| !names_itself) {
+        Some(f) => Error::usage(format!("{}{at}: {f}: {message}", path.display())).into(),
+        None => Error::usage(format!("{}{at}: {message}", path.display())).into(),
+    }
+}
+
+fn dotted(path: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for s in path {
+        match s {
+            Seg::Key(k) if out.is_empty() => out.push_str(k),
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Every value under a secret-looking key, at any depth (strings, and numbers as written).
+fn secret_values(t: &toml::de::DeTable<'_>, secret: bool, out: &mut Vec<String>) {
+    use toml::de::DeValue;
+    fn value(v: &DeValue<'_>, secret: bool, out: &mut Vec<String>) {
+        match v {
+            DeValue::Table(t) => secret_values(t, secret, out),
+            DeValue::Array(a) => a.iter().for_each(|v| value(v.get_ref(), secret, out)),
+            DeValue::String(s) if secret => out.push(s.to_string()),
+            DeValue::Integer(i) if secret => out.push(i.as_str().to_string()),
+            DeValue::Float(f) if secret => out.push(f.as_str().to_string()),
+            _ => {}
+        }
+    }
+    for (k, v) in t.iter() {
+        value(v.get_ref(), secret || crate::redact::is_secret_name(k.get_ref()), out);
+    }
+}
+
+/// The key whose value starts at `offset` (`KEY = value`, also inside an inline table).
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?;
+    let before = before.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '"' | '\'' | '.')))
+        .map_or(0, |i| i + 1);
+    Some(before[start..].trim_matches(['"', '\'']))
+}
+
+/// A message with its `quoted` parts masked.
+fn mask_quoted(message: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        out.push_str(if i % 2 == 1 { crate::redact::MASK } else { part });
+    }
+    out
+}
+
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! `[gate]`: the test command, its reports and the change policies.
+
+use crate::config::{Argv, Config, Count, Dur, GlobPattern, Locator, Percent, Seg};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gate {
+    /// The test command as argv (no shell), run in `dir` (required).
+    pub command: Option<Argv>,
+    /// The JUnit XML report(s) the command writes, relative to `dir`; a glob takes several
+    /// (required).
+    pub junit: Option<GlobPattern>,
+    /// Where the command runs, relative to the config file (default: the app's source dir).
+    pub dir: Option<PathBuf>,
+    pub timeout: Dur<1_000, 86_400_000>,
+    pub min_tests: Count<0, 1_000_000_000>,
+    /// Change policy: source files (globs relative to `dir`) changed since the base must come
+    /// with a changed test file. Empty: the policy is off.
+    pub source: Vec<GlobPattern>,
+    /// What counts as a test file (globs relative to `dir`).
+    pub tests: Vec<GlobPattern>,
+    /// Coverage report the command writes (Cobertura XML or lcov), relative to `dir`.
+    pub coverage: Option<PathBuf>,
+    /// Diff coverage: the percentage of measured changed lines the tests must execute.
+    pub min_diff_coverage: Option<Percent>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            command: None,
+            junit: None,
+            dir: None,
+            timeout: Dur::secs(1800),
+            min_tests: Count(1),
+            source: vec![],
+            tests: [
+                "tests/**",
+                "test/**",
+                "**/test_*.py",
+                "**/*_test.py",
+                "**/conftest.py",
+                "**/*_test.go",
+                "**/*.test.*",
+                "**/*.spec.*",
+                "src/test/**",
+            ]
+            .iter()
+            .map(|g| GlobPattern(g.to_string()))
+            .collect(),
+            coverage: None,
+            min_diff_coverage: None,
+        }
+    }
+}
+
+impl Gate {
+    /// The test command (checked to be there).
+    pub fn command(&self) -> &[String] {
+        self.command.as_ref().map(|a| a.0.as_slice()).unwrap_or_default()
+    }
+    /// The report pattern (checked to be there).
+    pub fn junit(&self) -> &str {
+        self.junit.as_deref().unwrap_or_default()
+    }
+
+    pub fn validate(&self, config: &Config, at: &Locator) -> Result<()> {
+        use Seg::Key;
+        if self.command.is_none() {
+            return Err(config.bad(at, &[Key("gate")], "expected command = [\"...\"], the test command as argv"));
+        }
+        if self.junit.is_none() {
+            return Err(config.bad(
+                at,
+                &[Key("gate")],
+                "expected junit = \"PATH\", the JUnit report the test command writes",
+            ));
+        }
+        if let Some(c) = &self.coverage
+            && c.as_os_str().is_empty()
+        {
+            return Err(config.bad(at, &[Key("gate"), Key("coverage")], "expected the coverage report's path"));
+        }
+        if self.min_diff_coverage.is_some() && self.coverage.is_none() {
+            return Err(config.bad(
+                at,
+                &[Key("gate"), Key("min_diff_coverage")],
+                "needs gate.coverage, the report the command writes",
+            ));
+        }
+        Ok(())
+    }
+}

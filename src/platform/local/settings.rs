@@ -1,0 +1,112 @@
+//! `[build]` and `[deploy]`: how the local platform builds a version once and runs it, and the
+//! rules its environments follow (plain http on this machine, one port each).
+
+use crate::config::{Config, Dur, Locator, Seg, Text, UrlPath};
+use anyhow::Result;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// How a version is built once, when it is registered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Build {
+    /// A shell line run in the unpacked version's directory.
+    pub command: Option<Text>,
+    /// Directories (relative to the version, or absolute) put first on the app's PATH.
+    pub path: Vec<Text>,
+    pub timeout: Dur<1_000, 86_400_000>,
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build { command: None, path: vec![], timeout: Dur::secs(600) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deploy {
+    pub health_path: UrlPath,
+    /// How long a new version has to answer its health path with a 2xx.
+    pub health_timeout: Dur<1_000, 3_600_000>,
+    /// How long a stopped version gets between SIGTERM and SIGKILL.
+    pub stop_grace: Dur<0, 600_000>,
+    /// The web command; default: the version's `Procfile` `web:` line.
+    pub command: Option<Text>,
+    /// The reverse proxy that owns each environment's port.
+    pub proxy: Proxy,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            health_path: UrlPath("/health".into()),
+            health_timeout: Dur::secs(60),
+            stop_grace: Dur::secs(10),
+            command: None,
+            proxy: Proxy::Nginx("nginx".into()),
+        }
+    }
+}
+
+/// `deploy.proxy`: nginx (a name looked up on PATH, or a path) owns each environment's port, so
+/// a new version takes traffic only once healthy and the old one drains; or `"none"`: stop the
+/// old version, then start the new one on the port (requests are dropped meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proxy {
+    Nginx(String),
+    None,
+}
+
+impl<'de> Deserialize<'de> for Proxy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim() {
+            "none" => Ok(Proxy::None),
+            "" => Err(serde::de::Error::custom("expected \"nginx\", a path to nginx, or \"none\"; got \"\"")),
+            p => Ok(Proxy::Nginx(p.to_string())),
+        }
+    }
+}
+
+impl Serialize for Proxy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Proxy::Nginx(p) => p,
+            Proxy::None => "none",
+        })
+    }
+}
+
+/// The local platform's rules: each environment is plain http on this machine, on a port of
+/// its own, and a build path cannot split the app's PATH.
+pub fn validate(config: &Config, at: &Locator) -> Result<()> {
+    use Seg::Key;
+    let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
+    for (name, env) in &config.environments {
+        let url = &env.url.0;
+        let field = [Key("environments"), Key(name), Key("url")];
+        let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
+        if url.scheme() != "http" || !local {
+            return Err(config.bad(
+                at,
+                &field,
+                format!("the local platform serves plain http on this machine; expected http://127.0.0.1:PORT or http://localhost:PORT, got {:?}", url.as_str()),
+            ));
+        }
+        let port = url.port_or_known_default().unwrap_or(80);
+        if let Some(other) = ports.insert(port, name) {
+            return Err(config.bad(at, &field, format!("port {port} is also {other}'s; expected a port of its own")));
+        }
+    }
+    for (i, p) in config.build.path.iter().enumerate() {
+        if p.contains(':') {
+            return Err(config.bad(
+                at,
+                &[Key("build"), Key("path"), Seg::Index(i)],
+                format!("{:?} has a ':', which would split the app's PATH", p.as_str()),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,392 @@
+//! smoke-check: prove an environment serves users, then keep watching.
+//!
+//! 1. **Wait live**: poll the version endpoint until the expected version answers
+//!    `smoke.consecutive` times in a row (a rolling update mixes versions), retrying only
+//!    transient answers — no connection, timeouts, 502/503/504, and 429 after its
+//!    `Retry-After` — until `smoke.deadline`.
+//! 2. **Chains**: independent chains run side by side, each chain's checks in order, later
+//!    checks using what earlier ones captured. Redirects are not followed unless a check asks,
+//!    so a short link must *redirect*. A failed check shows method, URL, status, the failed
+//!    assertions and the start of the body; the rest of its chain is skipped.
+//! 3. **Samples and bake**: `--samples N` repeats each check for a p95 latency budget;
+//!    `--watch D --interval I` re-runs the chains (and checks Datadog monitors) each round
+//!    until D has passed or something fails.
+//!
+//! `--record` writes the verdict to the ledger: a pass makes the version the environment's last
+//! known good; a failure dates the incident.
+
+mod run;
+pub mod spec;
+pub mod template;
+
+use crate::config::Label;
+use crate::context::Ctx;
+use crate::http::{Poll, Request, Response};
+use crate::ledger::Ledger;
+use crate::{Outcome, usage, verdict};
+use anyhow::{Context, Result};
+use run::{CheckResult, run_round};
+use serde::Serialize;
+use spec::{Chain, Datadog};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use template::Vars;
+
+pub struct SmokeRequest<'a> {
+    pub env: &'a str,
+    pub expect_version: Option<&'a Label>,
+    pub record: bool,
+    /// Keep checking for this long (a bake period).
+    pub watch: Option<Duration>,
+    /// Pause between watch rounds.
+    pub interval: Duration,
+    /// Requests per check, for the p95 latency budget.
+    pub samples: u32,
+    pub junit_out: Option<&'a Path>,
+}
+
+/// The version label an answer of the version endpoint names: JSON `{"version": ..}` or text.
+fn served_version(r: &Response) -> String {
+    serde_json::from_str::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(str::to_string))
+        .unwrap_or_else(|| r.body.trim().to_string())
+}
+
+#[derive(Debug, Serialize)]
+struct MonitorState {
+    id: u64,
+    state: String,
+    ok: bool,
+}
+
+/// The Datadog monitors' states (`GET /api/v1/monitor/{id}`); each must be `OK`.
+fn monitors(ctx: &Ctx, dd: &Datadog) -> Result<Vec<MonitorState>> {
+    let key = |var: &str| {
+        ctx.env
+            .get(var)
+            .map(str::to_string)
+            .ok_or_else(|| usage!("smoke.datadog: {var} is not set; the monitor API needs it"))
+    };
+    let (api, app) = (key(&dd.api_key_env)?, key(&dd.app_key_env)?);
+    let mut out = vec![];
+    for id in &dd.monitors {
+        let mut req =
+            Request::get(format!("{}/api/v1/monitor/{id}", dd.api_base())).timeout(ctx.config.smoke.timeout.0);
+        req.headers = vec![("DD-API-KEY".into(), api.clone()), ("DD-APPLICATION-KEY".into(), app.clone())];
+        let Some(r) = ctx.http.send(&req)? else { continue };
+        if r.status != 200 {
+            return Err(crate::could_not_act!(
+                "Datadog monitor {id}: GET {} answered {} {}",
+                req.url,
+                r.status,
+                r.body_start()
+            ));
+        }
+        let state = serde_json::from_str::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v.get("overall_state").and_then(|s| s.as_str()).map(str::to_string))
+            .ok_or_else(|| crate::could_not_act!("Datadog monitor {id}: the answer has no overall_state"))?;
+        out.push(MonitorState { id: *id, ok: state == "OK", state });
+    }
+    Ok(out)
+}
+
+/// Phase 1: until the environment answers the expected version `consecutive` times in a row.
+fn wait_live(ctx: &Ctx, url: &str, expected: Option<&str>) -> Result<Result<String, String>> {
+    let smoke = &ctx.config.smoke;
+    let version_url = format!("{}{}", url.trim_end_matches('/'), smoke.version_path);
+    let probe = Request::get(&version_url).timeout(Duration::from_secs(5));
+    if !ctx.dry_run && !smoke.initial_delay.0.is_zero() {
+        std::thread::sleep(smoke.initial_delay.0);
+    }
+    let deadline = Instant::now() + smoke.deadline.0;
+    let needed = smoke.consecutive.0;
+    let mut streak = 0;
+    let mut last_seen = String::new();
+    let answer = ctx.http.poll(&probe, smoke.interval.0, deadline, |a| {
+        if ctx.interrupted.load(Ordering::SeqCst) {
+            return Poll::Abort(crate::error::Error::interrupted("interrupted while waiting for the version").into());
+        }
+        match a {
+            Ok(r) if (200..300).contains(&r.status) => {
+                let served = served_version(r);
+                let right = expected.is_none_or(|want| served == want);
+                last_seen = served;
+                streak = if right { streak + 1 } else { 0 };
+                if streak >= needed { Poll::Done } else { Poll::Again }
+            }
+            Ok(r) if r.status == 429 => {
+                streak = 0;
+                r.retry_after().map_or(Poll::Again, Poll::After)
+            }
+            Ok(r) if matches!(r.status, 502..=504) => {
+                streak = 0;
+                Poll::Again
+            }
+            Err(_) => {
+                streak = 0;
+                Poll::Again
+            }
+            Ok(_) => Poll::Done,
+        }
+    })?;
+    let want = expected.unwrap_or("any version");
+    Ok(match answer {
+        None => Ok(expected.unwrap_or("(unknown)").to_string()),
+        Some(Ok(r)) if (200..300).contains(&r.status) && streak >= needed => Ok(served_version(&r)),
+        Some(Ok(r)) if (200..300).contains(&r.status) => {
+            Err(format!("it still serves {last_seen:?}, not {want}, after {}s", smoke.deadline.0.as_secs()))
+        }
+        Some(Ok(r)) => Err(format!("GET {version_url} answered {} {}", r.status, r.body_start())),
+        Some(Err(e)) => Err(e.to_string()),
+    })
+}
+
+/// What a smoke check found: the `--json` document.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    env: &'a str,
+    version: String,
+    passed: bool,
+    dry_run: bool,
+    rounds: u32,
+    duration_ms: u128,
+    checks: Vec<CheckResult>,
+    monitors: Vec<MonitorState>,
+}
+
+/// Where the checks stand after the last round.
+struct Rounds {
+    round: u32,
+    results: Vec<CheckResult>,
+    monitors: Vec<MonitorState>,
+    bake_start: Instant,
+}
+
+impl Rounds {
+    fn passed(&self) -> bool {
+        passed(&self.results, &self.monitors)
+    }
+    /// The first failure, said as the verdict.
+    fn first_failure(&self) -> Option<String> {
+        self.results
+            .iter()
+            .find(|r| !r.passed && !r.skipped)
+            .map(|r| format!("{} / {}: {}", r.chain, r.name, r.detail))
+            .or_else(|| {
+                self.monitors.iter().find(|m| !m.ok).map(|m| format!("Datadog monitor {} is {}", m.id, m.state))
+            })
+    }
+}
+
+/// Everything a check needs, found before it sends anything: a problem here is exit 2.
+fn spec_for<'c>(ctx: &'c Ctx, req: &SmokeRequest<'_>) -> Result<(&'c crate::config::Environment, Vars)> {
+    let env = ctx.config.environment(req.env)?;
+    if req.samples == 0 {
+        return Err(usage!("--samples: expected at least 1"));
+    }
+    let mut vars = Vars::default();
+    for (name, check, field) in spec::env_vars(&ctx.config.chains) {
+        match ctx.env.get(&name) {
+            Some(v) => {
+                vars.env.insert(name, v.to_string());
+            }
+            None => {
+                return Err(usage!(
+                    "{}: {check}: {field}: {{{{env.{name}}}}}: {name} is not set (an empty value would be sent)",
+                    ctx.config.path.display()
+                ));
+            }
+        }
+    }
+    Ok((env, vars))
+}
+
+pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
+    let (env, mut vars) = spec_for(ctx, req)?;
+    let chains = &ctx.config.chains;
+    let ledger = ctx.ledger()?;
+    let platform = ctx.platform()?;
+    let expected = match req.expect_version {
+        Some(v) => Some(v.to_string()),
+        None => platform.live(env)?.map(|l| l.label),
+    };
+    let started = Instant::now();
+    let served = match wait_live(ctx, &env.url.base(), expected.as_deref())? {
+        Ok(v) => v,
+        Err(why) => {
+            let want = expected.as_deref().unwrap_or("any version");
+            let msg =
+                format!("{} did not serve {want} within {}s: {why}", req.env, ctx.config.smoke.deadline.0.as_secs());
+            if req.record
+                && let Some(label) = &expected
+            {
+                record(ctx, &ledger, req.env, label, false, &msg)?;
+            }
+            return Err(verdict!("{msg}"));
+        }
+    };
+    if !ctx.dry_run {
+        let n: usize = chains.iter().map(|c| c.checks.len()).sum();
+        ctx.ui.status(format!(
+            "{}: serving {served} (after {:.1}s); running {n} check(s) in {} chain(s)",
+            env.name,
+            started.elapsed().as_secs_f64(),
+            chains.len()
+        ));
+    }
+    vars.version = served.clone();
+    let rounds = check_rounds(ctx, req, &env.url.base(), chains, &mut vars)?;
+    conclude(ctx, req, &ledger, served, rounds, started)
+}
+
+/// The first round of checks, then (with `--watch`) a round every interval until the bake
+/// ends or a round fails.
+fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain], vars: &mut Vars) -> Result<Rounds> {
+    let datadog = ctx.config.smoke.datadog.as_ref().filter(|_| req.watch.is_some());
+    let states = |ctx: &Ctx| datadog.map(|dd| monitors(ctx, dd)).transpose().map(Option::unwrap_or_default);
+    vars.run_id = run_id();
+    let results = run_round(ctx, base, chains, vars, req.samples)?;
+    let mut r = Rounds { round: 1, results, monitors: states(ctx)?, bake_start: Instant::now() };
+    report_round(ctx, &r);
+    let Some(watch) = req.watch.filter(|_| !ctx.dry_run) else { return Ok(r) };
+    while r.passed() && r.bake_start.elapsed() + req.interval <= watch {
+        let pause_until = Instant::now() + req.interval;
+        while Instant::now() < pause_until {
+            ctx.check_interrupt(|| {
+                format!("the bake of {} in {} stopped after {} round(s)", vars.version, req.env, r.round)
+            })?;
+            std::thread::sleep(Duration::from_millis(50).min(req.interval));
+        }
+        r.round += 1;
+        vars.run_id = run_id();
+        r.results = run_round(ctx, base, chains, vars, req.samples)?;
+        r.monitors = states(ctx)?;
+        report_round(ctx, &r);
+        ctx.ui.status(format!(
+            "{}: bake round {} {} ({}s of {}s)",
+            req.env,
+            r.round,
+            if r.passed() { "passed" } else { "FAILED" },
+            r.bake_start.elapsed().as_secs(),
+            watch.as_secs()
+        ));
+    }
+    Ok(r)
+}
+
+/// The verdict: recorded (with `--record`), written as JUnit, said, and returned.
+fn conclude(
+    ctx: &Ctx,
+    req: &SmokeRequest<'_>,
+    ledger: &Ledger,
+    served: String,
+    r: Rounds,
+    started: Instant,
+) -> Result<Outcome> {
+    let ok = r.passed();
+    let detail = r.first_failure().unwrap_or_else(|| "all checks passed".into());
+    if req.record && ctx.dry_run {
+        ctx.ui.plan(format!("# ledger: would record the verdict of {served} in {}", req.env));
+    } else if req.record {
+        record(ctx, ledger, req.env, &served, ok, &detail)?;
+    }
+    if let Some(out) = req.junit_out {
+        write_junit(ctx, out, req.env, &r.results)?;
+    }
+    let (round, bake_secs, checks) = (r.round, r.bake_start.elapsed().as_secs(), r.results.len());
+    let summary = Summary {
+        env: req.env,
+        version: served.clone(),
+        passed: ok,
+        dry_run: ctx.dry_run,
+        rounds: round,
+        duration_ms: started.elapsed().as_millis(),
+        checks: r.results,
+        monitors: r.monitors,
+    };
+    if ctx.dry_run || ok {
+        if !ctx.dry_run {
+            let baked = req.watch.map(|_| format!(", {round} round(s) of bake")).unwrap_or_default();
+            let took = started.elapsed().as_secs_f64();
+            ctx.ui.result(format!("{}: {served} passed {checks} check(s){baked} in {took:.1}s", req.env));
+        }
+        return Outcome::of(&summary);
+    }
+    let when = if round > 1 { format!(" in bake round {round} after {bake_secs}s") } else { String::new() };
+    Outcome::verdict_of(&summary, format!("{}: {served} failed the smoke checks{when} — {detail}", req.env))
+}
+
+/// Zero results is never a pass.
+fn passed(results: &[CheckResult], monitors: &[MonitorState]) -> bool {
+    !results.is_empty() && results.iter().all(|r| r.passed && !r.skipped) && monitors.iter().all(|m| m.ok)
+}
+
+fn report_round(ctx: &Ctx, r: &Rounds) {
+    if ctx.dry_run {
+        return;
+    }
+    // Later rounds print only what failed, so a long bake stays readable.
+    for c in r.results.iter().filter(|c| r.round == 1 || !c.passed) {
+        ctx.ui.check(c.passed, format!("{} / {}: {}", c.chain, c.name, c.detail));
+    }
+    for m in r.monitors.iter().filter(|m| r.round == 1 || !m.ok) {
+        ctx.ui.check(m.ok, format!("Datadog monitor {}: {}", m.id, m.state));
+    }
+}
+
+fn record(ctx: &Ctx, ledger: &Ledger, env: &str, label: &str, passed: bool, detail: &str) -> Result<()> {
+    if ledger.version(label)?.is_none() {
+        ctx.ui.warn(format!("{env} serves {label:?}, which the ledger does not know; nothing recorded"));
+        return Ok(());
+    }
+    ledger.record_verification(env, label, passed, detail)?;
+    ctx.ui.status(if passed {
+        format!("{label} is now the last known good in {env}")
+    } else {
+        format!("recorded the failure of {label} in {env}")
+    });
+    Ok(())
+}
+
+/// One test case per check, one suite per chain.
+fn write_junit(ctx: &Ctx, out: &Path, env: &str, results: &[CheckResult]) -> Result<()> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new(format!("smoke {env}"));
+    let mut suites: Vec<TestSuite> = vec![];
+    for r in results {
+        if suites.last().is_none_or(|s| s.name.as_str() != r.chain) {
+            suites.push(TestSuite::new(r.chain.clone()));
+        }
+        let mut status = if r.skipped {
+            TestCaseStatus::skipped()
+        } else if r.passed {
+            TestCaseStatus::success()
+        } else {
+            TestCaseStatus::non_success(NonSuccessKind::Failure)
+        };
+        if !r.passed || r.skipped {
+            status.set_message(r.detail.clone());
+        }
+        let mut case = TestCase::new(r.name.clone(), status);
+        case.set_classname(format!("smoke.{env}"));
+        if let Some(ms) = r.ms.first() {
+            case.set_time(Duration::from_millis(*ms as u64));
+        }
+        if let Some(s) = suites.last_mut() {
+            s.add_test_case(case);
+        }
+    }
+    report.add_test_suites(suites);
+    let xml = report.to_string().context("rendering the smoke JUnit report")?;
+    ctx.write_report(out, &xml, "the smoke checks' JUnit report")
+}
+
+/// Unique per run, so test data of two runs never collides.
+fn run_id() -> String {
+    use std::sync::atomic::AtomicU32;
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{:x}{:x}{}", crate::clock::now_ms(), std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}

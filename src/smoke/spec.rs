@@ -1,0 +1,451 @@
+//! `[smoke]`: how smoke-check waits for a version and what it checks, read in two steps. The
+//! file's shape (`CheckFile`: texts as written) is compiled once into [`Check`]s — methods,
+//! templates, compiled regexes and JSONPaths — with each error naming its chain, check and
+//! field; then each chain's variables are checked (a capture is used only after the check that
+//! makes it). A check's request parts and its [`Assertion`]s are one list that both this
+//! validation and the run walk, so a new kind of assertion is added in one place.
+
+use super::template::{JsonTemplate, Template, Var};
+use crate::config::{Config, Count, Dur, HeaderName, HttpUrl, JsonPathExpr, Locator, Pattern, Seg, Text, UrlPath};
+use crate::error::Error;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smoke {
+    /// How long to wait for the environment to serve the expected version.
+    pub deadline: Dur<1_000, 3_600_000>,
+    /// Pause between polls while waiting for the version.
+    pub interval: Dur<10, 300_000>,
+    /// Pause before the first poll.
+    pub initial_delay: Dur<0, 600_000>,
+    /// Consecutive answers with the expected version before the checks run (a rolling update
+    /// can mix versions behind a load balancer).
+    pub consecutive: Count<1, 100>,
+    /// Path answering the live version label (plain text or JSON `{"version": ...}`).
+    pub version_path: UrlPath,
+    /// Total time limit of one request.
+    pub timeout: Dur<100, 600_000>,
+    /// One chain of checks, run in order.
+    pub checks: Vec<CheckFile>,
+    /// Independent chains, run side by side; each chain's checks run in order.
+    pub chains: Vec<ChainFile>,
+    /// A file (relative to this one) holding more `[[checks]]` and `[[chains]]`.
+    pub include: Option<PathBuf>,
+    /// Datadog monitors that must be OK in each round of a `--watch`.
+    pub datadog: Option<Datadog>,
+}
+
+impl Default for Smoke {
+    fn default() -> Self {
+        Smoke {
+            deadline: Dur::secs(60),
+            interval: Dur::ms(200),
+            initial_delay: Dur::secs(0),
+            consecutive: Count(2),
+            version_path: UrlPath("/version".into()),
+            timeout: Dur::secs(10),
+            checks: vec![],
+            chains: vec![],
+            include: None,
+            datadog: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainFile {
+    pub name: String,
+    pub checks: Vec<CheckFile>,
+}
+
+/// The shape of `smoke.include`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmokeFile {
+    #[serde(default)]
+    checks: Vec<CheckFile>,
+    #[serde(default)]
+    chains: Vec<ChainFile>,
+}
+
+/// One request of a chain and what its answer must show, as the file writes it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    pub name: String,
+    pub method: Option<String>,
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub form: Option<BTreeMap<String, String>>,
+    pub json: Option<toml::Value>,
+    pub body: Option<String>,
+    #[serde(default)]
+    pub follow_redirects: bool,
+    pub expect_status: Option<Vec<u16>>,
+    pub body_contains: Option<String>,
+    pub body_matches: Option<String>,
+    #[serde(default)]
+    pub json_equals: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub header_equals: BTreeMap<String, String>,
+    #[serde(default)]
+    pub header_matches: BTreeMap<String, String>,
+    pub max_latency: Option<String>,
+    pub p95_latency: Option<String>,
+    #[serde(default)]
+    pub capture: BTreeMap<String, CaptureFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureFile {
+    pub json: Option<String>,
+    pub regex: Option<String>,
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Datadog {
+    /// The Datadog site; the API is `https://api.SITE`.
+    pub site: Text,
+    /// The API's base URL, instead of the one the site implies.
+    pub api_url: Option<HttpUrl>,
+    pub monitors: Vec<u64>,
+    /// Environment variables holding the keys.
+    pub api_key_env: Text,
+    pub app_key_env: Text,
+}
+
+impl Default for Datadog {
+    fn default() -> Self {
+        Datadog {
+            site: Text("datadoghq.com".into()),
+            api_url: None,
+            monitors: vec![],
+            api_key_env: Text("DD_API_KEY".into()),
+            app_key_env: Text("DD_APP_KEY".into()),
+        }
+    }
+}
+
+impl Datadog {
+    pub fn api_base(&self) -> String {
+        match &self.api_url {
+            Some(u) => u.base(),
+            None => format!("https://api.{}", self.site.trim_end_matches('/')),
+        }
+    }
+}
+
+/// A compiled chain: its checks run in order, later ones using what earlier ones captured.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub name: String,
+    pub checks: Vec<Check>,
+}
+
+/// A compiled check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub method: reqwest::Method,
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<BodyTemplate>,
+    /// Redirects are not followed unless a check asks.
+    pub follow_redirects: bool,
+    pub assertions: Vec<Assertion>,
+    /// With `--samples N`: the budget of the 95th percentile of the N latencies.
+    pub p95_latency: Option<Duration>,
+    /// Values later checks of the chain can use as `{{name}}`.
+    pub captures: Vec<(String, CaptureFrom)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BodyTemplate {
+    Form(Vec<(String, Template)>),
+    Json(JsonTemplate),
+    Raw(Template),
+}
+
+/// What an answer must show.
+#[derive(Debug, Clone)]
+pub enum Assertion {
+    Status(Vec<u16>),
+    BodyContains(Template),
+    BodyMatches(Pattern),
+    JsonEquals(JsonPathExpr, JsonTemplate),
+    HeaderEquals(String, Template),
+    HeaderMatches(String, Pattern),
+    MaxLatency(Duration),
+}
+
+/// Where a captured value comes from.
+#[derive(Debug, Clone)]
+pub enum CaptureFrom {
+    Json(JsonPathExpr),
+    /// Its first group, else the whole match.
+    Regex(Pattern),
+    Header(String),
+}
+
+impl Check {
+    /// Every text of the check with the field it is in: what the variables are checked on.
+    pub fn templates(&self) -> Vec<(String, &Template)> {
+        let mut out = vec![("path".to_string(), &self.path)];
+        out.extend(self.query.iter().map(|(k, t)| (format!("query.{k}"), t)));
+        out.extend(self.headers.iter().map(|(k, t)| (format!("headers.{k}"), t)));
+        match &self.body {
+            Some(BodyTemplate::Form(f)) => out.extend(f.iter().map(|(k, t)| (format!("form.{k}"), t))),
+            Some(BodyTemplate::Json(j)) => out.extend(j.templates().into_iter().map(|t| ("json".to_string(), t))),
+            Some(BodyTemplate::Raw(t)) => out.push(("body".to_string(), t)),
+            None => {}
+        }
+        for a in &self.assertions {
+            match a {
+                Assertion::BodyContains(t) => out.push(("body_contains".into(), t)),
+                Assertion::JsonEquals(p, j) => {
+                    out.extend(j.templates().into_iter().map(|t| (format!("json_equals.{}", p.as_str()), t)));
+                }
+                Assertion::HeaderEquals(h, t) => out.push((format!("header_equals.{h}"), t)),
+                Assertion::Status(_)
+                | Assertion::BodyMatches(_)
+                | Assertion::HeaderMatches(..)
+                | Assertion::MaxLatency(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// Where a chain came from, for its errors.
+struct Origin {
+    file: PathBuf,
+    at: Locator,
+    /// The path of the chain's checks in that file.
+    checks: Vec<Seg<'static>>,
+}
+
+/// Every chain — `smoke.checks` as one chain named "checks", then `smoke.chains`, then the
+/// include file's — compiled and checked.
+pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
+    use Seg::Key;
+    let smoke = &config.smoke;
+    let origin = |file: &Path, at: &Locator, checks| Origin { file: file.to_path_buf(), at: at.clone(), checks };
+    let mut sources: Vec<(Origin, String, Vec<CheckFile>)> = vec![];
+    if !smoke.checks.is_empty() {
+        sources.push((
+            origin(&config.path, at, vec![Key("smoke"), Key("checks")]),
+            "checks".into(),
+            smoke.checks.clone(),
+        ));
+    }
+    for (i, c) in smoke.chains.iter().enumerate() {
+        let checks = vec![Key("smoke"), Key("chains"), Seg::Index(i), Key("checks")];
+        sources.push((origin(&config.path, at, checks), c.name.clone(), c.checks.clone()));
+    }
+    if let Some(inc) = &smoke.include {
+        let path = config.dir.join(inc);
+        let text = crate::config::read_file(&path, "smoke.include")
+            .map_err(|e| Error::usage(format!("{}: smoke.include: {e}", config.path.display())))?;
+        let file: SmokeFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&e, &text, &path))?;
+        let inc_at = Locator::new(&text);
+        if !file.checks.is_empty() {
+            sources.push((origin(&path, &inc_at, vec![Key("checks")]), "checks".into(), file.checks));
+        }
+        for (i, c) in file.chains.into_iter().enumerate() {
+            sources.push((origin(&path, &inc_at, vec![Key("chains"), Seg::Index(i), Key("checks")]), c.name, c.checks));
+        }
+    }
+    let mut chains: Vec<Chain> = vec![];
+    for (origin, name, checks) in sources {
+        if chains.iter().any(|c| c.name == name) {
+            return Err(
+                Error::usage(format!("{}: smoke chain {name:?} is defined twice", origin.file.display())).into()
+            );
+        }
+        chains.push(compile_chain(&origin, &name, &checks)?);
+    }
+    if let Some(dd) = &smoke.datadog
+        && dd.monitors.is_empty()
+    {
+        return Err(config.bad(
+            at,
+            &[Key("smoke"), Key("datadog"), Key("monitors")],
+            "expected at least one monitor id",
+        ));
+    }
+    Ok(chains)
+}
+
+fn compile_chain(origin: &Origin, name: &str, files: &[CheckFile]) -> Result<Chain> {
+    let mut known: Vec<String> = vec![];
+    let mut checks = vec![];
+    for (i, file) in files.iter().enumerate() {
+        let bad = |f: &str, what: String| -> anyhow::Error {
+            let mut path = origin.checks.clone();
+            path.push(Seg::Index(i));
+            let line = origin.at.line(&path).map(|l| format!(":{l}")).unwrap_or_default();
+            Error::usage(format!(
+                "{}{line}: smoke chain {name:?}, check {} ({:?}): {f}: {what}",
+                origin.file.display(),
+                i + 1,
+                file.name
+            ))
+            .into()
+        };
+        let check = compile_check(file, &bad)?;
+        for (field, t) in check.templates() {
+            for v in t.vars() {
+                if let Var::Capture(c) = v
+                    && !known.contains(c)
+                {
+                    return Err(bad(
+                        &field,
+                        format!(
+                            "unknown variable {{{{{c}}}}}: expected run_id, version, env.NAME or a value captured earlier in the chain"
+                        ),
+                    ));
+                }
+            }
+        }
+        known.extend(check.captures.iter().map(|(n, _)| n.clone()));
+        checks.push(check);
+    }
+    Ok(Chain { name: name.to_string(), checks })
+}
+
+type Bad<'a> = &'a dyn Fn(&str, String) -> anyhow::Error;
+
+fn compile_check(f: &CheckFile, bad: Bad<'_>) -> Result<Check> {
+    let template = |field: &str, text: &str| Template::parse(text).map_err(|e| bad(field, e));
+    let pattern = |field: &str, re: &str| Pattern::parse(re).map_err(|e| bad(field, e));
+    let json_path = |field: &str, p: &str| JsonPathExpr::parse(p).map_err(|e| bad(field, e));
+    let header = |field: &str, h: &str| HeaderName::parse(h).map(|h| h.0).map_err(|e| bad(field, e));
+    let latency = |field: &str, d: &Option<String>| {
+        d.as_deref().map(|d| Dur::<1, 600_000>::parse(d).map(|d| d.0).map_err(|e| bad(field, e))).transpose()
+    };
+    if f.name.trim().is_empty() {
+        return Err(bad("name", "expected a name for the check".into()));
+    }
+    let method = match &f.method {
+        None => reqwest::Method::GET,
+        Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| bad("method", format!("invalid HTTP method {m:?}")))?,
+    };
+    if !f.path.starts_with('/') {
+        return Err(bad("path", "expected a path starting with /".into()));
+    }
+    let path = template("path", &f.path)?;
+    if path.literal_contains(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("path", "expected a path without spaces or control characters".into()));
+    }
+    let query = f
+        .query
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), template(&format!("query.{k}"), v)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut headers = vec![];
+    for (k, v) in &f.headers {
+        let field = format!("headers.{k}");
+        let t = template(&field, v)?;
+        if t.literal_contains(|c| c.is_control() && c != '\t') {
+            return Err(bad(&field, "a header value cannot hold a newline or a control character".into()));
+        }
+        headers.push((header(&field, k)?, t));
+    }
+    let body = match (&f.form, &f.json, &f.body) {
+        (Some(form), None, None) => Some(BodyTemplate::Form(
+            form.iter().map(|(k, v)| Ok((k.clone(), template(&format!("form.{k}"), v)?))).collect::<Result<_>>()?,
+        )),
+        (None, Some(j), None) => Some(BodyTemplate::Json(JsonTemplate::from_toml(j).map_err(|e| bad("json", e))?)),
+        (None, None, Some(b)) => Some(BodyTemplate::Raw(template("body", b)?)),
+        (None, None, None) => None,
+        _ => return Err(bad("form", "expected at most one of form, json, body".into())),
+    };
+    let status = f.expect_status.clone().unwrap_or_else(|| vec![200]);
+    if status.is_empty() || status.iter().any(|s| !(100..=599).contains(s)) {
+        return Err(bad("expect_status", "expected HTTP status codes 100-599".into()));
+    }
+    let mut assertions = vec![Assertion::Status(status)];
+    if let Some(t) = &f.body_contains {
+        assertions.push(Assertion::BodyContains(template("body_contains", t)?));
+    }
+    if let Some(re) = &f.body_matches {
+        assertions.push(Assertion::BodyMatches(pattern("body_matches", re)?));
+    }
+    for (p, v) in &f.json_equals {
+        let value = JsonTemplate::from_toml(v).map_err(|e| bad(&format!("json_equals.{p}"), e))?;
+        assertions.push(Assertion::JsonEquals(json_path("json_equals", p)?, value));
+    }
+    for (h, v) in &f.header_equals {
+        let field = format!("header_equals.{h}");
+        assertions.push(Assertion::HeaderEquals(header(&field, h)?, template(&field, v)?));
+    }
+    for (h, re) in &f.header_matches {
+        let field = format!("header_matches.{h}");
+        assertions.push(Assertion::HeaderMatches(header(&field, h)?, pattern(&field, re)?));
+    }
+    if let Some(d) = latency("max_latency", &f.max_latency)? {
+        assertions.push(Assertion::MaxLatency(d));
+    }
+    let mut captures = vec![];
+    for (name, c) in &f.capture {
+        let field = format!("capture.{name}");
+        let from = match (&c.json, &c.regex, &c.header) {
+            (Some(p), None, None) => CaptureFrom::Json(json_path(&field, p)?),
+            (None, Some(re), None) => CaptureFrom::Regex(pattern(&field, re)?),
+            (None, None, Some(h)) => CaptureFrom::Header(header(&field, h)?),
+            _ => return Err(bad(&field, "expected exactly one of json, regex, header".into())),
+        };
+        if matches!(name.as_str(), "run_id" | "version") || name.starts_with("env.") {
+            return Err(bad(&field, format!("{name:?} is a variable of its own; choose another name")));
+        }
+        captures.push((name.clone(), from));
+    }
+    Ok(Check {
+        name: f.name.clone(),
+        method,
+        path,
+        query,
+        headers,
+        body,
+        follow_redirects: f.follow_redirects,
+        assertions,
+        p95_latency: latency("p95_latency", &f.p95_latency)?,
+        captures,
+    })
+}
+
+/// The environment variables the chains name (`{{env.NAME}}`): each must be set when the
+/// checks run, or the check would send an empty value.
+pub fn env_vars(chains: &[Chain]) -> Vec<(String, String, String)> {
+    let mut out = vec![];
+    for chain in chains {
+        for check in &chain.checks {
+            for (field, t) in check.templates() {
+                for v in t.vars() {
+                    if let Var::Env(name) = v {
+                        out.push((
+                            name.clone(),
+                            format!("smoke chain {:?}, check {:?}", chain.name, check.name),
+                            field.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
