@@ -156,7 +156,7 @@ pub fn finish(ui: &Ui, result: Result<Outcome>) -> u8 {
                 obj.insert("ok".into(), (code == exit::SUCCESS).into());
                 obj.insert("exit_code".into(), code.into());
             }
-            ui.json_summary(&doc);
+            ui.json_line(&doc);
             if let Some(v) = outcome.verdict {
                 ui.error(&anyhow::Error::from(crate::error::Error::verdict(v)));
             }
@@ -164,7 +164,7 @@ pub fn finish(ui: &Ui, result: Result<Outcome>) -> u8 {
         }
         Err(err) => {
             let code = kind_of(&err).exit_code();
-            ui.json_summary(&serde_json::json!({"ok": false, "exit_code": code, "error": format!("{err:#}")}));
+            ui.json_line(&serde_json::json!({"ok": false, "exit_code": code, "error": format!("{err:#}")}));
             ui.error(&err);
             code
         }

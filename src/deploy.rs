@@ -18,7 +18,58 @@ use crate::platform::{Live, Platform, Switched};
 use crate::sla::Budget;
 use crate::{Outcome, usage};
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
+
+/// deploy-staging's `--json` document.
+#[derive(Serialize)]
+struct Deployed<'a> {
+    env: &'a str,
+    version: &'a str,
+    commit: &'a str,
+    previous: Option<String>,
+    duration_ms: Millis,
+    dry_run: bool,
+}
+
+/// promote's `--json` document.
+#[derive(Serialize)]
+struct Promoted<'a> {
+    env: &'a str,
+    version: &'a str,
+    previous: Option<String>,
+    changed: bool,
+    duration_ms: Option<Millis>,
+    budget: Budget,
+    dry_run: bool,
+}
+
+/// rollback's `--json` document when it restored a version.
+#[derive(Serialize)]
+struct RolledBack<'a> {
+    env: &'a str,
+    changed: bool,
+    bad_version: Option<&'a str>,
+    restored_version: &'a str,
+    time_to_restore_ms: Millis,
+    downtime_ms: Millis,
+    detected_at: String,
+    restored_at: String,
+    budget: Budget,
+    dry_run: bool,
+}
+
+/// rollback's `--json` document when it had nothing to do.
+#[derive(Serialize)]
+struct Unchanged<'a> {
+    env: &'a str,
+    changed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<Budget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transition: Option<&'a str>,
+}
 
 /// One deployment as the ledger records it.
 struct Step<'a> {
@@ -134,10 +185,14 @@ pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<
     if !ctx.dry_run {
         ctx.ui.result(format!("{env}: {label} is live and healthy ({} after the lock)", human(took)));
     }
-    Ok(Outcome::ok(json!({
-        "env": env, "version": label, "commit": version.commit, "previous": previous,
-        "duration_ms": took, "dry_run": ctx.dry_run,
-    })))
+    Outcome::of(&Deployed {
+        env,
+        version: label,
+        commit: &version.commit,
+        previous,
+        duration_ms: took,
+        dry_run: ctx.dry_run,
+    })
 }
 
 /// The version `label` of `commit`: the known one (a label names one commit forever), or a new
@@ -204,7 +259,16 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     if let Some(l) = live.as_ref().filter(|l| l.label == label && l.healthy) {
         reconcile(ctx, &ledger, to, &l.label, Action::Promote)?;
         ctx.ui.result(format!("{to}: {label} is already live; nothing to promote"));
-        return Ok(Outcome::ok(json!({"env": to, "version": label, "changed": false, "budget": budget_now})));
+        let summary = Promoted {
+            env: to,
+            version: &label,
+            previous: None,
+            changed: false,
+            duration_ms: None,
+            budget: budget_now,
+            dry_run: ctx.dry_run,
+        };
+        return Outcome::of(&summary);
     }
     let previous = live.as_ref().map(|l| l.label.clone());
     platform.register(&version, std::path::Path::new(&version.bundle))?;
@@ -221,10 +285,16 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
                 ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
                 ctx.ui.result(budget_now.line());
             }
-            Ok(Outcome::ok(json!({
-                "env": to, "version": label, "previous": previous, "changed": true,
-                "duration_ms": now_ms() - started, "budget": budget_now, "dry_run": ctx.dry_run,
-            })))
+            let took = Some(now_ms() - started);
+            Outcome::of(&Promoted {
+                env: to,
+                version: &label,
+                previous,
+                changed: true,
+                duration_ms: took,
+                budget: budget_now,
+                dry_run: ctx.dry_run,
+            })
         }
         Err(e) if kind_of(&e) == Kind::Verdict => {
             let failed = Failed { env: to, environment: to_env, label: &label, previous, started };
@@ -383,7 +453,13 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         Decision::Nothing { target } => {
             reconcile(ctx, &ledger, env, &target, Action::Rollback)?;
             ctx.ui.result(format!("{env}: already runs its last known good version {target}; nothing to roll back"));
-            Ok(Outcome::ok(json!({"env": env, "changed": false, "version": target, "budget": budget_before})))
+            Outcome::of(&Unchanged {
+                env,
+                changed: false,
+                version: Some(&target),
+                budget: Some(budget_before),
+                transition: None,
+            })
         }
         Decision::Restore { target, bad, evidence } => {
             let reason = req.reason.map(str::to_string).unwrap_or(evidence);
@@ -403,12 +479,26 @@ fn alert_needs_nothing(ctx: &Ctx, a: &crate::alert::Alert, env: Option<&str>) ->
     let acts_on = &ctx.config.logs.alert_transitions;
     if a.recovered() {
         ctx.ui.result(format!("{} recovered: nothing to roll back", a.describe()));
-        return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false, "recovered": true}))));
+        return Outcome::of(&Unchanged {
+            env: &a.env,
+            changed: false,
+            version: None,
+            budget: None,
+            transition: Some(&a.transition),
+        })
+        .map(Some);
     }
     if !a.triggers(acts_on) {
         let names: Vec<&str> = acts_on.iter().map(|t| t.as_str()).collect();
         ctx.ui.result(format!("{}: rollback acts on {} only; nothing to roll back", a.describe(), names.join(", ")));
-        return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false, "transition": a.transition}))));
+        return Outcome::of(&Unchanged {
+            env: &a.env,
+            changed: false,
+            version: None,
+            budget: None,
+            transition: Some(&a.transition),
+        })
+        .map(Some);
     }
     if !is_production(ctx, &a.env) {
         ctx.ui.result(format!(
@@ -417,7 +507,14 @@ fn alert_needs_nothing(ctx: &Ctx, a: &crate::alert::Alert, env: Option<&str>) ->
             a.env,
             ctx.config.sla.environments.join(", ")
         ));
-        return Ok(Some(Outcome::ok(json!({"env": a.env, "changed": false}))));
+        return Outcome::of(&Unchanged {
+            env: &a.env,
+            changed: false,
+            version: None,
+            budget: None,
+            transition: Some(&a.transition),
+        })
+        .map(Some);
     }
     Ok(None)
 }
@@ -538,12 +635,18 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         ));
         ctx.ui.result(budget_after.line());
     }
-    Ok(Outcome::ok(json!({
-        "env": env, "changed": true, "bad_version": bad, "restored_version": target,
-        "time_to_restore_ms": restored - started, "downtime_ms": downtime,
-        "detected_at": rfc3339(detected), "restored_at": rfc3339(restored),
-        "budget": budget_after, "dry_run": ctx.dry_run,
-    })))
+    Outcome::of(&RolledBack {
+        env,
+        changed: true,
+        bad_version: bad,
+        restored_version: target,
+        time_to_restore_ms: restored - started,
+        downtime_ms: downtime,
+        detected_at: rfc3339(detected),
+        restored_at: rfc3339(restored),
+        budget: budget_after,
+        dry_run: ctx.dry_run,
+    })
 }
 
 /// When the bad version was first seen failing: its first failed check since its deployment,

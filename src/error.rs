@@ -152,6 +152,7 @@ pub const OUTCOMES: &[(&str, &str, Option<&str>)] = &[
     ),
     ("rollback", "restored, or nothing to roll back; with --budget, the report", None),
     ("collect-logs", "the report is written, whether or not errors were found", None),
+    ("safedeploy", "done (check: the configuration is valid)", None),
 ];
 
 /// The exit-code paragraph of a binary's `--help`, from [`EXIT_CODES`] and [`OUTCOMES`].

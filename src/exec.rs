@@ -86,9 +86,6 @@ impl Cmd {
         self.timeout = Some(timeout);
         self
     }
-    pub fn argv(&self) -> &[String] {
-        &self.argv
-    }
 
     /// The command as a line a person can paste into a shell.
     pub fn display(&self) -> String {

@@ -21,6 +21,7 @@
 //! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
 //! | [`git`] | read-only questions to git |
 //! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |
+//! | [`manage`] | the `safedeploy` command's operations (check, ...) |
 //! | [`alert`], [`notify`] | the Datadog webhook payload in; Slack and Datadog events out |
 //! | [`sla`] | the SLA budget: `[sla]` and what the ledger's incidents spent of it |
 //! | [`ui`], [`redact`], [`clock`] | console discipline, secret masking, time |
@@ -42,6 +43,7 @@ pub mod http;
 pub mod ledger;
 pub mod lock;
 pub mod logs;
+pub mod manage;
 pub mod notify;
 pub mod paths;
 pub mod platform;

@@ -77,13 +77,8 @@ impl Ui {
         }
     }
 
-    /// The `--json` document on stdout, on one line (so a tool that streams records first —
-    /// collect-logs' groups — yields JSON Lines).
-    pub fn json_summary(&self, value: &serde_json::Value) {
-        self.json_line(value);
-    }
-
-    /// One JSON Lines record on stdout (with `--json` only).
+    /// One JSON document on stdout, on one line (with `--json` only): a tool that streams
+    /// records first (collect-logs' groups) then its summary yields JSON Lines.
     pub fn json_line(&self, value: &serde_json::Value) {
         if self.json {
             let text = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());

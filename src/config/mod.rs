@@ -94,7 +94,7 @@ pub struct Environment {
     /// Base URL the checks use; on the local platform also where the app listens.
     pub url: HttpUrl,
     /// Extra environment variables for the app.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Elastic Beanstalk platform: the EB environment(s) behind this one (ignored by `local`).
     pub elasticbeanstalk: Option<EbEnvironment>,

@@ -286,7 +286,7 @@ impl<'de> Deserialize<'de> for HttpUrl {
 
 impl Serialize for HttpUrl {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
+        s.serialize_str(&self.base())
     }
 }
 

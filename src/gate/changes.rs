@@ -137,52 +137,13 @@ pub fn added_lines(ctx: &Ctx, dir: &Path, base: &Base) -> Result<BTreeMap<String
     Ok(parse_unified_zero(&text))
 }
 
-/// A path as git prints it in a diff header: `b/path`, or C-quoted `"b/pa\"th"`.
-fn header_path(raw: &str) -> Option<String> {
-    let raw = raw.trim_end();
-    if raw == "/dev/null" {
-        return None;
-    }
-    let unquoted = if raw.starts_with('"') && raw.ends_with('"') && raw.len() >= 2 {
-        let inner = &raw[1..raw.len() - 1];
-        let mut out = String::new();
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                match chars.next() {
-                    Some('t') => out.push('\t'),
-                    Some('n') => out.push('\n'),
-                    Some(other) => out.push(other),
-                    None => {}
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        raw.to_string()
-    };
-    Some(unquoted.strip_prefix("b/").unwrap_or(&unquoted).to_string())
-}
-
 /// Parses `git diff -U0` into the new-side line numbers of each file's added lines. Binary
 /// files and deletions contribute none.
 pub fn parse_unified_zero(text: &str) -> BTreeMap<String, Vec<u32>> {
     let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("+++ ") {
-            current = header_path(rest);
-        } else if line.starts_with("diff --git ") {
-            current = None;
-        } else if let (Some(file), Some(hunk)) = (&current, line.strip_prefix("@@ ")) {
-            // @@ -a[,b] +c[,d] @@
-            let Some(new) = hunk.split_whitespace().find(|t| t.starts_with('+')) else { continue };
-            let mut nums = new[1..].splitn(2, ',');
-            let start: u32 = nums.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-            let count: u32 = nums.next().and_then(|n| n.parse().ok()).unwrap_or(1);
-            out.entry(file.clone()).or_default().extend(start..start + count);
+    for h in crate::git::hunks(text) {
+        if let Some(file) = h.file {
+            out.entry(file).or_default().extend(h.new_start..h.new_start + h.new_count);
         }
     }
     out.retain(|_, lines| !lines.is_empty());

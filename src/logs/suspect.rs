@@ -121,22 +121,13 @@ fn blame(ctx: &Ctx, dir: &Path, rev: &str, path: &str, line: u32) -> Result<(Str
 
 /// The hunk of a unified diff whose new side covers `line` (or comes nearest to it).
 fn hunk_around(diff: &str, line: u32) -> String {
-    let mut hunks: Vec<(u32, u32, Vec<&str>)> = vec![];
-    for l in diff.lines() {
-        if let Some(h) = l.strip_prefix("@@ ") {
-            let new = h.split_whitespace().find(|t| t.starts_with('+')).unwrap_or("+0");
-            let mut n = new[1..].splitn(2, ',');
-            let start: u32 = n.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            let count: u32 = n.next().and_then(|v| v.parse().ok()).unwrap_or(1);
-            hunks.push((start, start + count.max(1) - 1, vec![l]));
-        } else if let Some(h) = hunks.last_mut() {
-            h.2.push(l);
-        }
-    }
-    hunks
+    git::hunks(diff)
         .into_iter()
-        .min_by_key(|(s, e, _)| if (*s..=*e).contains(&line) { 0 } else { line.abs_diff(*s).min(line.abs_diff(*e)) })
-        .map(|(_, _, l)| l.join("\n"))
+        .min_by_key(|h| {
+            let (s, e) = (h.new_start, h.new_start + h.new_count.max(1) - 1);
+            if (s..=e).contains(&line) { 0 } else { line.abs_diff(s).min(line.abs_diff(e)) }
+        })
+        .map(|h| h.lines.join("\n"))
         .unwrap_or_default()
 }
 
