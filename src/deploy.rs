@@ -476,45 +476,27 @@ fn alert_needs_nothing(ctx: &Ctx, a: &crate::alert::Alert, env: Option<&str>) ->
     if let Some(env) = env.filter(|e| *e != a.env) {
         return Err(usage!("--env {env} contradicts the alert, which is for {}", a.env));
     }
+    let nothing = |why: String| {
+        ctx.ui.result(why);
+        let summary =
+            Unchanged { env: &a.env, changed: false, version: None, budget: None, transition: Some(&a.transition) };
+        Outcome::of(&summary).map(Some)
+    };
     let acts_on = &ctx.config.logs.alert_transitions;
     if a.recovered() {
-        ctx.ui.result(format!("{} recovered: nothing to roll back", a.describe()));
-        return Outcome::of(&Unchanged {
-            env: &a.env,
-            changed: false,
-            version: None,
-            budget: None,
-            transition: Some(&a.transition),
-        })
-        .map(Some);
+        return nothing(format!("{} recovered: nothing to roll back", a.describe()));
     }
     if !a.triggers(acts_on) {
         let names: Vec<&str> = acts_on.iter().map(|t| t.as_str()).collect();
-        ctx.ui.result(format!("{}: rollback acts on {} only; nothing to roll back", a.describe(), names.join(", ")));
-        return Outcome::of(&Unchanged {
-            env: &a.env,
-            changed: false,
-            version: None,
-            budget: None,
-            transition: Some(&a.transition),
-        })
-        .map(Some);
+        return nothing(format!("{}: rollback acts on {} only; nothing to roll back", a.describe(), names.join(", ")));
     }
     if !is_production(ctx, &a.env) {
-        ctx.ui.result(format!(
+        return nothing(format!(
             "{}: the alert is for {}; rollback on alerts acts on {} only",
             a.describe(),
             a.env,
             ctx.config.sla.environments.join(", ")
         ));
-        return Outcome::of(&Unchanged {
-            env: &a.env,
-            changed: false,
-            version: None,
-            budget: None,
-            transition: Some(&a.transition),
-        })
-        .map(Some);
     }
     Ok(None)
 }

@@ -88,7 +88,7 @@ pub struct Budget {
     pub used_ms: i64,
     pub left_ms: i64,
     pub spent: bool,
-    pub incidents: usize,
+    pub incident_count: usize,
     pub open_incidents: usize,
 }
 
@@ -106,7 +106,7 @@ impl Budget {
             used_ms: used,
             left_ms: (allowed - used).max(0),
             spent: used >= allowed,
-            incidents: incidents.len(),
+            incident_count: incidents.len(),
             open_incidents: incidents.iter().filter(|i| i.restored_at.is_none()).count(),
         }
     }
@@ -134,14 +134,8 @@ impl Budget {
 /// and what is left.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub period: String,
-    pub from: String,
-    pub environments: Vec<String>,
-    pub allowed_ms: i64,
-    pub used_ms: i64,
-    pub left_ms: i64,
-    pub spent: bool,
-    pub open_incidents: usize,
+    #[serde(flatten)]
+    pub budget: Budget,
     pub incidents: Vec<Incident>,
 }
 
@@ -171,16 +165,5 @@ pub fn report(ctx: &Ctx) -> Result<crate::Outcome> {
             i.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
         ));
     }
-    let Budget { period, from, environments, allowed_ms, used_ms, left_ms, spent, open_incidents, .. } = budget;
-    crate::Outcome::of(&Report {
-        period,
-        from,
-        environments,
-        allowed_ms,
-        used_ms,
-        left_ms,
-        spent,
-        open_incidents,
-        incidents,
-    })
+    crate::Outcome::of(&Report { budget, incidents })
 }

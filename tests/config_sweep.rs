@@ -151,25 +151,21 @@ fn sweep_durations(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mu
         } else {
             check("0s", refused(p, &with("0s"), key, "expected a duration from"));
         }
-        let mut at_max = with(max);
-        if key == "poll" {
-            // poll_max must not be below poll: a rule between the two, checked on its own.
-            set(
-                &mut at_max,
-                &[Seg::Key("platform".into()), Seg::Key("elasticbeanstalk".into()), Seg::Key("poll_max".into())],
-                Value::String(max.into()),
-            );
-        }
-        let mut at_min = with(min);
-        if key == "poll_max" {
-            set(
-                &mut at_min,
-                &[Seg::Key("platform".into()), Seg::Key("elasticbeanstalk".into()), Seg::Key("poll".into())],
-                Value::String(min.into()),
-            );
-        }
-        check(min, accepted(p, &at_min));
-        check(max, accepted(p, &at_max));
+        // poll_max must not be below poll: a rule between the two, so at a bound both move.
+        let at = |v: &str| {
+            let mut d = with(v);
+            let partner = match key {
+                "poll" if v == max => Some("poll_max"),
+                "poll_max" if v == min => Some("poll"),
+                _ => None,
+            };
+            if let Some(other) = partner {
+                set(&mut d, &keys(&format!("platform.elasticbeanstalk.{other}")), Value::String(v.into()));
+            }
+            d
+        };
+        check(min, accepted(p, &at(min)));
+        check(max, accepted(p, &at(max)));
         rows.push(format!("| `{field}` | duration, {min} to {max} | {cases} |"));
     }
 }
