@@ -329,91 +329,10 @@ fn compile_chain(origin: &Origin, name: &str, files: &[CheckFile]) -> Result<Cha
 type Bad<'a> = &'a dyn Fn(&str, String) -> anyhow::Error;
 
 fn compile_check(f: &CheckFile, bad: Bad<'_>) -> Result<Check> {
-    let template = |field: &str, text: &str| Template::parse(text).map_err(|e| bad(field, e));
-    let pattern = |field: &str, re: &str| Pattern::parse(re).map_err(|e| bad(field, e));
-    let json_path = |field: &str, p: &str| JsonPathExpr::parse(p).map_err(|e| bad(field, e));
-    let header = |field: &str, h: &str| HeaderName::parse(h).map(|h| h.0).map_err(|e| bad(field, e));
-    let latency = |field: &str, d: &Option<String>| {
-        d.as_deref().map(|d| Dur::<1, 600_000>::parse(d).map(|d| d.0).map_err(|e| bad(field, e))).transpose()
-    };
     if f.name.trim().is_empty() {
         return Err(bad("name", "expected a name for the check".into()));
     }
-    let method = match &f.method {
-        None => reqwest::Method::GET,
-        Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-            .map_err(|_| bad("method", format!("invalid HTTP method {m:?}")))?,
-    };
-    if !f.path.starts_with('/') {
-        return Err(bad("path", "expected a path starting with /".into()));
-    }
-    let path = template("path", &f.path)?;
-    if path.literal_contains(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("path", "expected a path without spaces or control characters".into()));
-    }
-    let query = f
-        .query
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), template(&format!("query.{k}"), v)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let mut headers = vec![];
-    for (k, v) in &f.headers {
-        let field = format!("headers.{k}");
-        let t = template(&field, v)?;
-        if t.literal_contains(|c| c.is_control() && c != '\t') {
-            return Err(bad(&field, "a header value cannot hold a newline or a control character".into()));
-        }
-        headers.push((header(&field, k)?, t));
-    }
-    let body = match (&f.form, &f.json, &f.body) {
-        (Some(form), None, None) => Some(BodyTemplate::Form(
-            form.iter().map(|(k, v)| Ok((k.clone(), template(&format!("form.{k}"), v)?))).collect::<Result<_>>()?,
-        )),
-        (None, Some(j), None) => Some(BodyTemplate::Json(JsonTemplate::from_toml(j).map_err(|e| bad("json", e))?)),
-        (None, None, Some(b)) => Some(BodyTemplate::Raw(template("body", b)?)),
-        (None, None, None) => None,
-        _ => return Err(bad("form", "expected at most one of form, json, body".into())),
-    };
-    let status = f.expect_status.clone().unwrap_or_else(|| vec![200]);
-    if status.is_empty() || status.iter().any(|s| !(100..=599).contains(s)) {
-        return Err(bad("expect_status", "expected HTTP status codes 100-599".into()));
-    }
-    let mut assertions = vec![Assertion::Status(status)];
-    if let Some(t) = &f.body_contains {
-        assertions.push(Assertion::BodyContains(template("body_contains", t)?));
-    }
-    if let Some(re) = &f.body_matches {
-        assertions.push(Assertion::BodyMatches(pattern("body_matches", re)?));
-    }
-    for (p, v) in &f.json_equals {
-        let value = JsonTemplate::from_toml(v).map_err(|e| bad(&format!("json_equals.{p}"), e))?;
-        assertions.push(Assertion::JsonEquals(json_path("json_equals", p)?, value));
-    }
-    for (h, v) in &f.header_equals {
-        let field = format!("header_equals.{h}");
-        assertions.push(Assertion::HeaderEquals(header(&field, h)?, template(&field, v)?));
-    }
-    for (h, re) in &f.header_matches {
-        let field = format!("header_matches.{h}");
-        assertions.push(Assertion::HeaderMatches(header(&field, h)?, pattern(&field, re)?));
-    }
-    if let Some(d) = latency("max_latency", &f.max_latency)? {
-        assertions.push(Assertion::MaxLatency(d));
-    }
-    let mut captures = vec![];
-    for (name, c) in &f.capture {
-        let field = format!("capture.{name}");
-        let from = match (&c.json, &c.regex, &c.header) {
-            (Some(p), None, None) => CaptureFrom::Json(json_path(&field, p)?),
-            (None, Some(re), None) => CaptureFrom::Regex(pattern(&field, re)?),
-            (None, None, Some(h)) => CaptureFrom::Header(header(&field, h)?),
-            _ => return Err(bad(&field, "expected exactly one of json, regex, header".into())),
-        };
-        if matches!(name.as_str(), "run_id" | "version") || name.starts_with("env.") {
-            return Err(bad(&field, format!("{name:?} is a variable of its own; choose another name")));
-        }
-        captures.push((name.clone(), from));
-    }
+    let RequestParts { method, path, query, headers, body } = compile_request(f, bad)?;
     Ok(Check {
         name: f.name.clone(),
         method,
@@ -422,10 +341,126 @@ fn compile_check(f: &CheckFile, bad: Bad<'_>) -> Result<Check> {
         headers,
         body,
         follow_redirects: f.follow_redirects,
-        assertions,
-        p95_latency: latency("p95_latency", &f.p95_latency)?,
-        captures,
+        assertions: compile_assertions(f, bad)?,
+        p95_latency: latency(bad, "p95_latency", &f.p95_latency)?,
+        captures: compile_captures(f, bad)?,
     })
+}
+
+fn template(bad: Bad<'_>, field: &str, text: &str) -> Result<Template> {
+    Template::parse(text).map_err(|e| bad(field, e))
+}
+fn pattern(bad: Bad<'_>, field: &str, re: &str) -> Result<Pattern> {
+    Pattern::parse(re).map_err(|e| bad(field, e))
+}
+fn json_path(bad: Bad<'_>, field: &str, p: &str) -> Result<JsonPathExpr> {
+    JsonPathExpr::parse(p).map_err(|e| bad(field, e))
+}
+fn header(bad: Bad<'_>, field: &str, h: &str) -> Result<String> {
+    HeaderName::parse(h).map(|h| h.0).map_err(|e| bad(field, e))
+}
+fn latency(bad: Bad<'_>, field: &str, d: &Option<String>) -> Result<Option<Duration>> {
+    d.as_deref().map(|d| Dur::<1, 600_000>::parse(d).map(|d| d.0).map_err(|e| bad(field, e))).transpose()
+}
+
+/// A check's request, compiled.
+struct RequestParts {
+    method: reqwest::Method,
+    path: Template,
+    query: Vec<(String, Template)>,
+    headers: Vec<(String, Template)>,
+    body: Option<BodyTemplate>,
+}
+
+/// The request: method, path, query, headers, body.
+fn compile_request(f: &CheckFile, bad: Bad<'_>) -> Result<RequestParts> {
+    let method = match &f.method {
+        None => reqwest::Method::GET,
+        Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| bad("method", format!("invalid HTTP method {m:?}")))?,
+    };
+    if !f.path.starts_with('/') {
+        return Err(bad("path", "expected a path starting with /".into()));
+    }
+    let path = template(bad, "path", &f.path)?;
+    if path.literal_contains(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("path", "expected a path without spaces or control characters".into()));
+    }
+    let query = f
+        .query
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), template(bad, &format!("query.{k}"), v)?)))
+        .collect::<Result<_>>()?;
+    let mut headers = vec![];
+    for (k, v) in &f.headers {
+        let field = format!("headers.{k}");
+        let t = template(bad, &field, v)?;
+        if t.literal_contains(|c| c.is_control() && c != '\t') {
+            return Err(bad(&field, "a header value cannot hold a newline or a control character".into()));
+        }
+        headers.push((header(bad, &field, k)?, t));
+    }
+    let body = match (&f.form, &f.json, &f.body) {
+        (Some(form), None, None) => Some(BodyTemplate::Form(
+            form.iter()
+                .map(|(k, v)| Ok((k.clone(), template(bad, &format!("form.{k}"), v)?)))
+                .collect::<Result<_>>()?,
+        )),
+        (None, Some(j), None) => Some(BodyTemplate::Json(JsonTemplate::from_toml(j).map_err(|e| bad("json", e))?)),
+        (None, None, Some(b)) => Some(BodyTemplate::Raw(template(bad, "body", b)?)),
+        (None, None, None) => None,
+        _ => return Err(bad("form", "expected at most one of form, json, body".into())),
+    };
+    Ok(RequestParts { method, path, query, headers, body })
+}
+
+/// What the answer must show, in the order the file says it.
+fn compile_assertions(f: &CheckFile, bad: Bad<'_>) -> Result<Vec<Assertion>> {
+    let status = f.expect_status.clone().unwrap_or_else(|| vec![200]);
+    if status.is_empty() || status.iter().any(|s| !(100..=599).contains(s)) {
+        return Err(bad("expect_status", "expected HTTP status codes 100-599".into()));
+    }
+    let mut out = vec![Assertion::Status(status)];
+    if let Some(t) = &f.body_contains {
+        out.push(Assertion::BodyContains(template(bad, "body_contains", t)?));
+    }
+    if let Some(re) = &f.body_matches {
+        out.push(Assertion::BodyMatches(pattern(bad, "body_matches", re)?));
+    }
+    for (p, v) in &f.json_equals {
+        let value = JsonTemplate::from_toml(v).map_err(|e| bad(&format!("json_equals.{p}"), e))?;
+        out.push(Assertion::JsonEquals(json_path(bad, "json_equals", p)?, value));
+    }
+    for (h, v) in &f.header_equals {
+        let field = format!("header_equals.{h}");
+        out.push(Assertion::HeaderEquals(header(bad, &field, h)?, template(bad, &field, v)?));
+    }
+    for (h, re) in &f.header_matches {
+        let field = format!("header_matches.{h}");
+        out.push(Assertion::HeaderMatches(header(bad, &field, h)?, pattern(bad, &field, re)?));
+    }
+    if let Some(d) = latency(bad, "max_latency", &f.max_latency)? {
+        out.push(Assertion::MaxLatency(d));
+    }
+    Ok(out)
+}
+
+fn compile_captures(f: &CheckFile, bad: Bad<'_>) -> Result<Vec<(String, CaptureFrom)>> {
+    let mut out = vec![];
+    for (name, c) in &f.capture {
+        let field = format!("capture.{name}");
+        let from = match (&c.json, &c.regex, &c.header) {
+            (Some(p), None, None) => CaptureFrom::Json(json_path(bad, &field, p)?),
+            (None, Some(re), None) => CaptureFrom::Regex(pattern(bad, &field, re)?),
+            (None, None, Some(h)) => CaptureFrom::Header(header(bad, &field, h)?),
+            _ => return Err(bad(&field, "expected exactly one of json, regex, header".into())),
+        };
+        if matches!(name.as_str(), "run_id" | "version") || name.starts_with("env.") {
+            return Err(bad(&field, format!("{name:?} is a variable of its own; choose another name")));
+        }
+        out.push((name.clone(), from));
+    }
+    Ok(out)
 }
 
 /// The environment variables the chains name (`{{env.NAME}}`): each must be set when the

@@ -475,6 +475,81 @@ impl<'a> ElasticBeanstalk<'a> {
         }
     }
 
+    /// What `retrieve-environment-info` holds now.
+    fn retrieve(&self, name: &str) -> Result<Vec<InfoEntry>> {
+        let kind = self.cfg.logs.as_str();
+        let args = ["--environment-name", name, "--info-type", kind];
+        let out = self.aws.read("elasticbeanstalk", "retrieve-environment-info", &args)?;
+        serde_json::from_value(out["EnvironmentInfo"].clone()).context("reading retrieve-environment-info")
+    }
+
+    /// Polls until every instance has a sample that was not there before (`old`), up to
+    /// `logs_timeout`; then goes on with what came, saying which instances did not answer.
+    fn new_samples(
+        &self,
+        name: &str,
+        instances: &[String],
+        old: &HashSet<(Option<String>, Option<String>)>,
+    ) -> Result<Vec<InfoEntry>> {
+        let kind = self.cfg.logs.as_str();
+        let deadline = Instant::now() + self.cfg.logs_timeout.0;
+        let mut pause = self.cfg.poll.0.min(Duration::from_secs(3));
+        let has = |fresh: &[InfoEntry], i: &str| fresh.iter().any(|e| e.ec2_instance_id.as_deref() == Some(i));
+        loop {
+            let mut fresh: Vec<InfoEntry> = self
+                .retrieve(name)?
+                .into_iter()
+                .filter(|e| !old.contains(&(e.ec2_instance_id.clone(), e.sample_timestamp.clone())))
+                .collect();
+            // The newest sample of each instance.
+            fresh.sort_by(|a, b| b.sample_timestamp.cmp(&a.sample_timestamp));
+            let mut by_instance = HashSet::new();
+            fresh.retain(|e| by_instance.insert(e.ec2_instance_id.clone()));
+            if !fresh.is_empty() && instances.iter().all(|i| has(&fresh, i)) {
+                return Ok(fresh);
+            }
+            if Instant::now() + pause > deadline {
+                if fresh.is_empty() {
+                    return Err(could_not_act!(
+                        "{name}: no instance delivered its {kind} logs within {}",
+                        humantime::format_duration(self.cfg.logs_timeout.0)
+                    ));
+                }
+                let missing: Vec<&str> = instances.iter().filter(|i| !has(&fresh, i)).map(String::as_str).collect();
+                self.fx.ui.warn(format!(
+                    "{name}: no {kind} logs from {} within the deadline; going on without them",
+                    missing.join(", ")
+                ));
+                return Ok(fresh);
+            }
+            self.pause(&mut pause, || format!("{name}'s logs were requested but not downloaded"))?;
+        }
+    }
+
+    /// Downloads every sample under `<state>/elasticbeanstalk/logs/<env>/<time>/<instance>/`.
+    fn fetch_all(&self, env: &Environment, name: &str, fresh: &[InfoEntry]) -> Result<Vec<PathBuf>> {
+        let kind = self.cfg.logs.as_str();
+        let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "");
+        let root =
+            crate::paths::child(&self.state_dir.join("elasticbeanstalk").join("logs"), &env.name, "environment")?
+                .join(stamp);
+        let mut files = vec![];
+        for entry in fresh {
+            let instance = entry.ec2_instance_id.clone().unwrap_or_else(|| "unknown-instance".into());
+            // The id comes from EB's answer: it names a directory only if it is a plain name.
+            let dir = crate::paths::child(&root, &instance, "the instance id EB returned")?;
+            self.fetch(entry, &dir).with_context(|| format!("fetching the {kind} logs of {instance}"))?;
+            files_under(&dir, &mut files)?;
+        }
+        self.fx.ui.status(format!(
+            "{name}: {} log file(s) from {} instance(s) in {}",
+            files.len(),
+            fresh.len(),
+            root.display()
+        ));
+        Ok(files)
+    }
+
     /// Downloads one entry of `retrieve-environment-info` into `dir`, unpacking a bundle.
     fn fetch(&self, entry: &InfoEntry, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -602,14 +677,6 @@ impl Platform for ElasticBeanstalk<'_> {
         let (active, _) = self.active(self.eb_env(env)?)?;
         let name = active.environment_name.as_str();
         let kind = self.cfg.logs.as_str();
-        let retrieve = || -> Result<Vec<InfoEntry>> {
-            let out = self.aws.read(
-                "elasticbeanstalk",
-                "retrieve-environment-info",
-                &["--environment-name", name, "--info-type", kind],
-            )?;
-            serde_json::from_value(out["EnvironmentInfo"].clone()).context("reading retrieve-environment-info")
-        };
         let resources =
             self.aws.read("elasticbeanstalk", "describe-environment-resources", &["--environment-name", name])?;
         let instances: Vec<String> = resources["EnvironmentResources"]["Instances"]
@@ -618,72 +685,16 @@ impl Platform for ElasticBeanstalk<'_> {
             .unwrap_or_default();
         // Entries that exist before the request are old samples, whatever the clocks say.
         let old: HashSet<(Option<String>, Option<String>)> =
-            retrieve()?.into_iter().map(|e| (e.ec2_instance_id, e.sample_timestamp)).collect();
-        let requested = self.aws.change(
-            "elasticbeanstalk",
-            "request-environment-info",
-            &["--environment-name", name, "--info-type", kind],
-        )?;
-        if requested.is_none() {
+            self.retrieve(name)?.into_iter().map(|e| (e.ec2_instance_id, e.sample_timestamp)).collect();
+        let args = ["--environment-name", name, "--info-type", kind];
+        if self.aws.change("elasticbeanstalk", "request-environment-info", &args)?.is_none() {
             self.fx.ui.plan(format!(
                 "# would poll retrieve-environment-info for {name} and download each instance's {kind} logs"
             ));
             return Ok(vec![]);
         }
         self.fx.ui.status(format!("{name}: asked {} instance(s) for their {kind} logs", instances.len()));
-        let deadline = Instant::now() + self.cfg.logs_timeout.0;
-        let mut pause = self.cfg.poll.0.min(Duration::from_secs(3));
-        let fresh = loop {
-            let mut fresh: Vec<InfoEntry> = retrieve()?
-                .into_iter()
-                .filter(|e| !old.contains(&(e.ec2_instance_id.clone(), e.sample_timestamp.clone())))
-                .collect();
-            // The newest sample of each instance.
-            fresh.sort_by(|a, b| b.sample_timestamp.cmp(&a.sample_timestamp));
-            let mut by_instance = HashSet::new();
-            fresh.retain(|e| by_instance.insert(e.ec2_instance_id.clone()));
-            let complete = !fresh.is_empty()
-                && instances.iter().all(|i| fresh.iter().any(|e| e.ec2_instance_id.as_deref() == Some(i.as_str())));
-            if complete {
-                break fresh;
-            }
-            if Instant::now() + pause > deadline {
-                if fresh.is_empty() {
-                    return Err(could_not_act!(
-                        "{name}: no instance delivered its {kind} logs within {}",
-                        humantime::format_duration(self.cfg.logs_timeout.0)
-                    ));
-                }
-                let missing: Vec<&String> = instances
-                    .iter()
-                    .filter(|i| !fresh.iter().any(|e| e.ec2_instance_id.as_deref() == Some(i.as_str())))
-                    .collect();
-                self.fx.ui.warn(format!(
-                    "{name}: no {kind} logs from {} within the deadline; going on without them",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ));
-                break fresh;
-            }
-            self.pause(&mut pause, || format!("{name}'s logs were requested but not downloaded"))?;
-        };
-        let stamp = crate::clock::rfc3339(crate::clock::now_ms()).replace([':', '.'], "");
-        let root =
-            crate::paths::child(&self.state_dir.join("elasticbeanstalk").join("logs"), &env.name, "environment")?
-                .join(stamp);
-        let mut files = vec![];
-        for entry in &fresh {
-            let instance = entry.ec2_instance_id.clone().unwrap_or_else(|| "unknown-instance".into());
-            // The id comes from EB's answer: it names a directory only if it is a plain name.
-            let dir = crate::paths::child(&root, &instance, "the instance id EB returned")?;
-            self.fetch(entry, &dir).with_context(|| format!("fetching the {kind} logs of {instance}"))?;
-            files_under(&dir, &mut files)?;
-        }
-        self.fx.ui.status(format!(
-            "{name}: {} log file(s) from {} instance(s) in {}",
-            files.len(),
-            fresh.len(),
-            root.display()
-        ));
-        Ok(files)
+        let fresh = self.new_samples(name, &instances, &old)?;
+        self.fetch_all(env, name, &fresh)
     }
 }
