@@ -1,19 +1,16 @@
-//! What every operation is handed: the [`Effects`] (console, the command and request
-//! chokepoints, the dry-run switch, the interrupt flag, the environment read once), the loaded
-//! config and the state dir. Platforms are given the effects and their own settings, not this.
+//! What every operation is handed: the [`Effects`], the loaded config and the state dir.
+//! Platforms are given the effects and their own settings, not this.
 
 use crate::config::Config;
+pub use crate::effects::Effects;
 use crate::environ::Environ;
-use crate::error::Error;
-use crate::exec::Exec;
-use crate::http::Http;
 use crate::ledger::Ledger;
 use crate::platform::{self, Platform};
 use crate::ui::Ui;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// The common options, as plain data (clap stays in `cli`).
 #[derive(Debug, Clone, Default)]
@@ -21,49 +18,6 @@ pub struct GlobalOptions {
     pub config: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub dry_run: bool,
-}
-
-/// Everything through which a run changes or learns about the world.
-pub struct Effects {
-    pub ui: Ui,
-    pub dry_run: bool,
-    pub exec: Exec,
-    pub http: Http,
-    pub interrupted: Arc<AtomicBool>,
-    pub env: Environ,
-}
-
-impl Effects {
-    pub fn new(ui: Ui, dry_run: bool, interrupted: Arc<AtomicBool>, env: Environ) -> Self {
-        let exec = Exec { dry_run, ui: ui.clone(), interrupted: interrupted.clone(), env: env.clone() };
-        let http = Http::new(dry_run, ui.clone());
-        Effects { ui, dry_run, exec, http, interrupted, env }
-    }
-
-    /// Writes a report a person or Jenkins reads (JUnit, the error report), redacted; in a dry
-    /// run it is announced instead. `what` names it in the plan line.
-    pub fn write_report(&self, path: &std::path::Path, text: &str, what: &str) -> Result<()> {
-        use anyhow::Context as _;
-        self.exec.effect(
-            || format!("write {what} to {}", path.display()),
-            || {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-                }
-                std::fs::write(path, self.ui.redactor.redact(text))
-                    .with_context(|| format!("writing {}", path.display()))
-            },
-        )?;
-        Ok(())
-    }
-
-    /// Fails with exit 130 when SIGINT/SIGTERM has arrived; `state` describes what is left.
-    pub fn check_interrupt(&self, state: impl FnOnce() -> String) -> Result<()> {
-        if self.interrupted.load(Ordering::SeqCst) {
-            return Err(Error::interrupted(format!("interrupted; {}", state())).into());
-        }
-        Ok(())
-    }
 }
 
 pub struct Ctx {

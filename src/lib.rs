@@ -8,7 +8,8 @@
 //! | [`cli`] | the common flags, the one outcome → exit-code mapping, error rendering |
 //! | [`error`] | the error kinds (verdict 1, usage 2, could-not-act 3, interrupted 130) |
 //! | [`failpoint`] | fault injection at the chokepoints, for the reliability suite only |
-//! | [`context`] | what every operation is handed: the effects (console, chokepoints), config, state dir |
+//! | [`effects`] | console, command and request chokepoints, dry run, interrupt flag, environment |
+//! | [`context`] | what every operation is handed: the effects, the config, the state dir |
 //! | [`environ`] | the process environment, read once; no other module reads `std::env` |
 //! | [`config`] | `safedeploy.toml`, parsed once into typed values and checked before any side effect |
 //! | [`exec`] | the only place that starts a process; `--dry-run` for commands and effects |
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod deploy;
+pub mod effects;
 pub mod environ;
 pub mod error;
 pub mod exec;

@@ -6,7 +6,7 @@ pub mod elasticbeanstalk;
 pub mod local;
 
 use crate::config::{Config, Environment, PlatformKind};
-use crate::context::Effects;
+use crate::effects::Effects;
 use crate::ledger::Version;
 use anyhow::Result;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 
 use super::settings::EbPlatform;
 use crate::clock::human;
-use crate::context::Effects;
+use crate::effects::Effects;
 use crate::exec::Cmd;
 use anyhow::Result;
 use serde_json::Value;

@@ -22,7 +22,7 @@ pub mod settings;
 
 use super::{Live, Platform, Switched};
 use crate::config::Environment;
-use crate::context::Effects;
+use crate::effects::Effects;
 use crate::http::Request;
 use crate::ledger::Version;
 use crate::{could_not_act, usage, verdict};

@@ -23,7 +23,7 @@ pub mod settings;
 
 use super::{Live, Platform, Switched};
 use crate::config::Environment;
-use crate::context::Effects;
+use crate::effects::Effects;
 use crate::exec::Cmd;
 use crate::http::{Poll, Request};
 use crate::ledger::Version;

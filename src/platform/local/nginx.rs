@@ -12,8 +12,8 @@
 //! Under `<state>/local/envs/<env>/nginx/`: `nginx.conf` (generated), `nginx.pid`,
 //! `access.log` and `error.log` (nginx's own formats, which collect-logs reads), `tmp/`.
 
-use crate::context::Effects;
 use crate::could_not_act;
+use crate::effects::Effects;
 use crate::error::Error;
 use crate::exec::Cmd;
 use anyhow::{Context, Result};
