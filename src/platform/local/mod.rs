@@ -398,7 +398,7 @@ impl<'a> Local<'a> {
         }
         if let Some(s) = &serving {
             // The switch may not have happened: make it happen before stopping anything.
-            let listen = nginx::listen_of(&env.url.0, self.port_of(env)?)?;
+            let listen = nginx::listen_of(&env.url.0, self.port_of(env)?);
             self.point_nginx(nginx, &listen, s.port)?;
         }
         for o in &retiring {
@@ -501,7 +501,7 @@ impl<'a> Local<'a> {
         nginx: &Nginx<'_>,
     ) -> Result<Switched> {
         let name = env.name.as_str();
-        let listen = nginx::listen_of(&env.url.0, port)?;
+        let listen = nginx::listen_of(&env.url.0, port);
         self.tidy_behind(env, nginx)?;
         let mut old = self.read_state(name)?;
         if let Some(o) = old.as_ref().filter(|o| o.port == port) {

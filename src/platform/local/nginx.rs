@@ -276,12 +276,12 @@ impl<'a> Nginx<'a> {
 }
 
 /// `127.0.0.1:8102` for nginx's `listen` from the environment's URL.
-pub fn listen_of(u: &reqwest::Url, port: u16) -> Result<String> {
+pub fn listen_of(u: &reqwest::Url, port: u16) -> String {
     let host = match u.host_str() {
         Some("localhost") | None => "127.0.0.1".to_string(),
         Some(h) => h.to_string(),
     };
-    Ok(format!("{host}:{port}"))
+    format!("{host}:{port}")
 }
 
 /// A process's state letter from /proc (`R`, `S`, `Z`, ...), if it exists.
