@@ -20,7 +20,7 @@ impl Fixture {
     fn new(url: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let config = format!(
-            "[app]\nname = \"fixture\"\n\n[environments.test]\nurl = \"{url}\"\n\n[smoke]\ndeadline = \"3s\"\ninterval = \"50ms\"\nconsecutive = 2\ntimeout = \"1s\"\n{extra}"
+            "[app]\nname = \"fixture\"\n\n[environments.test]\nurl = \"{url}\"\n\n[smoke]\nversion_path = \"/version\"\ndeadline = \"3s\"\ninterval = \"50ms\"\nconsecutive = 2\ntimeout = \"1s\"\n{extra}"
         );
         std::fs::write(dir.path().join("safedeploy.toml"), config).expect("config");
         Fixture { dir }
@@ -72,19 +72,84 @@ fn a_429_is_retried_after_its_retry_after() {
 }
 
 #[test]
-fn a_version_that_never_arrives_and_an_unreachable_environment_are_clear_verdicts() {
+fn a_version_that_never_arrives_is_a_deploy_that_did_not_land_and_an_unreachable_one_a_verdict() {
     let server = Server::start(|_, _| version("v0"));
     let f = Fixture::new(&server.url(), ONE_CHECK);
-    f.smoke()
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("test did not serve v1 within 3s: it still serves \"v0\", not v1"));
+    // Not the version's fault: exit 3, not a verdict against v1.
+    f.smoke().assert().code(3).stderr(predicate::str::contains(
+        "test still serves v0, not v1, after 3s (read from the app's version route /version): the deploy did not land",
+    ));
     assert_eq!(server.hits("/"), 0, "no check runs against the wrong version");
 
     // A reserved port nobody listens on (the lease keeps every other test off it).
     let unanswered = support::reserve_port();
     let f = Fixture::new(&format!("http://127.0.0.1:{}", unanswered.port), ONE_CHECK);
     f.smoke().assert().code(1).stderr(predicate::str::contains("could not connect"));
+}
+
+#[test]
+fn a_version_route_the_app_lacks_is_a_configuration_error_said_with_its_answer_and_time() {
+    // The app has no /version: 404 at once. Exit 2 naming the field, the answer and how long
+    // it took, not "did not serve within 3s".
+    let server =
+        Server::start(|r, _| if r.path == "/version" { Resp::new(404, "Not Found") } else { Resp::new(200, "ok") });
+    let f = Fixture::new(&server.url(), ONE_CHECK);
+    let a = f.smoke().assert().code(2);
+    let (_, err) = output(&a);
+    assert!(err.contains("smoke.version_path: GET http://127.0.0.1:"), "{err}");
+    assert!(err.contains("/version answered 404 Not Found after "), "{err}");
+    assert!(err.contains("ms: expected a 2xx naming the version"), "{err}");
+    assert!(err.contains("remove smoke.version_path"), "{err}");
+    assert!(!err.contains("within"), "a wait that ended at once is not said as a deadline: {err}");
+    assert_eq!(server.hits("/version"), 1, "a 404 is final, not retried");
+
+    // A 500 there is the version's own failure: a verdict.
+    let server = Server::start(|_, _| Resp::new(500, "Internal Server Error"));
+    let f = Fixture::new(&server.url(), ONE_CHECK);
+    f.smoke().assert().code(1).stderr(predicate::str::contains("/version answered 500 Internal Server Error after "));
+}
+
+/// A config without `smoke.version_path`, for the platform signals.
+fn without_route(url: &str, extra: &str) -> Fixture {
+    let f = Fixture::new(url, extra);
+    let path = f.dir.path().join("safedeploy.toml");
+    let text = std::fs::read_to_string(&path).expect("config").replace("version_path = \"/version\"\n", "");
+    std::fs::write(&path, text).expect("config");
+    f
+}
+
+#[test]
+fn without_a_version_route_the_version_is_read_from_the_proxy_header_and_said() {
+    // Behind nginx (the local default) every answer carries the label nginx forwarded to; the
+    // app has no version route at all.
+    let server = Server::start(|r, n| match r.path.as_str() {
+        "/" if n <= 2 => Resp::new(502, "Bad Gateway").header("X-Safedeploy-Version", "v1"),
+        "/" if n <= 4 => Resp::new(200, "old").header("X-Safedeploy-Version", "v0"),
+        "/" => Resp::new(200, "home").header("X-Safedeploy-Version", "v1"),
+        _ => Resp::new(404, "no"),
+    });
+    let f = without_route(&server.url(), ONE_CHECK);
+    let a = f.smoke().arg("--json").arg("-v").assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("waiting for v1, read from the proxy's X-Safedeploy-Version header"), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(summary["version"], "v1");
+    assert!(summary["version_from"].as_str().unwrap_or_default().contains("X-Safedeploy-Version"), "{summary}");
+    assert_eq!(server.hits("/version"), 0, "no version route is asked for");
+
+    // Answers without the header are not the environment's proxy: never taken as the version.
+    let server = Server::start(|_, _| Resp::new(200, "home"));
+    let f = without_route(&server.url(), ONE_CHECK);
+    f.smoke().assert().code(1).stderr(predicate::str::contains("test did not serve v1 within 3s"));
+
+    // A server error with the right label is the version failing.
+    let server = Server::start(|_, _| Resp::new(500, "boom").header("X-Safedeploy-Version", "v1"));
+    let f = without_route(&server.url(), ONE_CHECK);
+    f.smoke()
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("GET http://127.0.0.1:"))
+        .stderr(predicate::str::contains("/ answered 500 boom after"));
 }
 
 #[test]

@@ -29,6 +29,18 @@ pub struct Switched {
     pub at: crate::clock::Millis,
 }
 
+/// How smoke-check tells which version answers when the app has no version route of its own
+/// (`smoke.version_path` unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSignal {
+    /// A response header the platform's proxy adds to every answer it forwards: the label of
+    /// the version it sent the request to.
+    Header(&'static str),
+    /// The platform's own report ([`Platform::live`]: the label, healthy), together with
+    /// answers of the environment's address that are not server errors.
+    Platform,
+}
+
 pub trait Platform {
     /// Makes a version deployable; built once, so later deploys and rollbacks of it start at once.
     /// Idempotent: a version the platform already holds is not rebuilt.
@@ -46,6 +58,11 @@ pub trait Platform {
     /// called with the environment's lock held, before `live` is trusted. Nothing by default.
     fn tidy(&self, _env: &Environment) -> Result<()> {
         Ok(())
+    }
+
+    /// How a request through the environment's address names the version that answered it.
+    fn version_signal(&self, _env: &Environment) -> VersionSignal {
+        VersionSignal::Platform
     }
 
     /// The environment's log files, oldest first.

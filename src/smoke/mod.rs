@@ -1,9 +1,7 @@
 //! smoke-check: prove an environment serves users, then keep watching.
 //!
-//! 1. **Wait live**: poll the version endpoint until the expected version answers
-//!    `smoke.consecutive` times in a row (a rolling update mixes versions), retrying only
-//!    transient answers — no connection, timeouts, 502/503/504, and 429 after its
-//!    `Retry-After` — until `smoke.deadline`.
+//! 1. **Wait live** ([`wait`]): until the expected version answers `smoke.consecutive` times
+//!    in a row, read from the app's version route or from what the platform offers.
 //! 2. **Chains**: independent chains run side by side, each chain's checks in order, later
 //!    checks using what earlier ones captured. Redirects are not followed unless a check asks,
 //!    so a short link must *redirect*. A failed check shows method, URL, status, the failed
@@ -18,12 +16,13 @@
 mod run;
 pub mod spec;
 pub mod template;
+mod wait;
 
 use crate::config::Label;
 use crate::context::Ctx;
-use crate::http::{Poll, Request, Response};
+use crate::http::{Request, Response};
 use crate::ledger::Ledger;
-use crate::{Outcome, usage, verdict};
+use crate::{Outcome, usage};
 use anyhow::{Context, Result};
 use run::{CheckResult, run_round};
 use serde::Serialize;
@@ -93,68 +92,25 @@ fn monitors(ctx: &Ctx, dd: &Datadog) -> Result<Vec<MonitorState>> {
     Ok(out)
 }
 
-/// Phase 1: until the environment answers the expected version `consecutive` times in a row.
-fn wait_live(ctx: &Ctx, url: &str, expected: Option<&str>) -> Result<Result<String, String>> {
-    let smoke = &ctx.config.smoke;
-    let version_url = format!("{}{}", url.trim_end_matches('/'), smoke.version_path);
-    let probe = Request::get(&version_url).timeout(Duration::from_secs(5));
-    if !ctx.dry_run && !smoke.initial_delay.0.is_zero() {
-        std::thread::sleep(smoke.initial_delay.0);
-    }
-    let deadline = Instant::now() + smoke.deadline.0;
-    let needed = smoke.consecutive.0;
-    let mut streak = 0;
-    let mut last_seen = String::new();
-    let answer = ctx.http.poll(&probe, smoke.interval.0, deadline, |a| {
-        if ctx.interrupted.load(Ordering::SeqCst) {
-            return Poll::Abort(crate::error::Error::interrupted("interrupted while waiting for the version").into());
-        }
-        match a {
-            Ok(r) if (200..300).contains(&r.status) => {
-                let served = served_version(r);
-                let right = expected.is_none_or(|want| served == want);
-                last_seen = served;
-                streak = if right { streak + 1 } else { 0 };
-                if streak >= needed { Poll::Done } else { Poll::Again }
-            }
-            Ok(r) if r.status == 429 => {
-                streak = 0;
-                r.retry_after().map_or(Poll::Again, Poll::After)
-            }
-            Ok(r) if matches!(r.status, 502..=504) => {
-                streak = 0;
-                Poll::Again
-            }
-            Err(_) => {
-                streak = 0;
-                Poll::Again
-            }
-            Ok(_) => Poll::Done,
-        }
-    })?;
-    let want = expected.unwrap_or("any version");
-    Ok(match answer {
-        None => Ok(expected.unwrap_or("(unknown)").to_string()),
-        Some(Ok(r)) if (200..300).contains(&r.status) && streak >= needed => Ok(served_version(&r)),
-        Some(Ok(r)) if (200..300).contains(&r.status) => {
-            Err(format!("it still serves {last_seen:?}, not {want}, after {}s", smoke.deadline.0.as_secs()))
-        }
-        Some(Ok(r)) => Err(format!("GET {version_url} answered {} {}", r.status, r.body_start())),
-        Some(Err(e)) => Err(e.to_string()),
-    })
-}
-
 /// What a smoke check found: the `--json` document.
 #[derive(Debug, Serialize)]
 struct Summary<'a> {
     env: &'a str,
     version: String,
+    /// Where the served version was read from.
+    version_from: String,
     passed: bool,
     dry_run: bool,
     rounds: u32,
     duration_ms: u128,
     checks: Vec<CheckResult>,
     monitors: Vec<MonitorState>,
+}
+
+/// The version that answered, and where that was read from.
+struct Served {
+    label: String,
+    from: String,
 }
 
 /// Where the checks stand after the last round.
@@ -214,19 +170,24 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
         None => platform.live(env)?.map(|l| l.label),
     };
     let started = Instant::now();
-    let served = match wait_live(ctx, &env.url.base(), expected.as_deref())? {
+    let signal = wait::Signal::of(ctx, platform.as_ref(), env);
+    if !ctx.dry_run {
+        let want = expected.as_deref().unwrap_or("any version");
+        ctx.ui.detail(format!("{}: waiting for {want}, read from {}", env.name, signal.describe()));
+    }
+    let served = match wait::wait_live(ctx, platform.as_ref(), env, &signal, expected.as_deref()) {
         Ok(v) => v,
-        Err(why) => {
-            let want = expected.as_deref().unwrap_or("any version");
-            let msg =
-                format!("{} did not serve {want} within {}s: {why}", req.env, ctx.config.smoke.deadline.0.as_secs());
+        // Only a version that does not serve is recorded against it; a setup or configuration
+        // failure is not a verdict.
+        Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
             if req.record
                 && let Some(label) = &expected
             {
-                record(ctx, &ledger, req.env, label, false, &msg)?;
+                record(ctx, &ledger, req.env, label, false, &format!("{e:#}"))?;
             }
-            return Err(verdict!("{msg}"));
+            return Err(e);
         }
+        Err(e) => return Err(e),
     };
     if !ctx.dry_run {
         let n: usize = chains.iter().map(|c| c.checks.len()).sum();
@@ -239,7 +200,7 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
     }
     vars.version = served.clone();
     let rounds = check_rounds(ctx, req, &env.url.base(), chains, &mut vars)?;
-    conclude(ctx, req, &ledger, served, rounds, started)
+    conclude(ctx, req, &ledger, Served { label: served, from: signal.describe() }, rounds, started)
 }
 
 /// The first round of checks, then (with `--watch`) a round every interval until the bake
@@ -282,10 +243,11 @@ fn conclude(
     ctx: &Ctx,
     req: &SmokeRequest<'_>,
     ledger: &Ledger,
-    served: String,
+    served: Served,
     r: Rounds,
     started: Instant,
 ) -> Result<Outcome> {
+    let Served { label: served, from: version_from } = served;
     let ok = r.passed();
     let detail = r.first_failure().unwrap_or_else(|| "all checks passed".into());
     if req.record && ctx.dry_run {
@@ -300,6 +262,7 @@ fn conclude(
     let summary = Summary {
         env: req.env,
         version: served.clone(),
+        version_from,
         passed: ok,
         dry_run: ctx.dry_run,
         rounds: round,

@@ -26,8 +26,11 @@ pub struct Smoke {
     /// Consecutive answers with the expected version before the checks run (a rolling update
     /// can mix versions behind a load balancer).
     pub consecutive: Count<1, 100>,
-    /// Path answering the live version label (plain text or JSON `{"version": ...}`).
-    pub version_path: UrlPath,
+    /// The app's route answering the live version label (plain text or JSON
+    /// `{"version": ...}`). Unset (the default): the version is read from what the platform
+    /// offers (a header nginx adds locally; the environment's label and health on Elastic
+    /// Beanstalk).
+    pub version_path: Option<UrlPath>,
     /// Total time limit of one request.
     pub timeout: Dur<100, 600_000>,
     /// One chain of checks, run in order.
@@ -47,7 +50,7 @@ impl Default for Smoke {
             interval: Dur::ms(200),
             initial_delay: Dur::secs(0),
             consecutive: Count(2),
-            version_path: UrlPath("/version".into()),
+            version_path: None,
             timeout: Dur::secs(10),
             checks: vec![],
             chains: vec![],

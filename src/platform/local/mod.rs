@@ -399,7 +399,7 @@ impl<'a> Local<'a> {
         if let Some(s) = &serving {
             // The switch may not have happened: make it happen before stopping anything.
             let listen = nginx::listen_of(&env.url.0, self.port_of(env)?);
-            self.point_nginx(nginx, &listen, s.port)?;
+            self.point_nginx(nginx, &listen, s.port, &s.label)?;
         }
         for o in &retiring {
             self.fx.ui.warn(format!("{name}: stopping {}, left to retire by a run that was stopped", o.label));
@@ -413,11 +413,11 @@ impl<'a> Local<'a> {
     }
 
     /// Points the environment's nginx at `port`: a graceful reload when it runs, else a start.
-    fn point_nginx(&self, nginx: &Nginx<'_>, listen: &str, port: u16) -> Result<()> {
+    fn point_nginx(&self, nginx: &Nginx<'_>, listen: &str, port: u16, label: &str) -> Result<()> {
         if nginx.pid().is_some() {
-            nginx.switch(listen, port)
+            nginx.switch(listen, port, label)
         } else {
-            let h = nginx.start(listen, port)?;
+            let h = nginx.start(listen, port, label)?;
             self.keep(h);
             Ok(())
         }
@@ -517,7 +517,7 @@ impl<'a> Local<'a> {
         let serving = old.as_ref().map(|o| o.label.as_str());
         let Some(slot) = self.start_beside(env, label, dir, serving)? else {
             // A dry run: the rest of the plan, each step printed by its chokepoint.
-            self.point_nginx(nginx, &listen, 0)?;
+            self.point_nginx(nginx, &listen, 0, label)?;
             let switched = self.serves_through(env, label)?;
             if let Some(o) = &old {
                 self.stop_group(name, o)?;
@@ -532,7 +532,7 @@ impl<'a> Local<'a> {
         self.write_json(&self.retiring_file(name)?, Some(&retiring))?;
         self.write_state(name, Some(&slot))?;
         self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
-        if let Err(e) = self.point_nginx(nginx, &listen, slot.port) {
+        if let Err(e) = self.point_nginx(nginx, &listen, slot.port, &slot.label) {
             if nginx.pid().is_some() {
                 return Err(e);
             }
@@ -772,6 +772,13 @@ impl Platform for Local<'_> {
         match self.proxy(env)? {
             Some(nginx) => self.deploy_switch(env, label, port, &dir, &nginx),
             None => self.deploy_restart(env, label, port, &dir),
+        }
+    }
+
+    fn version_signal(&self, _env: &Environment) -> super::VersionSignal {
+        match self.deploy.proxy {
+            Proxy::Nginx(_) => super::VersionSignal::Header(nginx::VERSION_HEADER),
+            Proxy::None => super::VersionSignal::Platform,
         }
     }
 

@@ -21,6 +21,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The response header nginx adds to every answer it forwards (and to its own error pages):
+/// the label of the version it sent the request to. smoke-check waits on it when the app has
+/// no version route of its own.
+pub const VERSION_HEADER: &str = "X-Safedeploy-Version";
+
 /// How many times nginx is started when its bind is lost to a socket that then goes away.
 const START_ATTEMPTS: usize = 3;
 
@@ -95,7 +100,7 @@ impl<'a> Nginx<'a> {
     /// The configuration. Every path in it is relative to the prefix (`-p`, this environment's
     /// nginx dir, given on the command line), so no path of the state dir is ever parsed by
     /// nginx: a state dir with spaces, quotes, `$` or `;` cannot break it.
-    fn render(&self, listen: &str, upstream: u16) -> String {
+    fn render(&self, listen: &str, upstream: u16, label: &str) -> String {
         // As root, workers would run as `nobody` and could not write the temp dirs under a
         // private state dir; a local environment runs as whoever deploys it.
         let user = if nix::unistd::geteuid().is_root() { "user root;\n" } else { "" };
@@ -125,22 +130,24 @@ impl<'a> Nginx<'a> {
              \x20     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
              \x20     proxy_set_header X-Forwarded-Proto $scheme;\n\
              \x20     proxy_redirect off;\n\
+             \x20     proxy_hide_header {VERSION_HEADER};\n\
+             \x20     add_header {VERSION_HEADER} \"{label}\" always;\n\
              \x20   }}\n\
              \x20 }}\n\
              }}\n"
         )
     }
 
-    fn write_conf(&self, listen: &str, upstream: u16) -> Result<()> {
+    fn write_conf(&self, listen: &str, upstream: u16, label: &str) -> Result<()> {
         self.fx.exec.effect(
             || match upstream {
-                0 => format!("point {} at 127.0.0.1:<the new version's port>", self.conf_path().display()),
-                _ => format!("point {} at 127.0.0.1:{upstream}", self.conf_path().display()),
+                0 => format!("point {} at {label} on 127.0.0.1:<its port>", self.conf_path().display()),
+                _ => format!("point {} at {label} on 127.0.0.1:{upstream}", self.conf_path().display()),
             },
             || {
                 std::fs::create_dir_all(self.dir.join("tmp"))?;
                 let tmp = self.conf_path().with_extension("conf.tmp");
-                std::fs::write(&tmp, self.render(listen, upstream))?;
+                std::fs::write(&tmp, self.render(listen, upstream, label))?;
                 std::fs::rename(&tmp, self.conf_path())
                     .with_context(|| format!("writing {}", self.conf_path().display()))
             },
@@ -159,13 +166,13 @@ impl<'a> Nginx<'a> {
     /// Starts nginx on `listen`, forwarding to `upstream`; returns once the port answers. The
     /// environment's port held by another process is exit 3 naming it; a bind lost to a
     /// socket that has gone by the time it is looked at is tried again, up to three times.
-    pub fn start(&self, listen: &str, upstream: u16) -> Result<Option<duct::Handle>> {
+    pub fn start(&self, listen: &str, upstream: u16, label: &str) -> Result<Option<duct::Handle>> {
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
         if !self.fx.dry_run {
             self.end_orphans(port);
         }
         for attempt in 1..=START_ATTEMPTS {
-            match self.start_once(listen, upstream)? {
+            match self.start_once(listen, upstream, label)? {
                 Started::Up(h) => return Ok(h.map(|h| *h)),
                 Started::PortInUse(why) => {
                     let holders = super::ports::listeners(port);
@@ -210,8 +217,8 @@ impl<'a> Nginx<'a> {
         }
     }
 
-    fn start_once(&self, listen: &str, upstream: u16) -> Result<Started> {
-        self.write_conf(listen, upstream)?;
+    fn start_once(&self, listen: &str, upstream: u16, label: &str) -> Result<Started> {
+        self.write_conf(listen, upstream, label)?;
         let log = self.dir.join("nginx.out");
         self.fx.ui.status(format!("local: starting nginx on {listen} → 127.0.0.1:{upstream}"));
         let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
@@ -241,7 +248,7 @@ impl<'a> Nginx<'a> {
 
     /// Points nginx at `upstream` and waits until it has taken the new configuration (a new
     /// worker is up) and the old workers have finished their requests, up to the drain time.
-    pub fn switch(&self, listen: &str, upstream: u16) -> Result<()> {
+    pub fn switch(&self, listen: &str, upstream: u16, label: &str) -> Result<()> {
         let drain = self.drain;
         let master = if self.fx.dry_run {
             None
@@ -249,7 +256,7 @@ impl<'a> Nginx<'a> {
             Some(self.pid().ok_or_else(|| could_not_act!("nginx is not running"))?)
         };
         let before: HashSet<i32> = master.map(workers).unwrap_or_default();
-        self.write_conf(listen, upstream)?;
+        self.write_conf(listen, upstream, label)?;
         self.fx.exec.run(&self.control(&["-s", "reload"]))?;
         let Some(master) = master else { return Ok(()) };
         let deadline = Instant::now() + Duration::from_secs(10);
