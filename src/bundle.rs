@@ -56,10 +56,7 @@ fn first_line(e: &anyhow::Error) -> String {
 pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
     let out = path(ctx, label)?;
     let src = ctx.config.source_dir();
-    ctx.exec.effect(
-        || format!("create {}", out.parent().map(|p| p.display().to_string()).unwrap_or_default()),
-        || Ok(std::fs::create_dir_all(out.parent().unwrap_or(&ctx.state_dir))?),
-    )?;
+    ctx.exec.create_dir(out.parent().unwrap_or(&ctx.state_dir))?;
     let tmp = out.with_extension(format!("{}.tmp", format(ctx)));
     let cmd = Cmd::new([
         "git".to_string(),

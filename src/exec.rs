@@ -312,6 +312,19 @@ impl Exec {
         f().map(Some)
     }
 
+    /// Creates `dir` and its parents; a directory that exists is left alone and not mentioned,
+    /// so a dry run says "would create" only for what a real run would create.
+    pub fn create_dir(&self, dir: &std::path::Path) -> Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        self.effect(
+            || format!("create {}", dir.display()),
+            || std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display())),
+        )?;
+        Ok(())
+    }
+
     /// Prints the command when this is a dry run; true means "do not run it".
     fn plan(&self, cmd: &Cmd) -> Result<bool> {
         if self.dry_run {

@@ -57,6 +57,13 @@ impl Ui {
         }
     }
 
+    /// A check that did not run (an earlier one of its chain failed): neither ok nor FAIL.
+    pub fn skipped(&self, msg: impl AsRef<str>) {
+        if self.verbosity >= 0 {
+            eprintln!("  {DIM}skip{DIM:#} {}", self.redactor.redact(msg.as_ref()));
+        }
+    }
+
     /// A line of the human result: stdout, or stderr when stdout carries `--json`.
     pub fn result(&self, msg: impl AsRef<str>) {
         let line = self.redactor.redact(msg.as_ref());

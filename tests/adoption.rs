@@ -60,3 +60,80 @@ fn without_a_proxy_or_a_version_route_the_platform_names_the_version() {
         .stderr(predicate::str::contains("staging still serves v1, not v9, after 8s"));
     assert_eq!(p.query_strings("SELECT label || ':' || passed FROM verifications"), vec!["v1:1"]);
 }
+
+/// The flat Flask app's config as a team would write it: no version route, no /health, and a
+/// build that forgot gunicorn (`build.path` empty).
+const FLAT_CONFIG: &str = r#"
+[app]
+name = "shortener"
+
+[build]
+path = []
+
+[gate]
+command = ["{venv_bin}/python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=reports/junit.xml"]
+junit = "reports/junit.xml"
+
+[deploy]
+health_path = "/"
+health_timeout = "15s"
+stop_grace = "3s"
+
+[environments.staging]
+url = "http://127.0.0.1:{staging}"
+
+[environments.production]
+url = "http://127.0.0.1:{production}"
+
+[smoke]
+deadline = "8s"
+
+[[smoke.checks]]
+name = "home"
+path = "/"
+body_matches = "<form"
+"#;
+
+#[test]
+fn a_flat_app_runs_on_its_own_build_and_each_environment_on_its_own_files() {
+    let p = Project::fixture("flat-flask", FLAT_CONFIG);
+    let venv_bin = support::venv().join("bin");
+    // The agent's shell has gunicorn; the app's build does not: the start fails, naming it.
+    let agent_path = format!("{}:{}", venv_bin.display(), support::tools_path());
+    let a = p.cmd("deploy-staging").env("PATH", &agent_path).args(["--version", "v1"]).assert().code(1);
+    let (_, err) = output(&a);
+    assert!(err.contains("`gunicorn` is not on the app's PATH (/usr/local/bin:/usr/bin:/bin)"), "{err}");
+    assert!(err.contains("install gunicorn in the build"), "{err}");
+    assert_eq!(p.get("staging", "/"), None, "nothing serves staging");
+
+    // The build provides it: v1 passes staging without a version route, then production.
+    p.edit_config(|c| c.replace("path = []", &format!("path = [{:?}]", venv_bin.display().to_string())));
+    p.cmd("deploy-staging").env("PATH", &agent_path).args(["--version", "v1"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    p.cmd("promote").assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+
+    // A link made in staging is staging's: production never sees it.
+    let client =
+        reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let made: serde_json::Value = client
+        .post(format!("{}/", p.url("staging")))
+        .form(&[("url", "https://example.com/staging-only")])
+        .send()
+        .and_then(|r| r.json())
+        .expect("shorten in staging");
+    let code = made["code"].as_str().expect("a code").to_string();
+    assert_eq!(p.get("staging", &format!("/{code}")).map(|(s, _)| s), Some(302));
+    assert_eq!(p.get("production", &format!("/{code}")).map(|(s, _)| s), Some(404), "staging's data in production");
+    assert!(!p.state.join("local/versions/v1/urls.json").exists(), "the built version was written to");
+    // Each environment has exactly one working copy: the one it runs.
+    for env in ["staging", "production"] {
+        let copies: Vec<_> = std::fs::read_dir(p.state.join(format!("local/envs/{env}/work")))
+            .expect("work dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(copies.len(), 1, "{env}: {copies:?}");
+        assert!(copies[0].starts_with("v1-"), "{copies:?}");
+    }
+}

@@ -61,7 +61,8 @@ fn deploy_staging_dry_run_prints_the_plan_and_creates_nothing() {
         // The version starts on a port of its own; nginx, on staging's port, switches to it.
         "+ curl -sS http://127.0.0.1:",
         "/health   # repeated until it answers",
-        "/local/envs/staging/nginx/nginx.conf at 127.0.0.1:",
+        "/local/envs/staging/nginx/nginx.conf at v1 on 127.0.0.1:",
+        "# would make staging's working copy of v1: ",
         "/nginx -p ",
         "# ledger: would record deploy of v1 to staging (in progress)",
     ] {
@@ -93,6 +94,8 @@ fn dry_runs_of_promote_smoke_rollback_and_collect_logs_change_nothing() {
     ] {
         assert!(out.contains(step), "plan lacks {step:?}:\n{out}");
     }
+    // Only what a real run would create: production's data dir exists.
+    assert!(!out.contains("# would create"), "{out}");
 
     // smoke-check: the requests it would send, with the form body.
     let a = p.cmd("smoke-check").args(["--env", "staging", "--record", "--dry-run"]).assert().success();

@@ -376,3 +376,22 @@ fn checks_can_live_in_an_included_file() {
     std::fs::write(f.dir.path().join("checks.toml"), "[[chains]]\nname = \"included\"\nbogus = 1\n").expect("write");
     f.smoke().assert().code(2).stderr(predicate::str::contains("checks.toml:3: unknown field `bogus`"));
 }
+
+#[test]
+fn a_check_skipped_after_a_failure_says_skip_on_the_console_and_in_junit() {
+    let server = Server::start(|r, _| match r.path.as_str() {
+        "/version" => version("v1"),
+        _ => Resp::new(500, "boom"),
+    });
+    let spec = "[[smoke.chains]]\nname = \"links\"\n[[smoke.chains.checks]]\nname = \"create\"\npath = \"/a\"\n\
+                [[smoke.chains.checks]]\nname = \"follow\"\npath = \"/b\"\n";
+    let f = Fixture::new(&server.url(), spec);
+    let a = f.smoke().arg("--junit-out").arg("smoke.xml").assert().code(1);
+    let (_, err) = output(&a);
+    assert!(err.contains("FAIL links / create: GET "), "{err}");
+    assert!(err.contains("skip links / follow: skipped: an earlier check of the chain failed"), "{err}");
+    assert!(!err.contains("FAIL links / follow"), "a skipped check is not a failure: {err}");
+    let junit = std::fs::read_to_string(f.dir.path().join("smoke.xml")).expect("junit");
+    assert!(junit.contains("<skipped"), "{junit}");
+    assert_eq!(server.hits("/b"), 0);
+}

@@ -51,10 +51,20 @@ impl Suspect {
 }
 
 /// A frame's file as a path in the app's source dir, and the version label its path names (the
-/// local platform runs each version from `.../local/versions/LABEL/`).
+/// local platform builds each version in `.../local/versions/LABEL/` and runs it from an
+/// environment's working copy, `.../local/envs/ENV/work/LABEL-MILLIS/`).
 pub fn repo_path(file: &str, prefixes: &[String]) -> (String, Option<String>) {
     if let Some((_, rest)) = file.split_once("/local/versions/")
         && let Some((label, inner)) = rest.split_once('/')
+    {
+        return (inner.to_string(), Some(label.to_string()));
+    }
+    if let Some((_, rest)) = file.split_once("/local/envs/")
+        && let Some((_env, rest)) = rest.split_once("/work/")
+        && let Some((copy, inner)) = rest.split_once('/')
+        && let Some((label, millis)) = copy.rsplit_once('-')
+        && !millis.is_empty()
+        && millis.bytes().all(|b| b.is_ascii_digit())
     {
         return (inner.to_string(), Some(label.to_string()));
     }
@@ -140,6 +150,10 @@ mod tests {
         let p = vec!["/var/app/current/".to_string()];
         assert_eq!(repo_path("/var/app/current/application.py", &p), ("application.py".into(), None));
         assert_eq!(repo_path("/s/local/versions/v2/pkg/m.py", &p), ("pkg/m.py".into(), Some("v2".into())));
+        let copy = "/s/local/envs/production/work/v2-rc-1796130595664/pkg/m.py";
+        assert_eq!(repo_path(copy, &p), ("pkg/m.py".into(), Some("v2-rc".into())));
+        // A directory named work that is not a working copy is left as it is.
+        assert_eq!(repo_path("/s/local/envs/x/work/notes/m.py", &p).1, None);
         assert!(!in_app("/var/app/venv/lib/python3.11/site-packages/flask/app.py"));
         assert!(in_app("/var/app/current/application.py"));
     }

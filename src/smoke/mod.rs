@@ -293,7 +293,8 @@ fn report_round(ctx: &Ctx, r: &Rounds) {
     }
     // Later rounds print only what failed, so a long bake stays readable.
     for c in r.results.iter().filter(|c| r.round == 1 || !c.passed) {
-        ctx.ui.check(c.passed, format!("{} / {}: {}", c.chain, c.name, c.detail));
+        let line = format!("{} / {}: {}", c.chain, c.name, c.detail);
+        if c.skipped { ctx.ui.skipped(line) } else { ctx.ui.check(c.passed, line) }
     }
     for m in r.monitors.iter().filter(|m| r.round == 1 || !m.ok) {
         ctx.ui.check(m.ok, format!("Datadog monitor {}: {}", m.id, m.state));

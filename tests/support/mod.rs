@@ -124,16 +124,38 @@ impl Project {
             .replace("deadline = \"30s\"", "deadline = \"8s\"");
         assert!(config.contains(r#"command = "true""#), "the example's build command changed; update tests/support");
         std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
+        Self::committed(tmp, app, state_name, ports, "URL shortener v1")
+    }
+
+    /// An app of `tests/fixtures/<name>`, committed, with `config` written as its
+    /// `safedeploy.toml` (`{staging}` and `{production}` become the environments' ports,
+    /// `{venv_bin}` the shared test venv's bin directory). No config when `config` is empty.
+    pub fn fixture(name: &str, config: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let app = tmp.path().join("app");
+        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name), &app);
+        let ports = [reserve_port(), reserve_port()];
+        if !config.is_empty() {
+            let text = config
+                .replace("{staging}", &ports[0].port.to_string())
+                .replace("{production}", &ports[1].port.to_string())
+                .replace("{venv_bin}", &venv().join("bin").display().to_string());
+            std::fs::write(app.join("safedeploy.toml"), text).expect("write config");
+        }
+        Self::committed(tmp, app, "state", ports, "The app, v1")
+    }
+
+    fn committed(tmp: tempfile::TempDir, app: PathBuf, state_name: &str, ports: [PortLease; 2], message: &str) -> Self {
         let p = Project {
             state: tmp.path().join(state_name),
             _tmp: tmp,
             app,
-            staging_port,
-            production_port,
+            staging_port: ports[0].port,
+            production_port: ports[1].port,
             _ports: ports,
         };
         p.git(&["init", "-q", "-b", "main"]);
-        p.commit_all("URL shortener v1", "Team");
+        p.commit_all(message, "Team");
         p
     }
 

@@ -3,6 +3,8 @@
 //! - A version is its bundle unpacked under `<state>/local/versions/<label>/` and built there
 //!   once (the configured build command, e.g. a venv from the version's own requirements), so a
 //!   bad dependency fails the build and a rollback to a built version starts at once.
+//! - An environment runs its own working copy of the version (`<env>/work/`, see [`workcopy`]):
+//!   staging and production never share the app's files.
 //! - An environment is one process group, started from the version's `Procfile` `web:` line (or
 //!   `deploy.command`) with `PORT`, `SAFEDEPLOY_VERSION`, `SAFEDEPLOY_ENV` and
 //!   `SAFEDEPLOY_DATA_DIR` set, under `safedeploy-supervisor`, which timestamps every output line
@@ -20,6 +22,7 @@
 mod nginx;
 mod ports;
 pub mod settings;
+mod workcopy;
 
 use super::{Live, Platform, Switched};
 use crate::config::Environment;
@@ -65,6 +68,9 @@ struct EnvState {
     pid: i32,
     port: u16,
     started_at: String,
+    /// Its working copy under `<env>/work/` (none for a record written before copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dir: Option<PathBuf>,
 }
 
 /// What a health wait needs to know.
@@ -78,6 +84,8 @@ struct Health<'h> {
     port: u16,
     group: Option<i32>,
     child: Option<&'h duct::Handle>,
+    /// Its working copy.
+    dir: &'h Path,
     /// Where in app.log this start's output begins.
     log_from: u64,
     /// What an interruption leaves behind.
@@ -226,10 +234,13 @@ impl<'a> Local<'a> {
     }
 
     /// The web command: `deploy.command`, else the version's `Procfile` `web:` line.
-    fn web_command(&self, dir: &Path, label: &str) -> Result<String> {
+    /// Read from the built version (a working copy holds the same Procfile, and in a dry run
+    /// none is made).
+    fn web_command(&self, label: &str) -> Result<String> {
         if let Some(c) = &self.deploy.command {
             return Ok(c.to_string());
         }
+        let dir = self.version_dir(label)?;
         let planned = self.planned_procfiles.lock().ok().and_then(|m| m.get(label).cloned());
         let text = match planned {
             Some(text) if !dir.exists() => text,
@@ -259,13 +270,19 @@ impl<'a> Local<'a> {
         }
     }
 
+    /// The app's PATH: its build paths (relative ones in its working copy `dir`), then the
+    /// system directories. Never the deploying shell's PATH: a dependency the build forgot
+    /// must fail the start, not run on the agent's copy of it.
+    fn app_path(&self, dir: &Path) -> Vec<String> {
+        let build = self.build.path.iter().map(|p| dir.join(p.as_str()).to_string_lossy().into_owned());
+        build.chain(self.deploy.system_path.iter().map(|d| d.to_string())).collect()
+    }
+
     /// The app's command: the supervisor running the web line, with the app's environment.
     fn app_command(&self, env: &Environment, label: &str, dir: &Path, port: u16) -> Result<Cmd> {
-        let web = self.web_command(dir, label)?;
+        let web = self.web_command(label)?;
         let data = self.env_dir(&env.name)?.join("data");
-        let mut path: Vec<String> =
-            self.build.path.iter().map(|p| dir.join(p.as_str()).to_string_lossy().into_owned()).collect();
-        path.push(self.fx.env.path().to_string());
+        let path = self.app_path(dir);
         let mut cmd = Cmd::new([
             Self::supervisor_path()?.to_string_lossy().into_owned(),
             "--".into(),
@@ -297,7 +314,7 @@ impl<'a> Local<'a> {
     /// Polls `base` + the health path until a 2xx, failing early when the process exits.
     /// `left` says what an interruption leaves behind.
     fn wait_healthy(&self, h: Health<'_>) -> Result<()> {
-        let Health { env, label, base, port, group, child, log_from, left } = h;
+        let Health { env, label, base, port, group, child, dir, log_from, left } = h;
         let deploy = &self.deploy;
         let url = format!("{}{}", base.trim_end_matches('/'), deploy.health_path);
         let req = Request::get(&url).timeout(Duration::from_secs(2));
@@ -347,11 +364,19 @@ impl<'a> Local<'a> {
             if says_port_in_use(&tail()) || holders.any() {
                 return Err(taken(&holders).into());
             }
-            return Err(verdict!(
-                "{label} exited during start-up in {} ({status}); its last output:{}",
-                env.name,
-                tail()
-            ));
+            let said = tail();
+            if let Some(missing) = missing_command(&said) {
+                return Err(crate::error::Error::verdict(format!(
+                    "{label} exited during start-up in {} ({status}): `{missing}` is not on the app's PATH ({}); its last output:{said}",
+                    env.name,
+                    self.app_path(dir).join(":"),
+                ))
+                .with_hint(format!(
+                    "the app runs on what its build installed and on deploy.system_path: install {missing} in the build (for Python, add it to requirements.txt), or add its directory to build.path"
+                ))
+                .into());
+            }
+            return Err(verdict!("{label} exited during start-up in {} ({status}); its last output:{said}", env.name));
         }
         match answer {
             Ok(r) if (200..300).contains(&r.status) => match group {
@@ -438,13 +463,8 @@ impl<'a> Local<'a> {
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
         }
-        self.fx.exec.effect(
-            || format!("record {} as stopped", env.name),
-            || {
-                std::fs::create_dir_all(self.env_dir(&env.name)?.join("data"))?;
-                self.write_state(&env.name, None)
-            },
-        )?;
+        self.fx.exec.create_dir(&self.env_dir(&env.name)?.join("data"))?;
+        self.fx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
         if !self.fx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(could_not_act!(
                 "port {port} of {} is held by {}, which safedeploy did not start; {} stays stopped",
@@ -460,7 +480,8 @@ impl<'a> Local<'a> {
         if let Some(h) = &handle {
             let pid = h.pids().first().copied().unwrap_or(0) as i32;
             let started_at = crate::clock::rfc3339(crate::clock::now_ms());
-            self.write_state(&env.name, Some(&EnvState { label: label.to_string(), pid, port, started_at }))?;
+            let dir = Some(dir.to_path_buf());
+            self.write_state(&env.name, Some(&EnvState { label: label.to_string(), pid, port, started_at, dir }))?;
         }
         let left = format!("{label} is left running, unverified");
         let group = handle.as_ref().map(|h| h.pids().first().copied().unwrap_or(0) as i32);
@@ -471,6 +492,7 @@ impl<'a> Local<'a> {
             port,
             group,
             child: handle.as_ref(),
+            dir,
             log_from,
             left: &left,
         });
@@ -513,7 +535,7 @@ impl<'a> Local<'a> {
             old = None;
         }
         let data = self.env_dir(name)?.join("data");
-        self.fx.exec.effect(|| format!("create {}", data.display()), || Ok(std::fs::create_dir_all(&data)?))?;
+        self.fx.exec.create_dir(&data)?;
         let serving = old.as_ref().map(|o| o.label.as_str());
         let Some(slot) = self.start_beside(env, label, dir, serving)? else {
             // A dry run: the rest of the plan, each step printed by its chokepoint.
@@ -615,6 +637,7 @@ impl<'a> Local<'a> {
                 pid: h.pids().first().copied().unwrap_or(0) as i32,
                 port: app_port,
                 started_at: crate::clock::rfc3339(crate::clock::now_ms()),
+                dir: Some(dir.to_path_buf()),
             });
             if let Some(s) = &slot {
                 self.write_json(&self.starting_file(name)?, Some(s))?;
@@ -627,6 +650,7 @@ impl<'a> Local<'a> {
                 port: app_port,
                 group: slot.as_ref().map(|s| s.pid),
                 child: handle.as_ref(),
+                dir,
                 log_from,
                 left: &left,
             });
@@ -656,6 +680,61 @@ impl<'a> Local<'a> {
                 "{name}: {e}; starting it again on another port (try {} of {PORT_ATTEMPTS})",
                 attempt + 1
             ));
+        }
+    }
+
+    /// A fresh working copy of the built version for `env` (see [`workcopy`]).
+    fn working_copy(&self, env: &Environment, label: &str, version: &Path) -> Result<PathBuf> {
+        let work = self.env_dir(&env.name)?.join("work").join(format!("{label}-{}", crate::clock::now_ms()));
+        self.fx.exec.effect(
+            || format!("make {}'s working copy of {label}: {} → {}", env.name, version.display(), work.display()),
+            || {
+                let started = Instant::now();
+                let made = workcopy::make(version, &work)?;
+                self.fx.ui.detail(format!(
+                    "{}: working copy of {label} made in {:.0}ms ({} file(s) copied, {} linked from the build)",
+                    env.name,
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    made.copied,
+                    made.linked
+                ));
+                Ok(())
+            },
+        )?;
+        Ok(work)
+    }
+
+    /// Removes the working copies nothing recorded runs in (those of stopped versions, and of
+    /// starts a killed run left). A failure to remove one is said, not fatal.
+    fn prune_copies(&self, env: &Environment) {
+        if self.fx.dry_run {
+            return;
+        }
+        let Ok(env_dir) = self.env_dir(&env.name) else { return };
+        let mut keep: Vec<PathBuf> = vec![];
+        let states = [self.state_file(&env.name), self.starting_file(&env.name)];
+        for f in states.into_iter().flatten() {
+            if let Ok(Some(s)) = self.read_json::<EnvState>(&f) {
+                keep.extend(s.dir);
+            }
+        }
+        if let Ok(f) = self.retiring_file(&env.name)
+            && let Ok(Some(r)) = self.read_json::<Vec<EnvState>>(&f)
+        {
+            keep.extend(r.into_iter().filter_map(|s| s.dir));
+        }
+        let Ok(entries) = std::fs::read_dir(env_dir.join("work")) else { return };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !keep.contains(&path)
+                && let Err(err) = std::fs::remove_dir_all(&path)
+            {
+                self.fx.ui.warn(format!(
+                    "{}: could not remove the unused working copy {}: {err}",
+                    env.name,
+                    path.display()
+                ));
+            }
         }
     }
 
@@ -693,7 +772,8 @@ impl Platform for Local<'_> {
                 std::fs::create_dir_all(&dir)?;
                 let file =
                     std::fs::File::open(bundle).with_context(|| format!("opening bundle {}", bundle.display()))?;
-                tar::Archive::new(file).unpack(&dir).with_context(|| format!("unpacking {}", bundle.display()))
+                tar::Archive::new(file).unpack(&dir).with_context(|| format!("unpacking {}", bundle.display()))?;
+                workcopy::write_manifest(&dir)
             },
         )?;
         let cleanup = || {
@@ -709,7 +789,7 @@ impl Platform for Local<'_> {
                 m.insert(label.clone(), text);
             }
         }
-        if let Err(e) = self.web_command(&dir, label) {
+        if let Err(e) = self.web_command(label) {
             cleanup();
             return Err(e);
         }
@@ -754,10 +834,11 @@ impl Platform for Local<'_> {
     }
 
     fn tidy(&self, env: &Environment) -> Result<()> {
-        match self.proxy(env)? {
-            Some(nginx) => self.tidy_behind(env, &nginx),
-            None => Ok(()),
+        if let Some(nginx) = self.proxy(env)? {
+            self.tidy_behind(env, &nginx)?;
         }
+        self.prune_copies(env);
+        Ok(())
     }
 
     fn deploy(&self, env: &Environment, label: &str) -> Result<Switched> {
@@ -769,10 +850,13 @@ impl Platform for Local<'_> {
                 dir.display()
             ));
         }
-        match self.proxy(env)? {
-            Some(nginx) => self.deploy_switch(env, label, port, &dir, &nginx),
-            None => self.deploy_restart(env, label, port, &dir),
-        }
+        let work = self.working_copy(env, label, &dir)?;
+        let switched = match self.proxy(env)? {
+            Some(nginx) => self.deploy_switch(env, label, port, &work, &nginx),
+            None => self.deploy_restart(env, label, port, &work),
+        };
+        self.prune_copies(env);
+        switched
     }
 
     fn version_signal(&self, _env: &Environment) -> super::VersionSignal {
@@ -855,6 +939,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many ports a version behind the proxy is started on before the platform gives up.
 const PORT_ATTEMPTS: usize = 3;
 
+/// The command a shell could not find, from its last output (`sh: 1: exec: gunicorn: not
+/// found`, bash's `gunicorn: command not found`, `env: 'node': No such file or directory`).
+fn missing_command(output: &str) -> Option<String> {
+    static SHELL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?:^|\s)(?:/bin/|/usr/bin/)?(?:ba|da|z)?sh:(?: line)? ?\d*:? (?:exec: )?([^\s:]+): (?:command )?not found$")
+            .expect("a valid pattern")
+    });
+    output.lines().rev().find_map(|l| SHELL.captures(l.trim()).map(|c| c[1].to_string()))
+}
+
 /// Whether an app's last output says its port was in use (gunicorn: "Connection in use";
 /// Python, Node, Go, Java: "Address already in use" / EADDRINUSE).
 fn says_port_in_use(output: &str) -> bool {
@@ -867,6 +961,20 @@ pub(crate) use crate::procs::stat as proc_stat;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_the_shell_could_not_find_is_named() {
+        let cases = [
+            ("2026-12-01T10:00:00Z sh: 1: exec: gunicorn: not found", Some("gunicorn")),
+            ("bash: line 1: node: command not found", Some("node")),
+            ("sh: 1: exec: ./run server: not found", None),
+            ("ImportError: module not found", None),
+            ("", None),
+        ];
+        for (out, want) in cases {
+            assert_eq!(missing_command(out).as_deref(), want, "{out}");
+        }
+    }
 
     #[test]
     fn exec_is_added_only_to_a_plain_command() {

@@ -35,6 +35,9 @@ pub struct Deploy {
     pub command: Option<Text>,
     /// The reverse proxy that owns each environment's port.
     pub proxy: Proxy,
+    /// The system directories on the app's PATH, after `build.path`: the app runs on what its
+    /// build installed and on these, never on the deploying shell's PATH.
+    pub system_path: Vec<Text>,
 }
 
 impl Default for Deploy {
@@ -45,6 +48,7 @@ impl Default for Deploy {
             stop_grace: Dur::secs(10),
             command: None,
             proxy: Proxy::Nginx("nginx".into()),
+            system_path: ["/usr/local/bin", "/usr/bin", "/bin"].map(|d| Text(d.into())).to_vec(),
         }
     }
 }
@@ -105,6 +109,16 @@ pub fn validate(config: &Config, at: &Locator) -> Result<()> {
                 at,
                 &[Key("build"), Key("path"), Seg::Index(i)],
                 format!("{:?} has a ':', which would split the app's PATH", p.as_str()),
+            ));
+        }
+    }
+    for (i, p) in config.deploy.system_path.iter().enumerate() {
+        let field = [Key("deploy"), Key("system_path"), Seg::Index(i)];
+        if p.contains(':') || !p.starts_with('/') {
+            return Err(config.bad(
+                at,
+                &field,
+                format!("expected an absolute directory without ':' (it goes on the app's PATH), got {:?}", p.as_str()),
             ));
         }
     }
