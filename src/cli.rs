@@ -70,7 +70,12 @@ impl CommonArgs {
     }
 
     pub fn options(&self) -> GlobalOptions {
-        GlobalOptions { config: self.config.clone(), state_dir: self.state_dir.clone(), dry_run: self.dry_run }
+        GlobalOptions {
+            config: self.config.clone(),
+            state_dir: self.state_dir.clone(),
+            dry_run: self.dry_run,
+            config_optional: false,
+        }
     }
 }
 
@@ -114,6 +119,16 @@ pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
 
 /// Loads the context, runs `op`, prints its result and returns the exit code.
 pub fn run(tool: &'static str, common: &CommonArgs, op: impl FnOnce(&Ctx) -> Result<Outcome>) -> ExitCode {
+    run_with(tool, common, common.options(), op)
+}
+
+/// [`run`] with options of the tool's own choosing (a config that may be absent).
+pub fn run_with(
+    tool: &'static str,
+    common: &CommonArgs,
+    options: GlobalOptions,
+    op: impl FnOnce(&Ctx) -> Result<Outcome>,
+) -> ExitCode {
     anstream::ColorChoice::write_global(match common.color {
         ColorChoice::Auto => anstream::ColorChoice::Auto,
         ColorChoice::Always => anstream::ColorChoice::Always,
@@ -123,7 +138,7 @@ pub fn run(tool: &'static str, common: &CommonArgs, op: impl FnOnce(&Ctx) -> Res
     let ui = common.ui(tool, &env);
     let interrupted = interrupt_flag();
     crate::error::quiet_panics();
-    match Ctx::load(&common.options(), ui.clone(), interrupted, env) {
+    match Ctx::load(&options, ui.clone(), interrupted, env) {
         // The context's console knows the config's secrets too: it renders the outcome.
         Ok(ctx) => ExitCode::from(finish(&ctx.ui, guarded(|| op(&ctx)))),
         Err(e) => ExitCode::from(finish(&ui, Err(e))),

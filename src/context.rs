@@ -18,6 +18,8 @@ pub struct GlobalOptions {
     pub config: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub dry_run: bool,
+    /// Where no config is found (and none was named), run with [`Config::defaults`].
+    pub config_optional: bool,
 }
 
 pub struct Ctx {
@@ -35,8 +37,14 @@ impl std::ops::Deref for Ctx {
 
 impl Ctx {
     pub fn load(opts: &GlobalOptions, ui: Ui, interrupted: Arc<AtomicBool>, env: Environ) -> Result<Ctx> {
-        let path = Config::locate(opts.config.as_deref())?;
-        let config = Config::load(&path)?;
+        let config = match Config::locate(opts.config.as_deref()) {
+            Ok(path) => Config::load(&path)?,
+            Err(_) if opts.config_optional && opts.config.is_none() => {
+                ui.detail("no safedeploy.toml here or above: every setting is its default");
+                Config::defaults(&std::env::current_dir()?)
+            }
+            Err(e) => return Err(e),
+        };
         // Secrets the config knows of are masked wherever their values appear: values under
         // secret-looking names, and the variables it names as holding a webhook or a key.
         for v in &config.secrets {

@@ -323,3 +323,46 @@ fn a_named_pipe_is_read_whole() {
     assert_eq!(groups[0]["count"], 100, "two tracebacks in each of 50 copies: {doc:#}");
     assert_eq!(doc["bytes"], LOG.len() * 50);
 }
+
+#[test]
+fn plain_files_need_no_config_and_nginx_access_times_filter_and_date_groups() {
+    // An empty directory: no safedeploy.toml here or above (a temp dir under /tmp).
+    let dir = tempfile::tempdir().expect("tmp");
+    let access = "\
+127.0.0.1 - - [23/Nov/2026:22:51:50 +0000] \"GET / HTTP/1.1\" 200 612 \"-\" \"curl/8.5\"
+127.0.0.1 - - [23/Nov/2026:22:51:58 +0000] \"POST /shorten HTTP/1.1\" 500 265 \"-\" \"curl/8.5\"
+127.0.0.1 - - [23/Nov/2026:22:59:01 +0000] \"POST /shorten HTTP/1.1\" 500 265 \"-\" \"curl/8.5\"
+";
+    std::fs::write(dir.path().join("access.log"), access).expect("write");
+    let run = |extra: &[&str]| {
+        let mut c = assert_cmd::Command::cargo_bin("collect-logs").expect("bin");
+        c.current_dir(dir.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        let a = c.args(["--input", "access.log", "--json"]).args(extra).assert().success();
+        jsonl(&output(&a).0)
+    };
+    let (groups, doc) = run(&[]);
+    let seen: usize = groups.iter().map(|g| g["count"].as_u64().unwrap_or(0) as usize).sum();
+    assert_eq!(seen, 2, "both 500s, not the 200: {doc:#}");
+    assert_eq!(groups[0]["first_seen"], "2026-11-23T22:51:58.000Z", "{doc:#}");
+    assert!(dir.path().join("error_hunt.txt").is_file(), "the report is written where it runs");
+    // --since filters access-log lines by their own times.
+    let (groups, _) = run(&["--since", "2026-11-23T22:55:00Z"]);
+    let seen: usize = groups.iter().map(|g| g["count"].as_u64().unwrap_or(0) as usize).sum();
+    assert_eq!(seen, 1);
+    // --env needs the config: still exit 2 without one.
+    let mut c = assert_cmd::Command::cargo_bin("collect-logs").expect("bin");
+    c.current_dir(dir.path()).env_clear().args(["--env", "production"]).assert().code(2);
+}
+
+#[test]
+fn an_environments_logs_include_the_proxys_access_and_error_logs() {
+    let p = Project::new();
+    p.v2_failing_in_production();
+    let (groups, doc) = hunt(&p, &["--env", "production", "--since", "1h", "--out", "hunt.txt"]);
+    let sources = doc["sources"].to_string();
+    assert!(sources.contains("nginx/access.log"), "{doc:#}");
+    // The smoke check's POST /shorten answered 500 through nginx: the proxy's own line of it.
+    let access_500 = groups.iter().find(|g| g["example"].to_string().contains("\\\"POST /shorten HTTP/1.1\\\" 500"));
+    let g = access_500.unwrap_or_else(|| panic!("no access-log 500 group: {doc:#}"));
+    assert_ne!(g["first_seen"], serde_json::Value::Null, "{g:#}");
+}

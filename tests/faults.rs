@@ -43,6 +43,7 @@ fn normalize(p: &Project, text: &str) -> String {
     t = re(r"env -u \S+ ", "", &t);
     t = re(r" SAFEDEPLOY_(VERSION|ENV|DATA_DIR)=\S+", "", &t);
     t = re(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "<time>", &t);
+    t = re(r"/work/([A-Za-z0-9._-]+)-\d{13}\b", "/work/$1-<ms>", &t);
     t = re(r" -p \S+ -c \S+ -e \S+", "", &t);
     t = t.replace("<repo>/.tools/bin/nginx", "nginx").replace("<repo>/target/debug/", "");
     if t.chars().count() > 110 {

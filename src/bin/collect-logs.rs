@@ -1,5 +1,5 @@
 //! collect-logs: fetch, filter, group and report an environment's errors.
-use safedeploy::cli::{CommonArgs, run};
+use safedeploy::cli::{CommonArgs, run_with};
 use safedeploy::logs::{LogsRequest, collect_logs};
 use std::path::PathBuf;
 
@@ -49,7 +49,10 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let a: Args = safedeploy::cli::parse("collect-logs");
-    run("collect-logs", &a.common, |ctx| {
+    // Plain files need no config: every setting is then its default.
+    let mut options = a.common.options();
+    options.config_optional = a.env.is_none() && a.datadog_payload.is_none();
+    run_with("collect-logs", &a.common, options, |ctx| {
         collect_logs(
             ctx,
             &LogsRequest {

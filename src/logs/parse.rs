@@ -154,8 +154,33 @@ fn local_prefix(b: &[u8]) -> Option<(Option<Millis>, usize)> {
     Some((Some(at), len))
 }
 
+/// The common/combined log format's time, after the client, ident and user fields:
+/// `127.0.0.1 - - [23/Nov/2026:22:51:58 +0000] "GET / HTTP/1.1" 500 ...` (nginx, Apache).
+fn access_log_time(b: &[u8]) -> Option<Millis> {
+    let open = b.iter().take(256).position(|c| *c == b'[')?;
+    let t = b.get(open + 1..open + 27)?;
+    if t[2] != b'/' || t[6] != b'/' || t[11] != b':' || t[20] != b' ' {
+        return None;
+    }
+    let day = digits(&t[0..2])?;
+    let m = MONTHS.iter().position(|x| x.as_bytes() == &t[3..6])? as u32 + 1;
+    let y = digits(&t[7..11])? as i64;
+    let mut at = date_ms(y, m, day)? + clock_ms(&t[12..20])?;
+    let sign = match t[21] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (oh, om) = (digits(&t[22..24])? as i64, digits(&t[24..26])? as i64);
+    at -= sign * (oh * 3600 + om * 60) * 1000;
+    (b.get(open + 27) == Some(&b']')).then_some(at)
+}
+
 fn inner_time(text: &str) -> Option<Millis> {
     let b = text.as_bytes();
+    if let Some(at) = access_log_time(b) {
+        return Some(at);
+    }
     let start = usize::from(b.first() == Some(&b'['));
     // A cheap test before the regex: most lines have no stamp of their own.
     if b.len() < start + 19 || !b[start..start + 4].iter().all(u8::is_ascii_digit) {
@@ -400,6 +425,11 @@ next request";
     #[test]
     fn inner_stamps_of_gunicorn_flask_and_nginx() {
         for (raw, want) in [
+            (
+                r#"127.0.0.1 - - [23/Nov/2026:22:51:58 +0000] "POST /shorten HTTP/1.1" 500 265 "-" "curl/8.5""#,
+                "2026-11-23T22:51:58.000Z",
+            ),
+            (r#"10.0.0.7 - alice [01/Dec/2026:01:30:00 +0130] "GET / HTTP/1.0" 200 12"#, "2026-12-01T00:00:00.000Z"),
             ("[2026-11-23 22:51:43 +0000] [8769] [INFO] Booting", "2026-11-23T22:51:43.000Z"),
             ("[2026-11-23 23:51:43 +0100] [8769] [INFO] Booting", "2026-11-23T22:51:43.000Z"),
             ("[2026-11-23 22:51:58,559] ERROR in app: Exception", "2026-11-23T22:51:58.559Z"),

@@ -866,9 +866,12 @@ impl Platform for Local<'_> {
         }
     }
 
+    /// The app's output, and nginx's access and error logs: a 500 the app did not log is in
+    /// the access log.
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>> {
-        let log = self.log_file(&env.name)?;
-        Ok(if log.is_file() { vec![log] } else { vec![] })
+        let nginx = self.env_dir(&env.name)?.join("nginx");
+        let files = [self.log_file(&env.name)?, nginx.join("access.log"), nginx.join("error.log")];
+        Ok(files.into_iter().filter(|f| f.is_file()).collect())
     }
 }
 
