@@ -323,3 +323,34 @@ fn the_base_defaults_to_production_last_known_good() {
 fn python() -> String {
     support::venv().join("bin/python").to_string_lossy().into_owned()
 }
+
+#[test]
+fn a_flat_test_file_counts_as_a_test_and_a_glob_that_misses_one_is_named() {
+    let p = Project::new();
+    let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    p.write("application.py", &format!("{app}\n\ndef shout(s):\n    return s.upper()\n"));
+    p.write("test_shout.py", "from application import shout\n\n\ndef test_shout():\n    assert shout('a') == 'A'\n");
+    p.commit_all("A helper, with its test beside the app", "Team");
+    // The change policy alone (the example's pytest.ini collects tests/ only).
+    p.edit_config(|c| c.replace("min_diff_coverage = 80", ""));
+    // The example's globs take a flat test_*.py as a test.
+    let a = p.cmd("gate-tests").args(["--base", "HEAD~1"]).assert().success();
+    assert!(
+        output(&a).1.contains("2 source file(s) changed") || output(&a).1.contains("with 1 test file(s)"),
+        "{}",
+        output(&a).1
+    );
+    // Globs that miss it: the failure names the file that looks like a test, not "no test file" alone.
+    p.edit_config(|c| {
+        c.replace(
+            r#"tests = ["tests/**", "**/test_*.py", "**/*_test.py", "**/conftest.py"]"#,
+            r#"tests = ["tests/**"]"#,
+        )
+    });
+    let a = p.cmd("gate-tests").args(["--base", "HEAD~1"]).assert().code(1);
+    let (_, err) = output(&a);
+    assert!(
+        err.contains("2 source file(s) changed and no test file; test_shout.py look(s) like a test file but gate.tests (tests/**) does not match it"),
+        "{err}"
+    );
+}

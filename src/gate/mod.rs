@@ -378,8 +378,22 @@ fn check_policy(ctx: &Ctx, plan: &Plan<'_>) -> Result<Check> {
     let changed_tests = file_changes.iter().filter(|c| c.status != 'D' && plan.is_test(&c.path)).count();
     Ok(match (changed_sources.len(), changed_tests) {
         (0, _) => Check::new("change policy", Status::Passed, "no source files changed"),
-        (n, 0) => Check::new("change policy", Status::Failed, format!("{n} source file(s) changed and no test file"))
-            .details(changed_sources),
+        (n, 0) => {
+            // A changed file that is named like a test but that gate.tests does not take is the
+            // likelier mistake: say so rather than "no test file".
+            let usual = globset(&crate::gate::settings::Gate::default().tests)?;
+            let named_like_tests: Vec<&String> =
+                changed_sources.iter().filter(|p| usual.is_match(p.as_str())).collect();
+            let what = match named_like_tests.as_slice() {
+                [] => format!("{n} source file(s) changed and no test file"),
+                some => format!(
+                    "{n} source file(s) changed and no test file; {} look(s) like a test file but gate.tests ({}) does not match it: add a glob such as \"**/test_*.py\"",
+                    some.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    plan.gate.tests.iter().map(|g| g.0.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            Check::new("change policy", Status::Failed, what).details(changed_sources)
+        }
         (n, t) => {
             Check::new("change policy", Status::Passed, format!("{n} source file(s) changed, with {t} test file(s)"))
         }
