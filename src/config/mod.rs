@@ -9,7 +9,8 @@
 //! `platform::local::settings`, the Elastic Beanstalk tables in
 //! `platform::elasticbeanstalk::settings`, `[sla]` in `sla`, `[logs]` in `logs::settings`.
 
-pub mod values;
+pub mod fields;
+mod values;
 
 use crate::error::Error;
 use crate::gate::settings::Gate;
