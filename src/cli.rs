@@ -145,6 +145,25 @@ pub fn run_with(
     }
 }
 
+/// Runs an operation that needs no configuration (`safedeploy init`, `completions`, `man`),
+/// with the same console, panic guard and exit codes.
+pub fn run_without_config(
+    tool: &'static str,
+    common: &CommonArgs,
+    op: impl FnOnce(&crate::effects::Effects) -> Result<Outcome>,
+) -> ExitCode {
+    anstream::ColorChoice::write_global(match common.color {
+        ColorChoice::Auto => anstream::ColorChoice::Auto,
+        ColorChoice::Always => anstream::ColorChoice::Always,
+        ColorChoice::Never => anstream::ColorChoice::Never,
+    });
+    let env = Environ::from_process();
+    let ui = common.ui(tool, &env);
+    crate::error::quiet_panics();
+    let fx = crate::effects::Effects::new(ui.clone(), common.dry_run, interrupt_flag(), env);
+    ExitCode::from(finish(&ui, guarded(|| op(&fx))))
+}
+
 /// Runs an operation; a panic in it (a bug) ends as "could not act" (exit 3), never as a
 /// success or a verdict, and is said in the one error format.
 fn guarded(op: impl FnOnce() -> Result<Outcome>) -> Result<Outcome> {

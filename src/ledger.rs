@@ -73,6 +73,16 @@ CREATE TABLE gate_waivers (
     actor      TEXT
 );
 "#,
+    r#"
+CREATE TABLE stops (
+    id      INTEGER PRIMARY KEY,
+    env     TEXT NOT NULL,
+    label   TEXT,
+    at      INTEGER NOT NULL,
+    actor   TEXT,
+    reason  TEXT
+);
+"#,
 ];
 
 /// How a deployment came about.
@@ -118,6 +128,27 @@ pub struct Deployment {
     pub started_at: Millis,
     pub finished_at: Option<Millis>,
     pub outcome: String,
+    pub reason: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// A smoke check's recorded verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub env: String,
+    pub label: String,
+    pub at: Millis,
+    pub passed: bool,
+    pub detail: Option<String>,
+}
+
+/// An environment stopped by hand (`safedeploy stop`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Stop {
+    pub env: String,
+    pub label: Option<String>,
+    pub at: Millis,
+    pub actor: Option<String>,
     pub reason: Option<String>,
 }
 
@@ -372,6 +403,7 @@ impl Ledger {
             finished_at: r.get(6)?,
             outcome: r.get(7)?,
             reason: r.get(8)?,
+            actor: r.get(9)?,
         })
     }
 
@@ -380,7 +412,7 @@ impl Ledger {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, env, label, action, previous, started_at, finished_at, outcome, reason
+                "SELECT id, env, label, action, previous, started_at, finished_at, outcome, reason, actor
                  FROM deployments WHERE env = ?1 AND outcome = 'healthy' ORDER BY id DESC LIMIT 1",
                 [env],
                 Self::deployment_row,
@@ -390,7 +422,7 @@ impl Ledger {
 
     pub fn deployments(&self, env: &str) -> Result<Vec<Deployment>> {
         let mut st = self.conn.prepare(
-            "SELECT id, env, label, action, previous, started_at, finished_at, outcome, reason
+            "SELECT id, env, label, action, previous, started_at, finished_at, outcome, reason, actor
              FROM deployments WHERE env = ?1 ORDER BY id",
         )?;
         let rows = st.query_map([env], Self::deployment_row)?;
@@ -493,6 +525,52 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records that `env` was stopped by hand; `label` is what ran there.
+    pub fn record_stop(&self, env: &str, label: Option<&str>, reason: Option<&str>) -> Result<()> {
+        let actor = &self.actor;
+        self.write(
+            || format!("record {env} as stopped by hand"),
+            |c| {
+                c.execute(
+                    "INSERT INTO stops (env, label, at, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![env, label, now_ms(), actor, reason],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The last hand stop of `env`, when nothing was deployed there after it.
+    pub fn stopped(&self, env: &str) -> Result<Option<Stop>> {
+        let stop = self
+            .conn
+            .query_row(
+                "SELECT env, label, at, actor, reason FROM stops WHERE env = ?1 ORDER BY id DESC LIMIT 1",
+                [env],
+                |r| Ok(Stop { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, actor: r.get(3)?, reason: r.get(4)? }),
+            )
+            .optional()?;
+        let last_deploy = self.deployments(env)?.last().map(|d| d.started_at).unwrap_or(0);
+        Ok(stop.filter(|s| s.at >= last_deploy))
+    }
+
+    pub fn stops(&self, env: &str) -> Result<Vec<Stop>> {
+        let mut st = self.conn.prepare("SELECT env, label, at, actor, reason FROM stops WHERE env = ?1 ORDER BY id")?;
+        let rows = st.query_map([env], |r| {
+            Ok(Stop { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, actor: r.get(3)?, reason: r.get(4)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn verifications(&self, env: &str) -> Result<Vec<Verification>> {
+        let mut st =
+            self.conn.prepare("SELECT env, label, at, passed, detail FROM verifications WHERE env = ?1 ORDER BY id")?;
+        let rows = st.query_map([env], |r| {
+            Ok(Verification { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, passed: r.get(3)?, detail: r.get(4)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     // ---- incidents and the SLA budget ----
 
     /// Opens an incident before anything is done about it (`restored_at` empty): a run killed
@@ -540,6 +618,12 @@ impl Ledger {
     pub fn open_incidents(&self, env: &str) -> Result<Vec<Incident>> {
         let mut st =
             self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE env = ?1 AND restored_at IS NULL ORDER BY id"))?;
+        let rows = st.query_map([env], incident_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn incidents_of(&self, env: &str) -> Result<Vec<Incident>> {
+        let mut st = self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE env = ?1 ORDER BY id"))?;
         let rows = st.query_map([env], incident_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

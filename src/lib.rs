@@ -53,6 +53,7 @@ pub mod procs;
 pub mod redact;
 pub mod sla;
 pub mod smoke;
+pub mod tools;
 pub mod ui;
 
 /// What an operation hands back: its summary (the `--json` document) and, when the version or

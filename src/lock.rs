@@ -59,6 +59,20 @@ pub fn acquire(state_dir: &Path, env: &str, who: &Holder<'_>, dry_run: bool) -> 
     Ok(Some(EnvLock { _file: file, path }))
 }
 
+/// Who holds `env`'s lock now, without taking it: `None` when it is free.
+pub fn holder(state_dir: &Path, env: &str) -> Result<Option<String>> {
+    let path = path(state_dir, env)?;
+    let Ok(mut file) = File::open(&path) else { return Ok(None) };
+    match file.try_lock_shared() {
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Ok(Some(if text.trim().is_empty() { "another process".into() } else { text.trim().to_string() }))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn held(env: &str, path: &Path) -> anyhow::Error {
     let mut holder = String::new();
     let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut holder));

@@ -137,3 +137,149 @@ fn a_flat_app_runs_on_its_own_build_and_each_environment_on_its_own_files() {
         assert!(copies[0].starts_with("v1-"), "{copies:?}");
     }
 }
+
+/// PATH as a Jenkins agent has it after setup: the project's Python tools first.
+fn agent_path() -> String {
+    format!("{}:{}", support::venv().join("bin").display(), support::tools_path())
+}
+
+/// The build init wrote, swapped for the shared test venv (no PyPI in the tests).
+fn fast_build(p: &Project) {
+    let bin = support::venv().join("bin");
+    p.edit_config(|c| {
+        let before = c.clone();
+        let c = c
+            .replace(
+                r#"command = "python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt""#,
+                r#"command = "true""#,
+            )
+            .replace(r#"path = [".venv/bin"]"#, &format!("path = [{:?}]", bin.display().to_string()));
+        assert_ne!(c, before, "init's build lines changed; update this test");
+        c
+    });
+}
+
+#[test]
+fn init_on_the_example_writes_a_config_that_check_accepts_and_the_pipeline_runs_on() {
+    let p = Project::new();
+    std::fs::remove_file(p.config_path()).expect("remove the example's config");
+    let ports = format!("{},{}", p.staging_port, p.production_port);
+    let a = p.cmd("safedeploy").args(["init", "--ports", &ports]).assert().success();
+    let (_, err) = output(&a);
+    assert!(err.contains("web command: gunicorn --bind 127.0.0.1:$PORT"), "{err}");
+    assert!(err.contains("(the Procfile's web: line)"), "{err}");
+    assert!(err.contains("health path: /health"), "{err}");
+    assert!(err.contains("version: the app's route /version"), "{err}");
+    assert!(!err.contains("warning:"), "the example lacks nothing: {err}");
+    let text = std::fs::read_to_string(p.config_path()).expect("written");
+    for line in [
+        "[gate]",
+        "--cov-report=xml:reports/coverage.xml",
+        "min_diff_coverage = 80",
+        "health_path = \"/health\"",
+        "# stop_grace = \"10s\"",
+    ] {
+        assert!(text.contains(line), "{line}:\n{text}");
+    }
+    p.cmd("safedeploy").arg("check").assert().success();
+    fast_build(&p);
+    p.commit_all("safedeploy init", "Team");
+    p.cmd("gate-tests").env("PATH", agent_path()).args(["--base", "HEAD~1"]).assert().success();
+    p.v1_everywhere();
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    // The incident's commit is stopped by the gate init configured.
+    p.commit_incident();
+    let a = p.cmd("gate-tests").env("PATH", agent_path()).assert().code(1);
+    assert!(output(&a).1.contains("TypeError"), "{}", output(&a).1);
+
+    // A second init refuses to overwrite; --force does; --dry-run writes nothing.
+    let before = std::fs::read_to_string(p.config_path()).expect("config");
+    p.cmd("safedeploy")
+        .arg("init")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("safedeploy.toml: exists; nothing was written"));
+    p.cmd("safedeploy").args(["init", "--force", "--dry-run"]).assert().success();
+    assert_eq!(std::fs::read_to_string(p.config_path()).expect("config"), before);
+    p.cmd("safedeploy").args(["init", "--ports", "9000,9000"]).assert().code(2);
+}
+
+#[test]
+fn init_on_a_flat_app_says_what_it_lacks() {
+    let p = Project::fixture("flat-flask", "");
+    let a = p.cmd("safedeploy").args(["init", "--json"]).assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("warning: gunicorn starts the app but is not in its requirements"), "{err}");
+    assert!(err.contains("warning: no health route found"), "{err}");
+    assert!(err.contains("no version route; smoke-check reads the proxy's X-Safedeploy-Version header"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["findings"]["health_path"], "/");
+    assert_eq!(doc["findings"]["tests"], "pytest: test files beside the app");
+    p.cmd("safedeploy").arg("check").assert().success();
+}
+
+#[test]
+fn status_history_and_stop_show_and_change_what_runs() {
+    let p = Project::new();
+    p.v1_everywhere();
+    let a = p.cmd("safedeploy").args(["status", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    let envs = doc["environments"].as_array().expect("environments");
+    let prod = envs.iter().find(|e| e["env"] == "production").expect("production");
+    assert_eq!((prod["live"].as_str(), prod["healthy"].as_bool()), (Some("v1"), Some(true)), "{doc:#}");
+    assert_eq!(prod["last_known_good"], "v1");
+    assert_eq!(prod["locked_by"], serde_json::Value::Null);
+    assert!(doc["budget"]["left_ms"].as_i64().is_some_and(|l| l > 0), "{doc:#}");
+    let a = p.cmd("safedeploy").arg("status").assert().success();
+    let (out, _) = output(&a);
+    assert!(out.contains("production: v1, healthy"), "{out}");
+    assert!(out.contains("SLA budget"), "{out}");
+
+    p.cmd("safedeploy").args(["stop", "staging", "--reason", "maintenance"]).assert().success();
+    assert_eq!(p.get("staging", "/health"), None, "staging still answers");
+    assert_eq!(p.nginx_pid("staging"), None, "staging's nginx still runs");
+    assert!(p.stray_processes().iter().all(|s| !s.contains("staging")), "{:?}", p.stray_processes());
+    let a = p.cmd("safedeploy").args(["status", "--env", "staging"]).assert().success();
+    let (out, _) = output(&a);
+    assert!(out.contains("staging: nothing runs"), "{out}");
+    assert!(out.contains("stopped by hand at"), "{out}");
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"), "production was touched");
+
+    let a = p.cmd("safedeploy").args(["history", "--env", "staging", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    let kinds: Vec<&str> =
+        doc["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, vec!["deployment", "smoke", "stop"], "{doc:#}");
+    let a = p.cmd("safedeploy").args(["history", "--limit", "1"]).assert().success();
+    assert!(output(&a).0.contains("earlier event(s) not shown"), "{}", output(&a).0);
+    p.cmd("safedeploy").args(["history", "--env", "nowhere"]).assert().code(2);
+    p.cmd("safedeploy").args(["stop", "nowhere"]).assert().code(2);
+
+    // A stopped environment deploys again.
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_binary() {
+    let p = Project::new();
+    let a = p.cmd("safedeploy").args(["completions", "bash"]).assert().success();
+    let (out, _) = output(&a);
+    for bin in support::BINARIES.iter().chain(&["safedeploy"]) {
+        assert!(
+            out.contains(&format!("complete -F _{} ", bin.replace('-', "__"))) || out.contains(&format!(" {bin}")),
+            "{bin}"
+        );
+    }
+    let dir = p.app.join("man");
+    p.cmd("safedeploy").args(["man", "--out"]).arg(&dir).assert().success();
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .expect("man dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    assert_eq!(pages.len(), 7, "{pages:?}");
+    let promote = std::fs::read_to_string(dir.join("promote.1")).expect("page");
+    assert!(promote.contains(".TH promote 1") && promote.contains("\\-\\-force"), "{promote}");
+}

@@ -1,53 +1,5 @@
 //! promote: deploy to production the very bundle that passed in staging.
-use safedeploy::cli::{CommonArgs, parse_bool, run};
-use safedeploy::config::Label;
-use safedeploy::deploy::{PromoteRequest, promote};
-
-/// Deploy a version verified in --from to --to; put the previous one back if it is unhealthy.
-#[derive(clap::Parser)]
-#[command(
-    name = "promote",
-    disable_version_flag = true,
-    after_help = safedeploy::error::exit_codes_help("promote")
-)]
-struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
-    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
-    budget: bool,
-    /// Version to promote [default: the last known good of --from]
-    #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL", value_parser = Label::parse)]
-    version: Option<Label>,
-    #[arg(long, env = "SAFEDEPLOY_FROM", default_value = "staging", value_name = "NAME")]
-    from: String,
-    #[arg(long, env = "SAFEDEPLOY_TO", default_value = "production", value_name = "NAME")]
-    to: String,
-    /// Promote although the policy refuses (needs --reason; recorded)
-    #[arg(long, env = "SAFEDEPLOY_FORCE", action = clap::ArgAction::Set, num_args = 0..=1,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
-    force: bool,
-    /// Why, for the ledger
-    #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
-    reason: Option<String>,
-}
-
+//! The command line is `safedeploy::tools::promote`.
 fn main() -> std::process::ExitCode {
-    let a: Args = safedeploy::cli::parse("promote");
-    if a.budget {
-        return run("promote", &a.common, safedeploy::sla::report);
-    }
-    run("promote", &a.common, |ctx| {
-        promote(
-            ctx,
-            &PromoteRequest {
-                version: a.version.as_ref(),
-                from: &a.from,
-                to: &a.to,
-                force: a.force,
-                reason: a.reason.as_deref(),
-            },
-        )
-    })
+    safedeploy::tools::promote::main()
 }

@@ -1,50 +1,5 @@
 //! rollback: restore the last known good version and record the incident.
-use safedeploy::cli::{CommonArgs, parse_bool, run};
-use safedeploy::config::Label;
-use safedeploy::deploy::{RollbackRequest, rollback};
-
-/// Restore the last known good version (exit 0 with nothing to do when it already runs).
-#[derive(clap::Parser)]
-#[command(
-    name = "rollback",
-    version,
-    after_help = safedeploy::error::exit_codes_help("rollback")
-)]
-struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
-    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
-    budget: bool,
-    /// Environment to restore [default: production, or the alert's]
-    #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
-    env: Option<String>,
-    /// Version to restore [default: the environment's last known good]
-    #[arg(long, env = "SAFEDEPLOY_TO", value_name = "LABEL", value_parser = Label::parse)]
-    to: Option<Label>,
-    /// Why, for the ledger and the incident
-    #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
-    reason: Option<String>,
-    /// A Datadog webhook payload: roll back the alert's environment if it is production
-    #[arg(long, env = "SAFEDEPLOY_DATADOG_PAYLOAD", value_name = "FILE|-")]
-    datadog_payload: Option<std::path::PathBuf>,
-}
-
+//! The command line is `safedeploy::tools::rollback`.
 fn main() -> std::process::ExitCode {
-    let a: Args = safedeploy::cli::parse("rollback");
-    if a.budget {
-        return run("rollback", &a.common, safedeploy::sla::report);
-    }
-    run("rollback", &a.common, |ctx| {
-        rollback(
-            ctx,
-            &RollbackRequest {
-                env: a.env.as_deref(),
-                to: a.to.as_ref(),
-                reason: a.reason.as_deref(),
-                datadog_payload: a.datadog_payload.as_deref(),
-            },
-        )
-    })
+    safedeploy::tools::rollback::main()
 }

@@ -26,13 +26,19 @@ pub const FIELDS: &[Field] = &[
     f("platform.elasticbeanstalk.region", "`--region` for every aws call (default: the aws CLI's own)"),
     f("platform.elasticbeanstalk.profile", "`--profile` for every aws call (default: the aws CLI's own)"),
     f("platform.elasticbeanstalk.aws", "the aws CLI as argv (v1 or v2)"),
-    f("platform.elasticbeanstalk.bucket", "where bundles are uploaded (default: EB's own `elasticbeanstalk-REGION-ACCOUNT`)"),
+    f(
+        "platform.elasticbeanstalk.bucket",
+        "where bundles are uploaded (default: EB's own `elasticbeanstalk-REGION-ACCOUNT`)",
+    ),
     f("platform.elasticbeanstalk.key_prefix", "key prefix of the bundles (default: the application's name)"),
     f("platform.elasticbeanstalk.accepted_health", "health values that count as healthy after a deploy"),
     f("platform.elasticbeanstalk.poll", "first pause between polls of a deploy; grows by half up to `poll_max`"),
     f("platform.elasticbeanstalk.poll_max", "longest pause between polls"),
     f("platform.elasticbeanstalk.deploy_timeout", "how long a deploy or CNAME swap may take (then exit 3)"),
-    f("platform.elasticbeanstalk.health_grace", "once Ready on the new version, how long health may take to be accepted"),
+    f(
+        "platform.elasticbeanstalk.health_grace",
+        "once Ready on the new version, how long health may take to be accepted",
+    ),
     f("platform.elasticbeanstalk.retries", "retries of a throttled or transient aws call"),
     f("platform.elasticbeanstalk.retry_backoff", "first pause before a retry (doubles)"),
     f("platform.elasticbeanstalk.logs", "what collect-logs asks EB for: `tail` or `bundle`"),
@@ -82,7 +88,10 @@ pub const FIELDS: &[Field] = &[
     f("smoke.datadog.app_key_env", "the variable holding the application key"),
     f("sla.allowed_downtime", "the downtime budget per period"),
     f("sla.period", "`calendar year` or a rolling window such as `90d`"),
-    f("sla.environments", "environments whose incidents spend the budget (the default applies where there is a production)"),
+    f(
+        "sla.environments",
+        "environments whose incidents spend the budget (the default applies where there is a production)",
+    ),
     f("logs.pattern", "regex of interesting lines (default: error levels, exceptions, tracebacks, HTTP 5xx)"),
     f("logs.context", "records of context around each match"),
     f("logs.app_prefixes", "where the platform runs the app: cut from traceback paths to find the repository path"),
@@ -170,6 +179,10 @@ mod tests {
             std::fs::write(&readme_path, text).expect("write README.md");
             return;
         }
-        assert_eq!(&readme[a + begin.len()..b], table, "README's configuration table is stale; rerun with SAFEDEPLOY_BLESS=1");
+        assert_eq!(
+            &readme[a + begin.len()..b],
+            table,
+            "README's configuration table is stale; rerun with SAFEDEPLOY_BLESS=1"
+        );
     }
 }

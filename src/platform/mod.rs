@@ -60,6 +60,14 @@ pub trait Platform {
         Ok(())
     }
 
+    /// Stops everything `env` runs (`safedeploy stop`). Not every platform can: the default
+    /// says so (exit 3).
+    fn stop(&self, env: &Environment) -> Result<()> {
+        Err(crate::error::Error::could_not_act(format!("{}: this platform cannot stop an environment", env.name))
+            .with_hint("stop it with the platform's own tools")
+            .into())
+    }
+
     /// How a request through the environment's address names the version that answered it.
     fn version_signal(&self, _env: &Environment) -> VersionSignal {
         VersionSignal::Platform

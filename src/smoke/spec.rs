@@ -84,9 +84,9 @@ pub struct CheckFile {
     pub name: String,
     pub method: Option<String>,
     pub path: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub query: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     pub form: Option<BTreeMap<String, String>>,
     pub json: Option<toml::Value>,
@@ -96,15 +96,15 @@ pub struct CheckFile {
     pub expect_status: Option<Vec<u16>>,
     pub body_contains: Option<String>,
     pub body_matches: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub json_equals: BTreeMap<String, toml::Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub header_equals: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub header_matches: BTreeMap<String, String>,
     pub max_latency: Option<String>,
     pub p95_latency: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capture: BTreeMap<String, CaptureFile>,
 }
 

@@ -673,6 +673,15 @@ impl Platform for ElasticBeanstalk<'_> {
         Ok(Switched { at: crate::clock::now_ms() })
     }
 
+    fn stop(&self, env: &Environment) -> Result<()> {
+        Err(crate::error::Error::could_not_act(format!(
+            "{}: safedeploy does not stop Elastic Beanstalk environments",
+            env.name
+        ))
+        .with_hint("stop serving with EB itself: `aws elasticbeanstalk terminate-environment`, or scale the environment to zero instances")
+        .into())
+    }
+
     fn logs(&self, env: &Environment) -> Result<Vec<PathBuf>> {
         let (active, _) = self.active(self.eb_env(env)?)?;
         let name = active.environment_name.as_str();

@@ -505,7 +505,7 @@ impl<'a> Local<'a> {
         match result {
             // Leave nothing half-alive behind: a version that failed its start is stopped.
             Err(e) if !self.fx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
-                self.stop(env)?;
+                self.stop_app(env)?;
                 Err(e)
             }
             // It answers on the environment's own port: it serves users from now on.
@@ -738,8 +738,8 @@ impl<'a> Local<'a> {
         }
     }
 
-    /// Stops whatever `env` runs and records it as stopped.
-    fn stop(&self, env: &Environment) -> Result<()> {
+    /// Stops whatever app version `env` runs and records it as stopped.
+    fn stop_app(&self, env: &Environment) -> Result<()> {
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
             self.fx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
@@ -857,6 +857,21 @@ impl Platform for Local<'_> {
         };
         self.prune_copies(env);
         switched
+    }
+
+    /// Stops the app (and what a killed run left starting or retiring) and the environment's
+    /// nginx: nothing of it runs and its port is free.
+    fn stop(&self, env: &Environment) -> Result<()> {
+        let proxy = self.proxy(env)?;
+        if let Some(nginx) = &proxy {
+            self.tidy_behind(env, nginx)?;
+        }
+        self.stop_app(env)?;
+        if let Some(nginx) = &proxy {
+            nginx.stop()?;
+        }
+        self.prune_copies(env);
+        Ok(())
     }
 
     fn version_signal(&self, _env: &Environment) -> super::VersionSignal {

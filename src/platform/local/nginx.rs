@@ -282,6 +282,29 @@ impl<'a> Nginx<'a> {
     }
 }
 
+impl Nginx<'_> {
+    /// Stops this environment's nginx: a graceful quit (workers finish their requests, up to
+    /// the drain time), then SIGKILL to what is left. The port is free when it returns.
+    pub fn stop(&self) -> Result<()> {
+        let Some(master) = self.pid().or(if self.fx.dry_run { Some(0) } else { None }) else { return Ok(()) };
+        self.fx.exec.run(&self.control(&["-s", "quit"]))?;
+        if self.fx.dry_run {
+            return Ok(());
+        }
+        let until = Instant::now() + self.drain + Duration::from_secs(5);
+        while self.pid().is_some() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.pid().is_some() {
+            self.fx.ui.warn(format!("nginx (pid {master}) did not quit in time; it is killed"));
+            for pid in workers(master).into_iter().chain([master]) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `127.0.0.1:8102` for nginx's `listen` from the environment's URL.
 pub fn listen_of(u: &reqwest::Url, port: u16) -> String {
     let host = match u.host_str() {

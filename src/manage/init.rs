@@ -1,0 +1,419 @@
+//! `safedeploy init`: inspect an app and write a commented `safedeploy.toml` that passes
+//! `safedeploy check`, every other field shown commented with its default.
+//!
+//! What it looks at, and what it concludes:
+//! - `Procfile` `web:` line → the web command (else a Python WSGI module → a gunicorn line);
+//! - `requirements.txt` / `pyproject.toml` / `package.json` → the build (a venv or
+//!   `node_modules`) and its directory on the app's PATH; a web server the Procfile names that
+//!   the requirements lack is said, since the app runs on its build only;
+//! - the test layout (`tests/`, flat `test_*.py`, `*_test.py`) → the gate, with coverage when
+//!   pytest-cov is among the requirements;
+//! - routes in the Python sources → the health path (`/health`, `/healthz`, `/ping`, `/status`,
+//!   else `/`) and the version route (`/version`, else none: the proxy's header is used).
+//!
+//! Each conclusion is printed, so a person sees why the file says what it says.
+
+use crate::Outcome;
+use crate::config::{Config, fields};
+use crate::effects::Effects;
+use crate::{could_not_act, usage};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub struct InitRequest<'a> {
+    pub dir: &'a Path,
+    pub force: bool,
+    /// The two environments' ports.
+    pub ports: (u16, u16),
+}
+
+/// What was found in the app, each with the reason it is believed.
+#[derive(Debug, Default, Serialize)]
+pub struct Findings {
+    pub name: String,
+    pub web: Option<String>,
+    pub web_from: String,
+    pub build: Option<String>,
+    pub build_path: Option<String>,
+    pub build_from: String,
+    pub tests: Option<String>,
+    pub coverage: bool,
+    pub health_path: String,
+    pub version_path: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Written<'a> {
+    config: &'a Path,
+    written: bool,
+    findings: &'a Findings,
+}
+
+pub fn init(fx: &Effects, req: &InitRequest<'_>) -> Result<Outcome> {
+    let dir = req.dir;
+    if !dir.is_dir() {
+        return Err(usage!("--dir {}: not a directory", dir.display()));
+    }
+    if req.ports.0 == req.ports.1 || req.ports.0 == 0 || req.ports.1 == 0 {
+        return Err(usage!("--ports: expected two different ports from 1 to 65535"));
+    }
+    let out = dir.join(crate::config::FILE_NAME);
+    if out.exists() && !req.force {
+        return Err(crate::error::Error::usage(format!("{}: exists; nothing was written", out.display()))
+            .with_hint("pass --force to replace it, or `safedeploy check` to validate it")
+            .into());
+    }
+    let found = inspect(dir)?;
+    let text = render(&found, req.ports);
+    // The file must pass `check`: a failure here is a bug of init, not the user's.
+    Config::parse(&text, &out).map_err(|e| could_not_act!("init wrote a configuration check refuses: {e:#}"))?;
+    say(fx, &found);
+    let written = fx
+        .exec
+        .effect(
+            || format!("write {}", out.display()),
+            || std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display())),
+        )?
+        .is_some();
+    if fx.dry_run {
+        fx.ui.plan(text.trim_end());
+    } else {
+        fx.ui.result(format!(
+            "wrote {}: check it with `safedeploy check`, then run the pipeline (see its comments)",
+            out.display()
+        ));
+    }
+    Outcome::of(&Written { config: &out, written, findings: &found })
+}
+
+fn say(fx: &Effects, f: &Findings) {
+    let ui = &fx.ui;
+    ui.status(format!("web command: {} ({})", f.web.as_deref().unwrap_or("none found"), f.web_from));
+    ui.status(format!("build: {} ({})", f.build.as_deref().unwrap_or("none"), f.build_from));
+    ui.status(format!("tests: {}", f.tests.as_deref().unwrap_or("none found: no [gate] section")));
+    ui.status(format!("health path: {}", f.health_path));
+    ui.status(format!(
+        "version: {}",
+        f.version_path
+            .as_deref()
+            .map(|p| format!("the app's route {p}"))
+            .unwrap_or_else(|| "no version route; smoke-check reads the proxy's X-Safedeploy-Version header".into())
+    ));
+    for w in &f.warnings {
+        ui.warn(w);
+    }
+}
+
+fn read(dir: &Path, name: &str) -> Option<String> {
+    crate::config::read_file(&dir.join(name), name).ok()
+}
+
+/// The Python sources at the top and one level down (where a small app keeps them), not its
+/// venv or tests.
+fn python_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let skip = |n: &str| n.starts_with('.') || matches!(n, "venv" | "env" | "node_modules" | "tests" | "test");
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) && !skip(&n) {
+                dirs.push(e.path());
+            }
+        }
+    }
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".py") && !n.starts_with("test_") && !n.ends_with("_test.py") && p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Routes a Flask/FastAPI/Django-style source declares: `"/health"` after `route(`, `get(`, `path(`.
+fn routes(sources: &[PathBuf]) -> BTreeSet<String> {
+    static ROUTE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"\.(?:route|get|api_route)\(\s*['"](/[A-Za-z0-9_./-]*)['"]|\bpath\(\s*['"]([A-Za-z0-9_./-]*)['"]"#,
+        )
+        .expect("a valid pattern")
+    });
+    let mut out = BTreeSet::new();
+    for p in sources {
+        let Ok(text) = std::fs::read_to_string(p) else { continue };
+        for c in ROUTE.captures_iter(&text) {
+            if let Some(m) = c.get(1) {
+                out.insert(m.as_str().to_string());
+            } else if let Some(m) = c.get(2) {
+                out.insert(format!("/{}", m.as_str().trim_matches('/')));
+            }
+        }
+    }
+    out
+}
+
+/// A WSGI module and its app object (`application = Flask(...)` in `application.py`).
+fn wsgi_app(sources: &[PathBuf], dir: &Path) -> Option<String> {
+    static APP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:flask\.)?Flask\(").expect("a valid pattern")
+    });
+    sources.iter().find_map(|p| {
+        let text = std::fs::read_to_string(p).ok()?;
+        let var = APP.captures(&text)?.get(1)?.as_str().to_string();
+        let rel = p.strip_prefix(dir).ok()?.with_extension("");
+        let module = rel.to_string_lossy().replace('/', ".");
+        Some(format!("{module}:{var}"))
+    })
+}
+
+fn requirement_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('-'))
+        .map(|l| {
+            l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .replace('_', "-")
+        })
+        .collect()
+}
+
+pub fn inspect(dir: &Path) -> Result<Findings> {
+    let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into());
+    let name: String =
+        name.chars().map(|c| if c.is_control() { '-' } else { c }).collect::<String>().trim().to_string();
+    let mut f = Findings { name: if name.is_empty() { "app".into() } else { name }, ..Default::default() };
+    let sources = python_sources(dir);
+    let procfile_web = read(dir, "Procfile").and_then(|t| {
+        t.lines().filter_map(|l| l.trim().strip_prefix("web:")).map(|c| c.trim().to_string()).find(|c| !c.is_empty())
+    });
+    match procfile_web {
+        Some(w) => {
+            f.web = Some(w);
+            f.web_from = "the Procfile's web: line".into();
+        }
+        None => match wsgi_app(&sources, dir) {
+            Some(app) => {
+                f.web = Some(format!("gunicorn --bind 127.0.0.1:$PORT {app}"));
+                f.web_from = format!("no Procfile; {app} is a Flask app");
+            }
+            None => f.web_from = "no Procfile and no Flask app found: set deploy.command".into(),
+        },
+    }
+    let mut requirements = BTreeSet::new();
+    for file in ["requirements.txt", "requirements-dev.txt", "requirements/dev.txt"] {
+        if let Some(t) = read(dir, file) {
+            requirements.extend(requirement_names(&t));
+        }
+    }
+    let pyproject = read(dir, "pyproject.toml");
+    if let Some(t) = &pyproject {
+        requirements.extend(requirement_names(&t.replace(['"', '\'', ','], "\n")));
+    }
+    if dir.join("requirements.txt").is_file() {
+        f.build = Some(
+            "python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt"
+                .into(),
+        );
+        f.build_path = Some(".venv/bin".into());
+        f.build_from = "requirements.txt: a venv of the version's own".into();
+    } else if pyproject.is_some() {
+        f.build = Some("python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check .".into());
+        f.build_path = Some(".venv/bin".into());
+        f.build_from = "pyproject.toml: the project installed into a venv of the version's own".into();
+    } else if dir.join("package.json").is_file() {
+        f.build = Some(if dir.join("package-lock.json").is_file() { "npm ci" } else { "npm install" }.into());
+        f.build_path = Some("node_modules/.bin".into());
+        f.build_from = "package.json".into();
+    } else {
+        f.build_from = "no requirements.txt, pyproject.toml or package.json".into();
+    }
+    let web_program =
+        f.web.as_deref().and_then(|w| w.split_whitespace().find(|t| !t.contains('='))).map(str::to_string);
+    if let Some(prog) =
+        web_program.filter(|p| matches!(p.as_str(), "gunicorn" | "uvicorn" | "waitress-serve" | "hypercorn"))
+    {
+        let package = if prog == "waitress-serve" { "waitress".to_string() } else { prog.clone() };
+        if f.build_path.as_deref() == Some(".venv/bin") && !requirements.contains(&package) {
+            f.warnings.push(format!(
+                "{prog} starts the app but is not in its requirements: add {package} to requirements.txt, or the deploy fails (the app runs on its own build, never the agent's tools)"
+            ));
+        }
+    }
+    let flat_tests = std::fs::read_dir(dir).ok().is_some_and(|entries| {
+        entries.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.ends_with(".py") && (n.starts_with("test_") || n.ends_with("_test.py"))
+        })
+    });
+    let test_dir = ["tests", "test"].into_iter().find(|d| dir.join(d).is_dir());
+    f.tests = match (test_dir, flat_tests) {
+        (Some(d), true) => Some(format!("pytest: {d}/ and test files beside the app")),
+        (Some(d), false) => Some(format!("pytest: {d}/")),
+        (None, true) => Some("pytest: test files beside the app".into()),
+        (None, false) => None,
+    };
+    f.coverage = requirements.contains("pytest-cov");
+    let routes = routes(&sources);
+    f.health_path = ["/health", "/healthz", "/ping", "/status", "/up"]
+        .into_iter()
+        .find(|r| routes.contains(*r))
+        .unwrap_or("/")
+        .to_string();
+    if f.health_path == "/" {
+        f.warnings.push(
+            "no health route found (/health, /healthz, /ping, /status): deploy.health_path is \"/\", which must answer 2xx"
+                .into(),
+        );
+    }
+    f.version_path = routes.contains("/version").then(|| "/version".to_string());
+    Ok(f)
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The file: what was found, written; every other field, commented with its default.
+pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
+    let defaults = fields::defaults();
+    let mut written: BTreeSet<&str> = BTreeSet::new();
+    let mut t = String::new();
+    let mut section = |t: &mut String, header: &str, prefix: &str, lines: Vec<(&'static str, String, String)>| {
+        let _ = writeln!(t, "\n[{header}]");
+        for (key, value, why) in lines {
+            if !why.is_empty() {
+                let _ = writeln!(t, "# {why}");
+            }
+            let _ = writeln!(t, "{} = {value}", key.rsplit('.').next().unwrap_or(key));
+            written.insert(key);
+        }
+        // The rest of the section, commented: what each field does and its default.
+        for field in fields::FIELDS.iter().filter(|x| {
+            x.key.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.') && !rest[1..].contains('.'))
+        }) {
+            if written.contains(field.key) {
+                continue;
+            }
+            let name = field.key.rsplit('.').next().unwrap_or(field.key);
+            match defaults.get(field.key) {
+                Some(d) => {
+                    let _ = writeln!(t, "# {name} = {d}    # {}", field.meaning);
+                }
+                None => {
+                    let _ = writeln!(t, "# {name}: {}", field.meaning);
+                }
+            }
+        }
+    };
+    let _ = writeln!(
+        t,
+        "# safedeploy configuration for {}, written by `safedeploy init`.\n\
+         # Every field is shown: those written are what init found; the commented ones carry their\n\
+         # default. `safedeploy check` validates this file and prints the effective configuration.",
+        f.name
+    );
+    section(&mut t, "app", "app", vec![("app.name", toml_str(&f.name), String::new())]);
+    let mut build = vec![];
+    if let Some(b) = &f.build {
+        build.push((
+            "build.command",
+            toml_str(b),
+            format!("run once per version, in its own directory ({})", f.build_from),
+        ));
+    }
+    if let Some(p) = &f.build_path {
+        build.push((
+            "build.path",
+            format!("[{}]", toml_str(p)),
+            "first on the app's PATH: the app runs on what its build installed".into(),
+        ));
+    }
+    section(&mut t, "build", "build", build);
+    if let Some(tests) = &f.tests {
+        let mut cmd = vec!["python3", "-m", "pytest", "-q", "--junitxml=reports/junit.xml"];
+        if f.coverage {
+            cmd.extend(["--cov=.", "--cov-report=xml:reports/coverage.xml"]);
+        }
+        let argv = format!("[{}]", cmd.iter().map(|a| toml_str(a)).collect::<Vec<_>>().join(", "));
+        let mut gate = vec![
+            ("gate.command", argv, format!("the tests ({tests}); argv, no shell")),
+            ("gate.junit", toml_str("reports/junit.xml"), String::new()),
+            (
+                "gate.source",
+                "[\"**/*.py\"]".to_string(),
+                "change policy: a source change must come with a test change".into(),
+            ),
+        ];
+        if f.coverage {
+            gate.push(("gate.coverage", toml_str("reports/coverage.xml"), String::new()));
+            gate.push((
+                "gate.min_diff_coverage",
+                "80".into(),
+                "percent of the changed lines the tests must run".into(),
+            ));
+        }
+        section(&mut t, "gate", "gate", gate);
+    }
+    let mut deploy = vec![(
+        "deploy.health_path",
+        toml_str(&f.health_path),
+        if f.health_path == "/" {
+            "no health route found: the home page must answer 2xx".into()
+        } else {
+            String::new()
+        },
+    )];
+    if f.web_from.starts_with("no Procfile")
+        && let Some(w) = &f.web
+    {
+        deploy.push(("deploy.command", toml_str(w), f.web_from.clone()));
+    }
+    section(&mut t, "deploy", "deploy", deploy);
+    let _ = writeln!(t, "\n# Each environment: plain http on this machine, a port of its own (the local platform).");
+    for (env, port) in [("staging", staging), ("production", production)] {
+        let _ = writeln!(t, "[environments.{env}]\nurl = \"http://127.0.0.1:{port}\"\n");
+    }
+    let mut smoke = vec![];
+    if let Some(v) = &f.version_path {
+        smoke.push(("smoke.version_path", toml_str(v), "the app's own version route".into()));
+    }
+    section(&mut t, "smoke", "smoke", smoke);
+    let _ = writeln!(
+        t,
+        "\n# The journey a user walks, checked after every deploy. Add checks: a form posted, a redirect\n\
+         # followed (see the README's smoke-check section).\n\
+         [[smoke.checks]]\nname = \"the home page answers\"\npath = \"/\"\nexpect_status = [200]"
+    );
+    for (header, prefix) in [("platform", "platform"), ("sla", "sla"), ("logs", "logs")] {
+        let mut part = String::new();
+        section(&mut part, header, prefix, vec![]);
+        // A section of defaults only is all comments: its header is one too.
+        t.push_str(&part.replacen(&format!("\n[{header}]"), &format!("\n# [{header}]"), 1));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_names_are_normalised() {
+        let names = requirement_names("Flask==2.2.2\ngunicorn>=20 # web\n-r base.txt\npytest_cov\n\n");
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["flask", "gunicorn", "pytest-cov"]);
+    }
+}

@@ -1,0 +1,283 @@
+//! The `safedeploy` command's operations: what people do by hand, beside the six step
+//! binaries the pipeline calls.
+
+pub mod init;
+
+use crate::Outcome;
+use crate::clock::rfc3339;
+use crate::context::Ctx;
+use anyhow::Result;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Checked<'a> {
+    config: &'a std::path::Path,
+    platform: crate::config::PlatformKind,
+    environments: Vec<&'a str>,
+    smoke_chains: usize,
+    smoke_checks: usize,
+    effective: serde_json::Value,
+}
+
+/// `safedeploy check`: the configuration is valid (loading it checked every value and rule);
+/// prints the effective configuration, every default shown.
+pub fn check(ctx: &Ctx) -> Result<Outcome> {
+    let c = &ctx.config;
+    let effective = c.effective()?;
+    ctx.ui
+        .result(format!("# {}: valid. The effective configuration, defaults included:\n{effective}", c.path.display()));
+    Outcome::of(&Checked {
+        config: &c.path,
+        platform: c.platform.kind,
+        environments: c.environments.keys().map(String::as_str).collect(),
+        smoke_chains: c.chains.len(),
+        smoke_checks: c.chains.iter().map(|ch| ch.checks.len()).sum(),
+        effective: serde_json::to_value(c)?,
+    })
+}
+
+// ---- status ----
+
+/// One environment as `safedeploy status` shows it.
+#[derive(Serialize)]
+struct EnvStatus {
+    env: String,
+    /// What the platform runs there now.
+    live: Option<String>,
+    healthy: bool,
+    /// When the live version was deployed there (from the ledger).
+    since: Option<String>,
+    deployed_by: Option<String>,
+    last_known_good: Option<String>,
+    /// A previous version kept running without traffic, for an instant rollback. This platform
+    /// stops the previous version after each switch, so none is kept.
+    warm_previous: Option<String>,
+    /// Who holds the environment's lock, when someone does.
+    locked_by: Option<String>,
+    open_incidents: usize,
+    /// Set when the environment was stopped by hand and nothing was deployed since.
+    stopped: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    environments: Vec<EnvStatus>,
+    budget: Option<crate::sla::Budget>,
+}
+
+/// `safedeploy status [--env NAME]`: per environment, what runs and how it stands.
+pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
+    let ledger = ctx.ledger()?;
+    let platform = ctx.platform()?;
+    let mut out = vec![];
+    for env in ctx.config.environments.values().filter(|e| only.is_none_or(|o| o == e.name)) {
+        let live = platform.live(env)?;
+        let deployed = ledger.live_deployment(&env.name)?.filter(|d| live.as_ref().is_some_and(|l| l.label == d.label));
+        out.push(EnvStatus {
+            env: env.name.clone(),
+            healthy: live.as_ref().is_some_and(|l| l.healthy),
+            live: live.map(|l| l.label),
+            since: deployed.as_ref().map(|d| rfc3339(d.finished_at.unwrap_or(d.started_at))),
+            deployed_by: deployed.and_then(|d| d.actor),
+            last_known_good: ledger.last_known_good(&env.name)?,
+            warm_previous: None,
+            locked_by: crate::lock::holder(&ctx.state_dir, &env.name)?,
+            open_incidents: ledger.open_incidents(&env.name)?.len(),
+            stopped: ledger
+                .stopped(&env.name)?
+                .map(|s| format!("{} by {}", rfc3339(s.at), s.actor.unwrap_or_else(|| "-".into()))),
+        });
+    }
+    if let Some(o) = only {
+        ctx.config.environment(o)?;
+    }
+    let sla = &ctx.config.sla;
+    let budget = (!sla.environments.is_empty()).then(|| crate::sla::Budget::now(sla, &ledger)).transpose()?;
+    let mut lines = vec![];
+    for s in &out {
+        let dash = || "-".to_string();
+        let live = match (&s.live, s.healthy) {
+            (Some(l), true) => format!("{l}, healthy"),
+            (Some(l), false) => format!("{l}, NOT healthy"),
+            (None, _) => "nothing runs".into(),
+        };
+        lines.push(format!("{}: {live}", s.env));
+        lines.push(format!(
+            "  since {} by {}; last known good {}; warm previous: none kept",
+            s.since.clone().unwrap_or_else(dash),
+            s.deployed_by.clone().unwrap_or_else(dash),
+            s.last_known_good.clone().unwrap_or_else(dash)
+        ));
+        if let Some(h) = &s.locked_by {
+            lines.push(format!("  locked by {h}"));
+        }
+        if s.open_incidents > 0 {
+            lines.push(format!("  {} open incident(s)", s.open_incidents));
+        }
+        if let Some(st) = &s.stopped {
+            lines.push(format!("  stopped by hand at {st}"));
+        }
+    }
+    if let Some(b) = &budget {
+        lines.push(b.line());
+    }
+    ctx.ui.result(lines.join("\n"));
+    Outcome::of(&Status { environments: out, budget })
+}
+
+// ---- history ----
+
+/// One line of the history: a deployment, a verdict, an incident or a stop.
+#[derive(Serialize)]
+struct Event {
+    at: String,
+    env: String,
+    kind: &'static str,
+    version: Option<String>,
+    outcome: String,
+    detail: Option<String>,
+    actor: Option<String>,
+    #[serde(skip)]
+    ms: crate::clock::Millis,
+}
+
+/// `safedeploy history [--env NAME] [--limit N]`: what happened, newest last.
+pub fn history(ctx: &Ctx, only: Option<&str>, limit: usize) -> Result<Outcome> {
+    if let Some(o) = only {
+        ctx.config.environment(o)?;
+    }
+    let ledger = ctx.ledger()?;
+    let mut events = vec![];
+    for env in ctx.config.environments.keys().filter(|e| only.is_none_or(|o| o == e.as_str())) {
+        for d in ledger.deployments(env)? {
+            events.push(Event {
+                at: rfc3339(d.started_at),
+                ms: d.started_at,
+                env: d.env,
+                kind: "deployment",
+                version: Some(d.label),
+                outcome: match d.previous {
+                    Some(p) => format!("{} ({}, replacing {p})", d.outcome, d.action),
+                    None => format!("{} ({})", d.outcome, d.action),
+                },
+                detail: d.reason,
+                actor: d.actor,
+            });
+        }
+        for v in ledger.verifications(env)? {
+            events.push(Event {
+                at: rfc3339(v.at),
+                ms: v.at,
+                env: v.env,
+                kind: "smoke",
+                version: Some(v.label),
+                outcome: if v.passed { "passed".into() } else { "failed".into() },
+                detail: v.detail,
+                actor: None,
+            });
+        }
+        for i in ledger.incidents_of(env)? {
+            let outcome = match (i.restored_at, i.downtime_ms) {
+                (Some(_), Some(ms)) => {
+                    format!("restored {} after {}", i.restored_label.as_deref().unwrap_or("-"), crate::clock::human(ms))
+                }
+                _ => "open".into(),
+            };
+            events.push(Event {
+                at: rfc3339(i.detected_at),
+                ms: i.detected_at,
+                env: i.env,
+                kind: "incident",
+                version: i.bad_label,
+                outcome,
+                detail: i.reason,
+                actor: None,
+            });
+        }
+        for s in ledger.stops(env)? {
+            events.push(Event {
+                at: rfc3339(s.at),
+                ms: s.at,
+                env: s.env,
+                kind: "stop",
+                version: s.label,
+                outcome: "stopped by hand".into(),
+                detail: s.reason,
+                actor: s.actor,
+            });
+        }
+    }
+    events.sort_by_key(|e| e.ms);
+    let skip = events.len().saturating_sub(limit);
+    let events: Vec<Event> = events.into_iter().skip(skip).collect();
+    let mut lines = vec![];
+    if skip > 0 {
+        lines.push(format!("({skip} earlier event(s) not shown; --limit N shows more)"));
+    }
+    for e in &events {
+        lines.push(format!(
+            "{}  {:<10} {:<10} {:<12} {}{}{}",
+            e.at,
+            e.env,
+            e.kind,
+            e.version.as_deref().unwrap_or("-"),
+            e.outcome,
+            e.detail.as_deref().map(|d| format!(" — {}", first_line(d))).unwrap_or_default(),
+            e.actor.as_deref().map(|a| format!(" [{a}]")).unwrap_or_default()
+        ));
+    }
+    if events.is_empty() {
+        lines.push("nothing recorded yet".into());
+    }
+    ctx.ui.result(lines.join("\n"));
+    Outcome::of(&serde_json::json!({ "events": events, "not_shown": skip }))
+}
+
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or_default();
+    if l.chars().count() > 120 { format!("{}…", l.chars().take(120).collect::<String>()) } else { l.to_string() }
+}
+
+// ---- stop ----
+
+/// `safedeploy stop ENV --reason TEXT`: stops what runs there (the platform's own stop),
+/// with the environment's lock held, and records it.
+pub fn stop(ctx: &Ctx, env: &str, reason: Option<&str>) -> Result<Outcome> {
+    let environment = ctx.config.environment(env)?;
+    let who = crate::lock::Holder { tool: "safedeploy stop", actor: ctx.env.actor() };
+    let _held = crate::lock::acquire(&ctx.state_dir, env, &who, ctx.dry_run)?;
+    let ledger = ctx.ledger()?;
+    let platform = ctx.platform()?;
+    let live = platform.live(environment)?;
+    platform.stop(environment)?;
+    let label = live.as_ref().map(|l| l.label.as_str());
+    ledger.record_stop(env, label, reason)?;
+    if !ctx.dry_run {
+        ctx.ui.result(format!("{env}: stopped{}", label.map(|l| format!(" ({l})")).unwrap_or_default()));
+    }
+    Outcome::of(&serde_json::json!({ "env": env, "stopped": label, "dry_run": ctx.dry_run }))
+}
+
+// ---- man pages ----
+
+/// `safedeploy man --out DIR`: one page per binary (section 1), from their clap definitions.
+pub fn man(fx: &crate::effects::Effects, out: &std::path::Path) -> Result<Outcome> {
+    let mut written = vec![];
+    for (name, cmd) in crate::tools::commands() {
+        let path = out.join(format!("{name}.1"));
+        fx.exec.create_dir(out)?;
+        fx.exec.effect(
+            || format!("write {}", path.display()),
+            || {
+                let mut page = Vec::new();
+                clap_mangen::Man::new(cmd.name(name)).render(&mut page)?;
+                std::fs::write(&path, page).map_err(anyhow::Error::from)
+            },
+        )?;
+        written.push(path);
+    }
+    if !fx.dry_run {
+        fx.ui.result(format!("wrote {} man page(s) in {}", written.len(), out.display()));
+    }
+    Outcome::of(&serde_json::json!({ "pages": written }))
+}
