@@ -1,7 +1,7 @@
 //! safedeploy: small Jenkins-pipeline binaries that keep a bad commit out of production and
 //! bring production back in seconds when one gets through.
 //!
-//! Architecture map (each binary in `src/bin/` is a thin `main` over one operation):
+//! Architecture map (each binary in `src/bin/` is one call into [`tools`], its command line):
 //!
 //! | module | owns |
 //! |---|---|
@@ -15,14 +15,15 @@
 //! | [`exec`] | the only place that starts a process; `--dry-run` for commands and effects |
 //! | [`procs`] | processes and process groups from /proc: found by group or directory, ended |
 //! | [`http`] | the only place that makes a request; `--dry-run` for requests |
-//! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents |
+//! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents, stops |
 //! | [`lock`] | one deploy per environment at a time |
 //! | [`platform`] | the `Platform` trait; `local` and `elasticbeanstalk` (aws CLI) behind it |
 //! | [`paths`] | joins of paths built from inputs, proven to stay under their parent |
 //! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
 //! | [`git`] | read-only questions to git |
 //! | [`gate`], [`smoke`], [`deploy`], [`logs`] | the operations behind the six binaries |
-//! | [`manage`] | the `safedeploy` command's operations (check, ...) |
+//! | [`manage`] | the `safedeploy` command's operations: init, check, status, history, stop, man |
+//! | [`tools`] | every binary's command line (clap) and `main`; completions and man pages come from them |
 //! | [`alert`], [`notify`] | the Datadog webhook payload in; Slack and Datadog events out |
 //! | [`sla`] | the SLA budget: `[sla]` and what the ledger's incidents spent of it |
 //! | [`ui`], [`redact`], [`clock`] | console discipline, secret masking, time |

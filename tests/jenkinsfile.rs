@@ -43,3 +43,36 @@ fn every_jenkinsfile_step_runs_in_order_and_the_failure_path_is_safe() {
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0);
     assert_eq!(p.served_version("production").as_deref(), Some("build-7"));
 }
+
+/// A team's Jenkinsfile (installed tools) and the shared library's step: their safedeploy
+/// steps run, in order, against an app whose config sits at its root.
+#[test]
+fn the_team_jenkinsfile_and_the_shared_library_step_run_their_steps_in_order() {
+    for file in ["examples/team-app/Jenkinsfile", "vars/safedeployPipeline.groovy"] {
+        let text = support::repo_file(file);
+        let (main, post) = text.rsplit_once("failure {").expect("a post { failure } block");
+        let (main, post) = (support::jenkins_steps(main), support::jenkins_steps(post));
+        let names: Vec<&str> = main.iter().map(|s| s.split_whitespace().next().unwrap_or_default()).collect();
+        assert_eq!(
+            names,
+            ["safedeploy", "gate-tests", "deploy-staging", "smoke-check", "promote", "smoke-check"],
+            "{file}"
+        );
+        assert_eq!(post.len(), 2, "{file}: {post:?}");
+        let p = Project::new();
+        for step in main.iter().chain(&post) {
+            let out = p
+                .sh_step(step)
+                .env("SAFEDEPLOY_DRY_RUN", "false")
+                .env("VERSION_LABEL", "build-9")
+                .env("BUILD_TAG", "jenkins-team-9")
+                .env("SAFEDEPLOY_FROM", "staging")
+                .env("SAFEDEPLOY_TO", "production")
+                .output()
+                .expect("sh");
+            assert!(out.status.success(), "{file}: `{step}` failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert_eq!(p.served_version("production").as_deref(), Some("build-9"), "{file}");
+        assert!(p.app.join("error_hunt.txt").exists(), "{file}");
+    }
+}

@@ -81,9 +81,9 @@ pub fn main() -> std::process::ExitCode {
     let a: Args = crate::cli::parse("safedeploy");
     let tool = "safedeploy";
     match a.command {
-        Command::Init { dir, force, ports } => run_without_config(tool, &a.common, |fx| {
-            init(fx, &InitRequest { dir: &dir, force, ports })
-        }),
+        Command::Init { dir, force, ports } => {
+            run_without_config(tool, &a.common, |fx| init(fx, &InitRequest { dir: &dir, force, ports }))
+        }
         Command::Check => run(tool, &a.common, crate::manage::check),
         Command::Status { env } => run(tool, &a.common, |ctx| crate::manage::status(ctx, env.as_deref())),
         Command::History { env, limit } => {

@@ -287,12 +287,25 @@ impl Project {
 }
 
 /// The `sh '...'` steps in a piece of a Jenkinsfile that call a safedeploy binary, in order.
+/// A step is `sh '...'` on one line, or `sh '''...'''` over several (Groovy's `\\` before a
+/// newline is the shell's line continuation).
 pub fn jenkins_steps(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("sh '").and_then(|r| r.strip_suffix('\'')))
-        .filter(|cmd| BINARIES.iter().any(|b| cmd.starts_with(&format!("{b} ")) || cmd == b))
-        .map(str::to_string)
-        .collect()
+    let mut steps = vec![];
+    let mut lines = text.lines().map(str::trim);
+    while let Some(l) = lines.next() {
+        if let Some(first) = l.strip_prefix("sh '''") {
+            let mut step = first.to_string();
+            while !step.ends_with("'''") {
+                let Some(next) = lines.next() else { break };
+                step = format!("{} {next}", step.trim_end_matches('\\').trim_end());
+            }
+            steps.push(step.trim_end_matches("'''").to_string());
+        } else if let Some(cmd) = l.strip_prefix("sh '").and_then(|r| r.strip_suffix('\'')) {
+            steps.push(cmd.to_string());
+        }
+    }
+    let tools = || BINARIES.iter().chain(&["safedeploy"]);
+    steps.into_iter().filter(|cmd| tools().any(|b| cmd.starts_with(&format!("{b} ")) || cmd == b)).collect()
 }
 
 /// A file of this repository, as text.
