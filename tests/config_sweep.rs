@@ -184,6 +184,9 @@ fn sweep_texts(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mut Ve
                 v.extend(["https://127.0.0.1:9", "http://example.com:8101"]);
             }
             v
+        } else if key == "system_path" {
+            // Directories on the app's PATH: absolute, and no ':' to split it.
+            vec!["", "usr/bin", "/usr/bin:/bin", "/x\ny", "-"]
         } else if key.ends_with("_path") || (key == "path" && field.starts_with("smoke.")) {
             vec!["", "health", "/a b", "/x\ny", " /x"]
         } else {
@@ -198,7 +201,12 @@ fn sweep_texts(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mut Ve
                 wrong.push(format!("{field} = {v:?}: {e}"));
             }
         }
-        rows.push(format!("| `{field}` | {} | {cases} |", if key.contains("url") { "URL" } else { "URL path" }));
+        let class = match key {
+            k if k.contains("url") => "URL",
+            "system_path" => "directory",
+            _ => "URL path",
+        };
+        rows.push(format!("| `{field}` | {class} | {cases} |"));
     }
 }
 

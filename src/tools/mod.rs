@@ -24,3 +24,44 @@ pub fn commands() -> Vec<(&'static str, clap::Command)> {
         ("safedeploy", safedeploy::Args::command()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A variable read by several binaries means the same in each: a Jenkins job sets it once
+    /// for all its steps (`SAFEDEPLOY_TO` was once promote's environment and rollback's label).
+    #[test]
+    fn each_environment_variable_means_one_thing_in_every_binary() {
+        let mut seen: BTreeMap<String, (String, String, &str)> = BTreeMap::new();
+        for (bin, cmd) in commands() {
+            let mut cmds = vec![cmd];
+            while let Some(c) = cmds.pop() {
+                cmds.extend(c.get_subcommands().cloned());
+                for a in c.get_arguments() {
+                    let Some(var) = a.get_env().map(|v| v.to_string_lossy().into_owned()) else { continue };
+                    let meaning = (
+                        a.get_long().unwrap_or_default().to_string(),
+                        a.get_value_names()
+                            .map(|v| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "))
+                            .unwrap_or_default(),
+                    );
+                    match seen.get(&var) {
+                        Some((long, value, first)) => assert_eq!(
+                            (long, value),
+                            (&meaning.0, &meaning.1),
+                            "{var} is --{long} {value} in {first} but --{} {} in {bin}",
+                            meaning.0,
+                            meaning.1
+                        ),
+                        None => {
+                            seen.insert(var, (meaning.0, meaning.1, bin));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen.contains_key("SAFEDEPLOY_RESTORE_LABEL") && seen.contains_key("SAFEDEPLOY_TO"));
+    }
+}

@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
     env: Option<String>,
     /// Version to restore [default: the environment's last known good]
-    #[arg(long, env = "SAFEDEPLOY_TO", value_name = "LABEL", value_parser = Label::parse)]
+    #[arg(long, env = "SAFEDEPLOY_RESTORE_LABEL", value_name = "LABEL", value_parser = Label::parse)]
     to: Option<Label>,
     /// Why, for the ledger and the incident
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
