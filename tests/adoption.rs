@@ -73,6 +73,7 @@ path = []
 [gate]
 command = ["{venv_bin}/python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=reports/junit.xml"]
 junit = "reports/junit.xml"
+source = ["**/*.py"]
 
 [deploy]
 health_path = "/"
@@ -92,6 +93,23 @@ deadline = "8s"
 name = "home"
 path = "/"
 body_matches = "<form"
+
+[[smoke.chains]]
+name = "shorten and follow"
+
+[[smoke.chains.checks]]
+name = "shorten"
+method = "POST"
+path = "/"
+form = { url = "https://example.com/{{run_id}}" }
+expect_status = [201]
+capture = { code = { json = "$.code" } }
+
+[[smoke.chains.checks]]
+name = "follow"
+path = "/{{code}}"
+expect_status = [302]
+header_equals = { location = "https://example.com/{{run_id}}" }
 "#;
 
 #[test]
@@ -282,4 +300,36 @@ fn completions_and_man_pages_cover_every_binary() {
     assert_eq!(pages.len(), 7, "{pages:?}");
     let promote = std::fs::read_to_string(dir.join("promote.1")).expect("page");
     assert!(promote.contains(".TH promote 1") && promote.contains("\\-\\-force"), "{promote}");
+}
+
+#[test]
+fn the_flat_apps_bad_commit_is_stopped_at_each_layer_and_the_proxys_500s_are_reported() {
+    let p = Project::fixture("flat-flask", FLAT_CONFIG);
+    let venv_bin = support::venv().join("bin");
+    p.edit_config(|c| c.replace("path = []", &format!("path = [{:?}]", venv_bin.display().to_string())));
+    p.commit_all("safedeploy config", "Team");
+    p.v1_everywhere();
+    // The incident's mistake, in this app's shape, with no test change.
+    let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    p.write("application.py", &app.replace("json.load(urls_file)", "json.loads(urls_file)"));
+    p.commit_all("Read the links with loads", "New Hire");
+    // Layer 1: the gate (the suite is green: its tests never read an existing file).
+    let a = p.cmd("gate-tests").args(["--base", "HEAD~1"]).assert().code(1);
+    assert!(output(&a).1.contains("change policy: 1 source file(s) changed and no test file"), "{}", output(&a).1);
+    // Layer 2: staging's smoke check — following the link reads the stored links.
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().code(1);
+    assert!(output(&a).1.contains("shorten and follow / follow"), "{}", output(&a).1);
+    // Layers 3 and 4, forced past both: production's smoke check fails, rollback restores v1.
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    p.cmd("rollback").args(["--reason", "smoke failed"]).assert().success();
+    assert_eq!(header(&p, "production", "x-safedeploy-version").as_deref(), Some("v1"));
+    // collect-logs names the exception, the line and the commit, and the proxy's 500s.
+    let a = p.cmd("collect-logs").args(["--env", "production", "--out", "hunt.txt", "--json"]).assert().success();
+    let (out, _) = output(&a);
+    assert!(out.contains("TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper"), "{out}");
+    assert!(out.contains("application.py (v2):"), "{out}");
+    assert!(out.contains("New Hire"), "{out}");
+    assert!(out.contains("nginx/access.log") && out.contains("HTTP/1.1\\\" 500"), "{out}");
 }

@@ -528,3 +528,17 @@ fn in_place_promote_and_rollback_redeploy_the_label() {
     assert_eq!(eb.sim.state().count("UpdateEnvironment"), 5, "v1 and v2 to staging and production, v1 back");
     eb.p.assert_ledger_intact();
 }
+
+#[test]
+fn without_a_version_route_smoke_check_reads_the_label_and_health_eb_reports() {
+    let eb = Eb::with(|c| c.replace("version_path = \"/version\"\n", ""));
+    eb.run("deploy-staging", &["--version", "v1"], 0);
+    let (_, err) = eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record", "-v"], 0);
+    assert!(err.contains("read from the platform's live label and health"), "{err}");
+    // No /version was asked for: the label came from DescribeEnvironments.
+    assert!(eb.sim.state().count("DescribeEnvironments") > 0);
+    // A label EB does not run: the deploy did not land (exit 3), nothing recorded against v2.
+    let (_, err) = eb.run("smoke-check", &["--env", "staging", "--expect-version", "v2", "--record"], 3);
+    assert!(err.contains("staging still serves v1, not v2"), "{err}");
+    assert_eq!(eb.p.query_strings("SELECT label || ':' || passed FROM verifications"), vec!["v1:1".to_string()]);
+}

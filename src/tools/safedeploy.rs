@@ -54,10 +54,13 @@ enum Command {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
-    /// Print a shell completion script for every safedeploy binary
+    /// Print a shell completion script for every safedeploy binary (or one)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+        /// Only this binary's (bash-completion loads a file per command name)
+        #[arg(long, value_name = "NAME")]
+        bin: Option<String>,
     },
     /// Write man pages for every safedeploy binary into a directory
     Man {
@@ -90,9 +93,14 @@ pub fn main() -> std::process::ExitCode {
             run(tool, &a.common, |ctx| crate::manage::history(ctx, env.as_deref(), limit as usize))
         }
         Command::Stop { env, reason } => run(tool, &a.common, |ctx| crate::manage::stop(ctx, &env, reason.as_deref())),
-        Command::Completions { shell } => run_without_config(tool, &a.common, |_| {
+        Command::Completions { shell, bin } => run_without_config(tool, &a.common, |_| {
             let mut out = std::io::stdout();
-            for (name, mut cmd) in crate::tools::commands() {
+            let all = crate::tools::commands();
+            if let Some(b) = bin.as_deref().filter(|b| !all.iter().any(|(n, _)| n == b)) {
+                let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+                return Err(crate::usage!("--bin {b}: expected one of {}", names.join(", ")));
+            }
+            for (name, mut cmd) in all.into_iter().filter(|(n, _)| bin.as_deref().is_none_or(|b| b == *n)) {
                 clap_complete::generate(shell, &mut cmd, name, &mut out);
             }
             Ok(crate::Outcome::ok(serde_json::json!({})))
