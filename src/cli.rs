@@ -41,19 +41,19 @@ pub struct CommonArgs {
     #[arg(long, env = "SAFEDEPLOY_STATE_DIR", value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// Print every command and request a real run would make; change nothing
-    #[arg(long, env = "SAFEDEPLOY_DRY_RUN", global = true, action = ArgAction::Set, num_args = 0..=1,
+    #[arg(long, env = "SAFEDEPLOY_DRY_RUN", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     pub dry_run: bool,
     /// Machine-readable summary on stdout (diagnostics stay on stderr)
-    #[arg(long, env = "SAFEDEPLOY_JSON", global = true, action = ArgAction::Set, num_args = 0..=1,
+    #[arg(long, env = "SAFEDEPLOY_JSON", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     pub json: bool,
     /// More detail: every command and request as it runs
-    #[arg(short, long, env = "SAFEDEPLOY_VERBOSE", global = true, action = ArgAction::Set, num_args = 0..=1,
+    #[arg(short, long, env = "SAFEDEPLOY_VERBOSE", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     pub verbose: bool,
     /// Only errors and the result
-    #[arg(short, long, env = "SAFEDEPLOY_QUIET", global = true, action = ArgAction::Set, num_args = 0..=1,
+    #[arg(short, long, env = "SAFEDEPLOY_QUIET", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     pub quiet: bool,
     /// Colour: only on a terminal unless asked; NO_COLOR is honoured

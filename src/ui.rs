@@ -67,9 +67,10 @@ impl Ui {
     /// A line of the human result: stdout, or stderr when stdout carries `--json`.
     pub fn result(&self, msg: impl AsRef<str>) {
         let line = self.redactor.redact(msg.as_ref());
+        // `-q` is "only errors and the result": the result line is printed at every verbosity.
         if self.json {
             eprintln!("{line}");
-        } else if self.verbosity >= 0 {
+        } else {
             println!("{line}");
         }
     }

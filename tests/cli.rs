@@ -57,3 +57,27 @@ fn jenkins_style_booleans_are_accepted_from_the_environment() {
     p.cmd("smoke-check").args(["--env", "staging"]).env("SAFEDEPLOY_RECORD", "1").assert().success();
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM verifications WHERE passed = 1"), 1);
 }
+
+#[test]
+fn a_boolean_flag_takes_its_value_only_after_an_equals_sign() {
+    let p = support::Project::new();
+    // `-q check`: the subcommand is never taken for the flag's value.
+    let a = p.cmd("safedeploy").args(["-q", "check"]).assert().success();
+    assert!(support::output(&a).0.contains("valid. The effective configuration"), "{}", support::output(&a).0);
+    // `-q` keeps the one result line of a deploy, and nothing else.
+    let a = p.cmd("deploy-staging").args(["-q", "--version", "v1"]).assert().success();
+    let (out, err) = support::output(&a);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("v1"), "{out}");
+    assert!(!err.contains("starting v1"), "-q printed progress: {err}");
+    p.cmd("safedeploy")
+        .args(["--json=true", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"ok\":true"));
+    // `--dry-run false` is not a value of --dry-run: an unexpected argument, exit 2, nothing done.
+    p.cmd("deploy-staging").args(["--dry-run", "false", "--version", "v1"]).assert().code(2);
+    p.cmd("deploy-staging").args(["--dry-run=false", "--version", "v1"]).assert().success();
+    p.cmd("deploy-staging").args(["--dry-run=true", "--version", "v1"]).assert().success();
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
+}

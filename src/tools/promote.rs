@@ -14,7 +14,7 @@ pub struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
-    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1,
+    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     budget: bool,
     /// Version to promote [default: the last known good of --from]
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_TO", default_value = "production", value_name = "NAME")]
     to: String,
     /// Promote although the policy refuses (needs --reason; recorded)
-    #[arg(long, env = "SAFEDEPLOY_FORCE", action = clap::ArgAction::Set, num_args = 0..=1,
+    #[arg(long, env = "SAFEDEPLOY_FORCE", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     force: bool,
     /// Why, for the ledger

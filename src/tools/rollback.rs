@@ -14,7 +14,7 @@ pub struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
-    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1,
+    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     budget: bool,
     /// Environment to restore [default: production, or the alert's]

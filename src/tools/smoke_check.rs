@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_EXPECT_VERSION", value_name = "LABEL", value_parser = Label::parse)]
     expect_version: Option<Label>,
     /// Record the verdict in the ledger (a pass makes the version last known good)
-    #[arg(long, env = "SAFEDEPLOY_RECORD", action = clap::ArgAction::Set, num_args = 0..=1,
+    #[arg(long, env = "SAFEDEPLOY_RECORD", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
     record: bool,
     /// Keep checking for this long after the first pass (a bake period), e.g. "5m"
