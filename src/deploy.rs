@@ -51,8 +51,13 @@ struct RolledBack<'a> {
     bad_version: Option<&'a str>,
     restored_version: &'a str,
     time_to_restore_ms: Millis,
+    /// Users' exposure, charged to the SLA budget: from when the bad version took traffic (or,
+    /// had it passed a check since, its first failing verdict) to the good one serving again.
     downtime_ms: Millis,
+    /// The exposure clock.
+    took_traffic_at: Option<String>,
     detected_at: String,
+    rollback_started_at: String,
     restored_at: String,
     budget: Budget,
     dry_run: bool,
@@ -78,18 +83,21 @@ struct Step<'a> {
     action: Action,
     previous: Option<&'a str>,
     reason: Option<&'a str>,
+    /// The check of the candidate before it takes traffic, where one runs.
+    pre: Option<&'a crate::platform::PreTraffic<'a>>,
 }
 
 /// Deploys `env` with `label` and records the deployment; the lock must be held.
 fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: Step<'_>) -> Result<Switched> {
-    let Step { env, label, action, previous, reason } = step;
+    let Step { env, label, action, previous, reason, pre } = step;
     let environment = ctx.config.environment(env)?;
     if !ctx.dry_run {
         ledger.adopt(label)?;
     }
     let id = ledger.begin_deployment(env, label, action, previous, reason)?;
-    match platform.deploy(environment, label) {
+    match platform.deploy(environment, label, pre) {
         Ok(switched) => {
+            ledger.record_switch(id, switched.at)?;
             ledger.finish_deployment(id, true, "healthy")?;
             Ok(switched)
         }
@@ -179,7 +187,7 @@ pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<
     let started = now_ms();
     let version = registered(ctx, &ledger, &*platform, label, &commit)?;
     let previous = live.map(|l| l.label);
-    let step = Step { env, label, action: Action::Deploy, previous: previous.as_deref(), reason: None };
+    let step = Step { env, label, action: Action::Deploy, previous: previous.as_deref(), reason: None, pre: None };
     deploy_recorded(ctx, &ledger, &*platform, step)?;
     let took = now_ms() - started;
     if !ctx.dry_run {
@@ -240,6 +248,8 @@ pub struct PromoteRequest<'a> {
     pub to: &'a str,
     pub force: bool,
     pub reason: Option<&'a str>,
+    /// Deploy without checking the candidate before traffic, for this recorded reason.
+    pub skip_pre_traffic: Option<&'a str>,
 }
 
 /// `promote`: deploy to `to` exactly the bundle that passed in `from`; put the previous version
@@ -251,6 +261,11 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     if req.force && req.reason.is_none_or(|r| r.trim().is_empty()) {
         return Err(usage!("--force needs --reason TEXT: an override is recorded with its reason"));
     }
+    if req.skip_pre_traffic.is_some_and(|r| r.trim().is_empty()) {
+        return Err(usage!("--skip-pre-traffic: expected the reason it is skipped (it is recorded)"));
+    }
+    // The checks the candidate meets before traffic need their variables now, not mid-deploy.
+    crate::smoke::pre_traffic_ready(ctx)?;
     let ledger = ctx.ledger()?;
     let (version, budget_now) = promotable(ctx, &ledger, req)?;
     let label = version.label.clone();
@@ -277,9 +292,38 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         previous.as_deref().unwrap_or("nothing")
     ));
     let started = now_ms();
-    let step =
-        Step { env: to, label: &label, action: Action::Promote, previous: previous.as_deref(), reason: req.reason };
-    match deploy_recorded(ctx, &ledger, &*platform, step) {
+    // Before traffic: the smoke chains against the candidate's own address. A failure there
+    // never reached a user.
+    let stopped = std::cell::RefCell::new(None::<String>);
+    let check = |base: &str| -> Result<()> {
+        crate::smoke::pre_traffic(ctx, to, &label, base).inspect_err(|e| {
+            if kind_of(e) == Kind::Verdict {
+                *stopped.borrow_mut() = Some(format!("{e:#}"));
+            }
+        })
+    };
+    let skipped = req.skip_pre_traffic.map(|r| format!("pre-traffic check skipped: {r}"));
+    let reason = match (req.reason, &skipped) {
+        (Some(r), Some(s)) => Some(format!("{r}; {s}")),
+        (r, s) => r.map(str::to_string).or(s.clone()),
+    };
+    if let Some(s) = &skipped {
+        ctx.ui.warn(format!("{to}: {s}"));
+    }
+    let pre: Option<&crate::platform::PreTraffic<'_>> = if skipped.is_some() { None } else { Some(&check) };
+    let step = Step {
+        env: to,
+        label: &label,
+        action: Action::Promote,
+        previous: previous.as_deref(),
+        reason: reason.as_deref(),
+        pre,
+    };
+    let deployed = deploy_recorded(ctx, &ledger, &*platform, step);
+    if let (Err(e), Some(why)) = (&deployed, stopped.borrow().clone()) {
+        return Err(stopped_before_traffic(&ledger, to, &label, previous.as_deref(), &why, e));
+    }
+    match deployed {
         Ok(_) => {
             if !ctx.dry_run {
                 ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
@@ -302,6 +346,30 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// The candidate failed its checks at its own address: it took no traffic, so no incident and
+/// no downtime; it is marked bad, and the verdict is recorded in `env`.
+fn stopped_before_traffic(
+    ledger: &Ledger,
+    env: &str,
+    label: &str,
+    previous: Option<&str>,
+    why: &str,
+    e: &anyhow::Error,
+) -> anyhow::Error {
+    let recorded = (|| -> Result<()> {
+        ledger.mark_bad(label, &format!("stopped before traffic in {env}"))?;
+        ledger.record_verification(env, label, false, &format!("stopped before traffic: {}", clip(why, 500)))?;
+        Ok(())
+    })();
+    if let Err(r) = recorded {
+        return Error::could_not_act(format!("{label} was stopped before traffic in {env}, but recording it failed"))
+            .caused_by(r);
+    }
+    let still = previous.map(|p| format!("{p} still serves")).unwrap_or_else(|| format!("{env} serves nothing"));
+    Error::verdict(format!("{label} was stopped before it took traffic in {env} ({still}; no downtime)"))
+        .caused_by(anyhow::anyhow!("{e:#}"))
 }
 
 /// The version to promote and the budget now; refuses (exit 1) a version not verified in
@@ -388,9 +456,19 @@ fn promote_failed(
             restored_at: None,
             downtime_ms: None,
             reason: Some(format!("promote of {label} did not become healthy")),
+            // Stop-then-start: users lost the old version when it was stopped, at the start.
+            took_traffic_at: None,
+            rollback_started_at: Some(now_ms()),
+            charged_from: Some(started),
         })?;
-        let step =
-            Step { env, label: &prev, action: Action::Restore, previous: Some(label), reason: Some("promote failed") };
+        let step = Step {
+            env,
+            label: &prev,
+            action: Action::Restore,
+            previous: Some(label),
+            reason: Some("promote failed"),
+            pre: None,
+        };
         let switched = match deploy_recorded(ctx, ledger, platform, step) {
             Ok(s) => s,
             Err(r) => {
@@ -586,6 +664,16 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         Some(at) => at.min(started),
         None => detected_at(ledger, env, bad, started)?,
     };
+    // The exposure clock: users met the bad version from its switch, unless it passed a check
+    // after that (then from its first failing verdict).
+    let took_traffic = match bad {
+        Some(b) => ledger.took_traffic(env, b)?,
+        None => None,
+    };
+    let charged_from = match (bad, took_traffic) {
+        (Some(b), Some(t)) if !ledger.passed_since(env, b, t)? => t.min(detected),
+        _ => detected,
+    };
     let incident =
         match ledger.open_incidents(env)?.into_iter().rev().find(|i| i.bad_label.as_deref() == bad.or(Some(target))) {
             Some(open) => open.id,
@@ -598,22 +686,28 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
                 restored_at: None,
                 downtime_ms: None,
                 reason: Some(reason.to_string()),
+                took_traffic_at: took_traffic,
+                rollback_started_at: Some(started),
+                charged_from: Some(charged_from),
             })?,
         };
-    let step = Step { env, label: target, action: Action::Rollback, previous: bad, reason: Some(reason) };
+    let step = Step { env, label: target, action: Action::Rollback, previous: bad, reason: Some(reason), pre: None };
     let switched = deploy_recorded(ctx, ledger, platform, step).map_err(|e| {
         Error::could_not_act(format!("restoring {target} in {env} failed; the incident stays open")).caused_by(e)
     })?;
     ledger.close_incident(incident, target, switched.at, None)?;
     let restored = switched.at;
-    let downtime = restored - detected;
+    let downtime = restored - charged_from;
     let budget_after = Budget::now(&ctx.config.sla, ledger)?;
     if !ctx.dry_run {
+        let from = match took_traffic {
+            Some(t) if t == charged_from => format!("from when {} took traffic, {}", bad.unwrap_or("-"), rfc3339(t)),
+            _ => format!("from the first failing verdict, {}", rfc3339(charged_from)),
+        };
         ctx.ui.result(format!(
-            "{env}: {target} restored in {} (time to restore); incident downtime {} (detected {})",
+            "{env}: {target} restored in {} (time to restore); users exposed for {} ({from}, to {target} serving again)",
             human(restored - started),
             human(downtime),
-            rfc3339(detected)
         ));
         ctx.ui.result(budget_after.line());
     }
@@ -624,7 +718,9 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         restored_version: target,
         time_to_restore_ms: restored - started,
         downtime_ms: downtime,
+        took_traffic_at: took_traffic.map(rfc3339),
         detected_at: rfc3339(detected),
+        rollback_started_at: rfc3339(started),
         restored_at: rfc3339(restored),
         budget: budget_after,
         dry_run: ctx.dry_run,

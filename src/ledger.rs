@@ -83,6 +83,14 @@ CREATE TABLE stops (
     reason  TEXT
 );
 "#,
+    // The exposure clock: when a version took traffic (its switch), and on an incident when the
+    // bad version took traffic, when the rollback started, and where the budget's charge starts.
+    r#"
+ALTER TABLE deployments ADD COLUMN switched_at INTEGER;
+ALTER TABLE incidents ADD COLUMN took_traffic_at INTEGER;
+ALTER TABLE incidents ADD COLUMN rollback_started_at INTEGER;
+ALTER TABLE incidents ADD COLUMN charged_from INTEGER;
+"#,
 ];
 
 /// How a deployment came about.
@@ -158,10 +166,19 @@ pub struct Incident {
     pub env: String,
     pub bad_label: Option<String>,
     pub restored_label: Option<String>,
+    /// The first failing verdict (a failed check, an alert, a failed start).
     pub detected_at: Millis,
+    /// When `restored_label` served again through the environment's address.
     pub restored_at: Option<Millis>,
     pub downtime_ms: Option<i64>,
     pub reason: Option<String>,
+    /// When the bad version took traffic (its switch), where known.
+    pub took_traffic_at: Option<Millis>,
+    /// When the rollback (or the restore of a failed promote) started.
+    pub rollback_started_at: Option<Millis>,
+    /// Where the downtime charged to the SLA budget starts: when the bad version took traffic,
+    /// unless it passed a check after that (then its first failing verdict).
+    pub charged_from: Option<Millis>,
 }
 
 pub struct Ledger {
@@ -357,6 +374,39 @@ impl Ledger {
             },
         )?;
         Ok(id.unwrap_or(0))
+    }
+
+    /// The moment a deployment's version took traffic (the platform's switch).
+    pub fn record_switch(&self, id: i64, at: Millis) -> Result<()> {
+        self.write(
+            || format!("record the switch at {}", rfc3339(at)),
+            |c| c.execute("UPDATE deployments SET switched_at = ?2 WHERE id = ?1", params![id, at]),
+        )?;
+        Ok(())
+    }
+
+    /// When `label` last took traffic in `env`: the switch of its newest healthy deployment
+    /// there (its end, for a deployment recorded before switches were).
+    pub fn took_traffic(&self, env: &str, label: &str) -> Result<Option<Millis>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT COALESCE(switched_at, finished_at) FROM deployments
+                 WHERE env = ?1 AND label = ?2 AND outcome = 'healthy' ORDER BY id DESC LIMIT 1",
+                params![env, label],
+                |r| r.get::<_, Option<Millis>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Whether `label` passed a check in `env` at or after `since`.
+    pub fn passed_since(&self, env: &str, label: &str, since: Millis) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM verifications WHERE env = ?1 AND label = ?2 AND passed = 1 AND at >= ?3)",
+            params![env, label, since],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn finish_deployment(&self, id: i64, healthy: bool, detail: &str) -> Result<()> {
@@ -589,8 +639,18 @@ impl Ledger {
             },
             |c| {
                 c.execute(
-                    "INSERT INTO incidents (env, bad_label, restored_label, detected_at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![i.env, i.bad_label, i.restored_label, i.detected_at, i.reason],
+                    "INSERT INTO incidents (env, bad_label, restored_label, detected_at, reason, took_traffic_at,
+                     rollback_started_at, charged_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        i.env,
+                        i.bad_label,
+                        i.restored_label,
+                        i.detected_at,
+                        i.reason,
+                        i.took_traffic_at,
+                        i.rollback_started_at,
+                        i.charged_from
+                    ],
                 )?;
                 Ok(c.last_insert_rowid())
             },
@@ -604,7 +664,7 @@ impl Ledger {
             || format!("close the incident: {restored} serves again from {}", rfc3339(at)),
             |c| {
                 c.execute(
-                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = MAX(0, ?3 - detected_at),
+                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = MAX(0, ?3 - COALESCE(charged_from, detected_at)),
                      reason = COALESCE(reason, '') || COALESCE(?4, '')
                      WHERE id = ?1 AND restored_at IS NULL",
                     params![id, restored, at, note],
@@ -637,7 +697,8 @@ impl Ledger {
 }
 
 const INCIDENT_COLUMNS: &str =
-    "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason FROM incidents";
+    "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason,
+     took_traffic_at, rollback_started_at, charged_from FROM incidents";
 
 fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -649,6 +710,9 @@ fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
         restored_at: r.get(5)?,
         downtime_ms: r.get(6)?,
         reason: r.get(7)?,
+        took_traffic_at: r.get(8)?,
+        rollback_started_at: r.get(9)?,
+        charged_from: r.get(10)?,
     })
 }
 
@@ -656,7 +720,7 @@ impl Incident {
     /// Its downtime: as recorded once closed; while open, until `now` (an incident still open
     /// spends the budget as it goes).
     pub fn downtime_until(&self, now: Millis) -> i64 {
-        self.downtime_ms.unwrap_or_else(|| (now - self.detected_at).max(0))
+        self.downtime_ms.unwrap_or_else(|| (now - self.charged_from.unwrap_or(self.detected_at)).max(0))
     }
 }
 

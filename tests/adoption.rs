@@ -321,7 +321,10 @@ fn the_flat_apps_bad_commit_is_stopped_at_each_layer_and_the_proxys_500s_are_rep
     let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().code(1);
     assert!(output(&a).1.contains("shorten and follow / follow"), "{}", output(&a).1);
     // Layers 3 and 4, forced past both: production's smoke check fails, rollback restores v1.
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "test"])
+        .assert()
+        .success();
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
     p.cmd("rollback").args(["--reason", "smoke failed"]).assert().success();
     assert_eq!(header(&p, "production", "x-safedeploy-version").as_deref(), Some("v1"));

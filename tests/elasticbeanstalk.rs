@@ -71,6 +71,7 @@ url = "{site}/urlshort-prod"
 environment = "urlshort-blue"
 standby = "urlshort-green"
 cname = "urlshort-prod"
+preview_url = "{site}/{{cname}}"
 
 [smoke]
 deadline = "5s"

@@ -177,7 +177,9 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
     let reset = |p: &Project| {
         p.cmd("promote").args(["--version", "v1", "--force", "--reason", "reset"]).assert().success();
     };
-    let promote = |_| ["--version", "v2", "--force", "--reason", "fault"].map(String::from).to_vec();
+    let promote = |_| {
+        ["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "fault"].map(String::from).to_vec()
+    };
     for mode in ["kill", "enospc"] {
         sweep(
             &p,
@@ -198,7 +200,10 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
         "rollback",
         "kill",
         |_| {
-            p.cmd("promote").args(["--version", "v2", "--force", "--reason", "reset"]).assert().success();
+            p.cmd("promote")
+                .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "reset"])
+                .assert()
+                .success();
             ["--reason", "fault"].map(String::from).to_vec()
         },
         "production",
@@ -226,7 +231,10 @@ fn an_app_that_dies_after_its_deploy_is_seen_as_down_and_rolled_back() {
     p.write("Procfile", &procfile.replace("web: ", "web: timeout -s KILL 4 "));
     p.commit_all("Dies after a while", "Team");
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "test"])
+        .assert()
+        .success();
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while p.get("production", "/health").is_some_and(|(s, _)| s == 200) && std::time::Instant::now() < deadline {
@@ -248,7 +256,7 @@ fn two_concurrent_promotes_never_both_act() {
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
     let spawn = || {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"))
-            .args(["--version", "v2", "--force", "--reason", "race"])
+            .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "race"])
             .current_dir(&p.app)
             .env("PATH", support::tools_path())
             .env("SAFEDEPLOY_STATE_DIR", &p.state)

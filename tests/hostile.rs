@@ -687,7 +687,7 @@ fn a_ledger_removed_or_replaced_under_a_run_is_exit_3_never_a_silent_success() {
         let meet = p.state.parent().expect("tmp").join(format!("meet-{how}"));
         std::fs::create_dir_all(&meet).expect("dir");
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"))
-            .args(["--version", "v2", "--force", "--reason", "hostile"])
+            .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "hostile"])
             .current_dir(&p.app)
             .env("PATH", support::tools_path())
             .env("SAFEDEPLOY_STATE_DIR", &p.state)

@@ -48,7 +48,10 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
         .code(2)
         .stderr(predicate::str::contains("--force needs --reason"));
     assert_eq!(p.served_version("production").as_deref(), Some("v1"), "a refused promote changes nothing");
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "replaying the incident"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "replaying the incident"])
+        .assert()
+        .success();
     assert_eq!(p.served_version("production").as_deref(), Some("v2"));
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
 

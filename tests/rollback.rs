@@ -83,6 +83,10 @@ fn a_triggered_alert_on_the_live_known_good_version_restores_the_one_before() {
     let why = p.query_strings("SELECT bad_reason FROM versions WHERE label = 'v2'");
     assert!(why[0].contains("Datadog alert 4711 (Triggered: 5xx rate above 2%)"), "{why:?}");
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents WHERE bad_label = 'v2' AND restored_label = 'v1'"), 1);
+    // v2 passed its checks after it took traffic: the charge starts at the alert, not its switch.
+    let switched = p.query_i64("SELECT switched_at FROM deployments WHERE label = 'v2' AND env = 'production'");
+    assert!(p.query_i64("SELECT charged_from FROM incidents") > switched);
+    assert_eq!(p.query_i64("SELECT charged_from FROM incidents"), p.query_i64("SELECT detected_at FROM incidents"));
     // v1 is healthy and nothing speaks against it now.
     p.cmd("rollback").assert().success().stdout(predicate::str::contains("nothing to roll back"));
 }
@@ -124,7 +128,10 @@ fn the_restore_is_timed_to_when_the_good_version_serves_not_to_the_bad_ones_stop
     p.write("Procfile", &procfile.replace("web: ", "web: (trap '' TERM; sleep 60) & "));
     p.commit_all("v2 with a stubborn child", "Team");
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "test"])
+        .assert()
+        .success();
     let started = std::time::Instant::now();
     let a = p.cmd("rollback").args(["--reason", "test", "--json"]).assert().success();
     let took = started.elapsed();

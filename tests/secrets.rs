@@ -98,7 +98,7 @@ fn no_planted_secret_appears_in_any_output_report_or_notification() {
     }
     p.commit_incident();
     run("deploy-staging", &["--version", "v2"], 0);
-    run("promote", &["--version", "v2", "--force", "--reason", "sweep"], 0);
+    run("promote", &["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "sweep"], 0);
     run("smoke-check", &["--env", "production", "--record"], 1);
     for d in [true, false] {
         let dry: &[&str] = if d { &["--dry-run"] } else { &[] };

@@ -61,10 +61,16 @@ fn deploy_promote_and_rollback_drop_no_request_under_load() {
     let production = load(p.url("production"), stop.clone());
 
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "load test"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "load test"])
+        .assert()
+        .success();
     p.cmd("rollback").args(["--reason", "load test"]).assert().success();
     // v2 is now marked bad: promoting it again needs the override; then back once more.
-    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "load test"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "load test"])
+        .assert()
+        .success();
     p.cmd("rollback").args(["--reason", "load test"]).assert().success();
     stop.store(true, Ordering::SeqCst);
     let (staging, production) = (staging.join().expect("load"), production.join().expect("load"));

@@ -41,6 +41,9 @@ pub enum VersionSignal {
     Platform,
 }
 
+/// A check of a candidate at its own base URL, before it takes any user traffic.
+pub type PreTraffic<'p> = dyn Fn(&str) -> Result<()> + 'p;
+
 pub trait Platform {
     /// Makes a version deployable; built once, so later deploys and rollbacks of it start at once.
     /// Idempotent: a version the platform already holds is not rebuilt.
@@ -52,7 +55,12 @@ pub trait Platform {
     /// Replaces what `env` runs with `label` and waits until it is healthy; returns when users
     /// were switched to it. A version that does not become healthy is a verdict error; `env` is
     /// then left running nothing of it.
-    fn deploy(&self, env: &Environment, label: &str) -> Result<Switched>;
+    ///
+    /// `pre`, where the platform can, runs against the healthy candidate at its own address
+    /// before it takes any user traffic; its error stops the deploy there: the candidate is
+    /// stopped and the previous version keeps serving. A platform that cannot do this says so
+    /// (a warning) and deploys without it.
+    fn deploy(&self, env: &Environment, label: &str, pre: Option<&PreTraffic<'_>>) -> Result<Switched>;
 
     /// Finishes or undoes what a run killed part-way left (processes started or to be stopped);
     /// called with the environment's lock held, before `live` is trusted. Nothing by default.

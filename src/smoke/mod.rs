@@ -143,6 +143,11 @@ fn spec_for<'c>(ctx: &'c Ctx, req: &SmokeRequest<'_>) -> Result<(&'c crate::conf
     if req.samples == 0 {
         return Err(usage!("--samples: expected at least 1"));
     }
+    Ok((env, env_vars(ctx)?))
+}
+
+/// The `{{env.NAME}}` values the chains use, each of which must be set.
+fn env_vars(ctx: &Ctx) -> Result<Vars> {
     let mut vars = Vars::default();
     for (name, check, field) in spec::env_vars(&ctx.config.chains) {
         match ctx.env.get(&name) {
@@ -157,7 +162,31 @@ fn spec_for<'c>(ctx: &'c Ctx, req: &SmokeRequest<'_>) -> Result<(&'c crate::conf
             }
         }
     }
-    Ok((env, vars))
+    Ok(vars)
+}
+
+/// Whether the pre-traffic checks can run: every `{{env.NAME}}` they use is set (exit 2 if not).
+pub fn pre_traffic_ready(ctx: &Ctx) -> Result<()> {
+    env_vars(ctx).map(|_| ())
+}
+
+/// Before traffic: one round of the smoke chains against a candidate at its own address
+/// (`base`), labelled `label`. A failure is a verdict naming the first failed check; the
+/// console shows each check as smoke-check does.
+pub fn pre_traffic(ctx: &Ctx, env: &str, label: &str, base: &str) -> Result<()> {
+    let mut vars = env_vars(ctx)?;
+    vars.version = label.to_string();
+    vars.run_id = run_id();
+    let results = run_round(ctx, base, &ctx.config.chains, &vars, 1)?;
+    let r = Rounds { round: 1, results, monitors: vec![], bake_start: Instant::now() };
+    report_round(ctx, &r);
+    match r.first_failure() {
+        None if r.passed() => Ok(()),
+        why => Err(crate::verdict!(
+            "{label} failed its smoke checks before taking traffic in {env}: {}",
+            why.unwrap_or_else(|| "no check ran".into())
+        )),
+    }
 }
 
 pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {

@@ -31,6 +31,10 @@ pub struct Args {
     /// Why, for the ledger
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
     reason: Option<String>,
+    /// Do not run the smoke chains against the candidate before it takes traffic; the reason
+    /// is recorded
+    #[arg(long, env = "SAFEDEPLOY_SKIP_PRE_TRAFFIC", value_name = "REASON")]
+    skip_pre_traffic: Option<String>,
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -47,6 +51,7 @@ pub fn main() -> std::process::ExitCode {
                 to: &a.to,
                 force: a.force,
                 reason: a.reason.as_deref(),
+                skip_pre_traffic: a.skip_pre_traffic.as_deref(),
             },
         )
     })

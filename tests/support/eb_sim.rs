@@ -617,10 +617,14 @@ fn log_download(st: &mut State, req: &Req, rest: &str) -> Resp {
 }
 
 /// The environment's "site": `/version` is the label it runs, anything else 200 when Green and
-/// 500 otherwise. Found by CNAME prefix (what users reach) or by environment name.
+/// 500 otherwise. Found by CNAME or its prefix (what users reach) or by environment name.
 fn site(st: &State, rest: &str) -> Resp {
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let env = st.envs.values().find(|e| e.cname.starts_with(&format!("{host}."))).or_else(|| st.envs.get(host));
+    let env = st
+        .envs
+        .values()
+        .find(|e| e.cname == host || e.cname.starts_with(&format!("{host}.")))
+        .or_else(|| st.envs.get(host));
     let Some(env) = env else { return Resp::new(404, "no such site") };
     if path == "/version" {
         return Resp::new(200, env.label.clone().unwrap_or_default());

@@ -281,7 +281,10 @@ impl Project {
         self.v1_everywhere();
         self.commit_incident();
         self.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-        self.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().success();
+        self.cmd("promote")
+            .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "test"])
+            .assert()
+            .success();
         self.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
     }
 }

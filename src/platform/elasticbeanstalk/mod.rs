@@ -427,7 +427,26 @@ impl<'a> ElasticBeanstalk<'a> {
     }
 
     /// Blue/green: put `label` on the standby (unless it already runs it healthy), then swap.
-    fn deploy_swap(&self, env: &Environment, e: &EbEnvironment, label: &str) -> Result<()> {
+    /// The standby's own address: `preview_url` with `{cname}` its CNAME (default
+    /// `http://{cname}`), checked to be a URL.
+    fn standby_url(&self, e: &EbEnvironment, standby: &str) -> Result<String> {
+        let desc = self.describe(&[standby])?;
+        let cname = desc.first().and_then(|d| d.cname.clone()).unwrap_or_default();
+        if cname.is_empty() && !self.fx.dry_run {
+            return Err(could_not_act!("{standby} has no CNAME to check it at"));
+        }
+        let url = e.preview_url.as_deref().unwrap_or("http://{cname}").replace("{cname}", &cname);
+        reqwest::Url::parse(&url).map_err(|err| crate::usage!("preview_url: {url:?} is not a URL: {err}"))?;
+        Ok(url.trim_end_matches('/').to_string())
+    }
+
+    fn deploy_swap(
+        &self,
+        env: &Environment,
+        e: &EbEnvironment,
+        label: &str,
+        pre: Option<&super::PreTraffic<'_>>,
+    ) -> Result<()> {
         let cname = e.cname.as_deref().unwrap_or_default();
         let (active, standby) = self.active(e)?;
         let standby = standby.ok_or_else(|| could_not_act!("{}: no standby environment", env.name))?;
@@ -449,6 +468,12 @@ impl<'a> ElasticBeanstalk<'a> {
                 active.label()
             ));
             self.update_and_wait(to, label)?;
+        }
+        if let Some(check) = pre {
+            // The standby runs the candidate at its own CNAME; users are on the active one.
+            let url = self.standby_url(e, to)?;
+            self.fx.ui.status(format!("{}: checking {label} on {to} ({url}) before the swap", env.name));
+            check(&url)?;
         }
         self.fx.ui.status(format!("{}: swapping CNAMEs: {cname} moves from {from} to {to}", env.name));
         let swap = ["--source-environment-name", to.as_str(), "--destination-environment-name", from.as_str()];
@@ -661,11 +686,17 @@ impl Platform for ElasticBeanstalk<'_> {
             .map(|label| Live { label, healthy: active.status == "Ready" && self.accepted(&active) }))
     }
 
-    fn deploy(&self, env: &Environment, label: &str) -> Result<Switched> {
+    fn deploy(&self, env: &Environment, label: &str, pre: Option<&super::PreTraffic<'_>>) -> Result<Switched> {
         let e = self.eb_env(env)?;
         if e.standby.is_some() {
-            self.deploy_swap(env, e, label)?
+            self.deploy_swap(env, e, label, pre)?
         } else {
+            if pre.is_some() {
+                self.fx.ui.warn(format!(
+                    "{}: an in-place deploy puts {label} in front of users as it rolls out, so it cannot be checked before traffic; configure a blue/green standby (environments.{}.elasticbeanstalk.standby) or EB traffic splitting",
+                    env.name, env.name
+                ));
+            }
             self.update_and_wait(&e.environment, label)?
         }
         // Ready with an accepted health on the label (in place), or the CNAME seen on the

@@ -123,6 +123,10 @@ pub struct EbEnvironment {
     /// Blue/green: the CNAME users reach (e.g. `urlshort-prod.us-east-1.elasticbeanstalk.com`,
     /// or its first label); the environment owning it is the live one.
     pub cname: Option<Text>,
+    /// Blue/green: where promote checks the candidate on the standby before the swap;
+    /// `{cname}` is the standby's own CNAME. Default `http://{cname}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_url: Option<Text>,
 }
 
 /// The Elastic Beanstalk platform's rules.

@@ -521,6 +521,7 @@ impl<'a> Local<'a> {
         port: u16,
         dir: &Path,
         nginx: &Nginx<'_>,
+        pre: Option<&super::PreTraffic<'_>>,
     ) -> Result<Switched> {
         let name = env.name.as_str();
         let listen = nginx::listen_of(&env.url.0, port);
@@ -538,6 +539,11 @@ impl<'a> Local<'a> {
         self.fx.exec.create_dir(&data)?;
         let serving = old.as_ref().map(|o| o.label.as_str());
         let Some(slot) = self.start_beside(env, label, dir, serving)? else {
+            if pre.is_some() {
+                self.fx.ui.plan(format!(
+                    "# would run the smoke chains against {label} on its own port, before it takes traffic"
+                ));
+            }
             // A dry run: the rest of the plan, each step printed by its chokepoint.
             self.point_nginx(nginx, &listen, 0, label)?;
             let switched = self.serves_through(env, label)?;
@@ -546,6 +552,16 @@ impl<'a> Local<'a> {
             }
             return Ok(switched);
         };
+        // Before any user reaches it: the candidate answers on its own port, nginx still sends
+        // every request to the old version.
+        if let Some(check) = pre {
+            self.fx.ui.status(format!("{name}: checking {label} on port {} before it takes traffic", slot.port));
+            if let Err(e) = check(&format!("http://127.0.0.1:{}", slot.port)) {
+                self.stop_group(name, &slot)?;
+                self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+                return Err(e);
+            }
+        }
         // Recorded before the switch: a run killed from here on leaves the new version recorded
         // as serving and the old one to be stopped, whichever nginx points at.
         let before: Vec<EnvState> = self.read_json(&self.retiring_file(name)?)?.unwrap_or_default();
@@ -841,7 +857,7 @@ impl Platform for Local<'_> {
         Ok(())
     }
 
-    fn deploy(&self, env: &Environment, label: &str) -> Result<Switched> {
+    fn deploy(&self, env: &Environment, label: &str, pre: Option<&super::PreTraffic<'_>>) -> Result<Switched> {
         let port = self.port_of(env)?;
         let dir = self.version_dir(label)?;
         if !self.fx.dry_run && !dir.join(BUILT_MARKER).is_file() {
@@ -852,8 +868,16 @@ impl Platform for Local<'_> {
         }
         let work = self.working_copy(env, label, &dir)?;
         let switched = match self.proxy(env)? {
-            Some(nginx) => self.deploy_switch(env, label, port, &work, &nginx),
-            None => self.deploy_restart(env, label, port, &work),
+            Some(nginx) => self.deploy_switch(env, label, port, &work, &nginx, pre),
+            None => {
+                if pre.is_some() {
+                    self.fx.ui.warn(format!(
+                        "{}: {label} cannot be checked before it takes traffic with deploy.proxy = \"none\" (it starts on the environment's own port); use the proxy",
+                        env.name
+                    ));
+                }
+                self.deploy_restart(env, label, port, &work)
+            }
         };
         self.prune_copies(env);
         switched

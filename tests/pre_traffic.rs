@@ -1,0 +1,98 @@
+//! promote checks the candidate at its own address before it takes any traffic, and the
+//! exposure clock charges an incident from when the bad version took traffic.
+
+mod support;
+use support::{Project, output};
+
+/// Requests production's nginx forwarded that the app answered with a 5xx.
+fn server_errors_through_nginx(p: &Project) -> usize {
+    let log = std::fs::read_to_string(p.state.join("local/envs/production/nginx/access.log")).unwrap_or_default();
+    log.lines().filter(|l| l.contains("\" 5")).count()
+}
+
+#[test]
+fn a_bad_candidate_is_stopped_before_traffic_and_never_serves_a_user() {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    // Forced past staging: the pre-traffic check still stops it.
+    let a = p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test", "--json"]).assert().code(1);
+    let (out, err) = output(&a);
+    assert!(err.contains("production: checking v2 on port "), "{err}");
+    assert!(err.contains("before it takes traffic"), "{err}");
+    assert!(
+        err.contains("v2 was stopped before it took traffic in production (v1 still serves; no downtime)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "v2 failed its smoke checks before taking traffic in production: shorten and follow / shorten a URL"
+        ),
+        "{err}"
+    );
+    assert!(out.contains("\"exit_code\":1"), "{out}");
+    // Users never met it: production serves v1, nginx forwarded no server error, no incident,
+    // nothing charged to the budget; the verdict is recorded.
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(server_errors_through_nginx(&p), 0);
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0);
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+    assert_eq!(
+        p.query_strings("SELECT label || ':' || passed || ':' || substr(detail, 1, 22) FROM verifications WHERE env = 'production' ORDER BY id"),
+        vec!["v1:1:all checks passed", "v2:0:stopped before traffic"]
+    );
+    assert_eq!(
+        p.query_strings(
+            "SELECT action || ':' || label || ':' || outcome FROM deployments WHERE env = 'production' ORDER BY id"
+        ),
+        vec!["promote:v1:healthy", "promote:v2:failed"]
+    );
+    assert!(!p.state.join("local/envs/production/starting.json").exists(), "v2 is left starting");
+    assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
+
+    // A good candidate passes the same check and is promoted.
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+}
+
+#[test]
+fn skipping_the_check_needs_a_reason_and_the_incident_is_charged_from_when_users_met_the_bad_version() {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "x", "--skip-pre-traffic", " "]).assert().code(2);
+    let a = p
+        .cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "test", "--skip-pre-traffic", "hotfix, checked by hand"])
+        .assert()
+        .success();
+    assert!(output(&a).1.contains("pre-traffic check skipped: hotfix, checked by hand"), "{}", output(&a).1);
+    assert_eq!(
+        p.query_strings("SELECT reason FROM deployments WHERE label = 'v2' AND env = 'production'"),
+        vec!["test; pre-traffic check skipped: hotfix, checked by hand"]
+    );
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    let a = p.cmd("rollback").args(["--reason", "smoke failed", "--json"]).assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("users exposed for "), "{err}");
+    assert!(err.contains("from when v2 took traffic"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let took = doc["took_traffic_at"].as_str().expect("took_traffic_at").to_string();
+    assert!(took < doc["detected_at"].as_str().unwrap_or_default().to_string(), "{doc:#}");
+    assert!(doc["detected_at"].as_str() < doc["rollback_started_at"].as_str(), "{doc:#}");
+    assert!(doc["rollback_started_at"].as_str() < doc["restored_at"].as_str(), "{doc:#}");
+    // The ledger's charge: served again minus took traffic, exactly.
+    let (charged, took_ms, restored) = (
+        p.query_i64("SELECT downtime_ms FROM incidents"),
+        p.query_i64("SELECT took_traffic_at FROM incidents"),
+        p.query_i64("SELECT restored_at FROM incidents"),
+    );
+    assert_eq!(charged, restored - took_ms);
+    assert_eq!(p.query_i64("SELECT charged_from FROM incidents"), took_ms);
+    assert_eq!(
+        p.query_i64("SELECT took_traffic_at FROM incidents"),
+        p.query_i64("SELECT switched_at FROM deployments WHERE label = 'v2' AND env = 'production'")
+    );
+    assert_eq!(doc["downtime_ms"].as_i64(), Some(charged));
+}
