@@ -79,7 +79,7 @@ fn skipping_the_check_needs_a_reason_and_the_incident_is_charged_from_when_users
     assert!(err.contains("from when v2 took traffic"), "{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
     let took = doc["took_traffic_at"].as_str().expect("took_traffic_at").to_string();
-    assert!(took < doc["detected_at"].as_str().unwrap_or_default().to_string(), "{doc:#}");
+    assert!(took.as_str() < doc["detected_at"].as_str().unwrap_or_default(), "{doc:#}");
     assert!(doc["detected_at"].as_str() < doc["rollback_started_at"].as_str(), "{doc:#}");
     assert!(doc["rollback_started_at"].as_str() < doc["restored_at"].as_str(), "{doc:#}");
     // The ledger's charge: served again minus took traffic, exactly.
