@@ -95,7 +95,10 @@ fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: St
         ledger.adopt(label)?;
     }
     let id = ledger.begin_deployment(env, label, action, previous, reason)?;
-    match platform.deploy(environment, label, pre) {
+    // A rollback replaces the bad version: it is not kept warm.
+    let how =
+        crate::platform::DeployOptions { pre, keep_previous: action != Action::Rollback && action != Action::Restore };
+    match platform.deploy(environment, label, &how) {
         Ok(switched) => {
             ledger.record_switch(id, switched.at)?;
             ledger.finish_deployment(id, true, "healthy")?;

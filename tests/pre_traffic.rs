@@ -96,3 +96,50 @@ fn skipping_the_check_needs_a_reason_and_the_incident_is_charged_from_when_users
     );
     assert_eq!(doc["downtime_ms"].as_i64(), Some(charged));
 }
+
+#[test]
+fn the_previous_version_stays_warm_so_a_rollback_is_a_switch_and_it_ends_itself_after_the_window() {
+    let p = Project::new();
+    p.edit_config(|c| c.replace("stop_grace = \"3s\"", "stop_grace = \"3s\"\nkeep_previous = \"1h\""));
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    let a = p
+        .cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "test"])
+        .assert()
+        .success();
+    assert!(output(&a).1.contains("production: v1 keeps running without traffic until"), "{}", output(&a).1);
+    let warm = p.warm_pid("production").expect("v1 kept warm");
+    assert!(support::group_alive(warm));
+    let a = p.cmd("safedeploy").args(["status", "--env", "production", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    assert_eq!(doc["environments"][0]["warm_previous"], "v1", "{doc:#}");
+    // The rollback switches nginx back to the running v1: no start, v2 stopped, nothing warm.
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    let a = p.cmd("rollback").args(["--reason", "bad", "--json"]).assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("production: switching back to v1, kept warm on port"), "{err}");
+    assert!(!err.contains("starting v1"), "{err}");
+    assert_eq!(p.env_pid("production"), Some(warm), "v1's very processes serve again");
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(p.warm_pid("production"), None, "the bad version is not kept warm");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((doc["bad_version"].as_str(), doc["restored_version"].as_str()), (Some("v2"), Some("v1")), "{doc:#}");
+    assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
+
+    // A warm previous ends itself when its window passes, with no safedeploy run.
+    p.edit_config(|c| c.replace("keep_previous = \"1h\"", "keep_previous = \"1s\""));
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "test"])
+        .assert()
+        .success();
+    let warm = p.warm_pid("production").expect("v1 kept warm");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while support::group_alive(warm) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!support::group_alive(warm), "the warm previous outlived its window");
+    let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
+    assert!(output(&a).0.contains("warm previous: none"), "{}", output(&a).0);
+}

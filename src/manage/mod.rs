@@ -49,9 +49,9 @@ struct EnvStatus {
     since: Option<String>,
     deployed_by: Option<String>,
     last_known_good: Option<String>,
-    /// A previous version kept running without traffic, for an instant rollback. This platform
-    /// stops the previous version after each switch, so none is kept.
+    /// A previous version kept running without traffic, for an instant rollback, and until when.
     warm_previous: Option<String>,
+    warm_until: Option<String>,
     /// Who holds the environment's lock, when someone does.
     locked_by: Option<String>,
     open_incidents: usize,
@@ -72,6 +72,7 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
     let mut out = vec![];
     for env in ctx.config.environments.values().filter(|e| only.is_none_or(|o| o == e.name)) {
         let live = platform.live(env)?;
+        let warm = platform.warm_previous(env)?;
         let deployed = ledger.live_deployment(&env.name)?.filter(|d| live.as_ref().is_some_and(|l| l.label == d.label));
         out.push(EnvStatus {
             env: env.name.clone(),
@@ -80,7 +81,8 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
             since: deployed.as_ref().map(|d| rfc3339(d.finished_at.unwrap_or(d.started_at))),
             deployed_by: deployed.and_then(|d| d.actor),
             last_known_good: ledger.last_known_good(&env.name)?,
-            warm_previous: None,
+            warm_previous: warm.as_ref().map(|w| w.0.clone()),
+            warm_until: warm.map(|w| rfc3339(w.1)),
             locked_by: crate::lock::holder(&ctx.state_dir, &env.name)?,
             open_incidents: ledger.open_incidents(&env.name)?.len(),
             stopped: ledger
@@ -102,8 +104,12 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
             (None, _) => "nothing runs".into(),
         };
         lines.push(format!("{}: {live}", s.env));
+        let warm = match (&s.warm_previous, &s.warm_until) {
+            (Some(w), Some(u)) => format!("{w}, without traffic until {u}"),
+            _ => "none".into(),
+        };
         lines.push(format!(
-            "  since {} by {}; last known good {}; warm previous: none kept",
+            "  since {} by {}; last known good {}; warm previous: {warm}",
             s.since.clone().unwrap_or_else(dash),
             s.deployed_by.clone().unwrap_or_else(dash),
             s.last_known_good.clone().unwrap_or_else(dash)

@@ -44,6 +44,13 @@ pub enum VersionSignal {
 /// A check of a candidate at its own base URL, before it takes any user traffic.
 pub type PreTraffic<'p> = dyn Fn(&str) -> Result<()> + 'p;
 
+/// How a deploy goes: the check before traffic, and whether the replaced version is kept warm.
+#[derive(Default)]
+pub struct DeployOptions<'p> {
+    pub pre: Option<&'p PreTraffic<'p>>,
+    pub keep_previous: bool,
+}
+
 pub trait Platform {
     /// Makes a version deployable; built once, so later deploys and rollbacks of it start at once.
     /// Idempotent: a version the platform already holds is not rebuilt.
@@ -60,7 +67,16 @@ pub trait Platform {
     /// before it takes any user traffic; its error stops the deploy there: the candidate is
     /// stopped and the previous version keeps serving. A platform that cannot do this says so
     /// (a warning) and deploys without it.
-    fn deploy(&self, env: &Environment, label: &str, pre: Option<&PreTraffic<'_>>) -> Result<Switched>;
+    ///
+    /// `keep_previous`: the version switched away from may be kept running without traffic
+    /// (the platform's warm previous), so switching back is instant. A rollback passes false:
+    /// the version it replaces is the bad one.
+    fn deploy(&self, env: &Environment, label: &str, how: &DeployOptions<'_>) -> Result<Switched>;
+
+    /// The version kept running without traffic for an instant switch back, and until when.
+    fn warm_previous(&self, _env: &Environment) -> Result<Option<(String, crate::clock::Millis)>> {
+        Ok(None)
+    }
 
     /// Finishes or undoes what a run killed part-way left (processes started or to be stopped);
     /// called with the environment's lock held, before `live` is trusted. Nothing by default.

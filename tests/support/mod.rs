@@ -259,6 +259,13 @@ impl Project {
     }
 
     /// The supervisor pid recorded for an environment.
+    /// The process group of the version kept warm in `env`, if one is recorded.
+    pub fn warm_pid(&self, env: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.state.join(format!("local/envs/{env}/warm.json"))).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["state"]["pid"].as_i64().map(|p| p as i32)
+    }
+
     pub fn env_pid(&self, env: &str) -> Option<i32> {
         let text = std::fs::read_to_string(self.state.join(format!("local/envs/{env}/state.json"))).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -368,6 +375,7 @@ impl Drop for Project {
                     pids.extend(s["pid"].as_i64().map(|p| p as i32));
                 }
             }
+            pids.extend(self.warm_pid(env));
             for pid in pids {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }
@@ -439,6 +447,7 @@ impl Project {
         let state = self.state.display().to_string();
         let mut groups: Vec<i32> = ["staging", "production"].iter().filter_map(|e| self.env_pid(e)).collect();
         groups.extend(["staging", "production"].iter().filter_map(|e| self.nginx_pid(e)));
+        groups.extend(["staging", "production"].iter().filter_map(|e| self.warm_pid(e)));
         let mut out = vec![];
         for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };

@@ -686,7 +686,8 @@ impl Platform for ElasticBeanstalk<'_> {
             .map(|label| Live { label, healthy: active.status == "Ready" && self.accepted(&active) }))
     }
 
-    fn deploy(&self, env: &Environment, label: &str, pre: Option<&super::PreTraffic<'_>>) -> Result<Switched> {
+    fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<Switched> {
+        let pre = how.pre;
         let e = self.eb_env(env)?;
         if e.standby.is_some() {
             self.deploy_swap(env, e, label, pre)?

@@ -73,6 +73,21 @@ struct EnvState {
     dir: Option<PathBuf>,
 }
 
+/// The version kept running without traffic after a switch (`warm.json`), until `until`; its
+/// supervisor ends its group then by itself (see [`retire_file`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Warm {
+    state: EnvState,
+    until: crate::clock::Millis,
+}
+
+/// The file that tells a version's supervisor when to end its group: the working copy's path
+/// plus `.retire-at`, holding a time in ms. Written when the version is kept warm, removed when
+/// it is switched back to.
+fn retire_file(dir: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.retire-at", dir.display()))
+}
+
 /// What a health wait needs to know.
 struct Health<'h> {
     env: &'h Environment,
@@ -124,6 +139,49 @@ impl<'a> Local<'a> {
     /// Behind the proxy: versions that served before the last switch, to be stopped.
     fn retiring_file(&self, env: &str) -> Result<PathBuf> {
         Ok(self.env_dir(env)?.join("retiring.json"))
+    }
+    /// Behind the proxy: the previous version, kept running without traffic.
+    fn warm_file(&self, env: &str) -> Result<PathBuf> {
+        Ok(self.env_dir(env)?.join("warm.json"))
+    }
+
+    /// The warm previous, if it still runs (a record whose group is gone is forgotten).
+    fn read_warm(&self, env: &str) -> Result<Option<Warm>> {
+        let Some(w) = self.read_json::<Warm>(&self.warm_file(env)?)? else { return Ok(None) };
+        if self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
+            return Ok(Some(w));
+        }
+        if !self.fx.dry_run {
+            self.write_json::<Warm>(&self.warm_file(env)?, None)?;
+        }
+        Ok(None)
+    }
+
+    /// The warm previous when it is `label` and serves on its own port: switching to it needs
+    /// no start. Its retirement is called off first, then it is asked; one that does not answer
+    /// is stopped and forgotten.
+    fn warm_for(&self, env: &Environment, label: &str) -> Result<Option<EnvState>> {
+        let Some(w) = self.read_warm(&env.name)?.filter(|w| w.state.label == label) else { return Ok(None) };
+        if self.fx.dry_run {
+            self.fx.ui.plan(format!("# would switch back to {label}, kept warm on port {}", w.state.port));
+            return Ok(None);
+        }
+        if let Some(dir) = &w.state.dir {
+            let _ = std::fs::remove_file(retire_file(dir));
+        }
+        let url = format!("http://127.0.0.1:{}{}", w.state.port, self.deploy.health_path);
+        let healthy = matches!(self.fx.http.probe(&Request::get(url).timeout(PROBE_TIMEOUT)), Some(Ok(r)) if (200..300).contains(&r.status))
+            && ports::listeners(w.state.port).all_of(w.state.pid);
+        if healthy {
+            return Ok(Some(w.state));
+        }
+        self.fx.ui.warn(format!(
+            "{}: {label}, kept warm, does not answer on port {}; starting it afresh",
+            env.name, w.state.port
+        ));
+        self.stop_group(&env.name, &w.state)?;
+        self.write_json::<Warm>(&self.warm_file(&env.name)?, None)?;
+        Ok(None)
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
@@ -304,6 +362,8 @@ impl<'a> Local<'a> {
             .env("SAFEDEPLOY_VERSION", label)
             .env("SAFEDEPLOY_ENV", &env.name)
             .env("SAFEDEPLOY_DATA_DIR", data.to_string_lossy())
+            .env("SAFEDEPLOY_RETIRE_FILE", retire_file(dir).to_string_lossy())
+            .env("SAFEDEPLOY_STOP_GRACE_MS", self.deploy.stop_grace.0.as_millis().to_string())
             .env("PATH", path.join(":"));
         for (k, v) in &env.env {
             cmd = cmd.env(k, v);
@@ -426,7 +486,8 @@ impl<'a> Local<'a> {
             let listen = nginx::listen_of(&env.url.0, self.port_of(env)?);
             self.point_nginx(nginx, &listen, s.port, &s.label)?;
         }
-        for o in &retiring {
+        let warm = self.read_warm(name)?.map(|w| w.state.pid);
+        for o in retiring.iter().filter(|o| Some(o.pid) != warm) {
             self.fx.ui.warn(format!("{name}: stopping {}, left to retire by a run that was stopped", o.label));
             self.stop_group(name, o)?;
         }
@@ -518,11 +579,13 @@ impl<'a> Local<'a> {
         &self,
         env: &Environment,
         label: &str,
-        port: u16,
         dir: &Path,
         nginx: &Nginx<'_>,
-        pre: Option<&super::PreTraffic<'_>>,
+        how: &super::DeployOptions<'_>,
+        reuse: Option<EnvState>,
     ) -> Result<Switched> {
+        let pre = how.pre;
+        let port = self.port_of(env)?;
         let name = env.name.as_str();
         let listen = nginx::listen_of(&env.url.0, port);
         self.tidy_behind(env, nginx)?;
@@ -538,7 +601,15 @@ impl<'a> Local<'a> {
         let data = self.env_dir(name)?.join("data");
         self.fx.exec.create_dir(&data)?;
         let serving = old.as_ref().map(|o| o.label.as_str());
-        let Some(slot) = self.start_beside(env, label, dir, serving)? else {
+        let reverting = reuse.is_some();
+        let slot = match reuse {
+            Some(w) => {
+                self.fx.ui.status(format!("{name}: switching back to {label}, kept warm on port {}", w.port));
+                Some(w)
+            }
+            None => self.start_beside(env, label, dir, serving)?,
+        };
+        let Some(slot) = slot else {
             if pre.is_some() {
                 self.fx.ui.plan(format!(
                     "# would run the smoke chains against {label} on its own port, before it takes traffic"
@@ -586,11 +657,49 @@ impl<'a> Local<'a> {
         }
         let switched = self.serves_through(env, label)?;
         self.fx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
-        for o in &retiring {
+        self.retire(env, &slot, old, retiring, how.keep_previous && !reverting)?;
+        Ok(switched)
+    }
+
+    /// After a switch to `serving`: the version it replaced (`old`) is kept warm when `keep`
+    /// (and `deploy.keep_previous` is not 0), everything else that ran before is stopped. The
+    /// warm record is written before the retiring list is cleared, so a run killed between the
+    /// two leaves nothing unaccounted for.
+    fn retire(
+        &self,
+        env: &Environment,
+        serving: &EnvState,
+        old: Option<EnvState>,
+        retiring: Vec<EnvState>,
+        keep: bool,
+    ) -> Result<()> {
+        let name = env.name.as_str();
+        let window = self.deploy.keep_previous.0;
+        let previous_warm = self.read_warm(name)?;
+        let kept = old.filter(|o| keep && !window.is_zero() && o.pid != serving.pid);
+        let mut to_stop: Vec<EnvState> =
+            retiring.into_iter().filter(|o| kept.as_ref().is_none_or(|k| k.pid != o.pid)).collect();
+        to_stop.extend(previous_warm.map(|w| w.state).filter(|w| w.pid != serving.pid));
+        match &kept {
+            Some(k) => {
+                let until = crate::clock::now_ms() + window.as_millis() as i64;
+                if let Some(dir) = &k.dir {
+                    std::fs::write(retire_file(dir), until.to_string())?;
+                }
+                self.write_json(&self.warm_file(name)?, Some(&Warm { state: k.clone(), until }))?;
+                self.fx.ui.status(format!(
+                    "{name}: {} keeps running without traffic until {} (deploy.keep_previous): a rollback to it is a switch",
+                    k.label,
+                    crate::clock::rfc3339(until)
+                ));
+            }
+            None => self.write_json::<Warm>(&self.warm_file(name)?, None)?,
+        }
+        for o in &to_stop {
             self.stop_group(name, o)?;
         }
         self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None)?;
-        Ok(switched)
+        Ok(())
     }
 
     /// The moment `label` serves through the environment's own address: its health path
@@ -739,6 +848,13 @@ impl<'a> Local<'a> {
         {
             keep.extend(r.into_iter().filter_map(|s| s.dir));
         }
+        if let Ok(f) = self.warm_file(&env.name)
+            && let Ok(Some(w)) = self.read_json::<Warm>(&f)
+        {
+            keep.extend(w.state.dir);
+        }
+        let kept_retire_files: Vec<PathBuf> = keep.iter().map(|d| retire_file(d)).collect();
+        keep.extend(kept_retire_files);
         let Ok(entries) = std::fs::read_dir(env_dir.join("work")) else { return };
         for e in entries.flatten() {
             let path = e.path();
@@ -756,6 +872,13 @@ impl<'a> Local<'a> {
 
     /// Stops whatever app version `env` runs and records it as stopped.
     fn stop_app(&self, env: &Environment) -> Result<()> {
+        if let Some(w) = self.read_warm(&env.name)? {
+            self.stop_group(&env.name, &w.state)?;
+            self.fx.exec.effect(
+                || format!("forget {}'s warm previous", env.name),
+                || self.write_json::<Warm>(&self.warm_file(&env.name)?, None),
+            )?;
+        }
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
             self.fx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
@@ -857,7 +980,8 @@ impl Platform for Local<'_> {
         Ok(())
     }
 
-    fn deploy(&self, env: &Environment, label: &str, pre: Option<&super::PreTraffic<'_>>) -> Result<Switched> {
+    fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<Switched> {
+        let pre = how.pre;
         let port = self.port_of(env)?;
         let dir = self.version_dir(label)?;
         if !self.fx.dry_run && !dir.join(BUILT_MARKER).is_file() {
@@ -866,9 +990,17 @@ impl Platform for Local<'_> {
                 dir.display()
             ));
         }
-        let work = self.working_copy(env, label, &dir)?;
-        let switched = match self.proxy(env)? {
-            Some(nginx) => self.deploy_switch(env, label, port, &work, &nginx, pre),
+        let nginx = self.proxy(env)?;
+        let reuse = match &nginx {
+            Some(_) => self.warm_for(env, label)?,
+            None => None,
+        };
+        let work = match reuse.as_ref().and_then(|w| w.dir.clone()) {
+            Some(d) => d,
+            None => self.working_copy(env, label, &dir)?,
+        };
+        let switched = match nginx {
+            Some(nginx) => self.deploy_switch(env, label, &work, &nginx, how, reuse),
             None => {
                 if pre.is_some() {
                     self.fx.ui.warn(format!(
@@ -896,6 +1028,10 @@ impl Platform for Local<'_> {
         }
         self.prune_copies(env);
         Ok(())
+    }
+
+    fn warm_previous(&self, env: &Environment) -> Result<Option<(String, crate::clock::Millis)>> {
+        Ok(self.read_warm(&env.name)?.map(|w| (w.state.label, w.until)))
     }
 
     fn version_signal(&self, _env: &Environment) -> super::VersionSignal {
@@ -940,6 +1076,11 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
     let out = std::io::stdout();
     let cmd = Cmd::new(argv);
     let _ = writeln!(out.lock(), "{} [safedeploy] starting {label}: {}", stamp(), cmd.display());
+    if let Some(file) = exec.env.get("SAFEDEPLOY_RETIRE_FILE").map(PathBuf::from) {
+        let grace = exec.env.get("SAFEDEPLOY_STOP_GRACE_MS").and_then(|g| g.parse().ok()).unwrap_or(10_000);
+        let label = label.clone();
+        std::thread::spawn(move || retire_when_due(&file, Duration::from_millis(grace), &label));
+    }
     let status = exec.run_lines(&cmd, |line| {
         let mut o = out.lock();
         let _ = writeln!(o, "{} {line}", stamp());
@@ -948,6 +1089,32 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
     let how = status.map(|s| crate::exec::describe(&s)).unwrap_or_else(|| "unknown status".into());
     let _ = writeln!(out.lock(), "{} [safedeploy] {label} exited ({how})", stamp());
     Ok(status.and_then(|s| s.code()).unwrap_or(1))
+}
+
+/// A warm previous ends itself: once the time in `file` has passed (the platform removes the
+/// file when it switches back to this version), the supervisor's whole group gets SIGTERM,
+/// then SIGKILL after the grace.
+fn retire_when_due(file: &Path, grace: Duration, label: &str) {
+    use nix::sys::signal::{Signal, killpg};
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let due = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse::<i64>().ok());
+        if due.is_none_or(|d| crate::clock::now_ms() < d) {
+            continue;
+        }
+        if std::fs::remove_file(file).is_err() {
+            continue; // switched back to at this very moment: it serves again
+        }
+        println!(
+            "{} [safedeploy] {label} was kept warm without traffic until now; stopping it",
+            crate::clock::rfc3339(crate::clock::now_ms())
+        );
+        let group = nix::unistd::getpgrp();
+        let _ = killpg(group, Signal::SIGTERM);
+        std::thread::sleep(grace);
+        let _ = killpg(group, Signal::SIGKILL);
+        return;
+    }
 }
 
 /// The app's port was taken by another process before, or while, the app bound it: not a

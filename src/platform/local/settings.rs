@@ -38,6 +38,9 @@ pub struct Deploy {
     /// The system directories on the app's PATH, after `build.path`: the app runs on what its
     /// build installed and on these, never on the deploying shell's PATH.
     pub system_path: Vec<Text>,
+    /// After a switch, the previous version keeps running without traffic this long (behind
+    /// the proxy), so a rollback within it is a proxy switch; 0 stops it at once.
+    pub keep_previous: Dur<0, 86_400_000>,
 }
 
 impl Default for Deploy {
@@ -49,6 +52,10 @@ impl Default for Deploy {
             command: None,
             proxy: Proxy::Nginx("nginx".into()),
             system_path: ["/usr/local/bin", "/usr/bin", "/bin"].map(|d| Text(d.into())).to_vec(),
+            // Covers the pipeline's production smoke check and a bake, and a Datadog monitor's
+            // usual 5-minute evaluation window plus its notification; costs one idle process
+            // group of the previous version for that long.
+            keep_previous: Dur::secs(600),
         }
     }
 }
