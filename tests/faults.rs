@@ -153,7 +153,7 @@ fn sweep(
         let strays = p.stray_processes();
         assert!(strays.is_empty(), "{context}: processes left behind: {strays:?}");
         let incidents = new_incidents(p, incidents_before);
-        if op == "rollback" {
+        if op.starts_with("rollback") {
             assert_eq!(incidents, "1, closed", "{context}: the rollback's incident is recorded once, and closed");
         } else {
             assert_eq!(incidents, "none", "{context}: no incident");
@@ -165,6 +165,9 @@ fn sweep(
 #[test]
 fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
     let p = Project::new();
+    // The cold path, every step of it: no warm previous to switch back to (the warm path has a
+    // sweep of its own below), so each run takes the same steps whatever the one before left.
+    p.edit_config(|c| c.replace("stop_grace = \"3s\"", "stop_grace = \"3s\"\nkeep_previous = \"0s\""));
     p.v1_everywhere();
     p.commit_incident();
     let mut rows = vec![];
@@ -204,6 +207,26 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
                 .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "reset"])
                 .assert()
                 .success();
+            ["--reason", "fault"].map(String::from).to_vec()
+        },
+        "production",
+        &mut rows,
+    );
+
+    // rollback to the warm previous: v1 kept running without traffic, then a switch back.
+    p.edit_config(|c| c.replace("keep_previous = \"0s\"", "keep_previous = \"1h\""));
+    sweep(
+        &p,
+        "rollback (to warm v1)",
+        "kill",
+        |_| {
+            for v in ["v1", "v2"] {
+                p.cmd("promote")
+                    .args(["--version", v, "--skip-pre-traffic", "forced", "--force", "--reason", "reset"])
+                    .assert()
+                    .success();
+            }
+            assert!(p.warm_pid("production").is_some(), "v1 is kept warm before the rollback");
             ["--reason", "fault"].map(String::from).to_vec()
         },
         "production",

@@ -753,6 +753,8 @@ fn each_failure_has_the_exit_code_its_kind_says() {
     // A restore that fails after a verdict must never read as "restored" (exit 1 is what
     // Jenkins' post { failure } rollback takes for the verdict it handles).
     let p = Project::new();
+    // No warm v1 to switch back to: the restore must start v1 from its (broken) files.
+    p.edit_config(|c| c.replace("stop_grace = \"3s\"", "stop_grace = \"3s\"\nkeep_previous = \"0s\""));
     p.v2_failing_in_production();
     let broken = p.state.join("local/versions/v1/application.py");
     std::fs::write(&broken, "raise SystemExit('v1 is broken on this host')\n").expect("break v1");

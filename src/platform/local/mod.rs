@@ -148,7 +148,10 @@ impl<'a> Local<'a> {
     /// The warm previous, if it still runs (a record whose group is gone is forgotten).
     fn read_warm(&self, env: &str) -> Result<Option<Warm>> {
         let Some(w) = self.read_json::<Warm>(&self.warm_file(env)?)? else { return Ok(None) };
-        if self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
+        // A record naming what serves now is stale: a run switched back to it and was stopped
+        // before it could forget the record.
+        let serves = self.read_state(env)?.is_some_and(|s| s.pid == w.state.pid);
+        if !serves && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
             return Ok(Some(w));
         }
         if !self.fx.dry_run {
@@ -679,7 +682,16 @@ impl<'a> Local<'a> {
         let kept = old.filter(|o| keep && !window.is_zero() && o.pid != serving.pid);
         let mut to_stop: Vec<EnvState> =
             retiring.into_iter().filter(|o| kept.as_ref().is_none_or(|k| k.pid != o.pid)).collect();
-        to_stop.extend(previous_warm.map(|w| w.state).filter(|w| w.pid != serving.pid));
+        to_stop.extend(
+            previous_warm
+                .map(|w| w.state)
+                .filter(|w| w.pid != serving.pid && kept.as_ref().is_none_or(|k| k.pid != w.pid)),
+        );
+        // What is not kept is stopped first: a run killed meanwhile leaves each of them still
+        // recorded (as retiring, or as the warm previous), never forgotten while it runs.
+        for o in &to_stop {
+            self.stop_group(name, o)?;
+        }
         match &kept {
             Some(k) => {
                 let until = crate::clock::now_ms() + window.as_millis() as i64;
@@ -694,9 +706,6 @@ impl<'a> Local<'a> {
                 ));
             }
             None => self.write_json::<Warm>(&self.warm_file(name)?, None)?,
-        }
-        for o in &to_stop {
-            self.stop_group(name, o)?;
         }
         self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None)?;
         Ok(())
@@ -858,9 +867,11 @@ impl<'a> Local<'a> {
         let Ok(entries) = std::fs::read_dir(env_dir.join("work")) else { return };
         for e in entries.flatten() {
             let path = e.path();
-            if !keep.contains(&path)
-                && let Err(err) = std::fs::remove_dir_all(&path)
-            {
+            if keep.contains(&path) {
+                continue;
+            }
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            if let Err(err) = removed {
                 self.fx.ui.warn(format!(
                     "{}: could not remove the unused working copy {}: {err}",
                     env.name,
