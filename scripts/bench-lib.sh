@@ -11,7 +11,8 @@ cleanup() {
   for s in "$work"/*/local/envs/*/*.json "$work"/*/state/local/envs/*/*.json; do
     [ -f "$s" ] || continue
     for pid in $(python3 -c 'import json,sys
-d=json.load(open(sys.argv[1])); print(*[x["pid"] for x in (d if isinstance(d, list) else [d])])' "$s"); do
+d=json.load(open(sys.argv[1])); d=d if isinstance(d, list) else [d]
+print(*[x.get("pid") or x.get("state", {}).get("pid", "") for x in d])' "$s"); do
       kill -KILL -- "-$pid" 2>/dev/null || true
     done
   done

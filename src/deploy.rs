@@ -674,7 +674,7 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         None => None,
     };
     let charged_from = match (bad, took_traffic) {
-        (Some(b), Some(t)) if !ledger.passed_since(env, b, t)? => t.min(detected),
+        (Some(b), Some(t)) if !ledger.passed_since(env, b, t)? => t,
         _ => detected,
     };
     let incident =

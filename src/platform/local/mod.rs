@@ -174,7 +174,7 @@ impl<'a> Local<'a> {
         }
         let url = format!("http://127.0.0.1:{}{}", w.state.port, self.deploy.health_path);
         let healthy = matches!(self.fx.http.probe(&Request::get(url).timeout(PROBE_TIMEOUT)), Some(Ok(r)) if (200..300).contains(&r.status))
-            && ports::listeners(w.state.port).all_of(w.state.pid);
+            && ports::held_by_group(w.state.port, w.state.pid);
         if healthy {
             return Ok(Some(w.state));
         }
@@ -487,7 +487,9 @@ impl<'a> Local<'a> {
         if let Some(s) = &serving {
             // The switch may not have happened: make it happen before stopping anything.
             let listen = nginx::listen_of(&env.url.0, self.port_of(env)?);
-            self.point_nginx(nginx, &listen, s.port, &s.label)?;
+            if let Some(r) = self.point_nginx(nginx, &listen, s.port, &s.label)? {
+                nginx.drain(r);
+            }
         }
         let warm = self.read_warm(name)?.map(|w| w.state.pid);
         for o in retiring.iter().filter(|o| Some(o.pid) != warm) {
@@ -501,14 +503,15 @@ impl<'a> Local<'a> {
         Ok(())
     }
 
-    /// Points the environment's nginx at `port`: a graceful reload when it runs, else a start.
-    fn point_nginx(&self, nginx: &Nginx<'_>, listen: &str, port: u16, label: &str) -> Result<()> {
+    /// Points the environment's nginx at `port`: a graceful reload when it runs (returned, so
+    /// its old workers can be drained), else a start.
+    fn point_nginx(&self, nginx: &Nginx<'_>, listen: &str, port: u16, label: &str) -> Result<Option<nginx::Reloaded>> {
         if nginx.pid().is_some() {
-            nginx.switch(listen, port, label)
+            nginx.switch(listen, port, label).map(Some)
         } else {
             let h = nginx.start(listen, port, label)?;
             self.keep(h);
-            Ok(())
+            Ok(None)
         }
     }
 
@@ -644,22 +647,30 @@ impl<'a> Local<'a> {
         self.write_json(&self.retiring_file(name)?, Some(&retiring))?;
         self.write_state(name, Some(&slot))?;
         self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
-        if let Err(e) = self.point_nginx(nginx, &listen, slot.port, &slot.label) {
-            if nginx.pid().is_some() {
-                return Err(e);
+        let reloaded = match self.point_nginx(nginx, &listen, slot.port, &slot.label) {
+            Ok(r) => r,
+            Err(e) => {
+                if nginx.pid().is_some() {
+                    return Err(e);
+                }
+                // nginx is not up, so the new version took no traffic: the record goes back to what
+                // it was and the new version is stopped.
+                self.write_state(name, old.as_ref())?;
+                self.write_json(&self.retiring_file(name)?, Some(&before))?;
+                self.stop_group(name, &slot)?;
+                return Err(crate::error::Error::could_not_act(format!(
+                    "{name}: nginx did not start, so {label} took no traffic and was stopped"
+                ))
+                .caused_by(e));
             }
-            // nginx is not up, so the new version took no traffic: the record goes back to what
-            // it was and the new version is stopped.
-            self.write_state(name, old.as_ref())?;
-            self.write_json(&self.retiring_file(name)?, Some(&before))?;
-            self.stop_group(name, &slot)?;
-            return Err(crate::error::Error::could_not_act(format!(
-                "{name}: nginx did not start, so {label} took no traffic and was stopped"
-            ))
-            .caused_by(e));
-        }
+        };
         let switched = self.serves_through(env, label)?;
         self.fx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
+        // Users are on the new version; what the old workers still carry finishes before the
+        // version they forward to is stopped.
+        if let Some(r) = reloaded {
+            nginx.drain(r);
+        }
         self.retire(env, &slot, old, retiring, how.keep_previous && !reverting)?;
         Ok(switched)
     }

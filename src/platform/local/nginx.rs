@@ -247,9 +247,9 @@ impl<'a> Nginx<'a> {
     }
 
     /// Points nginx at `upstream` and waits until it has taken the new configuration (a new
-    /// worker is up) and the old workers have finished their requests, up to the drain time.
-    pub fn switch(&self, listen: &str, upstream: u16, label: &str) -> Result<()> {
-        let drain = self.drain;
+    /// worker is up): new connections go to `upstream` from then on. The old workers may still
+    /// be finishing requests: [`Nginx::drain`] waits for them.
+    pub fn switch(&self, listen: &str, upstream: u16, label: &str) -> Result<Reloaded> {
         let master = if self.fx.dry_run {
             None
         } else {
@@ -258,7 +258,7 @@ impl<'a> Nginx<'a> {
         let before: HashSet<i32> = master.map(workers).unwrap_or_default();
         self.write_conf(listen, upstream, label)?;
         self.fx.exec.run(&self.control(&["-s", "reload"]))?;
-        let Some(master) = master else { return Ok(()) };
+        let Some(master) = master else { return Ok(Reloaded { master: None, before }) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !workers(master).iter().any(|w| !before.contains(w)) {
             if Instant::now() > deadline {
@@ -268,17 +268,23 @@ impl<'a> Nginx<'a> {
                     crate::exec::tail_of(&std::fs::read(self.dir.join("error.log")).unwrap_or_default(), 3)
                 ));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
         }
-        let until = Instant::now() + drain;
-        while workers(master).iter().any(|w| before.contains(w)) {
+        Ok(Reloaded { master: Some(master), before })
+    }
+
+    /// Waits until the workers of before a reload have finished their requests, up to the
+    /// drain time: only then may the version they forwarded to be stopped.
+    pub fn drain(&self, r: Reloaded) {
+        let Some(master) = r.master else { return };
+        let until = Instant::now() + self.drain;
+        while workers(master).iter().any(|w| r.before.contains(w)) {
             if Instant::now() > until {
-                self.fx.ui.warn(format!("nginx: old workers still busy after {}s; going on", drain.as_secs()));
+                self.fx.ui.warn(format!("nginx: old workers still busy after {}s; going on", self.drain.as_secs()));
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(())
     }
 }
 
@@ -303,6 +309,12 @@ impl Nginx<'_> {
         }
         Ok(())
     }
+}
+
+/// A reload nginx has taken: its master and the workers from before it, still draining.
+pub struct Reloaded {
+    master: Option<i32>,
+    before: HashSet<i32>,
 }
 
 /// `127.0.0.1:8102` for nginx's `listen` from the environment's URL.

@@ -140,6 +140,31 @@ pub fn listeners(port: u16) -> Listeners {
     Listeners { holders, unseen: inodes.len() - found.len() }
 }
 
+/// Whether every listening socket on `port` is held by a member of process group `pgid`:
+/// [`listeners`] for one known group, looking only at that group's processes (a few) rather
+/// than at every process on the machine.
+pub fn held_by_group(port: u16, pgid: i32) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let mut found: HashSet<u64> = HashSet::new();
+    for pid in crate::procs::members(pgid) {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let target = target.to_string_lossy();
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']'))
+                && let Ok(inode) = inode.parse::<u64>()
+                && inodes.contains(&inode)
+            {
+                found.insert(inode);
+            }
+        }
+    }
+    found.len() == inodes.len()
+}
+
 /// The inodes of the listening TCP sockets on `port` (IPv4 and IPv6, any address).
 fn listening_inodes(port: u16) -> HashSet<u64> {
     let mut out = HashSet::new();
