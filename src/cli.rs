@@ -129,11 +129,7 @@ pub fn run_with(
     options: GlobalOptions,
     op: impl FnOnce(&Ctx) -> Result<Outcome>,
 ) -> ExitCode {
-    anstream::ColorChoice::write_global(match common.color {
-        ColorChoice::Auto => anstream::ColorChoice::Auto,
-        ColorChoice::Always => anstream::ColorChoice::Always,
-        ColorChoice::Never => anstream::ColorChoice::Never,
-    });
+    set_color(common);
     let env = Environ::from_process();
     let ui = common.ui(tool, &env);
     let interrupted = interrupt_flag();
@@ -145,6 +141,15 @@ pub fn run_with(
     }
 }
 
+/// `--color` for everything printed from here on.
+fn set_color(common: &CommonArgs) {
+    anstream::ColorChoice::write_global(match common.color {
+        ColorChoice::Auto => anstream::ColorChoice::Auto,
+        ColorChoice::Always => anstream::ColorChoice::Always,
+        ColorChoice::Never => anstream::ColorChoice::Never,
+    });
+}
+
 /// Runs an operation that needs no configuration (`safedeploy init`, `completions`, `man`),
 /// with the same console, panic guard and exit codes.
 pub fn run_without_config(
@@ -152,11 +157,7 @@ pub fn run_without_config(
     common: &CommonArgs,
     op: impl FnOnce(&crate::effects::Effects) -> Result<Outcome>,
 ) -> ExitCode {
-    anstream::ColorChoice::write_global(match common.color {
-        ColorChoice::Auto => anstream::ColorChoice::Auto,
-        ColorChoice::Always => anstream::ColorChoice::Always,
-        ColorChoice::Never => anstream::ColorChoice::Never,
-    });
+    set_color(common);
     let env = Environ::from_process();
     let ui = common.ui(tool, &env);
     crate::error::quiet_panics();

@@ -247,7 +247,8 @@ impl<'a> Nginx<'a> {
     }
 
     /// Points nginx at `upstream` and waits until it has taken the new configuration (a new
-    /// worker is up): new connections go to `upstream` from then on. The old workers may still
+    /// worker is up, and no old worker still accepts): new connections go to `upstream` from
+    /// then on. The old workers may still
     /// be finishing requests: [`Nginx::drain`] waits for them.
     pub fn switch(&self, listen: &str, upstream: u16, label: &str) -> Result<Reloaded> {
         let master = if self.fx.dry_run {
@@ -269,6 +270,13 @@ impl<'a> Nginx<'a> {
                 ));
             }
             std::thread::sleep(Duration::from_millis(2));
+        }
+        // Switched once no old worker accepts any more: each closes its listening socket when
+        // told to shut down, then finishes what it carries (that is the drain).
+        let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+        let until = Instant::now() + Duration::from_secs(10);
+        while before.iter().any(|w| super::ports::listens(*w, port)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
         }
         Ok(Reloaded { master: Some(master), before })
     }

@@ -120,18 +120,10 @@ pub fn listeners(port: u16) -> Listeners {
     };
     for entry in procs.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
         let mut holds = false;
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
-            let target = target.to_string_lossy();
-            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']'))
-                && let Ok(inode) = inode.parse::<u64>()
-                && inodes.contains(&inode)
-            {
-                found.insert(inode);
-                holds = true;
-            }
+        for inode in socket_inodes(pid).filter(|i| inodes.contains(i)) {
+            found.insert(inode);
+            holds = true;
         }
         if holds && let Some(stat) = super::proc_stat(pid) {
             holders.push(Holder { pid, pgid: stat.pgrp, command: command_of(pid) });
@@ -150,19 +142,23 @@ pub fn held_by_group(port: u16, pgid: i32) -> bool {
     }
     let mut found: HashSet<u64> = HashSet::new();
     for pid in crate::procs::members(pgid) {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
-            let target = target.to_string_lossy();
-            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']'))
-                && let Ok(inode) = inode.parse::<u64>()
-                && inodes.contains(&inode)
-            {
-                found.insert(inode);
-            }
-        }
+        found.extend(socket_inodes(pid).filter(|i| inodes.contains(i)));
     }
     found.len() == inodes.len()
+}
+
+/// Whether process `pid` holds a listening socket on `port`.
+pub fn listens(pid: i32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    socket_inodes(pid).any(|i| inodes.contains(&i))
+}
+
+/// The inodes of the sockets process `pid` has open (none when its fds cannot be read).
+fn socket_inodes(pid: i32) -> impl Iterator<Item = u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().filter_map(|fd| {
+        let target = std::fs::read_link(fd.path()).ok()?;
+        target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    })
 }
 
 /// The inodes of the listening TCP sockets on `port` (IPv4 and IPv6, any address).
