@@ -43,6 +43,14 @@ pub(super) struct Selection<'a> {
     pub interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Whether a line stamped `t` falls in the window. A stamp of whole seconds (nginx's access
+/// log, syslog) stands for its whole second: a 500 logged at `22:51:58` by a version deployed at
+/// `22:51:58.300` is in a window from the deploy.
+fn in_window(t: Millis, since: Option<Millis>, until: Option<Millis>) -> bool {
+    let last = if t.rem_euclid(1000) == 0 { t + 999 } else { t };
+    since.is_none_or(|s| last >= s) && until.is_none_or(|u| t <= u)
+}
+
 impl Selection<'_> {
     /// Lines of context the search hands over. Before a candidate, `context` lines are
     /// `context` records: a multi-line record starts with a candidate. After one, a frame's
@@ -52,7 +60,7 @@ impl Selection<'_> {
     }
 
     fn in_window(&self, r: &Record) -> bool {
-        r.at().is_none_or(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u))
+        r.at().is_none_or(|t| in_window(t, self.since, self.until))
     }
 }
 
@@ -429,6 +437,17 @@ pub(super) const MAX_LINE: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_whole_second_stamp_stands_for_its_second() {
+        let deploy = 1_000_300; // .300 into second 1000
+        assert!(in_window(1_000_000, Some(deploy), None), "a line of that second is kept");
+        assert!(!in_window(999_000, Some(deploy), None), "a line of the second before is not");
+        assert!(!in_window(1_000_100, Some(deploy), None), "a millisecond stamp is exact");
+        assert!(in_window(1_000_300, Some(deploy), Some(1_000_300)));
+        assert!(!in_window(1_001_000, None, Some(1_000_999)));
+    }
+
     use super::*;
 
     /// An Elastic Beanstalk-style log with errors at uneven distances, some close together.
