@@ -64,19 +64,20 @@ pub fn holder(state_dir: &Path, env: &str) -> Result<Option<String>> {
     let path = path(state_dir, env)?;
     let Ok(mut file) = File::open(&path) else { return Ok(None) };
     match file.try_lock_shared() {
-        Err(TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            Ok(Some(if text.trim().is_empty() { "another process".into() } else { text.trim().to_string() }))
-        }
+        Err(TryLockError::WouldBlock) => Ok(Some(named_holder(&mut file))),
         _ => Ok(None),
     }
 }
 
+/// Who the lock file says holds it (`another process` when it says nothing yet).
+fn named_holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    if text.trim().is_empty() { "another process".into() } else { text.trim().to_string() }
+}
+
 fn held(env: &str, path: &Path) -> anyhow::Error {
-    let mut holder = String::new();
-    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut holder));
-    let holder = if holder.trim().is_empty() { "another process".to_string() } else { holder.trim().to_string() };
+    let holder = File::open(path).map(|mut f| named_holder(&mut f)).unwrap_or_else(|_| "another process".into());
     Error::could_not_act(format!("environment {env} is locked by {holder}"))
         .with_hint("one deploy per environment at a time: wait for it to finish, then run again")
         .into()

@@ -172,9 +172,7 @@ impl<'a> Local<'a> {
         if let Some(dir) = &w.state.dir {
             let _ = std::fs::remove_file(retire_file(dir));
         }
-        let url = format!("http://127.0.0.1:{}{}", w.state.port, self.deploy.health_path);
-        let healthy = matches!(self.fx.http.probe(&Request::get(url).timeout(PROBE_TIMEOUT)), Some(Ok(r)) if (200..300).contains(&r.status))
-            && ports::held_by_group(w.state.port, w.state.pid);
+        let healthy = self.answers_health(w.state.port) && ports::held_by_group(w.state.port, w.state.pid);
         if healthy {
             return Ok(Some(w.state));
         }
@@ -328,6 +326,18 @@ impl<'a> Local<'a> {
             Err(crate::error::Error::could_not_act(format!("{} not found", sup.display()))
                 .with_hint("install every safedeploy binary side by side (cargo install --path .)")
                 .into())
+        }
+    }
+
+    /// Whether the version on `port` answers its health path with a 2xx there, on its own port
+    /// (so the answer is the version's), within [`PROBE_TIMEOUT`]: a hung version does not. In a
+    /// dry run no request is sent and this says yes.
+    fn answers_health(&self, port: u16) -> bool {
+        let url = format!("http://127.0.0.1:{port}{}", self.deploy.health_path);
+        match self.fx.http.probe(&Request::get(url).timeout(PROBE_TIMEOUT)) {
+            Some(Ok(r)) => (200..300).contains(&r.status),
+            Some(Err(_)) => false,
+            None => true,
         }
     }
 
@@ -985,13 +995,7 @@ impl Platform for Local<'_> {
         let running = self.is_supervisor(s.pid) && self.group_alive(s.pid) && proxy_up;
         // Present is not healthy: a hung version (stopped, deadlocked) holds its port and
         // answers nothing. Asked on its own port, so the answer is the version's.
-        let url = format!("http://127.0.0.1:{}{}", s.port, self.deploy.health_path);
-        let answers = || match self.fx.http.probe(&Request::get(url.clone()).timeout(PROBE_TIMEOUT)) {
-            Some(Ok(r)) => (200..300).contains(&r.status),
-            Some(Err(_)) => false,
-            None => true,
-        };
-        Ok(Some(Live { healthy: running && answers(), label: s.label }))
+        Ok(Some(Live { healthy: running && self.answers_health(s.port), label: s.label }))
     }
 
     fn tidy(&self, env: &Environment) -> Result<()> {
