@@ -290,6 +290,13 @@ fn completions_and_man_pages_cover_every_binary() {
         );
     }
     let dir = p.app.join("man");
+    // A path that is a file, not a directory: exit 2, nothing written.
+    p.cmd("safedeploy")
+        .args(["man", "--out", "Procfile"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("exists and is not a directory"));
+    p.cmd("safedeploy").args(["completions", "bash", "--bin", ".."]).assert().code(2);
     p.cmd("safedeploy").args(["man", "--out"]).arg(&dir).assert().success();
     let mut pages: Vec<String> = std::fs::read_dir(&dir)
         .expect("man dir")

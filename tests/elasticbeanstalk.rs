@@ -463,7 +463,7 @@ fn tail_logs_of_a_single_environment() {
 
 #[test]
 fn an_incomplete_elasticbeanstalk_config_is_exit_2_naming_the_field() {
-    let cases: [(&str, &str, &str); 4] = [
+    let cases: [(&str, &str, &str); 7] = [
         ("[platform.elasticbeanstalk]\n", "[platform.elasticbeanstalk]\n", "[platform.elasticbeanstalk] table"),
         (
             "environment = \"urlshort-staging\"\n",
@@ -479,6 +479,18 @@ fn an_incomplete_elasticbeanstalk_config_is_exit_2_naming_the_field() {
             "accepted_health = [\"Green\"]\n",
             "accepted_health = [\"Blue\"]\n",
             "accepted_health: expected values among Green",
+        ),
+        // A preview URL that cannot work is refused at load, not in the middle of a promote.
+        (
+            "preview_url = \"",
+            "preview_url = \"not a url {cname}\" # ",
+            "environments.production.elasticbeanstalk.preview_url: expected an http(s) URL",
+        ),
+        ("preview_url = \"", "preview_url = \"ftp://{cname}/\" # ", "preview_url: expected an http(s) URL"),
+        (
+            "environment = \"urlshort-staging\"\n",
+            "environment = \"urlshort-staging\"\npreview_url = \"http://{cname}\"\n",
+            "environments.staging.elasticbeanstalk.preview_url: a preview URL only means something with a standby",
         ),
     ];
     for (from, to, message) in cases {

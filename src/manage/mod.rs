@@ -268,6 +268,9 @@ pub fn stop(ctx: &Ctx, env: &str, reason: Option<&str>) -> Result<Outcome> {
 
 /// `safedeploy man --out DIR`: one page per binary (section 1), from their clap definitions.
 pub fn man(fx: &crate::effects::Effects, out: &std::path::Path) -> Result<Outcome> {
+    if out.exists() && !out.is_dir() {
+        return Err(crate::usage!("--out {}: exists and is not a directory", out.display()));
+    }
     let mut written = vec![];
     for (name, cmd) in crate::tools::commands() {
         let path = out.join(format!("{name}.1"));

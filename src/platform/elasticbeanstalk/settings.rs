@@ -187,6 +187,24 @@ pub fn validate(config: &Config, at: &Locator) -> Result<()> {
             }
             _ => {}
         }
+        if let Some(url) = &e.preview_url {
+            if e.standby.is_none() {
+                return Err(config.bad(at, &field("preview_url"), "a preview URL only means something with a standby"));
+            }
+            // Checked with a stand-in CNAME, as promote fills it in.
+            let filled = url.replace("{cname}", "standby.example.elasticbeanstalk.com");
+            let ok = reqwest::Url::parse(&filled).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                return Err(config.bad(
+                    at,
+                    &field("preview_url"),
+                    format!(
+                        "expected an http(s) URL, `{{cname}}` standing for the standby's CNAME; got {:?}",
+                        url.as_str()
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }
