@@ -143,3 +143,20 @@ fn the_previous_version_stays_warm_so_a_rollback_is_a_switch_and_it_ends_itself_
     let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
     assert!(output(&a).0.contains("warm previous: none"), "{}", output(&a).0);
 }
+
+#[test]
+fn a_blip_in_the_first_round_before_traffic_is_tried_again_not_a_verdict() {
+    let p = Project::new();
+    p.v1_everywhere();
+    // v1b answers its very first shorten request with a 503 (a process just up), then works.
+    let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    let blip = "def shorten():\n    flag = os.path.join(os.environ.get(\"SAFEDEPLOY_DATA_DIR\", \".\"), \"blipped\")\n    if not os.path.exists(flag):\n        open(flag, \"w\").close()\n        return \"warming up\", 503\n";
+    p.write("application.py", &app.replacen("def shorten():\n", blip, 1));
+    p.commit_all("A version with a slow first request", "Team");
+    p.cmd("deploy-staging").args(["--version", "v1b"]).assert().success();
+    std::fs::remove_file(p.state.join("local/envs/production/data/blipped")).ok();
+    let a = p.cmd("promote").args(["--version", "v1b", "--force", "--reason", "test"]).assert().success();
+    assert!(output(&a).1.contains("failed a check before traffic; trying the round once more"), "{}", output(&a).1);
+    assert_eq!(p.served_version("production").as_deref(), Some("v1b"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "a blip marked it bad");
+}

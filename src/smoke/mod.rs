@@ -165,6 +165,9 @@ fn env_vars(ctx: &Ctx) -> Result<Vars> {
     Ok(vars)
 }
 
+/// Rounds a candidate gets before traffic: a failure must repeat to count.
+const PRE_TRAFFIC_ROUNDS: u32 = 2;
+
 /// Whether the pre-traffic checks can run: every `{{env.NAME}}` they use is set (exit 2 if not).
 pub fn pre_traffic_ready(ctx: &Ctx) -> Result<()> {
     env_vars(ctx).map(|_| ())
@@ -176,10 +179,21 @@ pub fn pre_traffic_ready(ctx: &Ctx) -> Result<()> {
 pub fn pre_traffic(ctx: &Ctx, env: &str, label: &str, base: &str) -> Result<()> {
     let mut vars = env_vars(ctx)?;
     vars.version = label.to_string();
-    vars.run_id = run_id();
-    let results = run_round(ctx, base, &ctx.config.chains, &vars, 1)?;
-    let r = Rounds { round: 1, results, monitors: vec![], bake_start: Instant::now() };
-    report_round(ctx, &r);
+    // A failure is a verdict that marks the version bad, so a first failed round (a blip of a
+    // process that has only just become healthy) is tried once more before it counts.
+    let mut r = Rounds { round: 0, results: vec![], monitors: vec![], bake_start: Instant::now() };
+    for round in 1..=PRE_TRAFFIC_ROUNDS {
+        if round > 1 {
+            ctx.ui.status(format!("{env}: {label} failed a check before traffic; trying the round once more"));
+            std::thread::sleep(ctx.config.smoke.interval.0);
+        }
+        vars.run_id = run_id();
+        r = Rounds { round, results: run_round(ctx, base, &ctx.config.chains, &vars, 1)?, ..r };
+        report_round(ctx, &r);
+        if r.passed() {
+            break;
+        }
+    }
     match r.first_failure() {
         None if r.passed() => Ok(()),
         why => Err(crate::verdict!(
