@@ -341,7 +341,7 @@ fn a_promote_that_fails_on_the_standby_never_reaches_users() {
 
 #[test]
 fn redeploy_promote_puts_the_previous_label_back_when_the_new_one_is_red() {
-    let eb = Eb::with(|c| in_place(c));
+    let eb = Eb::with(in_place);
     eb.run("deploy-staging", &["--version", "v1"], 0);
     eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
     eb.sim.state().outcomes.insert("v1".into(), Outcome::Red);
@@ -531,7 +531,7 @@ fn in_place(c: String) -> String {
 
 #[test]
 fn in_place_promote_and_rollback_redeploy_the_label() {
-    let eb = Eb::with(|c| in_place(c));
+    let eb = Eb::with(in_place);
     eb.run("deploy-staging", &["--version", "v1"], 0);
     eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
     eb.run("promote", &["--version", "v1"], 0);
