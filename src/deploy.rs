@@ -14,7 +14,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Kind, kind_of};
 use crate::ledger::{Action, Incident, Ledger, Version};
 use crate::lock;
-use crate::platform::{Live, Platform, Switched};
+use crate::platform::{CanaryAborted, Live, Platform, Switched};
 use crate::sla::Budget;
 use crate::{Outcome, usage};
 use anyhow::Result;
@@ -85,26 +85,32 @@ struct Step<'a> {
     reason: Option<&'a str>,
     /// The check of the candidate before it takes traffic, where one runs.
     pre: Option<&'a crate::platform::PreTraffic<'a>>,
+    /// A canary phase before the whole switch.
+    canary: Option<&'a crate::platform::Canary<'a>>,
 }
 
 /// Deploys `env` with `label` and records the deployment; the lock must be held.
 fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: Step<'_>) -> Result<Switched> {
-    let Step { env, label, action, previous, reason, pre } = step;
+    let Step { env, label, action, previous, reason, pre, canary } = step;
     let environment = ctx.config.environment(env)?;
     if !ctx.dry_run {
         ledger.adopt(label)?;
     }
     let id = ledger.begin_deployment(env, label, action, previous, reason)?;
     // A rollback replaces the bad version: it is not kept warm.
-    let how =
-        crate::platform::DeployOptions { pre, keep_previous: action != Action::Rollback && action != Action::Restore };
+    let keep_previous = action != Action::Rollback && action != Action::Restore;
+    let how = crate::platform::DeployOptions { pre, keep_previous, canary };
     match platform.deploy(environment, label, &how) {
         Ok(switched) => {
-            ledger.record_switch(id, switched.at)?;
+            // Users first met it when its canary share took traffic, if it had one.
+            ledger.record_switch(id, switched.took_traffic())?;
             ledger.finish_deployment(id, true, "healthy")?;
             Ok(switched)
         }
         Err(e) => {
+            if let Some(a) = CanaryAborted::of(&e) {
+                ledger.record_switch(id, a.took_traffic_at)?;
+            }
             ledger.finish_deployment(id, false, &format!("{e:#}"))?;
             Err(e)
         }
@@ -190,7 +196,15 @@ pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<
     let started = now_ms();
     let version = registered(ctx, &ledger, &*platform, label, &commit)?;
     let previous = live.map(|l| l.label);
-    let step = Step { env, label, action: Action::Deploy, previous: previous.as_deref(), reason: None, pre: None };
+    let step = Step {
+        env,
+        label,
+        action: Action::Deploy,
+        previous: previous.as_deref(),
+        reason: None,
+        pre: None,
+        canary: None,
+    };
     deploy_recorded(ctx, &ledger, &*platform, step)?;
     let took = now_ms() - started;
     if !ctx.dry_run {
@@ -253,6 +267,15 @@ pub struct PromoteRequest<'a> {
     pub reason: Option<&'a str>,
     /// Deploy without checking the candidate before traffic, for this recorded reason.
     pub skip_pre_traffic: Option<&'a str>,
+    /// A canary phase first: this share of the users for this long.
+    pub canary: Option<CanaryRequest>,
+}
+
+/// `promote --canary PERCENT --bake DURATION`.
+#[derive(Debug, Clone, Copy)]
+pub struct CanaryRequest {
+    pub percent: u8,
+    pub bake: std::time::Duration,
 }
 
 /// `promote`: deploy to `to` exactly the bundle that passed in `from`; put the previous version
@@ -273,6 +296,9 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     let (version, budget_now) = promotable(ctx, &ledger, req)?;
     let label = version.label.clone();
     let platform = ctx.platform()?;
+    if req.canary.is_some() {
+        platform.can_canary(to_env)?;
+    }
     let (_lock, live) = take_env(ctx, &ledger, &*platform, to)?;
     if let Some(l) = live.as_ref().filter(|l| l.label == label && l.healthy) {
         reconcile(ctx, &ledger, to, &l.label, Action::Promote)?;
@@ -314,6 +340,17 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         ctx.ui.warn(format!("{to}: {s}"));
     }
     let pre: Option<&crate::platform::PreTraffic<'_>> = if skipped.is_some() { None } else { Some(&check) };
+    // Each canary round: the smoke chains against the candidate's own address (every check
+    // shown in the first round, then only failures) and the Datadog monitors.
+    let first_round = std::cell::Cell::new(true);
+    let round = |base: &str| crate::smoke::canary_round(ctx, to, &label, base, first_round.replace(false));
+    let canary = req.canary.map(|c| crate::platform::Canary {
+        percent: c.percent,
+        bake: c.bake,
+        interval: ctx.config.deploy.canary_interval.0,
+        error_margin: ctx.config.deploy.canary_error_margin.0,
+        round: &round,
+    });
     let step = Step {
         env: to,
         label: &label,
@@ -321,14 +358,28 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         previous: previous.as_deref(),
         reason: reason.as_deref(),
         pre,
+        canary: canary.as_ref(),
     };
     let deployed = deploy_recorded(ctx, &ledger, &*platform, step);
     if let (Err(e), Some(why)) = (&deployed, stopped.borrow().clone()) {
         return Err(stopped_before_traffic(&ledger, to, &label, previous.as_deref(), &why, e));
     }
+    if let Err(e) = &deployed
+        && let Some(a) = CanaryAborted::of(e)
+    {
+        return Err(canary_failed(ctx, &ledger, to, &label, previous.as_deref(), a.clone(), e));
+    }
     match deployed {
-        Ok(_) => {
+        Ok(switched) => {
             if !ctx.dry_run {
+                if let Some(from) = switched.canary_from {
+                    ctx.ui.result(format!(
+                        "{to}: {label} passed its canary ({}% for {}) and takes every request since {}",
+                        req.canary.map(|c| c.percent).unwrap_or(0),
+                        human(switched.at - from),
+                        rfc3339(switched.at)
+                    ));
+                }
                 ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
                 ctx.ui.result(budget_now.line());
             }
@@ -349,6 +400,68 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// The candidate failed its canary: its share of the users met it from the canary's start until
+/// its share was 0 again. It is marked bad, the verdict recorded, and an incident recorded
+/// (already closed: the previous version serves everyone) charging that span times the share.
+fn canary_failed(
+    ctx: &Ctx,
+    ledger: &Ledger,
+    env: &str,
+    label: &str,
+    previous: Option<&str>,
+    a: CanaryAborted,
+    e: &anyhow::Error,
+) -> anyhow::Error {
+    let prev = previous.unwrap_or("-");
+    let recorded = (|| -> Result<i64> {
+        ledger.mark_bad(label, &format!("failed its canary in {env}"))?;
+        let verdict = format!("canary at {}%: {}", a.percent, clip(&a.why, 500));
+        ledger.record_verification(env, label, false, &verdict)?;
+        let id = ledger.open_incident(&Incident {
+            id: 0,
+            env: env.to_string(),
+            bad_label: Some(label.to_string()),
+            restored_label: previous.map(str::to_string),
+            detected_at: a.failed_at,
+            restored_at: None,
+            downtime_ms: None,
+            reason: Some(format!("canary of {label} at {}% failed: {}", a.percent, clip(&a.why, 200))),
+            took_traffic_at: Some(a.took_traffic_at),
+            rollback_started_at: Some(a.failed_at),
+            charged_from: Some(a.took_traffic_at),
+            share_percent: Some(i64::from(a.percent)),
+        })?;
+        ledger.close_incident(id, prev, a.stopped_at, None)?;
+        Ok(id)
+    })();
+    if let Err(r) = recorded {
+        return Error::could_not_act(format!("the canary of {label} failed in {env}, but recording it failed"))
+            .caused_by(r);
+    }
+    let span = a.stopped_at - a.took_traffic_at;
+    let charged = span * i64::from(a.percent) / 100;
+    if !ctx.dry_run {
+        ctx.ui.result(format!(
+            "{env}: canary of {label} aborted; {prev} serves every request again, {} after the failing verdict",
+            human(a.stopped_at - a.failed_at)
+        ));
+        ctx.ui.result(format!(
+            "{env}: {}% of the users met {label} for {} (from {} to {}): {} charged to the SLA budget",
+            a.percent,
+            human(span),
+            rfc3339(a.took_traffic_at),
+            rfc3339(a.stopped_at),
+            human(charged)
+        ));
+    }
+    let _ = e;
+    Error::verdict(format!(
+        "{label} failed its canary in {env} at {}% and was stopped; {prev} serves every request",
+        a.percent
+    ))
+    .caused_by(anyhow::anyhow!("{}", a.why))
 }
 
 /// The candidate failed its checks at its own address: it took no traffic, so no incident and
@@ -463,6 +576,7 @@ fn promote_failed(
             took_traffic_at: None,
             rollback_started_at: Some(now_ms()),
             charged_from: Some(started),
+            share_percent: None,
         })?;
         let step = Step {
             env,
@@ -471,6 +585,7 @@ fn promote_failed(
             previous: Some(label),
             reason: Some("promote failed"),
             pre: None,
+            canary: None,
         };
         let switched = match deploy_recorded(ctx, ledger, platform, step) {
             Ok(s) => s,
@@ -692,9 +807,18 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
                 took_traffic_at: took_traffic,
                 rollback_started_at: Some(started),
                 charged_from: Some(charged_from),
+                share_percent: None,
             })?,
         };
-    let step = Step { env, label: target, action: Action::Rollback, previous: bad, reason: Some(reason), pre: None };
+    let step = Step {
+        env,
+        label: target,
+        action: Action::Rollback,
+        previous: bad,
+        reason: Some(reason),
+        pre: None,
+        canary: None,
+    };
     let switched = deploy_recorded(ctx, ledger, platform, step).map_err(|e| {
         Error::could_not_act(format!("restoring {target} in {env} failed; the incident stays open")).caused_by(e)
     })?;

@@ -91,6 +91,11 @@ ALTER TABLE incidents ADD COLUMN took_traffic_at INTEGER;
 ALTER TABLE incidents ADD COLUMN rollback_started_at INTEGER;
 ALTER TABLE incidents ADD COLUMN charged_from INTEGER;
 "#,
+    // A canary's incident: the share of the users (percent) that met the bad version; the
+    // downtime charged is the span times that share.
+    r#"
+ALTER TABLE incidents ADD COLUMN share_percent INTEGER;
+"#,
 ];
 
 /// How a deployment came about.
@@ -179,6 +184,9 @@ pub struct Incident {
     /// Where the downtime charged to the SLA budget starts: when the bad version took traffic,
     /// unless it passed a check after that (then its first failing verdict).
     pub charged_from: Option<Millis>,
+    /// The share of the users (percent) that met the bad version, when not all did: a canary's.
+    /// The downtime charged is the span times this share.
+    pub share_percent: Option<i64>,
 }
 
 pub struct Ledger {
@@ -640,7 +648,7 @@ impl Ledger {
             |c| {
                 c.execute(
                     "INSERT INTO incidents (env, bad_label, restored_label, detected_at, reason, took_traffic_at,
-                     rollback_started_at, charged_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     rollback_started_at, charged_from, share_percent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         i.env,
                         i.bad_label,
@@ -649,7 +657,8 @@ impl Ledger {
                         i.reason,
                         i.took_traffic_at,
                         i.rollback_started_at,
-                        i.charged_from
+                        i.charged_from,
+                        i.share_percent
                     ],
                 )?;
                 Ok(c.last_insert_rowid())
@@ -664,7 +673,7 @@ impl Ledger {
             || format!("close the incident: {restored} serves again from {}", rfc3339(at)),
             |c| {
                 c.execute(
-                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = MAX(0, ?3 - COALESCE(charged_from, detected_at)),
+                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = MAX(0, ?3 - COALESCE(charged_from, detected_at)) * COALESCE(share_percent, 100) / 100,
                      reason = COALESCE(reason, '') || COALESCE(?4, '')
                      WHERE id = ?1 AND restored_at IS NULL",
                     params![id, restored, at, note],
@@ -698,7 +707,7 @@ impl Ledger {
 
 const INCIDENT_COLUMNS: &str =
     "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason,
-     took_traffic_at, rollback_started_at, charged_from FROM incidents";
+     took_traffic_at, rollback_started_at, charged_from, share_percent FROM incidents";
 
 fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -713,6 +722,7 @@ fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
         took_traffic_at: r.get(8)?,
         rollback_started_at: r.get(9)?,
         charged_from: r.get(10)?,
+        share_percent: r.get(11)?,
     })
 }
 
@@ -720,7 +730,9 @@ impl Incident {
     /// Its downtime: as recorded once closed; while open, until `now` (an incident still open
     /// spends the budget as it goes).
     pub fn downtime_until(&self, now: Millis) -> i64 {
-        self.downtime_ms.unwrap_or_else(|| (now - self.charged_from.unwrap_or(self.detected_at)).max(0))
+        self.downtime_ms.unwrap_or_else(|| {
+            (now - self.charged_from.unwrap_or(self.detected_at)).max(0) * self.share_percent.unwrap_or(100) / 100
+        })
     }
 }
 

@@ -156,7 +156,7 @@ fn a_blip_in_the_first_round_before_traffic_is_tried_again_not_a_verdict() {
     p.cmd("deploy-staging").args(["--version", "v1b"]).assert().success();
     std::fs::remove_file(p.state.join("local/envs/production/data/blipped")).ok();
     let a = p.cmd("promote").args(["--version", "v1b", "--force", "--reason", "test"]).assert().success();
-    assert!(output(&a).1.contains("failed a check before traffic; trying the round once more"), "{}", output(&a).1);
+    assert!(output(&a).1.contains("failed a check; trying the round once more"), "{}", output(&a).1);
     assert_eq!(p.served_version("production").as_deref(), Some("v1b"));
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "a blip marked it bad");
 }

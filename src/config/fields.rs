@@ -65,6 +65,11 @@ pub const FIELDS: &[Field] = &[
         "deploy.keep_previous",
         "after a switch, how long the previous version keeps running without traffic, for an instant rollback (0: stopped at once)",
     ),
+    f("deploy.canary_interval", "under `promote --canary`, the pause between two rounds of checks of the candidate"),
+    f(
+        "deploy.canary_error_margin",
+        "under `promote --canary`, how many percentage points the candidate's 5xx share of its answers to users may exceed the stable version's before a round fails",
+    ),
     f("environments.NAME.url", "the environment's base URL; locally also where it listens (required)"),
     f("environments.NAME.env", "extra variables for the app (local platform)"),
     f("environments.NAME.elasticbeanstalk.environment", "the EB environment (required on Elastic Beanstalk)"),

@@ -27,6 +27,18 @@ pub struct Live {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Switched {
     pub at: crate::clock::Millis,
+    /// When a canary phase came first: when its share of the users first met the version.
+    pub canary_from: Option<crate::clock::Millis>,
+}
+
+impl Switched {
+    pub fn at(at: crate::clock::Millis) -> Self {
+        Switched { at, canary_from: None }
+    }
+    /// When users first met the version: the canary's start, else the switch.
+    pub fn took_traffic(&self) -> crate::clock::Millis {
+        self.canary_from.unwrap_or(self.at)
+    }
 }
 
 /// How smoke-check tells which version answers when the app has no version route of its own
@@ -44,11 +56,58 @@ pub enum VersionSignal {
 /// A check of a candidate at its own base URL, before it takes any user traffic.
 pub type PreTraffic<'p> = dyn Fn(&str) -> Result<()> + 'p;
 
-/// How a deploy goes: the check before traffic, and whether the replaced version is kept warm.
+/// How a deploy goes: the check before traffic, a canary phase, and whether the replaced
+/// version is kept warm.
 #[derive(Default)]
 pub struct DeployOptions<'p> {
     pub pre: Option<&'p PreTraffic<'p>>,
     pub keep_previous: bool,
+    /// Send a share of the users to the candidate first, and check it each round.
+    pub canary: Option<&'p Canary<'p>>,
+}
+
+/// A canary phase: `percent` of the environment's requests go to the candidate for `bake`,
+/// with `round` run every `interval` (the smoke chains against the candidate's own address
+/// where the platform has one, else the environment's; Datadog monitors). The platform adds
+/// what it sees itself (locally, the candidate's own 5xx answers to users; on EB, the
+/// environment's health). A failed round takes the candidate's share to 0 at once.
+pub struct Canary<'p> {
+    pub percent: u8,
+    pub bake: std::time::Duration,
+    pub interval: std::time::Duration,
+    /// The candidate's 5xx share of its answers to users may exceed the stable version's by
+    /// this many percentage points before a round fails.
+    pub error_margin: f64,
+    pub round: &'p PreTraffic<'p>,
+}
+
+/// A canary phase that failed: its share of the users met the candidate from `took_traffic_at`
+/// until `stopped_at`, when its share was 0 again (the previous version serves them all).
+/// Carried in the verdict error of [`Platform::deploy`].
+#[derive(Debug, Clone)]
+pub struct CanaryAborted {
+    pub percent: u8,
+    pub took_traffic_at: crate::clock::Millis,
+    /// When the failing verdict was reached.
+    pub failed_at: crate::clock::Millis,
+    /// When no new request reached the candidate any more.
+    pub stopped_at: crate::clock::Millis,
+    pub why: String,
+}
+
+impl std::fmt::Display for CanaryAborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.why)
+    }
+}
+
+impl std::error::Error for CanaryAborted {}
+
+impl CanaryAborted {
+    /// The canary abort a deploy error carries, if any.
+    pub fn of(e: &anyhow::Error) -> Option<&CanaryAborted> {
+        e.chain().find_map(|c| c.downcast_ref::<CanaryAborted>())
+    }
 }
 
 pub trait Platform {
@@ -72,6 +131,12 @@ pub trait Platform {
     /// (the platform's warm previous), so switching back is instant. A rollback passes false:
     /// the version it replaces is the bad one.
     fn deploy(&self, env: &Environment, label: &str, how: &DeployOptions<'_>) -> Result<Switched>;
+
+    /// Whether `env` can run a canary phase (`promote --canary`); a usage error (exit 2) says
+    /// why not. Asked before anything changes.
+    fn can_canary(&self, env: &Environment) -> Result<()> {
+        Err(crate::usage!("--canary: {}: this platform cannot share requests between two versions", env.name))
+    }
 
     /// The version kept running without traffic for an instant switch back, and until when.
     fn warm_previous(&self, _env: &Environment) -> Result<Option<(String, crate::clock::Millis)>> {

@@ -177,30 +177,53 @@ pub fn pre_traffic_ready(ctx: &Ctx) -> Result<()> {
 /// (`base`), labelled `label`. A failure is a verdict naming the first failed check; the
 /// console shows each check as smoke-check does.
 pub fn pre_traffic(ctx: &Ctx, env: &str, label: &str, base: &str) -> Result<()> {
+    match candidate_round(ctx, env, label, base, false, true)? {
+        None => Ok(()),
+        Some(why) => Err(crate::verdict!("{label} failed its smoke checks before taking traffic in {env}: {why}")),
+    }
+}
+
+/// One canary round: the smoke chains against the candidate at its own address (`base`) and
+/// the Datadog monitors, if `smoke.datadog` names any. A failure is a verdict; the console
+/// shows the checks of the first round, then only what fails.
+pub fn canary_round(ctx: &Ctx, env: &str, label: &str, base: &str, first: bool) -> Result<()> {
+    match candidate_round(ctx, env, label, base, true, first)? {
+        None => Ok(()),
+        Some(why) => Err(crate::verdict!("{label} failed a canary round in {env}: {why}")),
+    }
+}
+
+/// A round of checks of a candidate, `Some` first failure when it failed. A failed round is
+/// run once more before it counts: the verdict marks the version bad, and a process only just
+/// healthy may blip. A fault of the checks themselves (a monitor API error) is an error.
+fn candidate_round(
+    ctx: &Ctx,
+    env: &str,
+    label: &str,
+    base: &str,
+    with_monitors: bool,
+    show_all: bool,
+) -> Result<Option<String>> {
+    let datadog = ctx.config.smoke.datadog.as_ref().filter(|_| with_monitors);
     let mut vars = env_vars(ctx)?;
     vars.version = label.to_string();
-    // A failure is a verdict that marks the version bad, so a first failed round (a blip of a
-    // process that has only just become healthy) is tried once more before it counts.
     let mut r = Rounds { round: 0, results: vec![], monitors: vec![], bake_start: Instant::now() };
     for round in 1..=PRE_TRAFFIC_ROUNDS {
         if round > 1 {
-            ctx.ui.status(format!("{env}: {label} failed a check before traffic; trying the round once more"));
+            ctx.ui.status(format!("{env}: {label} failed a check; trying the round once more"));
             std::thread::sleep(ctx.config.smoke.interval.0);
         }
         vars.run_id = run_id();
-        r = Rounds { round, results: run_round(ctx, base, &ctx.config.chains, &vars, 1)?, ..r };
+        r.results = run_round(ctx, base, &ctx.config.chains, &vars, 1)?;
+        r.monitors = datadog.map(|dd| monitors(ctx, dd)).transpose()?.unwrap_or_default();
+        // Round 1 of [`report_round`] shows every check; later ones only what failed.
+        r.round = if show_all && round == 1 { 1 } else { 2 };
         report_round(ctx, &r);
         if r.passed() {
-            break;
+            return Ok(None);
         }
     }
-    match r.first_failure() {
-        None if r.passed() => Ok(()),
-        why => Err(crate::verdict!(
-            "{label} failed its smoke checks before taking traffic in {env}: {}",
-            why.unwrap_or_else(|| "no check ran".into())
-        )),
-    }
+    Ok(Some(r.first_failure().unwrap_or_else(|| "no check ran".into())))
 }
 
 pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {

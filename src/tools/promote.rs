@@ -1,7 +1,11 @@
 //! promote: deploy to production the very bundle that passed in staging.
 use crate::cli::{CommonArgs, parse_bool, run};
+use crate::config::Dur;
 use crate::config::Label;
-use crate::deploy::{PromoteRequest, promote};
+use crate::deploy::{CanaryRequest, PromoteRequest, promote};
+
+/// A canary's bake when `--bake` is not given: Elastic Beanstalk's own default evaluation time.
+const DEFAULT_BAKE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Deploy a version verified in --from to --to; put the previous one back if it is unhealthy.
 #[derive(clap::Parser)]
@@ -35,6 +39,14 @@ pub struct Args {
     /// is recorded
     #[arg(long, env = "SAFEDEPLOY_SKIP_PRE_TRAFFIC", value_name = "REASON")]
     skip_pre_traffic: Option<String>,
+    /// Send this share of the requests (1-99 %) to the new version first, checking it every
+    /// deploy.canary_interval; a failed round sends them all back at once
+    #[arg(long, env = "SAFEDEPLOY_CANARY", value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
+    canary: Option<u8>,
+    /// How long the canary runs before the new version takes every request, e.g. "5m"
+    #[arg(long, env = "SAFEDEPLOY_BAKE", value_name = "DURATION", requires = "canary",
+          value_parser = Dur::<1_000, 86_400_000>::parse)]
+    bake: Option<Dur<1_000, 86_400_000>>,
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -52,6 +64,9 @@ pub fn main() -> std::process::ExitCode {
                 force: a.force,
                 reason: a.reason.as_deref(),
                 skip_pre_traffic: a.skip_pre_traffic.as_deref(),
+                canary: a
+                    .canary
+                    .map(|percent| CanaryRequest { percent, bake: a.bake.map(|b| b.0).unwrap_or(DEFAULT_BAKE) }),
             },
         )
     })

@@ -702,7 +702,7 @@ impl Platform for ElasticBeanstalk<'_> {
         }
         // Ready with an accepted health on the label (in place), or the CNAME seen on the
         // environment that runs it (blue/green): users reach it from here on.
-        Ok(Switched { at: crate::clock::now_ms() })
+        Ok(Switched::at(crate::clock::now_ms()))
     }
 
     fn stop(&self, env: &Environment) -> Result<()> {

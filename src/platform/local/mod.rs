@@ -140,6 +140,11 @@ impl<'a> Local<'a> {
     fn retiring_file(&self, env: &str) -> Result<PathBuf> {
         Ok(self.env_dir(env)?.join("retiring.json"))
     }
+    /// Behind the proxy: a candidate taking a canary's share of the requests beside what
+    /// `state.json` names.
+    fn canary_file(&self, env: &str) -> Result<PathBuf> {
+        Ok(self.env_dir(env)?.join("canary.json"))
+    }
     /// Behind the proxy: the previous version, kept running without traffic.
     fn warm_file(&self, env: &str) -> Result<PathBuf> {
         Ok(self.env_dir(env)?.join("warm.json"))
@@ -479,6 +484,23 @@ impl<'a> Local<'a> {
     fn tidy_behind(&self, env: &Environment, nginx: &Nginx<'_>) -> Result<()> {
         let name = env.name.as_str();
         let serving = self.read_state(name)?;
+        if let Some(candidate) = self.read_json::<EnvState>(&self.canary_file(name)?)? {
+            // Killed during a canary: nginx may still share the requests with the candidate.
+            // It goes back to what is recorded as serving before anything is stopped.
+            if let Some(s) = serving.as_ref().filter(|_| nginx.pid().is_some()) {
+                self.fx.ui.warn(format!(
+                    "{name}: a run was stopped during the canary of {}; sending every request to {} again",
+                    candidate.label, s.label
+                ));
+                let listen = nginx::listen_of(&env.url.0, self.port_of(env)?);
+                let r = nginx.switch(&listen, s.port, &s.label)?;
+                nginx.drain(r);
+            }
+            self.fx.exec.effect(
+                || format!("forget {name}'s unfinished canary"),
+                || self.write_json::<EnvState>(&self.canary_file(name)?, None),
+            )?;
+        }
         if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name)?)? {
             // Killed after recording it as serving, before forgetting the start: it serves.
             if serving.as_ref().map(|s| s.pid) != Some(stale.pid) {
@@ -586,7 +608,7 @@ impl<'a> Local<'a> {
                 Err(e)
             }
             // It answers on the environment's own port: it serves users from now on.
-            other => other.map(|()| Switched { at: crate::clock::now_ms() }),
+            other => other.map(|()| Switched::at(crate::clock::now_ms())),
         }
     }
 
@@ -649,6 +671,14 @@ impl<'a> Local<'a> {
                 return Err(e);
             }
         }
+        let canary_from = match (how.canary, &old) {
+            (Some(c), Some(o)) if !reverting => Some(self.canary(env, nginx, &listen, o, &slot, c)?),
+            (Some(_), None) => {
+                self.fx.ui.warn(format!("{name}: nothing serves yet, so there is no share to give {label}: no canary"));
+                None
+            }
+            _ => None,
+        };
         // Recorded before the switch: a run killed from here on leaves the new version recorded
         // as serving and the old one to be stopped, whichever nginx points at.
         let before: Vec<EnvState> = self.read_json(&self.retiring_file(name)?)?.unwrap_or_default();
@@ -674,7 +704,10 @@ impl<'a> Local<'a> {
                 .caused_by(e));
             }
         };
-        let switched = self.serves_through(env, label)?;
+        let switched = Switched { canary_from, ..self.serves_through(env, label)? };
+        if canary_from.is_some() {
+            self.write_json::<EnvState>(&self.canary_file(name)?, None)?;
+        }
         self.fx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
         // Users are on the new version; what the old workers still carry finishes before the
         // version they forward to is stopped.
@@ -683,6 +716,117 @@ impl<'a> Local<'a> {
         }
         self.retire(env, &slot, old, retiring, how.keep_previous && !reverting)?;
         Ok(switched)
+    }
+
+    /// The canary phase: nginx sends `c.percent` % of the requests to `slot` and the rest to
+    /// `old`; each round runs the checks against the candidate's own port and reads what the
+    /// candidate answered users (`split.log`). Returns when its share first took traffic once
+    /// the bake passed. A failed round takes the share to 0 at once (the reload is waited on,
+    /// then the candidate is stopped): a verdict carrying [`super::CanaryAborted`]. An
+    /// interruption or another error ends the canary the same way, without a verdict.
+    fn canary(
+        &self,
+        env: &Environment,
+        nginx: &Nginx<'_>,
+        listen: &str,
+        old: &EnvState,
+        slot: &EnvState,
+        c: &super::Canary<'_>,
+    ) -> Result<crate::clock::Millis> {
+        let name = env.name.as_str();
+        let label = slot.label.as_str();
+        // Recorded first: a run killed during the canary leaves it for the next run to undo.
+        self.write_json(&self.canary_file(name)?, Some(slot))?;
+        let log = nginx.split_log();
+        let mut read_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let backends = [
+            nginx::Backend { port: old.port, label: &old.label, weight: 100 - c.percent },
+            nginx::Backend { port: slot.port, label, weight: c.percent },
+        ];
+        let end = || -> Result<crate::clock::Millis> {
+            let r = nginx.switch(listen, old.port, &old.label)?;
+            let at = crate::clock::now_ms();
+            nginx.drain(r);
+            self.stop_group(name, slot)?;
+            self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+            self.write_json::<EnvState>(&self.canary_file(name)?, None)?;
+            Ok(at)
+        };
+        let took = match nginx.switch_to(listen, &backends) {
+            Ok(_) => crate::clock::now_ms(),
+            Err(e) => {
+                end()?;
+                return Err(e);
+            }
+        };
+        self.fx.ui.status(format!(
+            "{name}: canary: {label} takes {}% of the requests, {} the rest; a round every {} for {}",
+            c.percent,
+            old.label,
+            crate::clock::human(c.interval.as_millis() as i64),
+            crate::clock::human(c.bake.as_millis() as i64)
+        ));
+        let started = Instant::now();
+        let mut counts = nginx::SplitCounts::default();
+        let mut round = 0u32;
+        let failed: Option<String> = loop {
+            let next = Instant::now() + c.interval;
+            while Instant::now() < next {
+                if self.fx.interrupted.load(Ordering::SeqCst) {
+                    end()?;
+                    return Err(crate::error::Error::interrupted(format!(
+                        "interrupted during the canary of {label} in {name}; {} serves every request again and {label} was stopped",
+                        old.label
+                    ))
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(10).min(c.interval));
+            }
+            round += 1;
+            if !self.group_alive(slot.pid) {
+                break Some(format!("{label} exited during its canary (round {round})"));
+            }
+            if let Err(e) = (c.round)(&format!("http://127.0.0.1:{}", slot.port)) {
+                if crate::error::kind_of(&e) == crate::error::Kind::Verdict {
+                    break Some(format!("{e:#}"));
+                }
+                end()?;
+                return Err(e);
+            }
+            read_from = nginx::split_counts(&log, read_from, slot.port, &mut counts);
+            let (rate, stable) = counts.rates();
+            if counts.fails(c.error_margin) {
+                break Some(format!(
+                    "{label} answered {} of its {} user request(s) with a server error ({rate:.1}%, against {stable:.1}% for {}); first: {}",
+                    counts.candidate_errors,
+                    counts.candidate,
+                    old.label,
+                    counts.first_error.as_deref().unwrap_or("-")
+                ));
+            }
+            self.fx.ui.status(format!(
+                "{name}: canary round {round} passed ({}s of {}s; {label} answered {} user request(s), {} failed)",
+                started.elapsed().as_secs(),
+                c.bake.as_secs(),
+                counts.candidate,
+                counts.candidate_errors
+            ));
+            if started.elapsed() >= c.bake {
+                break None;
+            }
+        };
+        let Some(why) = failed else { return Ok(took) };
+        let failed_at = crate::clock::now_ms();
+        let stopped_at = end()?;
+        self.fx.ui.status(format!(
+            "{name}: canary aborted: {label}'s share was 0 {} after the failing verdict; {} serves every request",
+            crate::clock::human(stopped_at - failed_at),
+            old.label
+        ));
+        let aborted =
+            super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: why.clone() };
+        Err(crate::error::Error::verdict(format!("{label} failed its canary in {name} at {}%", c.percent))
+            .caused_by(anyhow::Error::new(aborted)))
     }
 
     /// After a switch to `serving`: the version it replaced (`old`) is kept warm when `keep`
@@ -744,8 +888,8 @@ impl<'a> Local<'a> {
             .http
             .poll(&req, Duration::from_millis(20), deadline, |a| if ok(a) { Poll::Done } else { Poll::Again })?
         {
-            None => Ok(Switched { at: crate::clock::now_ms() }),
-            Some(a) if ok(&a) => Ok(Switched { at: crate::clock::now_ms() }),
+            None => Ok(Switched::at(crate::clock::now_ms())),
+            Some(a) if ok(&a) => Ok(Switched::at(crate::clock::now_ms())),
             Some(Ok(r)) => Err(verdict!(
                 "{} does not serve {label} after the switch: GET {url} answered {} {}",
                 env.name,
@@ -1054,6 +1198,16 @@ impl Platform for Local<'_> {
         }
         self.prune_copies(env);
         Ok(())
+    }
+
+    fn can_canary(&self, env: &Environment) -> Result<()> {
+        match self.deploy.proxy {
+            Proxy::Nginx(_) => Ok(()),
+            Proxy::None => Err(usage!(
+                "--canary: {} cannot share its requests between two versions with deploy.proxy = \"none\" (the app owns the environment's port); use the proxy",
+                env.name
+            )),
+        }
     }
 
     fn warm_previous(&self, env: &Environment) -> Result<Option<(String, crate::clock::Millis)>> {

@@ -41,6 +41,11 @@ pub struct Deploy {
     /// After a switch, the previous version keeps running without traffic this long (behind
     /// the proxy), so a rollback within it is a proxy switch; 0 stops it at once.
     pub keep_previous: Dur<0, 86_400_000>,
+    /// Under `promote --canary`: the pause between two rounds of checks of the candidate.
+    pub canary_interval: Dur<100, 600_000>,
+    /// Under `promote --canary`: how many percentage points the candidate's 5xx share of its
+    /// answers to users may exceed the stable version's before a round fails.
+    pub canary_error_margin: crate::config::Percent,
 }
 
 impl Default for Deploy {
@@ -56,6 +61,12 @@ impl Default for Deploy {
             // usual 5-minute evaluation window plus its notification; costs one idle process
             // group of the previous version for that long.
             keep_previous: Dur::secs(600),
+            // A round every second: an abort is at most a second behind what the checks can
+            // see; each round is one pass of the smoke chains.
+            canary_interval: Dur::secs(1),
+            // One point: a candidate failing 1 request in 100 more than the stable version is
+            // not the stable version's equal; fewer is noise at a canary's request counts.
+            canary_error_margin: crate::config::Percent(1.0),
         }
     }
 }
