@@ -328,6 +328,14 @@ impl<'a> Nginx<'a> {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        // nginx's master waits 100 ms after starting the new workers before it tells the old
+        // ones to shut down, and until then they accept and forward with the old configuration.
+        // They are told now (SIGQUIT, what the master sends them: a graceful shutdown):
+        // connections arriving meanwhile wait in the listening socket's queue for the new
+        // worker, which is up. The master's own signal later finds them shutting down already.
+        for w in &before {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*w), nix::sys::signal::Signal::SIGQUIT);
+        }
         // Switched once no old worker accepts any more: each closes its listening socket when
         // told to shut down, then finishes what it carries (that is the drain).
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
