@@ -43,3 +43,5 @@ open(path, "w").write(t)
 PY
   (cd "$1" && git init -q -b main && git add -A && git -c user.name=b -c user.email=b@example.com commit -qm v1)
 }
+# sqlite3_ms DB SQL: one integer the query answers (python's sqlite3: no sqlite3 CLI needed).
+sqlite3_ms() { python3 -c 'import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone(); print(r[0] if r and r[0] is not None else "nan")' "$1" "$2"; }

@@ -296,8 +296,8 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     let (version, budget_now) = promotable(ctx, &ledger, req)?;
     let label = version.label.clone();
     let platform = ctx.platform()?;
-    if req.canary.is_some() {
-        platform.can_canary(to_env)?;
+    if let Some(c) = req.canary {
+        platform.can_canary(to_env, c.bake)?;
     }
     let (_lock, live) = take_env(ctx, &ledger, &*platform, to)?;
     if let Some(l) = live.as_ref().filter(|l| l.label == label && l.healthy) {

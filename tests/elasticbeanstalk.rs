@@ -566,3 +566,82 @@ fn without_a_version_route_smoke_check_reads_the_label_and_health_eb_reports() {
     assert!(err.contains("staging still serves v1, not v2"), "{err}");
     assert_eq!(eb.p.query_strings("SELECT label || ':' || passed FROM verifications"), vec!["v1:1".to_string()]);
 }
+
+/// v1 in staging and production (in place), v2 in staging and verified there.
+fn eb_v2_ready_for_a_canary() -> Eb {
+    let eb = Eb::with(|c| {
+        in_place(c)
+            .replace("[environments.staging]\n", "[deploy]\ncanary_interval = \"100ms\"\n\n[environments.staging]\n")
+    });
+    eb.run("deploy-staging", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+    eb.run("promote", &["--version", "v1"], 0);
+    eb.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
+    eb.commit_v2();
+    eb.run("deploy-staging", &["--version", "v2"], 0);
+    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v2", "--record"], 0);
+    eb
+}
+
+#[test]
+fn an_eb_canary_is_a_traffic_split_that_ends_on_the_new_version_when_checks_pass() {
+    let eb = eb_v2_ready_for_a_canary();
+    let (_, err) = eb.run("promote", &["--version", "v2", "--canary", "25", "--bake", "3m"], 0);
+    assert!(err.contains("traffic splitting: v2 gets 25% of the requests for 3 min"), "{err}");
+    assert!(err.contains("canary round 1 passed (EB: Updating"), "{err}");
+    assert!(err.contains("EB ended the evaluation: v2 takes every request"), "{err}");
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v2"));
+    assert_eq!(eb.sim.state().count("AbortEnvironmentUpdate"), 0);
+    let switched = eb.p.query_i64("SELECT switched_at FROM deployments WHERE env = 'production' AND label = 'v2'");
+    let finished = eb.p.query_i64("SELECT finished_at FROM deployments WHERE env = 'production' AND label = 'v2'");
+    assert!(switched < finished, "took traffic when the split began: {switched} {finished}");
+    // Whole minutes only, within EB's 3-600; nothing was sent.
+    let calls = eb.sim.state().count("UpdateEnvironment");
+    for bake in ["30s", "2m", "601m"] {
+        let (_, err) =
+            eb.run("promote", &["--version", "v2", "--canary", "25", "--bake", bake, "--force", "--reason", "t"], 2);
+        assert!(err.contains("EB's traffic splitting evaluates for whole minutes"), "{bake}: {err}");
+    }
+    assert_eq!(eb.sim.state().count("UpdateEnvironment"), calls);
+}
+
+#[test]
+fn an_eb_canary_failing_safedeploys_checks_is_aborted_though_eb_calls_it_healthy() {
+    let eb = eb_v2_ready_for_a_canary();
+    // EB's health stays Green; only what users get shows v2 failing.
+    eb.sim.state().site_fails.insert("v2".into());
+    eb.sim.state().split_polls = 1000;
+    let (out, err) = eb.run("promote", &["--version", "v2", "--canary", "50", "--bake", "5m"], 1);
+    assert!(err.contains("v2 failed a canary round in production: checks / home page"), "{err}");
+    assert!(err.contains("canary aborted "), "{err}");
+    assert!(err.contains("Ready on v1 again"), "{err}");
+    assert!(out.contains("50% of the users met v2 for "), "{out}");
+    assert_eq!(eb.sim.state().count("AbortEnvironmentUpdate"), 1);
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v1"));
+    assert_eq!(eb.p.query_i64("SELECT share_percent FROM incidents"), 50);
+    let (took, restored, charged) = (
+        eb.p.query_i64("SELECT took_traffic_at FROM incidents"),
+        eb.p.query_i64("SELECT restored_at FROM incidents"),
+        eb.p.query_i64("SELECT downtime_ms FROM incidents"),
+    );
+    assert_eq!(charged, (restored - took) * 50 / 100);
+    assert_eq!(eb.p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+}
+
+#[test]
+fn an_eb_canary_whose_health_goes_red_is_aborted_and_blue_green_refuses_a_canary() {
+    let eb = eb_v2_ready_for_a_canary();
+    eb.sim.state().outcomes.insert("v2".into(), Outcome::Red);
+    eb.sim.state().split_polls = 1000;
+    let (_, err) = eb.run("promote", &["--version", "v2", "--canary", "10", "--bake", "3m"], 1);
+    assert!(err.contains("health is Red during the traffic split"), "{err}");
+    assert_eq!(eb.sim.state().count("AbortEnvironmentUpdate"), 1);
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v1"));
+
+    let bg = Eb::new();
+    bg.run("deploy-staging", &["--version", "v1"], 0);
+    bg.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+    let (_, err) = bg.run("promote", &["--version", "v1", "--canary", "10", "--bake", "3m"], 2);
+    assert!(err.contains("is blue/green"), "{err}");
+    assert_eq!(bg.sim.state().count("SwapEnvironmentCNAMEs"), 0);
+}

@@ -134,7 +134,7 @@ pub trait Platform {
 
     /// Whether `env` can run a canary phase (`promote --canary`); a usage error (exit 2) says
     /// why not. Asked before anything changes.
-    fn can_canary(&self, env: &Environment) -> Result<()> {
+    fn can_canary(&self, env: &Environment, _bake: std::time::Duration) -> Result<()> {
         Err(crate::usage!("--canary: {}: this platform cannot share requests between two versions", env.name))
     }
 

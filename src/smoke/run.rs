@@ -140,7 +140,7 @@ struct Samples {
 fn sample(ctx: &Ctx, check: &Check, req: &Request, vars: &mut Vars, samples: u32) -> Samples {
     let mut s = Samples { status: None, ms: vec![], failures: vec![], body_start: String::new(), dry_run: false };
     for n in 0..samples.max(1) {
-        match ctx.http.send(req) {
+        match send_through_blips(ctx, check, req) {
             Ok(None) => {
                 s.dry_run = true;
                 break;
@@ -173,6 +173,45 @@ fn sample(ctx: &Ctx, check: &Check, req: &Request, vars: &mut Vars, samples: u32
         }
     }
     s
+}
+
+/// Transient answers a request is sent again after, up to [`BLIP_RETRIES`] times: what a proxy
+/// or load balancer says when it briefly has nowhere to send it (502, 503, 504), a rate limit
+/// (429, after its `Retry-After`, at most [`MAX_RETRY_AFTER`]), a refused or reset connection.
+/// A check that expects the status is judged on it at once; a timeout is not retried (a hang
+/// must not take three timeouts to fail). A version that keeps answering so fails as before.
+const BLIP_RETRIES: u32 = 2;
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+const BLIP_PAUSE: Duration = Duration::from_millis(200);
+
+fn send_through_blips(ctx: &Ctx, check: &Check, req: &Request) -> Result<Option<crate::http::Response>> {
+    let expected = |status: u16| {
+        check.assertions.iter().any(|a| matches!(a, super::spec::Assertion::Status(s) if s.contains(&status)))
+    };
+    let mut tries = 0;
+    loop {
+        let answer = ctx.http.send(req);
+        let pause = match &answer {
+            Ok(Some(r)) if matches!(r.status, 429 | 502 | 503 | 504) && !expected(r.status) => {
+                Some(r.retry_after().map_or(BLIP_PAUSE, |d| d.min(MAX_RETRY_AFTER)))
+            }
+            Err(e) if !format!("{e:#}").contains("timed out") => Some(BLIP_PAUSE),
+            _ => None,
+        };
+        match pause {
+            Some(p) if tries < BLIP_RETRIES => {
+                tries += 1;
+                ctx.ui.detail(format!(
+                    "{} {}: a transient answer; sending it again (try {})",
+                    req.method,
+                    req.url,
+                    tries + 1
+                ));
+                std::thread::sleep(p);
+            }
+            _ => return answer,
+        }
+    }
 }
 
 fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) -> Vec<CheckResult> {

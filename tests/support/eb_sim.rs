@@ -44,6 +44,24 @@ pub struct Env {
     pub instances: Vec<String>,
     pending: Option<(String, u32, Outcome)>,
     swap_with: Option<(String, u32)>,
+    /// A traffic-splitting deployment under evaluation.
+    pub split: Option<Split>,
+    /// Requests its site answered (a split sends every 100th `percent` of them to the new one).
+    served: u64,
+}
+
+/// A traffic-splitting deployment (DeploymentPolicy TrafficSplitting): `percent` of the site's
+/// requests go to `label` until `polls` DescribeEnvironments have passed (EB's evaluation),
+/// then EB ends it: on `label` (healthy), or back on the old version (its outcome is Red).
+/// AbortEnvironmentUpdate sends every request back at once.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub label: String,
+    pub percent: u64,
+    pub minutes: u64,
+    polls: u32,
+    outcome: Outcome,
+    pub aborted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +111,11 @@ pub struct State {
     /// The first UpdateEnvironment after a CreateApplicationVersion does not see the label yet.
     pub lagging_labels: bool,
     lagging: Vec<String>,
+    /// Versions whose site answers 500 though EB reports them healthy: only a check of what
+    /// users get finds them.
+    pub site_fails: std::collections::HashSet<String>,
+    /// Polls a traffic split is evaluated for.
+    pub split_polls: u32,
     /// Log files each instance holds: instance → [(path in the bundle, text)].
     pub logs: HashMap<String, Vec<(String, String)>>,
     clock: i64,
@@ -122,6 +145,8 @@ impl State {
                 instances: instances.iter().map(|s| s.to_string()).collect(),
                 pending: None,
                 swap_with: None,
+                split: None,
+                served: 0,
             },
         );
         // An old error, before any deploy the tests make: it must not count against them.
@@ -146,6 +171,31 @@ impl State {
 
     fn tick(&mut self, name: &str) {
         let Some(env) = self.envs.get_mut(name) else { return };
+        if let Some(split) = env.split.clone() {
+            let n = name.to_string();
+            if split.aborted || split.polls <= 1 {
+                env.split = None;
+                env.status = "Ready".into();
+                env.health = "Green".into();
+                let message = if split.aborted {
+                    "Traffic splitting was aborted: all traffic is back on the previous version's instances."
+                } else if split.outcome == Outcome::Red {
+                    "New instances failed health checks during the evaluation; traffic was shifted back to the previous version."
+                } else {
+                    env.label = Some(split.label.clone());
+                    "Traffic splitting completed: all traffic goes to the new version's instances."
+                };
+                let severity = if split.aborted || split.outcome != Outcome::Red { "INFO" } else { "WARN" };
+                self.event(&n, severity, message);
+                self.event(&n, "INFO", "Environment update completed successfully.");
+            } else {
+                env.split = Some(Split { polls: split.polls - 1, ..split.clone() });
+                if split.outcome == Outcome::Red {
+                    env.health = "Red".into();
+                }
+            }
+            return;
+        }
         if let Some((target, polls, outcome)) = env.pending.clone() {
             if polls > 1 || outcome == Outcome::Stuck {
                 env.pending = Some((target, polls.saturating_sub(1), outcome));
@@ -212,6 +262,7 @@ impl Sim {
         let state = Arc::new(Mutex::new(State {
             buckets: vec![format!("elasticbeanstalk-{REGION}-{ACCOUNT}")],
             update_polls: 2,
+            split_polls: 4,
             ..Default::default()
         }));
         let s = state.clone();
@@ -312,6 +363,16 @@ fn version_xml(label: &str, v: &AppVersion) -> String {
     )
 }
 
+/// `OptionSettings.member.N.{Namespace,OptionName,Value}`.
+fn option_settings(p: &HashMap<String, String>) -> Vec<(String, String, String)> {
+    (1..)
+        .map_while(|i| {
+            let f = |k: &str| p.get(&format!("OptionSettings.member.{i}.{k}")).cloned();
+            Some((f("Namespace")?, f("OptionName")?, f("Value").unwrap_or_default()))
+        })
+        .collect()
+}
+
 fn members(p: &HashMap<String, String>, prefix: &str) -> Vec<String> {
     (1..).map_while(|i| p.get(&format!("{prefix}.member.{i}")).cloned()).collect()
 }
@@ -319,7 +380,7 @@ fn members(p: &HashMap<String, String>, prefix: &str) -> Vec<String> {
 fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
     let path = req.path.split('?').next().unwrap_or("").to_string();
     if req.method == "GET" && path.starts_with("/site/") {
-        return site(st, &path["/site/".len()..]);
+        return site(st, &path["/site/".len()..].to_string());
     }
     if req.method == "GET" && path.starts_with("/logs/") {
         return log_download(st, req, &path["/logs/".len()..]);
@@ -435,10 +496,32 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             }
             let outcome = st.outcomes.get(&label).copied().unwrap_or(Outcome::Healthy);
             let polls = st.update_polls;
+            let options = option_settings(&p);
+            let option =
+                |ns: &str, name: &str| options.iter().find(|(n, o, _)| n == ns && o == name).map(|(_, _, v)| v.clone());
+            let split_polls = st.split_polls.max(1);
             let env = st.envs.get_mut(&name).expect("env");
             env.status = "Updating".into();
-            env.health = "Grey".into();
-            env.pending = Some((label, polls, outcome));
+            if option("aws:elasticbeanstalk:command", "DeploymentPolicy").as_deref() == Some("TrafficSplitting") {
+                let num = |o: &str, d: u64| {
+                    option("aws:elasticbeanstalk:trafficsplitting", o).map_or(Ok(d), |v| v.parse::<u64>())
+                };
+                let (Ok(percent), Ok(minutes)) = (num("NewVersionPercent", 10), num("EvaluationTime", 5)) else {
+                    return error(400, "InvalidParameterValue", "NewVersionPercent and EvaluationTime take integers");
+                };
+                if !(1..=100).contains(&percent) || !(3..=600).contains(&minutes) {
+                    env.status = "Ready".into();
+                    return error(
+                        400,
+                        "ConfigurationValidationException",
+                        "NewVersionPercent: 1-100; EvaluationTime: 3-600",
+                    );
+                }
+                env.split = Some(Split { label, percent, minutes, polls: split_polls, outcome, aborted: false });
+            } else {
+                env.health = "Grey".into();
+                env.pending = Some((label, polls, outcome));
+            }
             let xml = env_xml(env);
             let at = st.now();
             st.events.push(Event {
@@ -453,6 +536,29 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                 &format!("<DateUpdated>{}</DateUpdated>", iso(at)),
             );
             ok("UpdateEnvironment", EB_NS, &xml)
+        }
+        "AbortEnvironmentUpdate" => {
+            let name = get("EnvironmentName");
+            let Some(env) = st.envs.get_mut(&name) else {
+                return error(
+                    400,
+                    "InvalidParameterValue",
+                    &format!("No Environment found for EnvironmentName = '{name}'."),
+                );
+            };
+            if env.status != "Updating" {
+                return error(400, "InvalidParameterValue", &format!("Environment named {name} is not being updated."));
+            }
+            match env.split.as_mut() {
+                Some(s) => s.aborted = true,
+                None => env.pending = env.pending.take().map(|(l, _, _)| (l, 1, Outcome::OldLabel)),
+            }
+            st.event(&name, "INFO", "Abort of the environment update was requested.");
+            Resp::new(
+                200,
+                format!("<AbortEnvironmentUpdateResponse xmlns=\"{EB_NS}\"><ResponseMetadata><RequestId>sim-req</RequestId></ResponseMetadata></AbortEnvironmentUpdateResponse>"),
+            )
+            .header("Content-Type", "text/xml")
         }
         "DescribeEvents" => {
             let name = get("EnvironmentName");
@@ -618,18 +724,31 @@ fn log_download(st: &mut State, req: &Req, rest: &str) -> Resp {
 
 /// The environment's "site": `/version` is the label it runs, anything else 200 when Green and
 /// 500 otherwise. Found by CNAME or its prefix (what users reach) or by environment name.
-fn site(st: &State, rest: &str) -> Resp {
+fn site(st: &mut State, rest: &str) -> Resp {
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let env = st
+    let name = st
         .envs
         .values()
         .find(|e| e.cname == host || e.cname.starts_with(&format!("{host}.")))
-        .or_else(|| st.envs.get(host));
-    let Some(env) = env else { return Resp::new(404, "no such site") };
+        .or_else(|| st.envs.get(host))
+        .map(|e| e.name.clone());
+    let Some(name) = name else { return Resp::new(404, "no such site") };
+    let fails = st.site_fails.clone();
+    let env = st.envs.get_mut(&name).expect("env");
+    env.served += 1;
+    // Under a split, every hundred requests: `percent` to the new version, the rest to the old.
+    let label = match &env.split {
+        Some(s) if !s.aborted && env.served % 100 < s.percent => Some(s.label.clone()),
+        _ => env.label.clone(),
+    };
     if path == "/version" {
-        return Resp::new(200, env.label.clone().unwrap_or_default());
+        return Resp::new(200, label.unwrap_or_default());
     }
-    if env.health == "Green" {
+    let new_and_red = env.split.as_ref().is_some_and(|s| Some(&s.label) == label.as_ref() && s.outcome == Outcome::Red);
+    if label.as_ref().is_some_and(|l| fails.contains(l)) || new_and_red {
+        return Resp::new(500, "Internal Server Error");
+    }
+    if env.health == "Green" || env.split.is_some() {
         Resp::new(200, format!("ok from {}", env.name))
     } else {
         Resp::new(500, "Internal Server Error")

@@ -426,6 +426,142 @@ impl<'a> ElasticBeanstalk<'a> {
         }
     }
 
+    /// A canary through EB's traffic splitting: `update-environment` with the TrafficSplitting
+    /// deployment policy (NewVersionPercent = the share, EvaluationTime = the bake in whole
+    /// minutes). While EB evaluates, each round runs the checks against the environment's
+    /// address (users' traffic: both versions answer it) and reads EB's health and events; a
+    /// failed round, or health Red, aborts the update (`abort-environment-update`), which sends
+    /// every request back to the old instances. EB ending the evaluation decides success.
+    fn deploy_split(&self, env: &Environment, name: &str, label: &str, c: &super::Canary<'_>) -> Result<Switched> {
+        self.can_canary(env, c.bake)?;
+        let minutes = split_minutes(c.bake);
+        let d = self.describe_one(name)?;
+        if d.status != "Ready" {
+            return Err(could_not_act!(
+                "{name} is {} ({}), not Ready: another update is in progress; not interrupting it",
+                d.status,
+                d.health()
+            ));
+        }
+        let old = d.label().to_string();
+        let (percent, minutes) = (c.percent.to_string(), minutes.to_string());
+        let settings = [
+            "Namespace=aws:elasticbeanstalk:command,OptionName=DeploymentPolicy,Value=TrafficSplitting".to_string(),
+            format!("Namespace=aws:elasticbeanstalk:trafficsplitting,OptionName=NewVersionPercent,Value={percent}"),
+            format!("Namespace=aws:elasticbeanstalk:trafficsplitting,OptionName=EvaluationTime,Value={minutes}"),
+        ];
+        let mut args = vec!["--application-name", self.app(), "--environment-name", name, "--version-label", label];
+        args.push("--option-settings");
+        args.extend(settings.iter().map(String::as_str));
+        self.fx.ui.status(format!(
+            "{name}: runs {old}; traffic splitting: {label} gets {percent}% of the requests for {minutes} min"
+        ));
+        let Some(updated) = self.aws.change("elasticbeanstalk", "update-environment", &args)? else {
+            self.fx.ui.plan(format!(
+                "# would run the smoke chains and read {name}'s health every round while EB evaluates {label}; a failed round: aws elasticbeanstalk abort-environment-update --environment-name {name}"
+            ));
+            return Ok(Switched::at(crate::clock::now_ms()));
+        };
+        let took = crate::clock::now_ms();
+        let since =
+            updated["DateUpdated"].as_str().map(str::to_string).unwrap_or_else(|| crate::clock::rfc3339(took - 1000));
+        let deadline = Instant::now() + self.cfg.deploy_timeout.0 + c.bake;
+        let (mut seen, mut errors) = (HashSet::new(), vec![]);
+        let mut round = 0u32;
+        let failed: String = loop {
+            // Interrupted (a Jenkins abort): the split is aborted, so the old version serves all.
+            if let Err(e) = nap(self.fx, c.interval, || {
+                format!("the traffic split of {label} was aborted: {old}'s instances take every request again")
+            }) {
+                self.abort_split(name)?;
+                return Err(e);
+            }
+            round += 1;
+            let d = self.describe_one(name)?;
+            self.stream_events(name, &since, &mut seen, &mut errors)?;
+            if d.status == "Ready" {
+                if d.version_label.as_deref() == Some(label) && self.accepted(&d) {
+                    self.fx.ui.status(format!(
+                        "{name}: EB ended the evaluation: {label} takes every request (health {})",
+                        d.health()
+                    ));
+                    return Ok(Switched { at: crate::clock::now_ms(), canary_from: Some(took) });
+                }
+                // EB's own health evaluation failed it and sent the traffic back.
+                let why = format!(
+                    "Elastic Beanstalk ended the traffic split on {} (health {}){}",
+                    d.label(),
+                    d.health(),
+                    first_error(&errors)
+                );
+                let at = crate::clock::now_ms();
+                let aborted = super::CanaryAborted {
+                    percent: c.percent,
+                    took_traffic_at: took,
+                    failed_at: at,
+                    stopped_at: at,
+                    why: why.clone(),
+                };
+                return Err(crate::error::Error::verdict(format!(
+                    "{label} failed its canary in {} at {}%",
+                    env.name, c.percent
+                ))
+                .caused_by(anyhow::Error::new(aborted)));
+            }
+            if d.health() == "Red" {
+                break format!("{name}'s health is Red during the traffic split");
+            }
+            match (c.round)(&env.url.base()) {
+                Ok(()) => self.fx.ui.status(format!(
+                    "{name}: canary round {round} passed (EB: {}, health {})",
+                    d.status,
+                    d.health()
+                )),
+                Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => break format!("{e:#}"),
+                Err(e) => {
+                    self.abort_split(name)?;
+                    return Err(e);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(could_not_act!(
+                    "{name} is still {} after {}: EB did not end the traffic split of {label}; it was not aborted",
+                    d.status,
+                    humantime::format_duration(self.cfg.deploy_timeout.0 + c.bake)
+                ));
+            }
+        };
+        let failed_at = crate::clock::now_ms();
+        self.abort_split(name)?;
+        let stopped_at = crate::clock::now_ms();
+        self.fx.ui.status(format!(
+            "{name}: canary aborted {} after the failing verdict: EB sends every request back to {old}'s instances",
+            crate::clock::human(stopped_at - failed_at)
+        ));
+        // Until EB is Ready on the old version again, nothing more can be deployed there.
+        let mut pause = self.cfg.poll.0;
+        let until = Instant::now() + self.cfg.deploy_timeout.0;
+        while Instant::now() < until {
+            let d = self.describe_one(name)?;
+            if d.status == "Ready" {
+                self.fx.ui.status(format!("{name}: Ready on {} again (health {})", d.label(), d.health()));
+                break;
+            }
+            self.pause(&mut pause, || format!("{name} is left ending the aborted traffic split"))?;
+        }
+        let aborted =
+            super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: failed };
+        Err(crate::error::Error::verdict(format!("{label} failed its canary in {} at {}%", env.name, c.percent))
+            .caused_by(anyhow::Error::new(aborted)))
+    }
+
+    /// `abort-environment-update`: during traffic splitting, EB sends every request back to the
+    /// old instances and terminates the new ones.
+    fn abort_split(&self, name: &str) -> Result<()> {
+        self.aws.change("elasticbeanstalk", "abort-environment-update", &["--environment-name", name])?;
+        Ok(())
+    }
+
     /// Blue/green: put `label` on the standby (unless it already runs it healthy), then swap.
     /// The standby's own address: `preview_url` with `{cname}` its CNAME (default
     /// `http://{cname}`), checked to be a URL.
@@ -595,6 +731,14 @@ impl<'a> ElasticBeanstalk<'a> {
 
 /// An interruption (SIGTERM from a Jenkins abort) while EB works on: says what is left, whether
 /// it came during a pause or while an aws command ran.
+/// EB's traffic splitting evaluates for this many whole minutes (EvaluationTime).
+const SPLIT_MINUTES: (u64, u64) = (3, 600);
+
+/// A bake as EB's EvaluationTime: whole minutes, rounded up.
+fn split_minutes(bake: Duration) -> u64 {
+    bake.as_secs().div_ceil(60)
+}
+
 fn interrupted_leaving(e: anyhow::Error, state: impl FnOnce() -> String) -> anyhow::Error {
     if crate::error::kind_of(&e) == crate::error::Kind::Interrupted {
         let message = format!("interrupted; {}", state());
@@ -686,9 +830,31 @@ impl Platform for ElasticBeanstalk<'_> {
             .map(|label| Live { label, healthy: active.status == "Ready" && self.accepted(&active) }))
     }
 
+    fn can_canary(&self, env: &Environment, bake: Duration) -> Result<()> {
+        if self.eb_env(env)?.standby.is_some() {
+            return Err(crate::usage!(
+                "--canary: {} is blue/green: a CNAME swap moves every user at once (the standby is checked before it instead); EB's traffic splitting needs an in-place environment",
+                env.name
+            ));
+        }
+        let minutes = split_minutes(bake);
+        if !(SPLIT_MINUTES.0..=SPLIT_MINUTES.1).contains(&minutes) {
+            return Err(crate::usage!(
+                "--bake: EB's traffic splitting evaluates for whole minutes, {} to {}; {} is {minutes} min",
+                SPLIT_MINUTES.0,
+                SPLIT_MINUTES.1,
+                humantime::format_duration(bake)
+            ));
+        }
+        Ok(())
+    }
+
     fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<Switched> {
         let pre = how.pre;
         let e = self.eb_env(env)?;
+        if let Some(c) = how.canary.filter(|_| e.standby.is_none()) {
+            return self.deploy_split(env, &e.environment, label, c);
+        }
         if e.standby.is_some() {
             self.deploy_swap(env, e, label, pre)?
         } else {

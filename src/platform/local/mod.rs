@@ -1200,7 +1200,7 @@ impl Platform for Local<'_> {
         Ok(())
     }
 
-    fn can_canary(&self, env: &Environment) -> Result<()> {
+    fn can_canary(&self, env: &Environment, _bake: Duration) -> Result<()> {
         match self.deploy.proxy {
             Proxy::Nginx(_) => Ok(()),
             Proxy::None => Err(usage!(

@@ -414,6 +414,9 @@ fn workers(master: i32) -> HashSet<i32> {
         .collect()
 }
 
+/// The fewest failed user requests that can fail a canary round.
+pub const CANARY_MIN_ERRORS: u64 = 3;
+
 /// What `split.log` says of a canary: how many requests each side answered, and how many of
 /// them with a server error (or no answer: a connect failure nginx retried on the other side
 /// counts against the side that failed it).
@@ -434,10 +437,12 @@ impl SplitCounts {
         (rate(self.candidate_errors, self.candidate), rate(self.stable_errors, self.stable))
     }
 
-    /// Whether the candidate fails more than the stable side by over `margin` points.
+    /// Whether the candidate fails more than the stable side by over `margin` points, with at
+    /// least [`CANARY_MIN_ERRORS`] failures: at a canary's request counts, one or two failed
+    /// requests (a blip of a fraction of a second) say nothing about the version.
     pub fn fails(&self, margin: f64) -> bool {
         let (c, s) = self.rates();
-        self.candidate_errors > 0 && c > s + margin
+        self.candidate_errors >= CANARY_MIN_ERRORS && c > s + margin
     }
 }
 

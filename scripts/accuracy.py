@@ -1,0 +1,283 @@
+"""The verdict-accuracy corpus, driven by scripts/accuracy (which builds the release binaries,
+puts them on PATH and gives this a scratch directory).
+
+Every run is one version of the example app, changed as its kind says, taken through the
+pipeline while users use production. Two workers run side by side, each with its own app
+checkout, state dir and ports.
+
+    python3 scripts/accuracy.py ROOT WORK BAD_RUNS HEALTHY_RUNS
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT, WORK, BAD_RUNS, HEALTHY_RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+WORKERS = 2
+
+# Kept in the corpus's own base: one more thing to check (a static asset) and a latency budget.
+EXTRA_CHECKS = """
+[[smoke.chains]]
+name = "static asset"
+
+[[smoke.chains.checks]]
+name = "the stylesheet is served"
+path = "/static/style.css"
+body_contains = "font-family"
+"""
+
+
+def sub(old, new):
+    """An edit of application.py that must apply."""
+
+    def edit(files):
+        assert old in files["application.py"], old
+        files["application.py"] = files["application.py"].replace(old, new, 1)
+
+    return edit
+
+
+def prepend_route_hook(code):
+    """A hook run before every request (the health and version routes too)."""
+    return sub("@app.get(\"/\")\n", "@app.before_request\ndef _fault():\n" + code + "\n\n\n@app.get(\"/\")\n")
+
+
+def procfile(prefix):
+    def edit(files):
+        files["Procfile"] = files["Procfile"].replace("web: ", "web: " + prefix, 1)
+
+    return edit
+
+
+def rename_static(files):
+    files["static/styles.css"] = files.pop("static/style.css")
+
+
+# Ten kinds of bad version: each must be stopped before it serves production for good.
+BAD = {
+    "5xx on one path": sub("def follow(code):\n", "def follow(code):\n    return \"boom\\n\", 500\n"),
+    "wrong redirect target": sub("return redirect(urls[code], code=302)", "return redirect(\"https://example.com/\", code=302)"),
+    "wrong body": sub('<form method="post" action="/shorten">', '<form method="post" action="/shorten/">'),
+    "crash on start": sub("VERSION = ", "raise RuntimeError(\"a setting is missing\")\nVERSION = "),
+    "hang": sub("def shorten():\n", "def shorten():\n    time.sleep(3600)\n"),
+    "slow p95": sub("def index():\n", "def index():\n    if random.random() < 0.4:\n        time.sleep(0.8)\n"),
+    "dies after 3 s": procfile("timeout -s KILL 3 "),
+    "500 only on POST (the incident)": sub("json.load(urls_file)", "json.loads(urls_file)"),
+    "broken static asset": rename_static,
+    "leaks memory until killed": lambda f: (
+        sub("def index():\n", "def index():\n    LEAK.append(bytearray(25 * 1024 * 1024))\n")(f),
+        sub("VERSION = ", "LEAK = []\nVERSION = ")(f),
+        procfile("ulimit -v 400000; exec ")(f),
+    ),
+}
+
+# Healthy versions under transient faults: none of them may be failed.
+HEALTHY = {
+    "no fault": lambda f: sub("MAX_URL = 2048", "MAX_URL = 2048  # unchanged")(f),
+    "503 blip (0.3 s)": prepend_route_hook("    if 1.5 < time.time() - STARTED < 1.8:\n        return \"busy\\n\", 503"),
+    "502 blip (0.3 s)": prepend_route_hook("    if 2.5 < time.time() - STARTED < 2.8:\n        return \"bad gateway\\n\", 502"),
+    "slow start (4 s)": sub("VERSION = ", "time.sleep(4)\nVERSION = "),
+    "429 with Retry-After": prepend_route_hook(
+        "    COUNT[0] += 1\n    if COUNT[0] % 25 == 0:\n        return \"slow down\\n\", 429, {\"Retry-After\": \"1\"}"
+    ),
+    "connection resets": prepend_route_hook(
+        "    COUNT[0] += 1\n    sock = request.environ.get(\"gunicorn.socket\")\n"
+        "    if COUNT[0] % 30 == 0 and sock is not None:\n        sock.shutdown(socket.SHUT_RDWR)\n        return \"\""
+    ),
+}
+
+
+def free_port():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(cmd, cwd, env, timeout=300):
+    try:
+        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired as e:
+        return 124, f"timed out after {timeout}s: {e}"
+
+
+class Worker:
+    def __init__(self, n):
+        self.n = n
+        self.dir = os.path.join(WORK, f"app{n}")
+        self.results = []
+        self.staging, self.production = free_port(), free_port()
+        shutil.copytree(os.path.join(ROOT, "examples/url-shortener"), self.dir)
+        venv = os.path.join(ROOT, ".venv/bin")
+        cfg_path = os.path.join(self.dir, "safedeploy.toml")
+        cfg = open(cfg_path).read()
+        cfg = re.sub(r'(?m)^command = "python3 -m venv.*$', 'command = "true"', cfg)
+        cfg = cfg.replace('path = [".venv/bin"]', f'path = ["{venv}"]')
+        cfg = cfg.replace("127.0.0.1:8101", f"127.0.0.1:{self.staging}").replace("127.0.0.1:8102", f"127.0.0.1:{self.production}")
+        cfg = cfg.replace('deadline = "30s"', 'deadline = "30s"\ntimeout = "3s"')
+        cfg = cfg.replace('body_matches = "<form', 'p95_latency = "400ms"\nbody_matches = "<form')
+        open(cfg_path, "w").write(cfg + EXTRA_CHECKS)
+        os.makedirs(os.path.join(self.dir, "static"), exist_ok=True)
+        open(os.path.join(self.dir, "static/style.css"), "w").write("body { font-family: sans-serif; }\n")
+        app = open(os.path.join(self.dir, "application.py")).read()
+        app = app.replace("import fcntl\n", "import fcntl\nimport random\nimport socket\nimport time\n")
+        app = app.replace("VERSION = ", "STARTED = time.time()\nCOUNT = [0]\nVERSION = ")
+        open(os.path.join(self.dir, "application.py"), "w").write(app)
+        self.env = dict(os.environ, SAFEDEPLOY_STATE_DIR=os.path.join(self.dir, ".state"),
+                        SAFEDEPLOY_CONFIG=cfg_path)
+        self.git("init", "-q", "-b", "main")
+        open(os.path.join(self.dir, ".gitignore"), "w").write(".state/\n")
+        self.commit("base")
+        self.git("tag", "base")
+        self.good = "base"
+        for cmd in (["deploy-staging", "--version", "base"], ["smoke-check", "--env", "staging", "--record"],
+                    ["promote"], ["smoke-check", "--env", "production", "--record"]):
+            code, out = run(cmd, self.dir, self.env)
+            assert code == 0, f"worker {n}: {cmd}: {out}"
+
+    def git(self, *args):
+        subprocess.run(["git", *args], cwd=self.dir, check=True, capture_output=True)
+
+    def commit(self, message):
+        self.git("add", "-A")
+        self.git("-c", "user.name=corpus", "-c", "user.email=c@example.com", "commit", "-qm", message)
+
+    def files(self):
+        out = {}
+        for rel in ("application.py", "Procfile", "static/style.css"):
+            out[rel] = open(os.path.join(self.dir, rel)).read()
+        return out
+
+    def one(self, label, kind, bad, edit):
+        self.git("checkout", "-q", "base", "--", ".")
+        files = self.files()
+        edit(files)
+        if "static/style.css" not in files:
+            os.remove(os.path.join(self.dir, "static/style.css"))
+        for rel, text in files.items():
+            with open(os.path.join(self.dir, rel), "w") as f:
+                f.write(text)
+        self.commit(label)
+        steps = [
+            ("staging deploy", ["deploy-staging", "--version", label]),
+            ("staging smoke", ["smoke-check", "--env", "staging", "--record", "--watch", "3s", "--interval", "1s", "--samples", "20"]),
+            ("promote", ["promote", "--version", label, "--canary", "20", "--bake", "3s"]),
+            ("production smoke", ["smoke-check", "--env", "production", "--record", "--samples", "20"]),
+        ]
+        verdict, layer, said = "passed", None, ""
+        for name, cmd in steps:
+            code, out = run(cmd, self.dir, self.env)
+            if code == 0:
+                continue
+            said = out.strip().splitlines()[-1][:300] if out.strip() else ""
+            if code == 1:
+                verdict = "stopped"
+                layer = name
+                if name == "promote":
+                    layer = "before traffic" if "stopped before it took traffic" in out else (
+                        "canary" if "canary" in out else "promote")
+            else:
+                verdict, layer = "error", f"{name} exit {code}"
+            break
+        if verdict == "stopped" and layer == "production smoke" or (bad and verdict == "passed"):
+            code, out = run(["rollback", "--to", self.good, "--reason", "corpus"], self.dir, self.env)
+            assert code == 0, f"rollback: {out}"
+        if verdict == "passed" and not bad:
+            self.good = label
+        # Each version's files go back to the base's for the next run.
+        if os.path.exists(os.path.join(self.dir, "static/styles.css")):
+            os.remove(os.path.join(self.dir, "static/styles.css"))
+        self.results.append({"label": label, "kind": kind, "bad": bad, "verdict": verdict, "layer": layer, "said": said})
+        return verdict, layer
+
+
+def users(port, stop, seen):
+    """Users on production: a page every 50 ms (bounded by the stop flag and an hour)."""
+    until = time.time() + 3600
+    while not stop.is_set() and time.time() < until:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                r.read()
+            seen["ok"] += 1
+        except Exception as e:  # noqa: BLE001 - every failure a user would see counts
+            seen["failed"] += 1
+            seen.setdefault("first", str(e))
+        time.sleep(0.05)
+
+
+def main():
+    plan = []
+    for kind, edit in BAD.items():
+        plan += [(kind, True, edit)] * BAD_RUNS
+    kinds = list(HEALTHY.items())
+    plan += [(kinds[i % len(kinds)][0], False, kinds[i % len(kinds)][1]) for i in range(HEALTHY_RUNS)]
+    workers = [Worker(n) for n in range(WORKERS)]
+    stop = threading.Event()
+    seen = [{"ok": 0, "failed": 0} for _ in workers]
+    user_threads = [threading.Thread(target=users, args=(w.production, stop, seen[i])) for i, w in enumerate(workers)]
+    for t in user_threads:
+        t.start()
+    started = time.time()
+
+    def drive(w, items):
+        for i, (kind, bad, edit) in enumerate(items):
+            label = f"w{w.n}-{i}-{'bad' if bad else 'ok'}"
+            verdict, layer = w.one(label, kind, bad, edit)
+            print(f"  {label:<14} {kind:<34} {verdict}{' (' + layer + ')' if layer else ''}", flush=True)
+
+    threads = [threading.Thread(target=drive, args=(w, plan[w.n::WORKERS])) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    for t in user_threads:
+        t.join()
+    results = [r for w in workers for r in w.results]
+    json.dump(results, open(os.path.join(ROOT, "target", "accuracy.json"), "w"), indent=1)
+    print(table(results, seen, time.time() - started))
+
+
+def table(results, seen, took):
+    lines = ["| kind | runs | stopped (by layer) | missed / failed |", "|---|---|---|---|"]
+    for bad, kinds in ((True, BAD), (False, HEALTHY)):
+        for kind in kinds:
+            rs = [r for r in results if r["kind"] == kind and r["bad"] == bad]
+            layers = {}
+            for r in rs:
+                if r["verdict"] != "passed":
+                    layers[r["layer"]] = layers.get(r["layer"], 0) + 1
+            by = ", ".join(f"{n} {layer}" for layer, n in sorted(layers.items())) or "-"
+            wrong = sum(1 for r in rs if (r["verdict"] == "passed") == bad)
+            lines.append(f"| {'bad' if bad else 'healthy'}: {kind} | {len(rs)} | {by} | {wrong} |")
+    missed = sum(1 for r in results if r["bad"] and r["verdict"] == "passed")
+    false = sum(1 for r in results if not r["bad"] and r["verdict"] != "passed")
+    nbad = sum(1 for r in results if r["bad"])
+    nok = len(results) - nbad
+    ok = sum(s["ok"] for s in seen)
+    failed = sum(s["failed"] for s in seen)
+    lines += [
+        "",
+        f"Missed bad versions: **{missed} of {nbad}** (goal 0). "
+        f"False failures: **{false} of {nok}** healthy runs (goal 0).",
+        f"Users' requests to production during the runs: {ok + failed}, of which {failed} failed. "
+        f"{len(results)} runs in {took / 60:.0f} min on {WORKERS} workers.",
+    ]
+    errors = [r for r in results if r["verdict"] == "error" or (not r["bad"] and r["verdict"] != "passed")]
+    for r in errors[:10]:
+        lines.append(f"- {r['label']} ({r['kind']}): {r['layer']}: {r['said']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
