@@ -380,7 +380,7 @@ fn members(p: &HashMap<String, String>, prefix: &str) -> Vec<String> {
 fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
     let path = req.path.split('?').next().unwrap_or("").to_string();
     if req.method == "GET" && path.starts_with("/site/") {
-        return site(st, &path["/site/".len()..].to_string());
+        return site(st, &path["/site/".len()..]);
     }
     if req.method == "GET" && path.starts_with("/logs/") {
         return log_download(st, req, &path["/logs/".len()..]);
