@@ -148,15 +148,25 @@ fn the_previous_version_stays_warm_so_a_rollback_is_a_switch_and_it_ends_itself_
 fn a_blip_in_the_first_round_before_traffic_is_tried_again_not_a_verdict() {
     let p = Project::new();
     p.v1_everywhere();
-    // v1b answers its very first shorten request with a 503 (a process just up), then works.
+    // v1b answers its first shorten request with a 503 (a process just up: the request is sent
+    // again), its second with a 500 (the round is run again), then works.
     let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
-    let blip = "def shorten():\n    flag = os.path.join(os.environ.get(\"SAFEDEPLOY_DATA_DIR\", \".\"), \"blipped\")\n    if not os.path.exists(flag):\n        open(flag, \"w\").close()\n        return \"warming up\", 503\n";
-    p.write("application.py", &app.replacen("def shorten():\n", blip, 1));
+    let once = |name: &str, status: u16| {
+        format!(
+            "    flag = os.path.join(os.environ.get(\"SAFEDEPLOY_DATA_DIR\", \".\"), \"{name}\")\n    if not os.path.exists(flag):\n        open(flag, \"w\").close()\n        return \"warming up\", {status}\n"
+        )
+    };
+    let blip = format!("def shorten():\n{}{}", once("blipped", 503), once("failed-once", 500));
+    p.write("application.py", &app.replacen("def shorten():\n", &blip, 1));
     p.commit_all("A version with a slow first request", "Team");
     p.cmd("deploy-staging").args(["--version", "v1b"]).assert().success();
-    std::fs::remove_file(p.state.join("local/envs/production/data/blipped")).ok();
-    let a = p.cmd("promote").args(["--version", "v1b", "--force", "--reason", "test"]).assert().success();
-    assert!(output(&a).1.contains("failed a check; trying the round once more"), "{}", output(&a).1);
+    for f in ["blipped", "failed-once"] {
+        std::fs::remove_file(p.state.join("local/envs/production/data").join(f)).ok();
+    }
+    let a = p.cmd("promote").args(["-v", "--version", "v1b", "--force", "--reason", "test"]).assert().success();
+    let err = output(&a).1;
+    assert!(err.contains("/shorten: a transient answer; sending it again (try 2)"), "{err}");
+    assert!(err.contains("failed a check; trying the round once more"), "{err}");
     assert_eq!(p.served_version("production").as_deref(), Some("v1b"));
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "a blip marked it bad");
 }
