@@ -170,3 +170,42 @@ fn a_blip_in_the_first_round_before_traffic_is_tried_again_not_a_verdict() {
     assert_eq!(p.served_version("production").as_deref(), Some("v1b"));
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "a blip marked it bad");
 }
+
+#[test]
+fn the_exposure_clock_reads_the_monitors_own_timestamp_and_charges_from_the_switch() {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "test"])
+        .assert()
+        .success();
+    let switched = p.query_i64("SELECT switched_at FROM deployments WHERE label = 'v2' AND env = 'production'");
+    // The monitor evaluated 250 ms after the switch; its notification says so in `date`, and
+    // the webhook reaches Jenkins later. Its own timestamp is the verdict, not the call's.
+    let alerted = switched + 250;
+    // The monitor's time has passed before its webhook arrives.
+    while safedeploy::clock::now_ms() <= alerted {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let payload = p.app.join("alert.json");
+    std::fs::write(
+        &payload,
+        format!(
+            r#"{{"alert_id": "77", "transition": "Triggered", "title": "5xx on /shorten", "date": "{alerted}",
+                "tags": "service:url-shortener,env:production"}}"#
+        ),
+    )
+    .expect("payload");
+    let a = p.cmd("rollback").arg("--datadog-payload").arg(&payload).arg("--json").assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    assert_eq!(p.query_i64("SELECT detected_at FROM incidents"), alerted);
+    assert_eq!(p.query_i64("SELECT took_traffic_at FROM incidents"), switched);
+    assert_eq!(p.query_i64("SELECT charged_from FROM incidents"), switched);
+    let restored = p.query_i64("SELECT restored_at FROM incidents");
+    assert!(p.query_i64("SELECT rollback_started_at FROM incidents") > alerted);
+    assert_eq!(p.query_i64("SELECT downtime_ms FROM incidents"), restored - switched);
+    assert_eq!(doc["downtime_ms"].as_i64(), Some(restored - switched));
+    assert_eq!(doc["detected_at"].as_str(), Some(safedeploy::clock::rfc3339(alerted).as_str()));
+}
