@@ -253,3 +253,22 @@ fn canary_flags_are_checked_before_anything_changes() {
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments WHERE label = 'v2' AND env = 'production'"), 0);
 }
+
+#[test]
+fn a_canary_dry_run_prints_the_split_and_changes_nothing() {
+    let p = Project::new();
+    p.v1_everywhere();
+    v2_in_staging(&p, with_route("@app.get(\"/about\")\ndef about():\n    return \"about\\n\""));
+    let conf = nginx_conf(&p);
+    let deployments = p.query_i64("SELECT COUNT(*) FROM deployments");
+    let a = p.cmd("promote").args(["--canary", "20", "--bake", "1m", "--dry-run"]).assert().success();
+    let out = output(&a).0;
+    assert!(
+        out.contains("# would send 20% of the requests to v2 for 1m (the rest to v1), checking it every 1s"),
+        "{out}"
+    );
+    assert_eq!(nginx_conf(&p), conf);
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments"), deployments);
+    assert!(!canary_file(&p).exists());
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+}

@@ -653,6 +653,15 @@ impl<'a> Local<'a> {
                     "# would run the smoke chains against {label} on its own port, before it takes traffic"
                 ));
             }
+            if let Some(c) = how.canary {
+                self.fx.ui.plan(format!(
+                    "# would send {}% of the requests to {label} for {} (the rest to {}), checking it every {}; a failed round sends them all back",
+                    c.percent,
+                    humantime::format_duration(c.bake),
+                    serving.unwrap_or("nothing"),
+                    humantime::format_duration(c.interval)
+                ));
+            }
             // A dry run: the rest of the plan, each step printed by its chokepoint.
             self.point_nginx(nginx, &listen, 0, label)?;
             let switched = self.serves_through(env, label)?;
@@ -672,7 +681,7 @@ impl<'a> Local<'a> {
             }
         }
         let canary_from = match (how.canary, &old) {
-            (Some(c), Some(o)) if !reverting => Some(self.canary(env, nginx, &listen, o, &slot, c)?),
+            (Some(c), Some(o)) => Some(self.canary(env, nginx, &listen, o, &slot, c)?),
             (Some(_), None) => {
                 self.fx.ui.warn(format!("{name}: nothing serves yet, so there is no share to give {label}: no canary"));
                 None
