@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 ROOT, WORK, BAD_RUNS, HEALTHY_RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -191,7 +192,9 @@ class Worker:
                 layer = name
                 if name == "promote":
                     layer = "before traffic" if "stopped before it took traffic" in out else (
-                        "canary" if "canary" in out else "promote")
+                        "canary" if "failed its canary" in out else (
+                            "promote: never healthy" if "did not become healthy" in out or "exited during start-up" in out
+                            else "promote"))
             else:
                 verdict, layer = "error", f"{name} exit {code}"
             break
@@ -209,16 +212,24 @@ class Worker:
 
 
 def users(port, stop, seen):
-    """Users on production: a page every 50 ms (bounded by the stop flag and an hour)."""
+    """Users on production: a page every 50 ms (bounded by the stop flag and an hour). A server
+    error or no answer is a failure, put down to the version nginx says answered it (its
+    X-Safedeploy-Version header), or to none; a 4xx (the 429 variant's rate limit) is not."""
     until = time.time() + 3600
     while not stop.is_set() and time.time() < until:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
                 r.read()
             seen["ok"] += 1
-        except Exception as e:  # noqa: BLE001 - every failure a user would see counts
+        except urllib.error.HTTPError as e:
+            if e.code >= 500:
+                seen["failed"] += 1
+                seen.setdefault("by", []).append(e.headers.get("X-Safedeploy-Version", "-"))
+            else:
+                seen["ok"] += 1
+        except Exception:  # noqa: BLE001 - no answer at all: nobody to put it down to
             seen["failed"] += 1
-            seen.setdefault("at", []).append((time.time(), str(e)[:120]))
+            seen.setdefault("by", []).append("-")
         time.sleep(0.05)
 
 
@@ -252,12 +263,16 @@ def main():
     for t in user_threads:
         t.join()
     results = [r for w in workers for r in w.results]
-    # Each failed user request is put down to the runs of its worker under way at the time.
-    for w, sn in zip(workers, seen):
-        for at, _ in sn.get("at", []):
-            for r in w.results:
-                if r["from"] <= at <= r["to"] + 1:
-                    r["users_failed"] = r.get("users_failed", 0) + 1
+    # Each failed user request is put down to the version that answered it.
+    by_label = {r["label"]: r for r in results}
+    unattributed = 0
+    for sn in seen:
+        for label in sn.get("by", []):
+            if label in by_label:
+                by_label[label]["users_failed"] = by_label[label].get("users_failed", 0) + 1
+            else:
+                unattributed += 1
+    seen[0]["unattributed"] = unattributed
     json.dump(results, open(os.path.join(ROOT, "target", "accuracy.json"), "w"), indent=1)
     print(table(results, seen, time.time() - started))
 
@@ -290,7 +305,8 @@ def table(results, seen, took):
         f"Missed bad versions: **{missed} of {nbad}** (goal 0). "
         f"False failures: **{false} of {nok}** healthy runs (goal 0).",
         f"Users' requests to production during the runs (a page every 50 ms per worker): {ok + failed}, "
-        f"of which {failed} failed. {len(results)} runs in {took / 60:.0f} min on {WORKERS} workers.",
+        f"of which {failed} failed (5xx or no answer; {seen[0].get('unattributed', 0)} with no version to put "
+        f"them down to). {len(results)} runs in {took / 60:.0f} min on {WORKERS} workers.",
     ]
     errors = [r for r in results if r["verdict"] == "error" or (r["verdict"] == "passed") == r["bad"]]
     for r in errors[:10]:

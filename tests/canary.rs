@@ -197,7 +197,8 @@ fn a_canary_answering_users_with_server_errors_is_aborted_though_its_checks_pass
     let seen = load.join().expect("load");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("user request(s) with a server error"), "{err}");
+    assert!(err.contains("answered users with server errors in two rounds running"), "{err}");
+    assert!(err.contains("failed on users' requests"), "{err}");
     assert!(err.contains("against 0.0% for v1"), "{err}");
     assert!(err.contains("GET") || err.contains("\"500\""), "{err}");
     assert_back_on_v1(&p);

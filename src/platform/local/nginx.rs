@@ -437,6 +437,17 @@ impl SplitCounts {
         (rate(self.candidate_errors, self.candidate), rate(self.stable_errors, self.stable))
     }
 
+    /// Adds another window's counts.
+    pub fn add(&mut self, w: &SplitCounts) {
+        self.candidate += w.candidate;
+        self.candidate_errors += w.candidate_errors;
+        self.stable += w.stable;
+        self.stable_errors += w.stable_errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&w.first_error);
+        }
+    }
+
     /// Whether the candidate fails more than the stable side by over `margin` points, with at
     /// least [`CANARY_MIN_ERRORS`] failures: at a canary's request counts, one or two failed
     /// requests (a blip of a fraction of a second) say nothing about the version.
@@ -481,4 +492,59 @@ pub fn split_counts(log: &Path, from: u64, candidate: u16, into: &mut SplitCount
         }
     }
     from + complete as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_log_lines_are_counted_per_side_and_a_retried_hop_counts_against_its_side() {
+        let dir = tempfile_dir();
+        let log = dir.join(SPLIT_LOG);
+        std::fs::write(
+            &log,
+            "1.0 \"127.0.0.1:4001\" \"200\" 200\n\
+             1.1 \"127.0.0.1:4002\" \"500\" 500\n\
+             1.2 \"127.0.0.1:4002, 127.0.0.1:4001\" \"502, 200\" 200\n\
+             1.3 \"127.0.0.1:4001\" \"503\" 503\n\
+             garbage\n\
+             1.4 \"127.0.0.1:4002\" \"200\" 20",
+        )
+        .expect("log");
+        let mut c = SplitCounts::default();
+        let next = split_counts(&log, 0, 4002, &mut c);
+        assert_eq!((c.candidate, c.candidate_errors, c.stable, c.stable_errors), (2, 2, 3, 1));
+        assert!(c.first_error.as_deref().is_some_and(|l| l.starts_with("1.1 ")));
+        // The unfinished last line is left for the next reading.
+        assert_eq!(
+            next,
+            std::fs::read(&log).expect("log").len() as u64 - "1.4 \"127.0.0.1:4002\" \"200\" 20".len() as u64
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_window_fails_only_with_enough_errors_above_the_stable_rate_plus_the_margin() {
+        let w = |candidate, candidate_errors, stable, stable_errors| SplitCounts {
+            candidate,
+            candidate_errors,
+            stable,
+            stable_errors,
+            first_error: None,
+        };
+        assert!(!w(10, 2, 40, 0).fails(1.0), "two failures are not enough");
+        assert!(w(10, 3, 40, 0).fails(1.0));
+        assert!(!w(100, 3, 100, 3).fails(1.0), "no worse than the stable version");
+        assert!(!w(100, 3, 100, 2).fails(1.0), "within the margin");
+        assert!(w(100, 4, 100, 2).fails(1.0));
+        assert!(!w(0, 0, 0, 0).fails(0.0), "nothing seen is no verdict");
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("safedeploy-split-{}-{}", std::process::id(), crate::clock::now_ms()));
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
 }
