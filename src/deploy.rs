@@ -255,6 +255,12 @@ fn registered(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, label: &str, 
     }
     if known.is_none() {
         ledger.record_version(&version)?;
+        let dir = ctx.config.source_dir();
+        if let Ok(t) = crate::git::read(ctx, &dir, &["show", "-s", "--format=%ct", commit])
+            && let Ok(secs) = t.trim().parse::<i64>()
+        {
+            ledger.record_committed_at(label, secs * 1000)?;
+        }
     }
     Ok(version)
 }

@@ -96,6 +96,20 @@ ALTER TABLE incidents ADD COLUMN charged_from INTEGER;
     r#"
 ALTER TABLE incidents ADD COLUMN share_percent INTEGER;
 "#,
+    // The report's facts: when a version's commit was made (lead time for changes), and every
+    // gate verdict (bad changes stopped by the gate).
+    r#"
+ALTER TABLE versions ADD COLUMN committed_at INTEGER;
+CREATE TABLE gate_runs (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    commit_id  TEXT NOT NULL,
+    passed     INTEGER NOT NULL,
+    checks     TEXT NOT NULL,
+    actor      TEXT
+);
+CREATE INDEX gate_runs_at ON gate_runs(at);
+"#,
 ];
 
 /// How a deployment came about.
@@ -143,6 +157,39 @@ pub struct Deployment {
     pub outcome: String,
     pub reason: Option<String>,
     pub actor: Option<String>,
+}
+
+/// A deployment as the report shows it, with its version's commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportDeployment {
+    pub env: String,
+    pub label: String,
+    pub action: String,
+    pub started_at: Millis,
+    pub switched_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub outcome: String,
+    pub actor: Option<String>,
+    pub commit: Option<String>,
+    pub committed_at: Option<Millis>,
+}
+
+/// A gate verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateRun {
+    pub at: Millis,
+    pub commit: String,
+    pub passed: bool,
+    pub checks: String,
+}
+
+/// Everything of a period the report reads.
+#[derive(Debug, Default)]
+pub struct ReportRows {
+    pub deployments: Vec<ReportDeployment>,
+    pub verifications: Vec<Verification>,
+    pub incidents: Vec<Incident>,
+    pub gate_runs: Vec<GateRun>,
 }
 
 /// A smoke check's recorded verdict.
@@ -324,6 +371,71 @@ impl Ledger {
             },
         )?;
         Ok(())
+    }
+
+    /// When `label`'s commit was made (the committer's date), for the lead time for changes.
+    pub fn record_committed_at(&self, label: &str, at: Millis) -> Result<()> {
+        self.write(
+            || format!("record when {label}'s commit was made"),
+            |c| c.execute("UPDATE versions SET committed_at = ?2 WHERE label = ?1", params![label, at]),
+        )?;
+        Ok(())
+    }
+
+    /// A gate verdict on `commit`: passed or not, and each check's status (`name=status`).
+    pub fn record_gate_run(&self, commit: &str, passed: bool, checks: &str) -> Result<()> {
+        let actor = &self.actor;
+        self.write(
+            || format!("record the gate's verdict on {commit}"),
+            |c| {
+                c.execute(
+                    "INSERT INTO gate_runs (at, commit_id, passed, checks, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![now_ms(), commit, passed, checks, actor],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// What `safedeploy report` reads, from `since` on: every table's rows of the period.
+    pub fn report_rows(&self, since: Millis) -> Result<ReportRows> {
+        let mut rows = ReportRows::default();
+        let mut st = self.conn.prepare(
+            "SELECT d.env, d.label, d.action, d.started_at, d.switched_at, d.finished_at, d.outcome, d.actor,
+                    v.commit_id, v.committed_at
+             FROM deployments d LEFT JOIN versions v ON v.label = d.label
+             WHERE d.started_at >= ?1 ORDER BY d.id",
+        )?;
+        let mapped = st.query_map([since], |r| {
+            Ok(ReportDeployment {
+                env: r.get(0)?,
+                label: r.get(1)?,
+                action: r.get(2)?,
+                started_at: r.get(3)?,
+                switched_at: r.get(4)?,
+                finished_at: r.get(5)?,
+                outcome: r.get(6)?,
+                actor: r.get(7)?,
+                commit: r.get(8)?,
+                committed_at: r.get(9)?,
+            })
+        })?;
+        rows.deployments = mapped.collect::<rusqlite::Result<_>>()?;
+        let mut st =
+            self.conn.prepare("SELECT env, label, at, passed, detail FROM verifications WHERE at >= ?1 ORDER BY id")?;
+        let mapped = st.query_map([since], |r| {
+            Ok(Verification { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, passed: r.get(3)?, detail: r.get(4)? })
+        })?;
+        rows.verifications = mapped.collect::<rusqlite::Result<_>>()?;
+        let mut st = self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE detected_at >= ?1 ORDER BY id"))?;
+        rows.incidents = st.query_map([since], incident_row)?.collect::<rusqlite::Result<_>>()?;
+        let mut st =
+            self.conn.prepare("SELECT at, commit_id, passed, checks FROM gate_runs WHERE at >= ?1 ORDER BY id")?;
+        let mapped = st.query_map([since], |r| {
+            Ok(GateRun { at: r.get(0)?, commit: r.get(1)?, passed: r.get(2)?, checks: r.get(3)? })
+        })?;
+        rows.gate_runs = mapped.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// Records a version the platform runs but safedeploy never built (an environment adopted

@@ -52,6 +52,7 @@ pub mod paths;
 pub mod platform;
 pub mod procs;
 pub mod redact;
+pub mod report;
 pub mod sla;
 pub mod smoke;
 pub mod tools;

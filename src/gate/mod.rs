@@ -239,6 +239,7 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
         write_junit(ctx, out, &checks)?;
     }
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Failed).collect();
+    record_verdict(ctx, &plan, failed.is_empty(), &checks)?;
     let doc = Summary {
         passed: failed.is_empty(),
         command: &plan.argv,
@@ -262,6 +263,15 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
         let why: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.name, c.summary)).collect();
         Outcome::verdict_of(&doc, format!("gate failed: {}", why.join("; ")))
     }
+}
+
+/// The verdict in the ledger (for `safedeploy report`'s "stopped by the gate"): the commit and
+/// each check's status. A checkout that is not a git repository has no commit to record.
+fn record_verdict(ctx: &Ctx, plan: &Plan<'_>, passed: bool, checks: &[Check]) -> Result<()> {
+    let Some(head) = crate::git::commit(ctx, &plan.dir, "HEAD") else { return Ok(()) };
+    let said: Vec<String> =
+        checks.iter().map(|c| format!("{}={}", c.name, format!("{:?}", c.status).to_lowercase())).collect();
+    ctx.ledger()?.record_gate_run(&head, passed, &said.join(","))
 }
 
 fn plan<'c>(ctx: &'c Ctx, req: &GateRequest<'_>) -> Result<Plan<'c>> {

@@ -46,6 +46,19 @@ enum Command {
         #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         limit: u32,
     },
+    /// The ledger at a glance: deployments, incidents and their exposure, the SLA budget's
+    /// burn, the four DORA keys, bad versions stopped by layer; as one HTML page or JSON
+    Report {
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// From this date (2026-01-01), RFC 3339 time, or duration back (30d) [default: the
+        /// SLA period's start]
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Write the page here (self-contained: no script, no network)
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
     /// Stop everything an environment runs (local platform), with its lock held; recorded
     Stop {
         #[arg(value_name = "ENV")]
@@ -92,6 +105,11 @@ pub fn main() -> std::process::ExitCode {
         Command::History { env, limit } => {
             run(tool, &a.common, |ctx| crate::manage::history(ctx, env.as_deref(), limit as usize))
         }
+        Command::Report { env, since, html } => run(tool, &a.common, |ctx| {
+            let req =
+                crate::report::ReportRequest { env: env.as_deref(), since: since.as_deref(), html: html.as_deref() };
+            crate::report::report(ctx, &req)
+        }),
         Command::Stop { env, reason } => run(tool, &a.common, |ctx| crate::manage::stop(ctx, &env, reason.as_deref())),
         Command::Completions { shell, bin } => run_without_config(tool, &a.common, |_| {
             let mut out = std::io::stdout();

@@ -1,0 +1,161 @@
+//! `safedeploy report`: the page and the document say what the ledger holds — every figure on
+//! the page (its `data-value`) is read back with an XML parser and checked against the `--json`
+//! document, and the document against the ledger's own rows.
+
+mod support;
+use support::{Project, output};
+
+/// The incident replayed through every layer: the gate fails v2's commit, staging's smoke check
+/// fails v2, promote stops it before traffic, then it is forced into production, fails its
+/// smoke check there and is rolled back.
+fn the_incident_through_every_layer(p: &Project) {
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("gate-tests").assert().code(1);
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().code(1);
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "t"]).assert().code(1);
+    p.v2_forced_and_rolled_back();
+}
+
+impl Project {
+    fn v2_forced_and_rolled_back(&self) {
+        self.cmd("promote")
+            .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "test"])
+            .assert()
+            .success();
+        self.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+        self.cmd("rollback").assert().success();
+    }
+}
+
+/// The page, read as XML (it starts with the HTML doctype).
+fn parse(page: &str) -> roxmltree::Document<'_> {
+    let opts = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    roxmltree::Document::parse_with_options(page, opts).expect("the page is well-formed XHTML")
+}
+
+/// Every `data-key` figure of the page, with its value.
+fn figures(page: &str) -> Vec<(String, String)> {
+    let doc = parse(page);
+    doc.descendants()
+        .filter(|n| n.attribute("data-key").is_some())
+        .map(|n| {
+            (n.attribute("data-key").unwrap_or_default().into(), n.attribute("data-value").unwrap_or_default().into())
+        })
+        .collect()
+}
+
+fn one(figs: &[(String, String)], key: &str) -> String {
+    let v: Vec<&String> = figs.iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect();
+    assert_eq!(v.len(), 1, "{key}: {figs:?}");
+    v[0].clone()
+}
+
+#[test]
+fn every_figure_on_the_page_is_the_documents_and_the_document_is_the_ledgers() {
+    let p = Project::new();
+    the_incident_through_every_layer(&p);
+    let page = p.app.join("report/index.html");
+    let a = p.cmd("safedeploy").args(["report", "--json", "--html"]).arg(&page).assert().success();
+    let (out, err) = output(&a);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(err.contains("DORA: "), "{err}");
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(!html.contains("<script"), "no script");
+    assert!(!html.contains("http://") || !html.contains("src=\"http"), "nothing fetched");
+    let figs = figures(&html);
+
+    // The document against the ledger.
+    let ledger_deployments = p.query_i64("SELECT COUNT(*) FROM deployments");
+    assert_eq!(doc["deployment_count"].as_i64(), Some(ledger_deployments));
+    assert_eq!(doc["incidents"].as_array().map(Vec::len), Some(p.query_i64("SELECT COUNT(*) FROM incidents") as usize));
+    assert_eq!(doc["budget"]["used_ms"].as_i64(), Some(p.query_i64("SELECT SUM(downtime_ms) FROM incidents")));
+    assert_eq!(doc["budget"]["allowed_ms"].as_i64(), Some(900_000));
+    let promoted = p.query_i64(
+        "SELECT COUNT(*) FROM deployments WHERE env = 'production' AND action = 'promote' AND outcome = 'healthy'",
+    );
+    assert_eq!(promoted, 2, "v1, then v2 forced");
+    assert_eq!(doc["dora"]["deployments"].as_i64(), Some(promoted));
+    assert_eq!(doc["dora"]["failed_changes"].as_i64(), Some(1));
+    assert_eq!(doc["dora"]["change_failure_rate"].as_f64(), Some(0.5));
+    let mut leads: Vec<i64> = p
+        .query_strings(
+            "SELECT CAST(d.switched_at - v.committed_at AS TEXT) FROM deployments d JOIN versions v ON v.label = d.label
+             WHERE d.env = 'production' AND d.action = 'promote' AND d.outcome = 'healthy'",
+        )
+        .iter()
+        .map(|s| s.parse().expect("ms"))
+        .collect();
+    leads.sort();
+    assert_eq!(doc["dora"]["lead_time_ms"].as_i64(), Some((leads[0] + leads[1]) / 2));
+    let restore = p.query_i64("SELECT restored_at - detected_at FROM incidents");
+    assert_eq!(doc["dora"]["time_to_restore_ms"].as_i64(), Some(restore));
+    assert_eq!(
+        doc["stopped"],
+        serde_json::json!({"gate": 1, "staging_smoke": 1, "pre_traffic": 1, "canary": 0, "production_smoke": 1, "alert": 0})
+    );
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM gate_runs WHERE passed = 0"), 1);
+
+    // The page against the document.
+    for (key, path) in [
+        ("budget.used_ms", "/budget/used_ms"),
+        ("budget.left_ms", "/budget/left_ms"),
+        ("budget.allowed_ms", "/budget/allowed_ms"),
+        ("dora.lead_time_ms", "/dora/lead_time_ms"),
+        ("dora.time_to_restore_ms", "/dora/time_to_restore_ms"),
+        ("deployments.count", "/deployment_count"),
+        ("stopped.gate", "/stopped/gate"),
+        ("stopped.staging_smoke", "/stopped/staging_smoke"),
+        ("stopped.pre_traffic", "/stopped/pre_traffic"),
+        ("stopped.production_smoke", "/stopped/production_smoke"),
+    ] {
+        assert_eq!(one(&figs, key), doc.pointer(path).expect(path).to_string(), "{key}");
+    }
+    assert_eq!(one(&figs, "dora.change_failure_rate").parse::<f64>().ok(), Some(0.5));
+    assert_eq!(one(&figs, "incidents.count"), "1");
+    let exposure: Vec<&String> = figs.iter().filter(|(k, _)| k == "incident.exposure_ms").map(|(_, v)| v).collect();
+    assert_eq!(exposure, vec![&doc["incidents"][0]["exposure_ms"].to_string()]);
+    // The timeline lists each deployment, newest first, with its commit.
+    let rows = parse(&html)
+        .descendants()
+        .filter(|n| n.attribute("class").is_some_and(|c| c.starts_with("deployment ")))
+        .count();
+    assert_eq!(rows as i64, ledger_deployments);
+    assert!(html.contains("<polyline points="), "the burn chart");
+}
+
+#[test]
+fn hostile_values_are_escaped_and_bad_flags_are_exit_2() {
+    let p = Project::new();
+    // Who deployed comes from Jenkins' variables: markup in them stays text.
+    p.cmd("deploy-staging")
+        .args(["--version", "v1"])
+        .env("JOB_NAME", "<script>alert('x')</script>&\"")
+        .env("BUILD_NUMBER", "1\u{7}")
+        .assert()
+        .success();
+    let page = p.app.join("r.html");
+    p.cmd("safedeploy").args(["report", "--html"]).arg(&page).assert().success();
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(!html.contains("<script>"), "{html}");
+    let doc = parse(&html);
+    assert!(doc.descendants().any(|n| n.text().is_some_and(|t| t.contains("<script>alert('x')</script>&\""))));
+    // Nothing asked for, a bad --since, an unknown environment, a page over a directory.
+    for args in [
+        vec!["report"],
+        vec!["report", "--json", "--since", "yesterday-ish"],
+        vec!["report", "--json", "--since", "2999-01-01"],
+        vec!["report", "--json", "--env", "nope"],
+    ] {
+        let a = p.cmd("safedeploy").args(&args).assert().code(2);
+        assert!(output(&a).1.contains("error"), "{args:?}");
+    }
+    std::fs::create_dir_all(p.app.join("adir")).expect("dir");
+    p.cmd("safedeploy").args(["report", "--html"]).arg(p.app.join("adir")).assert().code(2);
+    // A period with nothing in it is a page of zeros, not an error.
+    let a = p.cmd("safedeploy").args(["report", "--json", "--since", "1s"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    assert_eq!(doc["deployment_count"].as_i64(), Some(0));
+    assert!(doc["dora"]["lead_time_ms"].is_null());
+}
