@@ -20,6 +20,19 @@ fn bounded(text: &str, max: usize) -> String {
     format!("{cut}\n… (cut; see the report)")
 }
 
+/// Whether `--notify` has somewhere to go (exit 2 if not): asked before anything is done.
+pub fn ready(ctx: &Ctx) -> Result<()> {
+    let n = &ctx.config.logs;
+    if ctx.env.get(&n.slack_webhook_env).is_none() && ctx.env.get(&n.datadog_api_key_env).is_none() {
+        return Err(usage!(
+            "--notify: no destination: set {} (a Slack incoming webhook) or {} (a Datadog API key)",
+            n.slack_webhook_env,
+            n.datadog_api_key_env
+        ));
+    }
+    Ok(())
+}
+
 /// Sends `title` and `text` to every configured destination; returns the failures (a failed
 /// notification must not lose the report, so the caller decides what it means).
 pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<String>> {
@@ -30,13 +43,7 @@ pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<S
     for v in slack.iter().chain(dd_key.iter()) {
         ctx.ui.redactor.add_value(v.clone());
     }
-    if slack.is_none() && dd_key.is_none() {
-        return Err(usage!(
-            "--notify: no destination: set {} (a Slack incoming webhook) or {} (a Datadog API key)",
-            n.slack_webhook_env,
-            n.datadog_api_key_env
-        ));
-    }
+    ready(ctx)?;
     let text = ctx.ui.redactor.redact(text);
     let mut failures = vec![];
     let mut post = |what: &str, req: Request| match ctx.http.send(&req) {
@@ -69,4 +76,70 @@ pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<S
         post("Datadog", req);
     }
     Ok(failures)
+}
+
+/// promote's and rollback's outcome, told (`--notify`): the environment, the version, the
+/// users' exposure and the budget left, and the suspect — the bad version's commit and author.
+/// A notification that fails is a warning: it never changes the verdict.
+pub fn outcome(ctx: &Ctx, tool: &str, env: &str, result: &Result<crate::Outcome>) {
+    let (title, mut lines) = match result {
+        Ok(o) => {
+            let s = &o.summary;
+            let version = s["restored_version"].as_str().or(s["version"].as_str()).unwrap_or("-");
+            let title = match (tool, s["changed"].as_bool()) {
+                ("rollback", Some(true)) => format!("rollback: {env}: {version} restored"),
+                (_, Some(false)) => format!("{tool}: {env}: nothing to do ({version})"),
+                _ => format!("{tool}: {env}: {version} is live"),
+            };
+            let mut lines = vec![];
+            if let Some(bad) = s["bad_version"].as_str() {
+                lines.push(format!("bad version: {bad}"));
+            }
+            if let Some(ms) = s["downtime_ms"].as_i64() {
+                lines.push(format!("users exposed: {} (charged to the SLA budget)", crate::clock::human(ms)));
+            }
+            (title, lines)
+        }
+        Err(e) => {
+            let first = format!("{e}");
+            (format!("{tool}: {env}: FAILED — {}", first.lines().next().unwrap_or_default()), vec![format!("{e:#}")])
+        }
+    };
+    // The ledger's view, whatever the outcome: the newest incident here, and the budget.
+    if let Ok(ledger) = ctx.ledger() {
+        if let Ok(Some(i)) = ledger.incidents_of(env).map(|v| v.into_iter().next_back()) {
+            if result.is_err() || lines.iter().all(|l| !l.starts_with("users exposed")) {
+                let share = i.share_percent.map(|p| format!(" ({p} % of users)")).unwrap_or_default();
+                lines.push(format!(
+                    "last incident: {} → {}, exposure {}{share}",
+                    i.bad_label.as_deref().unwrap_or("-"),
+                    i.restored_label.as_deref().unwrap_or("-"),
+                    crate::clock::human(i.downtime_until(crate::clock::now_ms()))
+                ));
+            }
+            if let Some(bad) = i.bad_label.as_deref()
+                && let Ok(Some(v)) = ledger.version(bad)
+                && !v.commit.is_empty()
+            {
+                let who =
+                    crate::git::read(ctx, &ctx.config.source_dir(), &["show", "-s", "--format=%an: %s", &v.commit])
+                        .unwrap_or_default();
+                lines.push(format!("suspect: {bad} = commit {} {who}", crate::git::short(&v.commit)));
+            }
+        }
+        if let Ok(b) = crate::sla::Budget::now(&ctx.config.sla, &ledger) {
+            lines.push(b.line());
+        }
+    }
+    if let Some(url) = ctx.env.build_url() {
+        lines.push(format!("build: {url}"));
+    }
+    match send(ctx, &title, &lines.join("\n"), &[format!("env:{env}"), format!("tool:{tool}")]) {
+        Ok(failures) => {
+            for f in failures {
+                ctx.ui.warn(format!("notification failed: {f}"));
+            }
+        }
+        Err(e) => ctx.ui.warn(format!("notification failed: {e:#}")),
+    }
 }

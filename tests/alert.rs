@@ -180,3 +180,80 @@ fn bad_payloads_are_exit_2_and_a_failed_notification_keeps_the_report() {
         .code(2)
         .stderr(predicate::str::contains("--notify: no destination"));
 }
+
+#[test]
+fn promote_and_rollback_tell_slack_and_datadog_their_outcome_exposure_budget_and_suspect() {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    let received: Received = Arc::default();
+    let r = received.clone();
+    let hooks = Server::start(move |req, _| {
+        r.lock().expect("lock").push((
+            req.path.clone(),
+            req.header("DD-API-KEY").map(str::to_string),
+            String::from_utf8_lossy(&req.body).into_owned(),
+        ));
+        Resp::new(if req.path == "/api/v1/events" { 202 } else { 200 }, "ok")
+    });
+    p.edit_config(|c| c.replace("[logs]\n", &format!("[logs]\ndatadog_api_url = \"{}\"\n", hooks.url())));
+    let slack = format!("{}/services/T000/B000/slacksecret123", hooks.url());
+    // No destination: exit 2 before anything is done.
+    p.cmd("promote").args(["--version", "v2", "--force", "--reason", "t", "--notify"]).assert().code(2);
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments WHERE label = 'v2' AND env = 'production'"), 0);
+    let notified = |bin: &str, args: &[&str], code: i32| {
+        let a = p
+            .cmd(bin)
+            .args(args)
+            .arg("--notify")
+            .env("SLACK_WEBHOOK_URL", &slack)
+            .env("DD_API_KEY", "dd-api-key-0123456789")
+            .assert()
+            .code(code);
+        let (out, err) = output(&a);
+        for secret in ["slacksecret123", "dd-api-key-0123456789"] {
+            assert!(!out.contains(secret) && !err.contains(secret), "{secret} printed by {bin}");
+        }
+        let got = std::mem::take(&mut *received.lock().expect("lock"));
+        let slack_post = got.iter().find(|(path, _, _)| path.starts_with("/services/")).expect("a Slack post").clone();
+        let event = got.iter().find(|(path, _, _)| path == "/api/v1/events").expect("a Datadog event").clone();
+        let text = serde_json::from_str::<serde_json::Value>(&slack_post.2).expect("slack json")["text"]
+            .as_str()
+            .expect("text")
+            .to_string();
+        let ev: serde_json::Value = serde_json::from_str(&event.2).expect("event json");
+        assert!(ev["tags"].to_string().contains("env:production"), "{ev}");
+        assert!(ev["text"].as_str().unwrap_or_default().chars().count() <= 4000);
+        assert!(text.chars().count() <= 3000);
+        (text, ev)
+    };
+    // Stopped before traffic: the failure, the budget untouched.
+    let (text, ev) = notified("promote", &["--version", "v2", "--force", "--reason", "t"], 1);
+    assert!(text.contains("promote: production: FAILED — v2 was stopped before it took traffic"), "{text}");
+    assert!(text.contains("SLA budget (calendar year since"), "{text}");
+    assert!(ev["title"].as_str().unwrap_or_default().starts_with("promote: production: FAILED"), "{ev}");
+    // Forced in, then rolled back: the exposure, the budget left, the suspect commit.
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
+        .assert()
+        .success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    let (text, _) = notified("rollback", &[], 0);
+    assert!(text.contains("rollback: production: v1 restored"), "{text}");
+    assert!(text.contains("bad version: v2"), "{text}");
+    assert!(text.contains("users exposed: "), "{text}");
+    assert!(
+        text.contains("suspect: v2 = commit ") && text.contains("New Hire: Read the stored URLs with json.loads"),
+        "{text}"
+    );
+    // Nothing to do is said too; a failing destination is a warning, never the verdict.
+    let (text, _) = notified("rollback", &[], 0);
+    assert!(text.contains("nothing to do (v1)"), "{text}");
+    p.cmd("rollback")
+        .arg("--notify")
+        .env("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/hooks/nobody-listens")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("notification failed: Slack"));
+}

@@ -26,7 +26,7 @@ fn every_jenkinsfile_step_runs_in_order_and_the_failure_path_is_safe() {
     let (main, post) = steps();
     let names: Vec<&str> = main.iter().map(|s| s.split_whitespace().next().unwrap_or_default()).collect();
     assert_eq!(names, ["gate-tests", "deploy-staging", "smoke-check", "promote", "smoke-check"]);
-    assert_eq!(post.len(), 2, "{post:?}");
+    assert_eq!(post.len(), 3, "rollback, collect-logs, the report: {post:?}");
 
     let p = Project::new();
     for step in &main {
@@ -40,6 +40,8 @@ fn every_jenkinsfile_step_runs_in_order_and_the_failure_path_is_safe() {
         assert!(out.status.success(), "`{step}` failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(p.app.join("error_hunt.txt").exists());
+    let page = std::fs::read_to_string(p.app.join("safedeploy-report/index.html")).expect("the report page");
+    assert!(page.contains("data-key=\"deployments.count\" data-value=\"2\""), "{page}");
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0);
     assert_eq!(p.served_version("production").as_deref(), Some("build-7"));
 }

@@ -159,3 +159,113 @@ fn hostile_values_are_escaped_and_bad_flags_are_exit_2() {
     assert_eq!(doc["deployment_count"].as_i64(), Some(0));
     assert!(doc["dora"]["lead_time_ms"].is_null());
 }
+
+/// Headless Chromium, as scripts/test finds it (`SAFEDEPLOY_CHROMIUM`), or Debian's path.
+/// Without it this test cannot run: it says so, and fails where a browser is required
+/// (`SAFEDEPLOY_REQUIRE_BROWSER=1`, as CI sets it).
+fn chromium() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("SAFEDEPLOY_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(std::path::PathBuf::from("/usr/bin/chromium")))
+        .filter(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("SAFEDEPLOY_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "SAFEDEPLOY_REQUIRE_BROWSER=1 but no chromium (apt-get install chromium)"
+        );
+        eprintln!("the browser test did not run: no chromium (apt-get install chromium)");
+    }
+    found
+}
+
+/// Runs headless Chromium on `args` and returns its stdout; bounded to a minute.
+fn headless(browser: &std::path::Path, profile: &std::path::Path, args: &[String]) -> String {
+    let mut child = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromium");
+    let mut out = String::new();
+    let reader = {
+        let mut stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+            s
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("chromium did not finish within a minute: {args:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    out.push_str(&reader.join().unwrap_or_default());
+    out
+}
+
+#[test]
+fn the_page_renders_in_headless_chromium_with_its_figures_and_is_not_blank() {
+    let Some(browser) = chromium() else { return };
+    let p = Project::new();
+    the_incident_through_every_layer(&p);
+    let page = p.app.join("report.html");
+    let a = p.cmd("safedeploy").args(["report", "--json", "--html"]).arg(&page).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    let profile = p.app.join("chromium-profile");
+    let url = format!("file://{}", page.display());
+    // The DOM as the browser built it: the keys, the incident, the budget.
+    let dom = headless(&browser, &profile, &["--dump-dom".into(), url.clone()]);
+    for key in ["dora.per_week", "dora.lead_time_ms", "dora.change_failure_rate", "dora.time_to_restore_ms"] {
+        assert!(dom.contains(&format!("data-key=\"{key}\"")), "{key} missing from the DOM");
+    }
+    assert!(dom.contains("50.0 % (1 of 2)"), "change failure rate as read: {dom}");
+    let used = doc["budget"]["used_ms"].to_string();
+    assert!(dom.contains(&format!("data-key=\"budget.used_ms\" data-value=\"{used}\"")), "{dom}");
+    assert_eq!(dom.matches("class=\"incident\"").count(), 1);
+    assert!(dom.contains("<polyline"), "the burn chart");
+    // A screenshot, beside one of an empty page taken the same way: the page draws something.
+    let blank_page = p.app.join("blank.html");
+    std::fs::write(&blank_page, "<!DOCTYPE html><html><body></body></html>").expect("blank");
+    let shot = |target: &std::path::Path, png: &std::path::Path| {
+        headless(
+            &browser,
+            &profile,
+            &[
+                format!("--screenshot={}", png.display()),
+                "--window-size=1280,1600".into(),
+                format!("file://{}", target.display()),
+            ],
+        );
+        std::fs::metadata(png).map(|m| m.len()).unwrap_or(0)
+    };
+    let blank = shot(&blank_page, &p.app.join("blank.png"));
+    let report = shot(&page, &p.app.join("report.png"));
+    assert!(blank > 0, "chromium took no screenshot");
+    assert!(
+        report > 4 * blank && report > 20_000,
+        "the page looks blank: {report} bytes against {blank} for an empty page"
+    );
+    if let Ok(dir) = std::env::var("SAFEDEPLOY_SCREENSHOT_DIR") {
+        std::fs::copy(p.app.join("report.png"), std::path::Path::new(&dir).join("report.png")).expect("copy");
+    }
+}

@@ -125,6 +125,7 @@ fn budget(h: &mut String, r: &Report) {
          <line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" class=\"axis\"/>\n\
          <text x=\"{pad}\" y=\"{:.1}\" class=\"label\">{}</text>\n\
          <text x=\"{:.1}\" y=\"{:.1}\" class=\"label\" text-anchor=\"end\">now</text>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" class=\"label used-label\" text-anchor=\"end\">used: {}</text>\n\
          </svg>\n",
         y(b.allowed_ms),
         w - pad,
@@ -139,6 +140,9 @@ fn budget(h: &mut String, r: &Report) {
         esc(&b.from[..10.min(b.from.len())]),
         w - pad,
         ht - 10.0,
+        w - pad,
+        (y(last) - 6.0).max(12.0),
+        esc(&human(b.used_ms)),
     ));
     h.push_str("</section>\n");
 }

@@ -47,6 +47,10 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_BAKE", value_name = "DURATION", requires = "canary",
           value_parser = Dur::<1_000, 86_400_000>::parse)]
     bake: Option<Dur<1_000, 86_400_000>>,
+    /// Tell Slack (SLACK_WEBHOOK_URL) and/or Datadog (DD_API_KEY) the outcome
+    #[arg(long, env = "SAFEDEPLOY_NOTIFY", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    notify: bool,
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -55,7 +59,10 @@ pub fn main() -> std::process::ExitCode {
         return run("promote", &a.common, crate::sla::report);
     }
     run("promote", &a.common, |ctx| {
-        promote(
+        if a.notify {
+            crate::notify::ready(ctx)?;
+        }
+        let result = promote(
             ctx,
             &PromoteRequest {
                 version: a.version.as_ref(),
@@ -68,6 +75,10 @@ pub fn main() -> std::process::ExitCode {
                     .canary
                     .map(|percent| CanaryRequest { percent, bake: a.bake.map(|b| b.0).unwrap_or(DEFAULT_BAKE) }),
             },
-        )
+        );
+        if a.notify && !ctx.dry_run {
+            crate::notify::outcome(ctx, "promote", &a.to, &result);
+        }
+        result
     })
 }

@@ -29,6 +29,10 @@ pub struct Args {
     /// A Datadog webhook payload: roll back the alert's environment if it is production
     #[arg(long, env = "SAFEDEPLOY_DATADOG_PAYLOAD", value_name = "FILE|-")]
     datadog_payload: Option<std::path::PathBuf>,
+    /// Tell Slack (SLACK_WEBHOOK_URL) and/or Datadog (DD_API_KEY) the outcome
+    #[arg(long, env = "SAFEDEPLOY_NOTIFY", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    notify: bool,
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -37,7 +41,10 @@ pub fn main() -> std::process::ExitCode {
         return run("rollback", &a.common, crate::sla::report);
     }
     run("rollback", &a.common, |ctx| {
-        rollback(
+        if a.notify {
+            crate::notify::ready(ctx)?;
+        }
+        let result = rollback(
             ctx,
             &RollbackRequest {
                 env: a.env.as_deref(),
@@ -45,6 +52,16 @@ pub fn main() -> std::process::ExitCode {
                 reason: a.reason.as_deref(),
                 datadog_payload: a.datadog_payload.as_deref(),
             },
-        )
+        );
+        if a.notify && !ctx.dry_run {
+            let env = result
+                .as_ref()
+                .ok()
+                .and_then(|o| o.summary["env"].as_str().map(str::to_string))
+                .or(a.env.clone())
+                .unwrap_or_else(|| "production".into());
+            crate::notify::outcome(ctx, "rollback", &env, &result);
+        }
+        result
     })
 }
