@@ -645,3 +645,29 @@ fn an_eb_canary_whose_health_goes_red_is_aborted_and_blue_green_refuses_a_canary
     assert!(err.contains("is blue/green"), "{err}");
     assert_eq!(bg.sim.state().count("SwapEnvironmentCNAMEs"), 0);
 }
+
+#[test]
+fn the_model_check_fails_a_misspelt_element_a_value_outside_its_enum_and_a_missing_envelope() {
+    let ns = "http://elasticbeanstalk.amazonaws.com/docs/2010-12-01/";
+    let good = format!(
+        "<DescribeEnvironmentsResponse xmlns=\"{ns}\"><DescribeEnvironmentsResult><Environments><member>\
+         <EnvironmentName>x</EnvironmentName><Status>Ready</Status><Health>Green</Health>\
+         <DateUpdated>2026-12-01T10:00:00.000Z</DateUpdated></member></Environments></DescribeEnvironmentsResult>\
+         <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeEnvironmentsResponse>"
+    );
+    let one = |body: String| Sim::check_model(&[("DescribeEnvironments".into(), 200, body)]);
+    assert!(one(good.clone()).is_ok(), "{:?}", one(good.clone()));
+    for (bad, says) in [
+        (good.replace("EnvironmentName>", "EnviromentName>"), "EnviromentName: not a member of EnvironmentDescription"),
+        (good.replace(">Ready<", ">Readdy<"), "'Readdy' is not one of"),
+        (good.replace("2026-12-01T10:00:00.000Z", "yesterday"), "is not a timestamp"),
+        (
+            good.replace("<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>", ""),
+            "no ResponseMetadata/RequestId",
+        ),
+        (good.replace("DescribeEnvironmentsResult>", "DescribeEnvironmentResult>"), "no <DescribeEnvironmentsResult>"),
+    ] {
+        let said = one(bad).expect_err(says);
+        assert!(said.contains(says), "{says}: {said}");
+    }
+}

@@ -116,6 +116,8 @@ pub struct State {
     pub site_fails: std::collections::HashSet<String>,
     /// Polls a traffic split is evaluated for.
     pub split_polls: u32,
+    /// Every Query answer sent: (action, status, body).
+    pub answers: Vec<(String, u16, String)>,
     /// Log files each instance holds: instance → [(path in the bundle, text)].
     pub logs: HashMap<String, Vec<(String, String)>>,
     clock: i64,
@@ -158,7 +160,7 @@ impl State {
     pub fn add_version(&mut self, label: &str, key: &str) {
         let bucket = format!("elasticbeanstalk-{REGION}-{ACCOUNT}");
         self.versions
-            .insert(label.into(), AppVersion { bucket, key: key.into(), status: "PROCESSED".into(), polls: 0 });
+            .insert(label.into(), AppVersion { bucket, key: key.into(), status: "Processed".into(), polls: 0 });
     }
 
     pub fn env(&self, name: &str) -> &Env {
@@ -268,9 +270,40 @@ impl Sim {
         let s = state.clone();
         let base = Arc::new(Mutex::new(String::new()));
         let b = base.clone();
-        let server = Server::start(move |req, _| handle(&mut s.lock().expect("sim"), req, &b.lock().expect("base")));
+        let server = Server::start(move |req, _| {
+            let mut st = s.lock().expect("sim");
+            let resp = handle(&mut st, req, &b.lock().expect("base"));
+            // Every Query-protocol answer is kept, to be held to AWS's model when the sim ends.
+            if req.method == "POST" && req.path.split('?').next() == Some("/") {
+                let p: HashMap<String, String> = form_urlencoded::parse(&req.body).into_owned().collect();
+                let action = p.get("Action").cloned().unwrap_or_default();
+                st.answers.push((action, resp.status, String::from_utf8_lossy(&resp.body).into_owned()));
+            }
+            resp
+        });
         *base.lock().expect("base") = server.url();
         Sim { server, state }
+    }
+
+    /// Holds `answers` to botocore's model of each operation (`scripts/check-eb-model.py`, with
+    /// the aws CLI's own botocore); the departures, if any.
+    pub fn check_model(answers: &[(String, u16, String)]) -> Result<String, String> {
+        let doc: Vec<serde_json::Value> =
+            answers.iter().map(|(a, s, b)| serde_json::json!({"action": a, "status": s, "body": b})).collect();
+        let dir =
+            std::env::temp_dir().join(format!("eb-answers-{}-{}", std::process::id(), safedeploy::clock::now_ms()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("answers.json");
+        std::fs::write(&file, serde_json::to_vec(&doc).expect("json")).expect("write");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(crate::support::venv().join("bin/python3"))
+            .arg(root.join("scripts/check-eb-model.py"))
+            .arg(&file)
+            .output()
+            .expect("python");
+        std::fs::remove_dir_all(&dir).ok();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if out.status.success() { Ok(said) } else { Err(said) }
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -752,5 +785,21 @@ fn site(st: &mut State, rest: &str) -> Resp {
         Resp::new(200, format!("ok from {}", env.name))
     } else {
         Resp::new(500, "Internal Server Error")
+    }
+}
+
+impl Drop for Sim {
+    /// Whatever a test did, every answer the simulator gave it matches AWS's model.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let answers = std::mem::take(&mut self.state.lock().expect("sim").answers);
+        if answers.is_empty() {
+            return;
+        }
+        if let Err(said) = Sim::check_model(&answers) {
+            panic!("the simulator departed from botocore's model of Elastic Beanstalk:\n{said}");
+        }
     }
 }
