@@ -96,6 +96,7 @@ fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
     assert_eq!(event.1.as_deref(), Some("dd-api-key-0123456789"));
     let event_json: serde_json::Value = serde_json::from_str(&event.2).expect("event json");
     assert_eq!(event_json["alert_type"], "error");
+    support::check_shapes(&[("slack_webhook", slack_json.clone()), ("datadog_event", event_json.clone())]);
     assert!(event_json["tags"].to_string().contains("env:production"));
 
     for secret in [SECRET_KEY, "slacksecret123", "dd-api-key-0123456789"] {
@@ -226,6 +227,8 @@ fn promote_and_rollback_tell_slack_and_datadog_their_outcome_exposure_budget_and
         assert!(ev["tags"].to_string().contains("env:production"), "{ev}");
         assert!(ev["text"].as_str().unwrap_or_default().chars().count() <= 4000);
         assert!(text.chars().count() <= 3000);
+        let slack_json: serde_json::Value = serde_json::from_str(&slack_post.2).expect("slack json");
+        support::check_shapes(&[("slack_webhook", slack_json), ("datadog_event", ev.clone())]);
         (text, ev)
     };
     // Stopped before traffic: the failure, the budget untouched.
@@ -256,4 +259,67 @@ fn promote_and_rollback_tell_slack_and_datadog_their_outcome_exposure_budget_and
         .assert()
         .success()
         .stderr(predicate::str::contains("notification failed: Slack"));
+}
+
+/// Datadog's documented webhook variables (docs.datadoghq.com/integrations/webhooks, "Variables").
+const DATADOG_WEBHOOK_VARIABLES: &[&str] = &[
+    "AGGREG_KEY",
+    "ALERT_CYCLE_KEY",
+    "ALERT_ID",
+    "ALERT_METRIC",
+    "ALERT_PRIORITY",
+    "ALERT_QUERY",
+    "ALERT_SCOPE",
+    "ALERT_STATUS",
+    "ALERT_TITLE",
+    "ALERT_TRANSITION",
+    "ALERT_TYPE",
+    "DATE",
+    "EMAIL",
+    "EVENT_MSG",
+    "EVENT_TITLE",
+    "EVENT_TYPE",
+    "HOSTNAME",
+    "ID",
+    "LAST_UPDATED",
+    "LINK",
+    "LOGS_SAMPLE",
+    "METRIC_NAMESPACE",
+    "ORG_ID",
+    "ORG_NAME",
+    "PRIORITY",
+    "SNAPSHOT",
+    "TAGS",
+    "TEXT_ONLY_MSG",
+    "USER",
+    "USERNAME",
+];
+
+#[test]
+fn the_documented_webhook_payload_uses_only_datadogs_variables_and_gives_every_field_rollback_reads() {
+    let readme = support::repo_file("README.md");
+    let start = readme.find("\"alert_id\": \"$ALERT_ID\"").expect("the payload template in the README");
+    let template = &readme[readme[..start].rfind('{').expect("{")..start + readme[start..].find('}').expect("}") + 1];
+    let doc: serde_json::Value = serde_json::from_str(template).expect("the template is JSON");
+    let fields = doc.as_object().expect("object");
+    for (field, value) in fields {
+        let var = value.as_str().and_then(|v| v.strip_prefix('$')).unwrap_or_default();
+        assert!(DATADOG_WEBHOOK_VARIABLES.contains(&var), "{field}: ${var} is not one of Datadog's webhook variables");
+    }
+    // Every field the payload reader needs is in the template, and the template parses.
+    for need in ["alert_id", "transition", "date", "tags"] {
+        assert!(fields.contains_key(need), "{need} missing from the template");
+    }
+    let filled: String = template
+        .replace("$ALERT_ID", "1")
+        .replace("$ALERT_TRANSITION", "Triggered")
+        .replace("$EVENT_TITLE", "t")
+        .replace("$DATE", &safedeploy::clock::now_ms().to_string())
+        .replace("$HOSTNAME", "web-1")
+        .replace("$TAGS", "env:production")
+        .replace("$ALERT_SCOPE", "env:production")
+        .replace("$LINK", "https://app.datadoghq.com/monitors/1");
+    let p = Project::new();
+    std::fs::write(p.app.join("filled.json"), filled).expect("payload");
+    p.cmd("collect-logs").args(["--datadog-payload", "filled.json", "--out", "r.txt"]).assert().success();
 }

@@ -154,7 +154,7 @@ fn hostile_values_are_escaped_and_bad_flags_are_exit_2() {
     std::fs::create_dir_all(p.app.join("adir")).expect("dir");
     p.cmd("safedeploy").args(["report", "--html"]).arg(p.app.join("adir")).assert().code(2);
     // A period with nothing in it is a page of zeros, not an error.
-    let a = p.cmd("safedeploy").args(["report", "--json", "--since", "1s"]).assert().success();
+    let a = p.cmd("safedeploy").args(["report", "--json", "--since", "1ms"]).assert().success();
     let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
     assert_eq!(doc["deployment_count"].as_i64(), Some(0));
     assert!(doc["dora"]["lead_time_ms"].is_null());

@@ -292,6 +292,20 @@ fn the_bake_catches_a_version_that_breaks_after_it_went_live() {
     assert_eq!(server.hits("/"), 4, "the watch ended at the first failure");
 }
 
+/// A monitor as Datadog's `GET /api/v1/monitor/{id}` answers it (the fields its model requires).
+fn monitor_answer(state: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": 42, "name": "5xx rate on url-shortener", "type": "metric alert",
+        "query": "sum(last_5m):sum:trace.flask.request.errors{service:url-shortener}.as_count() > 5",
+        "overall_state": state, "tags": ["service:url-shortener"], "message": "@webhook-jenkins"
+    })
+}
+
+#[test]
+fn the_monitor_answers_served_here_are_datadogs_own_shape() {
+    support::check_shapes(&[("datadog_monitor", monitor_answer("OK")), ("datadog_monitor", monitor_answer("Alert"))]);
+}
+
 #[test]
 fn datadog_monitors_gate_each_round_and_their_keys_stay_secret() {
     let server = Server::start(|r, n| match r.path.as_str() {
@@ -301,9 +315,7 @@ fn datadog_monitors_gate_each_round_and_their_keys_stay_secret() {
         {
             Resp::new(403, "{\"errors\": [\"Forbidden\"]}")
         }
-        "/api/v1/monitor/42" => {
-            Resp::new(200, format!("{{\"id\": 42, \"overall_state\": \"{}\"}}", if n <= 2 { "OK" } else { "Alert" }))
-        }
+        "/api/v1/monitor/42" => Resp::new(200, monitor_answer(if n <= 2 { "OK" } else { "Alert" }).to_string()),
         _ => Resp::new(200, "home"),
     });
     let extra = format!("{ONE_CHECK}[smoke.datadog]\napi_url = \"{}\"\nmonitors = [42]\n", server.url());

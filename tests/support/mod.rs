@@ -471,3 +471,20 @@ impl Project {
         out
     }
 }
+
+/// Holds request and answer bodies to the official Datadog and Slack clients' models
+/// (`scripts/check-notify-shapes.py`); `kind` is `datadog_event`, `datadog_monitor` or
+/// `slack_webhook`. Panics naming each departure.
+pub fn check_shapes(shapes: &[(&str, serde_json::Value)]) {
+    let doc: Vec<serde_json::Value> = shapes.iter().map(|(k, b)| serde_json::json!({"kind": k, "body": b})).collect();
+    let file = std::env::temp_dir().join(format!("shapes-{}-{}.json", std::process::id(), safedeploy::clock::now_ms()));
+    std::fs::write(&file, serde_json::to_vec(&doc).expect("json")).expect("write");
+    let out = std::process::Command::new(venv().join("bin/python3"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-notify-shapes.py"))
+        .arg(&file)
+        .output()
+        .expect("python");
+    std::fs::remove_file(&file).ok();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "a body departs from the official clients' models:\n{said}");
+}
