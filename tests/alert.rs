@@ -16,6 +16,23 @@ type Received = Arc<Mutex<Vec<(String, Option<String>, String)>>>;
 
 const SECRET_KEY: &str = "AKIAIOSFODNN7SAFEDEP";
 
+/// A local server speaking Slack's webhook and Datadog's events shapes, which the project's
+/// config now posts Datadog events to; what it received.
+fn notification_server(p: &Project) -> (Server, Received) {
+    let received: Received = Arc::default();
+    let r = received.clone();
+    let hooks = Server::start(move |req, _| {
+        r.lock().expect("lock").push((
+            req.path.clone(),
+            req.header("DD-API-KEY").map(str::to_string),
+            String::from_utf8_lossy(&req.body).into_owned(),
+        ));
+        Resp::new(if req.path == "/api/v1/events" { 202 } else { 200 }, "ok")
+    });
+    p.edit_config(|c| c.replace("[logs]\n", &format!("[logs]\ndatadog_api_url = \"{}\"\n", hooks.url())));
+    (hooks, received)
+}
+
 fn payload(transition: &str, env_tag: &str) -> String {
     format!(
         r#"{{"alert_id": "4711", "transition": "{transition}", "title": "[{transition}] url-shortener 5xx rate",
@@ -42,17 +59,7 @@ fn incident() -> Project {
 #[test]
 fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
     let p = incident();
-    let received: Received = Arc::default();
-    let r = received.clone();
-    let hooks = Server::start(move |req, _| {
-        r.lock().expect("lock").push((
-            req.path.clone(),
-            req.header("DD-API-KEY").map(str::to_string),
-            String::from_utf8_lossy(&req.body).into_owned(),
-        ));
-        Resp::new(if req.path == "/api/v1/events" { 202 } else { 200 }, "ok")
-    });
-    p.edit_config(|c| c.replace("[logs]\n", &format!("[logs]\ndatadog_api_url = \"{}\"\n", hooks.url())));
+    let (hooks, received) = notification_server(&p);
     std::fs::write(p.app.join("datadog-payload.json"), payload("Triggered", "env:production")).expect("payload");
 
     let steps = support::jenkins_steps(&support::repo_file("jenkins/alert.Jenkinsfile"));
@@ -188,17 +195,7 @@ fn promote_and_rollback_tell_slack_and_datadog_their_outcome_exposure_budget_and
     p.v1_everywhere();
     p.commit_incident();
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    let received: Received = Arc::default();
-    let r = received.clone();
-    let hooks = Server::start(move |req, _| {
-        r.lock().expect("lock").push((
-            req.path.clone(),
-            req.header("DD-API-KEY").map(str::to_string),
-            String::from_utf8_lossy(&req.body).into_owned(),
-        ));
-        Resp::new(if req.path == "/api/v1/events" { 202 } else { 200 }, "ok")
-    });
-    p.edit_config(|c| c.replace("[logs]\n", &format!("[logs]\ndatadog_api_url = \"{}\"\n", hooks.url())));
+    let (hooks, received) = notification_server(&p);
     let slack = format!("{}/services/T000/B000/slacksecret123", hooks.url());
     // No destination: exit 2 before anything is done.
     p.cmd("promote").args(["--version", "v2", "--force", "--reason", "t", "--notify"]).assert().code(2);

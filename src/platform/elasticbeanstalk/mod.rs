@@ -311,8 +311,8 @@ impl<'a> ElasticBeanstalk<'a> {
         Ok(())
     }
 
-    /// `update-environment` to `label`, then wait until it has provably taken it.
-    fn update_and_wait(&self, name: &str, label: &str) -> Result<()> {
+    /// `name` as EB describes it, when Ready: an update in progress is never interrupted.
+    fn ready(&self, name: &str) -> Result<EnvDesc> {
         let d = self.describe_one(name)?;
         if d.status != "Ready" {
             return Err(could_not_act!(
@@ -321,6 +321,12 @@ impl<'a> ElasticBeanstalk<'a> {
                 d.health()
             ));
         }
+        Ok(d)
+    }
+
+    /// `update-environment` to `label`, then wait until it has provably taken it.
+    fn update_and_wait(&self, name: &str, label: &str) -> Result<()> {
+        let d = self.ready(name)?;
         if d.version_label.as_deref() == Some(label) && self.accepted(&d) {
             self.fx.ui.status(format!("{name}: already runs {label} and is {}; nothing to deploy", d.health()));
             return Ok(());
@@ -435,14 +441,7 @@ impl<'a> ElasticBeanstalk<'a> {
     fn deploy_split(&self, env: &Environment, name: &str, label: &str, c: &super::Canary<'_>) -> Result<Switched> {
         self.can_canary(env, c.bake)?;
         let minutes = split_minutes(c.bake);
-        let d = self.describe_one(name)?;
-        if d.status != "Ready" {
-            return Err(could_not_act!(
-                "{name} is {} ({}), not Ready: another update is in progress; not interrupting it",
-                d.status,
-                d.health()
-            ));
-        }
+        let d = self.ready(name)?;
         let old = d.label().to_string();
         let (percent, minutes) = (c.percent.to_string(), minutes.to_string());
         let settings = [
