@@ -72,7 +72,15 @@ fn dora(h: &mut String, r: &Report) {
     let rows = [
         (
             "Deployment frequency",
-            figure("dora.per_week", &format!("{:.2}", d.per_week), &format!("{:.1} a week", d.per_week)),
+            figure(
+                "dora.per_week",
+                &format!("{:.2}", d.per_week),
+                &if d.per_week < 1.0 {
+                    format!("{:.2} a week", d.per_week)
+                } else {
+                    format!("{:.1} a week", d.per_week)
+                },
+            ),
             format!("{} to production in {:.1} days", d.deployments, d.days),
         ),
         ("Lead time for changes", figure("dora.lead_time_ms", &lead_v, &lead_t), "median, commit to production".into()),

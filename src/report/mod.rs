@@ -315,7 +315,9 @@ fn stopped(rows: &ReportRows, is_prod: &dyn Fn(&str) -> bool, wanted: &dyn Fn(&s
     for i in rows.incidents.iter().filter(|i| is_prod(&i.env) && wanted(&i.env)) {
         let Some(bad) = i.bad_label.as_deref() else { continue };
         let reason = i.reason.as_deref().unwrap_or_default();
-        if canary.contains(bad) || i.share_percent.is_some() {
+        // A canary's own incident is the canary layer's; the same version rolled back later
+        // (forced past its canary) counts at the layer that caught it then.
+        if i.share_percent.is_some() {
             continue;
         }
         if reason.contains("Datadog alert") {
