@@ -340,7 +340,9 @@ impl<'a> Nginx<'a> {
         // told to shut down, then finishes what it carries (that is the drain).
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
         let until = Instant::now() + Duration::from_secs(10);
-        while before.iter().any(|w| super::ports::listens(*w, port)) && Instant::now() < until {
+        // The listening socket survives the reload (the new workers inherit it): looked up once.
+        let sockets = super::ports::listening_sockets(port);
+        while before.iter().any(|w| super::ports::holds_any(*w, &sockets)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(Reloaded { master: Some(master), before })

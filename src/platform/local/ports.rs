@@ -147,10 +147,15 @@ pub fn held_by_group(port: u16, pgid: i32) -> bool {
     found.len() == inodes.len()
 }
 
-/// Whether process `pid` holds a listening socket on `port`.
-pub fn listens(pid: i32, port: u16) -> bool {
-    let inodes = listening_inodes(port);
-    socket_inodes(pid).any(|i| inodes.contains(&i))
+/// The listening sockets on `port`, to ask [`holds_any`] about again and again: reading
+/// `/proc/net/tcp` once, not per question (under load it lists thousands of connections).
+pub fn listening_sockets(port: u16) -> HashSet<u64> {
+    listening_inodes(port)
+}
+
+/// Whether process `pid` still holds one of `sockets`.
+pub fn holds_any(pid: i32, sockets: &HashSet<u64>) -> bool {
+    socket_inodes(pid).any(|i| sockets.contains(&i))
 }
 
 /// The inodes of the sockets process `pid` has open (none when its fds cannot be read).
