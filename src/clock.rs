@@ -24,6 +24,14 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
 }
 
+/// A command-line moment: a duration back from `now` (`30m`, `2d`) or an RFC 3339 time.
+pub fn parse_when(s: &str, now: Millis) -> Option<Millis> {
+    match humantime::parse_duration(s) {
+        Ok(d) => Some(now - d.as_millis() as i64),
+        Err(_) => parse_rfc3339(s),
+    }
+}
+
 /// `1.234s`, `12m 3s`: a duration for people.
 pub fn human(ms: Millis) -> String {
     let ms = ms.max(0);

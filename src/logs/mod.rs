@@ -24,7 +24,7 @@ mod scan;
 pub mod settings;
 pub mod suspect;
 
-use crate::clock::{Millis, now_ms, parse_rfc3339, rfc3339};
+use crate::clock::{Millis, now_ms, rfc3339};
 use crate::context::Ctx;
 use crate::{Outcome, usage};
 use anyhow::Result;
@@ -165,10 +165,7 @@ fn frame_label(f: &Frame, prefixes: &[String]) -> String {
 }
 
 fn parse_time(s: &str, flag: &str) -> Result<Millis> {
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(now_ms() - d.as_millis() as i64);
-    }
-    parse_rfc3339(s).ok_or_else(|| {
+    crate::clock::parse_when(s, now_ms()).ok_or_else(|| {
         usage!("{flag} {s:?}: expected a duration (\"30m\") or an RFC 3339 time (\"2026-11-23T22:00:00Z\")")
     })
 }

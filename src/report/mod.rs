@@ -156,19 +156,12 @@ pub fn report(ctx: &Ctx, req: &ReportRequest<'_>) -> Result<Outcome> {
 
 /// `--since`: an RFC 3339 date or time, or a duration back from now (`30d`, `12h`).
 fn since(s: &str, now: Millis) -> Result<Millis> {
-    if let Ok(d) = humantime::parse_duration(s.trim()) {
-        return Ok(now - d.as_millis() as i64);
-    }
     let t = s.trim();
-    let with_time = if t.len() == 10 { format!("{t}T00:00:00Z") } else { t.to_string() };
-    humantime::parse_rfc3339_weak(&with_time)
-        .ok()
-        .and_then(|st| st.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .filter(|ms| *ms <= now)
-        .ok_or_else(|| {
-            usage!("--since {s:?}: expected a date (2026-01-01), an RFC 3339 time, or a duration back from now (30d)")
-        })
+    // A date alone is its midnight (UTC).
+    let when = if t.len() == 10 { format!("{t}T00:00:00Z") } else { t.to_string() };
+    crate::clock::parse_when(&when, now).filter(|ms| *ms <= now).ok_or_else(|| {
+        usage!("--since {s:?}: expected a date (2026-01-01), an RFC 3339 time, or a duration back from now (30d)")
+    })
 }
 
 fn median(mut xs: Vec<i64>) -> Option<i64> {
@@ -332,4 +325,20 @@ fn stopped(rows: &ReportRows, is_prod: &dyn Fn(&str) -> bool, wanted: &dyn Fn(&s
     s.production_smoke = smoke.len();
     s.alert = alert.len();
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_date_a_time_or_a_duration_back_and_never_the_future() {
+        let now = crate::clock::parse_rfc3339("2026-12-01T12:00:00Z").expect("now");
+        assert_eq!(since("2026-01-01", now).ok(), crate::clock::parse_rfc3339("2026-01-01T00:00:00Z"));
+        assert_eq!(since(" 2026-11-30T06:00:00Z ", now).ok(), crate::clock::parse_rfc3339("2026-11-30T06:00:00Z"));
+        assert_eq!(since("2h", now).ok(), Some(now - 7_200_000));
+        for bad in ["2027-01-01", "", "-", "..", "yesterday", "2026-13-01"] {
+            assert!(since(bad, now).is_err(), "{bad:?}");
+        }
+    }
 }
