@@ -52,4 +52,18 @@ impl Effects {
         }
         Ok(())
     }
+
+    /// Sleeps `d`, waking early with an interrupted error (`state` says what is left) when
+    /// SIGINT/SIGTERM arrives: every pause of a polling loop or a bake.
+    pub fn nap(&self, d: std::time::Duration, state: impl Fn() -> String) -> Result<()> {
+        let until = std::time::Instant::now() + d;
+        loop {
+            self.check_interrupt(&state)?;
+            let now = std::time::Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            std::thread::sleep((until - now).min(std::time::Duration::from_millis(50)));
+        }
+    }
 }

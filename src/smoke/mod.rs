@@ -280,13 +280,9 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
     report_round(ctx, &r);
     let Some(watch) = req.watch.filter(|_| !ctx.dry_run) else { return Ok(r) };
     while r.passed() && r.bake_start.elapsed() + req.interval <= watch {
-        let pause_until = Instant::now() + req.interval;
-        while Instant::now() < pause_until {
-            ctx.check_interrupt(|| {
-                format!("the bake of {} in {} stopped after {} round(s)", vars.version, req.env, r.round)
-            })?;
-            std::thread::sleep(Duration::from_millis(50).min(req.interval));
-        }
+        ctx.nap(req.interval, || {
+            format!("the bake of {} in {} stopped after {} round(s)", vars.version, req.env, r.round)
+        })?;
         r.round += 1;
         vars.run_id = run_id();
         r.results = run_round(ctx, base, chains, vars, req.samples)?;

@@ -127,7 +127,7 @@ impl<'a> Aws<'a> {
                 self.cfg.retries.0,
                 human(pause.as_millis() as i64)
             ));
-            nap(self.fx, pause, || format!("interrupted while waiting to retry aws {name}"))?;
+            self.fx.nap(pause, || format!("interrupted while waiting to retry aws {name}"))?;
             attempt += 1;
         }
     }
@@ -139,19 +139,6 @@ impl<'a> Aws<'a> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos());
         let jitter = base.mul_f64((nanos.unwrap_or(0) % 1000) as f64 / 4000.0);
         base + jitter
-    }
-}
-
-/// Sleeps `d`, waking early with an interrupted error when SIGINT/SIGTERM arrives.
-pub fn nap(fx: &Effects, d: Duration, state: impl Fn() -> String) -> Result<()> {
-    let until = std::time::Instant::now() + d;
-    loop {
-        fx.check_interrupt(&state)?;
-        let now = std::time::Instant::now();
-        if now >= until {
-            return Ok(());
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
     }
 }
 

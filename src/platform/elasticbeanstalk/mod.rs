@@ -27,7 +27,7 @@ use crate::http::Request;
 use crate::ledger::Version;
 use crate::{could_not_act, usage, verdict};
 use anyhow::{Context, Result};
-use aws::{Aws, AwsError, nap};
+use aws::{Aws, AwsError};
 use serde::Deserialize;
 use settings::{EbEnvironment, EbPlatform};
 use std::collections::HashSet;
@@ -272,7 +272,7 @@ impl<'a> ElasticBeanstalk<'a> {
     /// Sleeps `pause` (waking for SIGINT/SIGTERM; `state` says what is left), then grows it by
     /// half, up to `poll_max`: every polling loop of the platform backs off the same way.
     fn pause(&self, pause: &mut Duration, state: impl Fn() -> String) -> Result<()> {
-        nap(self.fx, *pause, state)?;
+        self.fx.nap(*pause, state)?;
         *pause = (*pause * 3 / 2).min(self.cfg.poll_max.0);
         Ok(())
     }
@@ -345,7 +345,7 @@ impl<'a> ElasticBeanstalk<'a> {
                 {
                     tries += 1;
                     self.fx.ui.warn(format!("{name}: EB does not see {label} yet; asking again"));
-                    nap(self.fx, self.cfg.retry_backoff.0, || format!("{name} was not changed"))?;
+                    self.fx.nap(self.cfg.retry_backoff.0, || format!("{name} was not changed"))?;
                 }
                 other => {
                     break other.map_err(|e| {
@@ -469,7 +469,7 @@ impl<'a> ElasticBeanstalk<'a> {
         let mut round = 0u32;
         let failed: String = loop {
             // Interrupted (a Jenkins abort): the split is aborted, so the old version serves all.
-            if let Err(e) = nap(self.fx, c.interval, || {
+            if let Err(e) = self.fx.nap(c.interval, || {
                 format!("the traffic split of {label} was aborted: {old}'s instances take every request again")
             }) {
                 self.abort_split(name)?;

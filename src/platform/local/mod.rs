@@ -780,17 +780,14 @@ impl<'a> Local<'a> {
         let mut failing_before: Option<String> = None;
         let mut round = 0u32;
         let failed: Option<String> = loop {
-            let next = Instant::now() + c.interval;
-            while Instant::now() < next {
-                if self.fx.interrupted.load(Ordering::SeqCst) {
-                    end()?;
-                    return Err(crate::error::Error::interrupted(format!(
-                        "interrupted during the canary of {label} in {name}; {} serves every request again and {label} was stopped",
-                        old.label
-                    ))
-                    .into());
-                }
-                std::thread::sleep(Duration::from_millis(10).min(c.interval));
+            // Interrupted (a Jenkins abort): the canary ends, no verdict.
+            if self.fx.nap(c.interval, String::new).is_err() {
+                end()?;
+                return Err(crate::error::Error::interrupted(format!(
+                    "interrupted during the canary of {label} in {name}; {} serves every request again and {label} was stopped",
+                    old.label
+                ))
+                .into());
             }
             round += 1;
             if !self.group_alive(slot.pid) {
