@@ -104,6 +104,12 @@ impl std::fmt::Display for CanaryAborted {
 impl std::error::Error for CanaryAborted {}
 
 impl CanaryAborted {
+    /// The verdict error [`Platform::deploy`] returns for `label`'s failed canary in `env`.
+    pub fn verdict(self, label: &str, env: &str) -> anyhow::Error {
+        crate::error::Error::verdict(format!("{label} failed its canary in {env} at {}%", self.percent))
+            .caused_by(anyhow::Error::new(self))
+    }
+
     /// The canary abort a deploy error carries, if any.
     pub fn of(e: &anyhow::Error) -> Option<&CanaryAborted> {
         e.chain().find_map(|c| c.downcast_ref::<CanaryAborted>())

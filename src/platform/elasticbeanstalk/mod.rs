@@ -499,13 +499,9 @@ impl<'a> ElasticBeanstalk<'a> {
                     took_traffic_at: took,
                     failed_at: at,
                     stopped_at: at,
-                    why: why.clone(),
+                    why,
                 };
-                return Err(crate::error::Error::verdict(format!(
-                    "{label} failed its canary in {} at {}%",
-                    env.name, c.percent
-                ))
-                .caused_by(anyhow::Error::new(aborted)));
+                return Err(aborted.verdict(label, &env.name));
             }
             if d.health() == "Red" {
                 break format!("{name}'s health is Red during the traffic split");
@@ -548,10 +544,8 @@ impl<'a> ElasticBeanstalk<'a> {
             }
             self.pause(&mut pause, || format!("{name} is left ending the aborted traffic split"))?;
         }
-        let aborted =
-            super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: failed };
-        Err(crate::error::Error::verdict(format!("{label} failed its canary in {} at {}%", env.name, c.percent))
-            .caused_by(anyhow::Error::new(aborted)))
+        Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: failed }
+            .verdict(label, &env.name))
     }
 
     /// `abort-environment-update`: during traffic splitting, EB sends every request back to the

@@ -841,10 +841,8 @@ impl<'a> Local<'a> {
             crate::clock::human(stopped_at - failed_at),
             old.label
         ));
-        let aborted =
-            super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: why.clone() };
-        Err(crate::error::Error::verdict(format!("{label} failed its canary in {name} at {}%", c.percent))
-            .caused_by(anyhow::Error::new(aborted)))
+        Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why }
+            .verdict(label, name))
     }
 
     /// After a switch to `serving`: the version it replaced (`old`) is kept warm when `keep`
