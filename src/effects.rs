@@ -32,6 +32,12 @@ impl Effects {
     /// run it is announced instead. `what` names it in the plan line.
     pub fn write_report(&self, path: &std::path::Path, text: &str, what: &str) -> Result<()> {
         use anyhow::Context as _;
+        // `-` reads standard input where a tool reads; a report is a file, never one named `-`.
+        if path == std::path::Path::new("-") {
+            return Err(crate::usage!(
+                "{what}: `-` is not a file name here (reports are written to files; stdout carries the result)"
+            ));
+        }
         self.exec.effect(
             || format!("write {what} to {}", path.display()),
             || {

@@ -153,6 +153,10 @@ fn hostile_values_are_escaped_and_bad_flags_are_exit_2() {
     }
     std::fs::create_dir_all(p.app.join("adir")).expect("dir");
     p.cmd("safedeploy").args(["report", "--html"]).arg(p.app.join("adir")).assert().code(2);
+    // `-` is no file name for a report: no file named `-` appears.
+    p.cmd("safedeploy").args(["report", "--html", "-"]).assert().code(2);
+    p.cmd("collect-logs").args(["--input", "r.html", "--out", "-"]).assert().code(2);
+    assert!(!p.app.join("-").exists());
     // A period with nothing in it is a page of zeros, not an error.
     let a = p.cmd("safedeploy").args(["report", "--json", "--since", "1ms"]).assert().success();
     let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
