@@ -450,8 +450,8 @@ fn canary_failed(
     let charged = span * i64::from(a.percent) / 100;
     if !ctx.dry_run {
         ctx.ui.result(format!(
-            "{env}: canary of {label} aborted; {prev} serves every request again, {} after the failing verdict",
-            human(a.stopped_at - a.failed_at)
+            "{env}: canary of {label} aborted; {prev} serves every request again, {} ms after the failing verdict",
+            a.stopped_at - a.failed_at
         ));
         ctx.ui.result(format!(
             "{env}: {}% of the users met {label} for {} (from {} to {}): {} charged to the SLA budget",

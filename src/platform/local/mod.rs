@@ -837,8 +837,8 @@ impl<'a> Local<'a> {
         let failed_at = crate::clock::now_ms();
         let stopped_at = end()?;
         self.fx.ui.status(format!(
-            "{name}: canary aborted: {label}'s share was 0 {} after the failing verdict; {} serves every request",
-            crate::clock::human(stopped_at - failed_at),
+            "{name}: canary aborted: {label}'s share was 0 {} ms after the failing verdict; {} serves every request",
+            stopped_at - failed_at,
             old.label
         ));
         Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why }
