@@ -37,8 +37,9 @@ pub struct CommonArgs {
     /// safedeploy.toml to use [default: found in the current dir or its parents]
     #[arg(long, env = "SAFEDEPLOY_CONFIG", value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
-    /// Ledger and local-platform state [default: .safedeploy/ beside the config]
-    #[arg(long, env = "SAFEDEPLOY_STATE_DIR", value_name = "DIR", global = true)]
+    /// Ledger and local-platform state; also $SAFEDEPLOY_STATE_DIR (empty: unset) [default:
+    /// ~/.local/state/safedeploy/APP, APP the config's app.name]
+    #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// Print every command and request a real run would make; change nothing
     #[arg(long, env = "SAFEDEPLOY_DRY_RUN", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,

@@ -8,7 +8,7 @@ use crate::ledger::Ledger;
 use crate::platform::{self, Platform};
 use crate::ui::Ui;
 use anyhow::Result;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -35,6 +35,51 @@ impl std::ops::Deref for Ctx {
     }
 }
 
+/// Where the ledger and the local platform's state live when `--state-dir` is not given: a
+/// per-user directory named after the app (`~/.local/state/safedeploy/APP`), outside the
+/// working tree — a copy of every version kept inside the app's tree would be found by its
+/// test runner and its build, and a Jenkins workspace wipe would take the ledger with it.
+pub fn default_state_dir(config: &Config, env: &Environ) -> Result<PathBuf> {
+    let Some(base) = env.user_state_home() else {
+        return Err(crate::usage!(
+            "no state dir: neither XDG_STATE_HOME nor HOME is set and this user has no home; give --state-dir or SAFEDEPLOY_STATE_DIR"
+        ));
+    };
+    crate::paths::child(&base.join("safedeploy"), &config.app.name.0, "app.name")
+}
+
+/// Warnings for a state dir inside the app's repository, its source (what a build bundles) or
+/// the gate's directory: test runners and builds walk those trees and would find every kept
+/// version's copy (a test suite run three times over, say).
+fn state_dir_warnings(config: &Config, state_dir: &Path, env: &Environ) -> Vec<String> {
+    if !config.path.exists() {
+        return vec![]; // no config: nothing is deployed from here
+    }
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let state = absolute(state_dir);
+    let source = absolute(&config.source_dir());
+    let gate = config.gate.as_ref().and_then(|g| g.dir.as_ref()).map(|d| absolute(&config.dir.join(d)));
+    let repo = source.ancestors().find(|d| d.join(".git").exists()).map(Path::to_path_buf);
+    let places = [
+        (Some(source), "the app's source dir (what a build bundles)"),
+        (gate, "the gate's dir"),
+        (repo, "the repository"),
+    ];
+    let Some((dir, what)) =
+        places.into_iter().find_map(|(d, what)| d.filter(|d| state.starts_with(d)).map(|d| (d, what)))
+    else {
+        return vec![];
+    };
+    let default = default_state_dir(config, env)
+        .map(|d| format!(", or leave it unset for the default, {}", d.display()))
+        .unwrap_or_default();
+    vec![format!(
+        "the state dir {} is inside {what} {}: test runners and builds there will find every kept version's copy; give --state-dir a path outside it{default}",
+        state_dir.display(),
+        dir.display(),
+    )]
+}
+
 impl Ctx {
     pub fn load(opts: &GlobalOptions, ui: Ui, interrupted: Arc<AtomicBool>, env: Environ) -> Result<Ctx> {
         let config = match Config::locate(opts.config.as_deref()) {
@@ -59,13 +104,20 @@ impl Ctx {
                 ui.redactor.add_value(v);
             }
         }
-        let state_dir = opts.state_dir.clone().unwrap_or_else(|| config.dir.join(".safedeploy"));
+        // An empty SAFEDEPLOY_STATE_DIR is unset, as Jenkins passes an option left empty.
+        let state_dir = match opts.state_dir.clone().or_else(|| env.state_dir()) {
+            Some(dir) => dir,
+            None => default_state_dir(&config, &env)?,
+        };
         // The state dir's paths go on the app's PATH (its build paths): a ':' would split them.
         if state_dir.to_string_lossy().contains([':', '\n', '\0']) {
             return Err(crate::usage!(
                 "--state-dir {:?}: a state dir's path must not contain ':' or a newline (it is put on the app's PATH)",
                 state_dir.display()
             ));
+        }
+        for warning in state_dir_warnings(&config, &state_dir, &env) {
+            ui.warn(warning);
         }
         if opts.dry_run {
             ui.status("dry run: nothing will be changed; the commands and requests of a real run follow");

@@ -49,6 +49,26 @@ impl Environ {
         format!("{user}@{host}")
     }
 
+    /// `SAFEDEPLOY_STATE_DIR`, when `--state-dir` is not given (empty: unset).
+    pub fn state_dir(&self) -> Option<std::path::PathBuf> {
+        self.get("SAFEDEPLOY_STATE_DIR").map(std::path::PathBuf::from)
+    }
+
+    /// The per-user base of state files (the XDG Base Directory rule): `$XDG_STATE_HOME` when
+    /// absolute, else `$HOME/.local/state`, else the account's home from the password database
+    /// (a Jenkins agent started without `HOME`). `None` only when none of these is known.
+    pub fn user_state_home(&self) -> Option<std::path::PathBuf> {
+        use std::path::{Path, PathBuf};
+        if let Some(x) = self.get("XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
+            return Some(PathBuf::from(x));
+        }
+        let home = match self.get("HOME").filter(|h| Path::new(h).is_absolute()) {
+            Some(h) => PathBuf::from(h),
+            None => nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten()?.dir,
+        };
+        Some(home.join(".local/state"))
+    }
+
     /// The Jenkins build's page, for links in notifications.
     pub fn build_url(&self) -> Option<&str> {
         self.get("BUILD_URL")

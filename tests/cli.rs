@@ -81,3 +81,67 @@ fn a_boolean_flag_takes_its_value_only_after_an_equals_sign() {
     p.cmd("deploy-staging").args(["--dry-run=true", "--version", "v1"]).assert().success();
     assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
 }
+
+/// Without `--state-dir` the ledger lives in a per-user dir named after the app, outside the
+/// app's tree (`$XDG_STATE_HOME/safedeploy/APP`, else `~/.local/state/safedeploy/APP`); an
+/// empty `SAFEDEPLOY_STATE_DIR` is unset; a state dir inside the app's tree is warned of.
+#[test]
+fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
+    let p = support::Project::new();
+    let root = p.app.parent().expect("tmp").to_path_buf();
+    let (xdg, home) = (root.join("xdg"), root.join("home"));
+    let default_run = |bin: &str, args: &[&str], vars: &[(&str, &std::path::Path)]| {
+        let mut c = p.cmd(bin);
+        c.env("SAFEDEPLOY_STATE_DIR", "").env_remove("HOME").args(args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.assert()
+    };
+    let a = default_run("gate-tests", &[], &[("XDG_STATE_HOME", &xdg), ("HOME", &home)]).success();
+    let (_, err) = support::output(&a);
+    assert!(!err.contains("warning: the state dir"), "{err}");
+    let ledger = xdg.join("safedeploy/url-shortener/ledger.sqlite3");
+    let db = rusqlite::Connection::open(&ledger).expect("the ledger at the XDG default");
+    assert_eq!(db.query_row("SELECT COUNT(*) FROM gate_runs", [], |r| r.get::<_, i64>(0)).expect("gate_runs"), 1);
+    assert!(!p.app.join(".safedeploy").exists() && !p.state.exists());
+
+    // A relative XDG_STATE_HOME is ignored (the XDG rule): HOME's .local/state is used.
+    default_run("safedeploy", &["history"], &[("XDG_STATE_HOME", std::path::Path::new("rel")), ("HOME", &home)])
+        .success()
+        .stdout(predicate::str::contains("nothing recorded yet"));
+    assert!(home.join(".local/state/safedeploy/url-shortener/ledger.sqlite3").exists());
+    assert!(!p.app.join("rel").exists());
+
+    // Inside the app's tree: a warning naming the place and the default, and the tool still runs.
+    let inside = p.app.join("state");
+    let a = p
+        .cmd("safedeploy")
+        .arg("--state-dir")
+        .arg(&inside)
+        .env("XDG_STATE_HOME", &xdg)
+        .arg("history")
+        .assert()
+        .success();
+    let (_, err) = support::output(&a);
+    let want = format!(
+        "warning: the state dir {} is inside the app's source dir (what a build bundles) {}",
+        inside.display(),
+        p.app.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains(&format!("the default, {}", xdg.join("safedeploy/url-shortener").display())), "{err}");
+
+    // An app name that cannot name a directory is exit 2, naming the field, before anything.
+    for bad in ["..", "a/b", "-x"] {
+        p.edit_config(|t| {
+            let start = t.find("name = ").expect("app.name");
+            let end = start + t[start..].find('\n').expect("line");
+            format!("{}name = {bad:?}{}", &t[..start], &t[end..])
+        });
+        let a = default_run("safedeploy", &["history"], &[("XDG_STATE_HOME", &xdg)]).code(2);
+        let (_, err) = support::output(&a);
+        assert!(err.contains(&format!("app.name {bad:?} cannot name a directory")), "{bad}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(xdg.join("safedeploy")).expect("dir").count(), 1, "only url-shortener's dir");
+}

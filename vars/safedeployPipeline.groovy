@@ -12,7 +12,7 @@
 // Options (all optional):
 //   config          safedeploy.toml's path in the workspace            [safedeploy.toml]
 //   stateDir        the ledger and platform state; outside the workspace, so a wipe keeps it
-//                                                                      [/var/lib/safedeploy/JOB_NAME]
+//                                          [the agent user's ~/.local/state/safedeploy/APP]
 //   from, to        the environments promote reads and writes          [staging, production]
 //   productionLock  the Lockable Resources lock held around promote    [JOB_NAME-production]
 //   setup           a shell line run before the gate (a venv for the tests, say)  [none]
@@ -24,7 +24,7 @@
 void call(Map options = [:]) {
     Map o = [
         config: 'safedeploy.toml',
-        stateDir: "/var/lib/safedeploy/${env.JOB_NAME}",
+        stateDir: '',
         from: 'staging',
         to: 'production',
         productionLock: "${env.JOB_NAME}-production",
@@ -48,6 +48,7 @@ void call(Map options = [:]) {
         }
 
         environment {
+            // Empty: the tools' default, the agent user's ~/.local/state/safedeploy/APP.
             SAFEDEPLOY_STATE_DIR = "${o.stateDir}"
             SAFEDEPLOY_CONFIG = "${WORKSPACE}/${o.config}"
             SAFEDEPLOY_DRY_RUN = "${params.DRY_RUN}"
