@@ -58,15 +58,20 @@ pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
     let src = ctx.config.source_dir();
     ctx.exec.create_dir(out.parent().unwrap_or(&ctx.state_dir))?;
     let tmp = out.with_extension(format!("{}.tmp", format(ctx)));
+    // Run from the repository's root with the source dir's own tree: run in a subdirectory,
+    // `git archive` keeps only that subdirectory's path inside the tree it is given, so an app
+    // in a subdirectory of its repository (examples/url-shortener here) bundled nothing.
+    let top = git::read(ctx, &src, &["rev-parse", "--show-toplevel"])?;
+    let prefix = git::read(ctx, &src, &["rev-parse", "--show-prefix"])?;
     let cmd = Cmd::new([
         "git".to_string(),
         "-C".into(),
-        src.to_string_lossy().into_owned(),
+        top.trim_end_matches('\n').to_string(),
         "archive".into(),
         format!("--format={}", format(ctx)),
         "-o".into(),
         tmp.to_string_lossy().into_owned(),
-        format!("{commit}:./"),
+        format!("{commit}:{}", prefix.trim_end_matches('\n')),
     ]);
     if ctx.exec.run(&cmd)?.is_none() {
         return Ok(None);

@@ -21,7 +21,9 @@
 //
 // Plugins: Pipeline, Pipeline: Shared Groovy Libraries, Git, JUnit, Lockable Resources,
 // Timestamper.
-void call(Map options = [:]) {
+// The argument is not named `options`: a local variable of that name would turn the `options { }`
+// section below into a call of the map (Groovy calls a variable's call() when it has the name).
+void call(Map given = [:]) {
     Map o = [
         config: 'safedeploy.toml',
         stateDir: '',
@@ -31,7 +33,7 @@ void call(Map options = [:]) {
         setup: '',
         timeoutMinutes: 30,
         notify: false,
-    ] + options
+    ] + given
 
     pipeline {
         agent any

@@ -145,6 +145,33 @@ impl Project {
         Self::committed(tmp, app, "state", ports, "The app, v1")
     }
 
+    /// [`Project::new`] laid out as this repository is, for a Jenkinsfile that runs in the
+    /// repository's checkout: the workspace `ws/` is the git root, the app is
+    /// `ws/examples/url-shortener`, and the state dir is where the tools' default puts it for
+    /// `XDG_STATE_HOME=<tmp>/xdg` (`xdg/safedeploy/url-shortener`).
+    pub fn in_workspace() -> Self {
+        let p = Self::in_dirs("ws/examples/url-shortener", "xdg/safedeploy/url-shortener");
+        std::fs::remove_dir_all(p.app.join(".git")).expect("the app's own repository");
+        let ws = p.workspace();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git").args(args).current_dir(&ws).output().expect("git");
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        git(&["init", "-q", "-b", "main"]);
+        p.commit_all("URL shortener v1", "Team");
+        p
+    }
+
+    /// The checkout a Jenkinsfile runs in: the git root above the app.
+    pub fn workspace(&self) -> PathBuf {
+        self.app.ancestors().find(|d| d.ends_with("ws")).unwrap_or(&self.app).to_path_buf()
+    }
+
+    /// The XDG state home the tools' default state dir is under (see [`Project::in_workspace`]).
+    pub fn xdg_state_home(&self) -> PathBuf {
+        self.state.ancestors().nth(2).expect("xdg").to_path_buf()
+    }
+
     fn committed(tmp: tempfile::TempDir, app: PathBuf, state_name: &str, ports: [PortLease; 2], message: &str) -> Self {
         let p = Project {
             state: tmp.path().join(state_name),
