@@ -53,7 +53,7 @@ fn deploy_staging_dry_run_prints_the_plan_and_creates_nothing() {
     for step in [
         "+ git -C ",
         &format!("archive '--format=tar' -o {}", p.state.join("bundles/v1.tar.tmp").display()),
-        &format!("{head}:./"),
+        &format!("{head}:"),
         "# would unpack ",
         "sh -c true",
         "# ledger: would record version v1",

@@ -23,12 +23,13 @@ pub mod parse;
 mod scan;
 pub mod settings;
 pub mod suspect;
+pub mod traces;
 
 use crate::clock::{Millis, now_ms, rfc3339};
 use crate::context::Ctx;
 use crate::{Outcome, usage};
 use anyhow::Result;
-use parse::{Line, Record, exception_re, frame_re};
+use parse::{Line, Record};
 use regex::Regex;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -108,51 +109,52 @@ fn mask_re() -> &'static Regex {
     })
 }
 
-/// What makes two records "the same error".
+/// What makes two records "the same error": for a stack trace, its in-app frames (file and
+/// function; the line when the function has no name) and its error type, whatever the message
+/// says; for a line, its text with what varies masked.
 fn fingerprint(r: &Record) -> String {
-    if r.is_traceback() {
-        let frames: Vec<String> = r
-            .lines
+    if let Some(rt) = r.trace {
+        let texts = r.texts();
+        let all = traces::frames(rt, &texts);
+        let in_app: Vec<&traces::Frame> = all.iter().filter(|f| f.in_app).collect();
+        let frames = if in_app.is_empty() { all.iter().collect() } else { in_app };
+        let frames: Vec<String> = frames
             .iter()
-            .filter_map(|l| frame_re().captures(&l.text))
-            .map(|c| {
-                format!(
-                    "{}:{}",
-                    Path::new(&c[1]).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
-                    &c[3]
-                )
+            .map(|f| {
+                let file = Path::new(&f.file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                match f.function.as_str() {
+                    "" | "<anonymous>" | "<module>" => format!("{file}:{}", f.line),
+                    function => format!("{file}:{function}"),
+                }
             })
             .collect();
-        let exception = r
-            .lines
-            .iter()
-            .rev()
-            .find_map(|l| exception_re().captures(&l.text))
-            .map(|c| c[1].to_string())
-            .unwrap_or_default();
-        return format!("traceback {} {exception}", frames.join(" > "));
+        let error = traces::error(rt, &texts).map(|(ty, _)| ty).unwrap_or_default();
+        return format!("{rt:?} {} {error}", frames.join(" > "));
     }
     r.lines.iter().map(|l| mask_re().replace_all(&l.text, "#").into_owned()).collect::<Vec<_>>().join("\n")
 }
 
-/// The exception raised and the in-app frames, innermost first.
+/// The error a trace reports ("Type: message") and its in-app frames, innermost first.
 fn diagnose(record: &Record) -> (Option<String>, Vec<Frame>) {
-    let lines = &record.lines;
-    let exception = lines
-        .iter()
-        .rev()
-        .filter_map(|l| exception_re().captures(&l.text))
-        .map(|c| match c.get(2) {
-            Some(m) if !m.as_str().is_empty() => format!("{}: {}", &c[1], m.as_str()),
-            _ => c[1].to_string(),
-        })
-        .next();
-    let frames = lines
-        .iter()
-        .rev()
-        .filter_map(|l| frame_re().captures(&l.text))
-        .filter(|c| suspect::in_app(&c[1]))
-        .map(|c| Frame { file: c[1].to_string(), line: c[2].parse().unwrap_or(0), function: c[3].to_string() })
+    let texts = record.texts();
+    // A line of its own may still name an exception ("TypeError: …" logged alone).
+    let Some(rt) = record.trace else {
+        return (
+            traces::error(traces::Runtime::Python, &texts)
+                .map(|(ty, m)| if m.is_empty() { ty } else { format!("{ty}: {m}") }),
+            vec![],
+        );
+    };
+    // Go's panic message is its own type ("runtime error: index out of range [5] …").
+    let exception = traces::error(rt, &texts).map(|(ty, msg)| match msg {
+        m if m.is_empty() => ty,
+        m if m.starts_with(&ty) => m,
+        m => format!("{ty}: {m}"),
+    });
+    let frames = traces::frames(rt, &texts)
+        .into_iter()
+        .filter(|f| f.in_app)
+        .map(|f| Frame { file: f.file, line: f.line, function: f.function })
         .collect();
     (exception, frames)
 }
@@ -798,7 +800,7 @@ mod tests {
 
     #[test]
     fn fingerprints_mask_what_varies() {
-        let rec = |t: &str| Record { lines: vec![Line { source: 0, at: None, text: t.into(), hit: true }] };
+        let rec = |t: &str| Record::line(Line { source: 0, at: None, text: t.into(), hit: true });
         assert_eq!(
             fingerprint(&rec("timeout for 10.0.0.7 after 30s on 'q1' id 5f3a9c2e-1111-2222-3333-444455556666")),
             fingerprint(&rec("timeout for 10.0.0.9 after 31s on 'q2' id 0b1e2d3c-aaaa-bbbb-cccc-ddddeeeeffff"))
@@ -813,6 +815,7 @@ mod tests {
             .iter()
             .map(|t| Line { source: 0, at: None, text: t.to_string(), hit: false })
             .collect(),
+            trace: Some(traces::Runtime::Python),
         };
         assert_eq!(fingerprint(&tb("10")), fingerprint(&tb("12")), "a traceback is its frames' files and functions");
     }

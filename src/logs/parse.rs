@@ -2,13 +2,11 @@
 //! (`2026-11-23T22:40:01.123Z `), Elastic Beanstalk's syslog (`Nov  3 02:55:20 ip-… web[2013]: `,
 //! no year) — or, when it has none, from the message's own stamp: gunicorn
 //! (`[2026-11-23 22:51:43 +0000]`), Flask (`[2026-11-23 22:51:58,559]`), nginx
-//! (`2026/11/23 22:51:58 [error]`). A record is one line, or a whole Python traceback.
-//!
-//! Tracebacks are grouped by their grammar, not by indentation (Elastic Beanstalk strips it):
-//! after `Traceback (most recent call last):` come `File "…", line N, in f` lines, each
-//! optionally followed by its source line and caret lines, up to the exception line; a chained
-//! exception ("During handling of the above exception…") continues the same record.
+//! (`2026/11/23 22:51:58 [error]`). A record is one line, or a whole stack trace of any of the
+//! runtimes [`super::traces`] knows (Python, Node, Java, Go, Ruby), grouped by the trace's
+//! grammar, not by indentation (Elastic Beanstalk strips it).
 
+use super::traces::{self, Phase, Runtime, Step};
 use crate::clock::{Millis, now_ms};
 use regex::Regex;
 use std::sync::OnceLock;
@@ -26,15 +24,24 @@ pub struct Line {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub lines: Vec<Line>,
+    /// The runtime whose stack trace this record is (a trace of one line is none).
+    pub trace: Option<Runtime>,
 }
 
 impl Record {
+    pub fn line(line: Line) -> Record {
+        Record { lines: vec![line], trace: None }
+    }
     pub fn at(&self) -> Option<Millis> {
         self.lines.iter().find_map(|l| l.at)
     }
-    /// A traceback, or a logged message with its traceback.
+    /// A stack trace, or a logged message with its stack trace.
     pub fn is_traceback(&self) -> bool {
-        self.lines.iter().take(2).any(|l| is_traceback_start(&l.text))
+        self.trace.is_some()
+    }
+    /// The trace's lines (a logged message before it excluded by the grammar's own matching).
+    pub fn texts(&self) -> Vec<&str> {
+        self.lines.iter().map(|l| l.text.as_str()).collect()
     }
 }
 
@@ -51,15 +58,6 @@ fn inner_stamp() -> &'static Regex {
         r"^\[?([0-9]{4})[-/]([0-9]{2})[-/]([0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2})(?:[,.]([0-9]{1,6}))?(?: ([+-][0-9]{4}))?\]?",
     )
 }
-pub fn exception_re() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Fault))(?::\s*(.*))?$")
-}
-pub fn frame_re() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r#"^\s*File "([^"]+)", line (\d+), in (\S+)"#)
-}
-
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm): dates from log lines are
@@ -231,36 +229,11 @@ fn bounded(text: &str) -> String {
     format!("{} … [cut by safedeploy: {} more bytes]", &text[..end], text.len() - end)
 }
 
-pub fn is_traceback_start(text: &str) -> bool {
-    text.trim_start().starts_with("Traceback (most recent call last)")
-}
-
-fn is_chain_marker(text: &str) -> bool {
-    let t = text.trim_start();
-    t.starts_with("During handling of the above exception") || t.starts_with("The above exception was the direct cause")
-}
-
-fn is_caret(text: &str) -> bool {
-    let t = text.trim();
-    !t.is_empty() && t.chars().all(|c| matches!(c, '^' | '~' | ' '))
-}
-
-/// Where a traceback stands while its lines arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tb {
-    /// Expecting a `File` line or the exception line.
-    Frames,
-    /// After a `File` line: its source line may follow.
-    AfterFrame,
-    /// After the exception line: only a chain marker (after blank lines) continues.
-    Ended,
-}
-
 /// Turns a stream of lines (one source, in order) into records.
 #[derive(Default)]
 pub struct Grouper {
-    current: Option<(Record, Tb)>,
-    /// Blank lines held after an exception line, in case a chained traceback follows.
+    current: Option<(Record, Runtime, Phase)>,
+    /// Lines held while a trace may go on (the blank lines before a chained traceback).
     held: Vec<Line>,
     /// Lines of the current record past [`MAX_RECORD_LINES`], counted, not kept.
     cut: usize,
@@ -270,47 +243,42 @@ impl Grouper {
     /// Feeds one line; returns the records it completes, in order.
     pub fn push(&mut self, line: Line) -> Vec<Record> {
         let mut out = vec![];
-        if let Some((mut rec, state)) = self.current.take() {
-            let t = line.text.as_str();
-            let (continues, next) = match state {
-                Tb::Ended if t.trim().is_empty() && self.held.len() < MAX_HELD => {
+        if let Some((mut rec, rt, phase)) = self.current.take() {
+            match traces::step(rt, phase, &line.text) {
+                Step::Hold if self.held.len() < MAX_HELD => {
                     self.held.push(line);
-                    self.current = Some((rec, Tb::Ended));
+                    self.current = Some((rec, rt, phase));
                     return out;
                 }
-                Tb::Ended if is_chain_marker(t) => (true, Tb::Frames),
-                Tb::Ended => (false, Tb::Ended),
-                _ if frame_re().is_match(t) => (true, Tb::AfterFrame),
-                _ if is_caret(t) => (true, state),
-                _ if t.trim().is_empty() || is_traceback_start(t) || is_chain_marker(t) => (true, Tb::Frames),
-                _ if exception_re().is_match(t) => (true, Tb::Ended),
-                Tb::AfterFrame => (true, Tb::Frames), // the frame's source line
-                Tb::Frames => (false, Tb::Frames),
-            };
-            if continues && self.held.len() < MAX_HELD {
-                for l in self.held.drain(..).chain(std::iter::once(line)) {
-                    if rec.lines.len() < MAX_RECORD_LINES {
-                        rec.lines.push(l);
-                    } else {
-                        self.cut += 1;
+                Step::Take(next) if self.held.len() < MAX_HELD => {
+                    for l in self.held.drain(..).chain(std::iter::once(line)) {
+                        if rec.lines.len() < MAX_RECORD_LINES {
+                            rec.lines.push(l);
+                        } else {
+                            self.cut += 1;
+                        }
                     }
+                    self.current = Some((rec, rt, next));
+                    return out;
                 }
-                self.current = Some((rec, next));
-                return out;
+                _ => {}
             }
-            out.push(self.close(rec));
-            out.extend(self.held.drain(..).map(|l| Record { lines: vec![l] }));
+            out.push(self.close(rec, rt));
+            out.extend(self.held.drain(..).map(Record::line));
         }
-        if is_traceback_start(&line.text) {
-            self.current = Some((Record { lines: vec![line] }, Tb::Frames));
-        } else {
-            out.push(Record { lines: vec![line] });
+        match traces::start(&line.text) {
+            Some((rt, phase)) => self.current = Some((Record::line(line), rt, phase)),
+            None => out.push(Record::line(line)),
         }
         out
     }
 
-    /// A record ends: the lines cut from it are said on a last line of its own.
-    fn close(&mut self, mut rec: Record) -> Record {
+    /// A record ends: a trace of more than its first line is one; the lines cut from it are
+    /// said on a last line of its own.
+    fn close(&mut self, mut rec: Record, rt: Runtime) -> Record {
+        if rec.lines.len() > 1 {
+            rec.trace = Some(rt);
+        }
         let cut = std::mem::take(&mut self.cut);
         if cut > 0 {
             let last = rec.lines.last().cloned();
@@ -330,9 +298,9 @@ impl Grouper {
 
     /// The records still open at the end of the stream.
     pub fn finish(&mut self) -> Vec<Record> {
-        let current = self.current.take().map(|(r, _)| r);
-        let mut out: Vec<Record> = current.map(|r| self.close(r)).into_iter().collect();
-        out.extend(self.held.drain(..).map(|l| Record { lines: vec![l] }));
+        let current = self.current.take();
+        let mut out: Vec<Record> = current.map(|(r, rt, _)| self.close(r, rt)).into_iter().collect();
+        out.extend(self.held.drain(..).map(Record::line));
         out
     }
 }

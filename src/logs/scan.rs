@@ -25,8 +25,16 @@ use std::path::Path;
 /// (header, frames, chain markers). So every multi-line record is found by the search itself,
 /// and a context line far from a candidate is always a record of its own.
 pub(super) const TRACEBACK_LINES: &str = concat!(
+    // Python
     r#"Traceback \(most recent call last\)|File "|"#,
-    r"During handling of the above exception|The above exception was the direct cause"
+    r"During handling of the above exception|The above exception was the direct cause|",
+    // Node and Java frames; Node's crash header and version line; Java's causes
+    r"(?m:^\s+at \S)|\.(?:js|mjs|cjs|ts|mts|cts|jsx|tsx):\d+\r?$|Node\.js v\d|\[cause\]: |",
+    // Node's property block after the frames: its common keys and its closing brace
+    r"(?m:^  (?:errno|code|syscall|path|address|port|dest|status|statusCode|type|reason|input): )|(?m:^\}\r?$)|",
+    r"Caused by: |Suppressed: |\.\.\. \d+ more|",
+    // Go and Ruby
+    r"goroutine \d+ \[|\.go:\d+|panic: |created by |\.rb:\d+:in "
 );
 
 /// What is selected, and how much is kept around it.
@@ -142,6 +150,7 @@ impl Scanner<'_, '_> {
         if let Some(mut message) = self.held.take() {
             if rec.is_traceback() {
                 message.lines.extend(rec.lines);
+                message.trace = rec.trace;
                 return self.accept(message, true);
             }
             self.accept(message, true);

@@ -76,14 +76,6 @@ pub fn repo_path(file: &str, prefixes: &[String]) -> (String, Option<String>) {
     (file.to_string(), None)
 }
 
-/// Whether a frame is the app's own code rather than the runtime's or a library's.
-pub fn in_app(file: &str) -> bool {
-    !(file.contains("site-packages")
-        || file.contains("/lib/python")
-        || file.starts_with('<')
-        || file.contains("dist-packages"))
-}
-
 /// The first of `frames` (innermost first) that sits on or near a line changed between `good`
 /// and `bad`.
 pub fn find(ctx: &Ctx, frames: &[Frame], good: &str, bad: &str) -> Result<Option<Suspect>> {
@@ -154,8 +146,6 @@ mod tests {
         assert_eq!(repo_path(copy, &p), ("pkg/m.py".into(), Some("v2-rc".into())));
         // A directory named work that is not a working copy is left as it is.
         assert_eq!(repo_path("/s/local/envs/x/work/notes/m.py", &p).1, None);
-        assert!(!in_app("/var/app/venv/lib/python3.11/site-packages/flask/app.py"));
-        assert!(in_app("/var/app/current/application.py"));
     }
 
     #[test]

@@ -1,0 +1,410 @@
+//! Stack traces of the mainstream web runtimes, by their grammar: where one starts, which lines
+//! continue it, its frames (file, line, function; in-app or the runtime's and libraries') and
+//! its error type. The [`super::parse::Grouper`] asks [`start`] and [`step`] line by line, so a
+//! whole trace is one record whatever its runtime.
+//!
+//! - Python: `Traceback (most recent call last):`, `File "f.py", line N, in fn` (+ source and
+//!   caret lines), the exception line; chained tracebacks continue the record.
+//! - Node: the crash header `file.js:N` with its source line and caret, then `TypeError: msg`,
+//!   `    at fn (file:line:col)`, `    at file:line:col`, `    at async fn (…)`, `... N lines
+//!   matching cause stack trace ...`, the `{ code: … }` property block (with `[cause]: …`), and
+//!   `Node.js vNN`. A logged error (`console.error(err)`) is the same without the header.
+//! - Java/JVM: `Exception in thread "main" pkg.SomeException: msg` (or the exception line
+//!   alone, as loggers print it), `\tat pkg.Class.method(File.java:123)`, `Caused by: …`,
+//!   `Suppressed: …`, `\t... N more`.
+//! - Go: `panic: msg` (or net/http's `http: panic serving ADDR: msg`), `goroutine N [running]:`,
+//!   a function line `pkg.fn(...)`, then `\t/path/file.go:123 +0x1d`; `created by …`,
+//!   `exit status 2`.
+//! - Ruby: `file.rb:12:in 'method': msg (ErrorClass)` (backquoted before Ruby 3.4), the
+//!   error_highlight snippet, then `\tfrom file.rb:34:in 'method'` lines.
+
+use regex::Regex;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Python,
+    Node,
+    Java,
+    Go,
+    Ruby,
+}
+
+/// Where a trace stands while its lines arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Python: expecting a `File` line or the exception line.
+    Frames,
+    /// Python: after a `File` line, whose source line may follow.
+    AfterFrame,
+    /// The trace is complete; only what may trail it (a chained traceback after blank lines,
+    /// Node's version line) continues it.
+    Ended,
+    /// Node's crash header `file.js:N`: its source line follows.
+    Header,
+    /// Node's crash header: after the source line, its caret and blank lines, then the error.
+    HeaderCaret,
+    /// Node and Java and Ruby: frame lines (and cause lines) follow.
+    Stack,
+    /// Node: inside the `{ … }` property block after the frames.
+    Props,
+    /// Ruby: the error_highlight snippet under the first line, before the `from` lines.
+    Snippet,
+}
+
+/// What a line does to the open trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// It belongs to the trace; the trace goes on in this phase.
+    Take(Phase),
+    /// It may belong (a blank line before a chained trace): held until the next line decides.
+    Hold,
+    /// It does not belong: the trace is complete without it.
+    End,
+}
+
+/// One frame of a trace, as the log shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Frame {
+    /// The path as the log shows it (Java: the package's directories and the file's name).
+    pub file: String,
+    pub line: u32,
+    pub function: String,
+    #[serde(skip)]
+    pub in_app: bool,
+}
+
+fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pattern).expect("static regex"))
+}
+
+fn python_exception() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Fault))(?::\s*(.*))?$")
+}
+fn python_frame() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r#"^\s*File "([^"]+)", line (\d+), in (\S+)"#)
+}
+/// `TypeError: msg`, `Error [ERR_X]: msg`, `Uncaught RangeError: msg`, `[cause]: Error: msg`.
+fn node_error() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(
+        &R,
+        r"^\s*(?:\[cause\]: |Uncaught )?((?:[A-Z][A-Za-z0-9]*)?(?:Error|Exception))(?: \[([A-Z0-9_]+)\])?(?::\s*(.*))?$",
+    )
+}
+/// `at fn (file:line:col)`, `at async fn (…)`, `at new Foo (…)`, `at file:line:col`.
+fn node_frame() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^\s+at (?:async )?(?:new )?(?:(.+?) \((.+?):(\d+):\d+\)|(.+?):(\d+):\d+)(?: \{)?$")
+}
+fn node_header() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^(\S.*\.(?:js|mjs|cjs|ts|mts|cts|jsx|tsx)):(\d+)$")
+}
+/// `Exception in thread "main" java.lang.X: msg`, or the exception line alone.
+fn java_exception() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(
+        &R,
+        r#"^(?:Exception in thread "[^"]*" |\s*Caused by: |\s*Suppressed: )?((?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable))(?::\s*(.*))?$"#,
+    )
+}
+fn java_frame() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^\s+at (?:[\w.$-]+/)?([\w.$<>]+)\.([\w$<>]+)\(([^():]*)(?::(\d+))?\)$")
+}
+fn go_panic() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^(?:.*http: panic serving \S+: |panic: |fatal error: )(.*)$")
+}
+fn go_location() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^\s+(\S.*\.go):(\d+)(?: \+0x[0-9a-f]+)?$")
+}
+/// `main.lookup(...)`, `main.(*store).lookup(0x0, {0xc000016118, 0x6})`, `panic({0x6b8f20?, 0x9b7a20?})`.
+fn go_function() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^((?:[\w-]+/)*[\w.-]+?(?:\.\(\*?[\w.\[\]]+\))?(?:\.[\w\[\]{}.-]+)*)\(.*\)$")
+}
+/// `file.rb:12:in 'method': msg (ErrorClass)`: the first line of an uncaught exception.
+fn ruby_first() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^(\S+\.rb):(\d+):in [`']([^']+)': (.*) \(([A-Z][\w:]*)\)$")
+}
+fn ruby_frame() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"^\s*(?:from )?(\S+\.rb):(\d+):in [`']([^']+)'$")
+}
+
+fn is_blank(t: &str) -> bool {
+    t.trim().is_empty()
+}
+
+fn is_caret(t: &str) -> bool {
+    let t = t.trim();
+    !t.is_empty() && t.chars().all(|c| matches!(c, '^' | '~' | ' '))
+}
+
+fn is_python_chain(t: &str) -> bool {
+    let t = t.trim_start();
+    t.starts_with("During handling of the above exception") || t.starts_with("The above exception was the direct cause")
+}
+
+/// Whether `text` starts a trace, and of which runtime.
+pub fn start(text: &str) -> Option<(Runtime, Phase)> {
+    let t = text.trim_start();
+    if t.starts_with("Traceback (most recent call last)") {
+        return Some((Runtime::Python, Phase::Frames));
+    }
+    if node_header().is_match(text) {
+        return Some((Runtime::Node, Phase::Header));
+    }
+    if go_panic().is_match(text) {
+        return Some((Runtime::Go, Phase::Stack));
+    }
+    if ruby_first().is_match(text) {
+        return Some((Runtime::Ruby, Phase::Snippet));
+    }
+    if java_exception().is_match(text) && !text.trim_start().starts_with("Caused by") {
+        return Some((Runtime::Java, Phase::Stack));
+    }
+    // "TypeError: msg" is also Python's exception line; Python's traceback starts with
+    // "Traceback", so as a start it is Node's, and the next line tells whether frames follow.
+    if node_error().is_match(text) {
+        return Some((Runtime::Node, Phase::Stack));
+    }
+    None
+}
+
+/// What `text` does to an open trace of `rt` in `phase`.
+pub fn step(rt: Runtime, phase: Phase, text: &str) -> Step {
+    match rt {
+        Runtime::Python => python_step(phase, text),
+        Runtime::Node => node_step(phase, text),
+        Runtime::Java => java_step(text),
+        Runtime::Go => go_step(text),
+        Runtime::Ruby => ruby_step(phase, text),
+    }
+}
+
+fn python_step(phase: Phase, t: &str) -> Step {
+    match phase {
+        Phase::Ended if is_blank(t) => Step::Hold,
+        Phase::Ended if is_python_chain(t) => Step::Take(Phase::Frames),
+        Phase::Ended => Step::End,
+        _ if python_frame().is_match(t) => Step::Take(Phase::AfterFrame),
+        _ if is_caret(t) => Step::Take(phase),
+        _ if is_blank(t) || t.trim_start().starts_with("Traceback (most recent call last)") || is_python_chain(t) => {
+            Step::Take(Phase::Frames)
+        }
+        _ if python_exception().is_match(t) => Step::Take(Phase::Ended),
+        Phase::AfterFrame => Step::Take(Phase::Frames), // the frame's source line
+        _ => Step::End,
+    }
+}
+
+fn node_step(phase: Phase, t: &str) -> Step {
+    let trimmed = t.trim_start();
+    match phase {
+        Phase::Header => Step::Take(Phase::HeaderCaret), // the source line
+        Phase::HeaderCaret if is_caret(t) || is_blank(t) => Step::Take(Phase::HeaderCaret),
+        Phase::HeaderCaret if node_error().is_match(t) && !t.starts_with(' ') => Step::Take(Phase::Stack),
+        Phase::Stack | Phase::Props if node_frame().is_match(t) => {
+            Step::Take(if t.ends_with(" {") { Phase::Props } else { phase })
+        }
+        Phase::Stack | Phase::Props if trimmed.starts_with("... ") && trimmed.ends_with("...") => Step::Take(phase),
+        Phase::Stack if t.trim_end().ends_with('{') && t.starts_with(' ') => Step::Take(Phase::Props),
+        Phase::Props if t.starts_with('}') => Step::Take(Phase::Ended),
+        Phase::Props => Step::Take(Phase::Props), // `  code: 'ENOENT',`, `[cause]: TypeError: …`
+        Phase::Stack | Phase::Ended if is_blank(t) => Step::Hold,
+        Phase::Stack | Phase::Ended if trimmed.starts_with("Node.js v") => Step::Take(Phase::Ended),
+        _ => Step::End,
+    }
+}
+
+fn java_step(t: &str) -> Step {
+    let trimmed = t.trim_start();
+    if java_frame().is_match(t)
+        || (trimmed.starts_with("... ") && trimmed.ends_with(" more"))
+        || trimmed.starts_with("Caused by: ")
+        || trimmed.starts_with("Suppressed: ")
+        || (t.starts_with(char::is_whitespace) && trimmed.starts_with("at ") && t.contains('('))
+    {
+        return Step::Take(Phase::Stack);
+    }
+    Step::End
+}
+
+fn go_step(t: &str) -> Step {
+    let trimmed = t.trim();
+    if is_blank(t) {
+        return Step::Hold;
+    }
+    if trimmed.starts_with("goroutine ")
+        || go_location().is_match(t)
+        || trimmed.starts_with("created by ")
+        || trimmed.starts_with("exit status ")
+        || trimmed == "[recovered]"
+        || go_function().is_match(t)
+    {
+        return Step::Take(Phase::Stack);
+    }
+    Step::End
+}
+
+fn ruby_step(phase: Phase, t: &str) -> Step {
+    if ruby_frame().is_match(t) {
+        return Step::Take(Phase::Stack);
+    }
+    match phase {
+        // error_highlight: a blank line, the source line, the carets.
+        Phase::Snippet if is_blank(t) || is_caret(t) || t.starts_with("    ") => Step::Take(Phase::Snippet),
+        _ => Step::End,
+    }
+}
+
+/// Whether a frame's file is the app's own code rather than the runtime's or a library's.
+pub fn in_app(rt: Runtime, file: &str) -> bool {
+    let library = match rt {
+        Runtime::Python => {
+            file.contains("site-packages")
+                || file.contains("/lib/python")
+                || file.starts_with('<')
+                || file.contains("dist-packages")
+        }
+        Runtime::Node => file.starts_with("node:") || file.contains("node_modules/") || file.starts_with('<'),
+        Runtime::Java => {
+            const LIBS: [&str; 16] = [
+                "java/",
+                "javax/",
+                "jdk/",
+                "sun/",
+                "com/sun/",
+                "kotlin/",
+                "scala/",
+                "groovy/",
+                "org/springframework/",
+                "org/apache/",
+                "io/netty/",
+                "org/eclipse/",
+                "com/fasterxml/",
+                "org/junit/",
+                "org/hibernate/",
+                "io/micronaut/",
+            ];
+            LIBS.iter().any(|l| file.starts_with(l))
+        }
+        Runtime::Go => file.contains("/go/src/") || file.contains("/pkg/mod/") || file.contains("/libexec/src/"),
+        Runtime::Ruby => {
+            file.contains("/gems/")
+                || file.contains("/lib/ruby/")
+                || file.starts_with("<internal:")
+                || file.contains("/rubygems/")
+        }
+    };
+    !library
+}
+
+/// Every frame of a trace, innermost first.
+pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
+    let mut out = vec![];
+    let frame = |file: &str, line: &str, function: &str| Frame {
+        file: file.to_string(),
+        line: line.parse().unwrap_or(0),
+        function: function.to_string(),
+        in_app: in_app(rt, file),
+    };
+    match rt {
+        Runtime::Python => {
+            // Outermost first in the log; the innermost is the last.
+            for c in lines.iter().filter_map(|l| python_frame().captures(l)) {
+                out.push(frame(&c[1], &c[2], &c[3]));
+            }
+            out.reverse();
+        }
+        Runtime::Node => {
+            for c in lines.iter().filter_map(|l| node_frame().captures(l)) {
+                match (c.get(1), c.get(2), c.get(3)) {
+                    (Some(f), Some(file), Some(line)) => out.push(frame(file.as_str(), line.as_str(), f.as_str())),
+                    _ => out.push(frame(&c[4], &c[5], "<anonymous>")),
+                }
+            }
+        }
+        Runtime::Java => {
+            for c in lines.iter().filter_map(|l| java_frame().captures(l)) {
+                let Some(line) = c.get(4) else { continue }; // Native Method, Unknown Source
+                let class = &c[1];
+                // The file sits in its package's directory: com.example.A$B → com/example/A.java.
+                let package: Vec<&str> =
+                    class.split('.').take_while(|p| p.starts_with(|ch: char| ch.is_lowercase())).collect();
+                let file =
+                    if package.is_empty() { c[3].to_string() } else { format!("{}/{}", package.join("/"), &c[3]) };
+                let short = class.rsplit('.').next().unwrap_or(class);
+                out.push(frame(&file, line.as_str(), &format!("{short}.{}", &c[2])));
+            }
+        }
+        Runtime::Go => {
+            let mut function = String::new();
+            for l in lines {
+                if let Some(c) = go_location().captures(l) {
+                    out.push(frame(&c[1], &c[2], &function));
+                } else if let Some(created) = l.trim().strip_prefix("created by ") {
+                    let name = created.split(" in goroutine ").next().unwrap_or(created);
+                    function = name.rsplit('/').next().unwrap_or(name).to_string();
+                } else if let Some(c) = go_function().captures(l.trim_end()) {
+                    function = c[1].rsplit('/').next().unwrap_or(&c[1]).to_string();
+                }
+            }
+        }
+        Runtime::Ruby => {
+            for l in lines {
+                if let Some(c) = ruby_first().captures(l) {
+                    out.push(frame(&c[1], &c[2], &c[3]));
+                } else if let Some(c) = ruby_frame().captures(l) {
+                    out.push(frame(&c[1], &c[2], &c[3]));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The error a trace reports: its type and message. Python's and Java's innermost cause is
+/// the last exception line; Node's and Java's outermost the first: the first is the type
+/// reported (it is what was thrown at the frames the trace starts with).
+pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
+    let pair =
+        |ty: &str, msg: Option<regex::Match>| (ty.to_string(), msg.map(|m| m.as_str().to_string()).unwrap_or_default());
+    match rt {
+        Runtime::Python => {
+            lines.iter().rev().find_map(|l| python_exception().captures(l)).map(|c| pair(&c[1], c.get(2)))
+        }
+        Runtime::Node => lines.iter().find_map(|l| node_error().captures(l)).map(|c| {
+            let ty = match c.get(2) {
+                Some(code) => format!("{} [{}]", &c[1], code.as_str()),
+                None => c[1].to_string(),
+            };
+            pair(&ty, c.get(3))
+        }),
+        Runtime::Java => lines.iter().find_map(|l| java_exception().captures(l)).map(|c| pair(&c[1], c.get(2))),
+        Runtime::Go => lines.iter().find_map(|l| go_panic().captures(l)).map(|c| {
+            let msg = c[1].to_string();
+            // Go's runtime errors are a kind then details: "runtime error: index out of range [5] with length 3".
+            let ty = if msg.starts_with("runtime error: ") {
+                msg.split(['[', ',']).next().unwrap_or(&msg).trim().to_string()
+            } else {
+                "panic".to_string()
+            };
+            (ty, msg)
+        }),
+        Runtime::Ruby => lines.iter().find_map(|l| ruby_first().captures(l)).map(|c| pair(&c[5], c.get(4))),
+    }
+}
+
+/// The exception line of a Python traceback (and the test of one), for the line-level search.
+pub fn python_exception_line(text: &str) -> bool {
+    python_exception().is_match(text)
+}
