@@ -354,3 +354,34 @@ fn a_flat_test_file_counts_as_a_test_and_a_glob_that_misses_one_is_named() {
         "{err}"
     );
 }
+
+/// The gate creates its reports' directories before the run: node's test reporters (and other
+/// runners) write into them without creating them.
+#[test]
+fn the_gate_creates_the_directories_of_its_reports() {
+    let p = Project::new();
+    let junit = r#"<testsuite name="t" tests="1"><testcase name="ok"/></testsuite>"#;
+    p.write("report.sh", &format!("printf '%s' '{junit}' > out/deep/junit.xml\n"));
+    p.commit_all("A runner that does not create its report's directory", "Team");
+    p.edit_config(|c| {
+        let command = regex::Regex::new(r"(?s)\[gate\]\ncommand = \[.*?\]\n").expect("regex");
+        let line = "[gate]\ncommand = [\"sh\", \"report.sh\"]\n";
+        command
+            .replace(&c, regex::NoExpand(line))
+            .replace(r#"junit = "reports/junit.xml""#, r#"junit = "out/deep/*.xml""#)
+            .replace(r#"coverage = "reports/coverage.xml""#, r#"coverage = "cov/lcov/lcov.info""#)
+            .replace("min_diff_coverage = 80", "")
+    });
+    assert!(!p.app.join("out").exists());
+    p.cmd("gate-tests").assert().success();
+    assert!(p.app.join("out/deep/junit.xml").is_file() && p.app.join("cov/lcov").is_dir());
+    // A dry run says it would create them, and creates nothing.
+    std::fs::remove_dir_all(p.app.join("out")).expect("rm");
+    let a = p.cmd("gate-tests").arg("--dry-run").assert().success();
+    let (out, err) = support::output(&a);
+    assert!(
+        format!("{out}{err}").contains(&format!("would create {}", p.app.join("out/deep").display())),
+        "{out}{err}"
+    );
+    assert!(!p.app.join("out").exists());
+}

@@ -318,10 +318,29 @@ fn plan<'c>(ctx: &'c Ctx, req: &GateRequest<'_>) -> Result<Plan<'c>> {
 
 /// Runs the test command, its output streamed; `None` in a dry run.
 fn run_tests(ctx: &Ctx, plan: &Plan<'_>) -> Result<Option<Ran>> {
+    // Some runners (node's test reporters) do not create their reports' directories.
+    for dir in report_dirs(plan) {
+        ctx.exec.create_dir(&dir)?;
+    }
     let started = if ctx.dry_run { Start::Clock(SystemTime::now()) } else { Start::mark(&plan.dir) };
     ctx.ui.status(format!("gate: running {}", Cmd::new(plan.argv.clone()).display()));
     let cmd = Cmd::new(plan.argv.clone()).dir(&plan.dir).timeout(plan.gate.timeout.0);
     Ok(ctx.exec.run_streamed(&cmd)?.map(|status| Ran { status, started }))
+}
+
+/// The directories the reports go to (`gate.junit` up to its first glob, `gate.coverage`'s).
+fn report_dirs(plan: &Plan<'_>) -> Vec<PathBuf> {
+    let coverage = plan.gate.coverage.as_ref().map(|c| c.to_string_lossy().into_owned());
+    [Some(plan.gate.junit().to_string()), coverage]
+        .into_iter()
+        .flatten()
+        .filter_map(|pattern| {
+            let parts: Vec<&str> = pattern.split('/').collect();
+            let fixed = parts.iter().position(|p| p.contains(['*', '?', '[', '{'])).unwrap_or(parts.len() - 1);
+            let dir = parts[..fixed].join("/");
+            (!dir.is_empty()).then(|| plan.dir.join(dir))
+        })
+        .collect()
 }
 
 /// 1. The tests: a fresh report, no failures, enough executed, a runner that exited 0.

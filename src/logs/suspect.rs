@@ -83,8 +83,11 @@ pub fn find(ctx: &Ctx, frames: &[Frame], good: &str, bad: &str) -> Result<Option
     let (Some(good_commit), Some(bad_commit)) = (git::commit(ctx, &dir, good), git::commit(ctx, &dir, bad)) else {
         return Ok(None);
     };
+    let tracked = git::read(ctx, &dir, &["ls-tree", "-r", "--name-only", &bad_commit]).unwrap_or_default();
+    let tracked: Vec<&str> = tracked.lines().collect();
     for frame in frames {
         let (path, _) = repo_path(&frame.file, &ctx.config.logs.app_prefixes);
+        let Some(path) = in_repo(&path, &tracked) else { continue };
         let base = Base { commit: good_commit.clone(), from: String::new() };
         let diff =
             git::read(ctx, &dir, &["diff", "-U0", "--no-color", "--relative", &base.commit, &bad_commit, "--", &path])?;
@@ -109,6 +112,27 @@ pub fn find(ctx: &Ctx, frames: &[Frame], good: &str, bad: &str) -> Result<Option
         }));
     }
     Ok(None)
+}
+
+/// A frame's path as a file of the repository: itself when tracked, else the one tracked file
+/// whose path ends with it (a Java frame names `com/example/Store.java`, which lives under
+/// `src/main/java/`; a Go binary's paths are the build machine's), else the one ending with the
+/// longest tail of it.
+fn in_repo(path: &str, tracked: &[&str]) -> Option<String> {
+    if tracked.contains(&path) {
+        return Some(path.to_string());
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for start in 0..parts.len() {
+        let tail = parts[start..].join("/");
+        let found: Vec<&&str> = tracked.iter().filter(|t| **t == tail || t.ends_with(&format!("/{tail}"))).collect();
+        match found.as_slice() {
+            [one] => return Some(one.to_string()),
+            [] => continue,
+            _ => return None, // ambiguous: no guess
+        }
+    }
+    None
 }
 
 /// The commit that last changed `line` of `path` at `rev`: (sha, author, subject).
@@ -146,6 +170,21 @@ mod tests {
         assert_eq!(repo_path(copy, &p), ("pkg/m.py".into(), Some("v2-rc".into())));
         // A directory named work that is not a working copy is left as it is.
         assert_eq!(repo_path("/s/local/envs/x/work/notes/m.py", &p).1, None);
+    }
+
+    #[test]
+    fn a_frame_path_is_found_in_the_repository_by_its_end() {
+        let tracked =
+            ["src/main/java/com/example/Store.java", "server.js", "lib/a/util.js", "lib/b/util.js", "cmd/app/main.go"];
+        assert_eq!(in_repo("server.js", &tracked).as_deref(), Some("server.js"));
+        assert_eq!(
+            in_repo("com/example/Store.java", &tracked).as_deref(),
+            Some("src/main/java/com/example/Store.java")
+        );
+        assert_eq!(in_repo("/home/ci/build/cmd/app/main.go", &tracked).as_deref(), Some("cmd/app/main.go"));
+        assert_eq!(in_repo("util.js", &tracked), None, "two files end so: no guess");
+        assert_eq!(in_repo("/usr/lib/node.js", &tracked), None);
+        assert_eq!(in_repo("", &tracked), None);
     }
 
     #[test]
