@@ -328,6 +328,29 @@ fn run_tests(ctx: &Ctx, plan: &Plan<'_>) -> Result<Option<Ran>> {
     Ok(ctx.exec.run_streamed(&cmd)?.map(|status| Ran { status, started }))
 }
 
+/// Changed lines that are blank or only a comment never count as uncovered, even where a
+/// coverage tool marks them executable (node's lcov does): they are dropped from `lines`.
+/// Comments by the file's kind: `#` (Python, Ruby, shell, YAML), `//` and `/* … */` lines
+/// (JavaScript, TypeScript, Java, Go, Rust, C), `--` (SQL, Lua). The lines inside a block
+/// comment are kept (` * 2` may be an expression's continuation): a guess the other way could
+/// hide an uncovered line.
+fn drop_comments_and_blanks(path: &Path, lines: &mut Vec<u32>) {
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let markers: &[&str] = match ext {
+        "py" | "rb" | "sh" | "bash" | "yml" | "yaml" | "toml" | "pl" | "r" => &["#"],
+        "js" | "mjs" | "cjs" | "ts" | "mts" | "cts" | "jsx" | "tsx" | "java" | "kt" | "go" | "rs" | "c" | "h"
+        | "cc" | "cpp" | "cs" | "swift" | "scala" | "groovy" | "php" => &["//", "/*", "*/"],
+        "sql" | "lua" | "hs" => &["--"],
+        _ => &[],
+    };
+    let file: Vec<&str> = text.lines().collect();
+    lines.retain(|&n| {
+        let Some(line) = file.get((n as usize).wrapping_sub(1)).map(|l| l.trim()) else { return true };
+        !(line.is_empty() || markers.iter().any(|m| line.starts_with(m)))
+    });
+}
+
 /// The directories the reports go to (`gate.junit` up to its first glob, `gate.coverage`'s).
 fn report_dirs(plan: &Plan<'_>) -> Vec<PathBuf> {
     let coverage = plan.gate.coverage.as_ref().map(|c| c.to_string_lossy().into_owned());
@@ -443,6 +466,9 @@ fn check_coverage(ctx: &Ctx, plan: &Plan<'_>, ran: &Ran) -> Result<Check> {
     let cov = coverage::Coverage::parse(&text, cov_path)?;
     let mut added = changes::added_lines(ctx, &plan.dir, base)?;
     added.retain(|f, _| !plan.is_test(f) && (plan.gate.source.is_empty() || plan.sources.is_match(f)));
+    for (file, lines) in added.iter_mut() {
+        drop_comments_and_blanks(&plan.dir.join(file), lines);
+    }
     let d = coverage::diff_coverage(&cov, &added, &plan.dir);
     Ok(match d.percent() {
         None => Check::new("diff coverage", Status::Passed, "no measured changed lines"),
@@ -510,4 +536,28 @@ fn write_junit(ctx: &Ctx, out: &Path, checks: &[Check]) -> Result<()> {
     report.add_test_suite(suite);
     let xml = report.to_string().context("rendering the gate's JUnit report")?;
     ctx.write_report(out, &xml, "the gate's JUnit report")
+}
+
+#[cfg(test)]
+mod comment_tests {
+    use super::drop_comments_and_blanks;
+
+    #[test]
+    fn blank_and_comment_lines_are_not_measured() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let js = dir.path().join("server.js");
+        std::fs::write(&js, "const a = 1;\n\n// a comment\n  /* block\n   * inside\n   */\nconst b = a\n  * 2;\n")
+            .expect("js");
+        let mut lines: Vec<u32> = (1..=9).collect();
+        drop_comments_and_blanks(&js, &mut lines);
+        assert_eq!(lines, [1, 5, 7, 8, 9], "blank, //, /*, */ dropped; ` * inside` and ` * 2` kept; 9 is past the end");
+        let py = dir.path().join("app.py");
+        std::fs::write(&py, "x = 1\n    # why\n\ny = '#not'\n").expect("py");
+        let mut lines = vec![1, 2, 3, 4];
+        drop_comments_and_blanks(&py, &mut lines);
+        assert_eq!(lines, [1, 4]);
+        let mut lines = vec![1, 2];
+        drop_comments_and_blanks(&dir.path().join("missing.js"), &mut lines);
+        assert_eq!(lines, [1, 2], "an unreadable file keeps every line");
+    }
 }
