@@ -9,7 +9,7 @@
 use super::traces::{self, Phase, Runtime, Step};
 use crate::clock::{Millis, now_ms};
 use regex::Regex;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 #[derive(Debug, Clone)]
 pub struct Line {
@@ -39,25 +39,22 @@ impl Record {
     pub fn is_traceback(&self) -> bool {
         self.trace.is_some()
     }
-    /// The trace's lines (a logged message before it excluded by the grammar's own matching).
+    /// The record's lines as text, for the trace grammar (a logged message merged before a
+    /// trace is among them; the grammar's patterns skip it).
     pub fn texts(&self) -> Vec<&str> {
         self.lines.iter().map(|l| l.text.as_str()).collect()
     }
 }
 
-fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
-    cell.get_or_init(|| Regex::new(pattern).expect("static regex"))
-}
-
-fn inner_stamp() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    // gunicorn "[2026-11-23 22:51:43 +0000]", Flask "[2026-11-23 22:51:58,559]", nginx "2026/11/23 22:51:58".
-    // ASCII digits only: `\d` would take any Unicode digit, and the captures are sliced by byte.
-    re(
-        &R,
+// gunicorn "[2026-11-23 22:51:43 +0000]", Flask "[2026-11-23 22:51:58,559]", nginx "2026/11/23 22:51:58".
+// ASCII digits only: `\d` would take any Unicode digit, and the captures are sliced by byte.
+static INNER_STAMP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
         r"^\[?([0-9]{4})[-/]([0-9]{2})[-/]([0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2})(?:[,.]([0-9]{1,6}))?(?: ([+-][0-9]{4}))?\]?",
     )
-}
+    .expect("static regex")
+});
+
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm): dates from log lines are
@@ -184,7 +181,7 @@ fn inner_time(text: &str) -> Option<Millis> {
     if b.len() < start + 19 || !b[start..start + 4].iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let c = inner_stamp().captures(text)?;
+    let c = INNER_STAMP.captures(text)?;
     let (y, m, d) = (c[1].parse().ok()?, c[2].parse().ok()?, c[3].parse().ok()?);
     let mut t = date_ms(y, m, d)? + clock_ms(c[4].as_bytes())?;
     if let Some(f) = c.get(5) {

@@ -19,7 +19,7 @@
 //!   error_highlight snippet, then `\tfrom file.rb:34:in 'method'` lines.
 
 use regex::Regex;
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,69 +75,43 @@ pub struct Frame {
     pub in_app: bool,
 }
 
-fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
-    cell.get_or_init(|| Regex::new(pattern).expect("static regex"))
-}
-
-fn python_exception() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Fault))(?::\s*(.*))?$")
-}
-fn python_frame() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r#"^\s*File "([^"]+)", line (\d+), in (\S+)"#)
-}
+static PYTHON_EXCEPTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Fault))(?::\s*(.*))?$")
+        .expect("static regex")
+});
+static PYTHON_FRAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"^\s*File "([^"]+)", line (\d+), in (\S+)"#).expect("static regex"));
 /// `TypeError: msg`, `Error [ERR_X]: msg`, `Uncaught RangeError: msg`, `[cause]: Error: msg`.
-fn node_error() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(
-        &R,
-        r"^\s*(?:\[cause\]: |Uncaught )?((?:[A-Z][A-Za-z0-9]*)?(?:Error|Exception))(?: \[([A-Z0-9_]+)\])?(?::\s*(.*))?$",
-    )
-}
+static NODE_ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:\[cause\]: |Uncaught )?((?:[A-Z][A-Za-z0-9]*)?(?:Error|Exception))(?: \[([A-Z0-9_]+)\])?(?::\s*(.*))?$").expect("static regex")
+});
 /// `at fn (file:line:col)`, `at async fn (…)`, `at new Foo (…)`, `at file:line:col`.
-fn node_frame() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^\s+at (?:async )?(?:new )?(?:(.+?) \((.+?):(\d+):\d+\)|(.+?):(\d+):\d+)(?: \{)?$")
-}
-fn node_header() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^(\S.*\.(?:js|mjs|cjs|ts|mts|cts|jsx|tsx)):(\d+)$")
-}
+static NODE_FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s+at (?:async )?(?:new )?(?:(.+?) \((.+?):(\d+):\d+\)|(.+?):(\d+):\d+)(?: \{)?$")
+        .expect("static regex")
+});
+static NODE_HEADER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(\S.*\.(?:js|mjs|cjs|ts|mts|cts|jsx|tsx)):(\d+)$").expect("static regex"));
 /// `Exception in thread "main" java.lang.X: msg`, or the exception line alone.
-fn java_exception() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(
-        &R,
-        r#"^(?:Exception in thread "[^"]*" |\s*Caused by: |\s*Suppressed: )?((?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable))(?::\s*(.*))?$"#,
-    )
-}
-fn java_frame() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^\s+at (?:[\w.$-]+/)?([\w.$<>]+)\.([\w$<>]+)\(([^():]*)(?::(\d+))?\)$")
-}
-fn go_panic() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^(?:.*http: panic serving \S+: |panic: |fatal error: )(.*)$")
-}
-fn go_location() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^\s+(\S.*\.go):(\d+)(?: \+0x[0-9a-f]+)?$")
-}
+static JAVA_EXCEPTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^(?:Exception in thread "[^"]*" |\s*Caused by: |\s*Suppressed: )?((?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable))(?::\s*(.*))?$"#).expect("static regex")
+});
+static JAVA_FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s+at (?:[\w.$-]+/)?([\w.$<>]+)\.([\w$<>]+)\(([^():]*)(?::(\d+))?\)$").expect("static regex")
+});
+static GO_PANIC: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(?:.*http: panic serving \S+: |panic: |fatal error: )(.*)$").expect("static regex"));
+static GO_LOCATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s+(\S.*\.go):(\d+)(?: \+0x[0-9a-f]+)?$").expect("static regex"));
 /// `main.lookup(...)`, `main.(*store).lookup(0x0, {0xc000016118, 0x6})`, `panic({0x6b8f20?, 0x9b7a20?})`.
-fn go_function() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^((?:[\w-]+/)*[\w.-]+?(?:\.\(\*?[\w.\[\]]+\))?(?:\.[\w\[\]{}.-]+)*)\(.*\)$")
-}
+static GO_FUNCTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^((?:[\w-]+/)*[\w.-]+?(?:\.\(\*?[\w.\[\]]+\))?(?:\.[\w\[\]{}.-]+)*)\(.*\)$").expect("static regex")
+});
 /// `file.rb:12:in 'method': msg (ErrorClass)`: the first line of an uncaught exception.
-fn ruby_first() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^(\S+\.rb):(\d+):in [`']([^']+)': (.*) \(([A-Z][\w:]*)\)$")
-}
-fn ruby_frame() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^\s*(?:from )?(\S+\.rb):(\d+):in [`']([^']+)'$")
-}
+static RUBY_FIRST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(\S+\.rb):(\d+):in [`']([^']+)': (.*) \(([A-Z][\w:]*)\)$").expect("static regex"));
+static RUBY_FRAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?:from )?(\S+\.rb):(\d+):in [`']([^']+)'$").expect("static regex"));
 
 fn is_blank(t: &str) -> bool {
     t.trim().is_empty()
@@ -159,21 +133,21 @@ pub fn start(text: &str) -> Option<(Runtime, Phase)> {
     if t.starts_with("Traceback (most recent call last)") {
         return Some((Runtime::Python, Phase::Frames));
     }
-    if node_header().is_match(text) {
+    if NODE_HEADER.is_match(text) {
         return Some((Runtime::Node, Phase::Header));
     }
-    if go_panic().is_match(text) {
+    if GO_PANIC.is_match(text) {
         return Some((Runtime::Go, Phase::Stack));
     }
-    if ruby_first().is_match(text) {
+    if RUBY_FIRST.is_match(text) {
         return Some((Runtime::Ruby, Phase::Snippet));
     }
-    if java_exception().is_match(text) && !text.trim_start().starts_with("Caused by") {
+    if JAVA_EXCEPTION.is_match(text) && !text.trim_start().starts_with("Caused by") {
         return Some((Runtime::Java, Phase::Stack));
     }
     // "TypeError: msg" is also Python's exception line; Python's traceback starts with
     // "Traceback", so as a start it is Node's, and the next line tells whether frames follow.
-    if node_error().is_match(text) {
+    if NODE_ERROR.is_match(text) {
         return Some((Runtime::Node, Phase::Stack));
     }
     None
@@ -195,12 +169,12 @@ fn python_step(phase: Phase, t: &str) -> Step {
         Phase::Ended if is_blank(t) => Step::Hold,
         Phase::Ended if is_python_chain(t) => Step::Take(Phase::Frames),
         Phase::Ended => Step::End,
-        _ if python_frame().is_match(t) => Step::Take(Phase::AfterFrame),
+        _ if PYTHON_FRAME.is_match(t) => Step::Take(Phase::AfterFrame),
         _ if is_caret(t) => Step::Take(phase),
         _ if is_blank(t) || t.trim_start().starts_with("Traceback (most recent call last)") || is_python_chain(t) => {
             Step::Take(Phase::Frames)
         }
-        _ if python_exception().is_match(t) => Step::Take(Phase::Ended),
+        _ if PYTHON_EXCEPTION.is_match(t) => Step::Take(Phase::Ended),
         Phase::AfterFrame => Step::Take(Phase::Frames), // the frame's source line
         _ => Step::End,
     }
@@ -211,8 +185,8 @@ fn node_step(phase: Phase, t: &str) -> Step {
     match phase {
         Phase::Header => Step::Take(Phase::HeaderCaret), // the source line
         Phase::HeaderCaret if is_caret(t) || is_blank(t) => Step::Take(Phase::HeaderCaret),
-        Phase::HeaderCaret if node_error().is_match(t) && !t.starts_with(' ') => Step::Take(Phase::Stack),
-        Phase::Stack | Phase::Props if node_frame().is_match(t) => {
+        Phase::HeaderCaret if NODE_ERROR.is_match(t) && !t.starts_with(' ') => Step::Take(Phase::Stack),
+        Phase::Stack | Phase::Props if NODE_FRAME.is_match(t) => {
             Step::Take(if t.ends_with(" {") { Phase::Props } else { phase })
         }
         Phase::Stack | Phase::Props if trimmed.starts_with("... ") && trimmed.ends_with("...") => Step::Take(phase),
@@ -227,7 +201,7 @@ fn node_step(phase: Phase, t: &str) -> Step {
 
 fn java_step(t: &str) -> Step {
     let trimmed = t.trim_start();
-    if java_frame().is_match(t)
+    if JAVA_FRAME.is_match(t)
         || (trimmed.starts_with("... ") && trimmed.ends_with(" more"))
         || trimmed.starts_with("Caused by: ")
         || trimmed.starts_with("Suppressed: ")
@@ -244,11 +218,11 @@ fn go_step(t: &str) -> Step {
         return Step::Hold;
     }
     if trimmed.starts_with("goroutine ")
-        || go_location().is_match(t)
+        || GO_LOCATION.is_match(t)
         || trimmed.starts_with("created by ")
         || trimmed.starts_with("exit status ")
         || trimmed == "[recovered]"
-        || go_function().is_match(t)
+        || GO_FUNCTION.is_match(t)
     {
         return Step::Take(Phase::Stack);
     }
@@ -256,7 +230,7 @@ fn go_step(t: &str) -> Step {
 }
 
 fn ruby_step(phase: Phase, t: &str) -> Step {
-    if ruby_frame().is_match(t) {
+    if RUBY_FRAME.is_match(t) {
         return Step::Take(Phase::Stack);
     }
     match phase {
@@ -320,13 +294,13 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
     match rt {
         Runtime::Python => {
             // Outermost first in the log; the innermost is the last.
-            for c in lines.iter().filter_map(|l| python_frame().captures(l)) {
+            for c in lines.iter().filter_map(|l| PYTHON_FRAME.captures(l)) {
                 out.push(frame(&c[1], &c[2], &c[3]));
             }
             out.reverse();
         }
         Runtime::Node => {
-            for c in lines.iter().filter_map(|l| node_frame().captures(l)) {
+            for c in lines.iter().filter_map(|l| NODE_FRAME.captures(l)) {
                 match (c.get(1), c.get(2), c.get(3)) {
                     (Some(f), Some(file), Some(line)) => out.push(frame(file.as_str(), line.as_str(), f.as_str())),
                     _ => out.push(frame(&c[4], &c[5], "<anonymous>")),
@@ -334,7 +308,7 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
             }
         }
         Runtime::Java => {
-            for c in lines.iter().filter_map(|l| java_frame().captures(l)) {
+            for c in lines.iter().filter_map(|l| JAVA_FRAME.captures(l)) {
                 let Some(line) = c.get(4) else { continue }; // Native Method, Unknown Source
                 let class = &c[1];
                 // The file sits in its package's directory: com.example.A$B → com/example/A.java.
@@ -349,21 +323,21 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
         Runtime::Go => {
             let mut function = String::new();
             for l in lines {
-                if let Some(c) = go_location().captures(l) {
+                if let Some(c) = GO_LOCATION.captures(l) {
                     out.push(frame(&c[1], &c[2], &function));
                 } else if let Some(created) = l.trim().strip_prefix("created by ") {
                     let name = created.split(" in goroutine ").next().unwrap_or(created);
                     function = name.rsplit('/').next().unwrap_or(name).to_string();
-                } else if let Some(c) = go_function().captures(l.trim_end()) {
+                } else if let Some(c) = GO_FUNCTION.captures(l.trim_end()) {
                     function = c[1].rsplit('/').next().unwrap_or(&c[1]).to_string();
                 }
             }
         }
         Runtime::Ruby => {
             for l in lines {
-                if let Some(c) = ruby_first().captures(l) {
+                if let Some(c) = RUBY_FIRST.captures(l) {
                     out.push(frame(&c[1], &c[2], &c[3]));
-                } else if let Some(c) = ruby_frame().captures(l) {
+                } else if let Some(c) = RUBY_FRAME.captures(l) {
                     out.push(frame(&c[1], &c[2], &c[3]));
                 }
             }
@@ -379,18 +353,16 @@ pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
     let pair =
         |ty: &str, msg: Option<regex::Match>| (ty.to_string(), msg.map(|m| m.as_str().to_string()).unwrap_or_default());
     match rt {
-        Runtime::Python => {
-            lines.iter().rev().find_map(|l| python_exception().captures(l)).map(|c| pair(&c[1], c.get(2)))
-        }
-        Runtime::Node => lines.iter().find_map(|l| node_error().captures(l)).map(|c| {
+        Runtime::Python => lines.iter().rev().find_map(|l| PYTHON_EXCEPTION.captures(l)).map(|c| pair(&c[1], c.get(2))),
+        Runtime::Node => lines.iter().find_map(|l| NODE_ERROR.captures(l)).map(|c| {
             let ty = match c.get(2) {
                 Some(code) => format!("{} [{}]", &c[1], code.as_str()),
                 None => c[1].to_string(),
             };
             pair(&ty, c.get(3))
         }),
-        Runtime::Java => lines.iter().find_map(|l| java_exception().captures(l)).map(|c| pair(&c[1], c.get(2))),
-        Runtime::Go => lines.iter().find_map(|l| go_panic().captures(l)).map(|c| {
+        Runtime::Java => lines.iter().find_map(|l| JAVA_EXCEPTION.captures(l)).map(|c| pair(&c[1], c.get(2))),
+        Runtime::Go => lines.iter().find_map(|l| GO_PANIC.captures(l)).map(|c| {
             let msg = c[1].to_string();
             // Go's runtime errors are a kind then details: "runtime error: index out of range [5] with length 3".
             let ty = if msg.starts_with("runtime error: ") {
@@ -400,11 +372,6 @@ pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
             };
             (ty, msg)
         }),
-        Runtime::Ruby => lines.iter().find_map(|l| ruby_first().captures(l)).map(|c| pair(&c[5], c.get(4))),
+        Runtime::Ruby => lines.iter().find_map(|l| RUBY_FIRST.captures(l)).map(|c| pair(&c[5], c.get(4))),
     }
-}
-
-/// The exception line of a Python traceback (and the test of one), for the line-level search.
-pub fn python_exception_line(text: &str) -> bool {
-    python_exception().is_match(text)
 }
