@@ -36,7 +36,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use suspect::{Frame, Suspect};
+use suspect::Suspect;
+use traces::Frame;
 
 /// Error levels as words in their three usual casings (`error`, `Error`, `ERROR`; `[error]`,
 /// `level=error`, not `--error-logfile`), exception names (`TypeError`, `RuntimeException`),
@@ -116,7 +117,7 @@ fn fingerprint(r: &Record) -> String {
     if let Some(rt) = r.trace {
         let texts = r.texts();
         let all = traces::frames(rt, &texts);
-        let in_app: Vec<&traces::Frame> = all.iter().filter(|f| f.in_app).collect();
+        let in_app: Vec<&Frame> = all.iter().filter(|f| f.in_app).collect();
         let frames = if in_app.is_empty() { all.iter().collect() } else { in_app };
         let frames: Vec<String> = frames
             .iter()
@@ -134,28 +135,21 @@ fn fingerprint(r: &Record) -> String {
     r.lines.iter().map(|l| mask_re().replace_all(&l.text, "#").into_owned()).collect::<Vec<_>>().join("\n")
 }
 
-/// The error a trace reports ("Type: message") and its in-app frames, innermost first.
+/// The error a trace reports ("Type: message") and its in-app frames, innermost first. A line
+/// of its own may still name an exception ("TypeError: …" logged alone).
 fn diagnose(record: &Record) -> (Option<String>, Vec<Frame>) {
     let texts = record.texts();
-    // A line of its own may still name an exception ("TypeError: …" logged alone).
-    let Some(rt) = record.trace else {
-        return (
-            traces::error(traces::Runtime::Python, &texts)
-                .map(|(ty, m)| if m.is_empty() { ty } else { format!("{ty}: {m}") }),
-            vec![],
-        );
-    };
+    let rt = record.trace.unwrap_or(traces::Runtime::Python);
     // Go's panic message is its own type ("runtime error: index out of range [5] …").
     let exception = traces::error(rt, &texts).map(|(ty, msg)| match msg {
         m if m.is_empty() => ty,
-        m if m.starts_with(&ty) => m,
+        m if rt == traces::Runtime::Go && m.starts_with(&ty) => m,
         m => format!("{ty}: {m}"),
     });
-    let frames = traces::frames(rt, &texts)
-        .into_iter()
-        .filter(|f| f.in_app)
-        .map(|f| Frame { file: f.file, line: f.line, function: f.function })
-        .collect();
+    let frames = match record.trace {
+        Some(rt) => traces::frames(rt, &texts).into_iter().filter(|f| f.in_app).collect(),
+        None => vec![],
+    };
     (exception, frames)
 }
 

@@ -5,6 +5,7 @@
 //! last touched that line (`git blame`), its author and subject, and the hunk.
 
 use crate::context::Ctx;
+use super::traces::Frame;
 use crate::gate::changes::{Base, parse_unified_zero};
 use crate::git;
 use anyhow::Result;
@@ -13,14 +14,6 @@ use std::path::Path;
 
 /// How far from a changed line a frame still counts (a changed line often breaks its neighbour).
 const NEAR: u32 = 3;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Frame {
-    /// The path as the log shows it.
-    pub file: String,
-    pub line: u32,
-    pub function: String,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Suspect {
