@@ -48,12 +48,12 @@ pub fn default_state_dir(config: &Config, env: &Environ) -> Result<PathBuf> {
     crate::paths::child(&base.join("safedeploy"), &config.app.name.0, "app.name")
 }
 
-/// Warnings for a state dir inside the app's repository, its source (what a build bundles) or
+/// A warning for a state dir inside the app's repository, its source (what a build bundles) or
 /// the gate's directory: test runners and builds walk those trees and would find every kept
 /// version's copy (a test suite run three times over, say).
-fn state_dir_warnings(config: &Config, state_dir: &Path, env: &Environ) -> Vec<String> {
+fn state_dir_warning(config: &Config, state_dir: &Path, env: &Environ) -> Option<String> {
     if !config.path.exists() {
-        return vec![]; // no config: nothing is deployed from here
+        return None; // no config: nothing is deployed from here
     }
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let state = absolute(state_dir);
@@ -65,19 +65,16 @@ fn state_dir_warnings(config: &Config, state_dir: &Path, env: &Environ) -> Vec<S
         (gate, "the gate's dir"),
         (repo, "the repository"),
     ];
-    let Some((dir, what)) =
-        places.into_iter().find_map(|(d, what)| d.filter(|d| state.starts_with(d)).map(|d| (d, what)))
-    else {
-        return vec![];
-    };
+    let (dir, what) =
+        places.into_iter().find_map(|(d, what)| d.filter(|d| state.starts_with(d)).map(|d| (d, what)))?;
     let default = default_state_dir(config, env)
         .map(|d| format!(", or leave it unset for the default, {}", d.display()))
         .unwrap_or_default();
-    vec![format!(
+    Some(format!(
         "the state dir {} is inside {what} {}: test runners and builds there will find every kept version's copy; give --state-dir a path outside it{default}",
         state_dir.display(),
         dir.display(),
-    )]
+    ))
 }
 
 impl Ctx {
@@ -116,7 +113,7 @@ impl Ctx {
                 state_dir.display()
             ));
         }
-        for warning in state_dir_warnings(&config, &state_dir, &env) {
+        if let Some(warning) = state_dir_warning(&config, &state_dir, &env) {
             ui.warn(warning);
         }
         if opts.dry_run {
