@@ -61,17 +61,18 @@ pub fn build(ctx: &Ctx, label: &str, commit: &str) -> Result<Option<String>> {
     // Run from the repository's root with the source dir's own tree: run in a subdirectory,
     // `git archive` keeps only that subdirectory's path inside the tree it is given, so an app
     // in a subdirectory of its repository (examples/url-shortener here) bundled nothing.
-    let top = git::read(ctx, &src, &["rev-parse", "--show-toplevel"])?;
-    let prefix = git::read(ctx, &src, &["rev-parse", "--show-prefix"])?;
+    let located = git::read(ctx, &src, &["rev-parse", "--show-toplevel", "--show-prefix"])?;
+    let mut lines = located.lines();
+    let (top, prefix) = (lines.next().unwrap_or("."), lines.next().unwrap_or(""));
     let cmd = Cmd::new([
         "git".to_string(),
         "-C".into(),
-        top.trim_end_matches('\n').to_string(),
+        top.to_string(),
         "archive".into(),
         format!("--format={}", format(ctx)),
         "-o".into(),
         tmp.to_string_lossy().into_owned(),
-        format!("{commit}:{}", prefix.trim_end_matches('\n')),
+        format!("{commit}:{prefix}"),
     ]);
     if ctx.exec.run(&cmd)?.is_none() {
         return Ok(None);
