@@ -126,6 +126,15 @@ environments = ["production"]
     fn commit_v2(&self) {
         self.p.commit_incident();
     }
+
+    /// v1 through staging and production, verified in both; then the incident's v2 committed.
+    fn v1_everywhere_then_v2_committed(&self) {
+        self.run("deploy-staging", &["--version", "v1"], 0);
+        self.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
+        self.run("promote", &["--version", "v1"], 0);
+        self.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
+        self.commit_v2();
+    }
 }
 
 #[test]
@@ -364,11 +373,7 @@ fn eb_line(host: &str, text: &str) -> String {
 #[test]
 fn collect_logs_fetches_each_instances_bundle_and_finds_the_guilty_line() {
     let eb = Eb::new();
-    eb.run("deploy-staging", &["--version", "v1"], 0);
-    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
-    eb.run("promote", &["--version", "v1"], 0);
-    eb.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
-    eb.commit_v2();
+    eb.v1_everywhere_then_v2_committed();
     eb.run("deploy-staging", &["--version", "v2"], 0);
     eb.run("promote", &["--version", "v2", "--force", "--reason", "hotfix"], 0);
     let traceback = |host: &str| {
@@ -532,11 +537,7 @@ fn in_place(c: String) -> String {
 #[test]
 fn in_place_promote_and_rollback_redeploy_the_label() {
     let eb = Eb::with(in_place);
-    eb.run("deploy-staging", &["--version", "v1"], 0);
-    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
-    eb.run("promote", &["--version", "v1"], 0);
-    eb.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
-    eb.commit_v2();
+    eb.v1_everywhere_then_v2_committed();
     eb.run("deploy-staging", &["--version", "v2"], 0);
     eb.run("promote", &["--version", "v2", "--force", "--reason", "hotfix"], 0);
     assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v2"));
@@ -573,11 +574,7 @@ fn eb_v2_ready_for_a_canary() -> Eb {
         in_place(c)
             .replace("[environments.staging]\n", "[deploy]\ncanary_interval = \"100ms\"\n\n[environments.staging]\n")
     });
-    eb.run("deploy-staging", &["--version", "v1"], 0);
-    eb.run("smoke-check", &["--env", "staging", "--expect-version", "v1", "--record"], 0);
-    eb.run("promote", &["--version", "v1"], 0);
-    eb.run("smoke-check", &["--env", "production", "--expect-version", "v1", "--record"], 0);
-    eb.commit_v2();
+    eb.v1_everywhere_then_v2_committed();
     eb.run("deploy-staging", &["--version", "v2"], 0);
     eb.run("smoke-check", &["--env", "staging", "--expect-version", "v2", "--record"], 0);
     eb
