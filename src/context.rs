@@ -65,8 +65,7 @@ fn state_dir_warning(config: &Config, state_dir: &Path, env: &Environ) -> Option
         (gate, "the gate's dir"),
         (repo, "the repository"),
     ];
-    let (dir, what) =
-        places.into_iter().find_map(|(d, what)| d.filter(|d| state.starts_with(d)).map(|d| (d, what)))?;
+    let (dir, what) = places.into_iter().find_map(|(d, what)| d.filter(|d| state.starts_with(d)).map(|d| (d, what)))?;
     let default = default_state_dir(config, env)
         .map(|d| format!(", or leave it unset for the default, {}", d.display()))
         .unwrap_or_default();

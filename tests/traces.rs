@@ -4,8 +4,6 @@
 //! Node's and Java's traces are printed here by node and java themselves (from the programs in
 //! tests/fixtures/traces/); Go's and Ruby's are their documented formats (fixtures).
 
-mod support;
-
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -209,5 +207,4 @@ fn the_same_message_from_two_call_sites_is_two_groups() {
             ("com/example/Store.java:9 in Store.save".to_string(), 1),
         ]
     );
-    let _ = support::BINARIES;
 }

@@ -812,9 +812,6 @@ class Harness {
         } catch (MissingPropertyException e) {
             fail(run, record, 'FAILURE', "groovy.lang.MissingPropertyException: ${e.message}")
         } catch (MissingMethodException e) {
-            if (System.getenv('HARNESS_DEBUG')) {
-                e.printStackTrace()
-            }
             fail(run, record, 'FAILURE', "No such DSL method '${e.method}' found among steps ${PipelineScript.STEPS}")
         } catch (Exception e) {
             fail(run, record, 'FAILURE', "${e.getClass().name}: ${e.message}")

@@ -4,8 +4,8 @@
 //! frame on a changed line — or within a few lines of one — is the suspect, with the commit that
 //! last touched that line (`git blame`), its author and subject, and the hunk.
 
-use crate::context::Ctx;
 use super::traces::Frame;
+use crate::context::Ctx;
 use crate::gate::changes::{Base, parse_unified_zero};
 use crate::git;
 use anyhow::Result;

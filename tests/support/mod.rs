@@ -152,7 +152,7 @@ impl Project {
     pub fn in_workspace() -> Self {
         let p = Self::in_dirs("ws/examples/url-shortener", "xdg/safedeploy/url-shortener");
         std::fs::remove_dir_all(p.app.join(".git")).expect("the app's own repository");
-        let ws = p.workspace();
+        let ws = p.app.ancestors().nth(2).expect("ws").to_path_buf();
         let git = |args: &[&str]| {
             let out = std::process::Command::new("git").args(args).current_dir(&ws).output().expect("git");
             assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -162,13 +162,20 @@ impl Project {
         p
     }
 
-    /// The checkout a Jenkinsfile runs in: the git root above the app.
+    /// The checkout a Jenkinsfile runs in: the app's git root.
     pub fn workspace(&self) -> PathBuf {
-        self.app.ancestors().find(|d| d.ends_with("ws")).unwrap_or(&self.app).to_path_buf()
+        PathBuf::from(self.git(&["rev-parse", "--show-toplevel"]).trim())
     }
 
-    /// The XDG state home the tools' default state dir is under (see [`Project::in_workspace`]).
+    /// The XDG state home under which the tools' default state dir is this project's state dir
+    /// (a project made with the state dir `…/safedeploy/url-shortener`; see
+    /// [`Project::in_workspace`]).
     pub fn xdg_state_home(&self) -> PathBuf {
+        assert!(
+            self.state.ends_with("safedeploy/url-shortener"),
+            "{} is not where the default state dir would be: no XDG state home holds it",
+            self.state.display()
+        );
         self.state.ancestors().nth(2).expect("xdg").to_path_buf()
     }
 
