@@ -119,7 +119,7 @@ fn the_main_jenkinsfile_on_groovy_a_clean_run_then_a_failing_gate() {
     assert_eq!(b.stages(), statuses(&["SUCCESS"; 6]));
     assert_eq!(
         b.sh(),
-        ["gate-tests", "deploy-staging", "smoke-check", "promote", "smoke-check", "safedeploy"]
+        ["smoke-check", "gate-tests", "deploy-staging", "smoke-check", "promote", "smoke-check", "safedeploy"]
             .map(|s| (s.to_string(), Value::from(0)))
     );
     assert_eq!(b.post_ran(), names(&["cleanup"]), "success: no failure block, the report last");
@@ -154,7 +154,7 @@ fn the_main_jenkinsfile_on_groovy_a_clean_run_then_a_failing_gate() {
     assert_eq!(b.post_ran(), names(&["failure", "cleanup"]));
     assert_eq!(
         b.sh(),
-        ["gate-tests", "rollback", "collect-logs", "safedeploy"]
+        ["smoke-check", "gate-tests", "rollback", "collect-logs", "safedeploy"]
             .map(|s| (s.to_string(), Value::from(if s == "gate-tests" { 1 } else { 0 })))
     );
     assert_eq!(b.result["archived"], serde_json::json!(["error_hunt.txt"]));
@@ -165,6 +165,24 @@ fn the_main_jenkinsfile_on_groovy_a_clean_run_then_a_failing_gate() {
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM gate_runs WHERE passed = 0"), 1);
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE label = 'build-2'"), 0, "nothing deployed");
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0);
+}
+
+/// A production bake the smoke check would refuse fails the build in its first stage, before
+/// anything deploys: the same refusal after promote would fail the production smoke and roll a
+/// good version back.
+#[test]
+fn a_bad_production_bake_fails_the_build_before_anything_deploys() {
+    let p = Project::in_workspace();
+    for (n, bake) in ["", "0s", "25h", "-1s", "two minutes", " "].into_iter().enumerate() {
+        let param = format!("PRODUCTION_BAKE={bake}");
+        let b = run(&p, "Jenkinsfile", n as u32 + 1, &["--param", &param]);
+        assert_eq!(b.code, 1, "{bake:?}: {}", b.console);
+        let stages = statuses(&["FAILURE", "SKIPPED", "SKIPPED", "SKIPPED", "SKIPPED", "SKIPPED"]);
+        assert_eq!(b.stages(), stages, "{bake:?}");
+        assert!(b.console.contains("smoke-check: error:"), "{bake:?}: {}", b.console);
+        assert_eq!(b.result["stages"][0]["error"], "script returned exit code 2", "{bake:?}");
+    }
+    assert!(!p.state.join("ledger.sqlite3").exists() || p.query_i64("SELECT COUNT(*) FROM deployments") == 0);
 }
 
 /// Scenario 3: build 2 passes the gate and staging, but production's Datadog monitor goes to
@@ -434,7 +452,8 @@ fn each_deliberate_typo_in_a_jenkinsfile_stops_the_build() {
             .unwrap_or_else(|_| panic!("no results: {}", String::from_utf8_lossy(&out.stderr)));
         serde_json::from_str::<Value>(&text).expect("json").as_array().expect("list").clone()
     };
-    let last_step = r#"^(smoke-check --env (production|"\$SAFEDEPLOY_TO")|rollback --datadog-payload)"#;
+    let last_step =
+        r#"^(smoke-check --env (production|"\$SAFEDEPLOY_TO") --expect-version|rollback --datadog-payload)"#;
     let (passing, failing) = (run_stub(None), run_stub(Some(last_step)));
     assert_eq!((passing.len(), failing.len()), (cases.len(), cases.len()));
     let said = |r: &Value| {
