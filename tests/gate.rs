@@ -384,4 +384,16 @@ fn the_gate_creates_the_directories_of_its_reports() {
         "{out}{err}"
     );
     assert!(!p.app.join("out").exists());
+
+    // A report path outside the app (climbing out, absolute): the gate creates nothing there.
+    let outside = p.app.parent().expect("tmp").join("outside");
+    for junit in ["../outside/deep/junit.xml".to_string(), format!("{}/abs/junit.xml", outside.display())] {
+        p.edit_config(|c| {
+            let start = c.find("junit = ").expect("gate.junit");
+            let end = start + c[start..].find('\n').expect("line");
+            format!("{}junit = {junit:?}{}", &c[..start], &c[end..])
+        });
+        p.cmd("gate-tests").assert().code(1);
+        assert!(!outside.exists(), "{junit}: created outside the app");
+    }
 }

@@ -335,6 +335,12 @@ fn run_tests(ctx: &Ctx, plan: &Plan<'_>) -> Result<Option<Ran>> {
 /// comment are kept (` * 2` may be an expression's continuation): a guess the other way could
 /// hide an uncovered line.
 fn drop_comments_and_blanks(path: &Path, lines: &mut Vec<u32>) {
+    // Only a regular file of a source's size is read (a FIFO would block the gate): otherwise
+    // every line stays measured.
+    const MAX_SOURCE: u64 = 64 << 20;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_SOURCE) {
+        return;
+    }
     let Ok(text) = std::fs::read_to_string(path) else { return };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let markers: &[&str] = match ext {
@@ -351,7 +357,9 @@ fn drop_comments_and_blanks(path: &Path, lines: &mut Vec<u32>) {
     });
 }
 
-/// The directories the reports go to (`gate.junit` up to its first glob, `gate.coverage`'s).
+/// The directories the reports go to (`gate.junit` up to its first glob, `gate.coverage`'s),
+/// when they lie inside the gate's dir: one outside it (absolute, or climbing out with `..`) is
+/// left to the runner — the gate creates nothing outside the app.
 fn report_dirs(plan: &Plan<'_>) -> Vec<PathBuf> {
     let coverage = plan.gate.coverage.as_ref().map(|c| c.to_string_lossy().into_owned());
     [Some(plan.gate.junit().to_string()), coverage]
@@ -361,7 +369,7 @@ fn report_dirs(plan: &Plan<'_>) -> Vec<PathBuf> {
             let parts: Vec<&str> = pattern.split('/').collect();
             let fixed = parts.iter().position(|p| p.contains(['*', '?', '[', '{'])).unwrap_or(parts.len() - 1);
             let dir = parts[..fixed].join("/");
-            (!dir.is_empty()).then(|| plan.dir.join(dir))
+            crate::paths::under(&plan.dir, Path::new(&dir), "gate report dir").ok()
         })
         .collect()
 }
@@ -559,5 +567,9 @@ mod comment_tests {
         let mut lines = vec![1, 2];
         drop_comments_and_blanks(&dir.path().join("missing.js"), &mut lines);
         assert_eq!(lines, [1, 2], "an unreadable file keeps every line");
+        let fifo = dir.path().join("fifo.js");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        drop_comments_and_blanks(&fifo, &mut lines);
+        assert_eq!(lines, [1, 2], "a FIFO is not read (it would block), and keeps every line");
     }
 }
