@@ -270,10 +270,11 @@ impl Grouper {
         out
     }
 
-    /// A record ends: a trace of more than its first line is one; the lines cut from it are
-    /// said on a last line of its own.
+    /// A record ends: it is a trace when it has a frame (a `file.js:1` line that took the next
+    /// log line as its source line is not one: two such records would have been one group);
+    /// the lines cut from it are said on a last line of its own.
     fn close(&mut self, mut rec: Record, rt: Runtime) -> Record {
-        if rec.lines.len() > 1 {
+        if rec.lines.len() > 1 && !traces::frames(rt, &rec.texts()).is_empty() {
             rec.trace = Some(rt);
         }
         let cut = std::mem::take(&mut self.cut);
@@ -352,6 +353,14 @@ Nov 13 02:55:21 ip-172-31-35-64 web: 127.0.0.1 - - \"POST /shorten HTTP/1.1\" 50
             Some("2026-11-23T22:40:01.500Z")
         );
         assert!(crate::clock::rfc3339(date_ms(this_year(), 1, 1).expect("date")).starts_with(&this_year().to_string()));
+    }
+
+    #[test]
+    fn a_trace_without_frames_is_not_a_trace() {
+        let recs = records("a.js:1\nERROR disk full\nx\nb.js:2\nERROR db refused\ny\nTypeError: alone\nnext\n");
+        assert!(recs.iter().all(|r| !r.is_traceback()), "{recs:?}");
+        let recs = records("TypeError: bad\n    at f (/app/a.js:1:2)\n");
+        assert!(recs[0].is_traceback(), "{recs:?}");
     }
 
     #[test]
