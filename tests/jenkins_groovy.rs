@@ -488,3 +488,38 @@ fn each_deliberate_typo_in_a_jenkinsfile_stops_the_build() {
     let typos_made = outcomes.iter().filter(|o| o.3).count();
     assert!(typos_made >= 50, "{typos_made} typos made:\n{table}");
 }
+
+/// A bad harness option is exit 2 naming it, before any build runs.
+#[test]
+fn bad_harness_options_are_exit_2_naming_the_option() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad_json = tmp.path().join("bad.json");
+    std::fs::write(&bad_json, "[1").expect("json");
+    let list = tmp.path().join("list.json");
+    std::fs::write(&list, "[1]").expect("json");
+    let jenkinsfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("Jenkinsfile").display().to_string();
+    let (bad, list) = (bad_json.display().to_string(), list.display().to_string());
+    let cases: [(&[&str], &str); 7] = [
+        (&["--credentials", "/nonexistent.json"], "--credentials /nonexistent.json: expected a readable JSON file"),
+        (&["--credentials", &bad], "expected a readable JSON file"),
+        (&["--credentials", &list], "expected a JSON object of id: secret"),
+        (&["--webhook", &bad], "--webhook"),
+        (&["--workspace", "/nonexistent"], "--workspace /nonexistent: not a directory"),
+        (&["--skip-sh", "("], "Unclosed group"),
+        (&["--env", "=x"], "--env =x: expected NAME=VALUE"),
+    ];
+    for (args, said) in cases {
+        let out =
+            harness().current_dir(tmp.path()).arg("--stub-sh").args(args).arg(&jenkinsfile).output().expect("harness");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.lines().next().is_some_and(|l| l.starts_with("run-jenkinsfile: ") && l.contains(said)),
+            "{args:?}: {err}"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{args:?}: no build ran");
+    }
+    let out = harness().arg("/nonexistent.Jenkinsfile").output().expect("harness");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.Jenkinsfile: no such Jenkinsfile"));
+}

@@ -871,10 +871,9 @@ class Harness {
         if (token && opts.webhookToken != token) {
             throw new NotTriggered("the webhook's token does not match the job's (${t.tokenCredentialId ? 'credential ' + t.tokenCredentialId : 'token'}): no job triggered")
         }
-        String body = Paths.get(opts.webhook.toString()).toFile().getText('UTF-8')
-        Object json = new JsonSlurper().parseText(body)
+        Object json = opts.webhookJson
         if (t.printPostContent) {
-            run.log("GenericWebhookEnvironmentContributor Received: ${body}")
+            run.log("GenericWebhookEnvironmentContributor Received: ${JsonOutput.toJson(json)}")
         }
         (t.genericVariables ?: []).each { v ->
             Object value = jsonPath(json, v.value.toString())
@@ -983,6 +982,29 @@ try {
     if (o.files.size() > 1 && !o.stubSh) {
         throw new IllegalArgumentException('several Jenkinsfiles only with --stub-sh (their sh steps would share a workspace)')
     }
+    // Every file and directory named is checked now: a bad option is exit 2 before any build.
+    if (!new File(o.workspace.toString()).isDirectory()) {
+        throw new IllegalArgumentException("--workspace ${o.workspace}: not a directory")
+    }
+    o.files.each { String f ->
+        String path = o.stubSh && f.contains('::') ? f.split('::', 2)[0] : f
+        if (!new File(path).isFile()) {
+            throw new IllegalArgumentException("${path}: no such Jenkinsfile")
+        }
+    }
+    ['credentials', 'webhook'].each { String key ->
+        if (o[key] == null) {
+            return
+        }
+        try {
+            o[key + 'Json'] = new JsonSlurper().parse(new File(o[key].toString()))
+        } catch (groovy.json.JsonException | IOException e) {
+            throw new IllegalArgumentException("--${key} ${o[key]}: expected a readable JSON file (${e.message.readLines()[0]})")
+        }
+    }
+    if (o.credentialsJson != null && !(o.credentialsJson instanceof Map)) {
+        throw new IllegalArgumentException("--credentials ${o.credentials}: expected a JSON object of id: secret")
+    }
 } catch (IllegalArgumentException e) {
     System.err.println("run-jenkinsfile: ${e.message}\n${usage}")
     System.exit(Harness.INVALID)
@@ -990,7 +1012,7 @@ try {
 Harness.opts = o
 
 Path workspace = Paths.get(o.workspace.toString()).toAbsolutePath().normalize()
-Map credentials = o.credentials ? new JsonSlurper().parse(new File(o.credentials.toString())) as Map : [:]
+Map credentials = (o.credentialsJson ?: [:]) as Map
 List<Map> results = []
 int exit = Harness.SUCCESS
 
