@@ -55,7 +55,7 @@ fn state_dir_warning(config: &Config, state_dir: &Path, env: &Environ) -> Option
     if !config.path.exists() {
         return None; // no config: nothing is deployed from here
     }
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let absolute = |p: &Path| crate::paths::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let state = absolute(state_dir);
     let source = absolute(&config.source_dir());
     let gate = config.gate.as_ref().and_then(|g| g.dir.as_ref()).map(|d| absolute(&config.dir.join(d)));
@@ -102,7 +102,12 @@ impl Ctx {
         }
         // An empty SAFEDEPLOY_STATE_DIR is unset, as Jenkins passes an option left empty.
         let state_dir = match opts.state_dir.clone().or_else(|| env.state_dir()) {
-            Some(dir) => dir,
+            Some(dir) if dir.to_string_lossy().trim().is_empty() => {
+                return Err(crate::usage!("--state-dir {:?}: expected a directory's path, not blanks", dir.display()));
+            }
+            // Absolute and without `..` from here on: every command and message names the same
+            // directory whatever its working directory, and a relative `-x` is never an option.
+            Some(dir) => crate::paths::absolute(&dir)?,
             None => default_state_dir(&config, &env)?,
         };
         // The state dir's paths go on the app's PATH (its build paths): a ':' would split them.

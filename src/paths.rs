@@ -44,6 +44,24 @@ pub fn under(parent: &Path, rel: &Path, what: &str) -> Result<PathBuf> {
     Ok(parent.join(rel).components().collect())
 }
 
+/// `path` made absolute (against the working directory) with `.` and `..` resolved lexically:
+/// `app/..` is the directory above `app`, though `app` may be a symlink (nothing is looked up,
+/// and the path need not exist).
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    let full = std::path::absolute(path)?;
+    let mut out = PathBuf::new();
+    for c in full.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +79,16 @@ mod tests {
         for odd in ["a b", "é", "x..y", "...", "$HOME", "a;b"] {
             assert_eq!(child(p, odd, "x").expect(odd), p.join(odd));
         }
+    }
+
+    #[test]
+    fn absolute_paths_resolve_dots_lexically() {
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(absolute(Path::new("/a/b/../c/./d")).expect("abs"), Path::new("/a/c/d"));
+        assert_eq!(absolute(Path::new("/..")).expect("abs"), Path::new("/"));
+        assert_eq!(absolute(Path::new("-x")).expect("abs"), cwd.join("-x"));
+        assert_eq!(absolute(Path::new("..")).expect("abs"), cwd.parent().unwrap_or(&cwd));
+        assert!(absolute(Path::new("")).is_err(), "an empty path has no absolute form");
     }
 
     #[test]

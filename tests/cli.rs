@@ -132,6 +132,20 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
     assert!(err.contains(&want), "{err}");
     assert!(err.contains(&format!("the default, {}", xdg.join("safedeploy/url-shortener").display())), "{err}");
 
+    // Blanks are exit 2; a relative state dir is resolved once (`..` lexically: above the app,
+    // so no warning) and every message names its absolute path.
+    p.cmd("safedeploy")
+        .arg("history")
+        .env("SAFEDEPLOY_STATE_DIR", " ")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--state-dir \" \": expected a directory's path, not blanks"));
+    let a = p.cmd("safedeploy").arg("history").env("SAFEDEPLOY_STATE_DIR", "..").assert().success();
+    assert!(!support::output(&a).1.contains("warning: the state dir"), "{:?}", support::output(&a));
+    assert!(root.join("ledger.sqlite3").exists(), "the ledger above the app");
+    let a = p.cmd("safedeploy").arg("history").env("SAFEDEPLOY_STATE_DIR", "-x").assert().success();
+    assert!(support::output(&a).1.contains(&format!("the state dir {} is inside", p.app.join("-x").display())));
+
     // An app name that cannot name a directory is exit 2, naming the field, before anything.
     for bad in ["..", "a/b", "-x"] {
         p.edit_config(|t| {
