@@ -208,3 +208,24 @@ fn the_same_message_from_two_call_sites_is_two_groups() {
         ]
     );
 }
+
+/// A JVM trace of hundreds of frames (a framework's) stays one record up to its last `Caused
+/// by:`: its frames are found by the search, not only handed over after the exception line.
+#[test]
+fn long_traces_stay_one_record() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut java = String::from("Exception in thread \"main\" java.lang.IllegalStateException: no store\n");
+    java.push_str("\tat com.example.Store.load(Store.java:9)\n");
+    for i in 0..150 {
+        java.push_str(&format!("\tat org.springframework.web.Filter{i}.doFilter(Filter{i}.java:{})\n", 100 + i));
+    }
+    java.push_str(
+        "Caused by: java.io.IOException: disk gone\n\tat com.example.Disk.read(Disk.java:4)\n\t... 151 more\n",
+    );
+    java.push_str("2026-11-23 22:40:09.000 INFO next\n");
+    let (groups, summary) = collect(tmp.path(), &java);
+    assert_eq!(groups.len(), 1, "{groups:#?}");
+    assert_eq!(summary["matches"], 1);
+    assert_eq!(groups[0]["frame"], "com/example/Store.java:9 in Store.load");
+    assert!(example(&groups[0]).iter().any(|l| l.starts_with("Caused by: java.io.IOException")), "{:#}", groups[0]);
+}

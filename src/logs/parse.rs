@@ -356,6 +356,17 @@ Nov 13 02:55:21 ip-172-31-35-64 web: 127.0.0.1 - - \"POST /shorten HTTP/1.1\" 50
     }
 
     #[test]
+    fn java_and_node_traces_with_their_indentation_stripped_are_one_record() {
+        // Elastic Beanstalk's log bundles strip the leading whitespace of every line.
+        let java = "Exception in thread \"main\" java.lang.IllegalStateException: no store\nat com.example.Store.load(Store.java:9)\nat com.example.Main.main(Main.java:3)\nCaused by: java.io.IOException: gone\nat com.example.Disk.read(Disk.java:4)\n... 1 more\nnext line\n";
+        let recs = records(java);
+        assert_eq!((recs.len(), recs[0].lines.len(), recs[0].trace), (2, 6, Some(Runtime::Java)), "{recs:?}");
+        let node = "TypeError: x is undefined\nat load (/app/server.js:3:31)\nat /app/server.js:8:59\nnext line\n";
+        let recs = records(node);
+        assert_eq!((recs.len(), recs[0].lines.len(), recs[0].trace), (2, 3, Some(Runtime::Node)), "{recs:?}");
+    }
+
+    #[test]
     fn a_trace_without_frames_is_not_a_trace() {
         let recs = records("a.js:1\nERROR disk full\nx\nb.js:2\nERROR db refused\ny\nTypeError: alone\nnext\n");
         assert!(recs.iter().all(|r| !r.is_traceback()), "{recs:?}");

@@ -87,7 +87,7 @@ static NODE_ERROR: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// `at fn (file:line:col)`, `at async fn (…)`, `at new Foo (…)`, `at file:line:col`.
 static NODE_FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s+at (?:async )?(?:new )?(?:(.+?) \((.+?):(\d+):\d+\)|(.+?):(\d+):\d+)(?: \{)?$")
+    Regex::new(r"^\s*at (?:async )?(?:new )?(?:(.+?) \((.+?):(\d+):\d+\)|(.+?):(\d+):\d+)(?: \{)?$")
         .expect("static regex")
 });
 static NODE_HEADER: LazyLock<Regex> =
@@ -97,7 +97,7 @@ static JAVA_EXCEPTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^(?:Exception in thread "[^"]*" |\s*Caused by: |\s*Suppressed: )?((?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable))(?::\s*(.*))?$"#).expect("static regex")
 });
 static JAVA_FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s+at (?:[\w.$-]+/)?([\w.$<>]+)\.([\w$<>]+)\(([^():]*)(?::(\d+))?\)$").expect("static regex")
+    Regex::new(r"^\s*at (?:[\w.$-]+/)?([\w.$<>]+)\.([\w$<>]+)\(([^():]*)(?::(\d+))?\)$").expect("static regex")
 });
 static GO_PANIC: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(?:.*http: panic serving \S+: |panic: |fatal error: )(.*)$").expect("static regex"));
