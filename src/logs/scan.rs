@@ -21,9 +21,11 @@ use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// Also searched for, whatever the pattern: the lines that start or continue a traceback
-/// (header, frames, chain markers). So every multi-line record is found by the search itself,
-/// and a context line far from a candidate is always a record of its own.
+/// Also searched for, whatever the pattern: the lines that start or continue a Python
+/// traceback (header, frames, chain markers) and JVM frames, whose traces run longest. The
+/// other runtimes' traces start on a line the pattern selects (an error, an exception, a panic)
+/// and their rest comes as context ([`TRACE_TAIL`]); a context line far from any candidate is
+/// always a record of its own.
 pub(super) const TRACEBACK_LINES: &str = concat!(
     r#"Traceback \(most recent call last\)|File "|"#,
     r"During handling of the above exception|The above exception was the direct cause|",
