@@ -5,8 +5,16 @@
 //! site (`/site/<cname or name>/...`) so smoke-check has something to check.
 //!
 //! Environments are state machines advanced by each `DescribeEnvironments` that names them:
-//! an update is `Updating` for a few polls, then ends as its label's scripted [`Outcome`]. A
-//! CNAME swap completes after a few polls. `throttle` refuses the next N calls.
+//! an update is `Updating` for a few polls, then rolls out batch by batch (all instances in one
+//! batch by default; `Policy::Rolling(n)` as EB's Rolling deployment policy), so users reach a
+//! mix of versions while it runs, and ends as its label's scripted [`Outcome`]. Each instance
+//! carries EB's per-instance Deployment record (`DescribeInstancesHealth`, enhanced health
+//! only). A CNAME swap completes after a few polls. `throttle` refuses the next N calls.
+//!
+//! Answers are seeded from botocore's own example responses (`examples-1.json` beside the
+//! service model the aws CLI parses with): every element an example has and the simulator does
+//! not model (Tier, EndpointURL, DateCreated, an instance's metrics...) is sent as the example
+//! has it, and what the simulator models is written over it.
 #![allow(dead_code)]
 
 use crate::server::{Req, Resp, Server};
@@ -32,6 +40,51 @@ pub enum Outcome {
     ErrorEvent,
     /// Stays Updating for ever.
     Stuck,
+    /// Every batch but the last instance deploys; that one keeps the old version (EB skipped
+    /// it). EB: Ready on the new label; enhanced health Yellow ("Incorrect application
+    /// version"), basic health Green.
+    Straggler,
+    /// The first batch takes the new version, which answers users 500; EB's health turns Red
+    /// and the rollout waits for the batch to become healthy (EB's rolling timeout: for ever
+    /// here) until the update is aborted, when EB rolls the batch back.
+    BatchRed,
+}
+
+/// The environment's deployment policy (`aws:elasticbeanstalk:command` DeploymentPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    AllAtOnce,
+    /// Rolling, with this many instances per batch.
+    Rolling(usize),
+}
+
+/// One EC2 instance of an environment, with EB's record of its most recent deployment.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    /// The version it runs.
+    pub label: Option<String>,
+    deployment: i64,
+    /// EB's Deployment.Status: `Deployed`, `In Progress` or `Failed`.
+    pub status: &'static str,
+    /// Enhanced health: `Ok`, `Pending` (being deployed, out of service), `Severe`.
+    pub health: &'static str,
+    at: i64,
+}
+
+/// An update rolling out: `polls` DescribeEnvironments before the next batch.
+#[derive(Debug, Clone)]
+struct Rollout {
+    label: String,
+    old: Option<String>,
+    polls: u32,
+    outcome: Outcome,
+    batch: usize,
+    next: usize,
+    /// Waiting for a Red batch to become healthy (BatchRed).
+    halted: bool,
+    /// Aborted: the next poll puts the old version back on every instance.
+    rolling_back: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -41,8 +94,14 @@ pub struct Env {
     pub label: Option<String>,
     pub status: String,
     pub health: String,
-    pub instances: Vec<String>,
-    pending: Option<(String, u32, Outcome)>,
+    pub instances: Vec<Instance>,
+    /// Enhanced health reporting (DescribeInstancesHealth answers; HealthStatus is sent).
+    pub enhanced: bool,
+    pub policy: Policy,
+    /// Polls left of Red health at the start of an update (an all-at-once restart's blip).
+    pub red_while_updating: u32,
+    deployment: i64,
+    rollout: Option<Rollout>,
     swap_with: Option<(String, u32)>,
     /// A traffic-splitting deployment under evaluation.
     pub split: Option<Split>,
@@ -120,6 +179,10 @@ pub struct State {
     pub answers: Vec<(String, u16, String)>,
     /// Log files each instance holds: instance → [(path in the bundle, text)].
     pub logs: HashMap<String, Vec<(String, String)>>,
+    /// While an update runs, the versions an environment's instances ran after each poll.
+    pub rollouts: Vec<(String, Vec<Option<String>>)>,
+    /// DescribeInstancesHealth answers this many instances a page (NextToken for the rest).
+    pub instances_page: usize,
     clock: i64,
 }
 
@@ -135,7 +198,25 @@ impl State {
         self.events.push(Event { at, env: env.into(), severity: severity.into(), message: message.into() });
     }
 
+    /// Instances on `label`, out of all: "1 of 2".
+    pub fn on(&self, env: &str, label: &str) -> (usize, usize) {
+        let e = &self.envs[env];
+        (e.instances.iter().filter(|i| i.label.as_deref() == Some(label)).count(), e.instances.len())
+    }
+
     pub fn add_env(&mut self, name: &str, cname: &str, label: Option<&str>, instances: &[&str]) {
+        let at = self.now() - 86_400_000;
+        let instances = instances
+            .iter()
+            .map(|id| Instance {
+                id: id.to_string(),
+                label: label.map(Into::into),
+                deployment: 1,
+                status: "Deployed",
+                health: "Ok",
+                at,
+            })
+            .collect();
         self.envs.insert(
             name.into(),
             Env {
@@ -144,8 +225,12 @@ impl State {
                 label: label.map(Into::into),
                 status: "Ready".into(),
                 health: "Green".into(),
-                instances: instances.iter().map(|s| s.to_string()).collect(),
-                pending: None,
+                instances,
+                enhanced: true,
+                policy: Policy::AllAtOnce,
+                red_while_updating: 0,
+                deployment: 1,
+                rollout: None,
                 swap_with: None,
                 split: None,
                 served: 0,
@@ -198,45 +283,9 @@ impl State {
             }
             return;
         }
-        if let Some((target, polls, outcome)) = env.pending.clone() {
-            if polls > 1 || outcome == Outcome::Stuck {
-                env.pending = Some((target, polls.saturating_sub(1), outcome));
-                return;
-            }
-            env.pending = None;
-            env.status = "Ready".into();
-            env.health = "Green".into();
-            match outcome {
-                Outcome::Healthy | Outcome::ErrorEvent | Outcome::Red => env.label = Some(target.clone()),
-                Outcome::OldLabel | Outcome::Stuck => {}
-            }
-            if outcome == Outcome::Red {
-                env.health = "Red".into();
-            }
-            let n = name.to_string();
-            match outcome {
-                Outcome::Healthy => {
-                    self.event(&n, "INFO", "New application version was deployed to running EC2 instances.");
-                    self.event(&n, "INFO", "Environment update completed successfully.");
-                }
-                Outcome::Red => {
-                    self.event(&n, "INFO", "Environment update completed successfully.");
-                    self.event(&n, "WARN", "Environment health has transitioned from Ok to Severe. 100.0 % of the requests are failing with HTTP 5xx.");
-                }
-                Outcome::OldLabel => {
-                    self.event(&n, "WARN", "Deployment of the new version did not finish on every instance; the previous version was restored.");
-                    self.event(&n, "INFO", "Environment update completed successfully.");
-                }
-                Outcome::ErrorEvent => {
-                    self.event(
-                        &n,
-                        "ERROR",
-                        "During an aborted deployment, some instances may have deployed the new application version.",
-                    );
-                    self.event(&n, "INFO", "Environment update completed successfully.");
-                }
-                Outcome::Stuck => {}
-            }
+        if env.rollout.is_some() {
+            self.roll(name);
+            return;
         }
         let env = self.envs.get_mut(name).expect("env");
         if let Some((other, polls)) = env.swap_with.clone() {
@@ -252,6 +301,123 @@ impl State {
             self.event(&n, "INFO", &format!("Completed swapping CNAMEs for environments '{n}' and '{other}'."));
         }
     }
+
+    /// One poll of an update rolling out: a wait, then the next batch, then the end.
+    fn roll(&mut self, name: &str) {
+        let polls_per_batch = self.update_polls.max(1);
+        let env = self.envs.get_mut(name).expect("env");
+        let mut r = env.rollout.clone().expect("rollout");
+        let n = name.to_string();
+        if env.red_while_updating > 0 {
+            env.red_while_updating -= 1;
+            env.health = "Red".into();
+        } else if !r.halted {
+            env.health = "Grey".into();
+        }
+        if r.rolling_back {
+            for i in env.instances.iter_mut().filter(|i| i.label.as_deref() == Some(r.label.as_str())) {
+                i.label = r.old.clone();
+                (i.status, i.health) = ("Deployed", "Ok");
+            }
+            env.rollout = None;
+            (env.status, env.health) = ("Ready".into(), "Green".into());
+            self.event(
+                &n,
+                "INFO",
+                "The environment was reverted to the previous version after the update was aborted.",
+            );
+            self.event(&n, "INFO", "Environment update completed successfully.");
+            return;
+        }
+        if r.halted || r.outcome == Outcome::Stuck || r.polls > 1 {
+            r.polls = r.polls.saturating_sub(1);
+            env.rollout = Some(r);
+            return;
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
+        let total = env.instances.len();
+        let last = env.instances.last().map(|i| i.id.clone());
+        // The batch just deployed leaves Pending; the next one goes out of service.
+        for i in env.instances.iter_mut().filter(|i| i.status == "In Progress") {
+            let straggler = r.outcome == Outcome::Straggler && total > 1 && Some(&i.id) == last.as_ref();
+            if straggler {
+                // EB skipped it: its record is still the previous deployment.
+                (i.status, i.health) = ("Deployed", "Ok");
+                continue;
+            }
+            i.label = Some(r.label.clone());
+            (i.deployment, i.status, i.at) = (env.deployment, "Deployed", now);
+            i.health = if r.outcome == Outcome::BatchRed { "Severe" } else { "Ok" };
+        }
+        if r.outcome == Outcome::BatchRed && env.instances.iter().any(|i| i.health == "Severe") {
+            r.halted = true;
+            env.health = "Red".into();
+            env.rollout = Some(r);
+            self.event(&n, "WARN", "Environment health has transitioned from Info to Severe. 100.0 % of the requests to the updated batch are failing with HTTP 5xx.");
+            return;
+        }
+        if r.next < total {
+            let end = (r.next + r.batch).min(total);
+            for i in &mut env.instances[r.next..end] {
+                (i.status, i.health, i.at) = ("In Progress", "Pending", now);
+            }
+            let m = format!(
+                "Deploying new version to instance(s): {}.",
+                env.instances[r.next..end].iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(",")
+            );
+            r.next = end;
+            r.polls = polls_per_batch;
+            env.rollout = Some(r);
+            self.event(&n, "INFO", &m);
+            return;
+        }
+        env.rollout = None;
+        env.status = "Ready".into();
+        env.health = "Green".into();
+        let outcome = r.outcome;
+        match outcome {
+            Outcome::OldLabel => {
+                for i in &mut env.instances {
+                    i.label = r.old.clone();
+                }
+            }
+            _ => env.label = Some(r.label.clone()),
+        }
+        let enhanced = env.enhanced;
+        let deployment = env.deployment;
+        if outcome == Outcome::Red {
+            env.health = "Red".into();
+        }
+        if outcome == Outcome::Straggler && enhanced && total > 1 {
+            env.health = "Yellow".into();
+        }
+        match outcome {
+            Outcome::Healthy | Outcome::Straggler => {
+                self.event(&n, "INFO", "New application version was deployed to running EC2 instances.");
+                self.event(&n, "INFO", "Environment update completed successfully.");
+                if outcome == Outcome::Straggler && enhanced && total > 1 {
+                    self.event(&n, "WARN", &format!("Environment health has transitioned from Ok to Warning. Incorrect application version found on 1 out of {total} instances. Expected version \"{}\" (deployment {deployment}).", r.label));
+                }
+            }
+            Outcome::Red => {
+                self.event(&n, "INFO", "Environment update completed successfully.");
+                self.event(&n, "WARN", "Environment health has transitioned from Ok to Severe. 100.0 % of the requests are failing with HTTP 5xx.");
+            }
+            Outcome::OldLabel => {
+                self.event(&n, "WARN", "Deployment of the new version did not finish on every instance; the previous version was restored.");
+                self.event(&n, "INFO", "Environment update completed successfully.");
+            }
+            Outcome::ErrorEvent => {
+                self.event(
+                    &n,
+                    "ERROR",
+                    "During an aborted deployment, some instances may have deployed the new application version.",
+                );
+                self.event(&n, "INFO", "Environment update completed successfully.");
+            }
+            Outcome::Stuck | Outcome::BatchRed => {}
+        }
+    }
 }
 
 pub struct Sim {
@@ -265,6 +431,7 @@ impl Sim {
             buckets: vec![format!("elasticbeanstalk-{REGION}-{ACCOUNT}")],
             update_polls: 2,
             split_polls: 4,
+            instances_page: 3,
             ..Default::default()
         }));
         let s = state.clone();
@@ -371,29 +538,96 @@ fn error(status: u16, code: &str, message: &str) -> Resp {
     Resp::new(status, body).header("Content-Type", "text/xml")
 }
 
+/// botocore's example output of `op` (`examples-1.json`), the base every answer is written on.
+fn example(op: &str) -> serde_json::Value {
+    static EXAMPLES: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let all = EXAMPLES.get_or_init(|| {
+        let lib = crate::support::venv().join("lib");
+        let dir = std::fs::read_dir(&lib)
+            .expect("venv lib")
+            .flatten()
+            .map(|d| d.path().join("site-packages"))
+            .find(|d| d.is_dir())
+            .expect("site-packages");
+        let rel = "botocore/data/elasticbeanstalk/2010-12-01/examples-1.json";
+        let file = [dir.join("awscli").join(rel), dir.join(rel)]
+            .into_iter()
+            .find(|f| f.is_file())
+            .unwrap_or_else(|| panic!("no {rel} under {}", dir.display()));
+        serde_json::from_slice(&std::fs::read(&file).expect("examples")).expect("examples json")
+    });
+    all["examples"][op][0]["output"].clone()
+}
+
+/// The Query protocol's XML of a JSON value: an object's keys as elements, a list's items as
+/// `<member>`s, scalars as text.
+fn xml_of(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => m.iter().map(|(k, v)| format!("<{k}>{}</{k}>", xml_of(v))).collect(),
+        Value::Array(a) => a.iter().map(|v| format!("<member>{}</member>", xml_of(v))).collect(),
+        Value::String(t) => esc(t),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `base` (an example's object) with `over` written over it; a null in `over` removes the key.
+fn seeded(mut base: serde_json::Value, over: serde_json::Value) -> String {
+    let m = base.as_object_mut().expect("an example object");
+    for (k, v) in over.as_object().expect("an object") {
+        if v.is_null() {
+            m.remove(k);
+        } else {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    xml_of(&base)
+}
+
 fn env_xml(e: &Env) -> String {
-    format!(
-        "<EnvironmentName>{}</EnvironmentName><EnvironmentId>e-{}</EnvironmentId><ApplicationName>{APP}</ApplicationName>\
-         {}<SolutionStackName>64bit Amazon Linux 2023 running Python 3.11</SolutionStackName>\
-         <Status>{}</Status><Health>{}</Health><CNAME>{}</CNAME><DateUpdated>{}</DateUpdated>",
-        e.name,
-        e.name.len(),
-        e.label.as_ref().map(|l| format!("<VersionLabel>{l}</VersionLabel>")).unwrap_or_default(),
-        e.status,
-        e.health,
-        e.cname,
-        iso(safedeploy::clock::now_ms())
+    let enhanced = |v: &str| if e.enhanced { serde_json::json!(v) } else { serde_json::Value::Null };
+    let status = match (e.status.as_str(), e.health.as_str()) {
+        ("Updating", "Red") => "Severe",
+        ("Updating", _) => "Info",
+        (_, "Green") => "Ok",
+        (_, "Yellow") => "Warning",
+        (_, "Red") => "Severe",
+        _ => "Unknown",
+    };
+    seeded(
+        example("DescribeEnvironments")["Environments"][0].clone(),
+        serde_json::json!({
+            "EnvironmentName": e.name,
+            "EnvironmentId": format!("e-{}", e.name.len()),
+            "ApplicationName": APP,
+            "VersionLabel": e.label,
+            "SolutionStackName": "64bit Amazon Linux 2023 running Python 3.11",
+            "Status": e.status,
+            "Health": e.health,
+            "HealthStatus": enhanced(status),
+            "CNAME": e.cname,
+            "DateUpdated": iso(safedeploy::clock::now_ms()),
+            "AbortableOperationInProgress": e.status == "Updating",
+        }),
     )
 }
 
 fn version_xml(label: &str, v: &AppVersion) -> String {
-    format!(
-        "<member><ApplicationName>{APP}</ApplicationName><VersionLabel>{label}</VersionLabel>\
-         <SourceBundle><S3Bucket>{}</S3Bucket><S3Key>{}</S3Key></SourceBundle><Status>{}</Status></member>",
-        esc(&v.bucket),
-        esc(&v.key),
-        v.status
-    )
+    let now = iso(safedeploy::clock::now_ms());
+    let member = seeded(
+        example("DescribeApplicationVersions")["ApplicationVersions"][0].clone(),
+        serde_json::json!({
+            "ApplicationName": APP,
+            "VersionLabel": label,
+            "Description": null,
+            "SourceBundle": {"S3Bucket": v.bucket, "S3Key": v.key},
+            "Status": v.status,
+            "DateCreated": now,
+            "DateUpdated": now,
+        }),
+    );
+    format!("<member>{member}</member>")
 }
 
 /// `OptionSettings.member.N.{Namespace,OptionName,Value}`.
@@ -500,6 +734,11 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             let all: Vec<String> = st.envs.keys().cloned().collect();
             for n in all.iter().filter(|n| names.is_empty() || names.contains(n)) {
                 st.tick(n);
+                let e = &st.envs[n];
+                if e.status == "Updating" {
+                    let labels = e.instances.iter().map(|i| i.label.clone()).collect();
+                    st.rollouts.push((n.clone(), labels));
+                }
                 out += &format!("<member>{}</member>", env_xml(&st.envs[n]));
             }
             ok("DescribeEnvironments", EB_NS, &format!("<Environments>{out}</Environments>"))
@@ -552,8 +791,29 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                 }
                 env.split = Some(Split { label, percent, minutes, polls: split_polls, outcome, aborted: false });
             } else {
+                let policy = match option("aws:elasticbeanstalk:command", "DeploymentPolicy").as_deref() {
+                    Some("Rolling") => Policy::Rolling(
+                        option("aws:elasticbeanstalk:command", "BatchSize").and_then(|b| b.parse().ok()).unwrap_or(1),
+                    ),
+                    Some("AllAtOnce") => Policy::AllAtOnce,
+                    _ => env.policy,
+                };
+                let batch = match policy {
+                    Policy::AllAtOnce => env.instances.len(),
+                    Policy::Rolling(n) => n.max(1),
+                };
                 env.health = "Grey".into();
-                env.pending = Some((label, polls, outcome));
+                env.deployment += 1;
+                env.rollout = Some(Rollout {
+                    old: env.label.clone(),
+                    label,
+                    polls,
+                    outcome,
+                    batch,
+                    next: 0,
+                    halted: false,
+                    rolling_back: false,
+                });
             }
             let xml = env_xml(env);
             let at = st.now();
@@ -564,10 +824,9 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                 message: "Environment update is starting.".into(),
             });
             // DateUpdated is when the update began: the time its events start at.
-            let xml = xml.replace(
-                &xml[xml.find("<DateUpdated>").expect("date")..],
-                &format!("<DateUpdated>{}</DateUpdated>", iso(at)),
-            );
+            let start = xml.find("<DateUpdated>").expect("date");
+            let end = start + xml[start..].find("</DateUpdated>").expect("date") + "</DateUpdated>".len();
+            let xml = format!("{}<DateUpdated>{}</DateUpdated>{}", &xml[..start], iso(at), &xml[end..]);
             ok("UpdateEnvironment", EB_NS, &xml)
         }
         "AbortEnvironmentUpdate" => {
@@ -584,7 +843,11 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             }
             match env.split.as_mut() {
                 Some(s) => s.aborted = true,
-                None => env.pending = env.pending.take().map(|(l, _, _)| (l, 1, Outcome::OldLabel)),
+                None => {
+                    if let Some(r) = env.rollout.as_mut() {
+                        r.rolling_back = true;
+                    }
+                }
             }
             st.event(&name, "INFO", "Abort of the environment update was requested.");
             Resp::new(
@@ -601,14 +864,17 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             let out: String = evs
                 .iter()
                 .map(|e| {
-                    format!(
-                        "<member><EventDate>{}</EventDate><Message>{}</Message><ApplicationName>{APP}</ApplicationName>\
-                         <EnvironmentName>{}</EnvironmentName><Severity>{}</Severity></member>",
-                        iso(e.at),
-                        esc(&e.message),
-                        e.env,
-                        e.severity
-                    )
+                    let member = seeded(
+                        example("DescribeEvents")["Events"][1].clone(),
+                        serde_json::json!({
+                            "EventDate": iso(e.at),
+                            "Message": e.message,
+                            "ApplicationName": APP,
+                            "EnvironmentName": e.env,
+                            "Severity": e.severity,
+                        }),
+                    );
+                    format!("<member>{member}</member>")
                 })
                 .collect();
             ok("DescribeEvents", EB_NS, &format!("<Events>{out}</Events>"))
@@ -641,19 +907,92 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
         }
         "DescribeEnvironmentResources" => {
             let name = get("EnvironmentName");
-            let instances: String =
-                st.envs[&name].instances.iter().map(|i| format!("<member><Id>{i}</Id></member>")).collect();
+            let instances: Vec<serde_json::Value> =
+                st.envs[&name].instances.iter().map(|i| serde_json::json!({"Id": i.id})).collect();
+            let resources = seeded(
+                example("DescribeEnvironmentResources")["EnvironmentResources"].clone(),
+                serde_json::json!({"EnvironmentName": name, "Instances": instances}),
+            );
             ok(
                 "DescribeEnvironmentResources",
                 EB_NS,
+                &format!("<EnvironmentResources>{resources}</EnvironmentResources>"),
+            )
+        }
+        "DescribeInstancesHealth" => {
+            let name = get("EnvironmentName");
+            let Some(env) = st.envs.get(&name) else {
+                return error(
+                    400,
+                    "InvalidParameterValue",
+                    &format!("No Environment found for EnvironmentName = '{name}'."),
+                );
+            };
+            if !env.enhanced {
+                return error(
+                    400,
+                    "InvalidRequestException",
+                    &format!("Environment {name} does not have enhanced health reporting enabled."),
+                );
+            }
+            let wanted = members(&p, "AttributeNames");
+            let all = wanted.is_empty() || wanted.iter().any(|a| a == "All");
+            let start: usize = p.get("NextToken").and_then(|t| t.strip_prefix("page-")?.parse().ok()).unwrap_or(0);
+            let page = st.instances_page.max(1);
+            let base = example("DescribeInstancesHealth")["InstanceHealthList"][0].clone();
+            let list: Vec<String> = env
+                .instances
+                .iter()
+                .skip(start)
+                .take(page)
+                .map(|i| {
+                    let mut full = base.clone();
+                    let color = match i.health {
+                        "Ok" => "Green",
+                        "Pending" => "Grey",
+                        _ => "Red",
+                    };
+                    let causes: Vec<String> = match i.health {
+                        "Pending" => vec!["Application deployment in progress.".into()],
+                        "Severe" => vec!["100.0 % of the requests are failing with HTTP 5xx.".into()],
+                        _ => vec![],
+                    };
+                    let m = full.as_object_mut().expect("object");
+                    m.insert("InstanceId".into(), serde_json::json!(i.id));
+                    m.insert("HealthStatus".into(), serde_json::json!(i.health));
+                    m.insert("Color".into(), serde_json::json!(color));
+                    m.insert("Causes".into(), serde_json::json!(causes));
+                    m.insert(
+                        "Deployment".into(),
+                        serde_json::json!({
+                            "VersionLabel": i.label,
+                            "DeploymentId": i.deployment,
+                            "Status": i.status,
+                            "DeploymentTime": iso(i.at),
+                        }),
+                    );
+                    m.retain(|k, _| k == "InstanceId" || all || wanted.contains(k));
+                    format!("<member>{}</member>", xml_of(&full))
+                })
+                .collect();
+            let next = if start + page < env.instances.len() {
+                format!("<NextToken>page-{}</NextToken>", start + page)
+            } else {
+                String::new()
+            };
+            ok(
+                "DescribeInstancesHealth",
+                EB_NS,
                 &format!(
-                    "<EnvironmentResources><EnvironmentName>{name}</EnvironmentName><Instances>{instances}</Instances></EnvironmentResources>"
+                    "<InstanceHealthList>{}</InstanceHealthList><RefreshedAt>{}</RefreshedAt>{next}",
+                    list.concat(),
+                    iso(safedeploy::clock::now_ms())
                 ),
             )
         }
         "RequestEnvironmentInfo" => {
             let (name, kind) = (get("EnvironmentName"), get("InfoType"));
-            let instances = st.envs[&name].instances.clone();
+            let instances: Vec<String> = st.envs[&name].instances.iter().map(|i| i.id.clone()).collect();
             for (i, instance) in instances.into_iter().enumerate() {
                 let at = st.now();
                 // Instances answer one after another.
@@ -670,7 +1009,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             let mut out = String::new();
             // A sample from yesterday, which must not be taken for the new one.
             if let Some(first) = st.envs[&name].instances.first() {
-                out += &info_xml(base, &name, first, &kind, safedeploy::clock::now_ms() - 86_400_000);
+                out += &info_xml(base, &name, &first.id, &kind, safedeploy::clock::now_ms() - 86_400_000);
             }
             for s in st.samples.iter_mut().filter(|s| s.env == name && s.kind == kind) {
                 if s.after > 0 {
@@ -770,18 +1109,27 @@ fn site(st: &mut State, rest: &str) -> Resp {
     let env = st.envs.get_mut(&name).expect("env");
     env.served += 1;
     // Under a split, every hundred requests: `percent` to the new version, the rest to the old.
+    // Otherwise the load balancer takes the instances in service in turn: during a rolling
+    // update some run the old version and some the new.
+    let in_service: Vec<&Instance> = env.instances.iter().filter(|i| i.status != "In Progress").collect();
+    let instance = (!in_service.is_empty()).then(|| in_service[(env.served as usize) % in_service.len()]);
     let label = match &env.split {
         Some(s) if !s.aborted && env.served % 100 < s.percent => Some(s.label.clone()),
-        _ => env.label.clone(),
+        Some(_) => env.label.clone(),
+        None => match instance {
+            Some(i) => i.label.clone(),
+            None => return Resp::new(503, "Service Unavailable: no instance in service"),
+        },
     };
     if path == "/version" {
         return Resp::new(200, label.unwrap_or_default());
     }
     let new_and_red = env.split.as_ref().is_some_and(|s| Some(&s.label) == label.as_ref() && s.outcome == Outcome::Red);
-    if label.as_ref().is_some_and(|l| fails.contains(l)) || new_and_red {
+    let severe = env.split.is_none() && instance.is_some_and(|i| i.health == "Severe");
+    if label.as_ref().is_some_and(|l| fails.contains(l)) || new_and_red || severe {
         return Resp::new(500, "Internal Server Error");
     }
-    if env.health == "Green" || env.split.is_some() {
+    if env.health != "Red" || env.split.is_some() {
         Resp::new(200, format!("ok from {}", env.name))
     } else {
         Resp::new(500, "Internal Server Error")
