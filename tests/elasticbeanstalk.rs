@@ -3,7 +3,9 @@
 //! command the platform builds is parsed by the CLI, and every answer the platform reads is the
 //! CLI's own JSON. One test per scenario: normal deploy, Red health, Ready on the old label, an
 //! ERROR event, not Ready before the deploy, throttling, a label EB does not see yet, a deadline,
-//! blue/green promote and a rollback that is a CNAME swap, logs from two instances.
+//! blue/green promote and a rollback that is a CNAME swap, logs from two instances; rolling
+//! deployments (versions mixed across instances, an instance EB skipped, a Red batch aborted,
+//! a short Red blip tolerated, basic health said).
 
 #[path = "support/eb_sim.rs"]
 mod eb_sim;
@@ -11,7 +13,7 @@ mod eb_sim;
 mod server;
 mod support;
 
-use eb_sim::{Outcome, Sim};
+use eb_sim::{Outcome, Policy, Sim};
 use support::{Project, output};
 
 struct Eb {
@@ -641,6 +643,110 @@ fn an_eb_canary_whose_health_goes_red_is_aborted_and_blue_green_refuses_a_canary
     let (_, err) = bg.run("promote", &["--version", "v1", "--canary", "10", "--bake", "3m"], 2);
     assert!(err.contains("is blue/green"), "{err}");
     assert_eq!(bg.sim.state().count("SwapEnvironmentCNAMEs"), 0);
+}
+
+/// Staging with `instances` on v0, deployed with EB's Rolling policy, one instance a batch, one
+/// poll a batch. Each poll is three or four aws CLI runs, so the deadline is a loaded machine's.
+fn rolling(edit: impl FnOnce(String) -> String, instances: &[&str]) -> Eb {
+    let eb = Eb::with(|c| edit(c.replace("deploy_timeout = \"20s\"", "deploy_timeout = \"300s\"")));
+    let mut st = eb.sim.state();
+    st.update_polls = 1;
+    st.add_env("urlshort-staging", "urlshort-staging", Some("v0"), instances);
+    st.envs.get_mut("urlshort-staging").expect("staging").policy = Policy::Rolling(1);
+    drop(st);
+    eb
+}
+
+#[test]
+fn a_rolling_deploy_mixes_versions_while_it_runs_and_ends_with_every_instance_on_the_new_one() {
+    let eb = rolling(|c| c, &["i-0a", "i-0b", "i-0c", "i-0d"]);
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
+    // Every state EB went through is printed once, with how many instances run the label (the
+    // fourth instance is on describe-instances-health's second page).
+    for n in 0..=4 {
+        assert!(err.contains(&format!("; v1 on {n} of 4 instance(s)")), "{n} of 4 not said:\n{err}");
+    }
+    assert!(err.contains("urlshort-staging: Ready, health Green; v1 on 4 of 4 instance(s)"), "{err}");
+    assert_eq!(err.matches("v1 on 4 of 4 instance(s)").count(), 1, "a state is said once:\n{err}");
+    let st = eb.sim.state();
+    let seen: Vec<&Vec<Option<String>>> =
+        st.rollouts.iter().filter(|(e, _)| e == "urlshort-staging").map(|(_, l)| l).collect();
+    let mixed = |l: &&Vec<Option<String>>| {
+        l.iter().any(|x| x.as_deref() == Some("v0")) && l.iter().any(|x| x.as_deref() == Some("v1"))
+    };
+    assert!(seen.iter().filter(|l| mixed(l)).count() >= 3, "users reached both versions while it rolled: {seen:?}");
+    assert_eq!(st.on("urlshort-staging", "v1"), (4, 4));
+    assert_eq!(st.count("AbortEnvironmentUpdate"), 0);
+    drop(st);
+    let site = format!("{}/site/urlshort-staging/version", eb.sim.url());
+    for _ in 0..4 {
+        assert_eq!(reqwest::blocking::get(&site).expect("site").text().expect("text"), "v1");
+    }
+}
+
+#[test]
+fn a_rolling_deploy_that_skipped_an_instance_fails_naming_it_even_when_its_health_is_accepted() {
+    for accepted in ["", "accepted_health = [\"Green\", \"Yellow\"]\n"] {
+        let eb = rolling(|c| c.replace("health_grace", &format!("{accepted}health_grace")), &["i-0a", "i-0b"]);
+        eb.sim.state().outcomes.insert("v1".into(), Outcome::Straggler);
+        let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 1);
+        assert!(
+            err.contains(
+                "urlshort-staging is Ready on v1, but 1 of 2 instance(s) do not run it: i-0b runs v0 (Deployed)"
+            ),
+            "{accepted:?}:\n{err}"
+        );
+        assert!(err.contains("Incorrect application version found on 1 out of 2 instances"), "{err}");
+        assert_eq!(eb.p.query_strings("SELECT outcome FROM deployments"), vec!["failed".to_string()]);
+        assert_eq!(eb.sim.state().on("urlshort-staging", "v0"), (1, 2), "the skipped instance is left as EB left it");
+    }
+}
+
+#[test]
+fn a_batch_that_stays_red_is_aborted_and_eb_puts_the_old_version_back() {
+    let eb = rolling(|c| c, &["i-0a", "i-0b", "i-0c"]);
+    eb.sim.state().outcomes.insert("v1".into(), Outcome::BatchRed);
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 1);
+    assert!(
+        err.contains(
+            "urlshort-staging's health stayed Red for 1s while Elastic Beanstalk deployed v1 (v1 had reached 1 of 3 instance(s)): the update was aborted and EB put v0 back (health Green) (it was v0)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("urlshort-staging: Updating, health Red; v1 on 1 of 3 instance(s)"), "{err}");
+    let st = eb.sim.state();
+    assert_eq!(st.count("AbortEnvironmentUpdate"), 1);
+    assert_eq!(st.on("urlshort-staging", "v0"), (3, 3), "every instance back on v0");
+    let e = st.env("urlshort-staging");
+    assert_eq!((e.status.as_str(), e.health.as_str(), e.label.as_deref()), ("Ready", "Green", Some("v0")));
+    drop(st);
+    assert_eq!(eb.p.query_strings("SELECT outcome FROM deployments"), vec!["failed".to_string()]);
+}
+
+#[test]
+fn red_health_shorter_than_the_grace_during_an_update_is_no_verdict() {
+    // An all-at-once restart's blip: Red for the first three polls of the update.
+    let eb = Eb::with(|c| c.replace("health_grace = \"1s\"", "health_grace = \"60s\""));
+    eb.sim.state().envs.get_mut("urlshort-staging").expect("staging").red_while_updating = 3;
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
+    assert!(err.contains("urlshort-staging: Updating, health Red"), "the blip is said:\n{err}");
+    assert!(err.contains("Ready on v1, health Green"), "{err}");
+    assert_eq!(eb.sim.state().count("AbortEnvironmentUpdate"), 0);
+}
+
+#[test]
+fn with_basic_health_the_per_instance_check_is_said_to_be_off_and_the_deploy_judged_without_it() {
+    let eb = Eb::new();
+    eb.sim.state().envs.get_mut("urlshort-staging").expect("staging").enhanced = false;
+    let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
+    assert_eq!(
+        err.matches("urlshort-staging has basic health: EB keeps no per-instance deployment record").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains(" of 1 instance(s)"), "no per-instance count without the records:\n{err}");
+    assert!(err.contains("Ready on v1, health Green"), "{err}");
+    assert_eq!(eb.sim.state().count("DescribeInstancesHealth"), 1, "asked once, then not again");
 }
 
 #[test]

@@ -6,9 +6,13 @@
 //! - A deploy never touches an environment that is not `Ready` (someone else's update). It reads
 //!   the live label, calls `update-environment`, then polls `describe-environments` (backing
 //!   off from `poll` to `poll_max`) and streams `describe-events` since the update began.
-//!   Success needs all of: `Ready`, the target label, an accepted health, no ERROR/FATAL event.
-//!   Ready on the old label is a failure (EB rolled back); a deadline passed is exit 3, never a
-//!   success.
+//!   Success needs all of: `Ready`, the target label, an accepted health, no ERROR/FATAL event,
+//!   and (with enhanced health) every instance's own Deployment record on the label — a rolling
+//!   deploy can end Ready with an instance EB skipped. Each change of status, health and how
+//!   many instances run the label is printed as it is seen. Health Red for `health_grace` while
+//!   EB is still updating (a rolling batch that fails users, which EB would wait on for its
+//!   rolling timeout) aborts the update: EB puts the old version back. Ready on the old label
+//!   is a failure (EB rolled back); a deadline passed is exit 3, never a success.
 //! - Blue/green (`standby` + `cname`): the version goes to the environment not owning the CNAME,
 //!   then `swap-environment-cnames` and a wait until the CNAME is seen on it. A rollback to what
 //!   the other environment still runs healthy is a swap only: seconds, no redeploy.
@@ -44,6 +48,8 @@ pub struct ElasticBeanstalk<'a> {
     cfg: &'a EbPlatform,
     aws: Aws<'a>,
     bucket: OnceLock<String>,
+    /// Environments found to have basic health (no per-instance records), warned about once.
+    basic_health: std::sync::Mutex<HashSet<String>>,
 }
 
 /// An environment as `describe-environments` shows it.
@@ -109,6 +115,42 @@ struct InfoEntry {
     message: String,
 }
 
+/// One instance as `describe-instances-health` shows it: its id and most recent deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceHealth {
+    instance_id: String,
+    #[serde(default)]
+    deployment: Option<InstanceDeployment>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceDeployment {
+    #[serde(default)]
+    version_label: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+impl InstanceHealth {
+    fn label(&self) -> &str {
+        self.deployment.as_ref().and_then(|d| d.version_label.as_deref()).unwrap_or("(none)")
+    }
+    fn deployment_status(&self) -> &str {
+        self.deployment.as_ref().and_then(|d| d.status.as_deref()).unwrap_or("no deployment record")
+    }
+    /// EB's record says this instance runs `label`, deployed.
+    fn runs(&self, label: &str) -> bool {
+        self.deployment
+            .as_ref()
+            .is_some_and(|d| d.version_label.as_deref() == Some(label) && d.status.as_deref() == Some("Deployed"))
+    }
+}
+
+/// `describe-instances-health` pages followed at most (a page holds tens of instances).
+const MAX_INSTANCE_PAGES: usize = 100;
+
 /// Log files are downloaded up to this size each.
 const MAX_LOG_DOWNLOAD: u64 = 512 * 1024 * 1024;
 
@@ -122,6 +164,7 @@ impl<'a> ElasticBeanstalk<'a> {
             cfg,
             aws: Aws::new(fx, cfg),
             bucket: OnceLock::new(),
+            basic_health: Default::default(),
         })
     }
 
@@ -311,6 +354,47 @@ impl<'a> ElasticBeanstalk<'a> {
         Ok(())
     }
 
+    /// Each instance of `name` with its most recent deployment (`describe-instances-health`,
+    /// every page); `None` when the environment has basic health, said once.
+    fn instances(&self, name: &str) -> Result<Option<Vec<InstanceHealth>>> {
+        if self.basic_health.lock().expect("basic health").contains(name) {
+            return Ok(None);
+        }
+        let mut all = vec![];
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_INSTANCE_PAGES {
+            let mut args = vec!["--environment-name", name, "--attribute-names", "HealthStatus", "Deployment"];
+            if let Some(t) = token.as_deref() {
+                args.extend(["--next-token", t]);
+            }
+            let out = match self.aws.read("elasticbeanstalk", "describe-instances-health", &args) {
+                Err(e)
+                    if e.downcast_ref::<AwsError>()
+                        .is_some_and(|a| a.code.as_deref() == Some("InvalidRequestException")) =>
+                {
+                    self.fx.ui.warn(format!(
+                        "{name} has basic health: EB keeps no per-instance deployment record, so an instance a rolling deploy skipped is not seen here (enable enhanced health to have it checked)"
+                    ));
+                    self.basic_health.lock().expect("basic health").insert(name.to_string());
+                    return Ok(None);
+                }
+                other => other?,
+            };
+            if out.is_null() {
+                // A dry run whose reads are not run.
+                return Ok(None);
+            }
+            let page: Vec<InstanceHealth> = serde_json::from_value(out["InstanceHealthList"].clone())
+                .context("reading describe-instances-health's InstanceHealthList")?;
+            all.extend(page);
+            match out["NextToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(Some(all)),
+            }
+        }
+        Err(could_not_act!("{name}: describe-instances-health gave more than {MAX_INSTANCE_PAGES} pages"))
+    }
+
     /// `name` as EB describes it, when Ready: an update in progress is never interrupted.
     fn ready(&self, name: &str) -> Result<EnvDesc> {
         let d = self.describe_one(name)?;
@@ -382,10 +466,24 @@ impl<'a> ElasticBeanstalk<'a> {
         let mut seen = HashSet::new();
         let mut errors = vec![];
         let mut ready_at: Option<Instant> = None;
+        let mut red_since: Option<Instant> = None;
+        let mut said = String::new();
         loop {
             // Status first, then the events: everything EB logged up to that status is judged.
             let d = self.describe_one(name)?;
             self.stream_events(name, since, &mut seen, &mut errors)?;
+            let instances = self.instances(name)?;
+            let on = instances.as_ref().map(|all| (all.iter().filter(|i| i.runs(label)).count(), all.len()));
+            let now = format!(
+                "{name}: {}, health {}{}",
+                d.status,
+                d.health(),
+                on.map(|(n, of)| format!("; {label} on {n} of {of} instance(s)")).unwrap_or_default()
+            );
+            if now != said {
+                self.fx.ui.status(&now);
+                said = now;
+            }
             if d.status == "Ready" {
                 if d.version_label.as_deref() != Some(label) {
                     return Err(verdict!(
@@ -401,12 +499,28 @@ impl<'a> ElasticBeanstalk<'a> {
                         first_error(&errors)
                     ));
                 }
-                if self.accepted(&d) {
+                let since_ready = *ready_at.get_or_insert_with(Instant::now);
+                let late = since_ready.elapsed() >= self.cfg.health_grace.0;
+                let behind: Vec<&InstanceHealth> = instances.iter().flatten().filter(|i| !i.runs(label)).collect();
+                if !behind.is_empty() {
+                    if late || d.health() == "Red" {
+                        let named: Vec<String> = behind
+                            .iter()
+                            .take(5)
+                            .map(|i| format!("{} runs {} ({})", i.instance_id, i.label(), i.deployment_status()))
+                            .collect();
+                        return Err(verdict!(
+                            "{name} is Ready on {label}, but {} of {} instance(s) do not run it: {}{}",
+                            behind.len(),
+                            instances.as_ref().map_or(0, Vec::len),
+                            named.join(", "),
+                            if behind.len() > named.len() { ", ..." } else { "" }
+                        ));
+                    }
+                } else if self.accepted(&d) {
                     self.fx.ui.status(format!("{name}: Ready on {label}, health {}", d.health()));
                     return Ok(());
-                }
-                let since_ready = *ready_at.get_or_insert_with(Instant::now);
-                if d.health() == "Red" || since_ready.elapsed() >= self.cfg.health_grace.0 {
+                } else if d.health() == "Red" || late {
                     return Err(verdict!(
                         "{name} runs {label} but its health is {} (accepted: {})",
                         d.health(),
@@ -415,6 +529,15 @@ impl<'a> ElasticBeanstalk<'a> {
                 }
             } else if d.status.starts_with("Terminat") {
                 return Err(could_not_act!("{name} is {} while deploying {label}", d.status));
+            } else if d.health() == "Red" {
+                // Users reach what EB has deployed so far; EB itself may wait on a failing batch
+                // for its rolling timeout (30 minutes by default).
+                let red = *red_since.get_or_insert_with(Instant::now);
+                if red.elapsed() >= self.cfg.health_grace.0 {
+                    return Err(self.abort_update(name, label, old, on, &errors));
+                }
+            } else {
+                red_since = None;
             }
             if Instant::now() + pause > deadline {
                 return Err(crate::error::Error::could_not_act(format!(
@@ -430,6 +553,50 @@ impl<'a> ElasticBeanstalk<'a> {
             }
             self.pause(&mut pause, String::new)?;
         }
+    }
+
+    /// Health Red for `health_grace` during an update: `abort-environment-update` (EB puts
+    /// the old version back on the instances that took the new one), a wait until Ready again,
+    /// and the failing verdict.
+    fn abort_update(
+        &self,
+        name: &str,
+        label: &str,
+        old: &str,
+        on: Option<(usize, usize)>,
+        errors: &[String],
+    ) -> anyhow::Error {
+        let reached = on.map(|(n, of)| format!(" ({label} had reached {n} of {of} instance(s))")).unwrap_or_default();
+        let grace = humantime::format_duration(self.cfg.health_grace.0);
+        if let Err(e) = self.abort_split(name) {
+            return crate::error::Error::could_not_act(format!(
+                "{name}'s health stayed Red for {grace} while EB deployed {label}{reached}, and aborting the update failed: {e:#}"
+            ))
+            .with_hint("abort it with `aws elasticbeanstalk abort-environment-update`, then roll back")
+            .into();
+        }
+        self.fx.ui.status(format!("{name}: health Red for {grace} during the update{reached}; update aborted"));
+        let mut pause = self.cfg.poll.0;
+        let until = Instant::now() + self.cfg.deploy_timeout.0;
+        let mut back = String::from("EB was still rolling back when safedeploy stopped waiting");
+        while Instant::now() < until {
+            match self.describe_one(name) {
+                Ok(d) if d.status == "Ready" => {
+                    back = format!("EB put {} back (health {})", d.label(), d.health());
+                    self.fx.ui.status(format!("{name}: Ready on {} again (health {})", d.label(), d.health()));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+            if let Err(e) = self.pause(&mut pause, || format!("{name} is left rolling back the aborted update")) {
+                return e;
+            }
+        }
+        verdict!(
+            "{name}'s health stayed Red for {grace} while Elastic Beanstalk deployed {label}{reached}: the update was aborted and {back} (it was {old}){}",
+            first_error(errors)
+        )
     }
 
     /// A canary through EB's traffic splitting: `update-environment` with the TrafficSplitting
@@ -549,7 +716,8 @@ impl<'a> ElasticBeanstalk<'a> {
     }
 
     /// `abort-environment-update`: during traffic splitting, EB sends every request back to the
-    /// old instances and terminates the new ones.
+    /// old instances and terminates the new ones; during a deploy, it puts the old version back
+    /// on the instances that took the new one.
     fn abort_split(&self, name: &str) -> Result<()> {
         self.aws.change("elasticbeanstalk", "abort-environment-update", &["--environment-name", name])?;
         Ok(())
