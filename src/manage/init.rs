@@ -7,9 +7,14 @@
 //!   `node_modules`) and its directory on the app's PATH; a web server the Procfile names that
 //!   the requirements lack is said, since the app runs on its build only;
 //! - the test layout (`tests/`, flat `test_*.py`, `*_test.py`) → the gate, with coverage when
-//!   pytest-cov is among the requirements;
-//! - routes in the Python sources → the health path (`/health`, `/healthz`, `/ping`, `/status`,
-//!   else `/`) and the version route (`/version`, else none: the proxy's header is used).
+//!   pytest-cov is among the requirements; a Node app (`package.json`, no Python project) whose
+//!   tests node's own runner finds (`test/`, `*.test.js`, ...) → `node --test` with its JUnit
+//!   and lcov reporters; another runner in the `test` script (jest, mocha, ...) is said, not
+//!   guessed at;
+//! - routes in the sources (Python's decorators; in JavaScript, the path as a string literal:
+//!   `app.get('/health'`, `pathname === '/health'`) → the health path (`/health`, `/healthz`,
+//!   `/ping`, `/status`, else `/`) and the version route (`/version`, else none: the proxy's
+//!   header is used).
 //!
 //! Each conclusion is printed, so a person sees why the file says what it says.
 
@@ -40,9 +45,14 @@ pub struct Findings {
     pub build_path: Option<String>,
     pub build_from: String,
     pub tests: Option<String>,
+    /// The tests run on node's own runner (`node --test`), not pytest.
+    pub node_tests: bool,
     pub coverage: bool,
     pub health_path: String,
     pub version_path: Option<String>,
+    /// What the first smoke check asks for: `/`, unless a Node app's sources name no home page
+    /// (an API) and a health route is known.
+    pub smoke_path: String,
     pub warnings: Vec<String>,
 }
 
@@ -162,6 +172,76 @@ fn routes(sources: &[PathBuf]) -> BTreeSet<String> {
     out
 }
 
+/// What node's test runner would run (its default patterns: files in a `test` directory, and
+/// `*.test.js`, `*-test.js`, `*_test.js`, `test-*.js`, `test.js` with `.cjs`/`.mjs` too), at the
+/// top and one level down: the directories or files found, for the console.
+fn node_test_files(dir: &Path) -> Vec<String> {
+    let js = |n: &str| [".js", ".cjs", ".mjs"].iter().any(|e| n.ends_with(e));
+    let test_name = |n: &str| {
+        let stem = n.rsplit_once('.').map_or(n, |(s, _)| s);
+        js(n)
+            && (stem == "test"
+                || stem.starts_with("test-")
+                || [".test", "-test", "_test"].iter().any(|e| stem.ends_with(e)))
+    };
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with('.') || n == "node_modules" {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let inner: Vec<String> = std::fs::read_dir(e.path())
+                .map(|d| d.flatten().map(|x| x.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            if n == "test" && inner.iter().any(|x| js(x)) {
+                out.push(format!("{n}/"));
+            } else if let Some(x) = inner.iter().find(|x| test_name(x)) {
+                out.push(format!("{n}/{x}"));
+            }
+        } else if test_name(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// The well-known routes a JavaScript app names as a string literal (`app.get('/health'`,
+/// `url.pathname === '/health'`, `'/'` for a home page), in its sources at the top and one
+/// level down.
+fn js_routes(dir: &Path) -> BTreeSet<String> {
+    static LITERAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"['"`](/(?:health|healthz|ping|status|up|version)?)['"`]"#).expect("a valid pattern")
+    });
+    let js = |n: &str| [".js", ".cjs", ".mjs", ".ts"].iter().any(|e| n.ends_with(e));
+    let mut dirs = vec![dir.to_path_buf()];
+    let skip = |n: &str| n.starts_with('.') || matches!(n, "node_modules" | "test" | "tests");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        dirs.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) && !skip(&e.file_name().to_string_lossy()))
+                .map(|e| e.path()),
+        );
+    }
+    let mut out = BTreeSet::new();
+    for d in dirs {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            // Sources of a small app only: a bundle of megabytes is not read.
+            if !js(&n) || e.metadata().map_or(true, |m| !m.is_file() || m.len() > 4 * 1024 * 1024) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+            out.extend(LITERAL.captures_iter(&text).map(|c| c[1].to_string()));
+        }
+    }
+    out
+}
+
 /// A WSGI module and its app object (`application = Flask(...)` in `application.py`).
 fn wsgi_app(sources: &[PathBuf], dir: &Path) -> Option<String> {
     static APP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -220,6 +300,13 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
         }
     }
     let pyproject = read(dir, "pyproject.toml");
+    let package: Option<serde_json::Value> = read(dir, "package.json").map(|t| {
+        serde_json::from_str(&t).unwrap_or_else(|_| {
+            f.warnings.push("package.json is not JSON: its dependencies and test script were not read".into());
+            serde_json::Value::Null
+        })
+    });
+    let node_app = package.is_some() && !dir.join("requirements.txt").is_file() && pyproject.is_none();
     if let Some(t) = &pyproject {
         requirements.extend(requirement_names(&t.replace(['"', '\'', ','], "\n")));
     }
@@ -234,10 +321,17 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
         f.build = Some("python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check .".into());
         f.build_path = Some(".venv/bin".into());
         f.build_from = "pyproject.toml: the project installed into a venv of the version's own".into();
-    } else if dir.join("package.json").is_file() {
-        f.build = Some(if dir.join("package-lock.json").is_file() { "npm ci" } else { "npm install" }.into());
-        f.build_path = Some("node_modules/.bin".into());
-        f.build_from = "package.json".into();
+    } else if let Some(package) = &package {
+        let deps = ["dependencies", "optionalDependencies"]
+            .iter()
+            .any(|k| package[*k].as_object().is_some_and(|m| !m.is_empty()));
+        if deps {
+            f.build = Some(if dir.join("package-lock.json").is_file() { "npm ci" } else { "npm install" }.into());
+            f.build_path = Some("node_modules/.bin".into());
+            f.build_from = "package.json".into();
+        } else {
+            f.build_from = "package.json has no dependencies: nothing to install".into();
+        }
     } else {
         f.build_from = "no requirements.txt, pyproject.toml or package.json".into();
     }
@@ -260,14 +354,36 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
         })
     });
     let test_dir = ["tests", "test"].into_iter().find(|d| dir.join(d).is_dir());
-    f.tests = match (test_dir, flat_tests) {
-        (Some(d), true) => Some(format!("pytest: {d}/ and test files beside the app")),
-        (Some(d), false) => Some(format!("pytest: {d}/")),
-        (None, true) => Some("pytest: test files beside the app".into()),
-        (None, false) => None,
-    };
-    f.coverage = requirements.contains("pytest-cov");
-    let routes = routes(&sources);
+    if node_app {
+        let script = package.as_ref().and_then(|p| p["scripts"]["test"].as_str()).unwrap_or_default().to_string();
+        let other = ["jest", "mocha", "vitest", "ava", "tap", "jasmine", "karma"]
+            .into_iter()
+            .find(|r| script.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == *r));
+        let found = node_test_files(dir);
+        match other {
+            Some(runner) => f.warnings.push(format!(
+                "package.json's test script runs {runner}: write gate.command yourself, with a JUnit reporter, and gate.junit (no [gate] section was written)"
+            )),
+            None if !found.is_empty() => {
+                f.tests = Some(format!("node --test: {}", found.join(", ")));
+                f.node_tests = true;
+                f.coverage = true;
+            }
+            None => {}
+        }
+    } else {
+        f.tests = match (test_dir, flat_tests) {
+            (Some(d), true) => Some(format!("pytest: {d}/ and test files beside the app")),
+            (Some(d), false) => Some(format!("pytest: {d}/")),
+            (None, true) => Some("pytest: test files beside the app".into()),
+            (None, false) => None,
+        };
+        f.coverage = requirements.contains("pytest-cov");
+    }
+    let mut routes = routes(&sources);
+    if node_app {
+        routes.extend(js_routes(dir));
+    }
     f.health_path = ["/health", "/healthz", "/ping", "/status", "/up"]
         .into_iter()
         .find(|r| routes.contains(*r))
@@ -280,6 +396,8 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
         );
     }
     f.version_path = routes.contains("/version").then(|| "/version".to_string());
+    f.smoke_path =
+        if node_app && f.health_path != "/" && !routes.contains("/") { f.health_path.clone() } else { "/".into() };
     Ok(f)
 }
 
@@ -345,21 +463,31 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
     section(&mut t, "build", "build", build);
     if let Some(tests) = &f.tests {
         let mut cmd = vec!["python3", "-m", "pytest", "-q", "--junitxml=reports/junit.xml"];
-        if f.coverage {
-            cmd.extend(["--cov=.", "--cov-report=xml:reports/coverage.xml"]);
-        }
+        let (coverage, source) = if f.node_tests {
+            cmd = vec![
+                "node",
+                "--test",
+                "--experimental-test-coverage",
+                "--test-reporter=junit",
+                "--test-reporter-destination=reports/junit.xml",
+                "--test-reporter=lcov",
+                "--test-reporter-destination=reports/lcov.info",
+            ];
+            ("reports/lcov.info", "[\"**/*.js\", \"**/*.cjs\", \"**/*.mjs\"]")
+        } else {
+            if f.coverage {
+                cmd.extend(["--cov=.", "--cov-report=xml:reports/coverage.xml"]);
+            }
+            ("reports/coverage.xml", "[\"**/*.py\"]")
+        };
         let argv = format!("[{}]", cmd.iter().map(|a| toml_str(a)).collect::<Vec<_>>().join(", "));
         let mut gate = vec![
             ("gate.command", argv, format!("the tests ({tests}); argv, no shell")),
             ("gate.junit", toml_str("reports/junit.xml"), String::new()),
-            (
-                "gate.source",
-                "[\"**/*.py\"]".to_string(),
-                "change policy: a source change must come with a test change".into(),
-            ),
+            ("gate.source", source.to_string(), "change policy: a source change must come with a test change".into()),
         ];
         if f.coverage {
-            gate.push(("gate.coverage", toml_str("reports/coverage.xml"), String::new()));
+            gate.push(("gate.coverage", toml_str(coverage), String::new()));
             gate.push((
                 "gate.min_diff_coverage",
                 "80".into(),
@@ -396,7 +524,9 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
         t,
         "\n# The journey a user walks, checked after every deploy. Add checks: a form posted, a redirect\n\
          # followed (see the README's smoke-check section).\n\
-         [[smoke.checks]]\nname = \"the home page answers\"\npath = \"/\"\nexpect_status = [200]"
+         [[smoke.checks]]\nname = \"{}\"\npath = {}\nexpect_status = [200]",
+        if f.smoke_path == "/" { "the home page answers" } else { "the health route answers (no home page found)" },
+        toml_str(&f.smoke_path)
     );
     for (header, prefix) in [("platform", "platform"), ("sla", "sla"), ("logs", "logs")] {
         let mut part = String::new();
@@ -410,6 +540,50 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_test_files_follow_the_runners_own_patterns() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let touch = |rel: &str| {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, "").expect("write");
+        };
+        // Not tests: a test directory of no JavaScript, look-alikes, node_modules, hidden dirs.
+        for rel in [
+            "test/README.md",
+            "latest.js",
+            "contest.js",
+            "test.json",
+            "node_modules/x/a.test.js",
+            ".cache/a.test.js",
+            "src/app.js",
+        ] {
+            touch(rel);
+        }
+        assert!(node_test_files(d.path()).is_empty(), "{:?}", node_test_files(d.path()));
+        for rel in ["a.test.js", "b-test.mjs", "c_test.cjs", "test-d.js", "test.js", "src/e.test.js", "test/f.js"] {
+            touch(rel);
+        }
+        assert_eq!(
+            node_test_files(d.path()),
+            ["a.test.js", "b-test.mjs", "c_test.cjs", "src/e.test.js", "test/", "test-d.js", "test.js"]
+        );
+    }
+
+    #[test]
+    fn js_routes_are_string_literals_of_the_well_known_paths() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            d.path().join("server.js"),
+            "if (url.pathname === '/healthz') {}\napp.get(\"/version\", f)\nconst home = `/`;\nconst x = '/healthcheck';\n",
+        )
+        .expect("write");
+        std::fs::create_dir_all(d.path().join("test")).expect("mkdir");
+        std::fs::write(d.path().join("test/a.js"), "get('/ping')").expect("write");
+        let found: Vec<String> = js_routes(d.path()).into_iter().collect();
+        assert_eq!(found, ["/", "/healthz", "/version"], "tests are not the app's routes; /healthcheck is not one");
+    }
 
     #[test]
     fn requirement_names_are_normalised() {

@@ -127,6 +127,32 @@ impl Project {
         Self::committed(tmp, app, state_name, ports, "URL shortener v1")
     }
 
+    /// The app of `examples/<name>` as a user would take it, committed: its config as written
+    /// but for its two `127.0.0.1:PORT` addresses (staging's first, then production's), moved
+    /// to free ports, and deadlines short enough for tests.
+    pub fn example(name: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let app = tmp.path().join("app");
+        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name), &app);
+        let ports = [reserve_port(), reserve_port()];
+        let mut config = std::fs::read_to_string(app.join("safedeploy.toml")).expect("example config");
+        let addresses: Vec<String> = regex::Regex::new(r"127\.0\.0\.1:\d+")
+            .expect("regex")
+            .find_iter(&config)
+            .map(|m| m.as_str().to_string())
+            .collect();
+        assert_eq!(addresses.len(), 2, "examples/{name}/safedeploy.toml should name two addresses: {addresses:?}");
+        for (from, lease) in addresses.iter().zip(&ports) {
+            config = config.replace(from, &format!("127.0.0.1:{}", lease.port));
+        }
+        let config = config
+            .replace(r#"health_timeout = "30s""#, r#"health_timeout = "15s""#)
+            .replace(r#"stop_grace = "10s""#, r#"stop_grace = "3s""#)
+            .replace("deadline = \"30s\"", "deadline = \"8s\"");
+        std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
+        Self::committed(tmp, app, "state", ports, &format!("{name} v1"))
+    }
+
     /// An app of `tests/fixtures/<name>`, committed, with `config` written as its
     /// `safedeploy.toml` (`{staging}` and `{production}` become the environments' ports,
     /// `{venv_bin}` the shared test venv's bin directory). No config when `config` is empty.
