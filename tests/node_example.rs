@@ -173,3 +173,43 @@ fn init_on_node_apps_it_cannot_gate_says_why_and_writes_no_gate() {
         p.cmd("safedeploy").arg("check").assert().success();
     }
 }
+
+#[test]
+fn diff_coverage_on_nodes_lcov_leaves_out_the_comment_and_blank_lines_it_marks_unrun() {
+    let p = Project::example("notes-node");
+    // A title for long notes, whose long branch no test takes; inside it two comment lines and a
+    // blank one, which node's lcov marks executable and unrun (DA:n,0).
+    let notes = std::fs::read_to_string(p.app.join("lib/notes.js")).expect("notes.js");
+    p.write(
+        "lib/notes.js",
+        &notes
+            .replace(
+                "function render(note) {",
+                "function title(text) {\n  if (text.length > 40) {\n    // A long note is shown by its first words,\n    // cut where a word ends.\n\n    const cut = text.lastIndexOf(' ', 40);\n    return text.slice(0, cut > 0 ? cut : 40);\n  }\n  return text;\n}\n\nfunction render(note) {",
+            )
+            .replace("render, MAX_TEXT }", "render, title, MAX_TEXT }"),
+    );
+    let tests = std::fs::read_to_string(p.app.join("test/notes.test.js")).expect("tests");
+    p.write(
+        "test/notes.test.js",
+        &format!(
+            "{tests}\ntest('a short note is its own title', () => {{\n  assert.strictEqual(require('../lib/notes').title('hi'), 'hi');\n}});\n"
+        ),
+    );
+    p.commit_all("Titles for long notes", "Team");
+    let a = p.cmd("gate-tests").args(["--base", "HEAD~1"]).assert().code(1);
+    let (_, err) = output(&a);
+    let lcov = std::fs::read_to_string(p.app.join("reports/lcov.info")).expect("lcov");
+    for unrun_comment in ["DA:42,0", "DA:43,0", "DA:44,0"] {
+        assert!(lcov.contains(unrun_comment), "node's lcov no longer marks comments: {unrun_comment}\n{lcov}");
+    }
+    // Of the changed lines node's lcov measures, the two comments and the blank are left out: 8
+    // measured, 5 covered (with them: 5 of 11, 45 %); the uncovered lines listed are code.
+    assert!(err.contains("diff coverage: 62.5 % of 8 measured changed lines covered, below the minimum 80 %"), "{err}");
+    for code in ["lib/notes.js:45:", "lib/notes.js:46:", "lib/notes.js:47:"] {
+        assert!(err.contains(code), "{code}:\n{err}");
+    }
+    for comment in ["lib/notes.js:42:", "lib/notes.js:43:", "lib/notes.js:44:"] {
+        assert!(!err.contains(comment), "{comment} counted:\n{err}");
+    }
+}
