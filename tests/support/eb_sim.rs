@@ -529,6 +529,11 @@ fn ok(action: &str, ns: &str, result: &str) -> Resp {
     Resp::new(200, body).header("Content-Type", "text/xml")
 }
 
+/// EB's answer naming an environment it does not have.
+fn no_env(name: &str) -> Resp {
+    error(400, "InvalidParameterValue", &format!("No Environment found for EnvironmentName = '{name}'."))
+}
+
 fn error(status: u16, code: &str, message: &str) -> Resp {
     let body = format!(
         "<ErrorResponse xmlns=\"{EB_NS}\"><Error><Type>Sender</Type><Code>{code}</Code>\
@@ -753,11 +758,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                 return error(400, "InvalidParameterValue", &format!("No Application Version named '{label}' found."));
             }
             let Some(env) = st.envs.get(&name) else {
-                return error(
-                    400,
-                    "InvalidParameterValue",
-                    &format!("No Environment found for EnvironmentName = '{name}'."),
-                );
+                return no_env(&name);
             };
             if env.status != "Ready" {
                 return error(
@@ -832,11 +833,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
         "AbortEnvironmentUpdate" => {
             let name = get("EnvironmentName");
             let Some(env) = st.envs.get_mut(&name) else {
-                return error(
-                    400,
-                    "InvalidParameterValue",
-                    &format!("No Environment found for EnvironmentName = '{name}'."),
-                );
+                return no_env(&name);
             };
             if env.status != "Updating" {
                 return error(400, "InvalidParameterValue", &format!("Environment named {name} is not being updated."));
@@ -884,11 +881,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             for n in [&src, &dst] {
                 match st.envs.get(n) {
                     None => {
-                        return error(
-                            400,
-                            "InvalidParameterValue",
-                            &format!("No Environment found for EnvironmentName = '{n}'."),
-                        );
+                        return no_env(n);
                     }
                     Some(e) if e.status != "Ready" => {
                         return error(400, "InvalidParameterValue", &format!("Environment {n} must be Ready to swap."));
@@ -922,11 +915,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
         "DescribeInstancesHealth" => {
             let name = get("EnvironmentName");
             let Some(env) = st.envs.get(&name) else {
-                return error(
-                    400,
-                    "InvalidParameterValue",
-                    &format!("No Environment found for EnvironmentName = '{name}'."),
-                );
+                return no_env(&name);
             };
             if !env.enhanced {
                 return error(
