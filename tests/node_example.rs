@@ -155,7 +155,7 @@ fn init_on_node_apps_it_cannot_gate_says_why_and_writes_no_gate() {
     // (package.json, a file, what init says, whether it writes a [gate]).
     let cases: [(&str, &str, &str, bool); 3] = [
         (r#"{"scripts": {"test": "jest --ci"}}"#, "test/a.test.js", "package.json's test script runs jest", false),
-        ("{ not json", "test/a.test.js", "package.json is not JSON", true),
+        ("{ not json", "test/a.test.js", "package.json is not JSON (key must be a string at line 1 column 3)", true),
         (r#"{"dependencies": {}}"#, "src/app.js", "tests: none found: no [gate] section", false),
     ];
     for (package, file, said, gate) in cases {

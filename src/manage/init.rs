@@ -301,8 +301,10 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
     }
     let pyproject = read(dir, "pyproject.toml");
     let package: Option<serde_json::Value> = read(dir, "package.json").map(|t| {
-        serde_json::from_str(&t).unwrap_or_else(|_| {
-            f.warnings.push("package.json is not JSON: its dependencies and test script were not read".into());
+        serde_json::from_str(&t).unwrap_or_else(|e| {
+            f.warnings.push(format!(
+                "package.json is not JSON ({e}): its dependencies and test script were not read, so no build was written"
+            ));
             serde_json::Value::Null
         })
     });
@@ -329,6 +331,8 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             f.build = Some(if dir.join("package-lock.json").is_file() { "npm ci" } else { "npm install" }.into());
             f.build_path = Some("node_modules/.bin".into());
             f.build_from = "package.json".into();
+        } else if package.is_null() {
+            f.build_from = "package.json is not JSON".into();
         } else {
             f.build_from = "package.json has no dependencies: nothing to install".into();
         }
