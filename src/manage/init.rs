@@ -214,7 +214,12 @@ fn node_test_files(dir: &Path) -> Vec<String> {
 /// level down.
 fn js_routes(dir: &Path) -> BTreeSet<String> {
     static LITERAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"['"`](/(?:health|healthz|ping|status|up|version)?)['"`]"#).expect("a valid pattern")
+        // A well-known path anywhere as a literal; the home page `/` only where it is compared
+        // or routed (`=== '/'`, `case '/':`, `.get('/'`), since `split('/')` is everywhere.
+        regex::Regex::new(
+            r#"['"`](/(?:health|healthz|ping|status|up|version))['"`]|(?:===?|\bcase|\.(?:get|all|route)\()\s*['"`](/)['"`]"#,
+        )
+        .expect("a valid pattern")
     });
     let js = |n: &str| [".js", ".cjs", ".mjs", ".ts"].iter().any(|e| n.ends_with(e));
     let mut dirs = vec![dir.to_path_buf()];
@@ -236,7 +241,9 @@ fn js_routes(dir: &Path) -> BTreeSet<String> {
                 continue;
             }
             let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
-            out.extend(LITERAL.captures_iter(&text).map(|c| c[1].to_string()));
+            out.extend(
+                LITERAL.captures_iter(&text).filter_map(|c| c.get(1).or(c.get(2))).map(|m| m.as_str().to_string()),
+            );
         }
     }
     out
@@ -580,13 +587,23 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             d.path().join("server.js"),
-            "if (url.pathname === '/healthz') {}\napp.get(\"/version\", f)\nconst home = `/`;\nconst x = '/healthcheck';\n",
+            "if (url.pathname === '/healthz') {}\napp.get(\"/version\", f)\nconst x = '/healthcheck';\nconst parts = p.split('/');\n",
         )
         .expect("write");
         std::fs::create_dir_all(d.path().join("test")).expect("mkdir");
         std::fs::write(d.path().join("test/a.js"), "get('/ping')").expect("write");
         let found: Vec<String> = js_routes(d.path()).into_iter().collect();
-        assert_eq!(found, ["/", "/healthz", "/version"], "tests are not the app's routes; /healthcheck is not one");
+        assert_eq!(
+            found,
+            ["/healthz", "/version"],
+            "tests are not the app's routes; /healthcheck and split('/') are not"
+        );
+        for home in
+            ["if (url.pathname === '/') {}", "switch (p) { case \"/\": }", "app.get(`/`, home)", "router.route('/')"]
+        {
+            std::fs::write(d.path().join("server.js"), home).expect("write");
+            assert!(js_routes(d.path()).contains("/"), "{home}");
+        }
     }
 
     #[test]
