@@ -142,7 +142,7 @@ pub fn start(text: &str) -> Option<(Runtime, Phase)> {
     if RUBY_FIRST.is_match(text) {
         return Some((Runtime::Ruby, Phase::Snippet));
     }
-    if JAVA_EXCEPTION.is_match(text) && !text.trim_start().starts_with("Caused by") {
+    if JAVA_EXCEPTION.is_match(text) && !t.starts_with("Caused by") {
         return Some((Runtime::Java, Phase::Stack));
     }
     // "TypeError: msg" is also Python's exception line; Python's traceback starts with
@@ -334,21 +334,18 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
             }
         }
         Runtime::Ruby => {
-            for l in lines {
-                if let Some(c) = RUBY_FIRST.captures(l) {
-                    out.push(frame(&c[1], &c[2], &c[3]));
-                } else if let Some(c) = RUBY_FRAME.captures(l) {
-                    out.push(frame(&c[1], &c[2], &c[3]));
-                }
+            // The first line and the `from` lines both begin file, line, method.
+            for c in lines.iter().filter_map(|l| RUBY_FIRST.captures(l).or_else(|| RUBY_FRAME.captures(l))) {
+                out.push(frame(&c[1], &c[2], &c[3]));
             }
         }
     }
     out
 }
 
-/// The error a trace reports: its type and message. Python's and Java's innermost cause is
-/// the last exception line; Node's and Java's outermost the first: the first is the type
-/// reported (it is what was thrown at the frames the trace starts with).
+/// The error a trace reports: its type and message. Python's is its last exception line (the
+/// innermost of a chain); Node's, Java's, Go's and Ruby's the first (what was thrown at the
+/// frames the trace starts with; Java's causes follow it).
 pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
     let pair =
         |ty: &str, msg: Option<regex::Match>| (ty.to_string(), msg.map(|m| m.as_str().to_string()).unwrap_or_default());

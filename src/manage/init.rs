@@ -358,13 +358,6 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             ));
         }
     }
-    let flat_tests = std::fs::read_dir(dir).ok().is_some_and(|entries| {
-        entries.flatten().any(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.ends_with(".py") && (n.starts_with("test_") || n.ends_with("_test.py"))
-        })
-    });
-    let test_dir = ["tests", "test"].into_iter().find(|d| dir.join(d).is_dir());
     if node_app {
         let script = package.as_ref().and_then(|p| p["scripts"]["test"].as_str()).unwrap_or_default().to_string();
         let other = ["jest", "mocha", "vitest", "ava", "tap", "jasmine", "karma"]
@@ -383,6 +376,13 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             None => {}
         }
     } else {
+        let flat_tests = std::fs::read_dir(dir).ok().is_some_and(|entries| {
+            entries.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.ends_with(".py") && (n.starts_with("test_") || n.ends_with("_test.py"))
+            })
+        });
+        let test_dir = ["tests", "test"].into_iter().find(|d| dir.join(d).is_dir());
         f.tests = match (test_dir, flat_tests) {
             (Some(d), true) => Some(format!("pytest: {d}/ and test files beside the app")),
             (Some(d), false) => Some(format!("pytest: {d}/")),

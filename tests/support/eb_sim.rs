@@ -193,9 +193,11 @@ impl State {
         self.clock = t.max(self.clock + 1);
         self.clock
     }
-    fn event(&mut self, env: &str, severity: &str, message: &str) {
+    /// Logs an event of `env`; its time.
+    fn event(&mut self, env: &str, severity: &str, message: &str) -> i64 {
         let at = self.now();
         self.events.push(Event { at, env: env.into(), severity: severity.into(), message: message.into() });
+        at
     }
 
     /// Instances on `label`, out of all: "1 of 2".
@@ -590,7 +592,8 @@ fn seeded(mut base: serde_json::Value, over: serde_json::Value) -> String {
     xml_of(&base)
 }
 
-fn env_xml(e: &Env) -> String {
+/// An environment's description, `updated` its DateUpdated.
+fn env_xml(e: &Env, updated: i64) -> String {
     let enhanced = |v: &str| if e.enhanced { serde_json::json!(v) } else { serde_json::Value::Null };
     let status = match (e.status.as_str(), e.health.as_str()) {
         ("Updating", "Red") => "Severe",
@@ -612,7 +615,7 @@ fn env_xml(e: &Env) -> String {
             "Health": e.health,
             "HealthStatus": enhanced(status),
             "CNAME": e.cname,
-            "DateUpdated": iso(safedeploy::clock::now_ms()),
+            "DateUpdated": iso(updated),
             "AbortableOperationInProgress": e.status == "Updating",
         }),
     )
@@ -744,7 +747,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                     let labels = e.instances.iter().map(|i| i.label.clone()).collect();
                     st.rollouts.push((n.clone(), labels));
                 }
-                out += &format!("<member>{}</member>", env_xml(&st.envs[n]));
+                out += &format!("<member>{}</member>", env_xml(&st.envs[n], safedeploy::clock::now_ms()));
             }
             ok("DescribeEnvironments", EB_NS, &format!("<Environments>{out}</Environments>"))
         }
@@ -816,19 +819,9 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                     rolling_back: false,
                 });
             }
-            let xml = env_xml(env);
-            let at = st.now();
-            st.events.push(Event {
-                at,
-                env: name.clone(),
-                severity: "INFO".into(),
-                message: "Environment update is starting.".into(),
-            });
             // DateUpdated is when the update began: the time its events start at.
-            let start = xml.find("<DateUpdated>").expect("date");
-            let end = start + xml[start..].find("</DateUpdated>").expect("date") + "</DateUpdated>".len();
-            let xml = format!("{}<DateUpdated>{}</DateUpdated>{}", &xml[..start], iso(at), &xml[end..]);
-            ok("UpdateEnvironment", EB_NS, &xml)
+            let at = st.event(&name, "INFO", "Environment update is starting.");
+            ok("UpdateEnvironment", EB_NS, &env_xml(&st.envs[&name], at))
         }
         "AbortEnvironmentUpdate" => {
             let name = get("EnvironmentName");

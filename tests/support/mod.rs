@@ -74,6 +74,15 @@ pub struct Project {
     _ports: [PortLease; 2],
 }
 
+/// An example's config with the deadlines of a test: a version that is not healthy in 15 s, or
+/// an environment that does not serve it in 8 s, will not be.
+fn fast_deadlines(config: String) -> String {
+    config
+        .replace(r#"health_timeout = "30s""#, r#"health_timeout = "15s""#)
+        .replace(r#"stop_grace = "10s""#, r#"stop_grace = "3s""#)
+        .replace("deadline = \"30s\"", "deadline = \"8s\"")
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read_dir").flatten() {
@@ -109,8 +118,8 @@ impl Project {
         let (staging_port, production_port) = (ports[0].port, ports[1].port);
         let venv = venv();
         let bin = venv.join("bin");
-        let config = std::fs::read_to_string(app.join("safedeploy.toml"))
-            .expect("example config")
+        let config = std::fs::read_to_string(app.join("safedeploy.toml")).expect("example config");
+        let config = fast_deadlines(config)
             .replace("127.0.0.1:8101", &format!("127.0.0.1:{staging_port}"))
             .replace("127.0.0.1:8102", &format!("127.0.0.1:{production_port}"))
             .replace(
@@ -118,10 +127,7 @@ impl Project {
                 r#"command = "true""#,
             )
             .replace(r#"path = [".venv/bin"]"#, &format!("path = [{:?}]", bin.display().to_string()))
-            .replace(r#"["python3", "-m", "pytest""#, &format!(r#"[{:?}, "-m", "pytest", "-p", "no:cacheprovider""#, bin.join("python").display().to_string()))
-            .replace(r#"health_timeout = "30s""#, r#"health_timeout = "15s""#)
-            .replace(r#"stop_grace = "10s""#, r#"stop_grace = "3s""#)
-            .replace("deadline = \"30s\"", "deadline = \"8s\"");
+            .replace(r#"["python3", "-m", "pytest""#, &format!(r#"[{:?}, "-m", "pytest", "-p", "no:cacheprovider""#, bin.join("python").display().to_string()));
         assert!(config.contains(r#"command = "true""#), "the example's build command changed; update tests/support");
         std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
         Self::committed(tmp, app, state_name, ports, "URL shortener v1")
@@ -145,11 +151,7 @@ impl Project {
         for (from, lease) in addresses.iter().zip(&ports) {
             config = config.replace(from, &format!("127.0.0.1:{}", lease.port));
         }
-        let config = config
-            .replace(r#"health_timeout = "30s""#, r#"health_timeout = "15s""#)
-            .replace(r#"stop_grace = "10s""#, r#"stop_grace = "3s""#)
-            .replace("deadline = \"30s\"", "deadline = \"8s\"");
-        std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
+        std::fs::write(app.join("safedeploy.toml"), fast_deadlines(config)).expect("write config");
         Self::committed(tmp, app, "state", ports, &format!("{name} v1"))
     }
 

@@ -534,7 +534,7 @@ impl<'a> ElasticBeanstalk<'a> {
                 // for its rolling timeout (30 minutes by default).
                 let red = *red_since.get_or_insert_with(Instant::now);
                 if red.elapsed() >= self.cfg.health_grace.0 {
-                    return Err(self.abort_update(name, label, old, on, &errors));
+                    return Err(self.abort_red_update(name, label, old, on, &errors));
                 }
             } else {
                 red_since = None;
@@ -558,7 +558,7 @@ impl<'a> ElasticBeanstalk<'a> {
     /// Health Red for `health_grace` during an update: `abort-environment-update` (EB puts
     /// the old version back on the instances that took the new one), a wait until Ready again,
     /// and the failing verdict.
-    fn abort_update(
+    fn abort_red_update(
         &self,
         name: &str,
         label: &str,
@@ -568,7 +568,7 @@ impl<'a> ElasticBeanstalk<'a> {
     ) -> anyhow::Error {
         let reached = on.map(|(n, of)| format!(" ({label} had reached {n} of {of} instance(s))")).unwrap_or_default();
         let grace = humantime::format_duration(self.cfg.health_grace.0);
-        if let Err(e) = self.abort_split(name) {
+        if let Err(e) = self.abort(name) {
             return crate::error::Error::could_not_act(format!(
                 "{name}'s health stayed Red for {grace} while EB deployed {label}{reached}, and aborting the update failed: {e:#}"
             ))
@@ -576,23 +576,11 @@ impl<'a> ElasticBeanstalk<'a> {
             .into();
         }
         self.fx.ui.status(format!("{name}: health Red for {grace} during the update{reached}; update aborted"));
-        let mut pause = self.cfg.poll.0;
-        let until = Instant::now() + self.cfg.deploy_timeout.0;
-        let mut back = String::from("EB was still rolling back when safedeploy stopped waiting");
-        while Instant::now() < until {
-            match self.describe_one(name) {
-                Ok(d) if d.status == "Ready" => {
-                    back = format!("EB put {} back (health {})", d.label(), d.health());
-                    self.fx.ui.status(format!("{name}: Ready on {} again (health {})", d.label(), d.health()));
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => return e,
-            }
-            if let Err(e) = self.pause(&mut pause, || format!("{name} is left rolling back the aborted update")) {
-                return e;
-            }
-        }
+        let back = match self.ready_again(name, "rolling back the aborted update") {
+            Ok(Some(d)) => format!("EB put {} back (health {})", d.label(), d.health()),
+            Ok(None) => "EB was still rolling back when safedeploy stopped waiting".to_string(),
+            Err(e) => return e,
+        };
         verdict!(
             "{name}'s health stayed Red for {grace} while Elastic Beanstalk deployed {label}{reached}: the update was aborted and {back} (it was {old}){}",
             first_error(errors)
@@ -639,7 +627,7 @@ impl<'a> ElasticBeanstalk<'a> {
             if let Err(e) = self.fx.nap(c.interval, || {
                 format!("the traffic split of {label} was aborted: {old}'s instances take every request again")
             }) {
-                self.abort_split(name)?;
+                self.abort(name)?;
                 return Err(e);
             }
             round += 1;
@@ -681,7 +669,7 @@ impl<'a> ElasticBeanstalk<'a> {
                 )),
                 Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => break format!("{e:#}"),
                 Err(e) => {
-                    self.abort_split(name)?;
+                    self.abort(name)?;
                     return Err(e);
                 }
             }
@@ -694,31 +682,38 @@ impl<'a> ElasticBeanstalk<'a> {
             }
         };
         let failed_at = crate::clock::now_ms();
-        self.abort_split(name)?;
+        self.abort(name)?;
         let stopped_at = crate::clock::now_ms();
         self.fx.ui.status(format!(
             "{name}: canary aborted {} after the failing verdict: EB sends every request back to {old}'s instances",
             crate::clock::human(stopped_at - failed_at)
         ));
         // Until EB is Ready on the old version again, nothing more can be deployed there.
+        self.ready_again(name, "ending the aborted traffic split")?;
+        Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: failed }
+            .verdict(label, &env.name))
+    }
+
+    /// After an abort: polls `name` until it is Ready again (said), for up to `deploy_timeout`;
+    /// `None` when it is not by then. `doing` says what EB is left doing if a signal comes.
+    fn ready_again(&self, name: &str, doing: &str) -> Result<Option<EnvDesc>> {
         let mut pause = self.cfg.poll.0;
         let until = Instant::now() + self.cfg.deploy_timeout.0;
         while Instant::now() < until {
             let d = self.describe_one(name)?;
             if d.status == "Ready" {
                 self.fx.ui.status(format!("{name}: Ready on {} again (health {})", d.label(), d.health()));
-                break;
+                return Ok(Some(d));
             }
-            self.pause(&mut pause, || format!("{name} is left ending the aborted traffic split"))?;
+            self.pause(&mut pause, || format!("{name} is left {doing}"))?;
         }
-        Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: failed }
-            .verdict(label, &env.name))
+        Ok(None)
     }
 
     /// `abort-environment-update`: during traffic splitting, EB sends every request back to the
     /// old instances and terminates the new ones; during a deploy, it puts the old version back
     /// on the instances that took the new one.
-    fn abort_split(&self, name: &str) -> Result<()> {
+    fn abort(&self, name: &str) -> Result<()> {
         self.aws.change("elasticbeanstalk", "abort-environment-update", &["--environment-name", name])?;
         Ok(())
     }

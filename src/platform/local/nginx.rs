@@ -341,7 +341,7 @@ impl<'a> Nginx<'a> {
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
         let until = Instant::now() + Duration::from_secs(10);
         // The listening socket survives the reload (the new workers inherit it): looked up once.
-        let sockets = super::ports::listening_sockets(port);
+        let sockets = super::ports::listening_inodes(port);
         while before.iter().any(|w| super::ports::holds_any(*w, &sockets)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -147,13 +147,8 @@ pub fn held_by_group(port: u16, pgid: i32) -> bool {
     found.len() == inodes.len()
 }
 
-/// The listening sockets on `port`, to ask [`holds_any`] about again and again: reading
-/// `/proc/net/tcp` once, not per question (under load it lists thousands of connections).
-pub fn listening_sockets(port: u16) -> HashSet<u64> {
-    listening_inodes(port)
-}
-
-/// Whether process `pid` still holds one of `sockets`.
+/// Whether process `pid` still holds one of `sockets` (from [`listening_inodes`], read once
+/// for many questions: under load `/proc/net/tcp` lists thousands of connections).
 pub fn holds_any(pid: i32, sockets: &HashSet<u64>) -> bool {
     socket_inodes(pid).any(|i| sockets.contains(&i))
 }
@@ -167,7 +162,7 @@ fn socket_inodes(pid: i32) -> impl Iterator<Item = u64> {
 }
 
 /// The inodes of the listening TCP sockets on `port` (IPv4 and IPv6, any address).
-fn listening_inodes(port: u16) -> HashSet<u64> {
+pub fn listening_inodes(port: u16) -> HashSet<u64> {
     let mut out = HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
