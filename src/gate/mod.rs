@@ -353,8 +353,22 @@ fn drop_comments_and_blanks(path: &Path, lines: &mut Vec<u32>) {
     let file: Vec<&str> = text.lines().collect();
     lines.retain(|&n| {
         let Some(line) = file.get((n as usize).wrapping_sub(1)).map(|l| l.trim()) else { return true };
-        !(line.is_empty() || markers.iter().any(|m| line.starts_with(m)))
+        !(line.is_empty() || is_comment(line, markers))
     });
+}
+
+/// Whether a trimmed line is only a comment: it starts with a marker, and when it opens or
+/// closes a block comment, no code follows the block's end (`/* a */ x = 1;` is code).
+fn is_comment(line: &str, markers: &[&str]) -> bool {
+    if markers.contains(&"/*") {
+        if let Some(rest) = line.strip_prefix("/*") {
+            return rest.find("*/").is_none_or(|end| rest[end + 2..].trim().is_empty());
+        }
+        if let Some(rest) = line.strip_prefix("*/") {
+            return rest.trim().is_empty();
+        }
+    }
+    markers.iter().any(|m| line.starts_with(m))
 }
 
 /// The directories the reports go to (`gate.junit` up to its first glob, `gate.coverage`'s),
@@ -559,6 +573,11 @@ mod comment_tests {
         let mut lines: Vec<u32> = (1..=9).collect();
         drop_comments_and_blanks(&js, &mut lines);
         assert_eq!(lines, [1, 5, 7, 8, 9], "blank, //, /*, */ dropped; ` * inside` and ` * 2` kept; 9 is past the end");
+        // Code after a block comment's end is measured.
+        std::fs::write(&js, "/* a */ const c = 1;\n*/ f();\n/** doc */\n/*\n*/\n/**/ \n").expect("js");
+        let mut lines: Vec<u32> = (1..=6).collect();
+        drop_comments_and_blanks(&js, &mut lines);
+        assert_eq!(lines, [1, 2], "code after `*/` is measured; comment-only lines are not");
         let py = dir.path().join("app.py");
         std::fs::write(&py, "x = 1\n    # why\n\ny = '#not'\n").expect("py");
         let mut lines = vec![1, 2, 3, 4];
