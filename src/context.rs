@@ -91,11 +91,7 @@ impl Ctx {
         for v in &config.secrets {
             ui.redactor.add_value(v.clone());
         }
-        let mut named = vec![&config.logs.slack_webhook_env, &config.logs.datadog_api_key_env];
-        if let Some(dd) = &config.smoke.datadog {
-            named.extend([&dd.api_key_env, &dd.app_key_env]);
-        }
-        for var in named {
+        for var in config.secret_vars() {
             if let Some(v) = env.get(var) {
                 ui.redactor.add_value(v);
             }

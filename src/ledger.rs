@@ -310,6 +310,33 @@ impl Ledger {
         Ok(())
     }
 
+    /// A text as the ledger keeps and hands it out: with secrets masked. A failing answer's body
+    /// can hold a password; the ledger never stores it, and a ledger written before masking
+    /// covered a shape still reads masked.
+    fn clean(&self, text: &str) -> String {
+        self.ui.redactor.redact(text)
+    }
+
+    fn clean_opt(&self, text: Option<String>) -> Option<String> {
+        text.map(|t| self.clean(&t))
+    }
+
+    fn clean_verification(&self, v: Verification) -> Verification {
+        Verification { detail: self.clean_opt(v.detail), ..v }
+    }
+
+    fn clean_incident(&self, i: Incident) -> Incident {
+        Incident { reason: self.clean_opt(i.reason), ..i }
+    }
+
+    fn clean_deployment(&self, d: Deployment) -> Deployment {
+        Deployment { reason: self.clean_opt(d.reason), ..d }
+    }
+
+    fn clean_stop(&self, s: Stop) -> Stop {
+        Stop { reason: self.clean_opt(s.reason), ..s }
+    }
+
     /// Runs a write, or in a dry run announces it and returns `None`.
     fn write<T>(
         &self,
@@ -357,7 +384,8 @@ impl Ledger {
                     })
                 },
             )
-            .optional()?)
+            .optional()?
+            .map(|v| Version { bad_reason: self.clean_opt(v.bad_reason), ..v }))
     }
 
     pub fn record_version(&self, v: &Version) -> Result<()> {
@@ -426,9 +454,11 @@ impl Ledger {
         let mapped = st.query_map([since], |r| {
             Ok(Verification { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, passed: r.get(3)?, detail: r.get(4)? })
         })?;
-        rows.verifications = mapped.collect::<rusqlite::Result<_>>()?;
+        let verifications: Vec<Verification> = mapped.collect::<rusqlite::Result<_>>()?;
+        rows.verifications = verifications.into_iter().map(|v| self.clean_verification(v)).collect();
         let mut st = self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE detected_at >= ?1 ORDER BY id"))?;
-        rows.incidents = st.query_map([since], incident_row)?.collect::<rusqlite::Result<_>>()?;
+        let incidents: Vec<Incident> = st.query_map([since], incident_row)?.collect::<rusqlite::Result<_>>()?;
+        rows.incidents = incidents.into_iter().map(|i| self.clean_incident(i)).collect();
         let mut st =
             self.conn.prepare("SELECT at, commit_id, passed, checks FROM gate_runs WHERE at >= ?1 ORDER BY id")?;
         let mapped = st.query_map([since], |r| {
@@ -460,6 +490,7 @@ impl Ledger {
         self.write(
             || format!("mark version {label} bad ({reason})"),
             |c| {
+                let reason = self.clean(reason);
                 c.execute(
                     "UPDATE versions SET bad_at = ?2, bad_reason = ?3 WHERE label = ?1 AND bad_at IS NULL",
                     params![label, now_ms(), reason],
@@ -488,7 +519,7 @@ impl Ledger {
                 c.execute(
                     "INSERT INTO deployments (env, label, action, previous, started_at, outcome, actor, reason)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'in_progress', ?6, ?7)",
-                    params![env, label, action, previous, now_ms(), actor, reason],
+                    params![env, label, action, previous, now_ms(), actor, reason.map(|r| self.clean(r))],
                 )?;
                 Ok(c.last_insert_rowid())
             },
@@ -536,7 +567,7 @@ impl Ledger {
             |c| {
                 c.execute(
                     "UPDATE deployments SET outcome = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1",
-                    params![id, outcome, now_ms(), detail],
+                    params![id, outcome, now_ms(), self.clean(detail)],
                 )
             },
         )?;
@@ -587,7 +618,8 @@ impl Ledger {
                 [env],
                 Self::deployment_row,
             )
-            .optional()?)
+            .optional()?
+            .map(|d| self.clean_deployment(d)))
     }
 
     pub fn deployments(&self, env: &str) -> Result<Vec<Deployment>> {
@@ -595,8 +627,8 @@ impl Ledger {
             "SELECT id, env, label, action, previous, started_at, finished_at, outcome, reason, actor
              FROM deployments WHERE env = ?1 ORDER BY id",
         )?;
-        let rows = st.query_map([env], Self::deployment_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows: Vec<Deployment> = st.query_map([env], Self::deployment_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows.into_iter().map(|d| self.clean_deployment(d)).collect())
     }
 
     // ---- verifications ----
@@ -609,7 +641,7 @@ impl Ledger {
             |c| {
                 c.execute(
                     "INSERT INTO verifications (env, label, at, passed, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![env, label, at, passed, detail],
+                    params![env, label, at, passed, self.clean(detail)],
                 )
             },
         )?;
@@ -657,7 +689,9 @@ impl Ledger {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(newest.filter(|(passed, _)| !passed).map(|(_, d)| d.unwrap_or_else(|| "a failed check".into())))
+        Ok(newest
+            .filter(|(passed, _)| !passed)
+            .map(|(_, d)| d.map(|d| self.clean(&d)).unwrap_or_else(|| "a failed check".into())))
     }
 
     /// Whether `label` has ever passed the smoke checks in `env`.
@@ -688,7 +722,7 @@ impl Ledger {
             |c| {
                 c.execute(
                     "INSERT INTO gate_waivers (at, commit_id, base, checks, reason, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![now_ms(), commit, base, checks, reason, actor],
+                    params![now_ms(), commit, base, checks, self.clean(reason), actor],
                 )
             },
         )?;
@@ -703,7 +737,7 @@ impl Ledger {
             |c| {
                 c.execute(
                     "INSERT INTO stops (env, label, at, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![env, label, now_ms(), actor, reason],
+                    params![env, label, now_ms(), actor, reason.map(|r| self.clean(r))],
                 )
             },
         )?;
@@ -721,24 +755,34 @@ impl Ledger {
             )
             .optional()?;
         let last_deploy = self.deployments(env)?.last().map(|d| d.started_at).unwrap_or(0);
-        Ok(stop.filter(|s| s.at >= last_deploy))
+        Ok(stop.filter(|s| s.at >= last_deploy).map(|s| self.clean_stop(s)))
     }
 
     pub fn stops(&self, env: &str) -> Result<Vec<Stop>> {
         let mut st = self.conn.prepare("SELECT env, label, at, actor, reason FROM stops WHERE env = ?1 ORDER BY id")?;
-        let rows = st.query_map([env], |r| {
-            Ok(Stop { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, actor: r.get(3)?, reason: r.get(4)? })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows: Vec<Stop> = st
+            .query_map([env], |r| {
+                Ok(Stop { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, actor: r.get(3)?, reason: r.get(4)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows.into_iter().map(|s| self.clean_stop(s)).collect())
     }
 
     pub fn verifications(&self, env: &str) -> Result<Vec<Verification>> {
         let mut st =
             self.conn.prepare("SELECT env, label, at, passed, detail FROM verifications WHERE env = ?1 ORDER BY id")?;
-        let rows = st.query_map([env], |r| {
-            Ok(Verification { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, passed: r.get(3)?, detail: r.get(4)? })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows: Vec<Verification> = st
+            .query_map([env], |r| {
+                Ok(Verification {
+                    env: r.get(0)?,
+                    label: r.get(1)?,
+                    at: r.get(2)?,
+                    passed: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows.into_iter().map(|v| self.clean_verification(v)).collect())
     }
 
     // ---- incidents and the SLA budget ----
@@ -766,7 +810,7 @@ impl Ledger {
                         i.bad_label,
                         i.restored_label,
                         i.detected_at,
-                        i.reason,
+                        i.reason.as_deref().map(|r| self.clean(r)),
                         i.took_traffic_at,
                         i.rollback_started_at,
                         i.charged_from,
@@ -788,7 +832,7 @@ impl Ledger {
                     "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = MAX(0, ?3 - COALESCE(charged_from, detected_at)) * COALESCE(share_percent, 100) / 100,
                      reason = COALESCE(reason, '') || COALESCE(?4, '')
                      WHERE id = ?1 AND restored_at IS NULL",
-                    params![id, restored, at, note],
+                    params![id, restored, at, note.map(|n| self.clean(n))],
                 )
             },
         )?;
@@ -799,21 +843,21 @@ impl Ledger {
     pub fn open_incidents(&self, env: &str) -> Result<Vec<Incident>> {
         let mut st =
             self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE env = ?1 AND restored_at IS NULL ORDER BY id"))?;
-        let rows = st.query_map([env], incident_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows: Vec<Incident> = st.query_map([env], incident_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows.into_iter().map(|i| self.clean_incident(i)).collect())
     }
 
     pub fn incidents_of(&self, env: &str) -> Result<Vec<Incident>> {
         let mut st = self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE env = ?1 ORDER BY id"))?;
-        let rows = st.query_map([env], incident_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows: Vec<Incident> = st.query_map([env], incident_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows.into_iter().map(|i| self.clean_incident(i)).collect())
     }
 
     pub fn incidents(&self, envs: &[String], since: Millis) -> Result<Vec<Incident>> {
         let mut st = self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE detected_at >= ?1 ORDER BY id"))?;
         let rows = st.query_map([since], incident_row)?;
         let all: Vec<Incident> = rows.collect::<rusqlite::Result<_>>()?;
-        Ok(all.into_iter().filter(|i| envs.iter().any(|e| e == &i.env)).collect())
+        Ok(all.into_iter().filter(|i| envs.iter().any(|e| e == &i.env)).map(|i| self.clean_incident(i)).collect())
     }
 }
 

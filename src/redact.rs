@@ -39,10 +39,16 @@ fn patterns() -> &'static [(Regex, &'static str)] {
             ),
             p(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+", "https://hooks.slack.com/services/****"),
             p(r"\bxox[abprs]-[A-Za-z0-9-]{10,}", MASK),
+            // Stripe-style keys (`sk_live_…`, `rk_test_…`, `whsec_…`).
+            p(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}", MASK),
+            p(r"\bwhsec_[A-Za-z0-9]{10,}", MASK),
             p(r"\bgh[pousr]_[A-Za-z0-9]{20,}", MASK),
             p(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", "${1} ****"),
             p(r"(?i)(dd-api-key|dd-application-key)(\s*[:=]\s*)\S+", "${1}${2}****"),
             p(r"([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", "${1}****@"),
+            // A DSN's key without a password (`https://0123abcd@o1.ingest.sentry.io/42`): a
+            // user part of hex or base64 long enough to be a key, not a name.
+            p(r"([a-z][a-z0-9+.-]*://)[A-Za-z0-9_-]{16,}@", "${1}****@"),
             // Presigned URLs (EB log downloads): the signature and any session token.
             p(
                 r"(?i)([?&](?:X-Amz-Signature|X-Amz-Security-Token|X-Amz-Credential|Signature|AWSAccessKeyId)=)[^&\s]+",
@@ -105,6 +111,32 @@ impl Redactor {
             values.push(v);
             // Longer first, so a value containing another is masked whole.
             values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+
+    /// A JSON document with every string masked, and every scalar under a secret-looking key:
+    /// masking runs on the values themselves, before serializing escapes `"` into `\"` (a
+    /// pattern for `"password": "x"` no longer matches `\"password\": \"x\"`).
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_json(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            // `api_key_env` names a variable; it holds none.
+                            Value::String(_) | Value::Number(_) if is_secret_name(k) && !k.ends_with("_env") => {
+                                Value::String(MASK.into())
+                            }
+                            v => self.redact_json(v),
+                        };
+                        (self.redact(k), v)
+                    })
+                    .collect(),
+            ),
+            v => v.clone(),
         }
     }
 
@@ -198,6 +230,42 @@ mod tests {
         ] {
             assert_eq!(r.redact(keep), keep);
         }
+    }
+
+    #[test]
+    fn json_documents_are_masked_value_by_value_and_stay_json() {
+        let r = Redactor::default();
+        r.add_value("known-secret-1");
+        let doc = serde_json::json!({
+            "detail": "answered 500: {\"db_password\":\"hunter22\",\"api_token\":\"t0k3n!\"}",
+            "api_key": "abc123def",
+            "api_key_env": "DD_API_KEY",
+            "list": ["known-secret-1", "token=zz\\\"yy"],
+            "count": 3,
+        });
+        let text = serde_json::to_string(&r.redact_json(&doc)).expect("json");
+        for gone in ["hunter22", "t0k3n!", "abc123def", "known-secret-1", "zz"] {
+            assert!(!text.contains(gone), "{gone}: {text}");
+        }
+        let back: serde_json::Value = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(back["api_key_env"], "DD_API_KEY", "a variable's name is not a secret");
+        assert_eq!(back["count"], 3);
+    }
+
+    #[test]
+    fn payment_keys_and_dsn_keys_are_masked_by_shape() {
+        let r = Redactor::default();
+        for (line, gone) in [
+            ("charge failed with sk_live_51HplantedKey0123", "51HplantedKey0123"),
+            ("rk_test_abcdefghij0123 restricted", "abcdefghij0123"),
+            ("whsec_abcdefghij0123456 endpoint", "abcdefghij0123456"),
+            ("SENTRY_DSN=https://0123456789abcdef0123@o1.ingest.sentry.io/42", "0123456789abcdef0123"),
+        ] {
+            let out = r.redact(line);
+            assert!(!out.contains(gone), "{line} → {out}");
+        }
+        // A user name in a URL is not a key.
+        assert_eq!(r.redact("git clone https://git@example.com/x"), "git clone https://git@example.com/x");
     }
 
     #[test]

@@ -89,8 +89,10 @@ impl Ui {
     /// records first (collect-logs' groups) then its summary yields JSON Lines.
     pub fn json_line(&self, value: &serde_json::Value) {
         if self.json {
-            let text = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
-            println!("{}", self.redactor.redact(&text));
+            // Masked value by value before serializing: on the serialized text, escaping would
+            // hide `"password": "x"` as `\"password\": \"x\"`, and a mask could cut an escape.
+            let text = serde_json::to_string(&self.redactor.redact_json(value)).unwrap_or_else(|_| "{}".into());
+            println!("{text}");
         }
     }
 

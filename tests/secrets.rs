@@ -143,12 +143,16 @@ fn configured_secrets_reach_the_app_and_the_callers_do_not() {
             "[environments.staging]\n",
             "[environments.staging]\nenv = { API_TOKEN = \"token-from-the-config\", PLAIN = \"plain-from-the-config\" }\n",
         )
+        // A webhook in a variable whose name does not look secret: the config names it as one.
+        .replace("[logs]\n", "[logs]\nslack_webhook_env = \"CHAT_HOOK\"\n")
     });
     let procfile = std::fs::read_to_string(p.app.join("Procfile")).expect("Procfile");
     let web = procfile.lines().find_map(|l| l.strip_prefix("web:")).expect("web line").trim().to_string();
     p.write(
         "Procfile",
-        &format!("web: echo \"app sees token=$API_TOKEN plain=$PLAIN other=$OTHER_SECRET\"; exec {web}\n"),
+        &format!(
+            "web: echo \"app sees token=$API_TOKEN plain=$PLAIN other=$OTHER_SECRET hook=$CHAT_HOOK\"; exec {web}\n"
+        ),
     );
     p.commit_all("Print what the app is given", "Team");
     let a = p
@@ -156,13 +160,82 @@ fn configured_secrets_reach_the_app_and_the_callers_do_not() {
         .args(["--version", "v1"])
         .env("API_TOKEN", "token-from-the-shell")
         .env("OTHER_SECRET", "secret-of-the-shell")
+        .env("CHAT_HOOK", "https://chat.example/hook-of-the-shell")
         .assert()
         .success();
     let (out, err) = output(&a);
     assert!(!format!("{out}{err}").contains("token-from-the-config"), "the value is not printed:\n{out}{err}");
     let log = std::fs::read_to_string(p.state.join("local/envs/staging/app.log")).expect("app log");
     assert!(
-        log.contains("app sees token=token-from-the-config plain=plain-from-the-config other=\n"),
+        log.contains("app sees token=token-from-the-config plain=plain-from-the-config other= hook=\n"),
         "the configured values win, the caller's secrets stay out:\n{log}"
     );
+}
+
+/// The class of a secret inside quoted JSON: a failing answer's body names its secrets in JSON
+/// (`{"db_password":"…"}`). Every sink must mask them: the console, each `--json` document
+/// (where serializing escapes the quotes), the report page (where HTML escapes them) and the
+/// ledger's own file, which keeps failure details.
+#[test]
+fn secrets_inside_quoted_json_are_masked_in_every_json_output_the_page_and_the_ledger() {
+    const PASSWORD: &str = "hunter2-db-passw0rd";
+    const TOKEN: &str = "tok-9f8e7d6c5b4a";
+    const STRIPE: &str = "sk_live_51Hplanted0stripe0key";
+    const DSN_KEY: &str = "0123456789abcdef0123456789abcdef";
+    let body = format!(
+        r#"{{"error":"boom","db_password":"{PASSWORD}","api_token":"{TOKEN}","stripe":"{STRIPE}","sentry":"https://{DSN_KEY}@o1.ingest.example/42","nested":{{"client_secret":"{PASSWORD}"}}}}"#
+    );
+    let server = Server::start(move |r, _| match r.path.as_str() {
+        "/version" => Resp::new(200, "{\"version\": \"v1\"}"),
+        _ => Resp::new(500, body.clone()).header("content-type", "application/json"),
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    std::fs::write(
+        dir.path().join("safedeploy.toml"),
+        format!(
+            "[app]\nname = \"fixture\"\n\n[environments.test]\nurl = \"{}\"\n\n[smoke]\nversion_path = \"/version\"\ndeadline = \"3s\"\ninterval = \"50ms\"\nconsecutive = 1\ntimeout = \"1s\"\n\n[[smoke.checks]]\nname = \"home\"\npath = \"/\"\n",
+            server.url()
+        ),
+    )
+    .expect("config");
+    let run = |bin: &str, args: &[&str], expect: i32| -> String {
+        let a = assert_cmd::Command::cargo_bin(bin)
+            .expect("bin")
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SAFEDEPLOY_STATE_DIR", &state)
+            .args(args)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert();
+        let (out, err) = output(&a);
+        assert_eq!(a.get_output().status.code(), Some(expect), "{bin} {args:?}:\n{out}{err}");
+        format!("{out}{err}")
+    };
+    let mut seen = String::new();
+    for json in [&[][..], &["--json"][..]] {
+        let args = [&["--env", "test", "--expect-version", "v1", "--record"][..], json].concat();
+        let text = run("smoke-check", &args, 1);
+        if !json.is_empty() {
+            let doc = text.lines().find(|l| l.starts_with('{')).expect("a JSON document");
+            serde_json::from_str::<serde_json::Value>(doc).unwrap_or_else(|e| panic!("still JSON ({e}): {doc}"));
+        }
+        seen += &text;
+    }
+    // The failure really was there to leak: the checker saw the body and said it failed.
+    assert!(seen.contains("500") && seen.contains("boom"), "the failing answer is reported:\n{seen}");
+    seen += &run("safedeploy", &["history", "--json"], 0);
+    seen += &run("safedeploy", &["report", "--json", "--html", "page.html"], 0);
+    seen += &std::fs::read_to_string(dir.path().join("page.html")).expect("page");
+    assert!(seen.contains("****"), "something was masked:\n{seen}");
+    // The ledger's own bytes (the database and its write-ahead log) never held them.
+    for f in std::fs::read_dir(&state).expect("state dir").flatten() {
+        if f.file_name().to_string_lossy().starts_with("ledger") {
+            seen += &String::from_utf8_lossy(&std::fs::read(f.path()).expect("ledger file"));
+        }
+    }
+    for secret in [PASSWORD, TOKEN, STRIPE, DSN_KEY] {
+        assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
+    }
 }

@@ -321,9 +321,28 @@ impl Config {
         self.dir.join(rel).components().collect()
     }
 
-    /// The effective configuration, every default shown (`safedeploy check`).
+    /// The variables the config names as holding a webhook or a key: masked wherever their
+    /// values appear, and never handed to the app, whatever their names.
+    pub fn secret_vars(&self) -> Vec<&str> {
+        let mut named = vec![self.logs.slack_webhook_env.as_str(), self.logs.datadog_api_key_env.as_str()];
+        if let Some(dd) = &self.smoke.datadog {
+            named.extend([dd.api_key_env.as_str(), dd.app_key_env.as_str()]);
+        }
+        named
+    }
+
+    /// The effective configuration, every default shown (`safedeploy check`), with what it
+    /// must not show masked whatever its length: values under secret-looking names, and what
+    /// smoke checks send in headers (the same headers a run never prints).
     pub fn effective(&self) -> Result<String> {
-        Ok(toml::to_string_pretty(self)?)
+        Ok(toml::to_string_pretty(&self.effective_value()?)?)
+    }
+
+    /// [`Config::effective`] as a value (for `check --json`).
+    pub fn effective_value(&self) -> Result<toml::Value> {
+        let mut v = toml::Value::try_from(self)?;
+        mask_secrets(&mut v, false);
+        Ok(v)
     }
 }
 
@@ -388,6 +407,39 @@ fn secret_values(t: &toml::de::DeTable<'_>, secret: bool, out: &mut Vec<String>)
     }
     for (k, v) in t.iter() {
         value(v.get_ref(), secret || crate::redact::is_secret_name(k.get_ref()), out);
+    }
+}
+
+/// Masks, in an effective configuration, every scalar under a secret-looking name (at any
+/// depth below it) and every header value a check sends. A capture's own name (`cookie`) does
+/// not hide where it is read from.
+fn mask_secrets(v: &mut toml::Value, secret: bool) {
+    use toml::Value;
+    match v {
+        Value::Table(t) => {
+            for (k, x) in t.iter_mut() {
+                if k == "capture" {
+                    if let Value::Table(captures) = x {
+                        captures.iter_mut().for_each(|(_, c)| mask_secrets(c, false));
+                    }
+                } else if k == "headers"
+                    && let Value::Table(headers) = x
+                {
+                    for (name, value) in headers.iter_mut() {
+                        if !crate::http::harmless_header(name) {
+                            *value = Value::String(crate::redact::MASK.into());
+                        }
+                    }
+                } else {
+                    mask_secrets(x, secret || (crate::redact::is_secret_name(k) && !k.ends_with("_env")));
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| mask_secrets(x, secret)),
+        Value::String(_) | Value::Integer(_) | Value::Float(_) if secret => {
+            *v = Value::String(crate::redact::MASK.into());
+        }
+        _ => {}
     }
 }
 

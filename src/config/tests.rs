@@ -60,3 +60,19 @@ fn a_secret_in_a_type_error_is_not_echoed() {
         Config::parse(&MINIMAL.replacen("url =", "env = { PLAIN = 5 }\nurl =", 1), Path::new("s.toml")).expect_err("x");
     assert!(e.to_string().contains("`5`"), "{e}");
 }
+
+#[test]
+fn the_effective_config_masks_header_values_and_secret_names_not_capture_sources() {
+    let text = format!(
+        "{MINIMAL}headers = {{ x-tenant = \"t1\", accept = \"text/html\" }}\n\
+         [smoke.checks.capture]\ncookie = {{ header = \"set-cookie\" }}\n\
+         [environments.staging.env]\nAPI_TOKEN = \"tok\"\nPLAIN = \"plain-value\"\n"
+    );
+    let c = Config::parse(&text, Path::new("s.toml")).expect("parses");
+    let shown = c.effective().expect("effective");
+    assert!(!shown.contains("\"t1\""), "a header value, short as it is, is masked:\n{shown}");
+    assert!(!shown.contains("\"tok\""), "{shown}");
+    for kept in ["text/html", "plain-value", "set-cookie", "x-tenant"] {
+        assert!(shown.contains(kept), "{kept} is shown:\n{shown}");
+    }
+}

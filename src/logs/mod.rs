@@ -306,6 +306,7 @@ impl<'a> Store<'a> {
             return;
         }
         let (exception, frames) = diagnose(matched);
+        let exception = exception.map(|e| redactor.redact(&e));
         let line = matched.lines.iter().find(|l| l.hit).or(matched.lines.first());
         let message = line.map(|l| redactor.redact(&l.text.chars().take(200).collect::<String>())).unwrap_or_default();
         let frame = frames.first().map(|f| frame_label(f, self.prefixes));

@@ -32,7 +32,7 @@ pub fn check(ctx: &Ctx) -> Result<Outcome> {
         environments: c.environments.keys().map(String::as_str).collect(),
         smoke_chains: c.chains.len(),
         smoke_checks: c.chains.iter().map(|ch| ch.checks.len()).sum(),
-        effective: serde_json::to_value(c)?,
+        effective: serde_json::to_value(c.effective_value()?)?,
     })
 }
 

@@ -58,6 +58,8 @@ pub struct Local<'a> {
     /// In a dry run nothing is unpacked: the Procfile of each registered version, read from its
     /// commit, stands in for the unpacked one.
     planned_procfiles: Mutex<std::collections::HashMap<String, String>>,
+    /// The variables the config names as holding a webhook or a key: never the app's.
+    withheld: Vec<&'a str>,
 }
 
 /// What runs in an environment, as recorded by the platform.
@@ -118,6 +120,7 @@ impl<'a> Local<'a> {
             root: state_dir.join("local"),
             children: Mutex::new(vec![]),
             planned_procfiles: Mutex::new(Default::default()),
+            withheld: config.secret_vars(),
         }
     }
 
@@ -367,10 +370,12 @@ impl<'a> Local<'a> {
             exec_line(&web),
         ])
         .dir(dir);
-        // The app inherits the caller's environment but for its secrets and safedeploy's own
-        // settings; what the config gives it comes on top.
-        let (kept, removed): (Vec<_>, Vec<_>) =
-            self.fx.env.vars().partition(|(k, _)| !(is_secret_name(k) || k.starts_with("SAFEDEPLOY_")));
+        // The app inherits the caller's environment but for its secrets (by name, and those the
+        // config names as safedeploy's own keys) and safedeploy's own settings; what the config
+        // gives it comes on top.
+        let (kept, removed): (Vec<_>, Vec<_>) = self.fx.env.vars().partition(|(k, _)| {
+            !(is_secret_name(k) || k.starts_with("SAFEDEPLOY_") || self.withheld.contains(&k.as_str()))
+        });
         cmd = cmd
             .base_env(
                 kept.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
