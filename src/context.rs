@@ -126,6 +126,11 @@ impl Ctx {
         Ledger::open(&self.state_dir, self.dry_run, self.ui.clone(), self.env.actor())
     }
 
+    /// The ledger for a command that only reads: it creates nothing and writes nothing.
+    pub fn ledger_read_only(&self) -> Result<Ledger> {
+        Ledger::open_read_only(&self.state_dir, self.ui.clone(), self.env.actor())
+    }
+
     pub fn platform(&self) -> Result<Box<dyn Platform + '_>> {
         platform::for_config(&self.fx, &self.config, &self.state_dir)
     }

@@ -239,6 +239,8 @@ pub struct Incident {
 pub struct Ledger {
     conn: Connection,
     dry_run: bool,
+    /// Opened by a command that only reads: a write is a bug, refused.
+    read_only: bool,
     ui: Ui,
     /// Who acts (recorded on deployments and waivers).
     actor: String,
@@ -255,15 +257,36 @@ impl Ledger {
         let conn = if dry_run {
             if path.exists() { Self::open_for_reading(&path) } else { Connection::open_in_memory() }
         } else {
-            std::fs::create_dir_all(state_dir)
-                .with_context(|| format!("creating state dir {}", state_dir.display()))?;
+            // The state dir is this user's alone, and so are the ledger and its WAL files
+            // (SQLite gives those the database file's mode).
+            crate::statedir::prepare(state_dir)?;
+            crate::statedir::open_private(&path, crate::statedir::LEDGER_MODE)?;
+            for side in ["-wal", "-shm"] {
+                let p = path.with_file_name(format!("{FILE}{side}"));
+                if p.symlink_metadata().is_ok() {
+                    crate::statedir::open_private(&p, crate::statedir::LEDGER_MODE)?;
+                }
+            }
             Connection::open(&path)
         }
         .with_context(|| format!("opening ledger {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(15))?;
         let file = if dry_run { None } else { inode(&path).map(|i| (path.clone(), i)) };
-        let ledger = Ledger { conn, dry_run, ui, actor, file };
+        let ledger = Ledger { conn, dry_run, read_only: false, ui, actor, file };
         ledger.migrate(dry_run && path.exists()).with_context(|| format!("ledger {}", path.display()))?;
+        Ok(ledger)
+    }
+
+    /// The ledger for a command that only reads (status, history, report): nothing is created
+    /// (an absent state dir or ledger reads as empty) and a user who may only read the state
+    /// dir can still run it.
+    pub fn open_read_only(state_dir: &Path, ui: Ui, actor: String) -> Result<Ledger> {
+        let path = state_dir.join(FILE);
+        let conn = if path.exists() { Self::open_for_reading(&path) } else { Connection::open_in_memory() }
+            .with_context(|| format!("opening ledger {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(15))?;
+        let ledger = Ledger { conn, dry_run: true, read_only: true, ui, actor, file: None };
+        ledger.migrate(path.exists()).with_context(|| format!("ledger {}", path.display()))?;
         Ok(ledger)
     }
 
@@ -343,6 +366,9 @@ impl Ledger {
         what: impl FnOnce() -> String,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<Option<T>> {
+        if self.read_only {
+            return Err(crate::could_not_act!("internal: a command that only reads tried to {}", what()));
+        }
         if self.dry_run {
             self.ui.plan(format!("# ledger: would {}", what()));
             return Ok(None);

@@ -17,6 +17,7 @@
 //! | [`http`] | the only place that makes a request; `--dry-run` for requests |
 //! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents, stops |
 //! | [`lock`] | one deploy per environment at a time |
+//! | [`statedir`] | the state dir's trust: this user's alone, closed to others, no planted symlink |
 //! | [`platform`] | the `Platform` trait; `local` and `elasticbeanstalk` (aws CLI) behind it |
 //! | [`paths`] | joins of paths built from inputs, proven to stay under their parent |
 //! | [`bundle`] | a version's bundle: `git archive` of one commit, built once |
@@ -55,6 +56,7 @@ pub mod redact;
 pub mod report;
 pub mod sla;
 pub mod smoke;
+pub mod statedir;
 pub mod tools;
 pub mod ui;
 

@@ -106,7 +106,7 @@ pub fn outcome(ctx: &Ctx, tool: &str, env: &str, result: &Result<crate::Outcome>
         }
     };
     // The ledger's view, whatever the outcome: the newest incident here, and the budget.
-    if let Ok(ledger) = ctx.ledger() {
+    if let Ok(ledger) = ctx.ledger_read_only() {
         if let Ok(Some(i)) = ledger.incidents_of(env).map(|v| v.into_iter().next_back()) {
             if result.is_err() || lines.iter().all(|l| !l.starts_with("users exposed")) {
                 let share = i.share_percent.map(|p| format!(" ({p} % of users)")).unwrap_or_default();

@@ -143,11 +143,7 @@ pub struct Report {
 pub fn report(ctx: &Ctx) -> Result<crate::Outcome> {
     let sla = &ctx.config.sla;
     let from = sla.period.start(now_ms());
-    let incidents = if ctx.state_dir.join("ledger.sqlite3").exists() {
-        ctx.ledger()?.incidents(&sla.environments, from)?
-    } else {
-        vec![]
-    };
+    let incidents = ctx.ledger_read_only()?.incidents(&sla.environments, from)?;
     let budget = Budget::of(sla, from, &incidents);
     ctx.ui.result(budget.line());
     let now = now_ms();

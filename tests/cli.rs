@@ -106,10 +106,12 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
     assert_eq!(db.query_row("SELECT COUNT(*) FROM gate_runs", [], |r| r.get::<_, i64>(0)).expect("gate_runs"), 1);
     assert!(!p.app.join(".safedeploy").exists() && !p.state.exists());
 
-    // A relative XDG_STATE_HOME is ignored (the XDG rule): HOME's .local/state is used.
-    default_run("safedeploy", &["history"], &[("XDG_STATE_HOME", std::path::Path::new("rel")), ("HOME", &home)])
-        .success()
-        .stdout(predicate::str::contains("nothing recorded yet"));
+    // A relative XDG_STATE_HOME is ignored (the XDG rule): HOME's .local/state is used. A
+    // command that only reads creates nothing there; one that writes makes the ledger.
+    let rel = [("XDG_STATE_HOME", std::path::Path::new("rel")), ("HOME", &home)];
+    default_run("safedeploy", &["history"], &rel).success().stdout(predicate::str::contains("nothing recorded yet"));
+    assert!(!home.join(".local/state/safedeploy").exists(), "history created nothing");
+    default_run("gate-tests", &[], &rel).success();
     assert!(home.join(".local/state/safedeploy/url-shortener/ledger.sqlite3").exists());
     assert!(!p.app.join("rel").exists());
 
@@ -140,7 +142,7 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--state-dir \" \": expected a directory's path, not blanks"));
-    let a = p.cmd("safedeploy").arg("history").env("SAFEDEPLOY_STATE_DIR", "..").assert().success();
+    let a = p.cmd("gate-tests").env("SAFEDEPLOY_STATE_DIR", "..").assert().success();
     assert!(!support::output(&a).1.contains("warning: the state dir"), "{:?}", support::output(&a));
     assert!(root.join("ledger.sqlite3").exists(), "the ledger above the app");
     let a = p.cmd("safedeploy").arg("history").env("SAFEDEPLOY_STATE_DIR", "-x").assert().success();

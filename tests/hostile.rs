@@ -771,3 +771,198 @@ fn each_failure_has_the_exit_code_its_kind_says() {
     });
     finish("exit-codes", cases);
 }
+
+/// Runs `bin` as the user `nobody` (group `nogroup`), as a second user of the machine would.
+fn as_nobody(p: &Project, bin: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(assert_cmd::cargo::cargo_bin(bin))
+        .args(args)
+        .current_dir(&p.app)
+        .env_clear()
+        .env("PATH", support::tools_path())
+        .env("HOME", "/nonexistent")
+        .env("SAFEDEPLOY_STATE_DIR", &p.state)
+        .output()
+        .expect("setpriv")
+}
+
+fn mode_of(p: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).map(|m| format!("{:03o}", m.mode() & 0o777)).unwrap_or_else(|_| "absent".into())
+}
+
+/// A state dir another user owns or can write, and what such a user can plant there: refused
+/// before anything is written, and nothing of the deployer's is touched. The second user is a
+/// real one (`nobody`, through setpriv), so these cases need root; CI runs as root.
+#[test]
+fn a_state_dir_another_user_owns_or_can_write_is_refused_and_plants_nothing() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root: the second-user cases must run there");
+        eprintln!("skipped: the second-user cases need root (setpriv to nobody)");
+        return;
+    }
+    let chmod = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+    let chown = |p: &Path, who: &str| {
+        assert!(std::process::Command::new("chown").args(["-R", who]).arg(p).status().expect("chown").success())
+    };
+    let mut cases = vec![];
+    let p = Project::new();
+    // The checkout and its parent are readable by others, as a Jenkins workspace is.
+    chmod(p.app.parent().expect("tmp"), 0o755);
+    // The deployer's own file, which a planted symlink points at.
+    let precious = p.app.parent().expect("tmp").join("deployer-precious.txt");
+    std::fs::write(&precious, "the deployer's data").expect("write");
+    let deploy = |p: &Project| describe(&p.cmd("deploy-staging").args(["--version", "v1"]).assert());
+    let refused = |(code, _, _, err): (Option<i32>, usize, String, String), why: &str| {
+        format!(
+            "exit {}, says why: {}",
+            code.unwrap_or(-1),
+            err.contains(why) && err.contains(&*p.state.to_string_lossy())
+        )
+    };
+
+    // 1. Another user owns the state dir.
+    std::fs::create_dir_all(&p.state).expect("mkdir");
+    chown(&p.state, "nobody:nogroup");
+    let before = snapshot(&p.state);
+    cases.push(Case {
+        case: "the state dir belongs to another user".into(),
+        expected: "exit 2, says why: true; nothing written: true",
+        observed: format!(
+            "{}; nothing written: {}",
+            refused(deploy(&p), "owned by nobody"),
+            snapshot(&p.state) == before
+        ),
+    });
+    chown(&p.state, "root:root");
+
+    // 2. Every user may write to it, and one has planted the lock as a symlink to the
+    //    deployer's file.
+    chmod(&p.state, 0o777);
+    let planted = as_nobody_shell(&p, &format!("mkdir -p locks && ln -s {} locks/staging.lock", precious.display()));
+    assert!(planted, "nobody planted the symlink");
+    cases.push(Case {
+        case: "a state dir every user may write, with the lock planted as a symlink by another user".into(),
+        expected: "exit 2, says why: true; the deployer's file intact: true",
+        observed: format!(
+            "{}; the deployer's file intact: {}",
+            refused(deploy(&p), "can be written by every user"),
+            std::fs::read_to_string(&precious).expect("read") == "the deployer's data"
+        ),
+    });
+
+    // 3. The same plant left behind after the dir was closed again: the lock itself is refused.
+    chmod(&p.state, 0o755);
+    cases.push(Case {
+        case: "the planted lock, the state dir closed again".into(),
+        expected: "exit 2, says why: true; the deployer's file intact: true",
+        observed: format!(
+            "{}; the deployer's file intact: {}",
+            refused(deploy(&p), "owned by nobody"),
+            std::fs::read_to_string(&precious).expect("read") == "the deployer's data"
+        ),
+    });
+    std::fs::remove_dir_all(p.state.join("locks")).expect("rm locks");
+
+    // 4. The locks dir itself a symlink of another user's.
+    symlink(p.app.parent().expect("tmp"), p.state.join("locks")).expect("symlink");
+    cases.push(Case {
+        case: "the locks dir is a symlink".into(),
+        expected: "exit 2, says why: true",
+        observed: refused(deploy(&p), "is a symlink"),
+    });
+    std::fs::remove_file(p.state.join("locks")).expect("rm link");
+
+    // 5. A clean deploy: what it creates is closed to others; a group member may read.
+    std::fs::write(p.state.join("ledger.sqlite3"), "").expect("old ledger");
+    chmod(&p.state.join("ledger.sqlite3"), 0o644);
+    let (code, ..) = deploy(&p);
+    cases.push(Case {
+        case: "modes after a deploy (state dir 755 and ledger 644 before)".into(),
+        expected: "exit 0: state dir 750, ledger 640, locks 750, lock 600",
+        observed: format!(
+            "exit {}: state dir {}, ledger {}, locks {}, lock {}",
+            code.unwrap_or(-1),
+            mode_of(&p.state),
+            mode_of(&p.state.join("ledger.sqlite3")),
+            mode_of(&p.state.join("locks")),
+            mode_of(&p.state.join("locks/staging.lock"))
+        ),
+    });
+
+    // 6. Another user cannot take the lock (shared or not) to block a rollback.
+    let blocked = as_nobody_shell(&p, "flock -s -n locks/staging.lock true");
+    cases.push(Case {
+        case: "another user takes a shared flock on the lock".into(),
+        expected: "could take it: false",
+        observed: format!("could take it: {blocked}"),
+    });
+
+    // 7. A real holder, while the file still names a promote that finished long ago: the
+    //    message names the process that holds it.
+    std::fs::write(p.state.join("locks/staging.lock"), "pid 999999 (promote, old-build) since 2026-01-01T00:00:00Z")
+        .expect("write");
+    use std::os::unix::process::CommandExt;
+    let mut holder = std::process::Command::new("flock");
+    holder
+        .arg("-x")
+        .arg(p.state.join("locks/staging.lock"))
+        .args(["sleep", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut holder = holder.process_group(0).spawn().expect("flock");
+    let lock = p.state.join("locks/staging.lock");
+    assert!(until(|| std::fs::read_to_string("/proc/locks").is_ok_and(|t| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&lock).is_ok_and(|m| t.contains(&format!(":{} ", m.ino())))
+    })));
+    let (code, _, _, err) = deploy(&p);
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(holder.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = holder.wait();
+    cases.push(Case {
+        case: "the lock held by a process while its file names a finished promote".into(),
+        expected: "exit 3, names the holder: true, names the old promote as holder: false",
+        observed: format!(
+            "exit {}, names the holder: {}, names the old promote as holder: {}",
+            code.unwrap_or(-1),
+            err.contains(&format!("pid {}", holder.id())) && err.contains("flock"),
+            err.contains("locked by pid 999999")
+        ),
+    });
+
+    // 8. A teammate in the deployer's group may read: status, history and report run and
+    //    create nothing.
+    chown(&p.state, "root:nogroup");
+    let before = snapshot(&p.state);
+    let status = as_nobody(&p, "safedeploy", &["status"]);
+    let history = as_nobody(&p, "safedeploy", &["history"]);
+    // The running app and its proxy write their logs meanwhile; nothing else may change.
+    let quiet = |s: BTreeMap<String, (u64, std::time::SystemTime)>| {
+        s.into_iter().filter(|(k, _)| !k.ends_with(".log")).collect::<BTreeMap<_, _>>()
+    };
+    cases.push(Case {
+        case: "status and history by a user of the state dir's group".into(),
+        expected: "exit 0 and 0, shows v1: true, nothing written: true",
+        observed: format!(
+            "exit {} and {}, shows v1: {}, nothing written: {}",
+            status.status.code().unwrap_or(-1),
+            history.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&status.stdout).contains("staging: v1"),
+            quiet(snapshot(&p.state)) == quiet(before)
+        ),
+    });
+    finish("state-dir", cases);
+}
+
+/// Runs a shell line as `nobody` in the state dir; whether it succeeded.
+fn as_nobody_shell(p: &Project, line: &str) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "sh", "-c", line])
+        .current_dir(&p.state)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("setpriv")
+        .success()
+}

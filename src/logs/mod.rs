@@ -407,7 +407,7 @@ fn history(ctx: &Ctx, env: &str) -> Result<History> {
     if !ctx.state_dir.join("ledger.sqlite3").exists() {
         return Ok(History { since: None, good: None, bad: None });
     }
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_read_only()?;
     let deployments = ledger.deployments(env)?;
     let mut suspect = None;
     for d in deployments.iter().rev() {
@@ -608,9 +608,12 @@ fn find_suspect(ctx: &Ctx, groups: &[Group], hist: &History, prefixes: &[String]
     for g in groups.iter().filter(|g| !g.frames.is_empty()) {
         // A frame naming its version (local platform) says which commit failed.
         let bad = match g.frames.iter().find_map(|f| suspect::repo_path(&f.file, prefixes).1) {
-            Some(label) if ctx.state_dir.join("ledger.sqlite3").exists() => {
-                ctx.ledger()?.version(&label)?.map(|v| v.commit).filter(|c| !c.is_empty()).or(hist.bad.clone())
-            }
+            Some(label) if ctx.state_dir.join("ledger.sqlite3").exists() => ctx
+                .ledger_read_only()?
+                .version(&label)?
+                .map(|v| v.commit)
+                .filter(|c| !c.is_empty())
+                .or(hist.bad.clone()),
             _ => hist.bad.clone(),
         };
         if let (Some(good), Some(bad)) = (&hist.good, &bad)

@@ -67,7 +67,7 @@ struct Status {
 
 /// `safedeploy status [--env NAME]`: per environment, what runs and how it stands.
 pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_read_only()?;
     let platform = ctx.platform()?;
     let mut out = vec![];
     for env in ctx.config.environments.values().filter(|e| only.is_none_or(|o| o == e.name)) {
@@ -152,7 +152,7 @@ pub fn history(ctx: &Ctx, only: Option<&str>, limit: usize) -> Result<Outcome> {
     if let Some(o) = only {
         ctx.config.environment(o)?;
     }
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_read_only()?;
     let mut events = vec![];
     for env in ctx.config.environments.keys().filter(|e| only.is_none_or(|o| o == e.as_str())) {
         for d in ledger.deployments(env)? {

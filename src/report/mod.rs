@@ -116,7 +116,7 @@ pub fn report(ctx: &Ctx, req: &ReportRequest<'_>) -> Result<Outcome> {
         Some(s) => since(s, now)?,
         None => period,
     };
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_read_only()?;
     let rows = ledger.report_rows(from)?;
     let budget = ledger.incidents(&ctx.config.sla.environments, period)?;
     let r = build(ctx, &rows, &budget, Window { only: req.env, from, period, now });
