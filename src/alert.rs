@@ -32,8 +32,7 @@ impl Alert {
     /// Whether its transition is one of `transitions` (`logs.alert_transitions`: by default
     /// `Triggered` and `Re-Triggered`; a `Warn`, `No Data` or `Renotify` asks for no rollback).
     pub fn triggers(&self, transitions: &[crate::config::Text]) -> bool {
-        let norm = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-        transitions.iter().any(|t| norm(t) == norm(&self.transition))
+        transitions.iter().any(|t| crate::logs::settings::same_transition(t, &self.transition))
     }
     pub fn describe(&self) -> String {
         format!("Datadog alert {} ({}: {}) at {}", self.alert_id, self.transition, self.title, rfc3339(self.at))
@@ -63,13 +62,45 @@ fn time(s: &str) -> Option<Millis> {
 /// (or scope) mapped through `logs.datadog_environments`, else taken as the environment's name.
 pub fn read(ctx: &Ctx, source: &Path) -> Result<Alert> {
     let name = source.display().to_string();
-    let mut raw = String::new();
-    if source == Path::new("-") {
-        std::io::stdin().read_to_string(&mut raw).map_err(|e| usage!("--datadog-payload -: {e}"))?;
-    } else {
-        raw = std::fs::read_to_string(source).map_err(|e| usage!("--datadog-payload {name}: cannot read: {e}"))?;
-    }
+    let raw = read_bounded(ctx, source, &name)?;
     parse(&raw, &name, &ctx.config)
+}
+
+/// A webhook payload is small: past this it is not one.
+const MAX_PAYLOAD: u64 = 1 << 20;
+
+/// Reads a payload (a file, a FIFO, or stdin for `-`) in a reader thread, so a writer that
+/// never comes or never ends is no hang: SIGINT/SIGTERM ends the wait (exit 130, nothing done).
+fn read_bounded(ctx: &Ctx, source: &Path, name: &str) -> Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = source.to_path_buf();
+    std::thread::spawn(move || {
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut raw = vec![];
+            if path == Path::new("-") {
+                std::io::stdin().take(MAX_PAYLOAD + 1).read_to_end(&mut raw)?;
+            } else {
+                std::fs::File::open(&path)?.take(MAX_PAYLOAD + 1).read_to_end(&mut raw)?;
+            }
+            Ok(raw)
+        };
+        let _ = tx.send(read());
+    });
+    let raw = loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(r) => break r.map_err(|e| usage!("--datadog-payload {name}: cannot read: {e}"))?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                ctx.check_interrupt(|| format!("--datadog-payload {name} was never read whole; nothing was done"))?;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(usage!("--datadog-payload {name}: cannot read"));
+            }
+        }
+    };
+    if raw.len() as u64 > MAX_PAYLOAD {
+        return Err(usage!("--datadog-payload {name}: over {} KiB; a webhook payload is smaller", MAX_PAYLOAD / 1024));
+    }
+    String::from_utf8(raw).map_err(|_| usage!("--datadog-payload {name}: not UTF-8 text"))
 }
 
 /// Reads a webhook payload (`name` says where it came from, for errors) against the config.
@@ -92,14 +123,32 @@ pub fn parse(raw: &str, name: &str, config: &crate::config::Config) -> Result<Al
             .unwrap_or_default(),
         None => vec![],
     };
+    // The scope names what triggered (the monitor's group); tags are the monitor's own and may
+    // name several environments. The scope decides; tags only when they name one.
     let scope = field("scope");
-    let env_tag = tags
-        .iter()
-        .map(String::as_str)
-        .chain(scope.iter().flat_map(|s| s.split(',').map(str::trim)))
-        .find_map(|t| t.strip_prefix("env:"))
-        .map(str::to_string)
-        .ok_or_else(|| usage!("--datadog-payload {name}: no env:NAME tag or scope says which environment alerted"))?;
+    let envs_of = |items: &mut dyn Iterator<Item = &str>| {
+        let mut envs: Vec<String> = items.filter_map(|t| t.trim().strip_prefix("env:")).map(str::to_string).collect();
+        envs.sort();
+        envs.dedup();
+        envs
+    };
+    let in_scope = envs_of(&mut scope.iter().flat_map(|s| s.split(',')));
+    let in_tags = envs_of(&mut tags.iter().map(String::as_str));
+    let env_tag = match (in_scope.as_slice(), in_tags.as_slice()) {
+        ([one], _) | ([], [one]) => one.clone(),
+        ([], []) => {
+            return Err(usage!("--datadog-payload {name}: no env:NAME tag or scope says which environment alerted"));
+        }
+        (many, _) if many.len() > 1 => {
+            return Err(usage!("--datadog-payload {name}: the scope names several environments ({})", many.join(", ")));
+        }
+        (_, many) => {
+            return Err(usage!(
+                "--datadog-payload {name}: the tags name several environments ({}) and no env: scope says which alerted",
+                many.join(", ")
+            ));
+        }
+    };
     let env = config.logs.datadog_environments.get(&env_tag).cloned().unwrap_or(env_tag);
     if !config.environments.contains_key(&env) {
         let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
@@ -142,5 +191,44 @@ mod tests {
         let crash = include_str!("../fuzz/regressions/webhook_payload/crash-27d310c086b8b4ddc7f4f8d84911d1b5d02c54d5");
         let err = parse(crash, "payload.json", &cfg).expect_err("refused");
         assert!(err.to_string().contains("date \"-080000000000000023\": expected epoch milliseconds"), "{err}");
+    }
+
+    fn two_envs() -> crate::config::Config {
+        crate::config::Config::parse(
+            "[app]\nname = \"x\"\n[environments.staging]\nurl = \"http://127.0.0.1:1\"\n[environments.production]\nurl = \"http://127.0.0.1:2\"\n[[smoke.checks]]\nname = \"home\"\npath = \"/\"\n",
+            std::path::Path::new("safedeploy.toml"),
+        )
+        .expect("config")
+    }
+
+    fn payload(tags: &str, scope: &str, date: &str) -> String {
+        format!(
+            r#"{{"alert_id": "1", "transition": "Triggered", "title": "t", "date": "{date}", "tags": "{tags}", "scope": "{scope}"}}"#
+        )
+    }
+
+    #[test]
+    fn the_scope_decides_the_environment_and_tags_only_when_they_name_one() {
+        let cfg = two_envs();
+        let env =
+            |tags: &str, scope: &str| parse(&payload(tags, scope, "1763950000000"), "p.json", &cfg).map(|a| a.env);
+        assert_eq!(env("env:staging,env:production", "env:production").expect("scope"), "production");
+        assert_eq!(env("env:staging,env:production", "host:web-1,env:staging").expect("scope"), "staging");
+        assert_eq!(env("service:x,env:production", "").expect("one tag"), "production");
+        assert_eq!(env("env:production,env:production", "").expect("the same twice"), "production");
+        let e = env("env:staging,env:production", "").expect_err("ambiguous");
+        assert!(e.to_string().contains("the tags name several environments (production, staging)"), "{e}");
+        let e = env("", "env:staging,env:production").expect_err("ambiguous scope");
+        assert!(e.to_string().contains("the scope names several environments"), "{e}");
+    }
+
+    #[test]
+    fn dates_with_an_offset_are_read_as_the_same_moment() {
+        let cfg = two_envs();
+        let at = |date: &str| parse(&payload("env:production", "", date), "p.json", &cfg).map(|a| a.at);
+        let utc = at("2026-03-01T00:00:00Z").expect("utc");
+        assert_eq!(at("2026-03-01T01:00:00+01:00").expect("offset"), utc);
+        assert_eq!(at("2026-02-28T16:00:00-08:00").expect("offset"), utc);
+        assert!(at("2026-03-01T01:00:00+99:00").is_err());
     }
 }

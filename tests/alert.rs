@@ -153,6 +153,8 @@ fn bad_payloads_are_exit_2_and_a_failed_notification_keeps_the_report() {
         (r#"{"transition": "Triggered", "date": "1"}"#.to_string(), "missing field \"alert_id\""),
         (payload("Triggered", "env:qa"), "the alert is for environment \"qa\", which"),
         (payload("Triggered", "service:x"), "no env:NAME tag or scope"),
+        (format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20)), "over 1024 KiB; a webhook payload is smaller"),
+        ("\u{feff}\u{0}\u{ff}".to_string() + &String::from_utf8_lossy(&[0xff, 0xfe]), "not JSON"),
     ] {
         std::fs::write(p.app.join("bad.json"), body).expect("payload");
         p.cmd("collect-logs")
@@ -319,4 +321,49 @@ fn the_documented_webhook_payload_uses_only_datadogs_variables_and_gives_every_f
     let p = Project::new();
     std::fs::write(p.app.join("filled.json"), filled).expect("payload");
     p.cmd("collect-logs").args(["--datadog-payload", "filled.json", "--out", "r.txt"]).assert().success();
+}
+
+/// A payload named as a FIFO whose writer never comes: SIGTERM ends the wait (exit 130), as it
+/// ends every other wait; before, the read ignored it and the job hung until killed.
+#[test]
+fn a_fifo_payload_that_never_comes_is_ended_by_sigterm() {
+    let p = Project::new();
+    let fifo = p.app.join("payload.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    for bin in ["collect-logs", "rollback"] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin(bin))
+            .args(["--datadog-payload", "payload.fifo"])
+            .current_dir(&p.app)
+            .env("PATH", support::tools_path())
+            .env("SAFEDEPLOY_STATE_DIR", &p.state)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id() as i32;
+        // Waiting on the FIFO: a thread of the process sleeps in the kernel's FIFO open.
+        let waiting = || {
+            std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten().any(|t| {
+                std::fs::read_to_string(t.path().join("wchan"))
+                    .is_ok_and(|w| w.contains("partner") || w.contains("fifo"))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !waiting() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("kill");
+        let ended = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < ended {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let hung = child.try_wait().expect("wait").is_none();
+        if hung {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().expect("output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!hung, "{bin} ignored SIGTERM while waiting on the FIFO");
+        assert_eq!(out.status.code(), Some(130), "{bin}: {err}");
+        assert!(err.contains("payload.fifo was never read whole; nothing was done"), "{bin}: {err}");
+    }
 }

@@ -275,6 +275,34 @@ fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
             "headers.X-Api",
         ),
         ("no smoke check at all", Box::new(|d| set(d, &keys("smoke.chains"), Value::Array(vec![]))), "smoke"),
+        // Alert settings that would switch the alert path off, or mean nothing.
+        (
+            "logs.alert_transitions = []",
+            Box::new(|d| set(d, &keys("logs.alert_transitions"), Value::Array(vec![]))),
+            "logs.alert_transitions",
+        ),
+        (
+            "logs.alert_transitions = [\"Triggerd\"]",
+            Box::new(|d| set(d, &keys("logs.alert_transitions"), Value::Array(vec![Value::String("Triggerd".into())]))),
+            "logs.alert_transitions",
+        ),
+        (
+            "logs.alert_transitions = [\"Recovered\"]",
+            Box::new(|d| {
+                set(d, &keys("logs.alert_transitions"), Value::Array(vec![Value::String("Recovered".into())]))
+            }),
+            "logs.alert_transitions",
+        ),
+        (
+            "logs.datadog_environments = { prod = \"nowhere\" }",
+            Box::new(|d| set(d, &keys("logs.datadog_environments"), toml::toml! { prod = "nowhere" }.into())),
+            "logs.datadog_environments",
+        ),
+        (
+            "logs.datadog_environments = { \"\" = \"production\" }",
+            Box::new(|d| set(d, &keys("logs.datadog_environments"), toml::toml! { "" = "production" }.into())),
+            "logs.datadog_environments",
+        ),
         (
             "environments.-x",
             Box::new(|d| {

@@ -209,3 +209,42 @@ fn the_exposure_clock_reads_the_monitors_own_timestamp_and_charges_from_the_swit
     assert_eq!(doc["downtime_ms"].as_i64(), Some(restored - switched));
     assert_eq!(doc["detected_at"].as_str(), Some(safedeploy::clock::rfc3339(alerted).as_str()));
 }
+
+/// A Jenkins abort (SIGTERM) while the candidate is being checked before traffic: the round
+/// ends without a verdict, the candidate never takes traffic and is stopped, exit 130.
+#[test]
+fn sigterm_during_the_check_before_traffic_ends_it_and_the_candidate_never_takes_traffic() {
+    let p = Project::new();
+    p.v1_everywhere();
+    // v2's home page says when the check arrives, then answers slowly.
+    let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    let app = app.replace(
+        "def index():\n    return PAGE",
+        "def index():\n    import time\n    open(os.path.join(os.environ.get(\"SAFEDEPLOY_DATA_DIR\", \".\"), \"check-arrived\"), \"w\").close()\n    time.sleep(1.5)\n    return PAGE",
+    );
+    assert!(app.contains("check-arrived"), "the home route changed; update this test");
+    p.write("application.py", &app);
+    p.commit_all("A slow home page", "Team");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    let arrived = p.state.join("local/envs/production/data/check-arrived");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"));
+    cmd.args(["--version", "v2", "--force", "--reason", "abort test"])
+        .current_dir(&p.app)
+        .env("PATH", support::tools_path())
+        .env("SAFEDEPLOY_STATE_DIR", &p.state);
+    let (code, err) = support::abort_when(cmd, || arrived.exists());
+    assert!(arrived.exists(), "the check reached v2 before the abort");
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("checking v2 on port"), "{err}");
+    assert!(err.contains("not switched to"), "the message says what was left: {err}");
+    assert!(!err.contains("v2 is live"), "{err}");
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(
+        p.query_i64(
+            "SELECT COUNT(*) FROM deployments WHERE env = 'production' AND outcome = 'healthy' AND label = 'v2'"
+        ),
+        0
+    );
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "no verdict on v2");
+    assert!(p.stray_processes().is_empty(), "v2 is stopped: {:?}", p.stray_processes());
+}

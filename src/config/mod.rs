@@ -291,6 +291,7 @@ impl Config {
         if let Some(gate) = &self.gate {
             gate.validate(self, at)?;
         }
+        crate::logs::settings::validate(self, at)?;
         Ok(())
     }
 

@@ -209,12 +209,16 @@ fn candidate_round(
     vars.version = label.to_string();
     let mut r = Rounds { round: 0, results: vec![], monitors: vec![], bake_start: Instant::now() };
     for round in 1..=PRE_TRAFFIC_ROUNDS {
+        // An interruption (a Jenkins abort) ends the round with no verdict, and the candidate
+        // never takes traffic: the caller stops it.
+        let left = || format!("{label} was checked before traffic but not switched to; {env} serves what it served");
         if round > 1 {
             ctx.ui.status(format!("{env}: {label} failed a check; trying the round once more"));
-            std::thread::sleep(ctx.config.smoke.interval.0);
+            ctx.nap(ctx.config.smoke.interval.0, left)?;
         }
         vars.run_id = run_id();
         r.results = run_round(ctx, base, &ctx.config.chains, &vars, 1)?;
+        ctx.check_interrupt(left)?;
         r.monitors = datadog.map(|dd| monitors(ctx, dd)).transpose()?.unwrap_or_default();
         // Round 1 of [`report_round`] shows every check; later ones only what failed.
         r.round = if show_all && round == 1 { 1 } else { 2 };

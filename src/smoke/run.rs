@@ -223,6 +223,8 @@ fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) ->
     let mut broken = false;
     let timeout = ctx.config.smoke.timeout.0;
     for check in &chain.checks {
+        // Interrupted: the checks left are not sent; the caller ends the round without a verdict.
+        broken |= ctx.interrupted.load(std::sync::atomic::Ordering::SeqCst);
         let mut result = CheckResult {
             chain: chain.name.clone(),
             name: check.name.clone(),
@@ -279,6 +281,7 @@ pub fn run_round(ctx: &Ctx, base: &str, chains: &[Chain], vars: &Vars, samples: 
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
+    ctx.check_interrupt(|| "the smoke checks did not finish; no verdict is recorded".into())?;
     let mut results = vec![];
     for (chain, outcome) in chains.iter().zip(joined) {
         match outcome {

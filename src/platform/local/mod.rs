@@ -682,6 +682,12 @@ impl<'a> Local<'a> {
             if let Err(e) = check(&format!("http://127.0.0.1:{}", slot.port)) {
                 self.stop_group(name, &slot)?;
                 self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+                if crate::error::kind_of(&e) == crate::error::Kind::Interrupted {
+                    return Err(e.context(format!(
+                        "{label} was stopped before it took traffic and not switched to; {name} still serves {}",
+                        serving.unwrap_or("nothing")
+                    )));
+                }
                 return Err(e);
             }
         }
