@@ -248,3 +248,31 @@ fn sigterm_during_the_check_before_traffic_ends_it_and_the_candidate_never_takes
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "no verdict on v2");
     assert!(p.stray_processes().is_empty(), "v2 is stopped: {:?}", p.stray_processes());
 }
+
+/// A check on the version header nginx adds passes through nginx in staging; before traffic
+/// (the candidate's own port, no nginx) its answers are judged as users get them, header
+/// included, so the check means the same at every layer and no good version is condemned.
+#[test]
+fn a_check_on_the_proxys_version_header_means_the_same_before_traffic() {
+    let p = Project::new();
+    p.edit_config(|c| {
+        c.replace(
+            "header_matches = { content-type = \"^text/html\" }\n",
+            "header_matches = { content-type = \"^text/html\" }\nheader_equals = { x-safedeploy-version = \"{{version}}\" }\n",
+        )
+    });
+    assert!(std::fs::read_to_string(p.config_path()).expect("config").contains("x-safedeploy-version"));
+    p.commit_all("Check the version header", "Team");
+    p.v1_everywhere();
+    // A good v2: staging through nginx, then production, checked first at its own port.
+    p.write("README.extra", "v2\n");
+    p.commit_all("A harmless change", "Team");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    let a = p.cmd("promote").args(["--version", "v2"]).assert();
+    let (_, err) = output(&a);
+    assert_eq!(a.get_output().status.code(), Some(0), "{err}");
+    assert!(err.contains("checking v2 on port"), "{err}");
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "nothing is condemned");
+}

@@ -193,6 +193,15 @@ pub fn canary_round(ctx: &Ctx, env: &str, label: &str, base: &str, first: bool) 
     }
 }
 
+/// What the environment's proxy adds to the answers users get, which a version asked at its
+/// own address does not send: the local platform's nginx names the version in a header.
+fn proxy_header(ctx: &Ctx, label: &str) -> Option<(String, String)> {
+    use crate::platform::local::settings::Proxy;
+    let local = ctx.config.platform.kind == crate::config::PlatformKind::Local;
+    (local && matches!(ctx.config.deploy.proxy, Proxy::Nginx(_)))
+        .then(|| (crate::platform::local::VERSION_HEADER.to_string(), label.to_string()))
+}
+
 /// A round of checks of a candidate, `Some` first failure when it failed. A failed round is
 /// run once more before it counts: the verdict marks the version bad, and a process only just
 /// healthy may blip. A fault of the checks themselves (a monitor API error) is an error.
@@ -207,6 +216,7 @@ fn candidate_round(
     let datadog = ctx.config.smoke.datadog.as_ref().filter(|_| with_monitors);
     let mut vars = env_vars(ctx)?;
     vars.version = label.to_string();
+    vars.proxy_header = proxy_header(ctx, label);
     let mut r = Rounds { round: 0, results: vec![], monitors: vec![], bake_start: Instant::now() };
     for round in 1..=PRE_TRAFFIC_ROUNDS {
         // An interruption (a Jenkins abort) ends the round with no verdict, and the candidate

@@ -146,7 +146,12 @@ fn sample(ctx: &Ctx, check: &Check, req: &Request, vars: &mut Vars, samples: u32
                 break;
             }
             Err(e) => s.failures.push(e.to_string()),
-            Ok(Some(r)) => {
+            Ok(Some(mut r)) => {
+                if let Some((name, value)) = &vars.proxy_header {
+                    // As the proxy does: its own value, whatever the app sent.
+                    r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+                    r.headers.push((name.clone(), value.clone()));
+                }
                 s.status = Some(r.status);
                 s.ms.push(r.elapsed.as_millis());
                 s.failures.extend(judge(check, &r, vars));

@@ -122,6 +122,10 @@ pub struct Vars {
     /// The environment variables the spec names (`{{env.NAME}}`).
     pub env: BTreeMap<String, String>,
     pub captures: HashMap<String, String>,
+    /// A header the environment's proxy adds to every answer users get (nginx's version
+    /// header), set when the checks ask a version at its own address: its answers are judged
+    /// as users would get them.
+    pub proxy_header: Option<(String, String)>,
 }
 
 impl Vars {

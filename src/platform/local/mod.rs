@@ -20,6 +20,7 @@
 //!   new one on the environment's port → wait until healthy (requests are dropped meanwhile).
 
 mod nginx;
+pub use nginx::VERSION_HEADER;
 mod ports;
 pub mod settings;
 mod workcopy;
