@@ -205,8 +205,21 @@ pub const MAX_RECORD_LINES: usize = 500;
 /// Blank lines held after an exception line (a chained traceback may follow them).
 const MAX_HELD: usize = 100;
 
+/// ANSI escape sequences (colours, cursor moves, OSC titles and links), which a coloured
+/// logger writes around the very words the search and the trace grammar look for.
+static ANSI: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])").expect("static regex")
+});
+
 pub fn parse_line(source: usize, raw: &str, last: Option<Millis>) -> Line {
     let raw = raw.trim_end_matches(['\r', '\n']);
+    let plain;
+    let raw = if memchr::memchr(0x1b, raw.as_bytes()).is_some() {
+        plain = ANSI.replace_all(raw, "");
+        &*plain
+    } else {
+        raw
+    };
     let b = raw.as_bytes();
     if let Some((at, len)) = local_prefix(b).or_else(|| syslog_prefix(b)) {
         return Line { source, at: at.or(last), text: bounded(&raw[len..]), hit: false };
@@ -353,6 +366,30 @@ Nov 13 02:55:21 ip-172-31-35-64 web: 127.0.0.1 - - \"POST /shorten HTTP/1.1\" 50
             Some("2026-11-23T22:40:01.500Z")
         );
         assert!(crate::clock::rfc3339(date_ms(this_year(), 1, 1).expect("date")).starts_with(&this_year().to_string()));
+    }
+
+    #[test]
+    fn a_loggers_prefix_or_colours_do_not_hide_a_trace() {
+        let ruby_first = "E, [2026-12-05T10:00:00.123456 #4242] ERROR -- : app/models/user.rb:12:in `name': undefined method `upcase' for nil (NoMethodError)";
+        let from = "\tfrom app/controllers/users_controller.rb:8:in `show'";
+        let prefixed_from = format!("E, [2026-12-05T10:00:00.123457 #4242] ERROR -- web: {from}");
+        let cases = [
+            // Ruby's Logger before the first line only, then before every line.
+            (format!("{ruby_first}\n{from}\n\tfrom /gems/x.rb:5:in `call'\nI, [x #1]  INFO -- : next\n"), 3, Runtime::Ruby, "NoMethodError"),
+            (format!("{ruby_first}\n{prefixed_from}\n{prefixed_from}\nnext line\n"), 3, Runtime::Ruby, "NoMethodError"),
+            // Node's error in colours, as a TTY-minded logger writes it.
+            ("\x1b[31mTypeError: x is undefined\x1b[39m\n\x1b[90m    at load (/app/server.js:3:31)\x1b[39m\n    at /app/server.js:8:59\nnext line\n".into(), 3, Runtime::Node, "TypeError"),
+            // Go's runtime fatal errors.
+            ("fatal error: concurrent map writes\n\ngoroutine 7 [running]:\nmain.store(...)\n\t/app/main.go:21 +0x45\nexit status 2\nnext line\n".into(), 6, Runtime::Go, "fatal error"),
+        ];
+        for (log, lines, rt, ty) in cases {
+            let recs = records(&log);
+            assert_eq!((recs[0].lines.len(), recs[0].trace), (lines, Some(rt)), "{log}: {recs:?}");
+            let texts = recs[0].texts();
+            assert_eq!(traces::error(rt, &texts).map(|e| e.0).as_deref(), Some(ty), "{log}");
+            assert!(!traces::frames(rt, &texts).is_empty(), "{log}");
+            assert!(!recs[0].lines.iter().any(|l| l.text.contains('\x1b')), "colours are taken off: {log}");
+        }
     }
 
     #[test]

@@ -113,6 +113,22 @@ static RUBY_FIRST: LazyLock<Regex> =
 static RUBY_FRAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:from )?(\S+\.rb):(\d+):in [`']([^']+)'$").expect("static regex"));
 
+/// Ruby's Logger: `E, [2026-12-05T10:00:00.123456 #4242] ERROR -- progname: message`.
+static RUBY_LOGGER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[DIWEFAU], \[[^\]]*\] +[A-Z]+ -- [^:]*: ").expect("static regex"));
+
+/// A line as the trace grammar reads it: without a logger's own prefix, which would otherwise
+/// hide the trace it carries (Ruby's Logger writes one before the exception's first line, and
+/// often before each `from` line). ANSI colours are taken off every line as it is read.
+pub fn bare(text: &str) -> &str {
+    if text.len() > 4 && text.as_bytes()[1..4] == *b", [" {
+        if let Some(m) = RUBY_LOGGER.find(text) {
+            return &text[m.end()..];
+        }
+    }
+    text
+}
+
 fn is_blank(t: &str) -> bool {
     t.trim().is_empty()
 }
@@ -129,6 +145,7 @@ fn is_python_chain(t: &str) -> bool {
 
 /// Whether `text` starts a trace, and of which runtime.
 pub fn start(text: &str) -> Option<(Runtime, Phase)> {
+    let text = bare(text);
     let t = text.trim_start();
     if t.starts_with("Traceback (most recent call last)") {
         return Some((Runtime::Python, Phase::Frames));
@@ -155,6 +172,7 @@ pub fn start(text: &str) -> Option<(Runtime, Phase)> {
 
 /// What `text` does to an open trace of `rt` in `phase`.
 pub fn step(rt: Runtime, phase: Phase, text: &str) -> Step {
+    let text = bare(text);
     match rt {
         Runtime::Python => python_step(phase, text),
         Runtime::Node => node_step(phase, text),
@@ -284,6 +302,7 @@ pub fn in_app(rt: Runtime, file: &str) -> bool {
 
 /// Every frame of a trace, innermost first.
 pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
+    let lines: Vec<&str> = lines.iter().map(|l| bare(l)).collect();
     let mut out = vec![];
     let frame = |file: &str, line: &str, function: &str| Frame {
         file: file.to_string(),
@@ -347,6 +366,7 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
 /// innermost of a chain); Node's, Java's, Go's and Ruby's the first (what was thrown at the
 /// frames the trace starts with; Java's causes follow it).
 pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
+    let lines: Vec<&str> = lines.iter().map(|l| bare(l)).collect();
     let pair =
         |ty: &str, msg: Option<regex::Match>| (ty.to_string(), msg.map(|m| m.as_str().to_string()).unwrap_or_default());
     match rt {
@@ -364,6 +384,9 @@ pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
             // Go's runtime errors are a kind then details: "runtime error: index out of range [5] with length 3".
             let ty = if msg.starts_with("runtime error: ") {
                 msg.split(['[', ',']).next().unwrap_or(&msg).trim().to_string()
+            } else if c[0].trim_start().starts_with("fatal error: ") {
+                // The runtime's own fatal errors (a deadlock, concurrent map writes) are no panic.
+                "fatal error".to_string()
             } else {
                 "panic".to_string()
             };
