@@ -121,10 +121,11 @@ static RUBY_LOGGER: LazyLock<Regex> =
 /// hide the trace it carries (Ruby's Logger writes one before the exception's first line, and
 /// often before each `from` line). ANSI colours are taken off every line as it is read.
 pub fn bare(text: &str) -> &str {
-    if text.len() > 4 && text.as_bytes()[1..4] == *b", [" {
-        if let Some(m) = RUBY_LOGGER.find(text) {
-            return &text[m.end()..];
-        }
+    if text.len() > 4
+        && text.as_bytes()[1..4] == *b", ["
+        && let Some(m) = RUBY_LOGGER.find(text)
+    {
+        return &text[m.end()..];
     }
     text
 }
