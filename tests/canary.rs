@@ -224,9 +224,18 @@ fn a_canary_interrupted_or_killed_leaves_the_stable_version_serving_everyone() {
     wait_for("the canary", || canary_file(&p).exists() && nginx_conf(&p).contains("weight=30"));
     child.kill().expect("kill -9");
     child.wait().expect("wait");
+    // status says what the killed run left: a share of the users still on the candidate.
+    let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
+    let out = output(&a).0;
+    assert!(
+        out.contains("UNFINISHED: a run was stopped during the canary of v2: 30% of the requests still go to v2; the next promote or rollback sends every request to v1 first"),
+        "{out}"
+    );
     let a = p.cmd("rollback").assert().success();
     assert!(output(&a).1.contains("a run was stopped during the canary of v2; sending every request to v1 again"));
     assert_back_on_v1(&p);
+    let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
+    assert!(!output(&a).0.contains("UNFINISHED"), "{}", output(&a).0);
 }
 
 #[test]

@@ -57,6 +57,9 @@ struct EnvStatus {
     open_incidents: usize,
     /// Set when the environment was stopped by hand and nothing was deployed since.
     stopped: Option<String>,
+    /// What a stopped run left unfinished there (a canary's split), said until the next run
+    /// finishes or undoes it.
+    unfinished: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +91,7 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
             stopped: ledger
                 .stopped(&env.name)?
                 .map(|s| format!("{} by {}", rfc3339(s.at), s.actor.unwrap_or_else(|| "-".into()))),
+            unfinished: platform.unfinished(env)?,
         });
     }
     if let Some(o) = only {
@@ -122,6 +126,9 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
         }
         if let Some(st) = &s.stopped {
             lines.push(format!("  stopped by hand at {st}"));
+        }
+        if let Some(u) = &s.unfinished {
+            lines.push(format!("  UNFINISHED: {u}"));
         }
     }
     if let Some(b) = &budget {

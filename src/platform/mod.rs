@@ -144,6 +144,12 @@ pub trait Platform {
         Err(crate::usage!("--canary: {}: this platform cannot share requests between two versions", env.name))
     }
 
+    /// What a stopped run left unfinished in the environment (a canary's split, a start), as a
+    /// sentence for `status`; `None` when nothing is.
+    fn unfinished(&self, _env: &Environment) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// The version kept running without traffic for an instant switch back, and until when.
     fn warm_previous(&self, _env: &Environment) -> Result<Option<(String, crate::clock::Millis)>> {
         Ok(None)

@@ -156,7 +156,21 @@ impl<'a> Local<'a> {
 
     /// The warm previous, if it still runs (a record whose group is gone is forgotten).
     fn read_warm(&self, env: &str) -> Result<Option<Warm>> {
-        let Some(w) = self.read_json::<Warm>(&self.warm_file(env)?)? else { return Ok(None) };
+        let file = self.warm_file(env)?;
+        // A record that cannot be read is no reason to block a rollback: the version it named
+        // (if any) retires itself at its window's end (its retire file), and the rollback starts
+        // the version afresh.
+        let w = match self.read_json::<Warm>(&file) {
+            Ok(w) => w,
+            Err(e) => {
+                // Left in place for whoever looks; the next switch writes the record anew.
+                self.fx
+                    .ui
+                    .warn(format!("{env}: {e:#}; no warm previous is used, a rollback starts the version afresh"));
+                None
+            }
+        };
+        let Some(w) = w else { return Ok(None) };
         // A record naming what serves now is stale: a run switched back to it and was stopped
         // before it could forget the record.
         let serves = self.read_state(env)?.is_some_and(|s| s.pid == w.state.pid);
@@ -1236,6 +1250,29 @@ impl Platform for Local<'_> {
                 env.name
             )),
         }
+    }
+
+    fn unfinished(&self, env: &Environment) -> Result<Option<String>> {
+        let name = env.name.as_str();
+        let serving = self.read_state(name)?.map(|s| s.label).unwrap_or_else(|| "what is recorded as serving".into());
+        if let Some(c) = self.read_json::<EnvState>(&self.canary_file(name)?)? {
+            let share = self
+                .proxy(env)?
+                .and_then(|n| n.share_of(c.port))
+                .map(|p| format!("{p}% of the requests still go to {}", c.label))
+                .unwrap_or_else(|| format!("requests may still be shared with {}", c.label));
+            return Ok(Some(format!(
+                "a run was stopped during the canary of {}: {share}; the next promote or rollback sends every request to {serving} first",
+                c.label
+            )));
+        }
+        if let Some(s) = self.read_json::<EnvState>(&self.starting_file(name)?)? {
+            return Ok(Some(format!(
+                "a run was stopped while starting {}; the next promote or rollback stops it",
+                s.label
+            )));
+        }
+        Ok(None)
     }
 
     fn warm_previous(&self, env: &Environment) -> Result<Option<(String, crate::clock::Millis)>> {

@@ -206,6 +206,24 @@ impl<'a> Nginx<'a> {
     }
 
     /// The master's pid, when the pid file names a live nginx.
+    /// The share (percent) of the requests the written configuration sends to `port`, when it
+    /// shares them by weight (a canary's split).
+    pub fn share_of(&self, port: u16) -> Option<u32> {
+        let conf = std::fs::read_to_string(self.conf_path()).ok()?;
+        let weights: Vec<(u16, u32)> = conf
+            .split("server 127.0.0.1:")
+            .skip(1)
+            .filter_map(|s| {
+                let (p, rest) = s.split_once(' ')?;
+                let w = rest.strip_prefix("weight=")?.split(';').next()?.parse().ok()?;
+                Some((p.parse().ok()?, w))
+            })
+            .collect();
+        let total: u32 = weights.iter().map(|(_, w)| w).sum();
+        let mine = weights.iter().find(|(p, _)| *p == port)?.1;
+        (total > 0).then(|| (mine * 100 + total / 2) / total)
+    }
+
     pub fn pid(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.dir.join("nginx.pid")).ok()?.trim().parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
