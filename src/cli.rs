@@ -90,12 +90,32 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// Jenkins passes a parameter left empty as an empty variable: an option whose `SAFEDEPLOY_*`
+/// variable is empty is read as not given (`SAFEDEPLOY_CANARY=` is no canary, not exit 2), in
+/// every subcommand too.
+fn without_empty_env(mut cmd: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.get_env().and_then(std::env::var_os).is_some_and(|v| v.is_empty()))
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+    }
+    let subcommands: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, without_empty_env);
+    }
+    cmd
+}
+
 /// Parses the command line. A mistake in it is said like every other error — one line,
 /// `tool: error: ...`, a hint, and the JSON error document under `--json` — and is exit 2;
 /// `--help` and `--version` print as clap prints them.
 pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
     use clap::error::ErrorKind;
-    let e = match T::try_parse() {
+    let parsed = without_empty_env(T::command()).try_get_matches().and_then(|m| T::from_arg_matches(&m));
+    let e = match parsed {
         Ok(args) => return args,
         Err(e) => e,
     };

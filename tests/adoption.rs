@@ -234,6 +234,24 @@ fn init_on_a_flat_app_says_what_it_lacks() {
     assert_eq!(doc["findings"]["health_path"], "/");
     assert_eq!(doc["findings"]["tests"], "pytest: test files beside the app");
     p.cmd("safedeploy").arg("check").assert().success();
+
+    // A Procfile without a web: line is said as such, not as no Procfile.
+    p.write("Procfile", "worker: python worker.py\n");
+    let a = p.cmd("safedeploy").args(["init", "--force", "--dry-run"]).assert().success();
+    let err = output(&a).1;
+    assert!(err.contains("the Procfile has no web: line;") && !err.contains("no Procfile"), "{err}");
+
+    // --force never writes through a symlink: the file it points at is left as it was.
+    let elsewhere = p.app.parent().expect("tmp").join("elsewhere.toml");
+    std::fs::write(&elsewhere, "# someone else's file\n").expect("write");
+    std::fs::remove_file(p.config_path()).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, p.config_path()).expect("symlink");
+    p.cmd("safedeploy")
+        .args(["init", "--force"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("safedeploy.toml: is a symlink to {}", elsewhere.display())));
+    assert_eq!(std::fs::read_to_string(&elsewhere).expect("read"), "# someone else's file\n");
 }
 
 #[test]
@@ -262,6 +280,11 @@ fn status_history_and_stop_show_and_change_what_runs() {
     assert!(out.contains("staging: nothing runs"), "{out}");
     assert!(out.contains("stopped by hand at"), "{out}");
     assert_eq!(p.served_version("production").as_deref(), Some("v1"), "production was touched");
+    // Checking it is no verdict: exit 3 at once, naming the stop; nothing recorded against v1.
+    let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().code(3);
+    assert!(output(&a).1.contains("staging was stopped by hand at"), "{}", output(&a).1);
+    assert!(output(&a).1.contains("(maintenance)"), "{}", output(&a).1);
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM verifications WHERE passed = 0"), 0);
 
     let a = p.cmd("safedeploy").args(["history", "--env", "staging", "--json"]).assert().success();
     let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");

@@ -161,3 +161,57 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
     }
     assert_eq!(std::fs::read_dir(xdg.join("safedeploy")).expect("dir").count(), 1, "only url-shortener's dir");
 }
+
+/// Jenkins passes a parameter left empty as an empty variable. Every option's `SAFEDEPLOY_*`
+/// variable, set empty, is read as not given: each binary (and safedeploy's subcommands) ends
+/// as it does without it, never exit 2 for an empty value.
+#[test]
+fn every_empty_safedeploy_variable_is_read_as_not_given() {
+    let p = support::Project::new();
+    p.v1_everywhere();
+    let vars = |args: &[&str], bin: &str| -> Vec<String> {
+        let help = p.cmd(bin).args(args).arg("--help").assert().success();
+        let text = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+        let mut v: Vec<String> = regex::Regex::new(r"env: (SAFEDEPLOY_[A-Z0-9_]+)=")
+            .expect("regex")
+            .captures_iter(&text)
+            .map(|c| c[1].to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut runs: Vec<(&str, Vec<&str>)> = vec![
+        ("gate-tests", vec![]),
+        ("deploy-staging", vec!["--version", "v1"]),
+        ("smoke-check", vec!["--env", "staging"]),
+        ("promote", vec![]),
+        ("rollback", vec![]),
+        ("collect-logs", vec!["--env", "staging"]),
+    ];
+    runs.extend([
+        ("safedeploy", vec!["status"]),
+        ("safedeploy", vec!["history"]),
+        ("safedeploy", vec!["report", "--json"]),
+    ]);
+    let mut checked = 0;
+    for (bin, args) in &runs {
+        let code_with = |var: Option<&str>| {
+            let mut c = p.cmd(bin);
+            c.args(args).arg("--dry-run");
+            if let Some(v) = var {
+                c.env(v, "");
+            }
+            let a = c.assert();
+            (a.get_output().status.code(), String::from_utf8_lossy(&a.get_output().stderr).into_owned())
+        };
+        let (base, _) = code_with(None);
+        let sub: Vec<&str> = args.iter().take_while(|a| !a.starts_with('-')).copied().collect();
+        for var in vars(if *bin == "safedeploy" { &sub } else { &[] }, bin) {
+            let (code, err) = code_with(Some(&var));
+            assert_eq!(code, base, "{bin} {args:?} with {var}=\"\": {err}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "the variables were found in --help ({checked})");
+}

@@ -63,6 +63,9 @@ struct Written<'a> {
     findings: &'a Findings,
 }
 
+/// Where the web command came from when the Procfile has one.
+const PROCFILE_WEB: &str = "the Procfile's web: line";
+
 pub fn init(fx: &Effects, req: &InitRequest<'_>) -> Result<Outcome> {
     let dir = req.dir;
     if !dir.is_dir() {
@@ -72,6 +75,16 @@ pub fn init(fx: &Effects, req: &InitRequest<'_>) -> Result<Outcome> {
         return Err(usage!("--ports: expected two different ports from 1 to 65535"));
     }
     let out = dir.join(crate::config::FILE_NAME);
+    // Never written through a link: --force would replace whatever file it points at.
+    if out.symlink_metadata().is_ok_and(|m| !m.is_file()) {
+        let what = match std::fs::read_link(&out) {
+            Ok(to) => format!("is a symlink to {}", to.display()),
+            Err(_) => "is not a regular file".into(),
+        };
+        return Err(crate::error::Error::usage(format!("{}: {what}; nothing was written", out.display()))
+            .with_hint("remove it and run init again, or edit the file it points at")
+            .into());
+    }
     if out.exists() && !req.force {
         return Err(crate::error::Error::usage(format!("{}: exists; nothing was written", out.display()))
             .with_hint("pass --force to replace it, or `safedeploy check` to validate it")
@@ -284,20 +297,22 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
         name.chars().map(|c| if c.is_control() { '-' } else { c }).collect::<String>().trim().to_string();
     let mut f = Findings { name: if name.is_empty() { "app".into() } else { name }, ..Default::default() };
     let sources = python_sources(dir);
-    let procfile_web = read(dir, "Procfile").and_then(|t| {
+    let procfile = read(dir, "Procfile");
+    let lacking = if procfile.is_some() { "the Procfile has no web: line" } else { "no Procfile" };
+    let procfile_web = procfile.and_then(|t| {
         t.lines().filter_map(|l| l.trim().strip_prefix("web:")).map(|c| c.trim().to_string()).find(|c| !c.is_empty())
     });
     match procfile_web {
         Some(w) => {
             f.web = Some(w);
-            f.web_from = "the Procfile's web: line".into();
+            f.web_from = PROCFILE_WEB.into();
         }
         None => match wsgi_app(&sources, dir) {
             Some(app) => {
                 f.web = Some(format!("gunicorn --bind 127.0.0.1:$PORT {app}"));
-                f.web_from = format!("no Procfile; {app} is a Flask app");
+                f.web_from = format!("{lacking}; {app} is a Flask app");
             }
-            None => f.web_from = "no Procfile and no Flask app found: set deploy.command".into(),
+            None => f.web_from = format!("{lacking} and no Flask app found: set deploy.command"),
         },
     }
     let mut requirements = BTreeSet::new();
@@ -516,7 +531,7 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
             String::new()
         },
     )];
-    if f.web_from.starts_with("no Procfile")
+    if !f.web_from.starts_with(PROCFILE_WEB)
         && let Some(w) = &f.web
     {
         deploy.push(("deploy.command", toml_str(w), f.web_from.clone()));

@@ -244,6 +244,18 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
     let (env, mut vars) = spec_for(ctx, req)?;
     let chains = &ctx.config.chains;
     let ledger = ctx.ledger()?;
+    // Stopped by hand: nothing serves there on purpose, and a wait for it is no verdict.
+    if let Some(stop) = ledger.stopped(&env.name)? {
+        return Err(crate::error::Error::could_not_act(format!(
+            "{} was stopped by hand at {} by {}{}; nothing is checked there",
+            env.name,
+            crate::clock::rfc3339(stop.at),
+            stop.actor.as_deref().unwrap_or("-"),
+            stop.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        ))
+        .with_hint("deploy or promote a version to it first")
+        .into());
+    }
     let platform = ctx.platform()?;
     let expected = match req.expect_version {
         Some(v) => Some(v.to_string()),
