@@ -12,7 +12,7 @@ use crate::clock::{Millis, human, now_ms, rfc3339};
 use crate::config::Label;
 use crate::context::Ctx;
 use crate::error::{Error, Kind, kind_of};
-use crate::ledger::{Action, Incident, Ledger, Version};
+use crate::ledger::{Action, Cause, Incident, Ledger, Version};
 use crate::lock;
 use crate::platform::{CanaryAborted, Live, Platform, Switched};
 use crate::sla::Budget;
@@ -438,6 +438,7 @@ fn canary_failed(
             rollback_started_at: Some(a.failed_at),
             charged_from: Some(a.took_traffic_at),
             share_percent: Some(i64::from(a.percent)),
+            cause: Some(Cause::Canary.as_str().into()),
         })?;
         ledger.close_incident(id, prev, a.stopped_at, None)?;
         Ok(id)
@@ -583,6 +584,7 @@ fn promote_failed(
             rollback_started_at: Some(now_ms()),
             charged_from: Some(started),
             share_percent: None,
+            cause: Some(Cause::Health.as_str().into()),
         })?;
         let step = Step {
             env,
@@ -798,6 +800,14 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         (Some(b), Some(t)) if !ledger.passed_since(env, b, t)? => t,
         _ => detected,
     };
+    // The layer that acted: an alert, a failing check of the bad version, the live version
+    // not answering (restarted), or a person.
+    let cause = match (alerted, bad) {
+        (Some(_), _) => Cause::Alert,
+        (None, Some(b)) if ledger.failed_since_last_pass(env, b)?.is_some() => Cause::Smoke,
+        (None, Some(_)) => Cause::ByHand,
+        (None, None) => Cause::Health,
+    };
     let incident =
         match ledger.open_incidents(env)?.into_iter().rev().find(|i| i.bad_label.as_deref() == bad.or(Some(target))) {
             Some(open) => open.id,
@@ -814,6 +824,7 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
                 rollback_started_at: Some(started),
                 charged_from: Some(charged_from),
                 share_percent: None,
+                cause: Some(cause.as_str().into()),
             })?,
         };
     let step = Step {

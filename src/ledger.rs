@@ -110,7 +110,39 @@ CREATE TABLE gate_runs (
 );
 CREATE INDEX gate_runs_at ON gate_runs(at);
 "#,
+    // What caused an incident, as a word the report counts by (see [`Cause`]); the reason stays
+    // the people's text (a `--reason` replaces it, so it cannot say which layer acted).
+    r#"
+ALTER TABLE incidents ADD COLUMN cause TEXT;
+"#,
 ];
+
+/// What caused an incident: the layer that stopped the bad version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A canary round failed.
+    Canary,
+    /// The promoted version did not become healthy.
+    Health,
+    /// A smoke check of production failed.
+    Smoke,
+    /// A Datadog alert triggered the rollback.
+    Alert,
+    /// Someone rolled back with no failing verdict on the version.
+    ByHand,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Canary => "canary",
+            Cause::Health => "health",
+            Cause::Smoke => "smoke",
+            Cause::Alert => "alert",
+            Cause::ByHand => "by_hand",
+        }
+    }
+}
 
 /// How a deployment came about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +266,8 @@ pub struct Incident {
     /// The share of the users (percent) that met the bad version, when not all did: a canary's.
     /// The downtime charged is the span times this share.
     pub share_percent: Option<i64>,
+    /// [`Cause::as_str`]; none in incidents recorded before causes were.
+    pub cause: Option<String>,
 }
 
 pub struct Ledger {
@@ -830,7 +864,8 @@ impl Ledger {
             |c| {
                 c.execute(
                     "INSERT INTO incidents (env, bad_label, restored_label, detected_at, reason, took_traffic_at,
-                     rollback_started_at, charged_from, share_percent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     rollback_started_at, charged_from, share_percent, cause)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         i.env,
                         i.bad_label,
@@ -840,7 +875,8 @@ impl Ledger {
                         i.took_traffic_at,
                         i.rollback_started_at,
                         i.charged_from,
-                        i.share_percent
+                        i.share_percent,
+                        i.cause
                     ],
                 )?;
                 Ok(c.last_insert_rowid())
@@ -889,7 +925,7 @@ impl Ledger {
 
 const INCIDENT_COLUMNS: &str =
     "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason,
-     took_traffic_at, rollback_started_at, charged_from, share_percent FROM incidents";
+     took_traffic_at, rollback_started_at, charged_from, share_percent, cause FROM incidents";
 
 fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -905,6 +941,7 @@ fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
         rollback_started_at: r.get(9)?,
         charged_from: r.get(10)?,
         share_percent: r.get(11)?,
+        cause: r.get(12)?,
     })
 }
 

@@ -33,9 +33,33 @@ pub fn ready(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// How a notification reads at a glance: Datadog's event `alert_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// A version is live and healthy.
+    Success,
+    /// Nothing changed.
+    Info,
+    /// Production was restored: users were served again, after an incident.
+    Warning,
+    /// A run failed, or errors were found.
+    Error,
+}
+
+impl Severity {
+    fn alert_type(self) -> &'static str {
+        match self {
+            Severity::Success => "success",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
 /// Sends `title` and `text` to every configured destination; returns the failures (a failed
 /// notification must not lose the report, so the caller decides what it means).
-pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<String>> {
+pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String], severity: Severity) -> Result<Vec<String>> {
     let n = &ctx.config.logs;
     let slack = ctx.env.get(&n.slack_webhook_env).map(str::to_string);
     let dd_key = ctx.env.get(&n.datadog_api_key_env).map(str::to_string);
@@ -71,7 +95,7 @@ pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<S
         all_tags.extend(tags.iter().cloned());
         req.body = Some(Body::Json(json!({
             "title": bounded(title, 100), "text": bounded(&text, DATADOG_MAX),
-            "alert_type": "error", "source_type_name": "safedeploy", "tags": all_tags,
+            "alert_type": severity.alert_type(), "source_type_name": "safedeploy", "tags": all_tags,
         })));
         post("Datadog", req);
     }
@@ -82,14 +106,14 @@ pub fn send(ctx: &Ctx, title: &str, text: &str, tags: &[String]) -> Result<Vec<S
 /// users' exposure and the budget left, and the suspect — the bad version's commit and author.
 /// A notification that fails is a warning: it never changes the verdict.
 pub fn outcome(ctx: &Ctx, tool: &str, env: &str, result: &Result<crate::Outcome>) {
-    let (title, mut lines) = match result {
+    let (title, severity, mut lines) = match result {
         Ok(o) => {
             let s = &o.summary;
             let version = s["restored_version"].as_str().or(s["version"].as_str()).unwrap_or("-");
-            let title = match (tool, s["changed"].as_bool()) {
-                ("rollback", Some(true)) => format!("rollback: {env}: {version} restored"),
-                (_, Some(false)) => format!("{tool}: {env}: nothing to do ({version})"),
-                _ => format!("{tool}: {env}: {version} is live"),
+            let (title, severity) = match (tool, s["changed"].as_bool()) {
+                ("rollback", Some(true)) => (format!("rollback: {env}: {version} restored"), Severity::Warning),
+                (_, Some(false)) => (format!("{tool}: {env}: nothing to do ({version})"), Severity::Info),
+                _ => (format!("{tool}: {env}: {version} is live"), Severity::Success),
             };
             let mut lines = vec![];
             if let Some(bad) = s["bad_version"].as_str() {
@@ -98,11 +122,12 @@ pub fn outcome(ctx: &Ctx, tool: &str, env: &str, result: &Result<crate::Outcome>
             if let Some(ms) = s["downtime_ms"].as_i64() {
                 lines.push(format!("users exposed: {} (charged to the SLA budget)", crate::clock::human(ms)));
             }
-            (title, lines)
+            (title, severity, lines)
         }
         Err(e) => {
             let first = format!("{e}");
-            (format!("{tool}: {env}: FAILED — {}", first.lines().next().unwrap_or_default()), vec![format!("{e:#}")])
+            let title = format!("{tool}: {env}: FAILED — {}", first.lines().next().unwrap_or_default());
+            (title, Severity::Error, vec![format!("{e:#}")])
         }
     };
     // The ledger's view, whatever the outcome: the newest incident here, and the budget.
@@ -134,7 +159,7 @@ pub fn outcome(ctx: &Ctx, tool: &str, env: &str, result: &Result<crate::Outcome>
     if let Some(url) = ctx.env.build_url() {
         lines.push(format!("build: {url}"));
     }
-    match send(ctx, &title, &lines.join("\n"), &[format!("env:{env}"), format!("tool:{tool}")]) {
+    match send(ctx, &title, &lines.join("\n"), &[format!("env:{env}"), format!("tool:{tool}")], severity) {
         Ok(failures) => {
             for f in failures {
                 ctx.ui.warn(format!("notification failed: {f}"));

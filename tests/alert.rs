@@ -81,6 +81,7 @@ fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
     }
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     assert!(p.query_strings("SELECT reason FROM incidents")[0].starts_with("Datadog alert 4711 (Triggered"));
+    assert_eq!(p.query_strings("SELECT cause FROM incidents"), vec!["alert"]);
 
     let report = std::fs::read_to_string(p.app.join("error_hunt.txt")).expect("report");
     assert!(
@@ -235,14 +236,16 @@ fn promote_and_rollback_tell_slack_and_datadog_their_outcome_exposure_budget_and
     assert!(text.contains("promote: production: FAILED — v2 was stopped before it took traffic"), "{text}");
     assert!(text.contains("SLA budget (calendar year since"), "{text}");
     assert!(ev["title"].as_str().unwrap_or_default().starts_with("promote: production: FAILED"), "{ev}");
+    assert_eq!(ev["alert_type"], "error", "{ev}");
     // Forced in, then rolled back: the exposure, the budget left, the suspect commit.
     p.cmd("promote")
         .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
         .assert()
         .success();
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
-    let (text, _) = notified("rollback", &[], 0);
+    let (text, ev) = notified("rollback", &[], 0);
     assert!(text.contains("rollback: production: v1 restored"), "{text}");
+    assert_eq!(ev["alert_type"], "warning", "a restore follows an incident: {ev}");
     assert!(text.contains("bad version: v2"), "{text}");
     assert!(text.contains("users exposed: "), "{text}");
     assert!(
@@ -250,8 +253,9 @@ fn promote_and_rollback_tell_slack_and_datadog_their_outcome_exposure_budget_and
         "{text}"
     );
     // Nothing to do is said too; a failing destination is a warning, never the verdict.
-    let (text, _) = notified("rollback", &[], 0);
+    let (text, ev) = notified("rollback", &[], 0);
     assert!(text.contains("nothing to do (v1)"), "{text}");
+    assert_eq!(ev["alert_type"], "info", "{ev}");
     p.cmd("rollback")
         .arg("--notify")
         .env("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/hooks/nobody-listens")
@@ -366,4 +370,29 @@ fn a_fifo_payload_that_never_comes_is_ended_by_sigterm() {
         assert_eq!(out.status.code(), Some(130), "{bin}: {err}");
         assert!(err.contains("payload.fifo was never read whole; nothing was done"), "{bin}: {err}");
     }
+}
+
+/// The layer that stopped a version is recorded, not guessed from the reason's text: an alert
+/// rollback given `--reason` still counts as the alert's, and a rollback by hand (no failing
+/// verdict on the version) is a row of its own.
+#[test]
+fn the_report_counts_each_rollback_at_the_layer_that_caused_it_whatever_its_reason() {
+    let p = incident();
+    std::fs::write(p.app.join("alert.json"), payload("Triggered", "env:production")).expect("payload");
+    p.cmd("rollback").args(["--datadog-payload", "alert.json", "--reason", "paged at 3 a.m."]).assert().success();
+    assert_eq!(p.query_strings("SELECT cause || ':' || reason FROM incidents"), vec!["alert:paged at 3 a.m."]);
+    // v3, the fix (v1's code), passing everywhere, then rolled back by hand to v1.
+    p.git(&["checkout", "HEAD~1", "--", "."]);
+    p.write("NOTES", "v3\n");
+    p.commit_all("v3: a note", "Team");
+    p.cmd("deploy-staging").args(["--version", "v3"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    p.cmd("promote").args(["--version", "v3"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    p.cmd("rollback").args(["--to", "v1", "--reason", "a manual test"]).assert().success();
+    let a = p.cmd("safedeploy").args(["report", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    assert_eq!(doc["stopped"]["alert"], 1, "{}", doc["stopped"]);
+    assert_eq!(doc["stopped"]["by_hand"], 1, "{}", doc["stopped"]);
+    assert_eq!(doc["stopped"]["production_smoke"], 0, "{}", doc["stopped"]);
 }

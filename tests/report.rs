@@ -93,7 +93,7 @@ fn every_figure_on_the_page_is_the_documents_and_the_document_is_the_ledgers() {
     assert_eq!(doc["dora"]["time_to_restore_ms"].as_i64(), Some(restore));
     assert_eq!(
         doc["stopped"],
-        serde_json::json!({"gate": 1, "staging_smoke": 1, "pre_traffic": 1, "canary": 0, "production_smoke": 1, "alert": 0})
+        serde_json::json!({"gate": 1, "staging_smoke": 1, "pre_traffic": 1, "canary": 0, "production_smoke": 1, "alert": 0, "by_hand": 0})
     );
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM gate_runs WHERE passed = 0"), 1);
 

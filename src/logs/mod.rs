@@ -652,7 +652,10 @@ fn notify(ctx: &Ctx, scope: &Scope, findings: &Findings, out: &Path) -> Result<(
     let link = ctx.env.build_url().map(|u| format!(" ({u}artifact/)")).unwrap_or_default();
     let text = notification(&findings.found.groups, findings.suspect.as_ref(), out, findings.found.matches, &link);
     let tags: Vec<String> = scope.env.iter().map(|e| format!("env:{e}")).collect();
-    let failures = crate::notify::send(ctx, &title, &text, &tags)?;
+    // Errors found are an error event; a search that found none is news, not an alarm.
+    let severity =
+        if findings.found.groups.is_empty() { crate::notify::Severity::Info } else { crate::notify::Severity::Error };
+    let failures = crate::notify::send(ctx, &title, &text, &tags, severity)?;
     if !failures.is_empty() {
         return Err(crate::could_not_act!(
             "the report is written to {}, but the notification failed: {}",

@@ -97,6 +97,8 @@ pub struct Stopped {
     pub canary: usize,
     pub production_smoke: usize,
     pub alert: usize,
+    /// Rolled back by a person, with no failing verdict on the version.
+    pub by_hand: usize,
 }
 
 pub struct ReportRequest<'a> {
@@ -281,8 +283,8 @@ pub fn build(ctx: &Ctx, rows: &ReportRows, budget_incidents: &[Incident], w: Win
 
 /// The bad versions each layer stopped: a commit the gate failed; a version failed in a staging
 /// environment; one stopped before traffic or in its canary (the verdicts promote records); one
-/// rolled back after a production smoke check or a Datadog alert (its incident's reason says
-/// which). A version forced past a layer that stopped it counts at that layer, and at the next
+/// rolled back after a production smoke check or a Datadog alert, or by hand (its incident's
+/// cause says which). A version forced past a layer that stopped it counts at that layer, and at the next
 /// that stops it.
 fn stopped(rows: &ReportRows, is_prod: &dyn Fn(&str) -> bool, wanted: &dyn Fn(&str) -> bool) -> Stopped {
     use std::collections::HashSet;
@@ -305,6 +307,7 @@ fn stopped(rows: &ReportRows, is_prod: &dyn Fn(&str) -> bool, wanted: &dyn Fn(&s
     }
     let mut smoke = HashSet::new();
     let mut alert = HashSet::new();
+    let mut by_hand = HashSet::new();
     for i in rows.incidents.iter().filter(|i| is_prod(&i.env) && wanted(&i.env)) {
         let Some(bad) = i.bad_label.as_deref() else { continue };
         let reason = i.reason.as_deref().unwrap_or_default();
@@ -313,17 +316,21 @@ fn stopped(rows: &ReportRows, is_prod: &dyn Fn(&str) -> bool, wanted: &dyn Fn(&s
         if i.share_percent.is_some() {
             continue;
         }
-        if reason.contains("Datadog alert") {
-            alert.insert(bad);
-        } else {
-            smoke.insert(bad);
-        }
+        // The recorded cause; incidents from before causes were recorded, by their reason.
+        let cause = i.cause.as_deref().unwrap_or(if reason.contains("Datadog alert") { "alert" } else { "smoke" });
+        match cause {
+            "alert" => alert.insert(bad),
+            "by_hand" => by_hand.insert(bad),
+            "canary" => false,
+            _ => smoke.insert(bad),
+        };
     }
     s.staging_smoke = staging.len();
     s.pre_traffic = pre.len();
     s.canary = canary.len();
     s.production_smoke = smoke.len();
     s.alert = alert.len();
+    s.by_hand = by_hand.len();
     s
 }
 
