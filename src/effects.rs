@@ -38,6 +38,7 @@ impl Effects {
                 "{what}: `-` is not a file name here (reports are written to files; stdout carries the result)"
             ));
         }
+        crate::paths::not_an_option(path, what)?;
         self.exec.effect(
             || format!("write {what} to {}", path.display()),
             || {

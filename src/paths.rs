@@ -7,6 +7,20 @@ use crate::error::Error;
 use anyhow::Result;
 use std::path::{Component, Path, PathBuf};
 
+/// An output path the user gave must not start with `-`: `--out=-v` is a mistyped option far
+/// more often than a file wanted in the working directory. `./-v` says it is meant.
+pub fn not_an_option(path: &Path, what: &str) -> Result<()> {
+    if path.to_string_lossy().starts_with('-') {
+        return Err(Error::usage(format!(
+            "{what} {:?}: starts with '-', like an option; write ./{} if a file of that name is meant",
+            path.display(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// `parent/name`, where `name` must be one ordinary path component: not empty, not `.` or
 /// `..`, no `/`, no NUL, no leading `-` (it could reach a command line as an option) and no
 /// control characters. `what` names the input for the error (exit 2).

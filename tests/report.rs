@@ -157,6 +157,22 @@ fn hostile_values_are_escaped_and_bad_flags_are_exit_2() {
     p.cmd("safedeploy").args(["report", "--html", "-"]).assert().code(2);
     p.cmd("collect-logs").args(["--input", "r.html", "--out", "-"]).assert().code(2);
     assert!(!p.app.join("-").exists());
+    // Nor is a name that looks like an option (`--out=-v`, a mistyped flag): exit 2, nothing
+    // written; `./-v` says it is meant.
+    for (bin, args) in [
+        ("safedeploy", vec!["report", "--html=-v"]),
+        ("collect-logs", vec!["--input", "r.html", "--out=-v"]),
+        ("gate-tests", vec!["--junit-out=-v"]),
+        ("smoke-check", vec!["--env", "staging", "--junit-out=-v"]),
+        ("safedeploy", vec!["man", "--out=-v"]),
+    ] {
+        let a = p.cmd(bin).args(&args).assert().code(2);
+        assert!(output(&a).1.contains("starts with '-', like an option"), "{bin} {args:?}: {}", output(&a).1);
+        assert!(!p.app.join("-v").exists(), "{bin} {args:?}");
+    }
+    // An empty window is a mistake, not an empty report.
+    let a = p.cmd("collect-logs").args(["--input", "r.html", "--since", "1h", "--until", "2h"]).assert().code(2);
+    assert!(output(&a).1.contains("--until 2h is before --since 1h"), "{}", output(&a).1);
     // A period with nothing in it is a page of zeros, not an error.
     let a = p.cmd("safedeploy").args(["report", "--json", "--since", "1ms"]).assert().success();
     let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");

@@ -472,6 +472,16 @@ struct Scope {
 fn scope(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Option<Scope>> {
     let until = req.until.map(|u| parse_time(u, "--until")).transpose()?;
     let mut since = req.since.map(|s| parse_time(s, "--since")).transpose()?;
+    // An empty window is a mistake, not "no errors".
+    if let (Some(s), Some(u)) = (since, until)
+        && u < s
+    {
+        return Err(usage!(
+            "--until {} is before --since {}: the window is empty",
+            req.until.unwrap_or_default(),
+            req.since.unwrap_or_default()
+        ));
+    }
     let alert = req.datadog_payload.map(|p| crate::alert::read(ctx, p)).transpose()?;
     if let Some(a) = &alert {
         if a.recovered() {

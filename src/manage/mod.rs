@@ -275,6 +275,7 @@ pub fn stop(ctx: &Ctx, env: &str, reason: Option<&str>) -> Result<Outcome> {
 
 /// `safedeploy man --out DIR`: one page per binary (section 1), from their clap definitions.
 pub fn man(fx: &crate::effects::Effects, out: &std::path::Path) -> Result<Outcome> {
+    crate::paths::not_an_option(out, "--out")?;
     if out.exists() && !out.is_dir() {
         return Err(crate::usage!("--out {}: exists and is not a directory", out.display()));
     }
