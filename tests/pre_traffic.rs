@@ -276,3 +276,55 @@ fn a_check_on_the_proxys_version_header_means_the_same_before_traffic() {
     assert_eq!(p.served_version("production").as_deref(), Some("v2"));
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "nothing is condemned");
 }
+
+/// The app is not told where its retirement is decided, and a warm version whose retirement
+/// was called off by someone else (its retire file removed) is no target to switch back to
+/// once its window has passed: the next run stops it and starts the version afresh.
+#[test]
+fn a_warm_version_cannot_postpone_its_retirement() {
+    let p = Project::new();
+    p.edit_config(|c| c.replace("stop_grace = \"3s\"", "stop_grace = \"1s\"\nkeep_previous = \"2s\""));
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "test"])
+        .assert()
+        .success();
+    let warm = p.warm_pid("production").expect("v1 kept warm");
+    // Its processes, the supervisor aside, never see the retire file's path.
+    let members: Vec<i32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| {
+            *pid != warm
+                && nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(*pid))).ok()
+                    == Some(nix::unistd::Pid::from_raw(warm))
+        })
+        .collect();
+    assert!(!members.is_empty(), "the warm group has the app's processes");
+    for pid in &members {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&environ).contains("SAFEDEPLOY_RETIRE_FILE="), "pid {pid} was told");
+    }
+    // Someone calls its retirement off.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.state.join("local/envs/production/warm.json")).expect("warm"))
+            .expect("json");
+    let retire = format!("{}.retire-at", record["state"]["dir"].as_str().expect("dir"));
+    std::fs::remove_file(&retire).expect("rm retire file");
+    // Past its window and grace: the next run does not switch back to it; it stops it.
+    let until = record["until"].as_i64().expect("until") + 1000 + 1000;
+    while safedeploy::clock::now_ms() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(support::group_alive(warm), "it outlived its window, as the removed file let it");
+    let a = p.cmd("rollback").args(["--to", "v1", "--reason", "test"]).assert().success();
+    let err = output(&a).1;
+    assert!(err.contains("still runs; stopping it"), "{err}");
+    assert!(!err.contains("switching back to v1"), "{err}");
+    assert!(!support::group_alive(warm), "the overdue warm copy is stopped");
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
+}

@@ -174,8 +174,17 @@ impl<'a> Local<'a> {
         // A record naming what serves now is stale: a run switched back to it and was stopped
         // before it could forget the record.
         let serves = self.read_state(env)?.is_some_and(|s| s.pid == w.state.pid);
-        if !serves && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
+        // Past its window it is retiring (or should have: its retire file is not to be
+        // trusted): it is no target to switch back to.
+        let overdue = crate::clock::now_ms() >= w.until;
+        if !serves && !overdue && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
             return Ok(Some(w));
+        }
+        if !serves && overdue && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
+            // Still running past its window plus the grace its retirement takes: the next run
+            // that holds the environment's lock stops it (see `tidy_behind`); until then it is
+            // said, and not forgotten.
+            return Ok(None);
         }
         if !self.fx.dry_run {
             self.write_json::<Warm>(&self.warm_file(env)?, None)?;
@@ -532,6 +541,7 @@ impl<'a> Local<'a> {
                 || self.write_json::<EnvState>(&self.starting_file(name)?, None),
             )?;
         }
+        self.stop_overdue_warm(name)?;
         let retiring: Vec<EnvState> = self.read_json(&self.retiring_file(name)?)?.unwrap_or_default();
         if retiring.is_empty() {
             return Ok(());
@@ -551,6 +561,30 @@ impl<'a> Local<'a> {
         self.fx.exec.effect(
             || format!("forget {name}'s retired versions"),
             || self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None),
+        )?;
+        Ok(())
+    }
+
+    /// A warm version still running well past its window (its supervisor did not retire it:
+    /// the retire file was removed or rewritten by someone else) is stopped, and forgotten.
+    fn stop_overdue_warm(&self, name: &str) -> Result<()> {
+        let Ok(Some(w)) = self.read_json::<Warm>(&self.warm_file(name)?) else { return Ok(()) };
+        let overdue = crate::clock::now_ms() >= w.until + self.deploy.stop_grace.0.as_millis() as i64 + 1000;
+        let serves = self.read_state(name)?.is_some_and(|s| s.pid == w.state.pid);
+        if !overdue || serves {
+            return Ok(());
+        }
+        if self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
+            self.fx.ui.warn(format!(
+                "{name}: {}, kept warm until {}, still runs; stopping it",
+                w.state.label,
+                crate::clock::rfc3339(w.until)
+            ));
+            self.stop_group(name, &w.state)?;
+        }
+        self.fx.exec.effect(
+            || format!("forget {name}'s warm previous"),
+            || self.write_json::<Warm>(&self.warm_file(name)?, None),
         )?;
         Ok(())
     }
@@ -1319,7 +1353,8 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
     let stamp = || crate::clock::rfc3339(crate::clock::now_ms());
     let label = exec.env.get("SAFEDEPLOY_VERSION").unwrap_or_default().to_string();
     let out = std::io::stdout();
-    let cmd = Cmd::new(argv);
+    // The retirement is the supervisor's business: the app is not told where it is decided.
+    let cmd = Cmd::new(argv).env_remove("SAFEDEPLOY_RETIRE_FILE").env_remove("SAFEDEPLOY_STOP_GRACE_MS");
     let _ = writeln!(out.lock(), "{} [safedeploy] starting {label}: {}", stamp(), cmd.display());
     if let Some(file) = exec.env.get("SAFEDEPLOY_RETIRE_FILE").map(PathBuf::from) {
         let grace = exec.env.get("SAFEDEPLOY_STOP_GRACE_MS").and_then(|g| g.parse().ok()).unwrap_or(10_000);
@@ -1339,12 +1374,18 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
 /// A warm previous ends itself: once the time in `file` has passed (the platform removes the
 /// file when it switches back to this version), the supervisor's whole group gets SIGTERM,
 /// then SIGKILL after the grace.
+///
+/// While the file stays, its time can only come earlier: a later time written over it (by the
+/// app, which runs as the same user) does not postpone the retirement. Its removal (a switch
+/// back) forgets it, and a new window starts afresh.
 fn retire_when_due(file: &Path, grace: Duration, label: &str) {
     use nix::sys::signal::{Signal, killpg};
+    let mut earliest: Option<i64> = None;
     loop {
         std::thread::sleep(Duration::from_millis(250));
-        let due = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse::<i64>().ok());
-        if due.is_none_or(|d| crate::clock::now_ms() < d) {
+        let written = std::fs::read_to_string(file).ok().map(|t| t.trim().parse::<i64>().ok());
+        earliest = retire_due(earliest, written);
+        if earliest.is_none_or(|d| crate::clock::now_ms() < d) {
             continue;
         }
         if std::fs::remove_file(file).is_err() {
@@ -1359,6 +1400,17 @@ fn retire_when_due(file: &Path, grace: Duration, label: &str) {
         std::thread::sleep(grace);
         let _ = killpg(group, Signal::SIGKILL);
         return;
+    }
+}
+
+/// When a warm version retires, from what it knew (`earliest`) and what its retire file says
+/// now (`None`: no file, a switch back; `Some(None)`: unreadable): never later than a time
+/// already seen while the file stayed.
+fn retire_due(earliest: Option<i64>, written: Option<Option<i64>>) -> Option<i64> {
+    match written {
+        None => None,
+        Some(None) => earliest,
+        Some(Some(d)) => Some(earliest.map_or(d, |e| e.min(d))),
     }
 }
 
@@ -1414,6 +1466,17 @@ pub(crate) use crate::procs::stat as proc_stat;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_retire_time_can_come_earlier_never_later_while_the_file_stays() {
+        assert_eq!(retire_due(None, Some(Some(100))), Some(100));
+        assert_eq!(retire_due(Some(100), Some(Some(9_999_999))), Some(100), "postponed");
+        assert_eq!(retire_due(Some(100), Some(Some(50))), Some(50));
+        assert_eq!(retire_due(Some(100), Some(None)), Some(100), "unreadable");
+        assert_eq!(retire_due(Some(100), None), None, "switched back");
+        assert_eq!(retire_due(None, Some(Some(500))), Some(500), "a new window");
+    }
+
     use super::*;
 
     #[test]
