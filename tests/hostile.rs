@@ -892,6 +892,26 @@ fn a_state_dir_another_user_owns_or_can_write_is_refused_and_plants_nothing() {
         ),
     });
 
+    // 5b. What talks to users (nginx's workers) does not run as root.
+    let workers: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            String::from_utf8_lossy(&cmd).starts_with("nginx: worker") && cwd.starts_with(&p.state)
+        })
+        .filter_map(|e| {
+            use std::os::unix::fs::MetadataExt;
+            e.metadata().ok().map(|m| m.uid())
+        })
+        .collect();
+    cases.push(Case {
+        case: "nginx's workers when deploying as root".into(),
+        expected: "running: true, as root: false",
+        observed: format!("running: {}, as root: {}", !workers.is_empty(), workers.contains(&0)),
+    });
+
     // 6. Another user cannot take the lock (shared or not) to block a rollback.
     let blocked = as_nobody_shell(&p, "flock -s -n locks/staging.lock true");
     cases.push(Case {

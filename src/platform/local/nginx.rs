@@ -116,9 +116,10 @@ impl<'a> Nginx<'a> {
     /// header names the backend that answered, and `split.log` records which backend answered
     /// each request and how ([`SPLIT_LOG`]).
     fn render(&self, listen: &str, backends: &[Backend<'_>]) -> String {
-        // As root, workers would run as `nobody` and could not write the temp dirs under a
-        // private state dir; a local environment runs as whoever deploys it.
-        let user = if nix::unistd::geteuid().is_root() { "user root;\n" } else { "" };
+        // As root, the workers (what talks to users) run as an unprivileged user: `nobody`
+        // with its own group. They never touch the private state dir: the master opens the
+        // logs, and bodies and answers are never buffered to temp files (below).
+        let user = worker_user();
         let servers: String = backends
             .iter()
             .map(|b| match backends.len() {
@@ -155,6 +156,8 @@ impl<'a> Nginx<'a> {
              \x20 uwsgi_temp_path tmp/uwsgi;\n\
              \x20 scgi_temp_path tmp/scgi;\n\
              \x20 client_max_body_size 10m;\n\
+             \x20 client_body_buffer_size 10m;\n\
+             \x20 proxy_max_temp_file_size 0;\n\
              \x20 keepalive_timeout 0;\n\
              \x20 upstream app {{ {servers}keepalive 16; }}\n\
              \x20 server {{\n\
@@ -432,6 +435,20 @@ fn workers(master: i32) -> HashSet<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| super::proc_stat(*pid).is_some_and(|s| s.ppid == master && s.state != 'Z'))
         .collect()
+}
+
+/// nginx's `user` directive: as root, the workers run as `nobody` and its group (Debian's
+/// `nogroup`), never as root; as anyone else nginx cannot switch users and runs as them. A
+/// machine without a `nobody` keeps root; the workers write no file either way.
+fn worker_user() -> String {
+    if !nix::unistd::geteuid().is_root() {
+        return String::new();
+    }
+    let Ok(Some(user)) = nix::unistd::User::from_name("nobody") else { return "user root;\n".into() };
+    match nix::unistd::Group::from_gid(user.gid) {
+        Ok(Some(group)) => format!("user nobody {};\n", group.name),
+        _ => "user root;\n".into(),
+    }
 }
 
 /// The fewest failed user requests that can fail a canary round.
