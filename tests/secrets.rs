@@ -223,6 +223,19 @@ fn secrets_inside_quoted_json_are_masked_in_every_json_output_the_page_and_the_l
         }
         seen += &text;
     }
+    // A traceback whose exception line carries the same JSON: collect-logs' exception field.
+    let log = dir.path().join("app.log");
+    std::fs::write(
+        &log,
+        format!(
+            "Traceback (most recent call last):\n  File \"/app/settings.py\", line 3, in load\nValueError: bad settings {{\"db_password\": \"{PASSWORD}\", \"api_token\": \"{TOKEN}\"}}\n"
+        ),
+    )
+    .expect("log");
+    let hunt = run("collect-logs", &["--input", "app.log", "--json", "--out", "hunt.txt"], 0);
+    assert!(hunt.contains("\"exception\":\"ValueError: bad settings"), "{hunt}");
+    seen += &hunt;
+    seen += &std::fs::read_to_string(dir.path().join("hunt.txt")).expect("report");
     // The failure really was there to leak: the checker saw the body and said it failed.
     assert!(seen.contains("500") && seen.contains("boom"), "the failing answer is reported:\n{seen}");
     seen += &run("safedeploy", &["history", "--json"], 0);
