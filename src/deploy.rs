@@ -50,7 +50,12 @@ struct RolledBack<'a> {
     changed: bool,
     bad_version: Option<&'a str>,
     restored_version: &'a str,
+    /// From the rollback's start to the switch.
     time_to_restore_ms: Millis,
+    /// From the rollback's start to the restored version passing its checks.
+    verified_ms: Millis,
+    /// Versions switched to first that failed their checks, in order.
+    tried: Vec<&'a str>,
     /// Users' exposure, charged to the SLA budget: from when the bad version took traffic (or,
     /// had it passed a check since, its first failing verdict) to the good one serving again.
     downtime_ms: Millis,
@@ -97,8 +102,14 @@ fn deploy_recorded(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, step: St
         ledger.adopt(label)?;
     }
     let id = ledger.begin_deployment(env, label, action, previous, reason)?;
-    // A rollback replaces the bad version: it is not kept warm.
-    let keep_previous = action != Action::Rollback && action != Action::Restore;
+    // A rollback replaces the bad version: it is not kept warm; nor is a version that failed
+    // here (its newest verdict a failure, or marked bad): it is no target for an instant
+    // switch back.
+    let previous_failed = match previous {
+        Some(p) if !ctx.dry_run => ledger.failed_in(env, p)?,
+        _ => false,
+    };
+    let keep_previous = action != Action::Rollback && action != Action::Restore && !previous_failed;
     let how = crate::platform::DeployOptions { pre, keep_previous, canary };
     match platform.deploy(environment, label, &how) {
         Ok(switched) => {
@@ -439,6 +450,7 @@ fn canary_failed(
             charged_from: Some(a.took_traffic_at),
             share_percent: Some(i64::from(a.percent)),
             cause: Some(Cause::Canary.as_str().into()),
+            alert_id: None,
         })?;
         ledger.close_incident(id, prev, a.stopped_at, None)?;
         Ok(id)
@@ -585,6 +597,7 @@ fn promote_failed(
             charged_from: Some(started),
             share_percent: None,
             cause: Some(Cause::Health.as_str().into()),
+            alert_id: None,
         })?;
         let step = Step {
             env,
@@ -618,6 +631,8 @@ pub struct RollbackRequest<'a> {
     pub to: Option<&'a Label>,
     pub reason: Option<&'a str>,
     pub datadog_payload: Option<&'a std::path::Path>,
+    /// `--to` a version not known good in the environment (needs a reason).
+    pub force: bool,
 }
 
 /// What rollback found it must do.
@@ -647,11 +662,43 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         if let Some(why) = &v.bad_reason {
             return Err(usage!("--to {to}: that version is marked bad ({why}); rollback never restores a bad version"));
         }
+        // Only what is known good there, unless someone says why (a version that failed
+        // staging once put in production and marked the live good one bad).
+        if !ledger.known_good_in(env, to)? {
+            let why = match ledger.failed_since_last_pass(env, to)? {
+                Some(d) => format!("its newest verdict in {env} is a failure ({})", clip(&d, 120)),
+                None => format!("it never passed a recorded check in {env}"),
+            };
+            match (req.force, req.reason) {
+                (true, Some(_)) => ctx.ui.warn(format!("overriding: {to} is not known good in {env}: {why}")),
+                (true, None) => return Err(usage!("--force: expected --reason (it is recorded)")),
+                (false, _) => {
+                    return Err(crate::error::Error::usage(format!(
+                        "--to {to}: {to} is not known good in {env}: {why}"
+                    ))
+                    .with_hint("restore the last known good (no --to), or pass --force --reason to restore it anyway")
+                    .into());
+                }
+            }
+        }
     }
     let platform = ctx.platform()?;
     let (_lock, live) = take_env(ctx, &ledger, &*platform, env)?;
     let started = now_ms();
     let budget_before = Budget::now(&ctx.config.sla, &ledger)?;
+    // An alert is evidence only once, and only against a version that was live when it fired.
+    if let Some(a) = &alert
+        && let Some(why) = alert_is_not_evidence(&ledger, env, live.as_ref(), a, started)?
+    {
+        ctx.ui.result(format!("{}: {why}; nothing to roll back", a.describe()));
+        return Outcome::of(&Unchanged {
+            env,
+            changed: false,
+            version: live.as_ref().map(|l| l.label.as_str()),
+            budget: Some(budget_before),
+            transition: Some(&a.transition),
+        });
+    }
     let alert_evidence = alert.as_ref().map(|a| a.describe());
     match decide(&ledger, env, live.as_ref(), req.to.map(|l| l.as_str()), alert_evidence)? {
         Decision::Nothing { target } => {
@@ -667,11 +714,45 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         }
         Decision::Restore { target, bad, evidence } => {
             let reason = req.reason.map(str::to_string).unwrap_or(evidence);
-            let alerted = alert.as_ref().map(|a| a.at);
+            let alerted = alert.as_ref().map(|a| (a.at.min(started), a.alert_id.as_str()));
             let r = Restoring { env, target: &target, bad: bad.as_deref(), reason: &reason, started, alerted };
             restore(ctx, &ledger, &*platform, r)
         }
     }
+}
+
+/// Why an alert is no evidence against what is live, if it is not: the same alert already
+/// acted (a webhook delivered again), or it fired before the live version took traffic (it is
+/// about the version before, or its date is wrong).
+fn alert_is_not_evidence(
+    ledger: &Ledger,
+    env: &str,
+    live: Option<&Live>,
+    a: &crate::alert::Alert,
+    now: Millis,
+) -> Result<Option<String>> {
+    if let Some(i) = ledger.incident_for_alert(&a.alert_id)? {
+        return Ok(Some(format!(
+            "this alert already acted: incident {} at {} replaced {}",
+            i.id,
+            rfc3339(i.detected_at),
+            i.bad_label.as_deref().unwrap_or("-")
+        )));
+    }
+    let Some(l) = live else { return Ok(None) };
+    if let Some(took) = ledger.took_traffic(env, &l.label)?
+        && a.at < took
+        && a.at <= now
+    {
+        return Ok(Some(format!(
+            "it fired at {}, before {} took traffic at {}: it is no evidence against {}",
+            rfc3339(a.at),
+            l.label,
+            rfc3339(took),
+            l.label
+        )));
+    }
+    Ok(None)
 }
 
 /// An alert that asks for nothing: `Recovered`, a transition rollback does not act on
@@ -763,6 +844,9 @@ fn decide(
     })
 }
 
+/// How many versions a rollback puts in front of users, each verified, before it gives up.
+const MAX_RESTORES: usize = 3;
+
 /// One restore under way.
 struct Restoring<'a> {
     env: &'a str,
@@ -771,8 +855,8 @@ struct Restoring<'a> {
     bad: Option<&'a str>,
     reason: &'a str,
     started: Millis,
-    /// When the alert that asked for this fired, if one did.
-    alerted: Option<Millis>,
+    /// When the alert that asked for this fired (never later than now), and its id, if one did.
+    alerted: Option<(Millis, &'a str)>,
 }
 
 /// Marks the bad version, opens the incident (or takes over the one a stopped run left open),
@@ -783,30 +867,32 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         Some(b) => ctx.ui.status(format!("{env}: rolling back {b} → {target}")),
         None => ctx.ui.status(format!("{env}: restoring {target} ({reason})")),
     }
-    if let Some(b) = bad {
-        ledger.mark_bad(b, reason)?;
-    }
-    let detected = match alerted {
-        Some(at) => at.min(started),
-        None => detected_at(ledger, env, bad, started)?,
-    };
-    // The exposure clock: users met the bad version from its switch, unless it passed a check
-    // after that (then from its first failing verdict).
-    let took_traffic = match bad {
-        Some(b) => ledger.took_traffic(env, b)?,
-        None => None,
-    };
-    let charged_from = match (bad, took_traffic) {
-        (Some(b), Some(t)) if !ledger.passed_since(env, b, t)? => t,
-        _ => detected,
-    };
     // The layer that acted: an alert, a failing check of the bad version, the live version
-    // not answering (restarted), or a person.
+    // not answering (restarted), or a person (who condemns nothing: no verdict said it was bad).
     let cause = match (alerted, bad) {
         (Some(_), _) => Cause::Alert,
         (None, Some(b)) if ledger.failed_since_last_pass(env, b)?.is_some() => Cause::Smoke,
         (None, Some(_)) => Cause::ByHand,
         (None, None) => Cause::Health,
+    };
+    if let Some(b) = bad.filter(|_| cause != Cause::ByHand) {
+        ledger.mark_bad(b, reason)?;
+    }
+    // The exposure clock: users met the bad version from its switch, unless it passed a check
+    // after that (then from its first failing verdict). Nothing is detected before it took
+    // traffic.
+    let took_traffic = match bad {
+        Some(b) => ledger.took_traffic(env, b)?,
+        None => None,
+    };
+    let detected = match alerted {
+        Some((at, _)) => at,
+        None => detected_at(ledger, env, bad, started)?,
+    };
+    let detected = took_traffic.map_or(detected, |t| detected.max(t)).min(started);
+    let charged_from = match (bad, took_traffic) {
+        (Some(b), Some(t)) if !ledger.passed_since(env, b, t)? => t,
+        _ => detected,
     };
     let incident =
         match ledger.open_incidents(env)?.into_iter().rev().find(|i| i.bad_label.as_deref() == bad.or(Some(target))) {
@@ -825,32 +911,81 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
                 charged_from: Some(charged_from),
                 share_percent: None,
                 cause: Some(cause.as_str().into()),
+                alert_id: alerted.map(|(_, id)| id.to_string()),
             })?,
         };
-    let step = Step {
-        env,
-        label: target,
-        action: Action::Rollback,
-        previous: bad,
-        reason: Some(reason),
-        pre: None,
-        canary: None,
+    // Restored means served again: after the switch the smoke chains run against the
+    // environment's own address. A restored version that fails them is not restored: its
+    // failure is recorded, the incident stays open, and the next older known good version is
+    // tried, at most MAX_RESTORES in all.
+    let mut tried: Vec<String> = vec![];
+    let mut target = target.to_string();
+    let (switched, verified_at) = loop {
+        let replacing = tried.last().map(String::as_str).or(bad);
+        let step = Step {
+            env,
+            label: &target,
+            action: Action::Rollback,
+            previous: replacing,
+            reason: Some(reason),
+            pre: None,
+            canary: None,
+        };
+        let switched = deploy_recorded(ctx, ledger, platform, step).map_err(|e| {
+            Error::could_not_act(format!("restoring {target} in {env} failed; the incident stays open")).caused_by(e)
+        })?;
+        if ctx.dry_run {
+            ctx.ui.plan(format!("# would run the smoke chains against {env} to verify {target} serves its users"));
+            break (switched, switched.at);
+        }
+        match crate::smoke::verify_restored(ctx, env, &target)? {
+            None => {
+                let at = now_ms();
+                ledger.record_verification(env, &target, true, "all checks passed after a restore")?;
+                break (switched, at);
+            }
+            Some(why) => {
+                ledger.record_verification(env, &target, false, &format!("failed after a restore: {why}"))?;
+                ctx.ui.warn(format!("{env}: {target} was switched to but fails its checks: {why}"));
+                tried.push(target.clone());
+                let except: Vec<&str> = tried.iter().map(String::as_str).chain(bad).collect();
+                let next = ledger.known_good_except(env, &except)?;
+                match next.filter(|_| tried.len() < MAX_RESTORES) {
+                    Some(n) => {
+                        ctx.ui.status(format!("{env}: trying the known good version before it, {n}"));
+                        target = n;
+                    }
+                    None => {
+                        return Err(Error::verdict(format!(
+                            "{env} is not served: restored {} but {} failed its checks ({why}); no further known good version to try; the incident stays open",
+                            tried.join(", then "),
+                            if tried.len() == 1 { "it" } else { "each" }
+                        ))
+                        .with_hint(format!("rollback --env {env} --to LABEL --force --reason TEXT restores a version by name"))
+                        .into());
+                    }
+                }
+            }
+        }
     };
-    let switched = deploy_recorded(ctx, ledger, platform, step).map_err(|e| {
-        Error::could_not_act(format!("restoring {target} in {env} failed; the incident stays open")).caused_by(e)
-    })?;
+    let target = target.as_str();
     ledger.close_incident(incident, target, switched.at, None)?;
     let restored = switched.at;
-    let downtime = restored - charged_from;
+    let downtime = if cause == Cause::ByHand { 0 } else { (restored - charged_from).max(0) };
     let budget_after = Budget::now(&ctx.config.sla, ledger)?;
     if !ctx.dry_run {
         let from = match took_traffic {
+            _ if cause == Cause::ByHand => format!(
+                "a rollback by hand: no failing verdict and no alert on {}, so nothing is charged",
+                bad.unwrap_or("-")
+            ),
             Some(t) if t == charged_from => format!("from when {} took traffic, {}", bad.unwrap_or("-"), rfc3339(t)),
             _ => format!("from the first failing verdict, {}", rfc3339(charged_from)),
         };
         ctx.ui.result(format!(
-            "{env}: {target} restored in {} (time to restore); users exposed for {} ({from}, to {target} serving again)",
+            "{env}: {target} restored in {} (time to restore: switched); its checks passed {} later (verified); users exposed for {} ({from}, to {target} serving again)",
             human(restored - started),
+            human((verified_at - restored).max(0)),
             human(downtime),
         ));
         ctx.ui.result(budget_after.line());
@@ -861,6 +996,8 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         bad_version: bad,
         restored_version: target,
         time_to_restore_ms: restored - started,
+        verified_ms: (verified_at - started).max(0),
+        tried: tried.iter().map(String::as_str).collect(),
         downtime_ms: downtime,
         took_traffic_at: took_traffic.map(rfc3339),
         detected_at: rfc3339(detected),

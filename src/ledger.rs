@@ -114,6 +114,7 @@ CREATE INDEX gate_runs_at ON gate_runs(at);
     // the people's text (a `--reason` replaces it, so it cannot say which layer acted).
     r#"
 ALTER TABLE incidents ADD COLUMN cause TEXT;
+ALTER TABLE incidents ADD COLUMN alert_id TEXT;
 "#,
 ];
 
@@ -268,6 +269,8 @@ pub struct Incident {
     pub share_percent: Option<i64>,
     /// [`Cause::as_str`]; none in incidents recorded before causes were.
     pub cause: Option<String>,
+    /// The Datadog alert that caused it, if one did: an alert acts once.
+    pub alert_id: Option<String>,
 }
 
 pub struct Ledger {
@@ -560,6 +563,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// Takes a version's bad mark away (a recorded pass after a forced promote: see
+    /// `smoke::record`); the verdict that did so says what the mark was.
+    pub fn clear_bad(&self, label: &str) -> Result<()> {
+        self.write(
+            || format!("clear version {label}'s bad mark"),
+            |c| c.execute("UPDATE versions SET bad_at = NULL, bad_reason = NULL WHERE label = ?1", params![label]),
+        )?;
+        Ok(())
+    }
+
     // ---- deployments ----
 
     /// Opens a deployment row (`in_progress`); returns its id (0 in a dry run).
@@ -708,34 +721,61 @@ impl Ledger {
         Ok(at)
     }
 
-    /// Last known good in `env`: the version whose newest passed verification there is the most
-    /// recent, among versions not marked bad.
+    /// Last known good in `env`: the newest version (by the ledger's own order, never the wall
+    /// clock's) whose newest verdict there is a pass and which is not marked bad. A failing
+    /// verdict after a pass (a later check, a bake round, a failed verification after a
+    /// restore) takes it away.
     pub fn last_known_good(&self, env: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT v.label FROM verifications x JOIN versions v ON v.label = x.label
-                 WHERE x.env = ?1 AND x.passed = 1 AND v.bad_at IS NULL
-                 ORDER BY x.at DESC, x.id DESC LIMIT 1",
-                [env],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.known_good_except(env, &[])
     }
 
     /// The last known good in `env` other than `label`: what to restore when `label` itself
     /// is found bad.
     pub fn last_known_good_except(&self, env: &str, label: &str) -> Result<Option<String>> {
+        self.known_good_except(env, &[label])
+    }
+
+    /// The last known good in `env` among the versions not in `except`.
+    pub fn known_good_except(&self, env: &str, except: &[&str]) -> Result<Option<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT v.label FROM verifications x JOIN versions v ON v.label = x.label
+             WHERE x.env = ?1 AND x.passed = 1 AND v.bad_at IS NULL
+               AND x.id = (SELECT MAX(y.id) FROM verifications y WHERE y.env = x.env AND y.label = x.label)
+             ORDER BY x.id DESC",
+        )?;
+        let labels: Vec<String> = st.query_map([env], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(labels.into_iter().find(|l| !except.contains(&l.as_str())))
+    }
+
+    /// `label`'s newest verdict in `env`: passed or not; `None` when it has none there.
+    pub fn newest_verdict(&self, env: &str, label: &str) -> Result<Option<bool>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT v.label FROM verifications x JOIN versions v ON v.label = x.label
-                 WHERE x.env = ?1 AND x.passed = 1 AND v.bad_at IS NULL AND v.label <> ?2
-                 ORDER BY x.at DESC, x.id DESC LIMIT 1",
+                "SELECT passed FROM verifications WHERE env = ?1 AND label = ?2 ORDER BY id DESC LIMIT 1",
                 [env, label],
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Whether `label` is known good in `env`: its newest verdict there is a pass and it is not
+    /// marked bad.
+    pub fn known_good_in(&self, env: &str, label: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM verifications x JOIN versions v ON v.label = x.label
+             WHERE x.env = ?1 AND x.label = ?2 AND x.passed = 1 AND v.bad_at IS NULL
+               AND x.id = (SELECT MAX(y.id) FROM verifications y WHERE y.env = ?1 AND y.label = ?2))",
+            [env, label],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether `label`'s newest verdict in `env` is a failure, or it is marked bad: a version
+    /// that failed there is never kept warm.
+    pub fn failed_in(&self, env: &str, label: &str) -> Result<bool> {
+        let bad = self.version(label)?.is_some_and(|v| v.bad_at.is_some());
+        Ok(bad || self.failed_since_last_pass(env, label)?.is_some())
     }
 
     /// The newest verdict on `label` in `env` when it is a failure: its detail. A version that
@@ -744,7 +784,7 @@ impl Ledger {
         let newest: Option<(bool, Option<String>)> = self
             .conn
             .query_row(
-                "SELECT passed, detail FROM verifications WHERE env = ?1 AND label = ?2 ORDER BY at DESC, id DESC LIMIT 1",
+                "SELECT passed, detail FROM verifications WHERE env = ?1 AND label = ?2 ORDER BY id DESC LIMIT 1",
                 [env, label],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -864,8 +904,8 @@ impl Ledger {
             |c| {
                 c.execute(
                     "INSERT INTO incidents (env, bad_label, restored_label, detected_at, reason, took_traffic_at,
-                     rollback_started_at, charged_from, share_percent, cause)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     rollback_started_at, charged_from, share_percent, cause, alert_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     params![
                         i.env,
                         i.bad_label,
@@ -876,7 +916,8 @@ impl Ledger {
                         i.rollback_started_at,
                         i.charged_from,
                         i.share_percent,
-                        i.cause
+                        i.cause,
+                        i.alert_id
                     ],
                 )?;
                 Ok(c.last_insert_rowid())
@@ -891,7 +932,9 @@ impl Ledger {
             || format!("close the incident: {restored} serves again from {}", rfc3339(at)),
             |c| {
                 c.execute(
-                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = MAX(0, ?3 - COALESCE(charged_from, detected_at)) * COALESCE(share_percent, 100) / 100,
+                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3,
+                     downtime_ms = CASE WHEN cause = 'by_hand' THEN 0
+                         ELSE MAX(0, ?3 - COALESCE(charged_from, detected_at)) * COALESCE(share_percent, 100) / 100 END,
                      reason = COALESCE(reason, '') || COALESCE(?4, '')
                      WHERE id = ?1 AND restored_at IS NULL",
                     params![id, restored, at, note.map(|n| self.clean(n))],
@@ -899,6 +942,15 @@ impl Ledger {
             },
         )?;
         Ok(())
+    }
+
+    /// The incident a Datadog alert caused, if it caused one.
+    pub fn incident_for_alert(&self, alert_id: &str) -> Result<Option<Incident>> {
+        Ok(self
+            .conn
+            .query_row(&format!("{INCIDENT_COLUMNS} WHERE alert_id = ?1 ORDER BY id LIMIT 1"), [alert_id], incident_row)
+            .optional()?
+            .map(|i| self.clean_incident(i)))
     }
 
     /// The incidents of `env` still open (newest last).
@@ -925,7 +977,7 @@ impl Ledger {
 
 const INCIDENT_COLUMNS: &str =
     "SELECT id, env, bad_label, restored_label, detected_at, restored_at, downtime_ms, reason,
-     took_traffic_at, rollback_started_at, charged_from, share_percent, cause FROM incidents";
+     took_traffic_at, rollback_started_at, charged_from, share_percent, cause, alert_id FROM incidents";
 
 fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -942,6 +994,7 @@ fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
         charged_from: r.get(10)?,
         share_percent: r.get(11)?,
         cause: r.get(12)?,
+        alert_id: r.get(13)?,
     })
 }
 
@@ -949,6 +1002,9 @@ impl Incident {
     /// Its downtime: as recorded once closed; while open, until `now` (an incident still open
     /// spends the budget as it goes).
     pub fn downtime_until(&self, now: Millis) -> i64 {
+        if self.cause.as_deref() == Some(Cause::ByHand.as_str()) {
+            return 0;
+        }
         self.downtime_ms.unwrap_or_else(|| {
             (now - self.charged_from.unwrap_or(self.detected_at)).max(0) * self.share_percent.unwrap_or(100) / 100
         })

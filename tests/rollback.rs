@@ -94,14 +94,24 @@ fn a_triggered_alert_on_the_live_known_good_version_restores_the_one_before() {
 #[test]
 fn a_failed_check_after_the_live_version_passed_makes_it_suspect() {
     let p = Project::new();
-    v2_good_everywhere(&p);
+    p.v1_everywhere();
+    good_everywhere_with_a_switch(&p, "v2");
     // A later check fails (a bug the first checks did not cover, or a bake round).
-    p.edit_config(|c| c.replace("expect_status = [302]", "expect_status = [418]"));
+    std::fs::write(p.state.join("local/envs/production/data/break-v2"), "").expect("break v2");
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
     p.cmd("rollback").assert().success().stderr(predicate::str::contains("production: rolling back v2 → v1"));
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     let why = p.query_strings("SELECT bad_reason FROM versions WHERE label = 'v2'");
-    assert!(why[0].starts_with("failed its check: shorten and follow / follow the short link"), "{why:?}");
+    assert!(why[0].starts_with("failed its check: shorten and follow / shorten a URL"), "{why:?}");
+
+    // A changed check that the restored version fails too: not "restored", exit 1, and the
+    // incident stays open until a version serves.
+    p.edit_config(|c| c.replace("expect_status = [302]", "expect_status = [418]"));
+    let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
+    assert!(output(&a).0.contains("production: v1, healthy"), "{}", output(&a).0);
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
+    assert!(output(&a).0.contains("production: v1, FAILING its checks"), "{}", output(&a).0);
 }
 
 #[test]
@@ -188,4 +198,177 @@ fn an_unreadable_warm_record_is_a_cold_start_not_a_blocked_rollback() {
     if let Some(pid) = stale_warm_pid {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
+}
+
+/// A version `label` that passes everywhere, with a switch: once `data/break-LABEL` exists in
+/// the environment's data dir, its /shorten answers 500 (its health route still answers 200,
+/// as a version whose database no longer fits it would).
+fn good_everywhere_with_a_switch(p: &Project, label: &str) {
+    let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    let marker = "    data = request.get_json(silent=True) or request.form\n";
+    let base = match app.find("    if os.path.exists(os.path.join(os.environ.get(\"SAFEDEPLOY_DATA_DIR\"") {
+        Some(_) => {
+            app.lines()
+                .filter(|l| !l.contains("break-v") && !l.contains("return \"broken\\n\", 500"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        }
+        None => app,
+    };
+    let changed = base.replace(
+        marker,
+        &format!("    if os.path.exists(os.path.join(os.environ.get(\"SAFEDEPLOY_DATA_DIR\", \".\"), \"break-{label}\")):\n        return \"broken\\n\", 500\n{marker}"),
+    );
+    assert!(changed.contains(&format!("break-{label}")), "the app's /shorten changed; update this test");
+    p.write("application.py", &changed);
+    p.commit_all(&format!("{label}: breakable"), "Team");
+    p.cmd("deploy-staging").args(["--version", label]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    p.cmd("promote").args(["--version", label]).assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+}
+
+/// Restored means served: a restored version whose users' pages fail (its health route still
+/// answers) is not "restored". Its failure is recorded, the incident stays open, and the next
+/// older known good version is tried; the last known good is the newest version whose newest
+/// verdict is a pass; status says healthy only from a passing verdict.
+#[test]
+fn a_restore_that_does_not_serve_its_users_is_not_restored_and_the_next_good_version_is_tried() {
+    let p = Project::new();
+    p.v1_everywhere();
+    good_everywhere_with_a_switch(&p, "v2");
+    good_everywhere_with_a_switch(&p, "v3");
+    // v4, the incident's bad commit, forced in, fails its check.
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v4"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v4", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
+        .assert()
+        .success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    assert!(p.warm_pid("production").is_some(), "v3, which passed, is kept warm");
+    // v3 and v2 no longer serve their users once restored (their health routes still answer).
+    std::fs::write(p.state.join("local/envs/production/data/break-v3"), "").expect("break v3");
+    std::fs::write(p.state.join("local/envs/production/data/break-v2"), "").expect("break v2");
+    let a = p.cmd("rollback").args(["--json"]).assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("production: v3 was switched to but fails its checks"), "{err}");
+    assert!(err.contains("trying the known good version before it, v2"), "{err}");
+    assert!(err.contains("production: v2 was switched to but fails its checks"), "{err}");
+    assert!(err.contains("trying the known good version before it, v1"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(doc["restored_version"], "v1", "{doc:#}");
+    assert_eq!(doc["tried"], serde_json::json!(["v3", "v2"]), "{doc:#}");
+    assert!(doc["verified_ms"].as_i64().expect("verified") >= doc["time_to_restore_ms"].as_i64().expect("switched"));
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(
+        p.query_strings(
+            "SELECT label || ':' || passed FROM verifications WHERE env = 'production' ORDER BY id DESC LIMIT 3"
+        ),
+        vec!["v1:1", "v2:0", "v3:0"]
+    );
+    assert_eq!(p.query_strings("SELECT restored_label FROM incidents"), vec!["v1"]);
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents WHERE restored_at IS NULL"), 0);
+    assert_eq!(
+        p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"),
+        vec!["v4"],
+        "v2 and v3 failed, not condemned"
+    );
+    let a = p.cmd("safedeploy").args(["status", "--env", "production", "--json"]).assert().success();
+    let st: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    assert_eq!(st["environments"][0]["last_known_good"], "v1", "v2's and v3's newest verdicts are failures: {st:#}");
+    assert_eq!(st["environments"][0]["healthy"], true, "{st:#}");
+    assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
+}
+
+/// A version that failed in an environment is never kept warm there, and `rollback --to` names
+/// a version known good there, or says why it restores another.
+#[test]
+fn a_failed_version_is_never_warm_and_rollback_to_needs_a_known_good_version() {
+    let p = Project::new();
+    p.v1_everywhere();
+    // v2, the bad commit, fails staging's check; forced into production, it fails there too.
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().code(1);
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
+        .assert()
+        .success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    // v3, the fix, replaces it in staging and production: v2 is stopped, not kept warm.
+    p.git(&["checkout", "HEAD~1", "--", "application.py"]);
+    p.write("NOTES", "v3\n");
+    p.commit_all("v3: the fix", "Team");
+    p.cmd("deploy-staging").args(["--version", "v3"]).assert().success();
+    assert_eq!(p.warm_pid("staging"), None, "v2 failed staging: not kept warm there");
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    let a = p.cmd("promote").args(["--version", "v3"]).assert().success();
+    assert!(!output(&a).1.contains("v2 keeps running without traffic"), "{}", output(&a).1);
+    assert_eq!(p.warm_pid("production"), None, "v2 failed production: not kept warm there");
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    // A rollback by hand of a version with no failing verdict and no alert charges nothing, and
+    // does not condemn it.
+    let a = p.cmd("rollback").args(["--env", "production", "--to", "v1", "--reason", "drill"]).assert().success();
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert!(output(&a).0.contains("nothing is charged"), "{}", output(&a).0);
+    assert_eq!(p.query_i64("SELECT downtime_ms FROM incidents WHERE bad_label = 'v3'"), 0);
+    assert_eq!(p.query_strings("SELECT cause FROM incidents WHERE bad_label = 'v3'"), vec!["by_hand"]);
+    assert!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL AND label = 'v3'").is_empty());
+    // v3 is still known good in production: --to v3 needs nothing more.
+    p.cmd("rollback").args(["--env", "production", "--to", "v3", "--reason", "back"]).assert().success();
+    assert_eq!(p.served_version("production").as_deref(), Some("v3"));
+    // A label with no recorded pass in production: refused without --force, named.
+    p.write("NOTES", "v4\n");
+    p.commit_all("v4", "Team");
+    p.cmd("deploy-staging").args(["--version", "v4"]).assert().success();
+    let a = p.cmd("rollback").args(["--env", "production", "--to", "v4", "--reason", "t"]).assert().code(2);
+    assert!(
+        output(&a)
+            .1
+            .contains("--to v4: v4 is not known good in production: it never passed a recorded check in production"),
+        "{}",
+        output(&a).1
+    );
+    assert_eq!(p.served_version("production").as_deref(), Some("v3"), "nothing changed");
+    p.cmd("rollback").args(["--env", "production", "--to", "v4", "--force"]).assert().code(2);
+    let a = p
+        .cmd("rollback")
+        .args(["--env", "production", "--to", "v4", "--force", "--reason", "hotfix by hand"])
+        .assert()
+        .success();
+    assert!(output(&a).1.contains("overriding: v4 is not known good in production"), "{}", output(&a).1);
+    assert_eq!(p.served_version("production").as_deref(), Some("v4"));
+}
+
+/// An alert is evidence only against a version that was live when it fired, and only once.
+#[test]
+fn an_alert_from_before_the_version_took_traffic_or_delivered_twice_condemns_nothing() {
+    let p = Project::new();
+    v2_good_everywhere(&p);
+    let old = format!(
+        r#"{{"alert_id": "77", "transition": "Triggered", "title": "5xx", "date": "{}", "tags": "env:production"}}"#,
+        safedeploy::clock::now_ms() - 3_600_000
+    );
+    std::fs::write(p.app.join("old.json"), old).expect("payload");
+    let a = p.cmd("rollback").args(["--datadog-payload", "old.json"]).assert().success();
+    assert!(output(&a).0.contains("before v2 took traffic"), "{}", output(&a).0);
+    let ancient =
+        r#"{"alert_id": "78", "transition": "Triggered", "title": "5xx", "date": "1", "tags": "env:production"}"#;
+    std::fs::write(p.app.join("ancient.json"), ancient).expect("payload");
+    p.cmd("rollback").args(["--datadog-payload", "ancient.json"]).assert().success();
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0, "nothing charged");
+    // A real alert acts once; delivered again, it does not condemn v1, restored after it.
+    let now = alert(&p, "Triggered");
+    p.cmd("rollback").args(["--datadog-payload"]).arg(&now).assert().success();
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    let a = p.cmd("rollback").args(["--datadog-payload"]).arg(&now).assert().success();
+    assert!(output(&a).0.contains("this alert already acted"), "{}", output(&a).0);
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+    let detected = p.query_i64("SELECT detected_at FROM incidents");
+    let took = p.query_i64("SELECT took_traffic_at FROM incidents");
+    assert!(detected >= took, "detected ({detected}) never before it took traffic ({took})");
 }

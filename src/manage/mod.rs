@@ -44,7 +44,13 @@ struct EnvStatus {
     env: String,
     /// What the platform runs there now.
     live: Option<String>,
+    /// It answers its health path and its newest recorded verdict there is a pass: a 2xx on
+    /// the health path alone says nothing of the users' pages.
     healthy: bool,
+    /// Its newest recorded verdict there: passed, failed, or none yet.
+    verdict: Option<bool>,
+    /// It answers its health path.
+    answers_health: bool,
     /// When the live version was deployed there (from the ledger).
     since: Option<String>,
     deployed_by: Option<String>,
@@ -77,9 +83,15 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
         let live = platform.live(env)?;
         let warm = platform.warm_previous(env)?;
         let deployed = ledger.live_deployment(&env.name)?.filter(|d| live.as_ref().is_some_and(|l| l.label == d.label));
+        let verdict = match &live {
+            Some(l) => ledger.newest_verdict(&env.name, &l.label)?,
+            None => None,
+        };
         out.push(EnvStatus {
             env: env.name.clone(),
-            healthy: live.as_ref().is_some_and(|l| l.healthy),
+            healthy: live.as_ref().is_some_and(|l| l.healthy) && verdict == Some(true),
+            verdict,
+            answers_health: live.as_ref().is_some_and(|l| l.healthy),
             live: live.map(|l| l.label),
             since: deployed.as_ref().map(|d| rfc3339(d.finished_at.unwrap_or(d.started_at))),
             deployed_by: deployed.and_then(|d| d.actor),
@@ -102,10 +114,12 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
     let mut lines = vec![];
     for s in &out {
         let dash = || "-".to_string();
-        let live = match (&s.live, s.healthy) {
-            (Some(l), true) => format!("{l}, healthy"),
-            (Some(l), false) => format!("{l}, NOT healthy"),
-            (None, _) => "nothing runs".into(),
+        let live = match (&s.live, s.answers_health, s.verdict) {
+            (Some(l), true, Some(true)) => format!("{l}, healthy"),
+            (Some(l), true, Some(false)) => format!("{l}, FAILING its checks (its newest recorded verdict)"),
+            (Some(l), true, None) => format!("{l}, serving; no recorded check yet"),
+            (Some(l), false, _) => format!("{l}, NOT healthy (its health path does not answer)"),
+            (None, ..) => "nothing runs".into(),
         };
         lines.push(format!("{}: {live}", s.env));
         let warm = match (&s.warm_previous, &s.warm_until) {

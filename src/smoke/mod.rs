@@ -177,20 +177,40 @@ pub fn pre_traffic_ready(ctx: &Ctx) -> Result<()> {
 /// (`base`), labelled `label`. A failure is a verdict naming the first failed check; the
 /// console shows each check as smoke-check does.
 pub fn pre_traffic(ctx: &Ctx, env: &str, label: &str, base: &str) -> Result<()> {
-    match candidate_round(ctx, env, label, base, false, true)? {
+    match candidate_round(ctx, env, label, base, Target::Candidate, true)? {
         None => Ok(()),
         Some(why) => Err(crate::verdict!("{label} failed its smoke checks before taking traffic in {env}: {why}")),
     }
+}
+
+/// After a restore: one round of the smoke chains (a failure repeated once before it counts)
+/// against the environment's own address, as its users reach it. `Some` first failure when the
+/// restored version does not serve them.
+pub fn verify_restored(ctx: &Ctx, env: &str, label: &str) -> Result<Option<String>> {
+    let environment = ctx.config.environment(env)?;
+    ctx.ui.status(format!("{env}: verifying that {label} serves its users"));
+    candidate_round(ctx, env, label, environment.url.0.as_str(), Target::Environment, true)
 }
 
 /// One canary round: the smoke chains against the candidate at its own address (`base`) and
 /// the Datadog monitors, if `smoke.datadog` names any. A failure is a verdict; the console
 /// shows the checks of the first round, then only what fails.
 pub fn canary_round(ctx: &Ctx, env: &str, label: &str, base: &str, first: bool) -> Result<()> {
-    match candidate_round(ctx, env, label, base, true, first)? {
+    match candidate_round(ctx, env, label, base, Target::CanaryCandidate, first)? {
         None => Ok(()),
         Some(why) => Err(crate::verdict!("{label} failed a canary round in {env}: {why}")),
     }
+}
+
+/// Where a round of checks is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A candidate at its own address, before traffic.
+    Candidate,
+    /// A canary's candidate at its own address (and the Datadog monitors).
+    CanaryCandidate,
+    /// The environment's address, as its users reach it.
+    Environment,
 }
 
 /// What the environment's proxy adds to the answers users get, which a version asked at its
@@ -210,18 +230,23 @@ fn candidate_round(
     env: &str,
     label: &str,
     base: &str,
-    with_monitors: bool,
+    target: Target,
     show_all: bool,
 ) -> Result<Option<String>> {
-    let datadog = ctx.config.smoke.datadog.as_ref().filter(|_| with_monitors);
+    let datadog = ctx.config.smoke.datadog.as_ref().filter(|_| target == Target::CanaryCandidate);
     let mut vars = env_vars(ctx)?;
     vars.version = label.to_string();
-    vars.proxy_header = proxy_header(ctx, label);
+    // Asked at its own port, a version's answers lack what the proxy adds; through the
+    // environment's address they have it, from the proxy itself.
+    vars.proxy_header = if target == Target::Environment { None } else { proxy_header(ctx, label) };
     let mut r = Rounds { round: 0, results: vec![], monitors: vec![], bake_start: Instant::now() };
     for round in 1..=PRE_TRAFFIC_ROUNDS {
         // An interruption (a Jenkins abort) ends the round with no verdict, and the candidate
         // never takes traffic: the caller stops it.
-        let left = || format!("{label} was checked before traffic but not switched to; {env} serves what it served");
+        let left = || match target {
+            Target::Environment => format!("{label} serves {env}; its verification did not finish"),
+            _ => format!("{label} was checked before traffic but not switched to; {env} serves what it served"),
+        };
         if round > 1 {
             ctx.ui.status(format!("{env}: {label} failed a check; trying the round once more"));
             ctx.nap(ctx.config.smoke.interval.0, left)?;
@@ -394,11 +419,34 @@ fn record(ctx: &Ctx, ledger: &Ledger, env: &str, label: &str, passed: bool, deta
         ctx.ui.warn(format!("{env} serves {label:?}, which the ledger does not know; nothing recorded"));
         return Ok(());
     }
-    ledger.record_verification(env, label, passed, detail)?;
-    ctx.ui.status(if passed {
-        format!("{label} is now the last known good in {env}")
-    } else {
-        format!("recorded the failure of {label} in {env}")
+    // A version marked bad becomes good again in one way only: forced into the environment by
+    // hand (a promote with its reason recorded) and then passing a recorded check there.
+    let bad = ledger.version(label)?.and_then(|v| v.bad_reason);
+    let forced_back = match (&bad, ledger.live_deployment(env)?) {
+        (Some(_), Some(d)) => d.label == label && d.action == "promote" && d.reason.is_some(),
+        _ => false,
+    };
+    let detail = match (&bad, passed && forced_back) {
+        (Some(why), true) => format!("{detail}; clears the bad mark ({why}) after a forced promote"),
+        _ => detail.to_string(),
+    };
+    ledger.record_verification(env, label, passed, &detail)?;
+    if passed && forced_back {
+        ledger.clear_bad(label)?;
+    }
+    // Said as the ledger now holds it.
+    let good = if ctx.dry_run { None } else { ledger.last_known_good(env)? };
+    ctx.ui.status(match (passed, &bad, good.as_deref()) {
+        (false, _, _) => format!("recorded the failure of {label} in {env}"),
+        (true, Some(why), _) if forced_back => {
+            format!("{label} was marked bad ({why}); this recorded pass after its forced promote clears the mark: it is now the last known good in {env}")
+        }
+        (true, Some(why), g) => format!(
+            "recorded the pass of {label} in {env}, but it is marked bad ({why}): the last known good there stays {}",
+            g.unwrap_or("none")
+        ),
+        (true, None, Some(g)) if g == label => format!("{label} is now the last known good in {env}"),
+        (true, None, g) => format!("recorded the pass of {label} in {env}; the last known good there is {}", g.unwrap_or("none")),
     });
     Ok(())
 }

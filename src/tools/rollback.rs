@@ -26,6 +26,10 @@ pub struct Args {
     /// Why, for the ledger and the incident
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
     reason: Option<String>,
+    /// Restore a --to version not known good in the environment (needs --reason)
+    #[arg(long, env = "SAFEDEPLOY_FORCE", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    force: bool,
     /// A Datadog webhook payload: roll back the alert's environment if it is production
     #[arg(long, env = "SAFEDEPLOY_DATADOG_PAYLOAD", value_name = "FILE|-")]
     datadog_payload: Option<std::path::PathBuf>,
@@ -51,6 +55,7 @@ pub fn main() -> std::process::ExitCode {
                 to: a.to.as_ref(),
                 reason: a.reason.as_deref(),
                 datadog_payload: a.datadog_payload.as_deref(),
+                force: a.force,
             },
         );
         if a.notify && !ctx.dry_run {
