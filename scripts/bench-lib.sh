@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts (sourced): release binaries on PATH, a scratch work dir that
-# is cleaned up with every environment and nginx it started, and small timing helpers.
+# is cleaned up with every environment and nginx it started (scripts/stop-work-dir: the
+# product's own stop, then a check that nothing is left), and small timing helpers.
 # Expects $root and $runs to be set by the caller.
 "$root/scripts/setup" >/dev/null
 cargo build --release --bins --quiet --manifest-path "$root/Cargo.toml"
@@ -7,19 +8,13 @@ export PATH="$root/.venv/bin:$root/.tools/bin:$root/target/release:$PATH"
 work=$(mktemp -d "${TMPDIR:-/tmp}/safedeploy-bench.XXXXXX")
 pids=()
 cleanup() {
+  local status=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for s in "$work"/*/local/envs/*/*.json "$work"/*/state/local/envs/*/*.json; do
-    [ -f "$s" ] || continue
-    for pid in $(python3 -c 'import json,sys
-d=json.load(open(sys.argv[1])); d=d if isinstance(d, list) else [d]
-print(*[x.get("pid") or x.get("state", {}).get("pid", "") for x in d])' "$s"); do
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-  done
-  for f in "$work"/*/local/envs/*/nginx/nginx.pid "$work"/*/state/local/envs/*/nginx/nginx.pid; do
-    [ -f "$f" ] && kill -QUIT "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
-  done
+  # The product's own stop for every state dir of the work dir, then a check that nothing of
+  # it is left running (it fails the script, naming what it had to kill).
+  "$root/scripts/stop-work-dir" "$work" || status=1
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -868,14 +868,17 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
         None => ctx.ui.status(format!("{env}: restoring {target} ({reason})")),
     }
     // The layer that acted: an alert, a failing check of the bad version, the live version
-    // not answering (restarted), or a person (who condemns nothing: no verdict said it was bad).
+    // not answering (restarted), or a person: on their own word for a version with no verdict
+    // there, or as a planned change away from one known good (which condemns and charges
+    // nothing).
     let cause = match (alerted, bad) {
         (Some(_), _) => Cause::Alert,
         (None, Some(b)) if ledger.failed_since_last_pass(env, b)?.is_some() => Cause::Smoke,
+        (None, Some(b)) if ledger.known_good_in(env, b)? => Cause::Planned,
         (None, Some(_)) => Cause::ByHand,
         (None, None) => Cause::Health,
     };
-    if let Some(b) = bad.filter(|_| cause != Cause::ByHand) {
+    if let Some(b) = bad.filter(|_| cause != Cause::Planned) {
         ledger.mark_bad(b, reason)?;
     }
     // The exposure clock: users met the bad version from its switch, unless it passed a check
@@ -971,12 +974,12 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
     let target = target.as_str();
     ledger.close_incident(incident, target, switched.at, None)?;
     let restored = switched.at;
-    let downtime = if cause == Cause::ByHand { 0 } else { (restored - charged_from).max(0) };
+    let downtime = if cause == Cause::Planned { 0 } else { (restored - charged_from).max(0) };
     let budget_after = Budget::now(&ctx.config.sla, ledger)?;
     if !ctx.dry_run {
         let from = match took_traffic {
-            _ if cause == Cause::ByHand => format!(
-                "a rollback by hand: no failing verdict and no alert on {}, so nothing is charged",
+            _ if cause == Cause::Planned => format!(
+                "a planned rollback: {} is known good here, with no failing verdict and no alert, so nothing is charged",
                 bad.unwrap_or("-")
             ),
             Some(t) if t == charged_from => format!("from when {} took traffic, {}", bad.unwrap_or("-"), rfc3339(t)),

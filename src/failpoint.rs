@@ -18,6 +18,9 @@
 //!   ports first, before the kernel's free ones, so a test can hand it an environment's port or
 //!   one another process holds (a lost bind race, made certain).
 //!
+//! While steps are numbered (`SAFEDEPLOY_FAILPOINT` or `_LOG` set), work that runs side by side
+//! elsewhere (the smoke chains) runs one after another, so step N is the same step in every run.
+//!
 //! Unset, `step` costs one atomic load.
 
 use anyhow::Result;
@@ -104,4 +107,9 @@ pub fn panic_at(site: &str) {
     if SITE.get_or_init(|| std::env::var("SAFEDEPLOY_FAILPOINT_PANIC").ok()).as_deref() == Some(site) {
         panic!("failpoint: a panic injected at {site}");
     }
+}
+
+/// Whether steps are numbered now: work that would run side by side runs in order instead.
+pub fn numbering() -> bool {
+    config().is_some()
 }

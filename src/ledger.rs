@@ -129,8 +129,12 @@ pub enum Cause {
     Smoke,
     /// A Datadog alert triggered the rollback.
     Alert,
-    /// Someone rolled back with no failing verdict on the version.
+    /// Someone rolled back a version that had no verdict there, on their own word (recorded
+    /// as the reason): it is marked bad and charged.
     ByHand,
+    /// Someone replaced a version known good there (its newest verdict a pass, no alert): a
+    /// planned rollback; nothing is charged and nothing condemned.
+    Planned,
 }
 
 impl Cause {
@@ -141,6 +145,7 @@ impl Cause {
             Cause::Smoke => "smoke",
             Cause::Alert => "alert",
             Cause::ByHand => "by_hand",
+            Cause::Planned => "planned",
         }
     }
 }
@@ -933,7 +938,7 @@ impl Ledger {
             |c| {
                 c.execute(
                     "UPDATE incidents SET restored_label = ?2, restored_at = ?3,
-                     downtime_ms = CASE WHEN cause = 'by_hand' THEN 0
+                     downtime_ms = CASE WHEN cause = 'planned' THEN 0
                          ELSE MAX(0, ?3 - COALESCE(charged_from, detected_at)) * COALESCE(share_percent, 100) / 100 END,
                      reason = COALESCE(reason, '') || COALESCE(?4, '')
                      WHERE id = ?1 AND restored_at IS NULL",
@@ -1002,7 +1007,7 @@ impl Incident {
     /// Its downtime: as recorded once closed; while open, until `now` (an incident still open
     /// spends the budget as it goes).
     pub fn downtime_until(&self, now: Millis) -> i64 {
-        if self.cause.as_deref() == Some(Cause::ByHand.as_str()) {
+        if self.cause.as_deref() == Some(Cause::Planned.as_str()) {
             return 0;
         }
         self.downtime_ms.unwrap_or_else(|| {

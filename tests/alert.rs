@@ -381,15 +381,16 @@ fn the_report_counts_each_rollback_at_the_layer_that_caused_it_whatever_its_reas
     std::fs::write(p.app.join("alert.json"), payload("Triggered", "env:production")).expect("payload");
     p.cmd("rollback").args(["--datadog-payload", "alert.json", "--reason", "paged at 3 a.m."]).assert().success();
     assert_eq!(p.query_strings("SELECT cause || ':' || reason FROM incidents"), vec!["alert:paged at 3 a.m."]);
-    // v3, the fix (v1's code), passing everywhere, then rolled back by hand to v1.
+    // v3, the fix (v1's code), passing staging, then rolled back by hand.
     p.git(&["checkout", "HEAD~1", "--", "."]);
     p.write("NOTES", "v3\n");
     p.commit_all("v3: a note", "Team");
     p.cmd("deploy-staging").args(["--version", "v3"]).assert().success();
     p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
     p.cmd("promote").args(["--version", "v3"]).assert().success();
-    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
-    p.cmd("rollback").args(["--to", "v1", "--reason", "a manual test"]).assert().success();
+    // Rolled back on a person's word before any check of it in production: by hand.
+    p.cmd("rollback").args(["--reason", "a manual test"]).assert().success();
+    assert_eq!(p.query_strings("SELECT cause FROM incidents WHERE bad_label = 'v3'"), vec!["by_hand"]);
     let a = p.cmd("safedeploy").args(["report", "--json"]).assert().success();
     let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
     assert_eq!(doc["stopped"]["alert"], 1, "{}", doc["stopped"]);

@@ -366,3 +366,41 @@ fn an_environments_logs_include_the_proxys_access_and_error_logs() {
     let g = access_500.unwrap_or_else(|| panic!("no access-log 500 group: {doc:#}"));
     assert_ne!(g["first_seen"], serde_json::Value::Null, "{g:#}");
 }
+
+/// The suspect is a commit of the range good..bad, or there is none: a frame three lines below
+/// a change blames the change (and says how far it is), never the older commit that last
+/// touched the frame's own line.
+#[test]
+fn the_suspect_is_a_commit_of_the_range_and_says_how_far_the_frame_is_from_it() {
+    let p = Project::new();
+    p.v1_everywhere();
+    let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    let lines: Vec<&str> = app.lines().collect();
+    assert_eq!(lines[63], "    if not os.path.exists(path):", "application.py changed; update this test");
+    assert_eq!(lines[66], "        return json.load(urls_file)");
+    p.write("application.py", &app.replace("    if not os.path.exists(path):", "    if not os.path.isfile(path):"));
+    p.commit_all("Only files count as a store", "Near Change");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
+        .assert()
+        .success();
+    // A NameError on line 67, which no commit of the range touched.
+    let log = p.state.join("local/envs/production/app.log");
+    let now = safedeploy::clock::rfc3339(safedeploy::clock::now_ms());
+    let mut text = std::fs::read_to_string(&log).expect("log");
+    text += &format!(
+        "{now} Traceback (most recent call last):\n{now}   File \"{}/local/versions/v2/application.py\", line 67, in load_urls\n{now}     return json.load(urls_file)\n{now} NameError: name 'urls_file' is not defined\n",
+        p.state.display()
+    );
+    std::fs::write(&log, text).expect("log");
+    p.cmd("collect-logs").args(["--env", "production", "--out", "hunt.txt"]).assert().success();
+    let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
+    let v2 = p.git(&["rev-parse", "HEAD"]).trim().to_string();
+    assert!(
+        report.contains("application.py:67 in load_urls, 3 lines below a change at line 64 — changed between"),
+        "{report}"
+    );
+    assert!(report.contains(&format!("by commit {v2}")), "the range's commit, not the line's older one: {report}");
+    assert!(report.contains("author: Near Change"), "{report}");
+}

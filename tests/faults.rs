@@ -45,6 +45,17 @@ fn normalize(p: &Project, text: &str) -> String {
     t = re(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "<time>", &t);
     t = re(r"/work/([A-Za-z0-9._-]+)-\d{13}\b", "/work/$1-<ms>", &t);
     t = re(r" -p \S+ -c \S+ -e \S+", "", &t);
+    // The verification after a restore: its run id and the short code it was given.
+    t = re(r"/smoke/[0-9a-f]{8,}", "/smoke/<run>", &t);
+    t = regex::Regex::new(r"127\.0\.0\.1:<port>/([A-Za-z0-9]{6})\b")
+        .expect("regex")
+        .replace_all(
+            &t,
+            |c: &regex::Captures<'_>| {
+                if &c[1] == "health" { c[0].to_string() } else { "127.0.0.1:<port>/<code>".to_string() }
+            },
+        )
+        .into_owned();
     t = t.replace("<repo>/.tools/bin/nginx", "nginx").replace("<repo>/target/debug/", "");
     if t.chars().count() > 110 {
         t = t.chars().take(107).collect::<String>() + "...";

@@ -356,3 +356,54 @@ fn the_budget_report_lists_the_periods_incidents_and_what_is_left() {
         .code(2)
         .stderr(predicate::str::contains("invalid period \"fortnightly\""));
 }
+
+/// What scripts start under a work dir is stopped by scripts/stop-work-dir (the product's own
+/// stop, then a check): a stray process of the work dir fails it, named; and a version whose
+/// state dir is removed under it ends by itself rather than holding its port for ever.
+#[test]
+fn a_work_dirs_environments_are_stopped_and_nothing_is_left_running() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stop-work-dir");
+    let safedeploy = assert_cmd::cargo::cargo_bin("safedeploy");
+    let bin_dir = safedeploy.parent().expect("the binaries' dir");
+    let p = Project::new();
+    p.v1_everywhere();
+    let work = p.app.parent().expect("tmp").to_path_buf();
+    let (staging, production) = (p.env_pid("staging").expect("staging"), p.env_pid("production").expect("production"));
+    let run = || {
+        std::process::Command::new(&script)
+            .arg(&work)
+            .env("PATH", format!("{}:{}", bin_dir.display(), support::tools_path()))
+            .env("SAFEDEPLOY_CONFIG", p.config_path())
+            .output()
+            .expect("stop-work-dir")
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!support::group_alive(staging) && !support::group_alive(production), "both environments stopped");
+    assert!(p.nginx_pid("production").is_none(), "nginx stopped");
+    // A stray process of the work dir: killed, named, and the script fails.
+    let mut stray = std::process::Command::new("sleep").arg("300").current_dir(&work).spawn().expect("sleep");
+    let out = run();
+    let _ = stray.wait();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("pid {}", stray.id())),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The state dir removed under a running version: its supervisor ends its group.
+    let q = Project::new();
+    q.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    let pid = q.env_pid("staging").expect("staging");
+    let nginx = q.nginx_pid("staging");
+    std::fs::remove_dir_all(&q.state).expect("rm state");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while support::group_alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!support::group_alive(pid), "the version outlived its state dir");
+    if let Some(n) = nginx {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(n), nix::sys::signal::Signal::SIGQUIT);
+    }
+}

@@ -328,3 +328,38 @@ fn a_warm_version_cannot_postpone_its_retirement() {
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
 }
+
+/// A warm copy that hangs is not waited on before users are served: the version starts afresh,
+/// nginx is switched to it, and only then is the hung copy stopped.
+#[test]
+fn a_hung_warm_copy_is_replaced_first_and_stopped_after_the_switch() {
+    let p = Project::new();
+    p.edit_config(|c| c.replace("stop_grace = \"3s\"", "stop_grace = \"2s\"\nkeep_previous = \"1h\""));
+    p.v1_everywhere();
+    p.commit_incident();
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
+        .assert()
+        .success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    let warm = p.warm_pid("production").expect("v1 kept warm");
+    // The warm copy hangs: every process of its group but the supervisor is stopped.
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        if pid.as_raw() != warm && nix::unistd::getpgid(Some(pid)).ok() == Some(nix::unistd::Pid::from_raw(warm)) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
+        }
+    }
+    let a = p.cmd("rollback").args(["--reason", "bad"]).assert().success();
+    let err = output(&a).1;
+    assert!(err.contains("v1, kept warm, does not answer on port"), "{err}");
+    assert!(err.contains("starting it afresh (the copy is stopped after the switch)"), "{err}");
+    let switched = err.find("now sends users to v1").expect("the switch is said");
+    let stopped = err.rfind("it was killed").expect("the hung copy's stop is said");
+    assert!(switched < stopped, "users were switched before the hung copy was stopped:\n{err}");
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert!(!support::group_alive(warm), "the hung copy is stopped");
+    assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
+}

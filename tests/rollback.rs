@@ -308,13 +308,13 @@ fn a_failed_version_is_never_warm_and_rollback_to_needs_a_known_good_version() {
     assert!(!output(&a).1.contains("v2 keeps running without traffic"), "{}", output(&a).1);
     assert_eq!(p.warm_pid("production"), None, "v2 failed production: not kept warm there");
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
-    // A rollback by hand of a version with no failing verdict and no alert charges nothing, and
-    // does not condemn it.
+    // A planned rollback, away from a version known good here (no failing verdict, no alert),
+    // charges nothing and condemns nothing.
     let a = p.cmd("rollback").args(["--env", "production", "--to", "v1", "--reason", "drill"]).assert().success();
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     assert!(output(&a).0.contains("nothing is charged"), "{}", output(&a).0);
     assert_eq!(p.query_i64("SELECT downtime_ms FROM incidents WHERE bad_label = 'v3'"), 0);
-    assert_eq!(p.query_strings("SELECT cause FROM incidents WHERE bad_label = 'v3'"), vec!["by_hand"]);
+    assert_eq!(p.query_strings("SELECT cause FROM incidents WHERE bad_label = 'v3'"), vec!["planned"]);
     assert!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL AND label = 'v3'").is_empty());
     // v3 is still known good in production: --to v3 needs nothing more.
     p.cmd("rollback").args(["--env", "production", "--to", "v3", "--reason", "back"]).assert().success();

@@ -719,10 +719,11 @@ fn render(scope: &Scope, pattern: &str, findings: &Findings) -> String {
     s += &format!("{hits} matching record(s) in {} distinct group(s), first seen first\n", groups.len());
     if let Some(x) = suspect {
         s += &format!(
-            "\n=== suspect change\n{}:{} in {} — changed between {} and {} by commit {}\nauthor: {}\nsubject: {}\n{}\n",
+            "\n=== suspect change\n{}:{} in {}{} — changed between {} and {} by commit {}\nauthor: {}\nsubject: {}\n{}\n",
             x.file,
             x.line,
             x.function,
+            x.nearness(),
             crate::git::short(&x.good),
             crate::git::short(&x.bad),
             x.commit,

@@ -393,6 +393,14 @@ Nov 13 02:55:21 ip-172-31-35-64 web: 127.0.0.1 - - \"POST /shorten HTTP/1.1\" 50
     }
 
     #[test]
+    fn a_python_exception_whose_message_goes_on_is_one_record() {
+        let log = "Traceback (most recent call last):\n  File \"/app/views.py\", line 9, in index\n    rows = db.execute(q)\nsqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such column: post.body\n[SQL: SELECT post.body FROM post]\n(Background on this error at: https://sqlalche.me/e/20/e3q8)\nnext line\n";
+        let recs = records(log);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        assert_eq!((recs[0].lines.len(), recs[0].trace), (6, Some(Runtime::Python)));
+    }
+
+    #[test]
     fn java_and_node_traces_with_their_indentation_stripped_are_one_record() {
         // Elastic Beanstalk's log bundles strip the leading whitespace of every line.
         let java = "Exception in thread \"main\" java.lang.IllegalStateException: no store\nat com.example.Store.load(Store.java:9)\nat com.example.Main.main(Main.java:3)\nCaused by: java.io.IOException: gone\nat com.example.Disk.read(Disk.java:4)\n... 1 more\nnext line\n";

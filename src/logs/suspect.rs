@@ -1,8 +1,11 @@
 //! The suspect change: which commit put the failing line there. In-app traceback frames are
 //! mapped onto the repository (the deployment prefix cut off), the diff between the last known
 //! good version's commit and the failing version's commit (both from the ledger) is read, and a
-//! frame on a changed line — or within a few lines of one — is the suspect, with the commit that
-//! last touched that line (`git blame`), its author and subject, and the hunk.
+//! frame on a changed line — or within a few lines of one — is the suspect, with the commit of
+//! the range good..bad that last touched the changed line (`git blame good..bad`), its author
+//! and subject, and the hunk. A commit outside the range is never blamed: a frame whose nearest
+//! change no commit of the range made has no suspect, and a frame near (not on) a change says
+//! how far it is.
 
 use super::traces::Frame;
 use crate::context::Ctx;
@@ -20,6 +23,8 @@ pub struct Suspect {
     pub file: String,
     pub line: u32,
     pub function: String,
+    /// The changed line the frame is on or nearest to, when the frame's own line is unchanged.
+    pub changed_line: Option<u32>,
     pub good: String,
     pub bad: String,
     pub commit: String,
@@ -32,14 +37,23 @@ impl Suspect {
     /// One line: where, which commit, who, why.
     pub fn headline(&self) -> String {
         format!(
-            "{}:{} in {}, changed by {} {} ({})",
+            "{}:{} in {}{}, changed by {} {} ({})",
             self.file,
             self.line,
             self.function,
+            self.nearness(),
             crate::git::short(&self.commit),
             self.author,
             self.subject
         )
+    }
+
+    /// `, 2 lines below a change at line 65` when the frame's own line is not changed.
+    pub fn nearness(&self) -> String {
+        let Some(c) = self.changed_line else { return String::new() };
+        let d = self.line.abs_diff(c);
+        let side = if self.line > c { "below" } else { "above" };
+        format!(", {d} line{} {side} a change at line {c}", if d == 1 { "" } else { "s" })
     }
 }
 
@@ -86,16 +100,21 @@ pub fn find(ctx: &Ctx, frames: &[Frame], good: &str, bad: &str) -> Result<Option
             git::read(ctx, &dir, &["diff", "-U0", "--no-color", "--relative", &base.commit, &bad_commit, "--", &path])?;
         let changed = parse_unified_zero(&diff);
         let Some(lines) = changed.get(&path) else { continue };
-        if !lines.iter().any(|l| l.abs_diff(frame.line) <= NEAR) {
+        // The frame's line when it changed, else the nearest changed line within NEAR.
+        let Some(nearest) =
+            lines.iter().copied().filter(|l| l.abs_diff(frame.line) <= NEAR).min_by_key(|l| l.abs_diff(frame.line))
+        else {
             continue;
-        }
-        let (commit, author, subject) = blame(ctx, &dir, &bad_commit, &path, frame.line)?;
+        };
+        let range = format!("{good_commit}..{bad_commit}");
+        let Some((commit, author, subject)) = blame(ctx, &dir, &range, &path, nearest)? else { continue };
         let full =
             git::read(ctx, &dir, &["diff", "-U3", "--no-color", "--relative", &good_commit, &bad_commit, "--", &path])?;
         return Ok(Some(Suspect {
             file: path,
             line: frame.line,
             function: frame.function.clone(),
+            changed_line: (nearest != frame.line).then_some(nearest),
             good: good.to_string(),
             bad: bad.to_string(),
             commit,
@@ -128,14 +147,18 @@ fn in_repo(path: &str, tracked: &[&str]) -> Option<String> {
     None
 }
 
-/// The commit that last changed `line` of `path` at `rev`: (sha, author, subject).
-fn blame(ctx: &Ctx, dir: &Path, rev: &str, path: &str, line: u32) -> Result<(String, String, String)> {
-    let range = format!("{line},{line}");
-    let out = git::read(ctx, dir, &["blame", "--porcelain", "-L", &range, rev, "--", path])?;
+/// The commit of `range` (`good..bad`) that last changed `line` of `path`: (sha, author,
+/// subject); `None` when the line is older than the range (git marks it a boundary).
+fn blame(ctx: &Ctx, dir: &Path, range: &str, path: &str, line: u32) -> Result<Option<(String, String, String)>> {
+    let lines = format!("{line},{line}");
+    let out = git::read(ctx, dir, &["blame", "--porcelain", "-L", &lines, range, "--", path])?;
+    if out.lines().any(|l| l == "boundary") {
+        return Ok(None);
+    }
     let sha = out.split_whitespace().next().unwrap_or_default().to_string();
     let field =
         |key: &str| out.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_default();
-    Ok((sha, field("author "), field("summary ")))
+    Ok(Some((sha, field("author "), field("summary "))))
 }
 
 /// The hunk of a unified diff whose new side covers `line` (or comes nearest to it).

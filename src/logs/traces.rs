@@ -183,8 +183,16 @@ pub fn step(rt: Runtime, phase: Phase, text: &str) -> Step {
     }
 }
 
+/// The lines an exception's message goes on with after its first line: SQLAlchemy writes the
+/// statement, its parameters and a link under every database error.
+fn is_python_message_tail(t: &str) -> bool {
+    let t = t.trim_start();
+    t.starts_with("[SQL: ") || t.starts_with("[parameters: ") || t.starts_with("(Background on this error at: ")
+}
+
 fn python_step(phase: Phase, t: &str) -> Step {
     match phase {
+        Phase::Ended if is_python_message_tail(t) => Step::Take(Phase::Ended),
         Phase::Ended if is_blank(t) => Step::Hold,
         Phase::Ended if is_python_chain(t) => Step::Take(Phase::Frames),
         Phase::Ended => Step::End,

@@ -165,7 +165,7 @@ fn stopped(h: &mut String, r: &Report) {
         ("canary", "canary", s.canary),
         ("production_smoke", "production smoke check, rolled back", s.production_smoke),
         ("alert", "Datadog alert, rolled back", s.alert),
-        ("by_hand", "rolled back by hand (no failing verdict)", s.by_hand),
+        ("by_hand", "rolled back by hand, on a person's word", s.by_hand),
     ] {
         h.push_str(&format!(
             "<tr><td>{name}</td><td>{}</td></tr>\n",

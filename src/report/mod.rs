@@ -97,7 +97,7 @@ pub struct Stopped {
     pub canary: usize,
     pub production_smoke: usize,
     pub alert: usize,
-    /// Rolled back by a person, with no failing verdict on the version.
+    /// Rolled back by a person on their own word (no verdict on the version there).
     pub by_hand: usize,
 }
 
@@ -321,7 +321,8 @@ fn stopped(rows: &ReportRows, is_prod: &dyn Fn(&str) -> bool, wanted: &dyn Fn(&s
         match cause {
             "alert" => alert.insert(bad),
             "by_hand" => by_hand.insert(bad),
-            "canary" => false,
+            // A canary's own row counts from its verdict; a planned rollback stopped nothing bad.
+            "canary" | "planned" => false,
             _ => smoke.insert(bad),
         };
     }

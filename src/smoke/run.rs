@@ -274,18 +274,34 @@ fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) ->
 /// only from results that exist: a chain whose thread panicked, or that gave fewer results than
 /// it has checks, is not a pass but "could not act" (exit 3), so nothing is recorded from it.
 pub fn run_round(ctx: &Ctx, base: &str, chains: &[Chain], vars: &Vars, samples: u32) -> Result<Vec<CheckResult>> {
-    let joined: Vec<std::thread::Result<Vec<CheckResult>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = chains
+    // Under the fault suite's numbered steps, one chain after another (see `failpoint`).
+    let joined: Vec<std::thread::Result<Vec<CheckResult>>> = if crate::failpoint::numbering() {
+        chains
             .iter()
             .map(|c| {
-                s.spawn(move || {
-                    crate::failpoint::panic_at("smoke chain");
-                    run_chain(ctx, base, c, vars, samples)
+                std::thread::scope(|s| {
+                    s.spawn(move || {
+                        crate::failpoint::panic_at("smoke chain");
+                        run_chain(ctx, base, c, vars, samples)
+                    })
+                    .join()
                 })
             })
-            .collect();
-        handles.into_iter().map(|h| h.join()).collect()
-    });
+            .collect()
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chains
+                .iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        crate::failpoint::panic_at("smoke chain");
+                        run_chain(ctx, base, c, vars, samples)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join()).collect()
+        })
+    };
     ctx.check_interrupt(|| "the smoke checks did not finish; no verdict is recorded".into())?;
     let mut results = vec![];
     for (chain, outcome) in chains.iter().zip(joined) {

@@ -193,27 +193,38 @@ impl<'a> Local<'a> {
     }
 
     /// The warm previous when it is `label` and serves on its own port: switching to it needs
-    /// no start. Its retirement is called off first, then it is asked; one that does not answer
-    /// is stopped and forgotten.
+    /// no start. Its retirement is called off first, for certain: when its supervisor has
+    /// already taken the retire file (it is retiring), it is no target, and the version starts
+    /// afresh. A warm copy that does not answer is not waited on either: the version starts
+    /// afresh and the copy is stopped after the switch (the warm record is retired then).
     fn warm_for(&self, env: &Environment, label: &str) -> Result<Option<EnvState>> {
         let Some(w) = self.read_warm(&env.name)?.filter(|w| w.state.label == label) else { return Ok(None) };
         if self.fx.dry_run {
             self.fx.ui.plan(format!("# would switch back to {label}, kept warm on port {}", w.state.port));
             return Ok(None);
         }
-        if let Some(dir) = &w.state.dir {
-            let _ = std::fs::remove_file(retire_file(dir));
+        if let Some(dir) = &w.state.dir
+            && let Err(e) = std::fs::remove_file(retire_file(dir))
+        {
+            self.fx.ui.warn(format!(
+                "{}: {label}, kept warm, is already retiring ({}); starting it afresh",
+                env.name,
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "its retire file is gone".to_string()
+                } else {
+                    e.to_string()
+                }
+            ));
+            return Ok(None);
         }
         let healthy = self.answers_health(w.state.port) && ports::held_by_group(w.state.port, w.state.pid);
         if healthy {
             return Ok(Some(w.state));
         }
         self.fx.ui.warn(format!(
-            "{}: {label}, kept warm, does not answer on port {}; starting it afresh",
+            "{}: {label}, kept warm, does not answer on port {}; starting it afresh (the copy is stopped after the switch)",
             env.name, w.state.port
         ));
-        self.stop_group(&env.name, &w.state)?;
-        self.write_json::<Warm>(&self.warm_file(&env.name)?, None)?;
         Ok(None)
     }
 
@@ -1378,11 +1389,28 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
 /// While the file stays, its time can only come earlier: a later time written over it (by the
 /// app, which runs as the same user) does not postpone the retirement. Its removal (a switch
 /// back) forgets it, and a new window starts afresh.
+///
+/// Whatever the file says, a group whose working copy is gone (the state dir removed under it)
+/// ends itself: nothing else would ever stop it.
 fn retire_when_due(file: &Path, grace: Duration, label: &str) {
     use nix::sys::signal::{Signal, killpg};
     let mut earliest: Option<i64> = None;
+    // The working copy the group runs in: gone, the state dir was removed under it (a script
+    // that cleaned up its work dir) and nothing will ever stop it.
+    let copy = file.to_str().and_then(|f| f.strip_suffix(".retire-at")).map(PathBuf::from);
     loop {
         std::thread::sleep(Duration::from_millis(250));
+        if copy.as_ref().is_some_and(|c| !c.exists()) {
+            println!(
+                "{} [safedeploy] {label}'s working copy is gone (its state dir was removed); stopping it",
+                crate::clock::rfc3339(crate::clock::now_ms())
+            );
+            let group = nix::unistd::getpgrp();
+            let _ = killpg(group, Signal::SIGTERM);
+            std::thread::sleep(grace);
+            let _ = killpg(group, Signal::SIGKILL);
+            return;
+        }
         let written = std::fs::read_to_string(file).ok().map(|t| t.trim().parse::<i64>().ok());
         earliest = retire_due(earliest, written);
         if earliest.is_none_or(|d| crate::clock::now_ms() < d) {
