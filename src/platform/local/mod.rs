@@ -1393,7 +1393,6 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
 /// Whatever the file says, a group whose working copy is gone (the state dir removed under it)
 /// ends itself: nothing else would ever stop it.
 fn retire_when_due(file: &Path, grace: Duration, label: &str) {
-    use nix::sys::signal::{Signal, killpg};
     let mut earliest: Option<i64> = None;
     // The working copy the group runs in: gone, the state dir was removed under it (a script
     // that cleaned up its work dir) and nothing will ever stop it.
@@ -1401,15 +1400,7 @@ fn retire_when_due(file: &Path, grace: Duration, label: &str) {
     loop {
         std::thread::sleep(Duration::from_millis(250));
         if copy.as_ref().is_some_and(|c| !c.exists()) {
-            println!(
-                "{} [safedeploy] {label}'s working copy is gone (its state dir was removed); stopping it",
-                crate::clock::rfc3339(crate::clock::now_ms())
-            );
-            let group = nix::unistd::getpgrp();
-            let _ = killpg(group, Signal::SIGTERM);
-            std::thread::sleep(grace);
-            let _ = killpg(group, Signal::SIGKILL);
-            return;
+            return end_own_group(&format!("{label}'s working copy is gone (its state dir was removed)"), grace);
         }
         let written = std::fs::read_to_string(file).ok().map(|t| t.trim().parse::<i64>().ok());
         earliest = retire_due(earliest, written);
@@ -1419,16 +1410,19 @@ fn retire_when_due(file: &Path, grace: Duration, label: &str) {
         if std::fs::remove_file(file).is_err() {
             continue; // switched back to at this very moment: it serves again
         }
-        println!(
-            "{} [safedeploy] {label} was kept warm without traffic until now; stopping it",
-            crate::clock::rfc3339(crate::clock::now_ms())
-        );
-        let group = nix::unistd::getpgrp();
-        let _ = killpg(group, Signal::SIGTERM);
-        std::thread::sleep(grace);
-        let _ = killpg(group, Signal::SIGKILL);
-        return;
+        return end_own_group(&format!("{label} was kept warm without traffic until now"), grace);
     }
+}
+
+/// The supervisor ends its whole group, saying why in the app's log: SIGTERM, then SIGKILL
+/// after the grace.
+fn end_own_group(why: &str, grace: Duration) {
+    use nix::sys::signal::{Signal, killpg};
+    println!("{} [safedeploy] {why}; stopping it", crate::clock::rfc3339(crate::clock::now_ms()));
+    let group = nix::unistd::getpgrp();
+    let _ = killpg(group, Signal::SIGTERM);
+    std::thread::sleep(grace);
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 /// When a warm version retires, from what it knew (`earliest`) and what its retire file says
