@@ -446,6 +446,21 @@ impl Drop for Project {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
+        // Whatever the records no longer name (a test that failed half-way, a record it
+        // corrupted on purpose): every process working under the state dir, with its group.
+        let state = self.state.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let cwd = std::fs::read_link(e.path().join("cwd")).map(|p| p.display().to_string()).unwrap_or_default();
+            if cwd.starts_with(&state) && pid != std::process::id() as i32 {
+                if let Ok(group) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+                    && group != nix::unistd::getpgrp()
+                {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
     }
 }
 
