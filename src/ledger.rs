@@ -118,37 +118,7 @@ ALTER TABLE incidents ADD COLUMN alert_id TEXT;
 "#,
 ];
 
-/// What caused an incident: the layer that stopped the bad version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// A canary round failed.
-    Canary,
-    /// The promoted version did not become healthy.
-    Health,
-    /// A smoke check of production failed.
-    Smoke,
-    /// A Datadog alert triggered the rollback.
-    Alert,
-    /// Someone rolled back a version that had no verdict there, on their own word (recorded
-    /// as the reason): it is marked bad and charged.
-    ByHand,
-    /// Someone replaced a version known good there (its newest verdict a pass, no alert): a
-    /// planned rollback; nothing is charged and nothing condemned.
-    Planned,
-}
-
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Canary => "canary",
-            Cause::Health => "health",
-            Cause::Smoke => "smoke",
-            Cause::Alert => "alert",
-            Cause::ByHand => "by_hand",
-            Cause::Planned => "planned",
-        }
-    }
-}
+pub use crate::rules::Cause;
 
 /// How a deployment came about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -740,16 +710,28 @@ impl Ledger {
         self.known_good_except(env, &[label])
     }
 
-    /// The last known good in `env` among the versions not in `except`.
+    /// The last known good in `env` among the versions not in `except`: the ledger's facts (each
+    /// version's newest verdict there, in the ledger's order; the versions marked bad) judged
+    /// by [`crate::rules::last_known_good`].
     pub fn known_good_except(&self, env: &str, except: &[&str]) -> Result<Option<String>> {
         let mut st = self.conn.prepare(
-            "SELECT v.label FROM verifications x JOIN versions v ON v.label = x.label
-             WHERE x.env = ?1 AND x.passed = 1 AND v.bad_at IS NULL
-               AND x.id = (SELECT MAX(y.id) FROM verifications y WHERE y.env = x.env AND y.label = x.label)
-             ORDER BY x.id DESC",
+            "SELECT x.label, x.passed FROM verifications x
+             WHERE x.env = ?1 AND x.id = (SELECT MAX(y.id) FROM verifications y WHERE y.env = x.env AND y.label = x.label)
+             ORDER BY x.id",
         )?;
-        let labels: Vec<String> = st.query_map([env], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-        Ok(labels.into_iter().find(|l| !except.contains(&l.as_str())))
+        let newest: Vec<(String, bool)> =
+            st.query_map([env], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let mut st = self.conn.prepare("SELECT label FROM versions WHERE bad_at IS NOT NULL")?;
+        let bad: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let verdicts: Vec<(&str, bool)> = newest.iter().map(|(l, p)| (l.as_str(), *p)).collect();
+        let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+        Ok(crate::rules::last_known_good(&verdicts, &bad, except).map(str::to_string))
+    }
+
+    /// Whether `label` is known good in `env`: its newest verdict there is a pass and it is not
+    /// marked bad.
+    pub fn known_good_in(&self, env: &str, label: &str) -> Result<bool> {
+        Ok(self.newest_verdict(env, label)? == Some(true) && self.version(label)?.is_none_or(|v| v.bad_at.is_none()))
     }
 
     /// `label`'s newest verdict in `env`: passed or not; `None` when it has none there.
@@ -762,18 +744,6 @@ impl Ledger {
                 |r| r.get(0),
             )
             .optional()?)
-    }
-
-    /// Whether `label` is known good in `env`: its newest verdict there is a pass and it is not
-    /// marked bad.
-    pub fn known_good_in(&self, env: &str, label: &str) -> Result<bool> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM verifications x JOIN versions v ON v.label = x.label
-             WHERE x.env = ?1 AND x.label = ?2 AND x.passed = 1 AND v.bad_at IS NULL
-               AND x.id = (SELECT MAX(y.id) FROM verifications y WHERE y.env = ?1 AND y.label = ?2))",
-            [env, label],
-            |r| r.get(0),
-        )?)
     }
 
     /// Whether `label`'s newest verdict in `env` is a failure, or it is marked bad: a version
@@ -933,16 +903,20 @@ impl Ledger {
 
     /// Closes an open incident: `restored` serves again from `at`.
     pub fn close_incident(&self, id: i64, restored: &str, at: Millis, note: Option<&str>) -> Result<()> {
+        // The charge is the rules' (crate::rules::downtime), from the row's own facts.
+        let open = self
+            .conn
+            .query_row(&format!("{INCIDENT_COLUMNS} WHERE id = ?1 AND restored_at IS NULL"), [id], incident_row)
+            .optional()?;
+        let downtime = open.as_ref().map(|i| i.downtime_until(at));
         self.write(
             || format!("close the incident: {restored} serves again from {}", rfc3339(at)),
             |c| {
                 c.execute(
-                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3,
-                     downtime_ms = CASE WHEN cause = 'planned' THEN 0
-                         ELSE MAX(0, ?3 - COALESCE(charged_from, detected_at)) * COALESCE(share_percent, 100) / 100 END,
+                    "UPDATE incidents SET restored_label = ?2, restored_at = ?3, downtime_ms = ?5,
                      reason = COALESCE(reason, '') || COALESCE(?4, '')
                      WHERE id = ?1 AND restored_at IS NULL",
-                    params![id, restored, at, note.map(|n| self.clean(n))],
+                    params![id, restored, at, note.map(|n| self.clean(n)), downtime],
                 )
             },
         )?;
@@ -1007,11 +981,9 @@ impl Incident {
     /// Its downtime: as recorded once closed; while open, until `now` (an incident still open
     /// spends the budget as it goes).
     pub fn downtime_until(&self, now: Millis) -> i64 {
-        if self.cause.as_deref() == Some(Cause::Planned.as_str()) {
-            return 0;
-        }
         self.downtime_ms.unwrap_or_else(|| {
-            (now - self.charged_from.unwrap_or(self.detected_at)).max(0) * self.share_percent.unwrap_or(100) / 100
+            let cause = self.cause.as_deref().and_then(Cause::parse).unwrap_or(Cause::Smoke);
+            crate::rules::downtime(cause, self.charged_from.unwrap_or(self.detected_at), now, self.share_percent)
         })
     }
 }

@@ -17,6 +17,7 @@
 //! | [`http`] | the only place that makes a request; `--dry-run` for requests |
 //! | [`ledger`] | SQLite record of versions, deployments, verifications, incidents, stops |
 //! | [`lock`] | one deploy per environment at a time |
+//! | [`rules`] | the decisions that change production (last known good, cause, exposure, alert evidence, warmth), pure, with table tests |
 //! | [`statedir`] | the state dir's trust: this user's alone, closed to others, no planted symlink |
 //! | [`platform`] | the `Platform` trait; `local` and `elasticbeanstalk` (aws CLI) behind it |
 //! | [`paths`] | joins of paths built from inputs, proven to stay under their parent |
@@ -54,6 +55,7 @@ pub mod platform;
 pub mod procs;
 pub mod redact;
 pub mod report;
+pub mod rules;
 pub mod sla;
 pub mod smoke;
 pub mod statedir;

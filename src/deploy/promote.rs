@@ -1,0 +1,365 @@
+//! promote: exactly the bundle that passed in staging, checked before it takes traffic, through
+//! an optional canary; a failed promote marks the version bad and puts the previous one back.
+
+use super::*;
+
+/// promote's `--json` document.
+#[derive(Serialize)]
+struct Promoted<'a> {
+    env: &'a str,
+    version: &'a str,
+    previous: Option<String>,
+    changed: bool,
+    duration_ms: Option<Millis>,
+    budget: Budget,
+    dry_run: bool,
+}
+
+pub struct PromoteRequest<'a> {
+    pub version: Option<&'a Label>,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub force: bool,
+    pub reason: Option<&'a str>,
+    /// Deploy without checking the candidate before traffic, for this recorded reason.
+    pub skip_pre_traffic: Option<&'a str>,
+    /// A canary phase first: this share of the users for this long.
+    pub canary: Option<CanaryRequest>,
+}
+
+/// `promote --canary PERCENT --bake DURATION`.
+#[derive(Debug, Clone, Copy)]
+pub struct CanaryRequest {
+    pub percent: u8,
+    pub bake: std::time::Duration,
+}
+
+/// `promote`: deploy to `to` exactly the bundle that passed in `from`; put the previous version
+/// back when the new one does not become healthy.
+pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
+    let (from, to) = (req.from, req.to);
+    ctx.config.environment(from)?;
+    let to_env = ctx.config.environment(to)?;
+    if req.force && req.reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(usage!("--force needs --reason TEXT: an override is recorded with its reason"));
+    }
+    if req.skip_pre_traffic.is_some_and(|r| r.trim().is_empty()) {
+        return Err(usage!("--skip-pre-traffic: expected the reason it is skipped (it is recorded)"));
+    }
+    // The checks the candidate meets before traffic need their variables now, not mid-deploy.
+    crate::smoke::pre_traffic_ready(ctx)?;
+    let ledger = ctx.ledger()?;
+    let (version, budget_now) = promotable(ctx, &ledger, req)?;
+    let label = version.label.clone();
+    let platform = ctx.platform()?;
+    if let Some(c) = req.canary {
+        platform.can_canary(to_env, c.bake)?;
+    }
+    let (_lock, live) = take_env(ctx, &ledger, &*platform, to)?;
+    if let Some(l) = live.as_ref().filter(|l| l.label == label && l.healthy) {
+        reconcile(ctx, &ledger, to, &l.label, Action::Promote)?;
+        ctx.ui.result(format!("{to}: {label} is already live; nothing to promote"));
+        let summary = Promoted {
+            env: to,
+            version: &label,
+            previous: None,
+            changed: false,
+            duration_ms: None,
+            budget: budget_now,
+            dry_run: ctx.dry_run,
+        };
+        return Outcome::of(&summary);
+    }
+    let previous = live.as_ref().map(|l| l.label.clone());
+    platform.register(&version, std::path::Path::new(&version.bundle))?;
+    ctx.ui.status(format!(
+        "{to}: promoting {label} from {from} (replacing {})",
+        previous.as_deref().unwrap_or("nothing")
+    ));
+    let started = now_ms();
+    // Before traffic: the smoke chains against the candidate's own address. A failure there
+    // never reached a user.
+    let stopped = std::cell::RefCell::new(None::<String>);
+    let check = |base: &str| -> Result<()> {
+        crate::smoke::pre_traffic(ctx, to, &label, base).inspect_err(|e| {
+            if kind_of(e) == Kind::Verdict {
+                *stopped.borrow_mut() = Some(format!("{e:#}"));
+            }
+        })
+    };
+    let skipped = req.skip_pre_traffic.map(|r| format!("pre-traffic check skipped: {r}"));
+    let reason = match (req.reason, &skipped) {
+        (Some(r), Some(s)) => Some(format!("{r}; {s}")),
+        (r, s) => r.map(str::to_string).or(s.clone()),
+    };
+    if let Some(s) = &skipped {
+        ctx.ui.warn(format!("{to}: {s}"));
+    }
+    let pre: Option<&crate::platform::PreTraffic<'_>> = if skipped.is_some() { None } else { Some(&check) };
+    // Each canary round: the smoke chains against the candidate's own address (every check
+    // shown in the first round, then only failures) and the Datadog monitors.
+    let first_round = std::cell::Cell::new(true);
+    let round = |base: &str| crate::smoke::canary_round(ctx, to, &label, base, first_round.replace(false));
+    let canary = req.canary.map(|c| crate::platform::Canary {
+        percent: c.percent,
+        bake: c.bake,
+        interval: ctx.config.deploy.canary_interval.0,
+        error_margin: ctx.config.deploy.canary_error_margin.0,
+        round: &round,
+    });
+    let step = Step {
+        env: to,
+        label: &label,
+        action: Action::Promote,
+        previous: previous.as_deref(),
+        reason: reason.as_deref(),
+        pre,
+        canary: canary.as_ref(),
+    };
+    let deployed = deploy_recorded(ctx, &ledger, &*platform, step);
+    if let (Err(e), Some(why)) = (&deployed, stopped.borrow().clone()) {
+        return Err(stopped_before_traffic(&ledger, to, &label, previous.as_deref(), &why, e));
+    }
+    if let Err(e) = &deployed
+        && let Some(a) = CanaryAborted::of(e)
+    {
+        return Err(canary_failed(ctx, &ledger, to, &label, previous.as_deref(), a.clone(), e));
+    }
+    match deployed {
+        Ok(switched) => {
+            if !ctx.dry_run {
+                if let Some(from) = switched.canary_from {
+                    ctx.ui.result(format!(
+                        "{to}: {label} passed its canary ({}% for {}) and takes every request since {}",
+                        req.canary.map(|c| c.percent).unwrap_or(0),
+                        human(switched.at - from),
+                        rfc3339(switched.at)
+                    ));
+                }
+                ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
+                ctx.ui.result(budget_now.line());
+            }
+            let took = Some(now_ms() - started);
+            Outcome::of(&Promoted {
+                env: to,
+                version: &label,
+                previous,
+                changed: true,
+                duration_ms: took,
+                budget: budget_now,
+                dry_run: ctx.dry_run,
+            })
+        }
+        Err(e) if kind_of(&e) == Kind::Verdict => {
+            let failed = Failed { env: to, environment: to_env, label: &label, previous, started };
+            Err(promote_failed(ctx, &ledger, &*platform, failed, e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The candidate failed its canary: its share of the users met it from the canary's start until
+/// its share was 0 again. It is marked bad, the verdict recorded, and an incident recorded
+/// (already closed: the previous version serves everyone) charging that span times the share.
+fn canary_failed(
+    ctx: &Ctx,
+    ledger: &Ledger,
+    env: &str,
+    label: &str,
+    previous: Option<&str>,
+    a: CanaryAborted,
+    e: &anyhow::Error,
+) -> anyhow::Error {
+    let prev = previous.unwrap_or("-");
+    let recorded = (|| -> Result<i64> {
+        ledger.mark_bad(label, &format!("failed its canary in {env}"))?;
+        let verdict = format!("canary at {}%: {}", a.percent, clip(&a.why, 500));
+        ledger.record_verification(env, label, false, &verdict)?;
+        let id = ledger.open_incident(&Incident {
+            id: 0,
+            env: env.to_string(),
+            bad_label: Some(label.to_string()),
+            restored_label: previous.map(str::to_string),
+            detected_at: a.failed_at,
+            restored_at: None,
+            downtime_ms: None,
+            reason: Some(format!("canary of {label} at {}% failed: {}", a.percent, clip(&a.why, 200))),
+            took_traffic_at: Some(a.took_traffic_at),
+            rollback_started_at: Some(a.failed_at),
+            charged_from: Some(a.took_traffic_at),
+            share_percent: Some(i64::from(a.percent)),
+            cause: Some(Cause::Canary.as_str().into()),
+            alert_id: None,
+        })?;
+        ledger.close_incident(id, prev, a.stopped_at, None)?;
+        Ok(id)
+    })();
+    if let Err(r) = recorded {
+        return Error::could_not_act(format!("the canary of {label} failed in {env}, but recording it failed"))
+            .caused_by(r);
+    }
+    let span = a.stopped_at - a.took_traffic_at;
+    let charged = span * i64::from(a.percent) / 100;
+    if !ctx.dry_run {
+        ctx.ui.result(format!(
+            "{env}: canary of {label} aborted; {prev} serves every request again, {} ms after the failing verdict",
+            a.stopped_at - a.failed_at
+        ));
+        ctx.ui.result(format!(
+            "{env}: {}% of the users met {label} for {} (from {} to {}): {} charged to the SLA budget",
+            a.percent,
+            human(span),
+            rfc3339(a.took_traffic_at),
+            rfc3339(a.stopped_at),
+            human(charged)
+        ));
+    }
+    let _ = e;
+    Error::verdict(format!(
+        "{label} failed its canary in {env} at {}% and was stopped; {prev} serves every request",
+        a.percent
+    ))
+    .caused_by(anyhow::anyhow!("{}", a.why))
+}
+
+/// The candidate failed its checks at its own address: it took no traffic, so no incident and
+/// no downtime; it is marked bad, and the verdict is recorded in `env`.
+fn stopped_before_traffic(
+    ledger: &Ledger,
+    env: &str,
+    label: &str,
+    previous: Option<&str>,
+    why: &str,
+    e: &anyhow::Error,
+) -> anyhow::Error {
+    let recorded = (|| -> Result<()> {
+        ledger.mark_bad(label, &format!("stopped before traffic in {env}"))?;
+        ledger.record_verification(env, label, false, &format!("stopped before traffic: {}", clip(why, 500)))?;
+        Ok(())
+    })();
+    if let Err(r) = recorded {
+        return Error::could_not_act(format!("{label} was stopped before traffic in {env}, but recording it failed"))
+            .caused_by(r);
+    }
+    let still = previous.map(|p| format!("{p} still serves")).unwrap_or_else(|| format!("{env} serves nothing"));
+    Error::verdict(format!("{label} was stopped before it took traffic in {env} ({still}; no downtime)"))
+        .caused_by(anyhow::anyhow!("{e:#}"))
+}
+
+/// The version to promote and the budget now; refuses (exit 1) a version not verified in
+/// `from`, one marked bad, or any when the budget is spent, unless forced with a reason.
+fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(Version, Budget)> {
+    let (from, to) = (req.from, req.to);
+    let label = match req.version {
+        Some(l) => l.to_string(),
+        None => ledger.last_known_good(from)?.ok_or_else(|| {
+            Error::usage(format!("no version has passed the smoke checks in {from}; nothing to promote"))
+                .with_hint(format!("run smoke-check --env {from} --record, or name one with --version"))
+        })?,
+    };
+    let version = ledger.version(&label)?.ok_or_else(|| {
+        Error::usage(format!("unknown version {label}: deploy-staging registers versions"))
+            .with_hint("see the ledger's versions with --json output of deploy-staging")
+    })?;
+    let budget_now = Budget::now(&ctx.config.sla, ledger)?;
+    let mut refusals = vec![];
+    if !ledger.verified_in(from, &label)? {
+        refusals.push(format!("{label} has not passed the smoke checks in {from}"));
+    }
+    if let Some(why) = &version.bad_reason {
+        refusals.push(format!("{label} is marked bad ({why})"));
+    }
+    if budget_now.spent {
+        refusals.push(format!("the SLA budget is spent ({})", budget_now.line()));
+    }
+    if !refusals.is_empty() {
+        if !req.force {
+            return Err(Error::verdict(format!("refusing to promote {label} to {to}: {}", refusals.join("; ")))
+                .with_hint("override with --force --reason TEXT (recorded in the ledger)")
+                .into());
+        }
+        ctx.ui.warn(format!("overriding: {} — reason: {}", refusals.join("; "), req.reason.unwrap_or_default()));
+    }
+    Ok((version, budget_now))
+}
+
+/// A promote whose version did not become healthy.
+struct Failed<'a> {
+    env: &'a str,
+    environment: &'a crate::config::Environment,
+    label: &'a str,
+    previous: Option<String>,
+    started: Millis,
+}
+
+/// After a failed promote: the version is marked bad; if users saw it (no proxy, EB in place),
+/// the previous version is put back under an incident. Returns the error to exit with.
+fn promote_failed(
+    ctx: &Ctx,
+    ledger: &Ledger,
+    platform: &dyn Platform,
+    f: Failed<'_>,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let Failed { env, environment, label, previous, started } = f;
+    let result = (|| -> Result<anyhow::Error> {
+        ctx.ui.status(format!("{env}: {label} did not become healthy"));
+        ledger.mark_bad(label, &format!("did not become healthy in {env}"))?;
+        // Blue/green or behind the proxy: it failed before any switch; users never saw it.
+        if let Some(l) = platform.live(environment)?
+            && previous.as_deref() == Some(l.label.as_str())
+            && l.healthy
+        {
+            let msg =
+                format!("{label} did not become healthy in {env} and never served its users: {} still does", l.label);
+            return Ok(Error::verdict(msg).caused_by(e));
+        }
+        let Some(prev) = previous.filter(|p| p != label) else {
+            let msg = format!(
+                "{label} did not become healthy in {env}, and there is no previous version to put back: {env} is stopped"
+            );
+            return Ok(Error::verdict(msg).caused_by(e));
+        };
+        ctx.ui.status(format!("{env}: putting {prev} back"));
+        let incident = ledger.open_incident(&Incident {
+            id: 0,
+            env: env.to_string(),
+            bad_label: Some(label.to_string()),
+            restored_label: Some(prev.clone()),
+            detected_at: started,
+            restored_at: None,
+            downtime_ms: None,
+            reason: Some(format!("promote of {label} did not become healthy")),
+            // Stop-then-start: users lost the old version when it was stopped, at the start.
+            took_traffic_at: None,
+            rollback_started_at: Some(now_ms()),
+            charged_from: Some(started),
+            share_percent: None,
+            cause: Some(Cause::Health.as_str().into()),
+            alert_id: None,
+        })?;
+        let step = Step {
+            env,
+            label: &prev,
+            action: Action::Restore,
+            previous: Some(label),
+            reason: Some("promote failed"),
+            pre: None,
+            canary: None,
+        };
+        let switched = match deploy_recorded(ctx, ledger, platform, step) {
+            Ok(s) => s,
+            Err(r) => {
+                let msg = format!("{label} failed in {env} and restoring {prev} failed too");
+                return Ok(Error::could_not_act(msg).caused_by(r));
+            }
+        };
+        ledger.close_incident(incident, &prev, switched.at, None)?;
+        let msg = format!(
+            "{label} did not become healthy in {env}; {prev} is back, {} of downtime",
+            human(switched.at - started)
+        );
+        Ok(Error::verdict(msg).caused_by(e))
+    })();
+    result.unwrap_or_else(|r| r)
+}

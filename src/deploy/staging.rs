@@ -1,0 +1,101 @@
+//! deploy-staging: bundle a commit once, register it, deploy it to a staging environment.
+
+use super::*;
+
+/// deploy-staging's `--json` document.
+#[derive(Serialize)]
+struct Deployed<'a> {
+    env: &'a str,
+    version: &'a str,
+    commit: &'a str,
+    previous: Option<String>,
+    duration_ms: Millis,
+    dry_run: bool,
+}
+
+/// `deploy-staging`: bundle the commit, register the version, deploy it, wait until healthy.
+pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<Outcome> {
+    ctx.config.environment(env)?;
+    if is_production(ctx, env) {
+        return Err(Error::usage(format!(
+            "deploy-staging deploys to staging environments only; {env} is one whose incidents spend the SLA budget (sla.environments)"
+        ))
+        .with_hint(format!("promote --version {label} --to {env} deploys what passed staging"))
+        .into());
+    }
+    let commit = bundle::resolve_commit(ctx, rev)?;
+    let ledger = ctx.ledger()?;
+    let platform = ctx.platform()?;
+    ctx.ui.status(format!("{env}: deploying {label} (commit {})", crate::git::short(&commit)));
+    let (_lock, live) = take_env(ctx, &ledger, &*platform, env)?;
+    let started = now_ms();
+    let version = registered(ctx, &ledger, &*platform, label, &commit)?;
+    let previous = live.map(|l| l.label);
+    let step = Step {
+        env,
+        label,
+        action: Action::Deploy,
+        previous: previous.as_deref(),
+        reason: None,
+        pre: None,
+        canary: None,
+    };
+    deploy_recorded(ctx, &ledger, &*platform, step)?;
+    let took = now_ms() - started;
+    if !ctx.dry_run {
+        ctx.ui.result(format!("{env}: {label} is live and healthy ({} after the lock)", human(took)));
+    }
+    Outcome::of(&Deployed {
+        env,
+        version: label,
+        commit: &version.commit,
+        previous,
+        duration_ms: took,
+        dry_run: ctx.dry_run,
+    })
+}
+
+/// The version `label` of `commit`: the known one (a label names one commit forever), or a new
+/// one bundled, registered with the platform and recorded.
+fn registered(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, label: &str, commit: &str) -> Result<Version> {
+    let known = ledger.version(label)?;
+    let version = match &known {
+        Some(v) if v.commit != commit => {
+            return Err(Error::usage(format!(
+                "version {label} already exists for commit {}; labels name one commit",
+                v.commit
+            ))
+            .with_hint("choose a new label, e.g. include the build number")
+            .into());
+        }
+        Some(v) => {
+            ctx.ui.status(format!("{label} is already built from this commit; reusing it"));
+            v.clone()
+        }
+        None => Version {
+            label: label.to_string(),
+            commit: commit.to_string(),
+            checksum: bundle::build(ctx, label, commit)?.unwrap_or_default(),
+            bundle: bundle::path(ctx, label)?.to_string_lossy().into_owned(),
+            created_at: now_ms(),
+            bad_at: None,
+            bad_reason: None,
+        },
+    };
+    if let Err(e) = platform.register(&version, &bundle::path(ctx, label)?) {
+        if known.is_none() {
+            bundle::discard(ctx, label)?;
+        }
+        return Err(e);
+    }
+    if known.is_none() {
+        ledger.record_version(&version)?;
+        let dir = ctx.config.source_dir();
+        if let Ok(t) = crate::git::read(ctx, &dir, &["show", "-s", "--format=%ct", commit])
+            && let Ok(secs) = t.trim().parse::<i64>()
+        {
+            ledger.record_committed_at(label, secs * 1000)?;
+        }
+    }
+    Ok(version)
+}

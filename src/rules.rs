@@ -1,0 +1,334 @@
+//! The decisions that change production, as pure functions over the ledger's facts, so each can
+//! be tested in a table, one row per scenario: who caused an incident, when users were exposed
+//! and what is charged, whether an alert is evidence, whether a replaced version is kept warm.
+//!
+//! The ledger supplies the facts (verdicts in its own order, when a version took traffic); the
+//! callers act on the answers. Every row of the tables below is a scenario that once changed
+//! production wrongly, or its neighbour.
+
+use crate::clock::Millis;
+
+/// What caused an incident: the layer that stopped the bad version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A canary round failed.
+    Canary,
+    /// The promoted version did not become healthy.
+    Health,
+    /// A smoke check of production failed.
+    Smoke,
+    /// A Datadog alert triggered the rollback.
+    Alert,
+    /// Someone rolled back a version that had no verdict there, on their own word (recorded
+    /// as the reason): it is marked bad and charged.
+    ByHand,
+    /// Someone replaced a version known good there (its newest verdict a pass, no alert): a
+    /// planned rollback; nothing is charged and nothing condemned.
+    Planned,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Canary => "canary",
+            Cause::Health => "health",
+            Cause::Smoke => "smoke",
+            Cause::Alert => "alert",
+            Cause::ByHand => "by_hand",
+            Cause::Planned => "planned",
+        }
+    }
+
+    /// A cause as the ledger keeps it.
+    pub fn parse(s: &str) -> Option<Cause> {
+        [Cause::Canary, Cause::Health, Cause::Smoke, Cause::Alert, Cause::ByHand, Cause::Planned]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// The last known good among `verdicts` (label, passed), given in the ledger's order: the
+/// newest version whose newest verdict is a pass, not marked bad (`bad`) and not in `except`.
+pub fn last_known_good<'a>(verdicts: &[(&'a str, bool)], bad: &[&str], except: &[&str]) -> Option<&'a str> {
+    let mut seen: Vec<&str> = vec![];
+    for (label, passed) in verdicts.iter().rev() {
+        if seen.contains(label) {
+            continue; // an older verdict of a version already judged by its newest
+        }
+        seen.push(label);
+        if *passed && !bad.contains(label) && !except.contains(label) {
+            return Some(label);
+        }
+    }
+    None
+}
+
+/// What the ledger says of the version a rollback replaces.
+#[derive(Debug, Clone, Copy)]
+pub struct Replaced {
+    /// Its newest verdict in the environment is a failure.
+    pub failing: bool,
+    /// Its newest verdict there is a pass and it is not marked bad.
+    pub known_good: bool,
+}
+
+/// Who caused a restore: an alert; a failing check of the replaced version; a person replacing
+/// a version known good (planned) or one with no verdict, on their own word (by hand); or a
+/// live version that did not answer (restarted: nothing replaced).
+pub fn cause(alerted: bool, replaced: Option<Replaced>) -> Cause {
+    match (alerted, replaced) {
+        (true, _) => Cause::Alert,
+        (false, Some(r)) if r.failing => Cause::Smoke,
+        (false, Some(r)) if r.known_good => Cause::Planned,
+        (false, Some(_)) => Cause::ByHand,
+        (false, None) => Cause::Health,
+    }
+}
+
+/// Whether a restore marks the replaced version bad: always, but for a planned one.
+pub fn condemns(cause: Cause) -> bool {
+    cause != Cause::Planned
+}
+
+/// When the failure was detected: the alert's time (never later than `now`), else the first
+/// failing verdict; never before the version took traffic.
+pub fn detected(alert_at: Option<Millis>, first_failure: Millis, took_traffic: Option<Millis>, now: Millis) -> Millis {
+    let at = alert_at.unwrap_or(first_failure).min(now);
+    took_traffic.map_or(at, |t| at.max(t).min(now))
+}
+
+/// Where the charge starts: when the version took traffic, unless it passed a check after that
+/// (then its detection); never before it took traffic.
+pub fn charged_from(took_traffic: Option<Millis>, passed_since_it_took: bool, detected: Millis) -> Millis {
+    match took_traffic {
+        Some(t) if !passed_since_it_took => t,
+        Some(t) => detected.max(t),
+        None => detected,
+    }
+}
+
+/// The downtime charged: from the charge's start to the restore, never negative, nothing for a
+/// planned rollback, times the users' share (percent) when not all met the version.
+pub fn downtime(cause: Cause, charged_from: Millis, restored: Millis, share_percent: Option<i64>) -> Millis {
+    if cause == Cause::Planned {
+        return 0;
+    }
+    (restored - charged_from).max(0) * share_percent.unwrap_or(100) / 100
+}
+
+/// Why an alert is no evidence against the live version, if it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoEvidence {
+    /// The same alert already caused an incident (a webhook delivered again).
+    AlreadyActed,
+    /// It fired before the live version took traffic (about the version before, or a bad date).
+    BeforeTraffic,
+}
+
+pub fn alert_evidence(
+    already_acted: bool,
+    alert_at: Millis,
+    took_traffic: Option<Millis>,
+    now: Millis,
+) -> Option<NoEvidence> {
+    if already_acted {
+        return Some(NoEvidence::AlreadyActed);
+    }
+    match took_traffic {
+        Some(t) if alert_at < t && alert_at <= now => Some(NoEvidence::BeforeTraffic),
+        _ => None,
+    }
+}
+
+/// Whether the version a deployment replaces is kept warm: not by a rollback or a restore
+/// (`replacing_bad`: it replaces the bad one), and never a version that failed in that
+/// environment.
+pub fn keep_warm(replacing_bad: bool, previous_failed: bool) -> bool {
+    !replacing_bad && !previous_failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_known_good_is_the_newest_version_whose_newest_verdict_passed() {
+        // scenario; verdicts oldest first ("v1+" passed, "v1-" failed); marked bad; except; expected
+        type Row = (&'static str, &'static str, &'static [&'static str], &'static [&'static str], Option<&'static str>);
+        let rows: [Row; 10] = [
+            ("none recorded", "", &[], &[], None),
+            ("one pass", "v1+", &[], &[], Some("v1")),
+            ("the newer pass", "v1+ v2+", &[], &[], Some("v2")),
+            ("v1 failed after it passed (restored by post-failure later)", "v1+ v2+ v1-", &[], &[], Some("v2")),
+            ("a later failure takes it away", "v1+ v2+ v2-", &[], &[], Some("v1")),
+            ("a pass after a failure gives it back", "v1+ v2- v2+", &[], &[], Some("v2")),
+            ("marked bad, then passing a check (not forced): not good", "v1+ v4+", &["v4"], &[], Some("v1")),
+            ("except the one found bad", "v1+ v2+", &[], &["v2"], Some("v1")),
+            ("a failed verification after a restore", "v1+ v2+ v3+ v3-", &[], &[], Some("v2")),
+            ("every one failed", "v1- v2-", &[], &[], None),
+        ];
+        for (scenario, verdicts, bad, except, want) in rows {
+            let verdicts: Vec<(&str, bool)> =
+                verdicts.split_whitespace().map(|v| (&v[..v.len() - 1], v.ends_with('+'))).collect();
+            assert_eq!(last_known_good(&verdicts, bad, except), want, "{scenario}");
+        }
+    }
+
+    #[test]
+    fn the_cause_of_a_restore_and_whether_it_condemns() {
+        let r = |failing, known_good| Some(Replaced { failing, known_good });
+        let rows = [
+            ("an alert, whatever the reason text", true, r(false, true), Cause::Alert, true),
+            ("a failed check of the live version", false, r(true, false), Cause::Smoke, true),
+            ("a planned rollback of a version known good", false, r(false, true), Cause::Planned, false),
+            ("by hand, an unverified version", false, r(false, false), Cause::ByHand, true),
+            ("a hung live version restarted", false, None, Cause::Health, true),
+        ];
+        for (scenario, alerted, replaced, want, condemned) in rows {
+            let c = cause(alerted, replaced);
+            assert_eq!(c, want, "{scenario}");
+            assert_eq!(condemns(c), condemned, "{scenario}");
+        }
+    }
+
+    /// One scenario of the exposure clock: its facts and what must follow.
+    struct Clock {
+        scenario: &'static str,
+        alert: Option<Millis>,
+        first_failure: Millis,
+        took: Option<Millis>,
+        passed_since: bool,
+        restored: Millis,
+        share: Option<i64>,
+        cause: Cause,
+        /// detected, charged from, downtime
+        want: (Millis, Millis, Millis),
+    }
+
+    #[test]
+    fn the_exposure_clock() {
+        const NOW: Millis = 9_000;
+        let row = |scenario, alert, first_failure, took, passed_since, restored, share, cause, want| Clock {
+            scenario,
+            alert,
+            first_failure,
+            took,
+            passed_since,
+            restored,
+            share,
+            cause,
+            want,
+        };
+        let rows = [
+            row(
+                "charged from the switch",
+                None,
+                5_000,
+                Some(4_000),
+                false,
+                10_000,
+                None,
+                Cause::Smoke,
+                (5_000, 4_000, 6_000),
+            ),
+            row(
+                "passed after the switch: from its failure",
+                None,
+                7_000,
+                Some(4_000),
+                true,
+                10_000,
+                None,
+                Cause::Smoke,
+                (7_000, 7_000, 3_000),
+            ),
+            row(
+                "an alert dated before it took traffic is clamped",
+                Some(1),
+                1,
+                Some(4_000),
+                false,
+                10_000,
+                None,
+                Cause::Alert,
+                (4_000, 4_000, 6_000),
+            ),
+            row(
+                "an alert from the future is now",
+                Some(99_000),
+                NOW,
+                Some(4_000),
+                true,
+                10_000,
+                None,
+                Cause::Alert,
+                (NOW, NOW, 1_000),
+            ),
+            row(
+                "a planned rollback charges nothing",
+                None,
+                NOW,
+                Some(4_000),
+                false,
+                10_000,
+                None,
+                Cause::Planned,
+                (NOW, 4_000, 0),
+            ),
+            row(
+                "a canary's share",
+                None,
+                5_000,
+                Some(4_000),
+                false,
+                10_000,
+                Some(20),
+                Cause::Canary,
+                (5_000, 4_000, 1_200),
+            ),
+            row(
+                "restored before the charge's start: nothing, never a credit",
+                None,
+                NOW,
+                None,
+                false,
+                8_000,
+                None,
+                Cause::Health,
+                (NOW, NOW, 0),
+            ),
+        ];
+        for c in rows {
+            let d = detected(c.alert, c.first_failure, c.took, NOW);
+            assert!(c.took.is_none_or(|t| d >= t), "{}: detected before it took traffic", c.scenario);
+            let from = charged_from(c.took, c.passed_since, d);
+            assert_eq!((d, from, downtime(c.cause, from, c.restored, c.share)), c.want, "{}", c.scenario);
+        }
+    }
+
+    #[test]
+    fn an_alert_is_evidence_once_and_only_against_what_was_live() {
+        let rows = [
+            ("a fresh alert on the live version", false, 5_000, Some(4_000), None),
+            ("delivered again", true, 5_000, Some(4_000), Some(NoEvidence::AlreadyActed)),
+            ("dated before the switch", false, 3_000, Some(4_000), Some(NoEvidence::BeforeTraffic)),
+            ("a date of \"1\"", false, 1, Some(4_000), Some(NoEvidence::BeforeTraffic)),
+            ("no switch recorded (adopted)", false, 1, None, None),
+        ];
+        for (scenario, acted, at, took, want) in rows {
+            assert_eq!(alert_evidence(acted, at, took, 10_000), want, "{scenario}");
+        }
+    }
+
+    #[test]
+    fn only_a_version_that_did_not_fail_is_kept_warm() {
+        let rows = [
+            ("a promote or deploy keeps a good previous", false, false, true),
+            ("a previous that failed here is never warm", false, true, false),
+            ("a rollback or a failed promote's restore replaces the bad one", true, false, false),
+        ];
+        for (scenario, replacing_bad, failed, want) in rows {
+            assert_eq!(keep_warm(replacing_bad, failed), want, "{scenario}");
+        }
+    }
+}
