@@ -94,6 +94,10 @@ HEALTHY = {
 }
 
 
+# The kind of the restore row.
+RESTORE = "the restored version cannot serve"
+
+
 def free_port():
     import socket
 
@@ -133,6 +137,12 @@ class Worker:
         app = open(os.path.join(self.dir, "application.py")).read()
         app = app.replace("import fcntl\n", "import fcntl\nimport random\nimport socket\nimport time\n")
         app = app.replace("VERSION = ", "STARTED = time.time()\nCOUNT = [0]\nVERSION = ")
+        # Every version of the corpus can be made unable to serve its users where it runs (the
+        # restore row): a file named after it in the data dir.
+        app = app.replace("@app.get(\"/\")\n", "@app.before_request\ndef _broken_here():\n"
+                          "    data = os.environ.get(\"SAFEDEPLOY_DATA_DIR\", \".\")\n"
+                          "    if request.path not in (\"/health\", \"/version\") and os.path.exists(os.path.join(data, \"break-\" + VERSION)):\n"
+                          "        return \"broken here\\n\", 500\n\n\n@app.get(\"/\")\n", 1)
         open(os.path.join(self.dir, "application.py"), "w").write(app)
         self.env = dict(os.environ, SAFEDEPLOY_STATE_DIR=os.path.join(self.dir, ".state"),
                         SAFEDEPLOY_CONFIG=cfg_path)
@@ -159,7 +169,7 @@ class Worker:
             out[rel] = open(os.path.join(self.dir, rel)).read()
         return out
 
-    def one(self, label, kind, bad, edit, forced=False):
+    def one(self, label, kind, bad, edit, forced=False, restore_breaks=False):
         started = time.time()
         self.git("checkout", "-q", "base", "--", ".")
         files = self.files()
@@ -181,6 +191,11 @@ class Worker:
             # Past staging whatever it says: only production's layers are measured.
             run(steps[0][1], self.dir, self.env)
             steps = [("promote", promote + ["--force", "--reason", "corpus: forced past staging"]), steps[3]]
+        if restore_breaks:
+            # Past the check before traffic and the canary too: production's smoke check fails it,
+            # and the rollback's restore is what is measured.
+            skip = ["--version", label, "--force", "--reason", "corpus", "--skip-pre-traffic", "corpus: the restore row"]
+            steps = [("promote", ["promote", *skip]), steps[-1]]
         verdict, layer, said = "passed", None, ""
         for name, cmd in steps:
             code, out = run(cmd, self.dir, self.env)
@@ -198,7 +213,10 @@ class Worker:
             else:
                 verdict, layer = "error", f"{name} exit {code}"
             break
-        if verdict == "stopped" and layer == "production smoke" or (bad and verdict == "passed"):
+        restore = None
+        if restore_breaks and verdict == "stopped" and layer == "production smoke":
+            restore = self.restore_that_cannot_serve()
+        elif verdict == "stopped" and layer == "production smoke" or (bad and verdict == "passed"):
             code, out = run(["rollback", "--to", self.good, "--reason", "corpus"], self.dir, self.env)
             assert code == 0, f"rollback: {out}"
         if verdict == "passed" and not bad:
@@ -207,8 +225,27 @@ class Worker:
         if os.path.exists(os.path.join(self.dir, "static/styles.css")):
             os.remove(os.path.join(self.dir, "static/styles.css"))
         self.results.append({"label": label, "kind": kind, "bad": bad, "forced": forced, "verdict": verdict,
-                             "layer": layer, "said": said, "from": started, "to": time.time()})
+                             "layer": layer, "said": said, "from": started, "to": time.time(), "restore": restore})
         return verdict, layer
+
+    def restore_that_cannot_serve(self):
+        """The good version to restore no longer serves its users (its data changed under it: a
+        file in the data dir makes every page but /health and /version answer 500). Caught when
+        rollback does not call it restored: it goes on to an older version that serves, or exits
+        1; missed when it exits 0 while production fails its checks."""
+        data = os.path.join(self.dir, ".state/local/envs/production/data")
+        broken = os.path.join(data, f"break-{self.good}")
+        open(broken, "w").close()
+        code, out = run(["rollback", "--reason", "corpus: a restore that cannot serve"], self.dir, self.env)
+        check, _ = run(["smoke-check", "--env", "production"], self.dir, self.env)
+        outcome = "caught" if code != 0 or check == 0 else "missed"
+        os.remove(broken)
+        # Back to the good version, which serves again, and known good again by a recorded pass.
+        for cmd in (["rollback", "--to", self.good, "--force", "--reason", "corpus: back to the good version"],
+                    ["smoke-check", "--env", "production", "--record"]):
+            c, o = run(cmd, self.dir, self.env)
+            assert c == 0, f"{cmd}: {o}"
+        return {"outcome": outcome, "rollback_exit": code, "said": out.strip().splitlines()[-1][:200] if out.strip() else ""}
 
 
 def users(port, stop, seen):
@@ -237,6 +274,9 @@ def main():
     plan = []
     for kind, edit in BAD.items():
         plan += [(kind, True, edit, False), (kind, True, edit, True)] * BAD_RUNS
+    # The restore row: the incident's bad version forced in and failing production's check, and
+    # the good version to restore unable to serve its users once restored.
+    plan += [(RESTORE, True, BAD["500 only on POST (the incident)"], True)] * BAD_RUNS
     kinds = list(HEALTHY.items())
     plan += [(kinds[i % len(kinds)][0], False, kinds[i % len(kinds)][1], False) for i in range(HEALTHY_RUNS)]
     workers = [Worker(n) for n in range(WORKERS)]
@@ -250,7 +290,7 @@ def main():
     def drive(w, items):
         for i, (kind, bad, edit, forced) in enumerate(items):
             label = f"w{w.n}-{i}-{'bad' if bad else 'ok'}"
-            verdict, layer = w.one(label, kind, bad, edit, forced)
+            verdict, layer = w.one(label, kind, bad, edit, forced, restore_breaks=kind == RESTORE)
             how = " (forced past staging)" if forced else ""
             print(f"  {label:<14} {kind + how:<56} {verdict}{' (' + layer + ')' if layer else ''}", flush=True)
 
@@ -294,6 +334,11 @@ def table(results, seen, took):
             wrong = sum(1 for r in rs if (r["verdict"] == "passed") == bad)
             users_failed = sum(r.get("users_failed", 0) for r in rs)
             lines.append(f"| {what}: {kind} | {len(rs)} | {by} | {wrong} | {users_failed} |")
+    restores = [r["restore"] for r in results if r.get("restore")]
+    if restores:
+        caught = sum(1 for x in restores if x["outcome"] == "caught")
+        lines.append(f"| restore: {RESTORE} | {len(restores)} | {caught} caught by the verified restore | "
+                     f"{len(restores) - caught} | - |")
     missed = sum(1 for r in results if r["bad"] and r["verdict"] == "passed")
     false = sum(1 for r in results if not r["bad"] and r["verdict"] != "passed")
     nbad = sum(1 for r in results if r["bad"])
