@@ -404,3 +404,39 @@ fn the_suspect_is_a_commit_of_the_range_and_says_how_far_the_frame_is_from_it() 
     assert!(report.contains(&format!("by commit {v2}")), "the range's commit, not the line's older one: {report}");
     assert!(report.contains("author: Near Change"), "{report}");
 }
+
+/// A database error that no changed line explains points at the migration changed in the
+/// range, with its commit and hunk; a line of the error's message stays in its record.
+#[test]
+fn a_database_error_names_the_migration_changed_in_the_range() {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.write(
+        "migrations/versions/0002_rename_body.py",
+        "def upgrade():\n    op.alter_column(\"post\", \"body\", new_column_name=\"text\")\n",
+    );
+    p.commit_all("Rename post.body to post.text", "Schema Change");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
+        .assert()
+        .success();
+    let log = p.state.join("local/envs/production/app.log");
+    let now = safedeploy::clock::rfc3339(safedeploy::clock::now_ms());
+    let mut text = std::fs::read_to_string(&log).expect("log");
+    text += &format!(
+        "{now} Traceback (most recent call last):\n{now}   File \"{}/local/versions/v2/application.py\", line 67, in load_urls\n{now}     return json.load(urls_file)\n{now} sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such column: post.body\n{now} [SQL: SELECT post.body FROM post]\n{now} (Background on this error at: https://sqlalche.me/e/20/e3q8)\n",
+        p.state.display()
+    );
+    std::fs::write(&log, text).expect("log");
+    p.cmd("collect-logs").args(["--env", "production", "--out", "hunt.txt"]).assert().success();
+    let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
+    assert!(
+        report.contains(
+            "=== suspect change\nmigrations/versions/0002_rename_body.py (a migration: the error is the database's"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("author: Schema Change") && report.contains("new_column_name=\"text\""), "{report}");
+    assert_eq!(report.matches("=== group").count(), 1, "the [SQL: …] line is no group of its own: {report}");
+}

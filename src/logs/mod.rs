@@ -633,6 +633,16 @@ fn find_suspect(ctx: &Ctx, groups: &[Group], hist: &History, prefixes: &[String]
             return Ok(Some(s));
         }
     }
+    // No changed line explains it: a database error points at the range's migration.
+    if let (Some(good), Some(bad)) = (&hist.good, &hist.bad)
+        && good != bad
+    {
+        for g in groups {
+            if let Some(s) = suspect::migration(ctx, g.headline(), good, bad)? {
+                return Ok(Some(s));
+            }
+        }
+    }
     Ok(None)
 }
 
@@ -719,11 +729,15 @@ fn render(scope: &Scope, pattern: &str, findings: &Findings) -> String {
     s += &format!("{hits} matching record(s) in {} distinct group(s), first seen first\n", groups.len());
     if let Some(x) = suspect {
         s += &format!(
-            "\n=== suspect change\n{}:{} in {}{} — changed between {} and {} by commit {}\nauthor: {}\nsubject: {}\n{}\n",
-            x.file,
-            x.line,
-            x.function,
-            x.nearness(),
+            "\n=== suspect change\n{} — changed between {} and {} by commit {}\nauthor: {}\nsubject: {}\n{}\n",
+            if x.migration {
+                format!(
+                    "{} (a migration: the error is the database's, and no changed line of the range explains it)",
+                    x.file
+                )
+            } else {
+                format!("{}:{} in {}{}", x.file, x.line, x.function, x.nearness())
+            },
             crate::git::short(&x.good),
             crate::git::short(&x.bad),
             x.commit,

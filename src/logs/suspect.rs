@@ -25,6 +25,8 @@ pub struct Suspect {
     pub function: String,
     /// The changed line the frame is on or nearest to, when the frame's own line is unchanged.
     pub changed_line: Option<u32>,
+    /// A schema migration of the range, named for a database error no changed line explains.
+    pub migration: bool,
     pub good: String,
     pub bad: String,
     pub commit: String,
@@ -36,6 +38,15 @@ pub struct Suspect {
 impl Suspect {
     /// One line: where, which commit, who, why.
     pub fn headline(&self) -> String {
+        if self.migration {
+            return format!(
+                "{}, a migration changed in the range (the error is the database's), by {} {} ({})",
+                self.file,
+                crate::git::short(&self.commit),
+                self.author,
+                self.subject
+            );
+        }
         format!(
             "{}:{} in {}{}, changed by {} {} ({})",
             self.file,
@@ -115,6 +126,7 @@ pub fn find(ctx: &Ctx, frames: &[Frame], good: &str, bad: &str) -> Result<Option
             line: frame.line,
             function: frame.function.clone(),
             changed_line: (nearest != frame.line).then_some(nearest),
+            migration: false,
             good: good.to_string(),
             bad: bad.to_string(),
             commit,
@@ -124,6 +136,56 @@ pub fn find(ctx: &Ctx, frames: &[Frame], good: &str, bad: &str) -> Result<Option
         }));
     }
     Ok(None)
+}
+
+/// A database error's words: what a schema change breaks (SQLite, PostgreSQL, SQLAlchemy).
+static DATABASE_ERROR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)no such (column|table)|Undefined(Column|Table)|OperationalError|ProgrammingError|column .* does not exist|relation .* does not exist")
+        .expect("static regex")
+});
+
+/// A file that changes the schema: under a `migrations/` or `alembic/` dir, or a `.sql` file.
+fn is_migration(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    p.contains("migration") || p.contains("alembic/") || p.ends_with(".sql")
+}
+
+/// For a database error that no changed line explains: the migration changed in good..bad
+/// (the newest commit of the range that touched one), with its hunk.
+pub fn migration(ctx: &Ctx, error: &str, good: &str, bad: &str) -> Result<Option<Suspect>> {
+    if !DATABASE_ERROR.is_match(error) {
+        return Ok(None);
+    }
+    let dir = ctx.config.source_dir();
+    let (Some(good_commit), Some(bad_commit)) = (git::commit(ctx, &dir, good), git::commit(ctx, &dir, bad)) else {
+        return Ok(None);
+    };
+    let changed = git::read(ctx, &dir, &["diff", "--name-only", "--relative", &good_commit, &bad_commit])?;
+    let Some(path) = changed.lines().map(str::trim).find(|p| is_migration(p)) else { return Ok(None) };
+    let range = format!("{good_commit}..{bad_commit}");
+    let log = git::read(ctx, &dir, &["log", "-1", "--format=%H%x00%an%x00%s", &range, "--", path])?;
+    let mut f = log.trim().splitn(3, '\0');
+    let (commit, author, subject) =
+        (f.next().unwrap_or_default(), f.next().unwrap_or_default(), f.next().unwrap_or_default());
+    if commit.is_empty() {
+        return Ok(None);
+    }
+    let diff =
+        git::read(ctx, &dir, &["diff", "-U3", "--no-color", "--relative", &good_commit, &bad_commit, "--", path])?;
+    let hunk = git::hunks(&diff).into_iter().next().map(|h| h.lines.join("\n")).unwrap_or_default();
+    Ok(Some(Suspect {
+        file: path.to_string(),
+        line: 0,
+        function: String::new(),
+        changed_line: None,
+        migration: true,
+        good: good.to_string(),
+        bad: bad.to_string(),
+        commit: commit.to_string(),
+        author: author.to_string(),
+        subject: subject.to_string(),
+        hunk,
+    }))
 }
 
 /// A frame's path as a file of the repository: itself when tracked, else the one tracked file
@@ -201,6 +263,20 @@ mod tests {
         assert_eq!(in_repo("util.js", &tracked), None, "two files end so: no guess");
         assert_eq!(in_repo("/usr/lib/node.js", &tracked), None);
         assert_eq!(in_repo("", &tracked), None);
+    }
+
+    #[test]
+    fn database_errors_and_migration_files_are_told_apart() {
+        assert!(
+            DATABASE_ERROR
+                .is_match("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such column: post.body")
+        );
+        assert!(DATABASE_ERROR.is_match("psycopg2.errors.UndefinedColumn: column post.body does not exist"));
+        assert!(!DATABASE_ERROR.is_match("TypeError: the JSON object must be str"));
+        for m in ["migrations/versions/0002_rename.py", "app/alembic/versions/a1.py", "schema/002.sql"] {
+            assert!(is_migration(m), "{m}");
+        }
+        assert!(!is_migration("application.py"));
     }
 
     #[test]
