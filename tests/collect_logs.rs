@@ -367,6 +367,30 @@ fn an_environments_logs_include_the_proxys_access_and_error_logs() {
     assert_ne!(g["first_seen"], serde_json::Value::Null, "{g:#}");
 }
 
+/// v2 (the last commit) forced into production, a Python traceback through v2's
+/// `application.py:67` ending in `error` (its lines) appended to production's log, and
+/// collect-logs' report on production.
+fn v2_forced_in_then_its_trace(p: &Project, error: &[&str]) -> String {
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("promote")
+        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
+        .assert()
+        .success();
+    let log = p.state.join("local/envs/production/app.log");
+    let now = safedeploy::clock::rfc3339(safedeploy::clock::now_ms());
+    let mut text = std::fs::read_to_string(&log).expect("log");
+    text += &format!(
+        "{now} Traceback (most recent call last):\n{now}   File \"{}/local/versions/v2/application.py\", line 67, in load_urls\n{now}     return json.load(urls_file)\n",
+        p.state.display()
+    );
+    for line in error {
+        text += &format!("{now} {line}\n");
+    }
+    std::fs::write(&log, text).expect("log");
+    p.cmd("collect-logs").args(["--env", "production", "--out", "hunt.txt"]).assert().success();
+    std::fs::read_to_string(p.app.join("hunt.txt")).expect("report")
+}
+
 /// The suspect is a commit of the range good..bad, or there is none: a frame three lines below
 /// a change blames the change (and says how far it is), never the older commit that last
 /// touched the frame's own line.
@@ -380,22 +404,8 @@ fn the_suspect_is_a_commit_of_the_range_and_says_how_far_the_frame_is_from_it() 
     assert_eq!(lines[66], "        return json.load(urls_file)");
     p.write("application.py", &app.replace("    if not os.path.exists(path):", "    if not os.path.isfile(path):"));
     p.commit_all("Only files count as a store", "Near Change");
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote")
-        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
-        .assert()
-        .success();
     // A NameError on line 67, which no commit of the range touched.
-    let log = p.state.join("local/envs/production/app.log");
-    let now = safedeploy::clock::rfc3339(safedeploy::clock::now_ms());
-    let mut text = std::fs::read_to_string(&log).expect("log");
-    text += &format!(
-        "{now} Traceback (most recent call last):\n{now}   File \"{}/local/versions/v2/application.py\", line 67, in load_urls\n{now}     return json.load(urls_file)\n{now} NameError: name 'urls_file' is not defined\n",
-        p.state.display()
-    );
-    std::fs::write(&log, text).expect("log");
-    p.cmd("collect-logs").args(["--env", "production", "--out", "hunt.txt"]).assert().success();
-    let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
+    let report = v2_forced_in_then_its_trace(&p, &["NameError: name 'urls_file' is not defined"]);
     let v2 = p.git(&["rev-parse", "HEAD"]).trim().to_string();
     assert!(
         report.contains("application.py:67 in load_urls, 3 lines below a change at line 64 — changed between"),
@@ -416,21 +426,14 @@ fn a_database_error_names_the_migration_changed_in_the_range() {
         "def upgrade():\n    op.alter_column(\"post\", \"body\", new_column_name=\"text\")\n",
     );
     p.commit_all("Rename post.body to post.text", "Schema Change");
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote")
-        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "t"])
-        .assert()
-        .success();
-    let log = p.state.join("local/envs/production/app.log");
-    let now = safedeploy::clock::rfc3339(safedeploy::clock::now_ms());
-    let mut text = std::fs::read_to_string(&log).expect("log");
-    text += &format!(
-        "{now} Traceback (most recent call last):\n{now}   File \"{}/local/versions/v2/application.py\", line 67, in load_urls\n{now}     return json.load(urls_file)\n{now} sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such column: post.body\n{now} [SQL: SELECT post.body FROM post]\n{now} (Background on this error at: https://sqlalche.me/e/20/e3q8)\n",
-        p.state.display()
+    let report = v2_forced_in_then_its_trace(
+        &p,
+        &[
+            "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such column: post.body",
+            "[SQL: SELECT post.body FROM post]",
+            "(Background on this error at: https://sqlalche.me/e/20/e3q8)",
+        ],
     );
-    std::fs::write(&log, text).expect("log");
-    p.cmd("collect-logs").args(["--env", "production", "--out", "hunt.txt"]).assert().success();
-    let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
     assert!(
         report.contains(
             "=== suspect change\nmigrations/versions/0002_rename_body.py (a migration: the error is the database's"

@@ -285,13 +285,7 @@ fn a_warm_version_cannot_postpone_its_retirement() {
     let p = Project::new();
     // A window long enough to look at the warm copy on a loaded machine before it ends.
     p.edit_config(|c| c.replace("stop_grace = \"3s\"", "stop_grace = \"1s\"\nkeep_previous = \"6s\""));
-    p.v1_everywhere();
-    p.commit_incident();
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("promote")
-        .args(["--version", "v2", "--force", "--reason", "t", "--skip-pre-traffic", "test"])
-        .assert()
-        .success();
+    p.v2_forced_into_production();
     let warm = p.warm_pid("production").expect("v1 kept warm");
     // Its processes, the supervisor aside, never see the retire file's path.
     let members: Vec<i32> = std::fs::read_dir("/proc")

@@ -176,15 +176,11 @@ impl<'a> Local<'a> {
         let serves = self.read_state(env)?.is_some_and(|s| s.pid == w.state.pid);
         // Past its window it is retiring (or should have: its retire file is not to be
         // trusted): it is no target to switch back to.
-        let overdue = crate::clock::now_ms() >= w.until;
-        if !serves && !overdue && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
-            return Ok(Some(w));
-        }
-        if !serves && overdue && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
-            // Still running past its window plus the grace its retirement takes: the next run
-            // that holds the environment's lock stops it (see `tidy_behind`); until then it is
-            // said, and not forgotten.
-            return Ok(None);
+        // Still running past its window: the next run that holds the environment's lock stops
+        // it (`stop_overdue_warm`); until then the record is kept, not forgotten.
+        if !serves && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
+            let overdue = crate::clock::now_ms() >= w.until;
+            return Ok((!overdue).then_some(w));
         }
         if !self.fx.dry_run {
             self.write_json::<Warm>(&self.warm_file(env)?, None)?;
