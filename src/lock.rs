@@ -38,6 +38,7 @@ pub fn path(state_dir: &Path, env: &str) -> Result<PathBuf> {
 pub fn acquire(state_dir: &Path, env: &str, who: &Holder<'_>, dry_run: bool) -> Result<Option<EnvLock>> {
     let path = path(state_dir, env)?;
     if dry_run {
+        crate::statedir::verify(state_dir)?;
         // Asked of the kernel's table: a dry run taking the lock, even for a moment, could make
         // a real run starting then fail as "locked".
         if path.exists() && !lock_holders(&path).is_empty() {

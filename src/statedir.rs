@@ -89,6 +89,17 @@ pub fn prepare(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A dry run's look at the state dir: what a real run would refuse is refused (exit 2), and
+/// nothing is created or closed. A state dir that is not there yet is fine.
+pub fn verify(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(refuse(dir, format!("cannot be read: {e}"))),
+        Ok(m) if !m.is_dir() => Err(refuse(dir, "is not a directory")),
+        Ok(m) => untrusted(&m).map_or(Ok(()), |why| Err(refuse(dir, why))),
+    }
+}
+
 /// Proves `dir` (the state dir or one of its own dirs) is this user's alone, and closes it to
 /// others when it is this user's.
 fn close_to_others(dir: &Path) -> Result<()> {

@@ -853,6 +853,16 @@ fn a_state_dir_another_user_owns_or_can_write_is_refused_and_plants_nothing() {
         ),
     });
 
+    // 2b. A dry run meets what the real run would: refused, not a plan.
+    cases.push(Case {
+        case: "a dry run on a state dir every user may write".into(),
+        expected: "exit 2, says why: true",
+        observed: refused(
+            describe(&p.cmd("deploy-staging").args(["--version", "v1", "--dry-run"]).assert()),
+            "can be written by every user",
+        ),
+    });
+
     // 3. The same plant left behind after the dir was closed again: the lock itself is refused.
     chmod(&p.state, 0o755);
     cases.push(Case {
