@@ -116,6 +116,23 @@ CREATE INDEX gate_runs_at ON gate_runs(at);
 ALTER TABLE incidents ADD COLUMN cause TEXT;
 ALTER TABLE incidents ADD COLUMN alert_id TEXT;
 "#,
+    // The release phase: each run of a version's release command (migrations) in an
+    // environment, and on each deployment the release that ran before it.
+    r#"
+CREATE TABLE releases (
+    id          INTEGER PRIMARY KEY,
+    env         TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER NOT NULL,
+    exit        TEXT NOT NULL,
+    ok          INTEGER NOT NULL,
+    tail        TEXT
+);
+CREATE INDEX releases_env ON releases(env, label);
+ALTER TABLE deployments ADD COLUMN release_id INTEGER;
+"#,
 ];
 
 pub use crate::rules::Cause;
@@ -677,6 +694,56 @@ impl Ledger {
         )?;
         let rows: Vec<Deployment> = st.query_map([env], Self::deployment_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows.into_iter().map(|d| self.clean_deployment(d)).collect())
+    }
+
+    // ---- releases ----
+
+    /// Records a run of `label`'s release command in `env`; returns its id.
+    pub fn record_release(&self, env: &str, label: &str, r: &crate::platform::Released) -> Result<i64> {
+        let id = self.write(
+            || format!("record the release of {label} in {env} ({})", r.exit),
+            |c| {
+                c.execute(
+                    "INSERT INTO releases (env, label, command, started_at, ended_at, exit, ok, tail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        env,
+                        label,
+                        self.clean(&r.command),
+                        r.started_at,
+                        r.ended_at,
+                        r.exit,
+                        r.ok,
+                        self.clean(&r.tail)
+                    ],
+                )?;
+                Ok(c.last_insert_rowid())
+            },
+        )?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// When `label`'s release last passed in `env`, if it ever did: a release runs once per
+    /// environment.
+    pub fn released_in(&self, env: &str, label: &str) -> Result<Option<Millis>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT MAX(ended_at) FROM releases WHERE env = ?1 AND label = ?2 AND ok = 1",
+                params![env, label],
+                |r| r.get::<_, Option<Millis>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// The release that ran before deployment `id`.
+    pub fn record_deployment_release(&self, id: i64, release: i64) -> Result<()> {
+        self.write(
+            || format!("record release {release} on deployment {id}"),
+            |c| c.execute("UPDATE deployments SET release_id = ?1 WHERE id = ?2", params![release, id]),
+        )?;
+        Ok(())
     }
 
     // ---- verifications ----

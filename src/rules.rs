@@ -25,6 +25,9 @@ pub enum Cause {
     /// Someone replaced a version known good there (its newest verdict a pass, no alert): a
     /// planned rollback; nothing is charged and nothing condemned.
     Planned,
+    /// A candidate's release or start changed the shared data, and the version users were
+    /// served failed its checks before the candidate took any traffic.
+    Release,
 }
 
 impl Cause {
@@ -36,12 +39,13 @@ impl Cause {
             Cause::Alert => "alert",
             Cause::ByHand => "by_hand",
             Cause::Planned => "planned",
+            Cause::Release => "release",
         }
     }
 
     /// A cause as the ledger keeps it.
     pub fn parse(s: &str) -> Option<Cause> {
-        [Cause::Canary, Cause::Health, Cause::Smoke, Cause::Alert, Cause::ByHand, Cause::Planned]
+        [Cause::Canary, Cause::Health, Cause::Smoke, Cause::Alert, Cause::ByHand, Cause::Planned, Cause::Release]
             .into_iter()
             .find(|c| c.as_str() == s)
     }
@@ -145,6 +149,151 @@ pub fn alert_evidence(
 /// environment.
 pub fn keep_warm(replacing_bad: bool, previous_failed: bool) -> bool {
     !replacing_bad && !previous_failed
+}
+
+/// Why promote refuses a version (empty: it may go): it has not passed the smoke checks in the
+/// environment it comes from, it is marked bad, or the SLA budget is spent. `--force --reason`
+/// overrides them all, and the reasons are said and recorded then.
+pub fn promote_refusals(
+    label: &str,
+    from: &str,
+    verified_in_from: bool,
+    bad_reason: Option<&str>,
+    budget_spent: Option<&str>,
+) -> Vec<String> {
+    let mut refusals = vec![];
+    if !verified_in_from {
+        refusals.push(format!("{label} has not passed the smoke checks in {from}"));
+    }
+    if let Some(why) = bad_reason {
+        refusals.push(format!("{label} is marked bad ({why})"));
+    }
+    if let Some(line) = budget_spent {
+        refusals.push(format!("the SLA budget is spent ({line})"));
+    }
+    refusals
+}
+
+/// What a rollback does, from what serves and what the ledger knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// The live version is the target, healthy, and nothing speaks against it.
+    Nothing(&'a str),
+    /// The live version is the target but does not answer: restart it.
+    Restart(&'a str),
+    /// Put `target` in front of users in place of `bad`.
+    Replace { target: &'a str, bad: &'a str },
+    /// Nothing serves: start `target`.
+    Start(&'a str),
+    /// The live version is the last known good but suspect, and nothing known good came before
+    /// it: it stays, not marked bad.
+    NoEarlier(&'a str),
+    /// No version is known good here.
+    NoneKnown,
+}
+
+/// The rollback's target. `live`: what serves (label, healthy); `suspect`: a failed check of
+/// the live version since it last passed, or an alert that is evidence; `to`: a version named
+/// by `--to` (already allowed); `good`: the last known good; `good_before`: the last known good
+/// other than `good`.
+pub fn rollback_target<'a>(
+    live: Option<(&'a str, bool)>,
+    suspect: bool,
+    to: Option<&'a str>,
+    good: Option<&'a str>,
+    good_before: Option<&'a str>,
+) -> Target<'a> {
+    let target = match (to, live, good) {
+        (Some(t), _, _) => t,
+        // The live version is the last known good, but the evidence is against it now.
+        (None, Some((l, _)), Some(g)) if l == g && suspect => match good_before {
+            Some(p) => p,
+            None => return Target::NoEarlier(g),
+        },
+        (None, _, Some(g)) => g,
+        (None, _, None) => return Target::NoneKnown,
+    };
+    match live {
+        // Named by --to, the live version stays when it answers: the person chose it.
+        Some((l, true)) if l == target && (!suspect || to.is_some()) => Target::Nothing(target),
+        Some((l, _)) if l == target => Target::Restart(target),
+        Some((l, _)) => Target::Replace { target, bad: l },
+        None => Target::Start(target),
+    }
+}
+
+/// The layer that stopped a bad version, as the report counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layer {
+    StagingSmoke,
+    PreTraffic,
+    Canary,
+    /// A production smoke check, or a promoted version that did not become healthy.
+    ProductionSmoke,
+    Alert,
+    ByHand,
+}
+
+/// A verdict as the report reads it, in the ledger's order.
+#[derive(Debug, Clone, Copy)]
+pub struct VerdictFact<'a> {
+    pub label: &'a str,
+    pub production: bool,
+    pub passed: bool,
+    pub detail: &'a str,
+}
+
+/// An incident in production as the report reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentFact<'a> {
+    pub bad: &'a str,
+    /// The recorded cause; `None` for incidents from before causes were recorded.
+    pub cause: Option<Cause>,
+    /// A canary's incident (only a share of the users met it).
+    pub shared: bool,
+    pub reason: &'a str,
+}
+
+/// The bad versions each layer stopped, by the verdict that caused each stop: a version that
+/// failed staging counts there only if it never passed staging afterwards (a flaky check is no
+/// stop); one stopped before traffic or in its canary counts at that layer; an incident counts
+/// at its cause (a rollback by hand is its own row, a planned rollback stopped nothing bad, a
+/// canary's own incident is counted from its verdict). A version forced past a layer that
+/// stopped it counts there, and at the next that stops it.
+pub fn stopped_by_layer<'a>(
+    verdicts: &[VerdictFact<'a>],
+    incidents: &[IncidentFact<'a>],
+) -> std::collections::BTreeMap<Layer, std::collections::BTreeSet<&'a str>> {
+    let mut by: std::collections::BTreeMap<Layer, std::collections::BTreeSet<&'a str>> = Default::default();
+    let mut staging: Vec<&str> = vec![];
+    for v in verdicts {
+        match (v.production, v.passed) {
+            (false, false) if !staging.contains(&v.label) => staging.push(v.label),
+            (false, true) => staging.retain(|l| *l != v.label),
+            (true, false) if v.detail.starts_with("stopped before traffic") => {
+                by.entry(Layer::PreTraffic).or_default().insert(v.label);
+            }
+            (true, false) if v.detail.starts_with("canary at") => {
+                by.entry(Layer::Canary).or_default().insert(v.label);
+            }
+            _ => {}
+        }
+    }
+    if !staging.is_empty() {
+        by.entry(Layer::StagingSmoke).or_default().extend(staging);
+    }
+    for i in incidents.iter().filter(|i| !i.shared) {
+        // Incidents from before causes were recorded, by their reason.
+        let cause = i.cause.unwrap_or(if i.reason.contains("Datadog alert") { Cause::Alert } else { Cause::Smoke });
+        let layer = match cause {
+            Cause::Alert => Layer::Alert,
+            Cause::ByHand => Layer::ByHand,
+            Cause::Smoke | Cause::Health | Cause::Release => Layer::ProductionSmoke,
+            Cause::Canary | Cause::Planned => continue,
+        };
+        by.entry(layer).or_default().insert(i.bad);
+    }
+    by
 }
 
 #[cfg(test)]
@@ -329,6 +478,154 @@ mod tests {
         ];
         for (scenario, replacing_bad, failed, want) in rows {
             assert_eq!(keep_warm(replacing_bad, failed), want, "{scenario}");
+        }
+    }
+    #[test]
+    fn promote_refuses_what_did_not_pass_what_is_bad_and_a_spent_budget() {
+        // scenario; passed in staging; marked bad; budget spent; how many refusals
+        type Row = (&'static str, bool, Option<&'static str>, Option<&'static str>, usize);
+        let rows: [Row; 5] = [
+            ("passed staging, not bad, budget left", true, None, None, 0),
+            ("never passed staging", false, None, None, 1),
+            (
+                "marked bad earlier, then passed staging (forced promote needed)",
+                true,
+                Some("failed its canary"),
+                None,
+                1,
+            ),
+            ("the budget spent by an hour charged", true, None, Some("0 s left"), 1),
+            ("all three", false, Some("x"), Some("0 s left"), 3),
+        ];
+        for (scenario, verified, bad, spent, want) in rows {
+            let r = promote_refusals("v4", "staging", verified, bad, spent);
+            assert_eq!(r.len(), want, "{scenario}: {r:?}");
+            assert!(r.iter().all(|line| line.contains("v4") || line.contains("budget")), "{scenario}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn the_rollback_target() {
+        use Target::*;
+        // scenario; live (label, healthy); suspect; --to; last known good; known good before it
+        type Row = (
+            &'static str,
+            Option<(&'static str, bool)>,
+            bool,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            Target<'static>,
+        );
+        let rows: [Row; 10] = [
+            (
+                "bad v2 live, v1 known good",
+                Some(("v2", true)),
+                true,
+                None,
+                Some("v1"),
+                None,
+                Replace { target: "v1", bad: "v2" },
+            ),
+            (
+                "v2 live, no verdict, rolled back by hand",
+                Some(("v2", true)),
+                false,
+                None,
+                Some("v1"),
+                None,
+                Replace { target: "v1", bad: "v2" },
+            ),
+            ("the last known good live and healthy", Some(("v1", true)), false, None, Some("v1"), None, Nothing("v1")),
+            ("the last known good live but hung", Some(("v1", false)), false, None, Some("v1"), None, Restart("v1")),
+            (
+                "the last known good failing now: the one before",
+                Some(("v3", true)),
+                true,
+                None,
+                Some("v3"),
+                Some("v2"),
+                Replace { target: "v2", bad: "v3" },
+            ),
+            (
+                "the last known good failing, none before",
+                Some(("v1", true)),
+                true,
+                None,
+                Some("v1"),
+                None,
+                NoEarlier("v1"),
+            ),
+            (
+                "--to names the live one, suspect: stays",
+                Some(("v1", true)),
+                true,
+                Some("v1"),
+                Some("v1"),
+                None,
+                Nothing("v1"),
+            ),
+            (
+                "--to an older version",
+                Some(("v3", true)),
+                false,
+                Some("v1"),
+                Some("v3"),
+                None,
+                Replace { target: "v1", bad: "v3" },
+            ),
+            ("nothing serves", None, false, None, Some("v1"), None, Start("v1")),
+            ("nothing known good", Some(("v1", true)), true, None, None, None, NoneKnown),
+        ];
+        for (scenario, live, suspect, to, good, before, want) in rows {
+            assert_eq!(rollback_target(live, suspect, to, good, before), want, "{scenario}");
+        }
+    }
+
+    #[test]
+    fn each_stop_is_counted_at_the_layer_whose_verdict_caused_it() {
+        let v = |label, production, passed, detail| VerdictFact { label, production, passed, detail };
+        let i = |bad, cause, shared| IncidentFact { bad, cause, shared, reason: "" };
+        let verdicts = [
+            v("v2", false, false, "500 on /"),
+            v("v2", false, true, "all checks passed"), // a flaky staging check: no stop
+            v("v3", false, false, "500 on /"),
+            v("v4", true, false, "stopped before traffic: 500"),
+            v("v5", true, false, "canary at 20%: 500"),
+            v("v6", false, true, "all checks passed"),
+            v("v6", false, false, "500"), // failed staging after passing, never again passed
+            v("v7", true, false, "failed after a restore: 500"),
+        ];
+        let incidents = [
+            i("v5", Some(Cause::Canary), true),
+            i("v8", Some(Cause::ByHand), false),
+            i("v9", Some(Cause::ByHand), false),
+            i("v10", Some(Cause::Planned), false),
+            i("v11", Some(Cause::Alert), false),
+            i("v12", Some(Cause::Smoke), false),
+            i("v13", Some(Cause::Health), false),
+            i("v5", Some(Cause::Smoke), false), // forced past its canary, then rolled back
+        ];
+        let by = stopped_by_layer(&verdicts, &incidents);
+        let got = |l: Layer| by.get(&l).map(|s| s.iter().copied().collect::<Vec<_>>()).unwrap_or_default();
+        assert_eq!(got(Layer::StagingSmoke), ["v3", "v6"], "a staging failure counts only if never passed afterwards");
+        assert_eq!(got(Layer::PreTraffic), ["v4"]);
+        assert_eq!(got(Layer::Canary), ["v5"]);
+        assert_eq!(got(Layer::ByHand), ["v8", "v9"], "two manual rollbacks are not the production smoke check");
+        assert_eq!(got(Layer::Alert), ["v11"]);
+        assert_eq!(got(Layer::ProductionSmoke), ["v12", "v13", "v5"]);
+    }
+
+    #[test]
+    fn a_canarys_charge_is_its_share_of_its_span_and_never_negative() {
+        let rows = [
+            ("20% for 10 s", 1_000, 11_000, 20, 2_000),
+            ("100% is the whole span", 1_000, 11_000, 100, 10_000),
+            ("1% of 1 s", 0, 1_000, 1, 10),
+            ("a clock step back: nothing, never a credit", 11_000, 1_000, 50, 0),
+        ];
+        for (scenario, took, stopped, percent, want) in rows {
+            assert_eq!(downtime(Cause::Canary, took, stopped, Some(percent)), want, "{scenario}");
         }
     }
 }

@@ -22,7 +22,9 @@ fn a_bad_candidate_is_stopped_before_traffic_and_never_serves_a_user() {
     assert!(err.contains("production: checking v2 on port "), "{err}");
     assert!(err.contains("before it takes traffic"), "{err}");
     assert!(
-        err.contains("v2 was stopped before it took traffic in production (v1 still serves; no downtime)"),
+        err.contains(
+            "v2 was stopped before it took traffic in production (v1 still serves and passes its checks; no downtime)"
+        ),
         "{err}"
     );
     assert!(

@@ -55,10 +55,17 @@ pub const FIELDS: &[Field] = &[
     f("gate.tests", "what counts as a test file"),
     f("gate.coverage", "coverage report the command writes, Cobertura XML or lcov (default: none)"),
     f("gate.min_diff_coverage", "percent of the measured changed lines the tests must run (default: off)"),
+    f("gate.migrations", "where schema migrations live; new ones are classed expand or contract (empty: off)"),
+    f("gate.migration_lint", "an external migration linter, argv, run with the new migration files (default: none)"),
     f("deploy.health_path", "the path a new version must answer with a 2xx before it takes traffic"),
     f("deploy.health_timeout", "how long a new version has to become healthy"),
     f("deploy.stop_grace", "between SIGTERM and SIGKILL when a version is stopped"),
     f("deploy.command", "the web command (default: the version's Procfile `web:` line)"),
+    f(
+        "deploy.release",
+        "the release command (migrations), run once per environment before the version starts (default: the Procfile's `release:` line)",
+    ),
+    f("deploy.release_timeout", "time limit of the release command"),
     f("deploy.proxy", "`nginx` (or a path to it) owns each environment's port; `none`: stop, then start"),
     f("deploy.system_path", "system directories on the app's PATH after `build.path`"),
     f(

@@ -12,6 +12,8 @@ struct Promoted<'a> {
     changed: bool,
     duration_ms: Option<Millis>,
     budget: Budget,
+    /// The release that ran before the switch, if one did.
+    release: Option<ReleaseSummary>,
     dry_run: bool,
 }
 
@@ -55,9 +57,9 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     if let Some(c) = req.canary {
         platform.can_canary(to_env, c.bake)?;
     }
-    let (_lock, live) = take_env(ctx, &ledger, &*platform, to)?;
-    if let Some(l) = live.as_ref().filter(|l| l.label == label && l.healthy) {
-        reconcile(ctx, &ledger, to, &l.label, Action::Promote)?;
+    let session = Session::open(ctx, ledger, platform, to)?;
+    if let Some(l) = session.live.as_ref().filter(|l| l.label == label && l.healthy) {
+        session.reconcile(&l.label, Action::Promote)?;
         ctx.ui.result(format!("{to}: {label} is already live; nothing to promote"));
         let summary = Promoted {
             env: to,
@@ -66,12 +68,13 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
             changed: false,
             duration_ms: None,
             budget: budget_now,
+            release: None,
             dry_run: ctx.dry_run,
         };
         return Outcome::of(&summary);
     }
-    let previous = live.as_ref().map(|l| l.label.clone());
-    platform.register(&version, std::path::Path::new(&version.bundle))?;
+    let previous = session.live_label();
+    session.platform.register(&version, std::path::Path::new(&version.bundle))?;
     ctx.ui.status(format!(
         "{to}: promoting {label} from {from} (replacing {})",
         previous.as_deref().unwrap_or("nothing")
@@ -79,14 +82,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     let started = now_ms();
     // Before traffic: the smoke chains against the candidate's own address. A failure there
     // never reached a user.
-    let stopped = std::cell::RefCell::new(None::<String>);
-    let check = |base: &str| -> Result<()> {
-        crate::smoke::pre_traffic(ctx, to, &label, base).inspect_err(|e| {
-            if kind_of(e) == Kind::Verdict {
-                *stopped.borrow_mut() = Some(format!("{e:#}"));
-            }
-        })
-    };
+    let check = |base: &str| crate::smoke::pre_traffic(ctx, to, &label, base);
     let skipped = req.skip_pre_traffic.map(|r| format!("pre-traffic check skipped: {r}"));
     let reason = match (req.reason, &skipped) {
         (Some(r), Some(s)) => Some(format!("{r}; {s}")),
@@ -108,7 +104,6 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         round: &round,
     });
     let step = Step {
-        env: to,
         label: &label,
         action: Action::Promote,
         previous: previous.as_deref(),
@@ -116,17 +111,37 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         pre,
         canary: canary.as_ref(),
     };
-    let deployed = deploy_recorded(ctx, &ledger, &*platform, step);
-    if let (Err(e), Some(why)) = (&deployed, stopped.borrow().clone()) {
-        return Err(stopped_before_traffic(&ledger, to, &label, previous.as_deref(), &why, e));
+    let ended = session.deploy(step)?;
+    // Users met the change before it took traffic: the version they were served broke while the
+    // candidate's release or start ran. That is an incident from then, whatever follows.
+    let broke = match &ended.broke_live {
+        Some(b) => Some((b.clone(), broke_live(&session, &label, b)?)),
+        None => None,
+    };
+    if let (Some((b, _)), false) = (&broke, matches!(ended.deployed, Deployed::Live(_))) {
+        return Err(neither_serves(&session, &label, b, ended.deployed));
     }
-    if let Err(e) = &deployed
-        && let Some(a) = CanaryAborted::of(e)
-    {
-        return Err(canary_failed(ctx, &ledger, to, &label, previous.as_deref(), a.clone(), e));
-    }
-    match deployed {
-        Ok(switched) => {
+    match ended.deployed {
+        Deployed::StoppedBeforeTraffic(e) => {
+            Err(stopped_before_traffic(&session, &label, previous.as_deref(), ended.watched, &e))
+        }
+        Deployed::ReleaseFailed(r) => Err(release_failed(&session, &label, previous.as_deref(), ended.watched, &r)),
+        Deployed::CanaryAborted(a) => Err(canary_failed(&session, &label, previous.as_deref(), a)),
+        Deployed::Live(switched) => {
+            if let Some((b, id)) = &broke {
+                // Rolled forward: the candidate passed its check, so it serves the migrated
+                // data; the switch ends what users met.
+                session.ledger.close_incident(*id, &label, switched.at, Some(" (rolled forward)"))?;
+                ctx.ui.warn(format!(
+                    "{to}: users met {label}'s change before it took traffic: {} failed its checks from {} ({}); rolled forward: {label} passed its own check and serves since {}: {} charged",
+                    b.label,
+                    rfc3339(b.since),
+                    clip(&b.why, 200),
+                    rfc3339(switched.at),
+                    human(crate::rules::downtime(Cause::Release, b.since, switched.at, None))
+                ));
+            }
+            close_release_incidents(&session.ledger, to, &label, switched.at)?;
             if !ctx.dry_run {
                 if let Some(from) = switched.canary_from {
                     ctx.ui.result(format!(
@@ -147,29 +162,22 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
                 changed: true,
                 duration_ms: took,
                 budget: budget_now,
+                release: ended.released.as_ref().map(ReleaseSummary::of),
                 dry_run: ctx.dry_run,
             })
         }
-        Err(e) if kind_of(&e) == Kind::Verdict => {
-            let failed = Failed { env: to, environment: to_env, label: &label, previous, started };
-            Err(promote_failed(ctx, &ledger, &*platform, failed, e))
+        Deployed::Unhealthy(e) => {
+            let failed = Failed { label: &label, previous, started };
+            Err(promote_failed(&session, failed, e))
         }
-        Err(e) => Err(e),
     }
 }
 
 /// The candidate failed its canary: its share of the users met it from the canary's start until
 /// its share was 0 again. It is marked bad, the verdict recorded, and an incident recorded
 /// (already closed: the previous version serves everyone) charging that span times the share.
-fn canary_failed(
-    ctx: &Ctx,
-    ledger: &Ledger,
-    env: &str,
-    label: &str,
-    previous: Option<&str>,
-    a: CanaryAborted,
-    e: &anyhow::Error,
-) -> anyhow::Error {
+fn canary_failed(session: &Session<'_>, label: &str, previous: Option<&str>, a: CanaryAborted) -> anyhow::Error {
+    let (ctx, ledger, env) = (session.ctx, &session.ledger, session.env);
     let prev = previous.unwrap_or("-");
     let recorded = (|| -> Result<i64> {
         ledger.mark_bad(label, &format!("failed its canary in {env}"))?;
@@ -198,8 +206,8 @@ fn canary_failed(
         return Error::could_not_act(format!("the canary of {label} failed in {env}, but recording it failed"))
             .caused_by(r);
     }
-    let span = a.stopped_at - a.took_traffic_at;
-    let charged = span * i64::from(a.percent) / 100;
+    let span = (a.stopped_at - a.took_traffic_at).max(0);
+    let charged = crate::rules::downtime(Cause::Canary, a.took_traffic_at, a.stopped_at, Some(i64::from(a.percent)));
     if !ctx.dry_run {
         ctx.ui.result(format!(
             "{env}: canary of {label} aborted; {prev} serves every request again, {} ms after the failing verdict",
@@ -214,7 +222,6 @@ fn canary_failed(
             human(charged)
         ));
     }
-    let _ = e;
     Error::verdict(format!(
         "{label} failed its canary in {env} at {}% and was stopped; {prev} serves every request",
         a.percent
@@ -222,27 +229,122 @@ fn canary_failed(
     .caused_by(anyhow::anyhow!("{}", a.why))
 }
 
-/// The candidate failed its checks at its own address: it took no traffic, so no incident and
-/// no downtime; it is marked bad, and the verdict is recorded in `env`.
-fn stopped_before_traffic(
-    ledger: &Ledger,
-    env: &str,
+/// The version users were served broke while `label`'s release or start ran: a failing verdict
+/// against it (it cannot serve the changed data), and an incident charged from the change's
+/// start, caused by `label`. Returns the incident.
+fn broke_live(session: &Session<'_>, label: &str, b: &BrokeLive) -> Result<i64> {
+    let (ledger, env) = (&session.ledger, session.env);
+    let why = format!("failed while {label}'s release or start ran: {}", clip(&b.why, 400));
+    ledger.record_verification(env, &b.label, false, &why)?;
+    ledger.open_incident(&Incident {
+        id: 0,
+        env: env.to_string(),
+        bad_label: Some(label.to_string()),
+        restored_label: None,
+        detected_at: b.seen_at,
+        restored_at: None,
+        downtime_ms: None,
+        reason: Some(format!(
+            "users met {label}'s change before it took traffic: {} failed its checks: {}",
+            b.label,
+            clip(&b.why, 200)
+        )),
+        took_traffic_at: None,
+        rollback_started_at: None,
+        charged_from: Some(b.since),
+        share_percent: None,
+        cause: Some(Cause::Release.as_str().into()),
+        alert_id: None,
+    })
+}
+
+/// The live version broke while `label`'s release or start ran, and `label` cannot take over
+/// (its release or check failed): nothing known to work serves. The candidate is marked bad;
+/// the incident stays open; exit 3, naming the change as the cause.
+fn neither_serves(session: &Session<'_>, label: &str, b: &BrokeLive, deployed: Deployed) -> anyhow::Error {
+    let env = session.env;
+    let what = match &deployed {
+        Deployed::ReleaseFailed(r) => format!("its release failed ({})", r.exit),
+        Deployed::StoppedBeforeTraffic(e) => {
+            format!("it failed its own check before traffic ({})", clip(&format!("{e:#}"), 200))
+        }
+        Deployed::CanaryAborted(a) => format!("its canary failed ({})", clip(&a.why, 200)),
+        Deployed::Unhealthy(e) => format!("it did not become healthy ({})", clip(&format!("{e:#}"), 200)),
+        Deployed::Live(_) => "it serves".into(),
+    };
+    if let Err(r) = session.ledger.mark_bad(label, &format!("its change broke {} in {env}", b.label)) {
+        return Error::could_not_act(format!("{label} broke {env}, and recording it failed")).caused_by(r);
+    }
+    Error::could_not_act(format!(
+        "{env} is not served: {label}'s release or start changed the shared data, and {} (which users are served) fails its checks since {} ({}); {label} cannot take over: {what}. The incident stays open",
+        b.label,
+        rfc3339(b.since),
+        clip(&b.why, 200)
+    ))
+    .with_hint(format!(
+        "roll forward with a fixed version (deploy-staging, then promote), or restore the data and run rollback --env {env}"
+    ))
+    .into()
+}
+
+/// `label`'s release failed: nothing of it was started. A verdict against it: it is marked bad
+/// and the failure recorded; what serves, serves on (`watched`: its checks say so).
+fn release_failed(
+    session: &Session<'_>,
     label: &str,
     previous: Option<&str>,
-    why: &str,
+    watched: bool,
+    r: &crate::platform::Released,
+) -> anyhow::Error {
+    let (ledger, env) = (&session.ledger, session.env);
+    let recorded = (|| -> Result<()> {
+        ledger.mark_bad(label, &format!("its release failed in {env}"))?;
+        ledger.record_verification(env, label, false, &format!("release failed: {}", r.exit))?;
+        Ok(())
+    })();
+    if let Err(e) = recorded {
+        return Error::could_not_act(format!("{label}'s release failed in {env}, but recording it failed"))
+            .caused_by(e);
+    }
+    let still = match (previous, watched) {
+        (Some(p), true) => format!("{p} still serves, and still passes its checks"),
+        (Some(p), false) => format!("{p} still serves"),
+        (None, _) => format!("{env} serves nothing"),
+    };
+    Error::verdict(format!(
+        "{label}'s release failed in {env} ({}) and {label} was not started; {still}. Whatever the release changed before it failed stays changed",
+        r.exit
+    ))
+    .caused_by(anyhow::anyhow!("{}", r.tail))
+}
+
+/// The candidate failed its checks at its own address: it took no traffic; it is marked bad,
+/// and the verdict is recorded in `env`. "No downtime" is said only when the version users are
+/// served was watched and still passes its checks.
+fn stopped_before_traffic(
+    session: &Session<'_>,
+    label: &str,
+    previous: Option<&str>,
+    watched: bool,
     e: &anyhow::Error,
 ) -> anyhow::Error {
+    let (ledger, env) = (&session.ledger, session.env);
+    let why = format!("{e:#}");
     let recorded = (|| -> Result<()> {
         ledger.mark_bad(label, &format!("stopped before traffic in {env}"))?;
-        ledger.record_verification(env, label, false, &format!("stopped before traffic: {}", clip(why, 500)))?;
+        ledger.record_verification(env, label, false, &format!("stopped before traffic: {}", clip(&why, 500)))?;
         Ok(())
     })();
     if let Err(r) = recorded {
         return Error::could_not_act(format!("{label} was stopped before traffic in {env}, but recording it failed"))
             .caused_by(r);
     }
-    let still = previous.map(|p| format!("{p} still serves")).unwrap_or_else(|| format!("{env} serves nothing"));
-    Error::verdict(format!("{label} was stopped before it took traffic in {env} ({still}; no downtime)"))
+    let still = match (previous, watched) {
+        (Some(p), true) => format!("{p} still serves and passes its checks; no downtime"),
+        (Some(p), false) => format!("{p} still serves"),
+        (None, _) => format!("{env} serves nothing"),
+    };
+    Error::verdict(format!("{label} was stopped before it took traffic in {env} ({still})"))
         .caused_by(anyhow::anyhow!("{e:#}"))
 }
 
@@ -262,16 +364,14 @@ fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(V
             .with_hint("see the ledger's versions with --json output of deploy-staging")
     })?;
     let budget_now = Budget::now(&ctx.config.sla, ledger)?;
-    let mut refusals = vec![];
-    if !ledger.verified_in(from, &label)? {
-        refusals.push(format!("{label} has not passed the smoke checks in {from}"));
-    }
-    if let Some(why) = &version.bad_reason {
-        refusals.push(format!("{label} is marked bad ({why})"));
-    }
-    if budget_now.spent {
-        refusals.push(format!("the SLA budget is spent ({})", budget_now.line()));
-    }
+    let spent = budget_now.spent.then(|| budget_now.line());
+    let refusals = crate::rules::promote_refusals(
+        &label,
+        from,
+        ledger.verified_in(from, &label)?,
+        version.bad_reason.as_deref(),
+        spent.as_deref(),
+    );
     if !refusals.is_empty() {
         if !req.force {
             return Err(Error::verdict(format!("refusing to promote {label} to {to}: {}", refusals.join("; ")))
@@ -285,8 +385,6 @@ fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(V
 
 /// A promote whose version did not become healthy.
 struct Failed<'a> {
-    env: &'a str,
-    environment: &'a crate::config::Environment,
     label: &'a str,
     previous: Option<String>,
     started: Millis,
@@ -294,19 +392,14 @@ struct Failed<'a> {
 
 /// After a failed promote: the version is marked bad; if users saw it (no proxy, EB in place),
 /// the previous version is put back under an incident. Returns the error to exit with.
-fn promote_failed(
-    ctx: &Ctx,
-    ledger: &Ledger,
-    platform: &dyn Platform,
-    f: Failed<'_>,
-    e: anyhow::Error,
-) -> anyhow::Error {
-    let Failed { env, environment, label, previous, started } = f;
+fn promote_failed(session: &Session<'_>, f: Failed<'_>, e: anyhow::Error) -> anyhow::Error {
+    let (ctx, ledger, platform, env) = (session.ctx, &session.ledger, &*session.platform, session.env);
+    let Failed { label, previous, started } = f;
     let result = (|| -> Result<anyhow::Error> {
         ctx.ui.status(format!("{env}: {label} did not become healthy"));
         ledger.mark_bad(label, &format!("did not become healthy in {env}"))?;
         // Blue/green or behind the proxy: it failed before any switch; users never saw it.
-        if let Some(l) = platform.live(environment)?
+        if let Some(l) = platform.live(session.environment)?
             && previous.as_deref() == Some(l.label.as_str())
             && l.healthy
         {
@@ -339,7 +432,6 @@ fn promote_failed(
             alert_id: None,
         })?;
         let step = Step {
-            env,
             label: &prev,
             action: Action::Restore,
             previous: Some(label),
@@ -347,7 +439,7 @@ fn promote_failed(
             pre: None,
             canary: None,
         };
-        let switched = match deploy_recorded(ctx, ledger, platform, step) {
+        let switched = match session.deploy(step).and_then(|d| d.live_or_verdict(&prev, env)) {
             Ok(s) => s,
             Err(r) => {
                 let msg = format!("{label} failed in {env} and restoring {prev} failed too");

@@ -99,13 +99,13 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
             }
         }
     }
-    let platform = ctx.platform()?;
-    let (_lock, live) = take_env(ctx, &ledger, &*platform, env)?;
+    let session = Session::open(ctx, ledger, ctx.platform()?, env)?;
+    let (ledger, live) = (&session.ledger, session.live.clone());
     let started = now_ms();
-    let budget_before = Budget::now(&ctx.config.sla, &ledger)?;
+    let budget_before = Budget::now(&ctx.config.sla, ledger)?;
     // An alert is evidence only once, and only against a version that was live when it fired.
     if let Some(a) = &alert
-        && let Some(why) = alert_is_not_evidence(&ledger, env, live.as_ref(), a, started)?
+        && let Some(why) = alert_is_not_evidence(ledger, env, live.as_ref(), a, started)?
     {
         ctx.ui.result(format!("{}: {why}; nothing to roll back", a.describe()));
         return Outcome::of(&Unchanged {
@@ -117,9 +117,9 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         });
     }
     let alert_evidence = alert.as_ref().map(|a| a.describe());
-    match decide(&ledger, env, live.as_ref(), req.to.map(|l| l.as_str()), alert_evidence)? {
+    match decide(ledger, env, live.as_ref(), req.to.map(|l| l.as_str()), alert_evidence)? {
         Decision::Nothing { target } => {
-            reconcile(ctx, &ledger, env, &target, Action::Rollback)?;
+            session.reconcile(&target, Action::Rollback)?;
             ctx.ui.result(format!("{env}: already runs its last known good version {target}; nothing to roll back"));
             Outcome::of(&Unchanged {
                 env,
@@ -132,8 +132,8 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
         Decision::Restore { target, bad, evidence } => {
             let reason = req.reason.map(str::to_string).unwrap_or(evidence);
             let alerted = alert.as_ref().map(|a| (a.at.min(started), a.alert_id.as_str()));
-            let r = Restoring { env, target: &target, bad: bad.as_deref(), reason: &reason, started, alerted };
-            restore(ctx, &ledger, &*platform, r)
+            let r = Restoring { target: &target, bad: bad.as_deref(), reason: &reason, started, alerted };
+            restore(&session, r)
         }
     }
 }
@@ -224,44 +224,39 @@ fn decide(
         None => None,
     };
     let good = ledger.last_known_good(env)?;
-    let target = match (to, live, &good) {
-        (Some(t), _, _) => t.to_string(),
-        // The live version is the last known good, but the evidence is against it now.
-        (None, Some(l), Some(g)) if &l.label == g && evidence.is_some() => {
-            let why = evidence.as_deref().unwrap_or_default();
-            match ledger.last_known_good_except(env, g)? {
-                Some(previous) => previous,
-                None => {
-                    return Err(Error::could_not_act(format!(
-                        "{g} is suspect ({why}), but there is no earlier known good version in {env} to restore; {g} stays, not marked bad"
-                    ))
-                    .with_hint(format!("rollback --env {env} --to LABEL restores a version by name"))
-                    .into());
-                }
-            }
+    let before = match (live, &good) {
+        (Some(l), Some(g)) if &l.label == g && evidence.is_some() => ledger.last_known_good_except(env, g)?,
+        _ => None,
+    };
+    let live_now = live.map(|l| (l.label.as_str(), l.healthy));
+    Ok(match rules::rollback_target(live_now, evidence.is_some(), to, good.as_deref(), before.as_deref()) {
+        rules::Target::Nothing(t) => Decision::Nothing { target: t.to_string() },
+        rules::Target::Restart(t) => Decision::Restore {
+            evidence: format!("{t} was live but did not answer its health path; restarted"),
+            target: t.to_string(),
+            bad: None,
+        },
+        rules::Target::Replace { target, bad } => Decision::Restore {
+            evidence: evidence.unwrap_or_else(|| "rollback".into()),
+            bad: Some(bad.to_string()),
+            target: target.to_string(),
+        },
+        rules::Target::Start(t) => {
+            Decision::Restore { target: t.to_string(), bad: None, evidence: "nothing was running".into() }
         }
-        (None, _, Some(g)) => g.clone(),
-        (None, _, None) => {
+        rules::Target::NoEarlier(g) => {
+            let why = evidence.as_deref().unwrap_or_default();
+            return Err(Error::could_not_act(format!(
+                "{g} is suspect ({why}), but there is no earlier known good version in {env} to restore; {g} stays, not marked bad"
+            ))
+            .with_hint(format!("rollback --env {env} --to LABEL restores a version by name"))
+            .into());
+        }
+        rules::Target::NoneKnown => {
             return Err(Error::could_not_act(format!("no last known good version in {env} to roll back to"))
                 .with_hint(format!("a version becomes known good when smoke-check --env {env} --record passes"))
                 .into());
         }
-    };
-    Ok(match live {
-        Some(l) if l.label == target && l.healthy && (evidence.is_none() || to.is_some()) => {
-            Decision::Nothing { target }
-        }
-        Some(l) if l.label == target => Decision::Restore {
-            evidence: format!("{target} was live but did not answer its health path; restarted"),
-            target,
-            bad: None,
-        },
-        Some(l) => Decision::Restore {
-            evidence: evidence.unwrap_or_else(|| "rollback".into()),
-            bad: Some(l.label.clone()),
-            target,
-        },
-        None => Decision::Restore { target, bad: None, evidence: "nothing was running".into() },
     })
 }
 
@@ -270,7 +265,6 @@ const MAX_RESTORES: usize = 3;
 
 /// One restore under way.
 struct Restoring<'a> {
-    env: &'a str,
     target: &'a str,
     /// The version being replaced, marked bad; `None` when `target` itself is restarted.
     bad: Option<&'a str>,
@@ -282,8 +276,9 @@ struct Restoring<'a> {
 
 /// Marks the bad version, opens the incident (or takes over the one a stopped run left open),
 /// puts `target` in front of users and closes the incident at the switch.
-fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>) -> Result<Outcome> {
-    let Restoring { env, target, bad, reason, started, alerted } = r;
+fn restore(session: &Session<'_>, r: Restoring<'_>) -> Result<Outcome> {
+    let (ctx, ledger, env) = (session.ctx, &session.ledger, session.env);
+    let Restoring { target, bad, reason, started, alerted } = r;
     match bad {
         Some(b) => ctx.ui.status(format!("{env}: rolling back {b} → {target}")),
         None => ctx.ui.status(format!("{env}: restoring {target} ({reason})")),
@@ -343,7 +338,6 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
     let (switched, verified_at) = loop {
         let replacing = tried.last().map(String::as_str).or(bad);
         let step = Step {
-            env,
             label: &target,
             action: Action::Rollback,
             previous: replacing,
@@ -351,7 +345,7 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
             pre: None,
             canary: None,
         };
-        let switched = deploy_recorded(ctx, ledger, platform, step).map_err(|e| {
+        let switched = session.deploy(step).and_then(|d| d.live_or_verdict(&target, env)).map_err(|e| {
             Error::could_not_act(format!("restoring {target} in {env} failed; the incident stays open")).caused_by(e)
         })?;
         if ctx.dry_run {
@@ -390,6 +384,7 @@ fn restore(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, r: Restoring<'_>
     };
     let target = target.as_str();
     ledger.close_incident(incident, target, switched.at, None)?;
+    close_release_incidents(ledger, env, target, switched.at)?;
     let restored = switched.at;
     let downtime = rules::downtime(cause, charged_from, restored, None);
     let budget_after = Budget::now(&ctx.config.sla, ledger)?;

@@ -4,7 +4,7 @@ use super::*;
 
 /// deploy-staging's `--json` document.
 #[derive(Serialize)]
-struct Deployed<'a> {
+struct Summary<'a> {
     env: &'a str,
     version: &'a str,
     commit: &'a str,
@@ -24,28 +24,19 @@ pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<
         .into());
     }
     let commit = bundle::resolve_commit(ctx, rev)?;
-    let ledger = ctx.ledger()?;
-    let platform = ctx.platform()?;
     ctx.ui.status(format!("{env}: deploying {label} (commit {})", crate::git::short(&commit)));
-    let (_lock, live) = take_env(ctx, &ledger, &*platform, env)?;
+    let session = Session::open(ctx, ctx.ledger()?, ctx.platform()?, env)?;
     let started = now_ms();
-    let version = registered(ctx, &ledger, &*platform, label, &commit)?;
-    let previous = live.map(|l| l.label);
-    let step = Step {
-        env,
-        label,
-        action: Action::Deploy,
-        previous: previous.as_deref(),
-        reason: None,
-        pre: None,
-        canary: None,
-    };
-    deploy_recorded(ctx, &ledger, &*platform, step)?;
+    let version = registered(&session, label, &commit)?;
+    let previous = session.live_label();
+    let step =
+        Step { label, action: Action::Deploy, previous: previous.as_deref(), reason: None, pre: None, canary: None };
+    session.deploy(step)?.live_or_verdict(label, env)?;
     let took = now_ms() - started;
     if !ctx.dry_run {
         ctx.ui.result(format!("{env}: {label} is live and healthy ({} after the lock)", human(took)));
     }
-    Outcome::of(&Deployed {
+    Outcome::of(&Summary {
         env,
         version: label,
         commit: &version.commit,
@@ -57,7 +48,8 @@ pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<
 
 /// The version `label` of `commit`: the known one (a label names one commit forever), or a new
 /// one bundled, registered with the platform and recorded.
-fn registered(ctx: &Ctx, ledger: &Ledger, platform: &dyn Platform, label: &str, commit: &str) -> Result<Version> {
+fn registered(session: &Session<'_>, label: &str, commit: &str) -> Result<Version> {
+    let (ctx, ledger, platform) = (session.ctx, &session.ledger, &*session.platform);
     let known = ledger.version(label)?;
     let version = match &known {
         Some(v) if v.commit != commit => {

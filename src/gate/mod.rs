@@ -9,6 +9,13 @@
 //! 3. **diff coverage** — the changed lines the coverage report measures must be executed by the
 //!    tests, at least `min_diff_coverage` percent of them.
 //!
+//! 4. **migrations** — each operation of a schema migration new since the base is classed
+//!    expand or contract ([`migrations`]). A contract fails it, naming the file, line and
+//!    operation, unless it is safe by the two-phase rule: the commit that brought it carries
+//!    `Contract-After: vN`, the release that stopped using what it removes, and vN is the last
+//!    known good in production. `--allow-contract REASON` (recorded) is the only other way past;
+//!    `--allow-untested` does not waive it. `gate.migration_lint` adds an external linter.
+//!
 //! The base is resolved before anything runs (see `changes::resolve_base`). Checks 2 and 3 can
 //! be waived only with a reason (`--allow-untested REASON`, or an `Untested-Because:` trailer
 //! on the commit), which is recorded in the ledger and the reports.
@@ -16,6 +23,7 @@
 pub mod changes;
 pub mod coverage;
 pub mod junit;
+pub mod migrations;
 pub mod settings;
 
 use crate::context::Ctx;
@@ -33,12 +41,17 @@ pub use junit::parse_junit;
 /// The commit trailer that waives the change policy and diff coverage, with its reason.
 pub const WAIVER_TRAILER: &str = "Untested-Because";
 
+/// The commit trailer naming the release that stopped using what a contract migration removes.
+pub const CONTRACT_TRAILER: &str = "Contract-After";
+
 pub struct GateRequest<'a> {
     /// Replaces `gate.command` when not empty.
     pub command: &'a [String],
     pub base: Option<&'a str>,
     pub junit_out: Option<&'a Path>,
     pub allow_untested: Option<&'a str>,
+    /// Lets a contract migration pass, for this recorded reason.
+    pub allow_contract: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -182,6 +195,9 @@ struct Plan<'c> {
     argv: Vec<String>,
     dir: PathBuf,
     base: Option<changes::Base>,
+    /// The base the migrations check compares with: `base`, else one resolved for it alone
+    /// (`None` when there is none to find: the check is then off, and says why).
+    migration_base: Option<changes::Base>,
     waiver: Option<String>,
     sources: GlobSet,
     tests: GlobSet,
@@ -233,6 +249,7 @@ pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
     let (tests, summary, reports) = check_tests(&plan, &ran)?;
     let mut checks = vec![tests, check_policy(ctx, &plan)?, check_coverage(ctx, &plan, &ran)?];
     waive(ctx, &plan, &mut checks)?;
+    checks.push(check_migrations(ctx, &plan, req.allow_contract)?);
     overhead_ms += after.elapsed().as_secs_f64() * 1000.0;
     show(ctx, &checks);
     if let Some(out) = req.junit_out {
@@ -304,12 +321,18 @@ fn plan<'c>(ctx: &'c Ctx, req: &GateRequest<'_>) -> Result<Plan<'c>> {
             not_report.display()
         ));
     }
+    let migration_base = match (&base, gate.migrations.is_empty()) {
+        (Some(b), _) => Some(b.clone()),
+        (None, true) => None,
+        (None, false) => changes::resolve_base(ctx, &dir, req.base, known_good_commit(ctx)?).ok(),
+    };
     Ok(Plan {
         gate,
         argv,
         coverage: gate.coverage.as_ref().map(|c| dir.join(c)),
         dir,
         base,
+        migration_base,
         waiver,
         sources: globset(&gate.source)?,
         tests: globset(&gate.tests)?,
@@ -509,9 +532,128 @@ fn check_coverage(ctx: &Ctx, plan: &Plan<'_>, ran: &Ran) -> Result<Check> {
 }
 
 /// Waivers apply to the policies, never to the tests; a waiver is recorded in the ledger.
+/// 4. Migrations: each operation of a migration new since the base, classed; a contract fails
+/// unless the two-phase rule makes it safe or it is waived with a reason.
+fn check_migrations(ctx: &Ctx, plan: &Plan<'_>, allow: Option<&str>) -> Result<Check> {
+    if plan.gate.migrations.is_empty() {
+        return Ok(Check::new(MIGRATIONS, Status::Off, "not configured (gate.migrations)"));
+    }
+    let Some(base) = &plan.migration_base else {
+        return Ok(Check::new(MIGRATIONS, Status::Off, "no base to compare with (pass --base REV)"));
+    };
+    let globs = globset(&plan.gate.migrations)?;
+    let files: Vec<(String, migrations::Dialect)> = changes::changed_files(ctx, &plan.dir, base)?
+        .into_iter()
+        .filter(|c| c.status != 'D' && globs.is_match(&c.path))
+        .filter_map(|c| migrations::dialect_of(&c.path).map(|d| (c.path, d)))
+        .collect();
+    if files.is_empty() {
+        return Ok(Check::new(MIGRATIONS, Status::Passed, "no migration new since the base"));
+    }
+    let production_good = production_known_good(ctx)?;
+    let (mut contracts, mut safe, mut ops) = (vec![], vec![], 0usize);
+    for (path, dialect) in &files {
+        let text = std::fs::read_to_string(plan.dir.join(path)).with_context(|| format!("reading {path}"))?;
+        let classed = migrations::classify(*dialect, &text);
+        ops += classed.len();
+        let found: Vec<String> = classed
+            .iter()
+            .filter(|o| o.class == migrations::Class::Contract)
+            .map(|o| format!("{path}:{}: {} — {}", o.line, o.what, o.text))
+            .collect();
+        if found.is_empty() {
+            continue;
+        }
+        match contract_after(ctx, &plan.dir, base, path) {
+            Some(after) if production_good.as_deref() == Some(after.as_str()) => safe.push(format!(
+                "{path}: {CONTRACT_TRAILER}: {after}, production's last known good, no longer uses what it removes"
+            )),
+            Some(after) => contracts.extend(found.into_iter().chain([format!(
+                "{path}: {CONTRACT_TRAILER}: {after}, but production's last known good is {}: promote {after} first",
+                production_good.as_deref().unwrap_or("none")
+            )])),
+            None => contracts.extend(found),
+        }
+    }
+    let mut check = if contracts.is_empty() {
+        let how = if safe.is_empty() {
+            "all expand".to_string()
+        } else {
+            format!("{} contract(s) safe by the two-phase rule", safe.len())
+        };
+        Check::new(MIGRATIONS, Status::Passed, format!("{} migration(s), {ops} operation(s): {how}", files.len()))
+            .details(safe)
+    } else {
+        let n = contracts.iter().filter(|c| !c.contains(CONTRACT_TRAILER)).count();
+        Check::new(
+            MIGRATIONS,
+            Status::Failed,
+            format!(
+                "{n} contract operation(s): the version before this one breaks on the migrated schema; split it in two releases (expand now; contract in a later commit with a {CONTRACT_TRAILER}: trailer naming the release that stopped using it)"
+            ),
+        )
+        .details(contracts)
+    };
+    if let Some(lint) = &plan.gate.migration_lint {
+        let mut argv = lint.0.clone();
+        argv.extend(files.iter().map(|(p, _)| p.clone()));
+        let out = ctx.exec.capture(&Cmd::new(argv.clone()).dir(&plan.dir).timeout(plan.gate.timeout.0), false)?;
+        if let Some(out) = out.filter(|o| !o.status.success()) {
+            let mut both = out.stdout.clone();
+            both.extend_from_slice(&out.stderr);
+            let tail: Vec<String> = crate::exec::tail_of(&both, 20).lines().map(str::to_string).collect();
+            check.status = Status::Failed;
+            check.summary = format!(
+                "{}; the migration linter ({}) failed: {}",
+                check.summary,
+                argv[0],
+                crate::exec::describe(&out.status)
+            );
+            check.details.extend(tail);
+        }
+    }
+    if check.status == Status::Failed
+        && let Some(reason) = allow.map(str::trim).filter(|r| !r.is_empty())
+    {
+        check.status = Status::Waived;
+        check.summary = format!("{} — waived: {reason}", check.summary);
+        let head = crate::git::commit(ctx, &plan.dir, "HEAD").unwrap_or_default();
+        ctx.ledger()?.record_waiver(&head, &base.commit, MIGRATIONS, reason)?;
+    }
+    Ok(check)
+}
+
+/// The check's name.
+const MIGRATIONS: &str = "migrations";
+
+/// The label of production's last known good version, from the ledger.
+fn production_known_good(ctx: &Ctx) -> Result<Option<String>> {
+    if !ctx.state_dir.join("ledger.sqlite3").exists() {
+        return Ok(None);
+    }
+    let ledger = ctx.ledger()?;
+    for env in &ctx.config.sla.environments {
+        if let Some(label) = ledger.last_known_good(env)? {
+            return Ok(Some(label));
+        }
+    }
+    Ok(None)
+}
+
+/// The `Contract-After:` trailer of the newest commit in base..HEAD that changed `path`.
+fn contract_after(ctx: &Ctx, dir: &Path, base: &changes::Base, path: &str) -> Option<String> {
+    let fmt = format!("--format=%(trailers:key={CONTRACT_TRAILER},valueonly,separator=%x20)");
+    let range = format!("{}..HEAD", base.commit);
+    let text = crate::git::read(ctx, dir, &["log", &fmt, &range, "--", path]).ok()?;
+    text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+}
+
 fn waive(ctx: &Ctx, plan: &Plan<'_>, checks: &mut [Check]) -> Result<()> {
-    let waived: Vec<&'static str> =
-        checks.iter().filter(|c| c.name != "tests" && c.status == Status::Failed).map(|c| c.name).collect();
+    let waived: Vec<&'static str> = checks
+        .iter()
+        .filter(|c| !["tests", MIGRATIONS].contains(&c.name) && c.status == Status::Failed)
+        .map(|c| c.name)
+        .collect();
     let Some(reason) = plan.waiver.as_ref().filter(|_| !waived.is_empty()) else { return Ok(()) };
     for c in checks.iter_mut().filter(|c| waived.contains(&c.name)) {
         c.status = Status::Waived;

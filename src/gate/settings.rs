@@ -26,6 +26,12 @@ pub struct Gate {
     pub coverage: Option<PathBuf>,
     /// Diff coverage: the percentage of measured changed lines the tests must execute.
     pub min_diff_coverage: Option<Percent>,
+    /// Where schema migrations live (globs relative to `dir`); those new since the base are
+    /// read and each operation classed expand or contract. Empty: the check is off.
+    pub migrations: Vec<GlobPattern>,
+    /// An external migration linter (argv, no shell), run with the new migration files as its
+    /// last arguments (squawk for SQL, say); its failure fails the check, with its output.
+    pub migration_lint: Option<Argv>,
 }
 
 impl Default for Gate {
@@ -53,6 +59,8 @@ impl Default for Gate {
             .collect(),
             coverage: None,
             min_diff_coverage: None,
+            migrations: super::migrations::DEFAULT_GLOBS.iter().map(|g| GlobPattern(g.to_string())).collect(),
+            migration_lint: None,
         }
     }
 }

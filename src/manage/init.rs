@@ -302,6 +302,9 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
     let procfile_web = procfile.and_then(|t| {
         t.lines().filter_map(|l| l.trim().strip_prefix("web:")).map(|c| c.trim().to_string()).find(|c| !c.is_empty())
     });
+    if let Some(m) = procfile_web.as_deref().and_then(crate::gate::migrations::migrator_in) {
+        f.warnings.push(crate::gate::migrations::migrator_advice(m, "the Procfile's web: line"));
+    }
     match procfile_web {
         Some(w) => {
             f.web = Some(w);

@@ -17,6 +17,8 @@ struct Checked<'a> {
     smoke_chains: usize,
     smoke_checks: usize,
     effective: serde_json::Value,
+    /// What the configuration may still get wrong (a migrator in the web command).
+    warnings: &'a [String],
 }
 
 /// `safedeploy check`: the configuration is valid (loading it checked every value and rule);
@@ -26,7 +28,12 @@ pub fn check(ctx: &Ctx) -> Result<Outcome> {
     let effective = c.effective()?;
     ctx.ui
         .result(format!("# {}: valid. The effective configuration, defaults included:\n{effective}", c.path.display()));
+    let warnings = advice(ctx);
+    for w in &warnings {
+        ctx.ui.warn(w);
+    }
     Outcome::of(&Checked {
+        warnings: &warnings,
         config: &c.path,
         platform: c.platform.kind,
         environments: c.environments.keys().map(String::as_str).collect(),
@@ -34,6 +41,23 @@ pub fn check(ctx: &Ctx) -> Result<Outcome> {
         smoke_checks: c.chains.iter().map(|ch| ch.checks.len()).sum(),
         effective: serde_json::to_value(c.effective_value()?)?,
     })
+}
+
+/// What a valid configuration may still get wrong: a web command that migrates the data as
+/// each version starts (deploy.command, or the Procfile's web: line in the app's source).
+fn advice(ctx: &Ctx) -> Vec<String> {
+    use crate::gate::migrations::{migrator_advice, migrator_in};
+    let c = &ctx.config;
+    let mut found = vec![];
+    if let Some(m) = c.deploy.command.as_deref().and_then(migrator_in) {
+        found.push(migrator_advice(m, "deploy.command"));
+    } else if c.deploy.command.is_none()
+        && let Ok(text) = std::fs::read_to_string(c.source_dir().join("Procfile"))
+        && let Some(m) = crate::platform::local::procfile_line(&text, "web").as_deref().and_then(migrator_in)
+    {
+        found.push(migrator_advice(m, "the Procfile's web: line"));
+    }
+    found
 }
 
 // ---- status ----

@@ -83,7 +83,6 @@ pub struct Canary<'p> {
 
 /// A canary phase that failed: its share of the users met the candidate from `took_traffic_at`
 /// until `stopped_at`, when its share was 0 again (the previous version serves them all).
-/// Carried in the verdict error of [`Platform::deploy`].
 #[derive(Debug, Clone)]
 pub struct CanaryAborted {
     pub percent: u8,
@@ -95,24 +94,67 @@ pub struct CanaryAborted {
     pub why: String,
 }
 
-impl std::fmt::Display for CanaryAborted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.why)
-    }
+/// A run of a version's release command (the Procfile's `release:` line, or `deploy.release`):
+/// its schema migrations, once per environment, before its candidate starts.
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub command: String,
+    pub started_at: crate::clock::Millis,
+    pub ended_at: crate::clock::Millis,
+    /// How it ended, in words ("exit status 0", "killed after its time limit of 10m").
+    pub exit: String,
+    pub ok: bool,
+    /// The last lines of its output.
+    pub tail: String,
 }
 
-impl std::error::Error for CanaryAborted {}
+/// How a deploy ended, as a value: the caller records and reports each outcome, and the
+/// platform never turns one into an error for the caller to sort back out. An error of
+/// [`Platform::deploy`] is a fault (exit 3) or an interruption, never a verdict.
+#[derive(Debug)]
+pub enum Deployed {
+    /// Users are switched to the version.
+    Live(Switched),
+    /// Its check before traffic failed: it was stopped and never took traffic; what served
+    /// before still does. Carries the check's verdict.
+    StoppedBeforeTraffic(anyhow::Error),
+    /// Its canary failed: its share of the users is 0 again.
+    CanaryAborted(CanaryAborted),
+    /// It did not build, start or become healthy; nothing of it is left running. Whether
+    /// users met it depends on the platform (an in-place deploy stops the old version first):
+    /// the caller asks [`Platform::live`].
+    Unhealthy(anyhow::Error),
+    /// Its release command failed: nothing of it was started. Never returned by a platform's
+    /// `deploy`: the session runs the release before it.
+    ReleaseFailed(Released),
+}
 
-impl CanaryAborted {
-    /// The verdict error [`Platform::deploy`] returns for `label`'s failed canary in `env`.
-    pub fn verdict(self, label: &str, env: &str) -> anyhow::Error {
-        crate::error::Error::verdict(format!("{label} failed its canary in {env} at {}%", self.percent))
-            .caused_by(anyhow::Error::new(self))
+impl Deployed {
+    /// A deploy's result with the platform's verdict errors (did not build, start or become
+    /// healthy) classed as [`Deployed::Unhealthy`]; other errors stay errors.
+    pub fn classed(r: Result<Deployed>) -> Result<Deployed> {
+        match r {
+            Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => Ok(Deployed::Unhealthy(e)),
+            other => other,
+        }
     }
 
-    /// The canary abort a deploy error carries, if any.
-    pub fn of(e: &anyhow::Error) -> Option<&CanaryAborted> {
-        e.chain().find_map(|c| c.downcast_ref::<CanaryAborted>())
+    /// The verdict error of an outcome other than [`Deployed::Live`], for a caller that has
+    /// nothing to record beyond it (a restore, deploy-staging).
+    pub fn live_or_verdict(self, label: &str, env: &str) -> Result<Switched> {
+        match self {
+            Deployed::Live(s) => Ok(s),
+            Deployed::StoppedBeforeTraffic(e) | Deployed::Unhealthy(e) => Err(e),
+            Deployed::CanaryAborted(a) => {
+                Err(crate::error::Error::verdict(format!("{label} failed its canary in {env} at {}%", a.percent))
+                    .caused_by(anyhow::anyhow!("{}", a.why)))
+            }
+            Deployed::ReleaseFailed(r) => Err(crate::error::Error::verdict(format!(
+                "{label}'s release failed in {env} ({}); {label} was not started",
+                r.exit
+            ))
+            .caused_by(anyhow::anyhow!("{}", r.tail))),
+        }
     }
 }
 
@@ -124,19 +166,30 @@ pub trait Platform {
     /// What `env` runs now.
     fn live(&self, env: &Environment) -> Result<Option<Live>>;
 
-    /// Replaces what `env` runs with `label` and waits until it is healthy; returns when users
-    /// were switched to it. A version that does not become healthy is a verdict error; `env` is
-    /// then left running nothing of it.
+    /// Replaces what `env` runs with `label` and waits until it is healthy; returns how it ended
+    /// ([`Deployed`]): switched (and when), stopped before traffic, its canary aborted, or
+    /// unhealthy (`env` then runs nothing of it).
     ///
     /// `pre`, where the platform can, runs against the healthy candidate at its own address
-    /// before it takes any user traffic; its error stops the deploy there: the candidate is
-    /// stopped and the previous version keeps serving. A platform that cannot do this says so
+    /// before it takes any user traffic; its verdict stops the deploy there
+    /// ([`Deployed::StoppedBeforeTraffic`]): the candidate is stopped and the previous version
+    /// keeps serving. A platform that cannot do this says so
     /// (a warning) and deploys without it.
     ///
     /// `keep_previous`: the version switched away from may be kept running without traffic
     /// (the platform's warm previous), so switching back is instant. A rollback passes false:
     /// the version it replaces is the bad one.
-    fn deploy(&self, env: &Environment, label: &str, how: &DeployOptions<'_>) -> Result<Switched>;
+    fn deploy(&self, env: &Environment, label: &str, how: &DeployOptions<'_>) -> Result<Deployed>;
+
+    /// Runs `label`'s release command in `env` (its schema migrations), where the platform runs
+    /// one: in the environment's working copy of the version, with the app's variables and data,
+    /// in its own process group, within its time limit, its output in the environment's log.
+    /// `None` when the version has none, or in a dry run (the plan is printed). A platform that
+    /// runs releases itself (Elastic Beanstalk's `container_commands` and predeploy hooks run
+    /// inside its deploy) returns `None`.
+    fn release(&self, _env: &Environment, _label: &str) -> Result<Option<Released>> {
+        Ok(None)
+    }
 
     /// Whether `env` can run a canary phase (`promote --canary`); a usage error (exit 2) says
     /// why not. Asked before anything changes.

@@ -9,6 +9,7 @@ mod html;
 use crate::clock::{Millis, now_ms, rfc3339};
 use crate::context::Ctx;
 use crate::ledger::{Incident, ReportRows};
+use crate::rules;
 use crate::{Outcome, usage};
 use anyhow::Result;
 use serde::Serialize;
@@ -281,57 +282,46 @@ pub fn build(ctx: &Ctx, rows: &ReportRows, budget_incidents: &[Incident], w: Win
     }
 }
 
-/// The bad versions each layer stopped: a commit the gate failed; a version failed in a staging
-/// environment; one stopped before traffic or in its canary (the verdicts promote records); one
-/// rolled back after a production smoke check or a Datadog alert, or by hand (its incident's
-/// cause says which). A version forced past a layer that stopped it counts at that layer, and at the next
-/// that stops it.
+/// The bad versions each layer stopped: a commit the gate failed, and the versions
+/// [`rules::stopped_by_layer`] attributes to each layer from the verdicts and incidents.
 fn stopped(rows: &ReportRows, is_prod: &dyn Fn(&str) -> bool, wanted: &dyn Fn(&str) -> bool) -> Stopped {
     use std::collections::HashSet;
     let mut s = Stopped {
         gate: rows.gate_runs.iter().filter(|g| !g.passed).map(|g| g.commit.as_str()).collect::<HashSet<_>>().len(),
         ..Default::default()
     };
-    let mut staging = HashSet::new();
-    let mut pre = HashSet::new();
-    let mut canary = HashSet::new();
-    for v in rows.verifications.iter().filter(|v| !v.passed && wanted(&v.env)) {
-        let detail = v.detail.as_deref().unwrap_or_default();
-        if !is_prod(&v.env) {
-            staging.insert(v.label.as_str());
-        } else if detail.starts_with("stopped before traffic") {
-            pre.insert(v.label.as_str());
-        } else if detail.starts_with("canary at") {
-            canary.insert(v.label.as_str());
-        }
-    }
-    let mut smoke = HashSet::new();
-    let mut alert = HashSet::new();
-    let mut by_hand = HashSet::new();
-    for i in rows.incidents.iter().filter(|i| is_prod(&i.env) && wanted(&i.env)) {
-        let Some(bad) = i.bad_label.as_deref() else { continue };
-        let reason = i.reason.as_deref().unwrap_or_default();
-        // A canary's own incident is the canary layer's; the same version rolled back later
-        // (forced past its canary) counts at the layer that caught it then.
-        if i.share_percent.is_some() {
-            continue;
-        }
-        // The recorded cause; incidents from before causes were recorded, by their reason.
-        let cause = i.cause.as_deref().unwrap_or(if reason.contains("Datadog alert") { "alert" } else { "smoke" });
-        match cause {
-            "alert" => alert.insert(bad),
-            "by_hand" => by_hand.insert(bad),
-            // A canary's own row counts from its verdict; a planned rollback stopped nothing bad.
-            "canary" | "planned" => false,
-            _ => smoke.insert(bad),
-        };
-    }
-    s.staging_smoke = staging.len();
-    s.pre_traffic = pre.len();
-    s.canary = canary.len();
-    s.production_smoke = smoke.len();
-    s.alert = alert.len();
-    s.by_hand = by_hand.len();
+    let verdicts: Vec<rules::VerdictFact<'_>> = rows
+        .verifications
+        .iter()
+        .filter(|v| wanted(&v.env))
+        .map(|v| rules::VerdictFact {
+            label: &v.label,
+            production: is_prod(&v.env),
+            passed: v.passed,
+            detail: v.detail.as_deref().unwrap_or_default(),
+        })
+        .collect();
+    let incidents: Vec<rules::IncidentFact<'_>> = rows
+        .incidents
+        .iter()
+        .filter(|i| is_prod(&i.env) && wanted(&i.env))
+        .filter_map(|i| {
+            Some(rules::IncidentFact {
+                bad: i.bad_label.as_deref()?,
+                cause: i.cause.as_deref().and_then(rules::Cause::parse),
+                shared: i.share_percent.is_some(),
+                reason: i.reason.as_deref().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let by = rules::stopped_by_layer(&verdicts, &incidents);
+    let count = |l: rules::Layer| by.get(&l).map_or(0, |s| s.len());
+    s.staging_smoke = count(rules::Layer::StagingSmoke);
+    s.pre_traffic = count(rules::Layer::PreTraffic);
+    s.canary = count(rules::Layer::Canary);
+    s.production_smoke = count(rules::Layer::ProductionSmoke);
+    s.alert = count(rules::Layer::Alert);
+    s.by_hand = count(rules::Layer::ByHand);
     s
 }
 

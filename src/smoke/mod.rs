@@ -192,6 +192,16 @@ pub fn verify_restored(ctx: &Ctx, env: &str, label: &str) -> Result<Option<Strin
     candidate_round(ctx, env, label, environment.url.0.as_str(), Target::Environment, true)
 }
 
+/// A round of the smoke chains against the environment's own address while something that can
+/// change shared data runs (a release, a candidate's start and its check before traffic):
+/// whether `label`, the version users are served, still serves them. `Some` first failure when
+/// it does not (a failed round is run once more before it counts).
+pub fn watch_live(ctx: &Ctx, env: &str, label: &str) -> Result<Option<String>> {
+    let environment = ctx.config.environment(env)?;
+    ctx.ui.status(format!("{env}: checking that {label} still serves its users"));
+    candidate_round(ctx, env, label, environment.url.0.as_str(), Target::Environment, false)
+}
+
 /// One canary round: the smoke chains against the candidate at its own address (`base`) and
 /// the Datadog monitors, if `smoke.datadog` names any. A failure is a verdict; the console
 /// shows the checks of the first round, then only what fails.

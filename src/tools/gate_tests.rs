@@ -21,6 +21,10 @@ pub struct Args {
     /// Waive the change policy and diff coverage, with a reason (recorded in the ledger)
     #[arg(long, env = "SAFEDEPLOY_ALLOW_UNTESTED", value_name = "REASON")]
     allow_untested: Option<String>,
+    /// Let a contract migration (a dropped or renamed column, NOT NULL without a default, a type
+    /// change) pass the gate, with a reason (recorded in the ledger)
+    #[arg(long, env = "SAFEDEPLOY_ALLOW_CONTRACT", value_name = "REASON")]
+    allow_contract: Option<String>,
     /// The test command, replacing gate.command from the config
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -36,6 +40,7 @@ pub fn main() -> std::process::ExitCode {
                 base: args.base.as_deref(),
                 junit_out: args.junit_out.as_deref(),
                 allow_untested: args.allow_untested.as_deref(),
+                allow_contract: args.allow_contract.as_deref(),
             },
         )
     })

@@ -593,7 +593,13 @@ impl<'a> ElasticBeanstalk<'a> {
     /// address (users' traffic: both versions answer it) and reads EB's health and events; a
     /// failed round, or health Red, aborts the update (`abort-environment-update`), which sends
     /// every request back to the old instances. EB ending the evaluation decides success.
-    fn deploy_split(&self, env: &Environment, name: &str, label: &str, c: &super::Canary<'_>) -> Result<Switched> {
+    fn deploy_split(
+        &self,
+        env: &Environment,
+        name: &str,
+        label: &str,
+        c: &super::Canary<'_>,
+    ) -> Result<super::Deployed> {
         self.can_canary(env, c.bake)?;
         let minutes = split_minutes(c.bake);
         let d = self.ready(name)?;
@@ -614,7 +620,7 @@ impl<'a> ElasticBeanstalk<'a> {
             self.fx.ui.plan(format!(
                 "# would run the smoke chains and read {name}'s health every round while EB evaluates {label}; a failed round: aws elasticbeanstalk abort-environment-update --environment-name {name}"
             ));
-            return Ok(Switched::at(crate::clock::now_ms()));
+            return Ok(super::Deployed::Live(Switched::at(crate::clock::now_ms())));
         };
         let took = crate::clock::now_ms();
         let since =
@@ -639,7 +645,7 @@ impl<'a> ElasticBeanstalk<'a> {
                         "{name}: EB ended the evaluation: {label} takes every request (health {})",
                         d.health()
                     ));
-                    return Ok(Switched { at: crate::clock::now_ms(), canary_from: Some(took) });
+                    return Ok(super::Deployed::Live(Switched { at: crate::clock::now_ms(), canary_from: Some(took) }));
                 }
                 // EB's own health evaluation failed it and sent the traffic back.
                 let why = format!(
@@ -656,7 +662,7 @@ impl<'a> ElasticBeanstalk<'a> {
                     stopped_at: at,
                     why,
                 };
-                return Err(aborted.verdict(label, &env.name));
+                return Ok(super::Deployed::CanaryAborted(aborted));
             }
             if d.health() == "Red" {
                 break format!("{name}'s health is Red during the traffic split");
@@ -690,8 +696,13 @@ impl<'a> ElasticBeanstalk<'a> {
         ));
         // Until EB is Ready on the old version again, nothing more can be deployed there.
         self.ready_again(name, "ending the aborted traffic split")?;
-        Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why: failed }
-            .verdict(label, &env.name))
+        Ok(super::Deployed::CanaryAborted(super::CanaryAborted {
+            percent: c.percent,
+            took_traffic_at: took,
+            failed_at,
+            stopped_at,
+            why: failed,
+        }))
     }
 
     /// After an abort: polls `name` until it is Ready again (said), for up to `deploy_timeout`;
@@ -732,19 +743,52 @@ impl<'a> ElasticBeanstalk<'a> {
         Ok(url.trim_end_matches('/').to_string())
     }
 
+    /// A deploy by the kind of environment: a traffic split (canary), a blue/green swap, or in
+    /// place. Verdict errors are classed by [`ElasticBeanstalk::deploy`]'s caller.
+    fn deploy_classed(
+        &self,
+        env: &Environment,
+        label: &str,
+        how: &super::DeployOptions<'_>,
+    ) -> Result<super::Deployed> {
+        let pre = how.pre;
+        let e = self.eb_env(env)?;
+        if let Some(c) = how.canary.filter(|_| e.standby.is_none()) {
+            return self.deploy_split(env, &e.environment, label, c);
+        }
+        if e.standby.is_some() {
+            if let Some(stopped) = self.deploy_swap(env, e, label, pre)? {
+                return Ok(stopped);
+            }
+        } else {
+            if pre.is_some() {
+                self.fx.ui.warn(format!(
+                    "{}: an in-place deploy puts {label} in front of users as it rolls out, so it cannot be checked before traffic; configure a blue/green standby (environments.{}.elasticbeanstalk.standby) or EB traffic splitting",
+                    env.name, env.name
+                ));
+            }
+            self.update_and_wait(&e.environment, label)?
+        }
+        // Ready with an accepted health on the label (in place), or the CNAME seen on the
+        // environment that runs it (blue/green): users reach it from here on.
+        Ok(super::Deployed::Live(Switched::at(crate::clock::now_ms())))
+    }
+
+    /// A blue/green deploy: the standby gets the version, is checked at its own CNAME, then the
+    /// CNAMEs swap. `Some` when it stopped before traffic.
     fn deploy_swap(
         &self,
         env: &Environment,
         e: &EbEnvironment,
         label: &str,
         pre: Option<&super::PreTraffic<'_>>,
-    ) -> Result<()> {
+    ) -> Result<Option<super::Deployed>> {
         let cname = e.cname.as_deref().unwrap_or_default();
         let (active, standby) = self.active(e)?;
         let standby = standby.ok_or_else(|| could_not_act!("{}: no standby environment", env.name))?;
         if active.version_label.as_deref() == Some(label) && active.status == "Ready" && self.accepted(&active) {
             self.fx.ui.status(format!("{}: {} already serves {label}", env.name, active.environment_name));
-            return Ok(());
+            return Ok(None);
         }
         let (from, to) = (&active.environment_name, &standby.environment_name);
         if standby.version_label.as_deref() == Some(label) && standby.status == "Ready" && self.accepted(&standby) {
@@ -765,13 +809,18 @@ impl<'a> ElasticBeanstalk<'a> {
             // The standby runs the candidate at its own CNAME; users are on the active one.
             let url = self.standby_url(e, to)?;
             self.fx.ui.status(format!("{}: checking {label} on {to} ({url}) before the swap", env.name));
-            check(&url)?;
+            match check(&url) {
+                Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
+                    return Ok(Some(super::Deployed::StoppedBeforeTraffic(e)));
+                }
+                other => other?,
+            }
         }
         self.fx.ui.status(format!("{}: swapping CNAMEs: {cname} moves from {from} to {to}", env.name));
         let swap = ["--source-environment-name", to.as_str(), "--destination-environment-name", from.as_str()];
         if self.aws.change("elasticbeanstalk", "swap-environment-cnames", &swap)?.is_none() {
             self.fx.ui.plan(format!("# would poll describe-environments until {to} owns {cname} and both are Ready"));
-            return Ok(());
+            return Ok(None);
         }
         let deadline = Instant::now() + self.cfg.deploy_timeout.0;
         let mut pause = self.cfg.poll.0;
@@ -779,7 +828,7 @@ impl<'a> ElasticBeanstalk<'a> {
             let both = self.describe(&[to, from])?;
             if both[0].owns(cname) && both.iter().all(|d| d.status == "Ready") {
                 self.fx.ui.status(format!("{}: {to} owns {cname}; {label} serves users", env.name));
-                return Ok(());
+                return Ok(None);
             }
             if Instant::now() + pause > deadline {
                 return Err(could_not_act!(
@@ -1005,26 +1054,8 @@ impl Platform for ElasticBeanstalk<'_> {
         Ok(())
     }
 
-    fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<Switched> {
-        let pre = how.pre;
-        let e = self.eb_env(env)?;
-        if let Some(c) = how.canary.filter(|_| e.standby.is_none()) {
-            return self.deploy_split(env, &e.environment, label, c);
-        }
-        if e.standby.is_some() {
-            self.deploy_swap(env, e, label, pre)?
-        } else {
-            if pre.is_some() {
-                self.fx.ui.warn(format!(
-                    "{}: an in-place deploy puts {label} in front of users as it rolls out, so it cannot be checked before traffic; configure a blue/green standby (environments.{}.elasticbeanstalk.standby) or EB traffic splitting",
-                    env.name, env.name
-                ));
-            }
-            self.update_and_wait(&e.environment, label)?
-        }
-        // Ready with an accepted health on the label (in place), or the CNAME seen on the
-        // environment that runs it (blue/green): users reach it from here on.
-        Ok(Switched::at(crate::clock::now_ms()))
+    fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<super::Deployed> {
+        super::Deployed::classed(self.deploy_classed(env, label, how))
     }
 
     fn stop(&self, env: &Environment) -> Result<()> {

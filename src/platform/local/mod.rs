@@ -349,11 +349,22 @@ impl<'a> Local<'a> {
                 "version {label} has no Procfile: expected a `web: COMMAND` line in Procfile (or set deploy.command)"
             ));
         }
-        text.lines()
-            .filter_map(|l| l.trim().strip_prefix("web:"))
-            .map(|c| c.trim().to_string())
-            .find(|c| !c.is_empty())
-            .ok_or_else(|| usage!("version {label}: Procfile has no `web: COMMAND` line"))
+        procfile_line(&text, "web").ok_or_else(|| usage!("version {label}: Procfile has no `web: COMMAND` line"))
+    }
+
+    /// The release command: `deploy.release`, else the version's `Procfile` `release:` line;
+    /// `None` when it has neither.
+    fn release_command(&self, label: &str) -> Result<Option<String>> {
+        if let Some(c) = &self.deploy.release {
+            return Ok(Some(c.to_string()));
+        }
+        let dir = self.version_dir(label)?;
+        let planned = self.planned_procfiles.lock().ok().and_then(|m| m.get(label).cloned());
+        let text = match planned {
+            Some(text) if !dir.exists() => text,
+            _ => std::fs::read_to_string(dir.join("Procfile")).unwrap_or_default(),
+        };
+        Ok(procfile_line(&text, "release"))
     }
 
     fn supervisor_path() -> Result<PathBuf> {
@@ -391,6 +402,13 @@ impl<'a> Local<'a> {
     /// The app's command: the supervisor running the web line, with the app's environment.
     fn app_command(&self, env: &Environment, label: &str, dir: &Path, port: u16) -> Result<Cmd> {
         let web = self.web_command(label)?;
+        self.supervised(env, label, dir, &web, Some(port))
+    }
+
+    /// A shell line of the app's (its web line, its release) under the supervisor, in its
+    /// working copy `dir`, with the app's environment; `port` for a web line.
+    fn supervised(&self, env: &Environment, label: &str, dir: &Path, line: &str, port: Option<u16>) -> Result<Cmd> {
+        let web = line;
         let data = self.env_dir(&env.name)?.join("data");
         let path = self.app_path(dir);
         let mut cmd = Cmd::new([
@@ -398,7 +416,7 @@ impl<'a> Local<'a> {
             "--".into(),
             "sh".into(),
             "-c".into(),
-            exec_line(&web),
+            exec_line(web),
         ])
         .dir(dir);
         // The app inherits the caller's environment but for its secrets (by name, and those the
@@ -412,13 +430,15 @@ impl<'a> Local<'a> {
                 kept.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 removed.into_iter().map(|(k, _)| k.clone()).collect(),
             )
-            .env("PORT", port_text(port))
             .env("SAFEDEPLOY_VERSION", label)
             .env("SAFEDEPLOY_ENV", &env.name)
             .env("SAFEDEPLOY_DATA_DIR", data.to_string_lossy())
             .env("SAFEDEPLOY_RETIRE_FILE", retire_file(dir).to_string_lossy())
             .env("SAFEDEPLOY_STOP_GRACE_MS", self.deploy.stop_grace.0.as_millis().to_string())
             .env("PATH", path.join(":"));
+        if let Some(port) = port {
+            cmd = cmd.env("PORT", port_text(port));
+        }
         for (k, v) in &env.env {
             cmd = cmd.env(k, v);
         }
@@ -682,7 +702,7 @@ impl<'a> Local<'a> {
         nginx: &Nginx<'_>,
         how: &super::DeployOptions<'_>,
         reuse: Option<EnvState>,
-    ) -> Result<Switched> {
+    ) -> Result<super::Deployed> {
         let pre = how.pre;
         let port = self.port_of(env)?;
         let name = env.name.as_str();
@@ -729,7 +749,7 @@ impl<'a> Local<'a> {
             if let Some(o) = &old {
                 self.stop_group(name, o)?;
             }
-            return Ok(switched);
+            return Ok(super::Deployed::Live(switched));
         };
         // Before any user reaches it: the candidate answers on its own port, nginx still sends
         // every request to the old version.
@@ -744,11 +764,17 @@ impl<'a> Local<'a> {
                         serving.unwrap_or("nothing")
                     )));
                 }
+                if crate::error::kind_of(&e) == crate::error::Kind::Verdict {
+                    return Ok(super::Deployed::StoppedBeforeTraffic(e));
+                }
                 return Err(e);
             }
         }
         let canary_from = match (how.canary, &old) {
-            (Some(c), Some(o)) => Some(self.canary(env, nginx, &listen, o, &slot, c)?),
+            (Some(c), Some(o)) => match self.canary(env, nginx, &listen, o, &slot, c)? {
+                Ok(took) => Some(took),
+                Err(aborted) => return Ok(super::Deployed::CanaryAborted(aborted)),
+            },
             (Some(_), None) => {
                 self.fx.ui.warn(format!("{name}: nothing serves yet, so there is no share to give {label}: no canary"));
                 None
@@ -791,15 +817,15 @@ impl<'a> Local<'a> {
             nginx.drain(r);
         }
         self.retire(env, &slot, old, retiring, how.keep_previous && !reverting)?;
-        Ok(switched)
+        Ok(super::Deployed::Live(switched))
     }
 
     /// The canary phase: nginx sends `c.percent` % of the requests to `slot` and the rest to
     /// `old`; each round runs the checks against the candidate's own port and reads what the
     /// candidate answered users (`split.log`). Returns when its share first took traffic once
     /// the bake passed. A failed round takes the share to 0 at once (the reload is waited on,
-    /// then the candidate is stopped): a verdict carrying [`super::CanaryAborted`]. An
-    /// interruption or another error ends the canary the same way, without a verdict.
+    /// then the candidate is stopped): the inner `Err`. An interruption or another error ends
+    /// the canary the same way, without a verdict.
     fn canary(
         &self,
         env: &Environment,
@@ -808,7 +834,7 @@ impl<'a> Local<'a> {
         old: &EnvState,
         slot: &EnvState,
         c: &super::Canary<'_>,
-    ) -> Result<crate::clock::Millis> {
+    ) -> Result<std::result::Result<crate::clock::Millis, super::CanaryAborted>> {
         let name = env.name.as_str();
         let label = slot.label.as_str();
         // Recorded first: a run killed during the canary leaves it for the next run to undo.
@@ -900,7 +926,7 @@ impl<'a> Local<'a> {
                 break None;
             }
         };
-        let Some(why) = failed else { return Ok(took) };
+        let Some(why) = failed else { return Ok(Ok(took)) };
         let failed_at = crate::clock::now_ms();
         let stopped_at = end()?;
         self.fx.ui.status(format!(
@@ -908,8 +934,7 @@ impl<'a> Local<'a> {
             stopped_at - failed_at,
             old.label
         ));
-        Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why }
-            .verdict(label, name))
+        Ok(Err(super::CanaryAborted { percent: c.percent, took_traffic_at: took, failed_at, stopped_at, why }))
     }
 
     /// After a switch to `serving`: the version it replaced (`old`) is kept warm when `keep`
@@ -1233,7 +1258,48 @@ impl Platform for Local<'_> {
         Ok(())
     }
 
-    fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<Switched> {
+    fn release(&self, env: &Environment, label: &str) -> Result<Option<super::Released>> {
+        let Some(line) = self.release_command(label)? else { return Ok(None) };
+        let name = env.name.as_str();
+        let dir = self.version_dir(label)?;
+        let work = self.working_copy(env, label, &dir)?;
+        self.fx.exec.create_dir(&self.env_dir(name)?.join("data"))?;
+        let cmd = self.supervised(env, label, &work, &line, None)?;
+        let log = self.log_file(name)?;
+        let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let limit = self.deploy.release_timeout.0;
+        self.fx.ui.status(format!("{name}: running {label}'s release before it starts: {line}"));
+        let started_at = crate::clock::now_ms();
+        let Some(handle) = self.fx.exec.spawn_detached(&cmd, &log)? else { return Ok(None) };
+        let group = handle.pids().first().copied().unwrap_or(0) as i32;
+        let deadline = Instant::now() + limit;
+        let exit = loop {
+            if let Some(out) = handle.try_wait().context("waiting for the release")? {
+                break (crate::exec::describe(&out.status), out.status.success());
+            }
+            if self.fx.interrupted.load(Ordering::SeqCst) {
+                crate::procs::end_group(group, self.deploy.stop_grace.0);
+                let _ = handle.wait();
+                self.prune_copies(env);
+                return Err(crate::error::Error::interrupted(format!(
+                    "interrupted during {label}'s release in {name}: it was stopped part-way, so the data may be partly migrated; {label} was not started"
+                ))
+                .into());
+            }
+            if Instant::now() >= deadline {
+                crate::procs::end_group(group, self.deploy.stop_grace.0);
+                let _ = handle.wait();
+                break (format!("stopped after its time limit of {}", humantime::format_duration(limit)), false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let ended_at = crate::clock::now_ms();
+        self.prune_copies(env);
+        let tail = log_tail(&log, log_from, 12);
+        Ok(Some(super::Released { command: line, started_at, ended_at, exit: exit.0, ok: exit.1, tail }))
+    }
+
+    fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<super::Deployed> {
         let pre = how.pre;
         let port = self.port_of(env)?;
         let dir = self.version_dir(label)?;
@@ -1261,11 +1327,11 @@ impl Platform for Local<'_> {
                         env.name
                     ));
                 }
-                self.deploy_restart(env, label, port, &work)
+                self.deploy_restart(env, label, port, &work).map(super::Deployed::Live)
             }
         };
         self.prune_copies(env);
-        switched
+        super::Deployed::classed(switched)
     }
 
     /// Stops the app (and what a killed run left starting or retiring) and the environment's
@@ -1338,6 +1404,14 @@ impl Platform for Local<'_> {
 
 /// The last `n` lines written to `path` after byte `from`, indented, for error messages. Only
 /// the last 256 KiB are read: an app can write a lot before it dies.
+/// The command of a Procfile's `kind:` line (`web`, `release`), if it has one.
+pub fn procfile_line(text: &str, kind: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(kind)?.strip_prefix(':'))
+        .map(|c| c.trim().to_string())
+        .find(|c| !c.is_empty())
+}
+
 fn log_tail(path: &Path, from: u64, n: usize) -> String {
     let mut bytes = Vec::new();
     if let Ok(mut f) = std::fs::File::open(path) {

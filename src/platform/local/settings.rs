@@ -33,6 +33,11 @@ pub struct Deploy {
     pub stop_grace: Dur<0, 600_000>,
     /// The web command; default: the version's `Procfile` `web:` line.
     pub command: Option<Text>,
+    /// The release command, run once per environment before a version's candidate starts (its
+    /// schema migrations); default: the version's `Procfile` `release:` line.
+    pub release: Option<Text>,
+    /// Time limit of the release command.
+    pub release_timeout: Dur<1_000, 86_400_000>,
     /// The reverse proxy that owns each environment's port.
     pub proxy: Proxy,
     /// The system directories on the app's PATH, after `build.path`: the app runs on what its
@@ -55,6 +60,8 @@ impl Default for Deploy {
             health_timeout: Dur::secs(60),
             stop_grace: Dur::secs(10),
             command: None,
+            release: None,
+            release_timeout: Dur::secs(600),
             proxy: Proxy::Nginx("nginx".into()),
             system_path: ["/usr/local/bin", "/usr/bin", "/bin"].map(|d| Text(d.into())).to_vec(),
             // Covers the pipeline's production smoke check and a bake, and a Datadog monitor's
