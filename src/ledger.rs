@@ -133,6 +133,21 @@ CREATE TABLE releases (
 CREATE INDEX releases_env ON releases(env, label);
 ALTER TABLE deployments ADD COLUMN release_id INTEGER;
 "#,
+    // Rollback rehearsals: a version whose release passed in a staging environment, and the
+    // production's last known good (`target`) started on a copy of that environment's migrated
+    // data: whether a rollback from the one to the other would serve.
+    r#"
+CREATE TABLE rehearsals (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    env     TEXT NOT NULL,
+    label   TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    ok      INTEGER NOT NULL,
+    detail  TEXT
+);
+CREATE INDEX rehearsals_label ON rehearsals(label);
+"#,
 ];
 
 pub use crate::rules::Cause;
@@ -735,6 +750,38 @@ impl Ledger {
             )
             .optional()?
             .flatten())
+    }
+
+    /// Records a rollback rehearsal: in `env`, `target` on `label`'s migrated data.
+    pub fn record_rehearsal(&self, env: &str, label: &str, target: &str, ok: bool, detail: &str) -> Result<()> {
+        self.write(
+            || format!("record the rehearsal of a rollback from {label} to {target} in {env}"),
+            |c| {
+                c.execute(
+                    "INSERT INTO rehearsals (at, env, label, target, ok, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![now_ms(), env, label, target, ok, self.clean(detail)],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The newest rehearsal of a rollback from `label` to `target`: (passed, detail, env).
+    pub fn rehearsal(&self, label: &str, target: &str) -> Result<Option<(bool, String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT ok, COALESCE(detail, ''), env FROM rehearsals WHERE label = ?1 AND target = ?2 ORDER BY id DESC LIMIT 1",
+                params![label, target],
+                |r| Ok((r.get::<_, bool>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()?
+            .map(|(ok, d, e)| (ok, self.clean(&d), e)))
+    }
+
+    /// Whether any release of `label` passed in `env`.
+    pub fn has_release(&self, env: &str, label: &str) -> Result<bool> {
+        Ok(self.released_in(env, label)?.is_some())
     }
 
     /// The release that ran before deployment `id`.

@@ -146,9 +146,11 @@ fn the_seeds_thin_suite_passes_but_the_change_policy_and_diff_coverage_stop_v2()
     assert_eq!(doc["checks"][2]["status"], "failed");
     assert_eq!(doc["checks"][2]["details"], serde_json::json!(["application.py:67: return json.loads(urls_file)"]));
     assert!(err.contains("diff coverage: 0.0 % of 1 measured changed lines covered, below the minimum 80 %"), "{err}");
+    assert_eq!(doc["checks"][3]["name"], "migrations");
+    assert_eq!(doc["checks"][3]["status"], "passed", "no migration in the change");
     let junit = std::fs::read_to_string(p.app.join("reports/gate.xml")).expect("gate junit");
     assert!(
-        junit.contains(r#"<testsuite name="safedeploy gate" tests="3" skipped="0" errors="0" failures="2">"#),
+        junit.contains(r#"<testsuite name="safedeploy gate" tests="4" skipped="0" errors="0" failures="2">"#),
         "{junit}"
     );
     assert!(junit.contains("application.py:67: return json.loads(urls_file)"), "{junit}");

@@ -312,3 +312,140 @@ fn a_failed_release_starts_nothing_and_is_exit_1() {
     assert!(err.contains("v3's release failed in staging (exit status 4); v3 was not started"), "{err}");
     assert_eq!(p.served_version("staging").as_deref(), Some("v2"));
 }
+
+#[test]
+fn what_a_candidates_check_writes_never_reaches_the_users_data() {
+    let p = blog();
+    p.v1_everywhere();
+    // v2 answers its check's POST by dropping the table its users read, then failing.
+    edit_app(
+        &p,
+        "    post = Post(title=request.form[\"title\"], body=request.form[\"body\"])\n",
+        "    db.session.execute(text(\"DROP TABLE post\"))\n    db.session.commit()\n    abort(500)\n    post = Post(title=request.form[\"title\"], body=request.form[\"body\"])\n",
+    );
+    p.commit_all("Drop the posts on a write", "Team");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    let a = p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().code(1);
+    let (_, err) = output(&a);
+    assert!(err.contains("v2 is checked before traffic on a copy of production's data"), "{err}");
+    assert!(
+        err.contains(
+            "v2 was stopped before it took traffic in production (v1 still serves and passes its checks; no downtime)"
+        ),
+        "{err}"
+    );
+    // The users' data is whole: v1 passes its checks, and nothing of the copy is left.
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    let left: Vec<String> = std::fs::read_dir(p.state.join("local/envs/production"))
+        .expect("env dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("check-data-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 0);
+}
+
+#[test]
+fn a_contract_passes_the_gate_by_the_two_phase_rule_only_once_its_release_is_production_s_known_good() {
+    let p = blog();
+    p.v1_everywhere();
+    // v2, the expand half: its pages stop showing body.
+    edit_app(&p, "return jsonify(title=post.title, body=post.body)", "return jsonify(title=post.title)");
+    p.commit_all("Stop showing body", "Team");
+    let v2_commit = p.git(&["rev-parse", "HEAD"]);
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    p.cmd("promote").assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+
+    // The contract half names v2, production's last known good: safe.
+    revision(
+        &p,
+        "0002_drop_body.py",
+        "0002",
+        "0001",
+        "    with op.batch_alter_table(\"post\") as batch_op:\n        batch_op.drop_column(\"body\")",
+    );
+    p.commit_all("Drop body\n\nContract-After: v2", "Team");
+    let a = p.cmd("gate-tests").args(["--base", &v2_commit, "--json"]).assert().success();
+    let (out, _) = output(&a);
+    let check = gate_check(&json_of(&out), "migrations");
+    assert_eq!(check["status"], "passed", "{check}");
+    assert!(
+        check["summary"].as_str().unwrap_or_default().contains("1 contract(s) safe by the two-phase rule"),
+        "{check}"
+    );
+
+    // Naming a release production does not run yet: not safe.
+    p.git(&["-c", "user.name=Team", "commit", "-q", "--amend", "-m", "Drop body\n\nContract-After: v9"]);
+    let a = p.cmd("gate-tests").args(["--base", &v2_commit]).assert().code(1);
+    let (_, err) = output(&a);
+    assert!(err.contains("migrations/versions/0002_drop_body.py:13: drops a column"), "{err}");
+    assert!(err.contains("Contract-After: v9, but production's last known good is v2: promote v9 first"), "{err}");
+}
+
+#[test]
+fn a_rollback_rehearsal_in_staging_decides_whether_a_version_may_reach_production() {
+    let p = blog();
+    p.v1_everywhere();
+    // v2 adds a column: production's v1 still serves on v2's migrated data.
+    revision(
+        &p,
+        "0002_add_tags.py",
+        "0002",
+        "0001",
+        "    op.add_column(\"post\", sa.Column(\"tags\", sa.String(100), nullable=True))",
+    );
+    edit_app(
+        &p,
+        "    body = db.Column(db.Text, nullable=False)\n",
+        "    body = db.Column(db.Text, nullable=False)\n    tags = db.Column(db.String(100))\n",
+    );
+    p.commit_all("Posts get tags", "Team");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("staging: rehearsing a rollback from v2 to v1 (production's last known good)"), "{err}");
+    assert!(out.contains("staging: rollback-safe: v1 serves its users on v2's migrated data"), "{out}");
+    p.cmd("promote").assert().success();
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+
+    // v3 renames body: production's v2 cannot read v3's migrated data.
+    revision(
+        &p,
+        "0003_rename_body.py",
+        "0003",
+        "0002",
+        "    with op.batch_alter_table(\"post\") as batch_op:\n        batch_op.alter_column(\"body\", new_column_name=\"content\")",
+    );
+    edit_app(&p, "body = db.Column(db.Text, nullable=False)", "body = db.Column(\"content\", db.Text, nullable=False)");
+    p.commit_all("Rename body to content", "Team");
+    p.cmd("deploy-staging").args(["--version", "v3"]).assert().success();
+    let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    let (_, err) = output(&a);
+    assert!(err.contains("staging: a rollback from v3 to v2 would fail: v2 fails on v3's data"), "{err}");
+    assert_eq!(
+        p.query_strings("SELECT label || ' ' || target || ' ' || ok FROM rehearsals ORDER BY id"),
+        ["v2 v1 1", "v3 v2 0"]
+    );
+    let a = p.cmd("promote").assert().code(1);
+    let (_, err) = output(&a);
+    assert!(
+        err.contains(
+            "refusing to promote v3 to production: a rollback from v3 to v2 would fail (rehearsed in staging:"
+        ),
+        "{err}"
+    );
+    // --force is no answer to that; only its own word is.
+    p.cmd("promote").args(["--force", "--reason", "x"]).assert().code(1);
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"), "nothing changed");
+    let a = p.cmd("promote").args(["--accept-irreversible", "renamed on purpose"]).assert().success();
+    let (_, err) = output(&a);
+    assert!(err.contains("only a roll forward is possible afterwards — reason: renamed on purpose"), "{err}");
+    assert_eq!(p.served_version("production").as_deref(), Some("v3"));
+    assert_eq!(
+        p.query_strings("SELECT reason FROM deployments WHERE env = 'production' AND label = 'v3'"),
+        ["irreversible accepted: renamed on purpose"]
+    );
+}

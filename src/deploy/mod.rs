@@ -184,15 +184,27 @@ impl<'a> Session<'a> {
         };
         // What users are served, if anything else: watched while shared data may change.
         let serving = self.live.as_ref().filter(|l| l.healthy && l.label != label).map(|l| l.label.clone());
-        let releases = matches!(action, Action::Deploy | Action::Promote) && ledger.released_in(env, label)?.is_none();
-        let watched_version = serving.filter(|_| !ctx.dry_run && (releases || action == Action::Promote));
+        // Its release, unless it already passed here (a rollback never runs one).
+        let release = match action {
+            Action::Deploy | Action::Promote if ledger.released_in(env, label)?.is_none() => {
+                match self.platform.release_command(self.environment, label) {
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                }
+            }
+            _ => None,
+        };
+        // Watched while something can change the users' data: a release, or a candidate started
+        // beside it and checked before traffic (a promote that skips that check, on a person's
+        // word, is not watched).
+        let watched_version = serving.filter(|_| !ctx.dry_run && (release.is_some() || pre.is_some()));
         let watch = match Watch::new(ctx, env, watched_version) {
             Ok(w) => w,
             Err(e) => return fail(e),
         };
         let mut released = None;
-        if releases {
-            let r = match self.platform.release(self.environment, label) {
+        if let Some(command) = &release {
+            let r = match self.platform.release(self.environment, label, command) {
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
@@ -215,18 +227,13 @@ impl<'a> Session<'a> {
                 released = Some(r);
             }
         }
-        // The candidate starts beside what serves: its start may change the shared data too
-        // (a migrator left in the web line), so after its check the live version is asked again.
-        let since = released.as_ref().map_or_else(now_ms, |r| r.started_at);
-        let watched = |base: &str| -> Result<()> {
-            let checked = pre.map_or(Ok(()), |check| check(base));
-            watch.round(since)?;
-            checked
-        };
-        let pre: Option<&crate::platform::PreTraffic<'_>> = match (pre, watch.on()) {
-            (Some(_), true) => Some(&watched),
-            (p, _) => p,
-        };
+        // The candidate starts beside what serves on the environment's data, and its start may
+        // change that data too (a migrator left in the web line): before the switch, the version
+        // users are served is asked again. What broke is charged from the release's start, else
+        // from that start.
+        let released_at = released.as_ref().map(|r| r.started_at);
+        let before_switch = |started: Millis| watch.round(released_at.unwrap_or(started));
+        let watch_hook: Option<&crate::platform::Watch<'_>> = if watch.on() { Some(&before_switch) } else { None };
         // A rollback replaces the bad version: it is not kept warm; nor is a version that
         // failed here (its newest verdict a failure, or marked bad): it is no target for an
         // instant switch back.
@@ -236,7 +243,7 @@ impl<'a> Session<'a> {
         };
         let keep_previous =
             crate::rules::keep_warm(matches!(action, Action::Rollback | Action::Restore), previous_failed);
-        let how = crate::platform::DeployOptions { pre, keep_previous, canary };
+        let how = crate::platform::DeployOptions { pre, keep_previous, canary, watch: watch_hook };
         let deployed = match self.platform.deploy(self.environment, label, &how) {
             Ok(d) => d,
             Err(e) => return fail(e),

@@ -25,6 +25,8 @@ pub struct PromoteRequest<'a> {
     pub reason: Option<&'a str>,
     /// Deploy without checking the candidate before traffic, for this recorded reason.
     pub skip_pre_traffic: Option<&'a str>,
+    /// Promote though a rehearsed rollback from it would fail, for this recorded reason.
+    pub accept_irreversible: Option<&'a str>,
     /// A canary phase first: this share of the users for this long.
     pub canary: Option<CanaryRequest>,
 }
@@ -44,6 +46,9 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     let to_env = ctx.config.environment(to)?;
     if req.force && req.reason.is_none_or(|r| r.trim().is_empty()) {
         return Err(usage!("--force needs --reason TEXT: an override is recorded with its reason"));
+    }
+    if req.accept_irreversible.is_some_and(|r| r.trim().is_empty()) {
+        return Err(usage!("--accept-irreversible: expected the reason (it is recorded)"));
     }
     if req.skip_pre_traffic.is_some_and(|r| r.trim().is_empty()) {
         return Err(usage!("--skip-pre-traffic: expected the reason it is skipped (it is recorded)"));
@@ -84,10 +89,10 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     // never reached a user.
     let check = |base: &str| crate::smoke::pre_traffic(ctx, to, &label, base);
     let skipped = req.skip_pre_traffic.map(|r| format!("pre-traffic check skipped: {r}"));
-    let reason = match (req.reason, &skipped) {
-        (Some(r), Some(s)) => Some(format!("{r}; {s}")),
-        (r, s) => r.map(str::to_string).or(s.clone()),
-    };
+    let irreversible = req.accept_irreversible.map(|r| format!("irreversible accepted: {r}"));
+    let reasons: Vec<String> =
+        [req.reason.map(str::to_string), skipped.clone(), irreversible].into_iter().flatten().collect();
+    let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     if let Some(s) = &skipped {
         ctx.ui.warn(format!("{to}: {s}"));
     }
@@ -379,6 +384,26 @@ fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(V
                 .into());
         }
         ctx.ui.warn(format!("overriding: {} — reason: {}", refusals.join("; "), req.reason.unwrap_or_default()));
+    }
+    // A rehearsed rollback from it to production's last known good that failed: after it, only
+    // a roll forward is possible. Not a policy --force overrides: it needs its own word.
+    if let Some(good) = ledger.last_known_good(to)?.filter(|g| *g != label)
+        && let Some((false, detail, rehearsed_in)) = ledger.rehearsal(&label, &good)?
+    {
+        let what = format!(
+            "a rollback from {label} to {good} would fail (rehearsed in {rehearsed_in}: {})",
+            clip(&detail, 300)
+        );
+        match req.accept_irreversible {
+            None => {
+                return Err(Error::verdict(format!("refusing to promote {label} to {to}: {what}"))
+                    .with_hint("promote --accept-irreversible REASON accepts that only a roll forward is possible afterwards (recorded)")
+                    .into());
+            }
+            Some(r) => {
+                ctx.ui.warn(format!("accepted: {what}; only a roll forward is possible afterwards — reason: {r}"))
+            }
+        }
     }
     Ok((version, budget_now))
 }

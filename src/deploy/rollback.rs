@@ -130,6 +130,25 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
             })
         }
         Decision::Restore { target, bad, evidence } => {
+            // A version whose release ran here: what its rehearsal said of a rollback to this.
+            if let Some(b) = bad.as_deref() {
+                match ledger.rehearsal(b, &target)? {
+                    Some((false, detail, rehearsed_in)) if !(req.to.is_some() && req.reason.is_some()) => {
+                        return Err(Error::could_not_act(format!(
+                            "a rollback from {b} to {target} would fail (rehearsed in {rehearsed_in}: {}); only a roll forward is possible",
+                            clip(&detail, 300)
+                        ))
+                        .with_hint(format!(
+                            "deploy a fixed version (deploy-staging, then promote), or restore it anyway: rollback --env {env} --to {target} --reason TEXT"
+                        ))
+                        .into());
+                    }
+                    None if ledger.has_release(env, b)? => ctx.ui.warn(format!(
+                        "{env}: {b} ran a release here and a rollback to {target} was never rehearsed; the restore is verified"
+                    )),
+                    _ => {}
+                }
+            }
             let reason = req.reason.map(str::to_string).unwrap_or(evidence);
             let alerted = alert.as_ref().map(|a| (a.at.min(started), a.alert_id.as_str()));
             let r = Restoring { target: &target, bad: bad.as_deref(), reason: &reason, started, alerted };

@@ -64,7 +64,13 @@ pub struct DeployOptions<'p> {
     pub keep_previous: bool,
     /// Send a share of the users to the candidate first, and check it each round.
     pub canary: Option<&'p Canary<'p>>,
+    /// Asked once the candidate runs on the environment's own data and before the switch, with
+    /// when that start began: whether the version users are served still serves them.
+    pub watch: Option<&'p Watch<'p>>,
 }
+
+/// See [`DeployOptions::watch`].
+pub type Watch<'p> = dyn Fn(crate::clock::Millis) -> Result<()> + 'p;
 
 /// A canary phase: `percent` of the environment's requests go to the candidate for `bake`,
 /// with `round` run every `interval` (the smoke chains against the candidate's own address
@@ -181,13 +187,25 @@ pub trait Platform {
     /// the version it replaces is the bad one.
     fn deploy(&self, env: &Environment, label: &str, how: &DeployOptions<'_>) -> Result<Deployed>;
 
-    /// Runs `label`'s release command in `env` (its schema migrations), where the platform runs
-    /// one: in the environment's working copy of the version, with the app's variables and data,
-    /// in its own process group, within its time limit, its output in the environment's log.
-    /// `None` when the version has none, or in a dry run (the plan is printed). A platform that
-    /// runs releases itself (Elastic Beanstalk's `container_commands` and predeploy hooks run
-    /// inside its deploy) returns `None`.
-    fn release(&self, _env: &Environment, _label: &str) -> Result<Option<Released>> {
+    /// `label`'s release command (its schema migrations), where the platform runs one; `None`
+    /// when the version has none. A platform whose deploys run releases themselves (Elastic
+    /// Beanstalk's `container_commands` and predeploy hooks) returns `None`.
+    fn release_command(&self, _env: &Environment, _label: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Runs `label`'s release `command` in `env`: in the environment's working copy of the
+    /// version, with the app's variables and data, in its own process group, within its time
+    /// limit, its output in the environment's log. `None` in a dry run (the plan is printed).
+    fn release(&self, env: &Environment, label: &str, _command: &str) -> Result<Option<Released>> {
+        Err(crate::could_not_act!("{}: this platform runs no release of {label}", env.name))
+    }
+
+    /// A rollback rehearsal: starts `label` in `env` on a copy of the environment's data, beside
+    /// what serves and without traffic, runs `check` against it at its own address, and stops
+    /// it. The inner result is the rehearsal's (a start that does not become healthy fails it).
+    /// `None` when the platform cannot copy the environment's data (a database server).
+    fn rehearse(&self, _env: &Environment, _label: &str, _check: &PreTraffic<'_>) -> Result<Option<Result<()>>> {
         Ok(None)
     }
 

@@ -327,7 +327,12 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
     }
     vars.version = served.clone();
     let rounds = check_rounds(ctx, req, &env.url.base(), chains, &mut vars)?;
-    conclude(ctx, req, &ledger, Served { label: served, from: signal.describe() }, rounds, started)
+    let (label, passed) = (served.clone(), rounds.passed());
+    let outcome = conclude(ctx, req, &ledger, Served { label: served, from: signal.describe() }, rounds, started)?;
+    if req.record && passed && !ctx.dry_run {
+        rehearse_rollback(ctx, &ledger, platform.as_ref(), env, &label)?;
+    }
+    Ok(outcome)
 }
 
 /// The first round of checks, then (with `--watch`) a round every interval until the bake
@@ -422,6 +427,53 @@ fn report_round(ctx: &Ctx, r: &Rounds) {
     for m in r.monitors.iter().filter(|m| r.round == 1 || !m.ok) {
         ctx.ui.check(m.ok, format!("Datadog monitor {}: {}", m.id, m.state));
     }
+}
+
+/// A rollback rehearsal, once a version whose release ran in a staging environment passes there:
+/// production's last known good is started on a copy of this environment's migrated data and
+/// the smoke chains run against it; the result is recorded ("rollback-safe", or what would
+/// fail). A failed rehearsal does not fail the check (the version serves); promote refuses the
+/// version unless `--accept-irreversible`, and rollback consults it.
+fn rehearse_rollback(
+    ctx: &Ctx,
+    ledger: &Ledger,
+    platform: &dyn crate::platform::Platform,
+    env: &crate::config::Environment,
+    label: &str,
+) -> Result<()> {
+    let name = env.name.as_str();
+    let sla = &ctx.config.sla.environments;
+    if sla.iter().any(|e| e == name) || !ledger.has_release(name, label)? {
+        return Ok(());
+    }
+    let Some(production) = sla.first() else { return Ok(()) };
+    let Some(target) = ledger.last_known_good(production)?.filter(|t| t != label) else { return Ok(()) };
+    ctx.ui.status(format!(
+        "{name}: rehearsing a rollback from {label} to {target} ({production}'s last known good) on a copy of {name}'s migrated data"
+    ));
+    let round = |base: &str| -> Result<()> {
+        match candidate_round(ctx, name, &target, base, Target::Candidate, true)? {
+            None => Ok(()),
+            Some(why) => Err(crate::verdict!("{target} fails on {label}'s data: {why}")),
+        }
+    };
+    match platform.rehearse(env, &target, &round)? {
+        None => ctx.ui.warn(format!(
+            "{name}: a rollback from {label} to {target} cannot be rehearsed on this platform (it cannot copy the environment's data); a rollback relies on its verified restore"
+        )),
+        Some(Ok(())) => {
+            ledger.record_rehearsal(name, label, &target, true, "its checks passed on the migrated data")?;
+            ctx.ui.result(format!("{name}: rollback-safe: {target} serves its users on {label}'s migrated data"));
+        }
+        Some(Err(e)) => {
+            let why = format!("{e:#}");
+            ledger.record_rehearsal(name, label, &target, false, &why)?;
+            ctx.ui.warn(format!(
+                "{name}: a rollback from {label} to {target} would fail: {why}; promote refuses {label} unless --accept-irreversible REASON"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn record(ctx: &Ctx, ledger: &Ledger, env: &str, label: &str, passed: bool, detail: &str) -> Result<()> {

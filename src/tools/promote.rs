@@ -35,6 +35,10 @@ pub struct Args {
     /// Why, for the ledger
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
     reason: Option<String>,
+    /// Promote a version a rollback from which was rehearsed and would fail (its migration is
+    /// not reversible): only a roll forward is possible afterwards; the reason is recorded
+    #[arg(long, env = "SAFEDEPLOY_ACCEPT_IRREVERSIBLE", value_name = "REASON")]
+    accept_irreversible: Option<String>,
     /// Do not run the smoke chains against the candidate before it takes traffic; the reason
     /// is recorded
     #[arg(long, env = "SAFEDEPLOY_SKIP_PRE_TRAFFIC", value_name = "REASON")]
@@ -71,6 +75,7 @@ pub fn main() -> std::process::ExitCode {
                 force: a.force,
                 reason: a.reason.as_deref(),
                 skip_pre_traffic: a.skip_pre_traffic.as_deref(),
+                accept_irreversible: a.accept_irreversible.as_deref(),
                 canary: a
                     .canary
                     .map(|percent| CanaryRequest { percent, bake: a.bake.map(|b| b.0).unwrap_or(DEFAULT_BAKE) }),

@@ -757,7 +757,7 @@ impl<'a> ElasticBeanstalk<'a> {
             return self.deploy_split(env, &e.environment, label, c);
         }
         if e.standby.is_some() {
-            if let Some(stopped) = self.deploy_swap(env, e, label, pre)? {
+            if let Some(stopped) = self.deploy_swap(env, e, label, pre, how.watch)? {
                 return Ok(stopped);
             }
         } else {
@@ -782,6 +782,7 @@ impl<'a> ElasticBeanstalk<'a> {
         e: &EbEnvironment,
         label: &str,
         pre: Option<&super::PreTraffic<'_>>,
+        watch: Option<&super::Watch<'_>>,
     ) -> Result<Option<super::Deployed>> {
         let cname = e.cname.as_deref().unwrap_or_default();
         let (active, standby) = self.active(e)?;
@@ -803,7 +804,13 @@ impl<'a> ElasticBeanstalk<'a> {
                 env.name,
                 active.label()
             ));
+            let started = crate::clock::now_ms();
             self.update_and_wait(to, label)?;
+            // The standby shares the active environment's database: what its deploy changed
+            // there (container_commands, predeploy hooks), the active one meets now.
+            if let Some(w) = watch {
+                w(started)?;
+            }
         }
         if let Some(check) = pre {
             // The standby runs the candidate at its own CNAME; users are on the active one.

@@ -45,6 +45,8 @@ use std::time::{Duration, Instant};
 
 pub const SUPERVISOR: &str = "safedeploy-supervisor";
 const BUILT_MARKER: &str = ".safedeploy-built";
+/// The prefix of a data dir's snapshot made for a check before traffic, in the environment's dir.
+const CHECK_DATA: &str = "check-data-";
 
 pub struct Local<'a> {
     fx: &'a Effects,
@@ -354,7 +356,7 @@ impl<'a> Local<'a> {
 
     /// The release command: `deploy.release`, else the version's `Procfile` `release:` line;
     /// `None` when it has neither.
-    fn release_command(&self, label: &str) -> Result<Option<String>> {
+    fn release_line(&self, label: &str) -> Result<Option<String>> {
         if let Some(c) = &self.deploy.release {
             return Ok(Some(c.to_string()));
         }
@@ -400,9 +402,13 @@ impl<'a> Local<'a> {
     }
 
     /// The app's command: the supervisor running the web line, with the app's environment.
-    fn app_command(&self, env: &Environment, label: &str, dir: &Path, port: u16) -> Result<Cmd> {
+    fn app_command(&self, env: &Environment, label: &str, dir: &Path, port: u16, data: Option<&Path>) -> Result<Cmd> {
         let web = self.web_command(label)?;
-        self.supervised(env, label, dir, &web, Some(port))
+        let cmd = self.supervised(env, label, dir, &web, Some(port))?;
+        Ok(match data {
+            Some(d) => cmd.env("SAFEDEPLOY_DATA_DIR", d.to_string_lossy()),
+            None => cmd,
+        })
     }
 
     /// A shell line of the app's (its web line, its release) under the supervisor, in its
@@ -639,7 +645,7 @@ impl<'a> Local<'a> {
 
     /// `deploy.proxy = "none"`: stop the old group, start the new one on the environment's port.
     fn deploy_restart(&self, env: &Environment, label: &str, port: u16, dir: &Path) -> Result<Switched> {
-        let cmd = self.app_command(env, label, dir, port)?;
+        let cmd = self.app_command(env, label, dir, port, None)?;
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
         }
@@ -721,12 +727,32 @@ impl<'a> Local<'a> {
         self.fx.exec.create_dir(&data)?;
         let serving = old.as_ref().map(|o| o.label.as_str());
         let reverting = reuse.is_some();
+        let mut checked = false;
         let slot = match reuse {
             Some(w) => {
                 self.fx.ui.status(format!("{name}: switching back to {label}, kept warm on port {}", w.port));
                 Some(w)
             }
-            None => self.start_beside(env, label, dir, serving)?,
+            None => {
+                if let (Some(check), false) = (pre, self.fx.dry_run) {
+                    if let Some(stopped) = self.check_on_a_copy(env, label, dir, serving, check)? {
+                        return Ok(stopped);
+                    }
+                    checked = true;
+                }
+                let started = crate::clock::now_ms();
+                let slot = self.start_beside(env, label, dir, serving, None)?;
+                // On the environment's own data now: what its start changed there, the version
+                // users are served meets before the switch.
+                if let (Some(watch), Some(s)) = (how.watch, &slot)
+                    && let Err(e) = watch(started)
+                {
+                    self.stop_group(name, s)?;
+                    self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+                    return Err(e);
+                }
+                slot
+            }
         };
         let Some(slot) = slot else {
             if pre.is_some() {
@@ -752,8 +778,8 @@ impl<'a> Local<'a> {
             return Ok(super::Deployed::Live(switched));
         };
         // Before any user reaches it: the candidate answers on its own port, nginx still sends
-        // every request to the old version.
-        if let Some(check) = pre {
+        // every request to the old version. (A fresh start was checked on a copy of the data.)
+        if let Some(check) = pre.filter(|_| !checked) {
             self.fx.ui.status(format!("{name}: checking {label} on port {} before it takes traffic", slot.port));
             if let Err(e) = check(&format!("http://127.0.0.1:{}", slot.port)) {
                 self.stop_group(name, &slot)?;
@@ -818,6 +844,74 @@ impl<'a> Local<'a> {
         }
         self.retire(env, &slot, old, retiring, how.keep_previous && !reverting)?;
         Ok(super::Deployed::Live(switched))
+    }
+
+    /// The check before traffic on a copy of the environment's data: the candidate is started
+    /// beside what serves with `SAFEDEPLOY_DATA_DIR` on a snapshot of the data dir, checked, and
+    /// stopped; the snapshot is removed. What its start and its checks write never reaches the
+    /// users' data. `Some` when it failed its check (it took no traffic).
+    fn check_on_a_copy(
+        &self,
+        env: &Environment,
+        label: &str,
+        dir: &Path,
+        serving: Option<&str>,
+        check: &super::PreTraffic<'_>,
+    ) -> Result<Option<super::Deployed>> {
+        let name = env.name.as_str();
+        self.fx.ui.status(format!(
+            "{name}: {label} is checked before traffic on a copy of {name}'s data: what its start and its checks write never reaches its users"
+        ));
+        match self.on_a_copy(env, label, dir, serving, check, "before it takes traffic")? {
+            Ok(()) => {
+                self.fx.ui.status(format!("{name}: {label} passed; starting it on {name}'s own data"));
+                Ok(None)
+            }
+            Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
+                Ok(Some(super::Deployed::StoppedBeforeTraffic(e)))
+            }
+            Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Interrupted => Err(e.context(format!(
+                "{label} was stopped before it took traffic and not switched to; {name} still serves {}",
+                serving.unwrap_or("nothing")
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts `label` (its working copy `dir`) beside what serves, with `SAFEDEPLOY_DATA_DIR`
+    /// on a snapshot of the environment's data dir; runs `check` at its own address; stops it
+    /// and removes the snapshot. The inner result is the check's.
+    fn on_a_copy(
+        &self,
+        env: &Environment,
+        label: &str,
+        dir: &Path,
+        serving: Option<&str>,
+        check: &super::PreTraffic<'_>,
+        purpose: &str,
+    ) -> Result<Result<()>> {
+        let name = env.name.as_str();
+        let data = self.env_dir(name)?.join("data");
+        let copy = self.env_dir(name)?.join(format!("{CHECK_DATA}{}", crate::clock::now_ms()));
+        workcopy::copy_tree(&data, &copy)
+            .with_context(|| format!("copying {} to check {label} on it", data.display()))?;
+        let slot = match self.start_beside(env, label, dir, serving, Some(&copy)) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&copy);
+                return Err(e);
+            }
+        };
+        let Some(slot) = slot else {
+            let _ = std::fs::remove_dir_all(&copy);
+            return Ok(Ok(()));
+        };
+        self.fx.ui.status(format!("{name}: checking {label} on port {} {purpose}", slot.port));
+        let checked = check(&format!("http://127.0.0.1:{}", slot.port));
+        self.stop_group(name, &slot)?;
+        self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+        let _ = std::fs::remove_dir_all(&copy);
+        Ok(checked)
     }
 
     /// The canary phase: nginx sends `c.percent` % of the requests to `slot` and the rest to
@@ -1019,6 +1113,7 @@ impl<'a> Local<'a> {
         label: &str,
         dir: &Path,
         serving: Option<&str>,
+        data: Option<&Path>,
     ) -> Result<Option<EnvState>> {
         let name = env.name.as_str();
         let reserved = self.environment_ports();
@@ -1030,7 +1125,7 @@ impl<'a> Local<'a> {
         loop {
             attempt += 1;
             let app_port = if self.fx.dry_run { 0 } else { ports::pick(&reserved)? };
-            let cmd = self.app_command(env, label, dir, app_port)?;
+            let cmd = self.app_command(env, label, dir, app_port, data)?;
             let log = self.log_file(name)?;
             let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
             let on = if self.fx.dry_run { "a free port".to_string() } else { format!("port {app_port}") };
@@ -1258,8 +1353,12 @@ impl Platform for Local<'_> {
         Ok(())
     }
 
-    fn release(&self, env: &Environment, label: &str) -> Result<Option<super::Released>> {
-        let Some(line) = self.release_command(label)? else { return Ok(None) };
+    fn release_command(&self, _env: &Environment, label: &str) -> Result<Option<String>> {
+        self.release_line(label)
+    }
+
+    fn release(&self, env: &Environment, label: &str, line: &str) -> Result<Option<super::Released>> {
+        let line = line.to_string();
         let name = env.name.as_str();
         let dir = self.version_dir(label)?;
         let work = self.working_copy(env, label, &dir)?;
@@ -1297,6 +1396,32 @@ impl Platform for Local<'_> {
         self.prune_copies(env);
         let tail = log_tail(&log, log_from, 12);
         Ok(Some(super::Released { command: line, started_at, ended_at, exit: exit.0, ok: exit.1, tail }))
+    }
+
+    fn rehearse(&self, env: &Environment, label: &str, check: &super::PreTraffic<'_>) -> Result<Option<Result<()>>> {
+        let dir = self.version_dir(label)?;
+        if self.fx.dry_run {
+            self.fx.ui.plan(format!(
+                "# would start {label} on a copy of {}'s data and run the smoke chains against it",
+                env.name
+            ));
+            return Ok(None);
+        }
+        if !dir.join(BUILT_MARKER).is_file() {
+            return Err(could_not_act!(
+                "version {label} is not built on the local platform ({} is missing)",
+                dir.display()
+            ));
+        }
+        let work = self.working_copy(env, label, &dir)?;
+        let serving = self.read_state(&env.name)?.map(|s| s.label);
+        let result = self.on_a_copy(env, label, &work, serving.as_deref(), check, "as a rollback would meet it");
+        self.prune_copies(env);
+        match result {
+            // Not healthy on that data: the rehearsal's verdict, not a fault.
+            Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => Ok(Some(Err(e))),
+            other => other.map(Some),
+        }
     }
 
     fn deploy(&self, env: &Environment, label: &str, how: &super::DeployOptions<'_>) -> Result<super::Deployed> {
