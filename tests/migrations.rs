@@ -4,6 +4,8 @@
 //! version users are served is watched while anything that can change their data runs; the
 //! gate classes each new migration expand or contract.
 
+#[path = "support/pg.rs"]
+mod pg;
 mod support;
 use support::{Project, output};
 
@@ -327,7 +329,7 @@ fn what_a_candidates_check_writes_never_reaches_the_users_data() {
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
     let a = p.cmd("promote").args(["--version", "v2", "--force", "--reason", "test"]).assert().code(1);
     let (_, err) = output(&a);
-    assert!(err.contains("v2 is checked before traffic on a copy of production's data"), "{err}");
+    assert!(err.contains("v2 is checked before traffic on a copy of production's data dir"), "{err}");
     assert!(
         err.contains(
             "v2 was stopped before it took traffic in production (v1 still serves and passes its checks; no downtime)"
@@ -448,4 +450,73 @@ fn a_rollback_rehearsal_in_staging_decides_whether_a_version_may_reach_productio
         p.query_strings("SELECT reason FROM deployments WHERE env = 'production' AND label = 'v3'"),
         ["irreversible accepted: renamed on purpose"]
     );
+    let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
+    let (out, _) = output(&a);
+    assert!(
+        out.contains(
+            "ROLL FORWARD ONLY: promoted though a rehearsed rollback from it would fail (accepted: renamed on purpose)"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn on_postgresql_the_watch_is_the_evidence_that_a_candidates_start_broke_the_live_version() {
+    let pg = pg::Postgres::start();
+    for db in ["blog_staging", "blog_production"] {
+        pg.create_db(db);
+    }
+    // Each environment's database on the server; nothing of it is in the data dir to copy.
+    let config = CONFIG
+        .replace(
+            "url = \"http://127.0.0.1:{staging}\"",
+            &format!(
+                "url = \"http://127.0.0.1:{{staging}}\"\nenv = {{ DATABASE_URL = \"{}\" }}",
+                pg.url("blog_staging")
+            ),
+        )
+        .replace(
+            "url = \"http://127.0.0.1:{production}\"",
+            &format!(
+                "url = \"http://127.0.0.1:{{production}}\"\nenv = {{ DATABASE_URL = \"{}\" }}",
+                pg.url("blog_production")
+            ),
+        );
+    let p = Project::fixture("blog", &config);
+    p.write(
+        "Procfile",
+        "web: flask --app application db upgrade && exec gunicorn --bind 127.0.0.1:$PORT --workers 2 application:app\n",
+    );
+    p.commit_all("Migrate as the app starts", "Team");
+    p.v1_everywhere();
+    assert_eq!(pg.sql("blog_production", "SELECT version_num FROM alembic_version"), "0001");
+    assert!(!p.state.join("local/envs/production/data/blog.db").exists(), "the data is on the server");
+
+    revision(
+        &p,
+        "0002_rename_body.py",
+        "0002",
+        "0001",
+        "    with op.batch_alter_table(\"post\") as batch_op:\n        batch_op.alter_column(\"body\", new_column_name=\"content\")",
+    );
+    edit_app(&p, "body = db.Column(db.Text, nullable=False)", "body = db.Column(\"content\", db.Text, nullable=False)");
+    p.commit_all("Rename body to content", "Team");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    // The check on a copy of the data dir does not keep the candidate off the server: its start
+    // renames the column v1 reads. The watch sees v1 fail; v2 passed, so the promote rolls forward.
+    let a = p.cmd("promote").assert().success();
+    let (_, err) = output(&a);
+    assert!(err.contains("a database server the app reaches is not copied"), "{err}");
+    assert!(err.contains("users met v2's change before it took traffic: v1 failed its checks from"), "{err}");
+    assert!(!err.contains("no downtime"), "{err}");
+    assert_eq!(
+        pg.sql(
+            "blog_production",
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'post' ORDER BY column_name"
+        ),
+        "content\nid\ntitle"
+    );
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents WHERE cause = 'release' AND downtime_ms > 0"), 1);
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
 }

@@ -228,14 +228,25 @@ fn sigterm_during_the_check_before_traffic_ends_it_and_the_candidate_never_takes
     p.write("application.py", &app);
     p.commit_all("A slow home page", "Team");
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    let arrived = p.state.join("local/envs/production/data/check-arrived");
+    // The candidate is checked on a copy of production's data dir (`check-data-*`), so the
+    // marker lands there, never in the data users are served from.
+    let env_dir = p.state.join("local/envs/production");
+    let arrived = std::cell::Cell::new(false);
+    let in_a_copy = || {
+        let found = std::fs::read_dir(&env_dir).into_iter().flatten().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("check-data-") && e.path().join("check-arrived").exists()
+        });
+        arrived.set(arrived.get() || found);
+        found
+    };
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"));
     cmd.args(["--version", "v2", "--force", "--reason", "abort test"])
         .current_dir(&p.app)
         .env("PATH", support::tools_path())
         .env("SAFEDEPLOY_STATE_DIR", &p.state);
-    let (code, err) = support::abort_when(cmd, || arrived.exists());
-    assert!(arrived.exists(), "the check reached v2 before the abort");
+    let (code, err) = support::abort_when(cmd, in_a_copy);
+    assert!(arrived.get(), "the check reached v2 before the abort");
+    assert!(!env_dir.join("data/check-arrived").exists(), "the check wrote nothing to the users' data");
     assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("checking v2 on port"), "{err}");
     assert!(err.contains("not switched to"), "the message says what was left: {err}");

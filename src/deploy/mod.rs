@@ -34,6 +34,9 @@ mod rollback;
 mod staging;
 
 pub use promote::{CanaryRequest, PromoteRequest, promote};
+
+/// How a deployment's reason records `promote --accept-irreversible REASON` (followed by it).
+pub const IRREVERSIBLE: &str = "irreversible accepted: ";
 pub use rollback::{RollbackRequest, rollback};
 pub use staging::deploy_staging;
 

@@ -89,7 +89,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     // never reached a user.
     let check = |base: &str| crate::smoke::pre_traffic(ctx, to, &label, base);
     let skipped = req.skip_pre_traffic.map(|r| format!("pre-traffic check skipped: {r}"));
-    let irreversible = req.accept_irreversible.map(|r| format!("irreversible accepted: {r}"));
+    let irreversible = req.accept_irreversible.map(|r| format!("{IRREVERSIBLE}{r}"));
     let reasons: Vec<String> =
         [req.reason.map(str::to_string), skipped.clone(), irreversible].into_iter().flatten().collect();
     let reason = (!reasons.is_empty()).then(|| reasons.join("; "));

@@ -90,6 +90,9 @@ struct EnvStatus {
     /// What a stopped run left unfinished there (a canary's split), said until the next run
     /// finishes or undoes it.
     unfinished: Option<String>,
+    /// Set when the live version was promoted with `--accept-irreversible`: a rollback from it
+    /// was rehearsed and would fail, so only a roll forward is possible (the reason given).
+    roll_forward_only: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -107,6 +110,11 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
         let live = platform.live(env)?;
         let warm = platform.warm_previous(env)?;
         let deployed = ledger.live_deployment(&env.name)?.filter(|d| live.as_ref().is_some_and(|l| l.label == d.label));
+        let roll_forward_only = deployed
+            .as_ref()
+            .and_then(|d| d.reason.as_deref())
+            .and_then(|r| r.split("; ").find_map(|part| part.strip_prefix(crate::deploy::IRREVERSIBLE)))
+            .map(str::to_string);
         let verdict = match &live {
             Some(l) => ledger.newest_verdict(&env.name, &l.label)?,
             None => None,
@@ -128,6 +136,7 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
                 .stopped(&env.name)?
                 .map(|s| format!("{} by {}", rfc3339(s.at), s.actor.unwrap_or_else(|| "-".into()))),
             unfinished: platform.unfinished(env)?,
+            roll_forward_only,
         });
     }
     if let Some(o) = only {
@@ -167,6 +176,11 @@ pub fn status(ctx: &Ctx, only: Option<&str>) -> Result<Outcome> {
         }
         if let Some(u) = &s.unfinished {
             lines.push(format!("  UNFINISHED: {u}"));
+        }
+        if let Some(why) = &s.roll_forward_only {
+            lines.push(format!(
+                "  ROLL FORWARD ONLY: promoted though a rehearsed rollback from it would fail (accepted: {why})"
+            ));
         }
     }
     if let Some(b) = &budget {

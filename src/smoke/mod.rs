@@ -448,6 +448,17 @@ fn rehearse_rollback(
     }
     let Some(production) = sla.first() else { return Ok(()) };
     let Some(target) = ledger.last_known_good(production)?.filter(|t| t != label) else { return Ok(()) };
+    // It starts a process in the environment: under the environment's lock, as a deploy does.
+    let who = crate::lock::Holder { tool: ctx.ui.tool, actor: ctx.env.actor() };
+    let _lock = match crate::lock::acquire(&ctx.state_dir, name, &who, ctx.dry_run) {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "{name}: the rollback rehearsal from {label} to {target} did not run: {e:#}; promote will find none"
+            ));
+            return Ok(());
+        }
+    };
     ctx.ui.status(format!(
         "{name}: rehearsing a rollback from {label} to {target} ({production}'s last known good) on a copy of {name}'s migrated data"
     ));

@@ -860,7 +860,7 @@ impl<'a> Local<'a> {
     ) -> Result<Option<super::Deployed>> {
         let name = env.name.as_str();
         self.fx.ui.status(format!(
-            "{name}: {label} is checked before traffic on a copy of {name}'s data: what its start and its checks write never reaches its users"
+            "{name}: {label} is checked before traffic on a copy of {name}'s data dir: what its start and its checks write there never reaches its users (a database server the app reaches is not copied: the version users are served is watched)"
         ));
         match self.on_a_copy(env, label, dir, serving, check, "before it takes traffic")? {
             Ok(()) => {
@@ -1232,6 +1232,13 @@ impl<'a> Local<'a> {
         }
         let kept_retire_files: Vec<PathBuf> = keep.iter().map(|d| retire_file(d)).collect();
         keep.extend(kept_retire_files);
+        // Snapshots of the data a check or a rehearsal left (a killed run): never in use under
+        // the lock, which every caller holds.
+        for e in std::fs::read_dir(&env_dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(CHECK_DATA) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         let Ok(entries) = std::fs::read_dir(env_dir.join("work")) else { return };
         for e in entries.flatten() {
             let path = e.path();
