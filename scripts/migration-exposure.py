@@ -101,8 +101,8 @@ def scenario(name, procfile, change, promote_args):
     open_ = db.execute("SELECT COUNT(*) FROM incidents WHERE restored_at IS NULL").fetchone()[0]
     said_no_downtime = "no downtime" in (r.stdout + r.stderr)
     print(f"| {name} | {seen['failed']} of {seen['ok'] + seen['failed']} | exit {r.returncode} | {incidents} ({open_} open) | {charged / 1000:.1f} s | {'yes' if said_no_downtime else 'no'} |", flush=True)
-    subprocess.run(["safedeploy", "stop", "--env", "staging"], cwd=app, capture_output=True, env={**os.environ, "SAFEDEPLOY_STATE_DIR": state})
-    subprocess.run(["safedeploy", "stop", "--env", "production"], cwd=app, capture_output=True, env={**os.environ, "SAFEDEPLOY_STATE_DIR": state})
+    subprocess.run(["safedeploy", "stop", "staging"], cwd=app, capture_output=True, env={**os.environ, "SAFEDEPLOY_STATE_DIR": state})
+    subprocess.run(["safedeploy", "stop", "production"], cwd=app, capture_output=True, env={**os.environ, "SAFEDEPLOY_STATE_DIR": state})
 
 
 def rename(app):
