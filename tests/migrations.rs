@@ -507,7 +507,7 @@ fn on_postgresql_the_watch_is_the_evidence_that_a_candidates_start_broke_the_liv
     // renames the column v1 reads. The watch sees v1 fail; v2 passed, so the promote rolls forward.
     let a = p.cmd("promote").assert().success();
     let (_, err) = output(&a);
-    assert!(err.contains("a database server the app reaches is not copied"), "{err}");
+    assert!(err.contains("its database server (DATABASE_URL) is not copied"), "{err}");
     assert!(err.contains("users met v2's change before it took traffic: v1 failed its checks from"), "{err}");
     assert!(!err.contains("no downtime"), "{err}");
     assert_eq!(
@@ -519,4 +519,28 @@ fn on_postgresql_the_watch_is_the_evidence_that_a_candidates_start_broke_the_liv
     );
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents WHERE cause = 'release' AND downtime_ms > 0"), 1);
     assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+
+    // A release on the server: a rollback cannot be rehearsed on a copy, and says why.
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    p.write(
+        "Procfile",
+        "release: flask --app application db upgrade\nweb: gunicorn --bind 127.0.0.1:$PORT --workers 2 application:app\n",
+    );
+    revision(
+        &p,
+        "0003_add_tags.py",
+        "0003",
+        "0002",
+        "    op.add_column(\"post\", sa.Column(\"tags\", sa.String(100), nullable=True))",
+    );
+    p.commit_all("Tags, migrated by a release", "Team");
+    p.cmd("deploy-staging").args(["--version", "v3"]).assert().success();
+    let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    let (_, err) = output(&a);
+    assert!(
+        err.contains("a rollback from v3 to v2 cannot be rehearsed: its app reaches a database server (DATABASE_URL), which is not copied"),
+        "{err}"
+    );
+    assert_eq!(p.query_i64("SELECT COUNT(*) FROM rehearsals"), 0);
+    assert_eq!(pg.sql("blog_staging", "SELECT version_num FROM alembic_version"), "0003");
 }

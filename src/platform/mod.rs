@@ -209,6 +209,13 @@ pub trait Platform {
         Ok(None)
     }
 
+    /// Why a copy of `env`'s data would not hold all of it, if it would not: the platform copies
+    /// no data, or the app reaches a database server. Said before a check on a copy, and
+    /// instead of a rehearsal that would run on the shared data.
+    fn data_not_copied(&self, _env: &Environment) -> Option<String> {
+        Some("this platform cannot copy an environment's data".into())
+    }
+
     /// Whether `env` can run a canary phase (`promote --canary`); a usage error (exit 2) says
     /// why not. Asked before anything changes.
     fn can_canary(&self, env: &Environment, _bake: std::time::Duration) -> Result<()> {

@@ -448,6 +448,12 @@ fn rehearse_rollback(
     }
     let Some(production) = sla.first() else { return Ok(()) };
     let Some(target) = ledger.last_known_good(production)?.filter(|t| t != label) else { return Ok(()) };
+    if let Some(why) = platform.data_not_copied(env) {
+        ctx.ui.warn(format!(
+            "{name}: a rollback from {label} to {target} cannot be rehearsed: {why}; a rollback relies on its verified restore"
+        ));
+        return Ok(());
+    }
     // It starts a process in the environment: under the environment's lock, as a deploy does.
     let who = crate::lock::Holder { tool: ctx.ui.tool, actor: ctx.env.actor() };
     let _lock = match crate::lock::acquire(&ctx.state_dir, name, &who, ctx.dry_run) {
@@ -469,9 +475,7 @@ fn rehearse_rollback(
         }
     };
     match platform.rehearse(env, &target, &round)? {
-        None => ctx.ui.warn(format!(
-            "{name}: a rollback from {label} to {target} cannot be rehearsed on this platform (it cannot copy the environment's data); a rollback relies on its verified restore"
-        )),
+        None => {}
         Some(Ok(())) => {
             ledger.record_rehearsal(name, label, &target, true, "its checks passed on the migrated data")?;
             ctx.ui.result(format!("{name}: rollback-safe: {target} serves its users on {label}'s migrated data"));

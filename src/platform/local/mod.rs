@@ -859,9 +859,14 @@ impl<'a> Local<'a> {
         check: &super::PreTraffic<'_>,
     ) -> Result<Option<super::Deployed>> {
         let name = env.name.as_str();
-        self.fx.ui.status(format!(
-            "{name}: {label} is checked before traffic on a copy of {name}'s data dir: what its start and its checks write there never reaches its users (a database server the app reaches is not copied: the version users are served is watched)"
-        ));
+        self.fx.ui.status(match database_server(env) {
+            None => format!(
+                "{name}: {label} is checked before traffic on a copy of {name}'s data dir: what its start and its checks write never reaches its users"
+            ),
+            Some(var) => format!(
+                "{name}: {label} is checked before traffic on a copy of {name}'s data dir; its database server ({var}) is not copied: what it writes there, the version users are served meets, and is watched for"
+            ),
+        });
         match self.on_a_copy(env, label, dir, serving, check, "before it takes traffic")? {
             Ok(()) => {
                 self.fx.ui.status(format!("{name}: {label} passed; starting it on {name}'s own data"));
@@ -1405,6 +1410,10 @@ impl Platform for Local<'_> {
         Ok(Some(super::Released { command: line, started_at, ended_at, exit: exit.0, ok: exit.1, tail }))
     }
 
+    fn data_not_copied(&self, env: &Environment) -> Option<String> {
+        database_server(env).map(|var| format!("its app reaches a database server ({var}), which is not copied"))
+    }
+
     fn rehearse(&self, env: &Environment, label: &str, check: &super::PreTraffic<'_>) -> Result<Option<Result<()>>> {
         let dir = self.version_dir(label)?;
         if self.fx.dry_run {
@@ -1536,6 +1545,30 @@ impl Platform for Local<'_> {
 
 /// The last `n` lines written to `path` after byte `from`, indented, for error messages. Only
 /// the last 256 KiB are read: an app can write a lot before it dies.
+/// The variable of `env`'s that points its app at a database server (a URL whose scheme names
+/// one: PostgreSQL, MySQL, MariaDB, MongoDB, Redis, SQL Server), if one does: data that a copy
+/// of the data dir does not hold.
+fn database_server(env: &Environment) -> Option<String> {
+    const SCHEMES: &[&str] = &[
+        "postgres",
+        "postgresql",
+        "mysql",
+        "mariadb",
+        "mongodb",
+        "mongodb+srv",
+        "redis",
+        "rediss",
+        "mssql",
+        "sqlserver",
+        "cockroachdb",
+    ];
+    env.env.iter().find_map(|(k, v)| {
+        let scheme = v.split_once("://")?.0.to_ascii_lowercase();
+        let base = scheme.split('+').next().unwrap_or_default();
+        (SCHEMES.contains(&base) || SCHEMES.contains(&scheme.as_str())).then(|| k.clone())
+    })
+}
+
 /// The command of a Procfile's `kind:` line (`web`, `release`), if it has one.
 pub fn procfile_line(text: &str, kind: &str) -> Option<String> {
     text.lines()
@@ -1702,6 +1735,29 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_database_server_the_app_reaches_is_named_and_a_file_or_web_url_is_not() {
+        let env = |vars: &[(&str, &str)]| Environment {
+            url: crate::config::HttpUrl::parse("http://127.0.0.1:8000").expect("url"),
+            env: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            elasticbeanstalk: None,
+            name: "production".into(),
+        };
+        // the app's variables; the one naming a database server
+        type Row = (&'static [(&'static str, &'static str)], Option<&'static str>);
+        let rows: [Row; 6] = [
+            (&[("DATABASE_URL", "postgresql+psycopg://app@db:5432/blog")], Some("DATABASE_URL")),
+            (&[("DB", "postgres://db/x")], Some("DB")),
+            (&[("CACHE", "redis://cache:6379/0")], Some("CACHE")),
+            (&[("MYSQL", "mysql+pymysql://u@h/d")], Some("MYSQL")),
+            (&[("DATABASE_URL", "sqlite:////data/blog.db"), ("API", "https://api.example.com")], None),
+            (&[], None),
+        ];
+        for (vars, want) in rows {
+            assert_eq!(database_server(&env(vars)).as_deref(), want, "{vars:?}");
+        }
+    }
 
     #[test]
     fn a_command_the_shell_could_not_find_is_named() {
