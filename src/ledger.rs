@@ -779,11 +779,6 @@ impl Ledger {
             .map(|(ok, d, e)| (ok, self.clean(&d), e)))
     }
 
-    /// Whether any release of `label` passed in `env`.
-    pub fn has_release(&self, env: &str, label: &str) -> Result<bool> {
-        Ok(self.released_in(env, label)?.is_some())
-    }
-
     /// The release that ran before deployment `id`.
     pub fn record_deployment_release(&self, id: i64, release: i64) -> Result<()> {
         self.write(

@@ -91,6 +91,35 @@ fn edit_app(p: &Project, from: &str, to: &str) {
     std::fs::write(&path, text.replace(from, to)).expect("write application.py");
 }
 
+/// Revision `id` adds a nullable column `tags`, and the model maps it: an expand.
+fn add_tags(p: &Project, id: &str, down: &str) {
+    revision(
+        p,
+        &format!("{id}_add_tags.py"),
+        id,
+        down,
+        "    op.add_column(\"post\", sa.Column(\"tags\", sa.String(100), nullable=True))",
+    );
+    edit_app(
+        p,
+        "    body = db.Column(db.Text, nullable=False)\n",
+        "    body = db.Column(db.Text, nullable=False)\n    tags = db.Column(db.String(100))\n",
+    );
+}
+
+/// Revision `id` renames `body` to `content` (line 13 of its file), and the model follows: a
+/// contract the version before it cannot read.
+fn rename_body(p: &Project, id: &str, down: &str) {
+    revision(
+        p,
+        &format!("{id}_rename_body.py"),
+        id,
+        down,
+        "    with op.batch_alter_table(\"post\") as batch_op:\n        batch_op.alter_column(\"body\", new_column_name=\"content\")",
+    );
+    edit_app(p, "body = db.Column(db.Text, nullable=False)", "body = db.Column(\"content\", db.Text, nullable=False)");
+}
+
 fn json_of(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -112,18 +141,7 @@ fn an_additive_migration_is_released_once_per_environment_promoted_and_rolled_ba
     );
 
     // v2 adds a nullable column: the version before it works on the migrated schema.
-    revision(
-        &p,
-        "0002_add_tags.py",
-        "0002",
-        "0001",
-        "    op.add_column(\"post\", sa.Column(\"tags\", sa.String(100), nullable=True))",
-    );
-    edit_app(
-        &p,
-        "    body = db.Column(db.Text, nullable=False)\n",
-        "    body = db.Column(db.Text, nullable=False)\n    tags = db.Column(db.String(100))\n",
-    );
+    add_tags(&p, "0002", "0001");
     p.commit_all("Posts get tags", "Team");
     let a = p.cmd("gate-tests").args(["--base", &v1_commit, "--json"]).assert().success();
     let (out, _) = output(&a);
@@ -182,14 +200,7 @@ fn a_rename_migrated_by_the_web_line_is_a_contract_at_the_gate_and_an_incident_w
     p.v1_everywhere();
 
     // v2 renames body to content: v1 reads a column that is gone.
-    revision(
-        &p,
-        "0002_rename_body.py",
-        "0002",
-        "0001",
-        "    with op.batch_alter_table(\"post\") as batch_op:\n        batch_op.alter_column(\"body\", new_column_name=\"content\")",
-    );
-    edit_app(&p, "body = db.Column(db.Text, nullable=False)", "body = db.Column(\"content\", db.Text, nullable=False)");
+    rename_body(&p, "0002", "0001");
     p.commit_all("Rename body to content", "Team");
     let a = p.cmd("gate-tests").args(["--base", &v1_commit, "--json"]).assert().code(1);
     let (out, err) = output(&a);
@@ -392,18 +403,7 @@ fn a_rollback_rehearsal_in_staging_decides_whether_a_version_may_reach_productio
     let p = blog();
     p.v1_everywhere();
     // v2 adds a column: production's v1 still serves on v2's migrated data.
-    revision(
-        &p,
-        "0002_add_tags.py",
-        "0002",
-        "0001",
-        "    op.add_column(\"post\", sa.Column(\"tags\", sa.String(100), nullable=True))",
-    );
-    edit_app(
-        &p,
-        "    body = db.Column(db.Text, nullable=False)\n",
-        "    body = db.Column(db.Text, nullable=False)\n    tags = db.Column(db.String(100))\n",
-    );
+    add_tags(&p, "0002", "0001");
     p.commit_all("Posts get tags", "Team");
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
     let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
@@ -414,14 +414,7 @@ fn a_rollback_rehearsal_in_staging_decides_whether_a_version_may_reach_productio
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
 
     // v3 renames body: production's v2 cannot read v3's migrated data.
-    revision(
-        &p,
-        "0003_rename_body.py",
-        "0003",
-        "0002",
-        "    with op.batch_alter_table(\"post\") as batch_op:\n        batch_op.alter_column(\"body\", new_column_name=\"content\")",
-    );
-    edit_app(&p, "body = db.Column(db.Text, nullable=False)", "body = db.Column(\"content\", db.Text, nullable=False)");
+    rename_body(&p, "0003", "0002");
     p.commit_all("Rename body to content", "Team");
     p.cmd("deploy-staging").args(["--version", "v3"]).assert().success();
     let a = p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
@@ -492,14 +485,7 @@ fn on_postgresql_the_watch_is_the_evidence_that_a_candidates_start_broke_the_liv
     assert_eq!(pg.sql("blog_production", "SELECT version_num FROM alembic_version"), "0001");
     assert!(!p.state.join("local/envs/production/data/blog.db").exists(), "the data is on the server");
 
-    revision(
-        &p,
-        "0002_rename_body.py",
-        "0002",
-        "0001",
-        "    with op.batch_alter_table(\"post\") as batch_op:\n        batch_op.alter_column(\"body\", new_column_name=\"content\")",
-    );
-    edit_app(&p, "body = db.Column(db.Text, nullable=False)", "body = db.Column(\"content\", db.Text, nullable=False)");
+    rename_body(&p, "0002", "0001");
     p.commit_all("Rename body to content", "Team");
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
     p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
@@ -526,6 +512,7 @@ fn on_postgresql_the_watch_is_the_evidence_that_a_candidates_start_broke_the_liv
         "Procfile",
         "release: flask --app application db upgrade\nweb: gunicorn --bind 127.0.0.1:$PORT --workers 2 application:app\n",
     );
+    // The column only: the model already renamed body.
     revision(
         &p,
         "0003_add_tags.py",

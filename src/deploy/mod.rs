@@ -206,6 +206,7 @@ impl<'a> Session<'a> {
             Err(e) => return fail(e),
         };
         let mut released = None;
+        let mut failed_release = None;
         if let Some(command) = &release {
             let r = match self.platform.release(self.environment, label, command) {
                 Ok(r) => r,
@@ -217,39 +218,41 @@ impl<'a> Session<'a> {
                 if let Err(e) = watch.round(r.started_at) {
                     return fail(e);
                 }
-                if !r.ok {
-                    ledger.finish_deployment(id, false, &format!("its release failed ({})", r.exit))?;
-                    return Ok(Ended {
-                        deployed: Deployed::ReleaseFailed(r),
-                        released: None,
-                        broke_live: watch.broke(),
-                        watched: watch.on(),
-                    });
+                if r.ok {
+                    ctx.ui.status(format!("{env}: {label}'s release passed in {}", human(r.ended_at - r.started_at)));
+                    released = Some(r);
+                } else {
+                    failed_release = Some(r);
                 }
-                ctx.ui.status(format!("{env}: {label}'s release passed in {}", human(r.ended_at - r.started_at)));
-                released = Some(r);
             }
         }
-        // The candidate starts beside what serves on the environment's data, and its start may
-        // change that data too (a migrator left in the web line): before the switch, the version
-        // users are served is asked again. What broke is charged from the release's start, else
-        // from that start.
-        let released_at = released.as_ref().map(|r| r.started_at);
-        let before_switch = |started: Millis| watch.round(released_at.unwrap_or(started));
-        let watch_hook: Option<&crate::platform::Watch<'_>> = if watch.on() { Some(&before_switch) } else { None };
-        // A rollback replaces the bad version: it is not kept warm; nor is a version that
-        // failed here (its newest verdict a failure, or marked bad): it is no target for an
-        // instant switch back.
-        let previous_failed = match previous {
-            Some(p) if !ctx.dry_run => ledger.failed_in(env, p)?,
-            _ => false,
-        };
-        let keep_previous =
-            crate::rules::keep_warm(matches!(action, Action::Rollback | Action::Restore), previous_failed);
-        let how = crate::platform::DeployOptions { pre, keep_previous, canary, watch: watch_hook };
-        let deployed = match self.platform.deploy(self.environment, label, &how) {
-            Ok(d) => d,
-            Err(e) => return fail(e),
+        // A failed release starts nothing; otherwise the platform deploys.
+        let deployed = match failed_release {
+            Some(r) => Deployed::ReleaseFailed(r),
+            None => {
+                // The candidate starts beside what serves on the environment's data, and its
+                // start may change that data too (a migrator left in the web line): before the
+                // switch, the version users are served is asked again. What broke is charged
+                // from the release's start, else from that start.
+                let released_at = released.as_ref().map(|r| r.started_at);
+                let before_switch = |started: Millis| watch.round(released_at.unwrap_or(started));
+                let watch_hook: Option<&crate::platform::Watch<'_>> =
+                    if watch.on() { Some(&before_switch) } else { None };
+                // A rollback replaces the bad version: it is not kept warm; nor is a version
+                // that failed here (its newest verdict a failure, or marked bad): it is no
+                // target for an instant switch back.
+                let previous_failed = match previous {
+                    Some(p) if !ctx.dry_run => ledger.failed_in(env, p)?,
+                    _ => false,
+                };
+                let keep_previous =
+                    crate::rules::keep_warm(matches!(action, Action::Rollback | Action::Restore), previous_failed);
+                let how = crate::platform::DeployOptions { pre, keep_previous, canary, watch: watch_hook };
+                match self.platform.deploy(self.environment, label, &how) {
+                    Ok(d) => d,
+                    Err(e) => return fail(e),
+                }
+            }
         };
         match &deployed {
             Deployed::Live(switched) => {

@@ -143,7 +143,7 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
                         ))
                         .into());
                     }
-                    None if ledger.has_release(env, b)? => ctx.ui.warn(format!(
+                    None if ledger.released_in(env, b)?.is_some() => ctx.ui.warn(format!(
                         "{env}: {b} ran a release here and a rollback to {target} was never rehearsed; the restore is verified"
                     )),
                     _ => {}

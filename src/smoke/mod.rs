@@ -443,7 +443,7 @@ fn rehearse_rollback(
 ) -> Result<()> {
     let name = env.name.as_str();
     let sla = &ctx.config.sla.environments;
-    if sla.iter().any(|e| e == name) || !ledger.has_release(name, label)? {
+    if sla.iter().any(|e| e == name) || ledger.released_in(name, label)?.is_none() {
         return Ok(());
     }
     let Some(production) = sla.first() else { return Ok(()) };

@@ -784,16 +784,7 @@ impl<'a> Local<'a> {
             if let Err(e) = check(&format!("http://127.0.0.1:{}", slot.port)) {
                 self.stop_group(name, &slot)?;
                 self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
-                if crate::error::kind_of(&e) == crate::error::Kind::Interrupted {
-                    return Err(e.context(format!(
-                        "{label} was stopped before it took traffic and not switched to; {name} still serves {}",
-                        serving.unwrap_or("nothing")
-                    )));
-                }
-                if crate::error::kind_of(&e) == crate::error::Kind::Verdict {
-                    return Ok(super::Deployed::StoppedBeforeTraffic(e));
-                }
-                return Err(e);
+                return not_taken(e, label, name, serving);
             }
         }
         let canary_from = match (how.canary, &old) {
@@ -872,14 +863,7 @@ impl<'a> Local<'a> {
                 self.fx.ui.status(format!("{name}: {label} passed; starting it on {name}'s own data"));
                 Ok(None)
             }
-            Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
-                Ok(Some(super::Deployed::StoppedBeforeTraffic(e)))
-            }
-            Err(e) if crate::error::kind_of(&e) == crate::error::Kind::Interrupted => Err(e.context(format!(
-                "{label} was stopped before it took traffic and not switched to; {name} still serves {}",
-                serving.unwrap_or("nothing")
-            ))),
-            Err(e) => Err(e),
+            Err(e) => not_taken(e, label, name, serving).map(Some),
         }
     }
 
@@ -1545,6 +1529,20 @@ impl Platform for Local<'_> {
 
 /// The last `n` lines written to `path` after byte `from`, indented, for error messages. Only
 /// the last 256 KiB are read: an app can write a lot before it dies.
+/// A check before traffic that failed, the candidate already stopped: its verdict stops the
+/// deploy there ([`super::Deployed::StoppedBeforeTraffic`]); an interruption says what was
+/// left; any other error stays one.
+fn not_taken(e: anyhow::Error, label: &str, env: &str, serving: Option<&str>) -> Result<super::Deployed> {
+    match crate::error::kind_of(&e) {
+        crate::error::Kind::Verdict => Ok(super::Deployed::StoppedBeforeTraffic(e)),
+        crate::error::Kind::Interrupted => Err(e.context(format!(
+            "{label} was stopped before it took traffic and not switched to; {env} still serves {}",
+            serving.unwrap_or("nothing")
+        ))),
+        _ => Err(e),
+    }
+}
+
 /// The variable of `env`'s that points its app at a database server (a URL whose scheme names
 /// one: PostgreSQL, MySQL, MariaDB, MongoDB, Redis, SQL Server), if one does: data that a copy
 /// of the data dir does not hold.
