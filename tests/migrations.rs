@@ -209,6 +209,9 @@ fn a_rename_migrated_by_the_web_line_is_a_contract_at_the_gate_and_an_incident_w
     assert_eq!(check["status"], "failed", "{check}");
     // --allow-untested does not waive it; --allow-contract does, recorded.
     p.cmd("gate-tests").args(["--base", &v1_commit, "--allow-untested", "x"]).assert().code(1);
+    for empty in ["", " "] {
+        p.cmd("gate-tests").args(["--base", &v1_commit, "--allow-contract", empty]).assert().code(2);
+    }
     p.cmd("gate-tests").args(["--base", &v1_commit, "--allow-contract", "two-phase by hand"]).assert().success();
     assert_eq!(p.query_strings("SELECT checks || ': ' || reason FROM gate_waivers"), ["migrations: two-phase by hand"]);
 

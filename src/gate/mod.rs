@@ -239,6 +239,9 @@ struct Summary<'a> {
 }
 
 pub fn gate_tests(ctx: &Ctx, req: &GateRequest<'_>) -> Result<Outcome> {
+    if req.allow_contract.is_some_and(|r| r.trim().is_empty()) {
+        return Err(usage!("--allow-contract: expected the reason a contract migration may pass (it is recorded)"));
+    }
     let overhead = Instant::now();
     let plan = plan(ctx, req)?;
     let mut overhead_ms = overhead.elapsed().as_secs_f64() * 1000.0;
