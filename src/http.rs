@@ -27,6 +27,39 @@ pub struct Request {
     pub timeout: Duration,
     /// Follow redirects (up to 10); off unless asked, so a redirect can be asserted on.
     pub follow_redirects: bool,
+    /// A cookie jar to send cookies from and keep the answer's in (a smoke chain's), also
+    /// across the redirects followed.
+    pub cookies: Option<std::sync::Arc<Cookies>>,
+}
+
+/// A cookie jar as a browser keeps one (reqwest's, on the `cookie_store` crate: domains, paths,
+/// expiry), with the clients that use it.
+#[derive(Debug, Default)]
+pub struct Cookies {
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+    plain: OnceLock<reqwest::blocking::Client>,
+    following: OnceLock<reqwest::blocking::Client>,
+}
+
+impl Cookies {
+    fn client(&self, follow: bool) -> Result<&reqwest::blocking::Client> {
+        let cell = if follow { &self.following } else { &self.plain };
+        if let Some(c) = cell.get() {
+            return Ok(c);
+        }
+        let c = client_builder(follow).cookie_provider(self.jar.clone()).build()?;
+        Ok(cell.get_or_init(|| c))
+    }
+}
+
+/// Every client's settings: no redirects unless asked (then 10 at most), a 3 s connect time
+/// limit, a User-Agent naming safedeploy.
+fn client_builder(follow: bool) -> reqwest::blocking::ClientBuilder {
+    let policy = if follow { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
+    reqwest::blocking::Client::builder()
+        .redirect(policy)
+        .connect_timeout(Duration::from_secs(3))
+        .user_agent(concat!("safedeploy/", env!("CARGO_PKG_VERSION")))
 }
 
 impl Request {
@@ -38,6 +71,7 @@ impl Request {
             body: None,
             timeout: Duration::from_secs(10),
             follow_redirects: false,
+            cookies: None,
         }
     }
     pub fn timeout(mut self, t: Duration) -> Self {
@@ -100,6 +134,7 @@ pub fn harmless_header(name: &str) -> bool {
         "x-forwarded-proto",
         "x-request-id",
         "x-requested-with",
+        "x-safedeploy-check",
     ];
     HARMLESS.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
@@ -156,12 +191,7 @@ impl Http {
         if let Some(c) = cell.get() {
             return Ok(c);
         }
-        let policy = if follow { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
-        let c = reqwest::blocking::Client::builder()
-            .redirect(policy)
-            .connect_timeout(Duration::from_secs(3))
-            .user_agent(concat!("safedeploy/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let c = client_builder(follow).build()?;
         Ok(cell.get_or_init(|| c))
     }
 
@@ -194,7 +224,11 @@ impl Http {
         self.ui.detail(format!("> {} {}", req.method, req.url));
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| crate::usage!("invalid HTTP method {:?}", req.method))?;
-        let mut rb = self.client(req.follow_redirects)?.request(method, &req.url).timeout(req.timeout);
+        let client = match &req.cookies {
+            Some(jar) => jar.client(req.follow_redirects)?,
+            None => self.client(req.follow_redirects)?,
+        };
+        let mut rb = client.request(method, &req.url).timeout(req.timeout);
         for (k, v) in &req.headers {
             rb = rb.header(k, v);
         }

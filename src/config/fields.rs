@@ -78,7 +78,10 @@ pub const FIELDS: &[Field] = &[
         "under `promote --canary`, how many percentage points the candidate's 5xx share of its answers to users may exceed the stable version's before a round fails",
     ),
     f("environments.NAME.url", "the environment's base URL; locally also where it listens (required)"),
-    f("environments.NAME.env", "extra variables for the app (local platform)"),
+    f(
+        "environments.NAME.env",
+        "variables for the app (local platform): text that may use ${SAFEDEPLOY_DATA_DIR}, ${PORT}, ${SAFEDEPLOY_ENV}, ${SAFEDEPLOY_VERSION}, or `{ from_env = \"NAME\" }` for a secret of the deploying shell",
+    ),
     f("environments.NAME.elasticbeanstalk.environment", "the EB environment (required on Elastic Beanstalk)"),
     f("environments.NAME.elasticbeanstalk.standby", "its blue/green twin: promote deploys there, then swaps CNAMEs"),
     f("environments.NAME.elasticbeanstalk.cname", "the CNAME users reach, with `standby`"),
@@ -97,9 +100,13 @@ pub const FIELDS: &[Field] = &[
     f("smoke.timeout", "time limit of one request"),
     f(
         "smoke.checks",
-        "one chain of checks: `name`, `method`, `path`, `query`, `headers`, `form` / `json` / `body`, `follow_redirects`, `expect_status`, `body_contains`, `body_matches`, `json_equals`, `header_equals`, `header_matches`, `max_latency`, `p95_latency`, `capture` (at least one check in all)",
+        "one chain of checks: `name`, `method`, `path`, `query`, `headers`, `form` / `json` / `body`, `follow_redirects`, `cookies` (default true: the chain's cookie jar), `expect_status`, `body_contains`, `body_matches`, `json_equals`, `header_equals`, `header_matches`, `max_latency`, `p95_latency`, `capture` (`json`, `regex`, `header`, or `header` with a `regex`) (at least one check in all)",
     ),
-    f("smoke.chains", "independent chains run side by side: `name` and `checks`"),
+    f(
+        "smoke.cleanup",
+        "requests run after `smoke.checks` each round, passed or failed, to delete what they made (a chain's own: `cleanup` beside its `checks`)",
+    ),
+    f("smoke.chains", "independent chains run side by side: `name`, `checks` and `cleanup`"),
     f("smoke.include", "a file (relative to this one) with more `[[checks]]` and `[[chains]]`"),
     f("smoke.datadog.site", "the Datadog site; the API is `https://api.SITE`"),
     f("smoke.datadog.api_url", "the API's base URL instead of the site's"),

@@ -9,6 +9,7 @@
 //! `platform::local::settings`, the Elastic Beanstalk tables in
 //! `platform::elasticbeanstalk::settings`, `[sla]` in `sla`, `[logs]` in `logs::settings`.
 
+pub mod appenv;
 pub mod fields;
 mod values;
 
@@ -94,13 +95,47 @@ pub struct PlatformConfig {
 pub struct Environment {
     /// Base URL the checks use; on the local platform also where the app listens.
     pub url: HttpUrl,
-    /// Extra environment variables for the app.
+    /// Extra environment variables for the app (see [`appenv`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, appenv::AppValue>,
     /// Elastic Beanstalk platform: the EB environment(s) behind this one (ignored by `local`).
     pub elasticbeanstalk: Option<EbEnvironment>,
     #[serde(skip)]
     pub name: String,
+}
+
+impl Environment {
+    /// The variables the app gets from the config, for one start: placeholders expanded,
+    /// `from_env` values read from `shell`. A `from_env` variable the shell does not set (or
+    /// sets empty) is a usage error naming the field: the app would start without its secret.
+    pub fn app_vars(
+        &self,
+        shell: &crate::environ::Environ,
+        p: &appenv::Placeholders<'_>,
+    ) -> Result<Vec<(String, String)>> {
+        self.env
+            .iter()
+            .map(|(k, v)| match v {
+                appenv::AppValue::FromEnv(var) => shell.get(var).map(|x| (k.clone(), x.to_string())).ok_or_else(|| {
+                    Error::usage(format!(
+                        "environments.{}.env.{k}: from_env = {var:?}, which the deploying shell does not set (or sets empty); nothing was changed",
+                        self.name
+                    ))
+                    .with_hint(format!(
+                        "set {var} for this run (in Jenkins: withCredentials([string(credentialsId: '...', variable: '{var}')]))"
+                    ))
+                    .into()
+                }),
+                text => Ok((k.clone(), text.expand(p).unwrap_or_default())),
+            })
+            .collect()
+    }
+
+    /// [`Environment::app_vars`]' check alone, before anything is changed.
+    pub fn check_app_vars(&self, shell: &crate::environ::Environ) -> Result<()> {
+        let p = appenv::Placeholders { data_dir: "", port: "", env: "", version: "" };
+        self.app_vars(shell, &p).map(drop)
+    }
 }
 
 /// A segment of a path into the file: a key, or an index into an array.
@@ -329,6 +364,11 @@ impl Config {
         if let Some(dd) = &self.smoke.datadog {
             named.extend([dd.api_key_env.as_str(), dd.app_key_env.as_str()]);
         }
+        // What an environment hands its app from the deploying shell: masked, and handed to
+        // the app only under the name the config gives it.
+        for env in self.environments.values() {
+            named.extend(env.env.values().filter_map(appenv::AppValue::from_env));
+        }
         named
     }
 
@@ -407,6 +447,10 @@ fn secret_values(t: &toml::de::DeTable<'_>, secret: bool, out: &mut Vec<String>)
         }
     }
     for (k, v) in t.iter() {
+        // `{ from_env = "NAME" }` names where a secret comes from; the name is no secret.
+        if *k.get_ref() == "from_env" {
+            continue;
+        }
         value(v.get_ref(), secret || crate::redact::is_secret_name(k.get_ref()), out);
     }
 }
@@ -431,7 +475,7 @@ fn mask_secrets(v: &mut toml::Value, secret: bool) {
                             *value = Value::String(crate::redact::MASK.into());
                         }
                     }
-                } else {
+                } else if k != "from_env" {
                     mask_secrets(x, secret || (crate::redact::is_secret_name(k) && !k.ends_with("_env")));
                 }
             }

@@ -51,7 +51,7 @@ fn a_secret_in_a_type_error_is_not_echoed() {
     let e = Config::parse(&text, Path::new("s.toml")).expect_err("rejects");
     assert_eq!(
         e.to_string(),
-        "s.toml:4: environments.staging.env.DB_PASSWORD: invalid type: integer `****`, expected a string"
+        "s.toml:4: environments.staging.env.DB_PASSWORD: invalid type: integer `****`, expected a string, or { from_env = \"NAME\" } for a variable of the deploying shell"
     );
     assert_eq!(key_before("a = { B_TOKEN = ", 16), Some("B_TOKEN"));
     assert_eq!(key_before("\"X-Api-Key\" = ", 14), Some("X-Api-Key"));

@@ -151,6 +151,8 @@ impl<'a> Session<'a> {
     /// are abandoned, the platform tidies its leftovers, and an open incident whose good version
     /// now serves is closed.
     pub(super) fn open(ctx: &'a Ctx, ledger: Ledger, platform: Box<dyn Platform + 'a>, env: &'a str) -> Result<Self> {
+        // The app's secrets from the shell are there before anything is changed.
+        ctx.config.environment(env)?.check_app_vars(&ctx.env)?;
         let who = lock::Holder { tool: ctx.ui.tool, actor: ctx.env.actor() };
         let held = lock::acquire(&ctx.state_dir, env, &who, ctx.dry_run)?;
         let stale = ledger.abandon_stale(env)?;

@@ -14,7 +14,9 @@ struct Summary<'a> {
 }
 
 /// `deploy-staging`: bundle the commit, register the version, deploy it, wait until healthy.
-pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<Outcome> {
+/// Without `rev`, a label the ledger knows is deployed again from its own commit (a label names
+/// one commit for ever), and a new one is bundled from HEAD.
+pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: Option<&str>, env: &str) -> Result<Outcome> {
     ctx.config.environment(env)?;
     if is_production(ctx, env) {
         return Err(Error::usage(format!(
@@ -23,7 +25,17 @@ pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: &str, env: &str) -> Result<
         .with_hint(format!("promote --version {label} --to {env} deploys what passed staging"))
         .into());
     }
-    let commit = bundle::resolve_commit(ctx, rev)?;
+    let known = match rev {
+        Some(_) => None,
+        None => ctx.ledger_read_only()?.version(label)?,
+    };
+    let commit = match (&known, rev) {
+        (Some(v), _) => {
+            ctx.ui.status(format!("{label} is known: deploying its commit {} again", crate::git::short(&v.commit)));
+            v.commit.clone()
+        }
+        (None, rev) => bundle::resolve_commit(ctx, rev.unwrap_or("HEAD"))?,
+    };
     ctx.ui.status(format!("{env}: deploying {label} (commit {})", crate::git::short(&commit)));
     let session = Session::open(ctx, ctx.ledger()?, ctx.platform()?, env)?;
     let started = now_ms();

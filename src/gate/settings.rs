@@ -46,8 +46,11 @@ impl Default for Gate {
             tests: [
                 "tests/**",
                 "test/**",
+                "**/tests/**",
                 "**/test_*.py",
                 "**/*_test.py",
+                "**/tests.py",
+                "**/test.py",
                 "**/conftest.py",
                 "**/*_test.go",
                 "**/*.test.*",

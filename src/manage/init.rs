@@ -53,6 +53,20 @@ pub struct Findings {
     /// What the first smoke check asks for: `/`, unless a Node app's sources name no home page
     /// (an API) and a health route is known.
     pub smoke_path: String,
+    /// Where the name came from.
+    pub name_from: String,
+    /// Test files and directories pytest is pointed at by name (ones its default patterns
+    /// skip, as `tests.py`); empty: its own discovery finds them all.
+    pub test_args: Vec<String>,
+    /// Test paths found that the default `gate.tests` globs miss, added to them.
+    pub test_globs: Vec<String>,
+    /// SQLite databases the app's sources place, moved into the data dir by the variable read.
+    #[serde(skip)]
+    pub data: Vec<super::appdata::Sqlite>,
+    /// Secret-looking variables the app reads, handed to it from the deploying shell.
+    pub secrets: Vec<String>,
+    /// The lines to add for a health route, when the app has none.
+    pub health_snippet: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -126,8 +140,26 @@ fn say(fx: &Effects, f: &Findings) {
             .map(|p| format!("the app's route {p}"))
             .unwrap_or_else(|| "no version route; smoke-check reads the proxy's X-Safedeploy-Version header".into())
     ));
+    ui.status(format!("name: {} ({})", f.name, f.name_from));
+    for db in f.data.iter().filter(|d| d.var.is_some()) {
+        ui.status(format!(
+            "data: {} keeps a SQLite database beside the code ({}): each environment's {} puts it in its data dir",
+            db.at,
+            db.file,
+            db.var.as_deref().unwrap_or_default()
+        ));
+    }
+    if !f.secrets.is_empty() {
+        ui.status(format!(
+            "secrets the app reads: {}: each environment hands them over from the deploying shell (from_env), never from this file",
+            f.secrets.join(", ")
+        ));
+    }
     for w in &f.warnings {
         ui.warn(w);
+    }
+    if let Some(snippet) = &f.health_snippet {
+        ui.status(format!("a health route: {snippet}"));
     }
 }
 
@@ -291,11 +323,8 @@ fn requirement_names(text: &str) -> BTreeSet<String> {
 }
 
 pub fn inspect(dir: &Path) -> Result<Findings> {
-    let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into());
-    let name: String =
-        name.chars().map(|c| if c.is_control() { '-' } else { c }).collect::<String>().trim().to_string();
-    let mut f = Findings { name: if name.is_empty() { "app".into() } else { name }, ..Default::default() };
+    let (name, name_from) = super::layout::name(dir);
+    let mut f = Findings { name, name_from, ..Default::default() };
     let sources = python_sources(dir);
     let procfile = read(dir, "Procfile");
     let lacking = if procfile.is_some() { "the Procfile has no web: line" } else { "no Procfile" };
@@ -304,6 +333,9 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
     });
     if let Some(m) = procfile_web.as_deref().and_then(crate::gate::migrations::migrator_in) {
         f.warnings.push(crate::gate::migrations::migrator_advice(m, "the Procfile's web: line"));
+    }
+    if let Some(w) = procfile_web.as_deref().and_then(|w| super::appdata::bind_warning(w, "the Procfile's web: line")) {
+        f.warnings.push(w);
     }
     match procfile_web {
         Some(w) => {
@@ -394,21 +426,44 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             None => {}
         }
     } else {
-        let flat_tests = std::fs::read_dir(dir).ok().is_some_and(|entries| {
-            entries.flatten().any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.ends_with(".py") && (n.starts_with("test_") || n.ends_with("_test.py"))
-            })
-        });
-        let test_dir = ["tests", "test"].into_iter().find(|d| dir.join(d).is_dir());
-        f.tests = match (test_dir, flat_tests) {
-            (Some(d), true) => Some(format!("pytest: {d}/ and test files beside the app")),
-            (Some(d), false) => Some(format!("pytest: {d}/")),
-            (None, true) => Some("pytest: test files beside the app".into()),
-            (None, false) => None,
-        };
+        let found = super::layout::python_tests(dir);
+        if !found.is_empty() {
+            f.tests = Some(format!("pytest: {}", found.join(", ")));
+            f.test_args = super::layout::pytest_args(&found);
+            let defaults: Vec<String> =
+                crate::gate::settings::Gate::default().tests.iter().map(|g| g.0.clone()).collect();
+            f.test_globs = super::layout::uncovered(&found, &defaults);
+            if !requirements.contains("pytest") {
+                f.warnings.push(
+                    "pytest is not in the app's requirements: the gate runs `python3 -m pytest` (it runs unittest tests too, and writes the JUnit report), so the agent needs it; add pytest to requirements-dev.txt or install it there"
+                        .into(),
+                );
+            }
+            if dir.join("manage.py").is_file() && !requirements.contains("pytest-django") {
+                f.warnings.push(
+                    "a Django project: its tests need pytest-django (and DJANGO_SETTINGS_MODULE) to run under pytest; add it to the requirements".into(),
+                );
+            }
+        }
         f.coverage = requirements.contains("pytest-cov");
     }
+    // Where the app keeps its data, and the secrets it reads: the environments hand it both.
+    f.data = super::appdata::sqlite_in(dir);
+    for db in &f.data {
+        if db.var.is_none() {
+            f.warnings.push(format!(
+                "{} keeps its SQLite database in the app's directory and reads no variable for it: each deploy starts a fresh working copy, so its data would start empty every time; read the URL from a variable (os.environ.get(\"DATABASE_URL\") or ...) and set it to {} in each environment",
+                db.at,
+                db.kept_url()
+            ));
+        }
+    }
+    for file in super::appdata::database_files(dir) {
+        f.warnings.push(format!(
+            "{file} is a database file beside the code: a version would bundle it; keep it out of git (the environments keep their data in $SAFEDEPLOY_DATA_DIR)"
+        ));
+    }
+    f.secrets = super::layout::secrets_read(&sources);
     let mut routes = routes(&sources);
     if node_app {
         routes.extend(js_routes(dir));
@@ -419,10 +474,22 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
         .unwrap_or("/")
         .to_string();
     if f.health_path == "/" {
-        f.warnings.push(
-            "no health route found (/health, /healthz, /ping, /status): deploy.health_path is \"/\", which must answer 2xx"
-                .into(),
-        );
+        let node_deps: BTreeSet<String> = package
+            .as_ref()
+            .and_then(|p| p["dependencies"].as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let app_object = wsgi_app(&sources, dir).and_then(|a| a.rsplit(':').next().map(str::to_string));
+        f.health_snippet = super::layout::framework(&requirements, &node_deps, node_app, dir)
+            .map(|fw| super::layout::health_snippet(fw, app_object.as_deref().unwrap_or("app")));
+        f.warnings.push(format!(
+            "no health route found (/health, /healthz, /ping, /status): deploy.health_path is \"/\", which must answer 2xx (a redirect to a login page does not); {}",
+            if f.health_snippet.is_some() {
+                "add the route below, run init --force again, and it is used"
+            } else {
+                "add a route answering 200 and set deploy.health_path to it"
+            }
+        ));
     }
     f.version_path = routes.contains("/version").then(|| "/version".to_string());
     f.smoke_path =
@@ -507,14 +574,26 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
             if f.coverage {
                 cmd.extend(["--cov=.", "--cov-report=xml:reports/coverage.xml"]);
             }
+            cmd.extend(f.test_args.iter().map(String::as_str));
             ("reports/coverage.xml", "[\"**/*.py\"]")
         };
         let argv = format!("[{}]", cmd.iter().map(|a| toml_str(a)).collect::<Vec<_>>().join(", "));
+        let named = if f.test_args.is_empty() { "" } else { "; named, since pytest's own discovery skips them" };
         let mut gate = vec![
-            ("gate.command", argv, format!("the tests ({tests}); argv, no shell")),
+            ("gate.command", argv, format!("the tests ({tests}{named}); argv, no shell")),
             ("gate.junit", toml_str("reports/junit.xml"), String::new()),
             ("gate.source", source.to_string(), "change policy: a source change must come with a test change".into()),
         ];
+        if !f.test_globs.is_empty() {
+            let mut globs: Vec<String> =
+                crate::gate::settings::Gate::default().tests.iter().map(|g| g.0.clone()).collect();
+            globs.extend(f.test_globs.iter().cloned());
+            gate.push((
+                "gate.tests",
+                format!("[{}]", globs.iter().map(|g| toml_str(g)).collect::<Vec<_>>().join(", ")),
+                "what counts as a test change: the defaults and the tests found here".into(),
+            ));
+        }
         if f.coverage {
             gate.push(("gate.coverage", toml_str(coverage), String::new()));
             gate.push((
@@ -543,6 +622,31 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
     let _ = writeln!(t, "\n# Each environment: plain http on this machine, a port of its own (the local platform).");
     for (env, port) in [("staging", staging), ("production", production)] {
         let _ = writeln!(t, "[environments.{env}]\nurl = \"http://127.0.0.1:{port}\"\n");
+        let data: Vec<_> = f.data.iter().filter_map(|d| Some((d.var.as_deref()?, d))).collect();
+        if data.is_empty() && f.secrets.is_empty() {
+            continue;
+        }
+        let _ = writeln!(t, "[environments.{env}.env]");
+        for (var, db) in data {
+            let _ = writeln!(
+                t,
+                "# The app keeps its SQLite database beside its code ({}); each deploy runs a fresh copy of\n\
+                 # the code, so here it lives in the environment's data dir, shared by its versions.\n{var} = {}",
+                db.at,
+                toml_str(&db.kept_url())
+            );
+        }
+        for secret in &f.secrets {
+            let _ = writeln!(
+                t,
+                "# Read by the app; handed over from the deploying shell, never committed (in Jenkins:\n\
+                 # withCredentials([string(credentialsId: '{env}-{}', variable: '{secret}')]) {{ ... }}).\n\
+                 {secret} = {{ from_env = {} }}",
+                secret.to_ascii_lowercase().replace('_', "-"),
+                toml_str(secret)
+            );
+        }
+        t.push('\n');
     }
     let mut smoke = vec![];
     if let Some(v) = &f.version_path {
@@ -553,9 +657,11 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
         t,
         "\n# The journey a user walks, checked after every deploy. Add checks: a form posted, a redirect\n\
          # followed (see the README's smoke-check section).\n\
-         [[smoke.checks]]\nname = \"{}\"\npath = {}\nexpect_status = [200]",
+         [[smoke.checks]]\nname = \"{}\"\npath = {}\n{}expect_status = [200]",
         if f.smoke_path == "/" { "the home page answers" } else { "the health route answers (no home page found)" },
-        toml_str(&f.smoke_path)
+        toml_str(&f.smoke_path),
+        // As a browser does: a home page that sends visitors to a login page answers there.
+        if f.smoke_path == "/" { "follow_redirects = true\n" } else { "" }
     );
     for (header, prefix) in [("platform", "platform"), ("sla", "sla"), ("logs", "logs")] {
         let mut part = String::new();

@@ -1,7 +1,9 @@
 //! The `safedeploy` command's operations: what people do by hand, beside the six step
 //! binaries the pipeline calls.
 
+pub mod appdata;
 pub mod init;
+pub mod layout;
 
 use crate::Outcome;
 use crate::clock::rfc3339;
@@ -44,19 +46,26 @@ pub fn check(ctx: &Ctx) -> Result<Outcome> {
 }
 
 /// What a valid configuration may still get wrong: a web command that migrates the data as
-/// each version starts (deploy.command, or the Procfile's web: line in the app's source).
+/// each version starts or listens on every interface (deploy.command, or the Procfile's web:
+/// line in the app's source), and data the app keeps where the next deploy loses it.
 fn advice(ctx: &Ctx) -> Vec<String> {
     use crate::gate::migrations::{migrator_advice, migrator_in};
     let c = &ctx.config;
     let mut found = vec![];
-    if let Some(m) = c.deploy.command.as_deref().and_then(migrator_in) {
-        found.push(migrator_advice(m, "deploy.command"));
-    } else if c.deploy.command.is_none()
-        && let Ok(text) = std::fs::read_to_string(c.source_dir().join("Procfile"))
-        && let Some(m) = crate::platform::local::procfile_line(&text, "web").as_deref().and_then(migrator_in)
-    {
-        found.push(migrator_advice(m, "the Procfile's web: line"));
+    let web = match c.deploy.command.as_deref() {
+        Some(w) => Some((w.to_string(), "deploy.command")),
+        None => std::fs::read_to_string(c.source_dir().join("Procfile"))
+            .ok()
+            .and_then(|t| crate::platform::local::procfile_line(&t, "web"))
+            .map(|w| (w, "the Procfile's web: line")),
+    };
+    if let Some((web, from)) = &web {
+        found.extend(migrator_in(web).map(|m| migrator_advice(m, from)));
+        if c.platform.kind == crate::config::PlatformKind::Local {
+            found.extend(appdata::bind_warning(web, from));
+        }
     }
+    found.extend(appdata::warnings(c));
     found
 }
 

@@ -22,6 +22,11 @@ pub struct CheckResult {
     pub detail: String,
 }
 
+/// The header every request of a check carries, with the run's id, so the app and its
+/// metrics can tell the checks' traffic (and what it made) from the users'. The User-Agent
+/// names safedeploy too.
+pub const CHECK_HEADER: &str = "X-Safedeploy-Check";
+
 fn request(base: &str, check: &Check, vars: &Vars, timeout: Duration) -> Request {
     let mut url = format!("{}{}", base.trim_end_matches('/'), check.path.render(vars));
     if !check.query.is_empty()
@@ -34,6 +39,9 @@ fn request(base: &str, check: &Check, vars: &Vars, timeout: Duration) -> Request
     req.method = check.method.as_str().to_string();
     req.follow_redirects = check.follow_redirects;
     req.headers = check.headers.iter().map(|(k, v)| (k.clone(), v.render(vars))).collect();
+    if !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(CHECK_HEADER)) {
+        req.headers.push((CHECK_HEADER.to_string(), vars.run_id.clone()));
+    }
     req.body = check.body.as_ref().map(|b| match b {
         BodyTemplate::Form(form) => Body::Form(form.iter().map(|(k, v)| (k.clone(), v.render(vars))).collect()),
         BodyTemplate::Json(j) => Body::Json(j.render(vars)),
@@ -112,7 +120,16 @@ fn capture(check: &Check, r: &Response, vars: &mut Vars) -> Result<(), String> {
                         .ok_or_else(|| format!("capture {name}: /{}/ does not match the body", re.as_str()))?;
                 caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str().to_string()).unwrap_or_default()
             }
-            CaptureFrom::Header(h) => r.header(h).ok_or_else(|| format!("capture {name}: no header {h}"))?.to_string(),
+            CaptureFrom::Header(h, None) => {
+                r.header(h).ok_or_else(|| format!("capture {name}: no header {h}"))?.to_string()
+            }
+            CaptureFrom::Header(h, Some(re)) => {
+                let mut values = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v);
+                let caps = values
+                    .find_map(|v| re.0.captures(v))
+                    .ok_or_else(|| format!("capture {name}: no header {h} matches /{}/", re.as_str()))?;
+                caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str().to_string()).unwrap_or_default()
+            }
         };
         vars.captures.insert(name.clone(), value);
     }
@@ -160,6 +177,15 @@ fn sample(ctx: &Ctx, check: &Check, req: &Request, vars: &mut Vars, samples: u32
                     && let Err(e) = capture(check, &r, vars)
                 {
                     s.failures.push(e);
+                }
+                // A value captured under a secret-looking name (a session cookie, a token) is
+                // masked from here on, wherever a later request or message would show it.
+                for (name, _) in &check.captures {
+                    if crate::redact::is_secret_name(name)
+                        && let Some(v) = vars.captures.get(name)
+                    {
+                        ctx.ui.redactor.add_value(v.clone());
+                    }
                 }
                 s.body_start = r.body_start();
             }
@@ -224,6 +250,61 @@ fn send_through_blips(ctx: &Ctx, check: &Check, req: &Request) -> Result<Option<
 
 fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) -> Vec<CheckResult> {
     let mut vars = vars.clone();
+    // A jar of the chain's own for this round: the chain is one visitor.
+    let jar = std::sync::Arc::new(crate::http::Cookies::default());
+    let out = run_checks(ctx, base, chain, &mut vars, samples, &jar);
+    cleanup(ctx, base, chain, &mut vars, &jar);
+    out
+}
+
+/// The chain's cleanup, after its checks, passed or failed: a request that needs a capture the
+/// round did not get is skipped (what it would delete was not made); a failure is said, and
+/// is no verdict on the version.
+fn cleanup(ctx: &Ctx, base: &str, chain: &Chain, vars: &mut Vars, jar: &std::sync::Arc<crate::http::Cookies>) {
+    let timeout = ctx.config.smoke.timeout.0;
+    for check in &chain.cleanup {
+        let missing = check.templates().into_iter().find_map(|(_, t)| {
+            t.vars().find_map(|v| match v {
+                super::template::Var::Capture(c) if !vars.captures.contains_key(c) => Some(c.clone()),
+                _ => None,
+            })
+        });
+        if let Some(c) = missing {
+            ctx.ui.detail(format!("{}: cleanup {:?} skipped: nothing captured as {c}", chain.name, check.name));
+            continue;
+        }
+        let mut req = request(base, check, vars, timeout);
+        if check.cookies {
+            req.cookies = Some(jar.clone());
+        }
+        let s = sample(ctx, check, &req, vars, 1);
+        let status = s.status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
+        if s.dry_run {
+            continue;
+        }
+        if s.failures.is_empty() {
+            ctx.ui.detail(format!("{}: cleanup {:?}: {} {} → {status}", chain.name, check.name, req.method, req.url));
+        } else {
+            ctx.ui.warn(format!(
+                "{}: cleanup {:?} failed, so what the checks made may be left behind: {} {} → {status}: {}",
+                chain.name,
+                check.name,
+                req.method,
+                req.url,
+                s.failures.join("; ")
+            ));
+        }
+    }
+}
+
+fn run_checks(
+    ctx: &Ctx,
+    base: &str,
+    chain: &Chain,
+    vars: &mut Vars,
+    samples: u32,
+    jar: &std::sync::Arc<crate::http::Cookies>,
+) -> Vec<CheckResult> {
     let mut out = vec![];
     let mut broken = false;
     let timeout = ctx.config.smoke.timeout.0;
@@ -243,14 +324,17 @@ fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) ->
             out.push(result);
             continue;
         }
-        let req = request(base, check, &vars, timeout);
+        let mut req = request(base, check, vars, timeout);
+        if check.cookies {
+            req.cookies = Some(jar.clone());
+        }
         // What a header carries (a key from the config or from {{env.X}}) is never printed.
         for (k, v) in &req.headers {
             if !crate::http::harmless_header(k) {
                 ctx.ui.redactor.add_value(v.clone());
             }
         }
-        let s = sample(ctx, check, &req, &mut vars, samples);
+        let s = sample(ctx, check, &req, vars, samples);
         result.status = s.status;
         result.passed = s.dry_run || s.failures.is_empty();
         let status = s.status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());

@@ -35,6 +35,9 @@ pub struct Smoke {
     pub timeout: Dur<100, 600_000>,
     /// One chain of checks, run in order.
     pub checks: Vec<CheckFile>,
+    /// Requests run after `checks` in each round, passed or failed, to delete what the checks
+    /// made (with their captures and cookies); a failure is said, never a verdict.
+    pub cleanup: Vec<CheckFile>,
     /// Independent chains, run side by side; each chain's checks run in order.
     pub chains: Vec<ChainFile>,
     /// A file (relative to this one) holding more `[[checks]]` and `[[chains]]`.
@@ -53,6 +56,7 @@ impl Default for Smoke {
             version_path: None,
             timeout: Dur::secs(10),
             checks: vec![],
+            cleanup: vec![],
             chains: vec![],
             include: None,
             datadog: None,
@@ -65,6 +69,9 @@ impl Default for Smoke {
 pub struct ChainFile {
     pub name: String,
     pub checks: Vec<CheckFile>,
+    /// Run after the chain's checks, passed or failed (see `Smoke::cleanup`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleanup: Vec<CheckFile>,
 }
 
 /// The shape of `smoke.include`.
@@ -73,6 +80,8 @@ pub struct ChainFile {
 struct SmokeFile {
     #[serde(default)]
     checks: Vec<CheckFile>,
+    #[serde(default)]
+    cleanup: Vec<CheckFile>,
     #[serde(default)]
     chains: Vec<ChainFile>,
 }
@@ -93,6 +102,9 @@ pub struct CheckFile {
     pub body: Option<String>,
     #[serde(default)]
     pub follow_redirects: bool,
+    /// Send the chain's cookies and keep the answer's (as a browser does); `false`: neither.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub cookies: bool,
     pub expect_status: Option<Vec<u16>>,
     pub body_contains: Option<String>,
     pub body_matches: Option<String>,
@@ -106,6 +118,13 @@ pub struct CheckFile {
     pub p95_latency: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capture: BTreeMap<String, CaptureFile>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -155,6 +174,8 @@ impl Datadog {
 pub struct Chain {
     pub name: String,
     pub checks: Vec<Check>,
+    /// Run after the checks, passed or failed, with their captures and cookies.
+    pub cleanup: Vec<Check>,
 }
 
 /// A compiled check.
@@ -168,6 +189,8 @@ pub struct Check {
     pub body: Option<BodyTemplate>,
     /// Redirects are not followed unless a check asks.
     pub follow_redirects: bool,
+    /// Sends the chain's cookies and keeps the answer's.
+    pub cookies: bool,
     pub assertions: Vec<Assertion>,
     /// With `--samples N`: the budget of the 95th percentile of the N latencies.
     pub p95_latency: Option<Duration>,
@@ -200,7 +223,9 @@ pub enum CaptureFrom {
     Json(JsonPathExpr),
     /// Its first group, else the whole match.
     Regex(Pattern),
-    Header(String),
+    /// A header's value; with a pattern, its first group (else the match) in the first value
+    /// of the header it matches (a `Set-Cookie` among several).
+    Header(String, Option<Pattern>),
 }
 
 impl Check {
@@ -246,17 +271,24 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
     use Seg::Key;
     let smoke = &config.smoke;
     let origin = |file: &Path, at: &Locator, checks| Origin { file: file.to_path_buf(), at: at.clone(), checks };
-    let mut sources: Vec<(Origin, String, Vec<CheckFile>)> = vec![];
+    let mut sources: Vec<(Origin, String, Vec<CheckFile>, Vec<CheckFile>)> = vec![];
     if !smoke.checks.is_empty() {
         sources.push((
             origin(&config.path, at, vec![Key("smoke"), Key("checks")]),
             "checks".into(),
             smoke.checks.clone(),
+            smoke.cleanup.clone(),
+        ));
+    } else if !smoke.cleanup.is_empty() {
+        return Err(config.bad(
+            at,
+            &[Key("smoke"), Key("cleanup")],
+            "a cleanup with no smoke.checks to clean up after",
         ));
     }
     for (i, c) in smoke.chains.iter().enumerate() {
         let checks = vec![Key("smoke"), Key("chains"), Seg::Index(i), Key("checks")];
-        sources.push((origin(&config.path, at, checks), c.name.clone(), c.checks.clone()));
+        sources.push((origin(&config.path, at, checks), c.name.clone(), c.checks.clone(), c.cleanup.clone()));
     }
     if let Some(inc) = &smoke.include {
         let path = config.dir.join(inc);
@@ -265,20 +297,27 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
         let file: SmokeFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&e, &text, &path))?;
         let inc_at = Locator::new(&text);
         if !file.checks.is_empty() {
-            sources.push((origin(&path, &inc_at, vec![Key("checks")]), "checks".into(), file.checks));
+            sources.push((origin(&path, &inc_at, vec![Key("checks")]), "checks".into(), file.checks, file.cleanup));
+        } else if !file.cleanup.is_empty() {
+            return Err(Error::usage(format!(
+                "{}: cleanup: a cleanup with no checks to clean up after",
+                path.display()
+            ))
+            .into());
         }
         for (i, c) in file.chains.into_iter().enumerate() {
-            sources.push((origin(&path, &inc_at, vec![Key("chains"), Seg::Index(i), Key("checks")]), c.name, c.checks));
+            let at = vec![Key("chains"), Seg::Index(i), Key("checks")];
+            sources.push((origin(&path, &inc_at, at), c.name, c.checks, c.cleanup));
         }
     }
     let mut chains: Vec<Chain> = vec![];
-    for (origin, name, checks) in sources {
+    for (origin, name, checks, cleanup) in sources {
         if chains.iter().any(|c| c.name == name) {
             return Err(
                 Error::usage(format!("{}: smoke chain {name:?} is defined twice", origin.file.display())).into()
             );
         }
-        chains.push(compile_chain(&origin, &name, &checks)?);
+        chains.push(compile_chain(&origin, &name, &checks, &cleanup)?);
     }
     if let Some(dd) = &smoke.datadog
         && dd.monitors.is_empty()
@@ -292,16 +331,34 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
     Ok(chains)
 }
 
-fn compile_chain(origin: &Origin, name: &str, files: &[CheckFile]) -> Result<Chain> {
+/// A chain's checks, then its cleanup (which may use every capture of the checks: a capture
+/// the run did not get skips the cleanup request that needs it).
+fn compile_chain(origin: &Origin, name: &str, files: &[CheckFile], cleanup: &[CheckFile]) -> Result<Chain> {
     let mut known: Vec<String> = vec![];
+    let checks = compile_checks(origin, name, files, "check", &mut known)?;
+    let cleanup = compile_checks(origin, name, cleanup, "cleanup", &mut known)?;
+    Ok(Chain { name: name.to_string(), checks, cleanup })
+}
+
+fn compile_checks(
+    origin: &Origin,
+    name: &str,
+    files: &[CheckFile],
+    what: &str,
+    known: &mut Vec<String>,
+) -> Result<Vec<Check>> {
     let mut checks = vec![];
     for (i, file) in files.iter().enumerate() {
-        let bad = |f: &str, what: String| -> anyhow::Error {
+        let bad = |f: &str, why: String| -> anyhow::Error {
             let mut path = origin.checks.clone();
+            if what == "cleanup" {
+                path.pop();
+                path.push(Seg::Key("cleanup"));
+            }
             path.push(Seg::Index(i));
             let line = origin.at.line(&path).map(|l| format!(":{l}")).unwrap_or_default();
             Error::usage(format!(
-                "{}{line}: smoke chain {name:?}, check {} ({:?}): {f}: {what}",
+                "{}{line}: smoke chain {name:?}, {what} {} ({:?}): {f}: {why}",
                 origin.file.display(),
                 i + 1,
                 file.name
@@ -326,7 +383,7 @@ fn compile_chain(origin: &Origin, name: &str, files: &[CheckFile]) -> Result<Cha
         known.extend(check.captures.iter().map(|(n, _)| n.clone()));
         checks.push(check);
     }
-    Ok(Chain { name: name.to_string(), checks })
+    Ok(checks)
 }
 
 type Bad<'a> = &'a dyn Fn(&str, String) -> anyhow::Error;
@@ -344,6 +401,7 @@ fn compile_check(f: &CheckFile, bad: Bad<'_>) -> Result<Check> {
         headers,
         body,
         follow_redirects: f.follow_redirects,
+        cookies: f.cookies,
         assertions: compile_assertions(f, bad)?,
         p95_latency: latency(bad, "p95_latency", &f.p95_latency)?,
         captures: compile_captures(f, bad)?,
@@ -455,8 +513,14 @@ fn compile_captures(f: &CheckFile, bad: Bad<'_>) -> Result<Vec<(String, CaptureF
         let from = match (&c.json, &c.regex, &c.header) {
             (Some(p), None, None) => CaptureFrom::Json(json_path(bad, &field, p)?),
             (None, Some(re), None) => CaptureFrom::Regex(pattern(bad, &field, re)?),
-            (None, None, Some(h)) => CaptureFrom::Header(header(bad, &field, h)?),
-            _ => return Err(bad(&field, "expected exactly one of json, regex, header".into())),
+            (None, None, Some(h)) => CaptureFrom::Header(header(bad, &field, h)?, None),
+            (None, Some(re), Some(h)) => CaptureFrom::Header(header(bad, &field, h)?, Some(pattern(bad, &field, re)?)),
+            _ => {
+                return Err(bad(
+                    &field,
+                    "expected one of json, regex, header (or header with a regex on its value)".into(),
+                ));
+            }
         };
         if matches!(name.as_str(), "run_id" | "version") || name.starts_with("env.") {
             return Err(bad(&field, format!("{name:?} is a variable of its own; choose another name")));
@@ -471,7 +535,7 @@ fn compile_captures(f: &CheckFile, bad: Bad<'_>) -> Result<Vec<(String, CaptureF
 pub fn env_vars(chains: &[Chain]) -> Vec<(String, String, String)> {
     let mut out = vec![];
     for chain in chains {
-        for check in &chain.checks {
+        for check in chain.checks.iter().chain(&chain.cleanup) {
             for (field, t) in check.templates() {
                 for v in t.vars() {
                     if let Var::Env(name) = v {

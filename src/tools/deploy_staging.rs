@@ -15,9 +15,9 @@ pub struct Args {
     /// Version label, [A-Za-z0-9._-]{1,100}, one commit per label
     #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL", value_parser = Label::parse)]
     version: Label,
-    /// Commit to bundle
-    #[arg(long, env = "SAFEDEPLOY_COMMIT", default_value = "HEAD", value_name = "REV")]
-    commit: String,
+    /// Commit to bundle [default: the commit the ledger knows for LABEL, else HEAD]
+    #[arg(long, env = "SAFEDEPLOY_COMMIT", value_name = "REV")]
+    commit: Option<String>,
     /// Environment to deploy to
     #[arg(long, env = "SAFEDEPLOY_ENV", default_value = "staging", value_name = "NAME")]
     env: String,
@@ -25,5 +25,5 @@ pub struct Args {
 
 pub fn main() -> std::process::ExitCode {
     let a: Args = crate::cli::parse("deploy-staging");
-    run("deploy-staging", &a.common, |ctx| crate::deploy::deploy_staging(ctx, &a.version, &a.commit, &a.env))
+    run("deploy-staging", &a.common, |ctx| crate::deploy::deploy_staging(ctx, &a.version, a.commit.as_deref(), &a.env))
 }

@@ -19,6 +19,7 @@
 //! - Deploy with `deploy.proxy = "none"`: stop the old group (TERM, grace, KILL) → start the
 //!   new one on the environment's port → wait until healthy (requests are dropped meanwhile).
 
+mod answer;
 mod nginx;
 pub use nginx::VERSION_HEADER;
 mod ports;
@@ -402,20 +403,30 @@ impl<'a> Local<'a> {
     }
 
     /// The app's command: the supervisor running the web line, with the app's environment.
+    /// `data`: a copy of the environment's data dir to run on instead of it.
     fn app_command(&self, env: &Environment, label: &str, dir: &Path, port: u16, data: Option<&Path>) -> Result<Cmd> {
         let web = self.web_command(label)?;
-        let cmd = self.supervised(env, label, dir, &web, Some(port))?;
-        Ok(match data {
-            Some(d) => cmd.env("SAFEDEPLOY_DATA_DIR", d.to_string_lossy()),
-            None => cmd,
-        })
+        self.supervised(env, label, dir, &web, Some(port), data)
     }
 
     /// A shell line of the app's (its web line, its release) under the supervisor, in its
-    /// working copy `dir`, with the app's environment; `port` for a web line.
-    fn supervised(&self, env: &Environment, label: &str, dir: &Path, line: &str, port: Option<u16>) -> Result<Cmd> {
+    /// working copy `dir`, with the app's environment; `port` for a web line; `data` for a
+    /// copy of the environment's data dir. The config's variables for the app come last, their
+    /// `${…}` expanded with the same values the app gets.
+    fn supervised(
+        &self,
+        env: &Environment,
+        label: &str,
+        dir: &Path,
+        line: &str,
+        port: Option<u16>,
+        data: Option<&Path>,
+    ) -> Result<Cmd> {
         let web = line;
-        let data = self.env_dir(&env.name)?.join("data");
+        let data = match data {
+            Some(d) => d.to_path_buf(),
+            None => self.env_dir(&env.name)?.join("data"),
+        };
         let path = self.app_path(dir);
         let mut cmd = Cmd::new([
             Self::supervisor_path()?.to_string_lossy().into_owned(),
@@ -442,10 +453,13 @@ impl<'a> Local<'a> {
             .env("SAFEDEPLOY_RETIRE_FILE", retire_file(dir).to_string_lossy())
             .env("SAFEDEPLOY_STOP_GRACE_MS", self.deploy.stop_grace.0.as_millis().to_string())
             .env("PATH", path.join(":"));
-        if let Some(port) = port {
-            cmd = cmd.env("PORT", port_text(port));
+        let port = port.map(port_text).unwrap_or_default();
+        if !port.is_empty() {
+            cmd = cmd.env("PORT", &port);
         }
-        for (k, v) in &env.env {
+        let data = data.to_string_lossy();
+        let at = crate::config::appenv::Placeholders { data_dir: &data, port: &port, env: &env.name, version: label };
+        for (k, v) in env.app_vars(&self.fx.env, &at)? {
             cmd = cmd.env(k, v);
         }
         Ok(cmd)
@@ -462,6 +476,8 @@ impl<'a> Local<'a> {
         let deadline = started + deploy.health_timeout.0;
         let mut exited = None;
         let mut last_status = Instant::now();
+        let mut steady = answer::Steady::default();
+        let mut settled = None;
         let answer = self.fx.http.poll(&req, Duration::from_millis(100), deadline, |a| {
             if self.fx.interrupted.load(Ordering::SeqCst) {
                 return Poll::Abort(
@@ -479,19 +495,27 @@ impl<'a> Local<'a> {
                 exited = Some(crate::exec::describe(&out.status));
                 return Poll::Done;
             }
+            if let Some(s) = steady.see(a, Instant::now()) {
+                settled = Some(s);
+                return Poll::Done;
+            }
             if last_status.elapsed() >= Duration::from_secs(5) {
                 last_status = Instant::now();
                 self.fx.ui.status(format!(
-                    "{}: waiting for {label} to answer {} ({}s of {}s)",
+                    "{}: waiting for {label} to answer {} with a 2xx ({}s of {}s); it answered {}",
                     env.name,
                     deploy.health_path,
                     started.elapsed().as_secs(),
-                    deploy.health_timeout.0.as_secs()
+                    deploy.health_timeout.0.as_secs(),
+                    answer::describe(a)
                 ));
             }
             Poll::Again
         })?;
         let Some(answer) = answer else { return Ok(()) };
+        if let Some((said, polls, held)) = settled {
+            return Err(self.steady_answer(env, label, port, &said, polls, held));
+        }
         let log = self.log_file(&env.name)?;
         let tail = || log_tail(&log, log_from, 12);
         let taken = |holders: &ports::Listeners| PortTaken {
@@ -539,6 +563,38 @@ impl<'a> Local<'a> {
                 tail()
             )),
         }
+    }
+
+    /// A version whose health path answers the same redirect or client error poll after poll:
+    /// a verdict when the version serving the environment answers that path with a 2xx (the
+    /// candidate broke its health route), else a configuration mistake (exit 2, nothing marked
+    /// bad): the path is no health route for any version.
+    fn steady_answer(
+        &self,
+        env: &Environment,
+        label: &str,
+        port: u16,
+        said: &str,
+        polls: u32,
+        held: Duration,
+    ) -> anyhow::Error {
+        let path = &self.deploy.health_path;
+        let how = format!("{said}, the same {polls} times over {}s", held.as_secs());
+        let serving = self.read_state(&env.name).ok().flatten().filter(|s| s.label != label && s.port != port);
+        if let Some(s) = serving.filter(|s| self.answers_health(s.port)) {
+            return verdict!(
+                "{label} did not become healthy in {}: GET {path} answered {how}, where {} answers it 2xx: {label} broke its health route",
+                env.name,
+                s.label
+            );
+        }
+        crate::error::Error::usage(format!(
+            "deploy.health_path {:?}: {label} answered {how} in {}, and no version there answers it 2xx: it is not a health route; {label} is stopped and not marked bad",
+            &**path,
+            env.name
+        ))
+        .with_hint("point deploy.health_path at a route that answers 200 without a login (safedeploy init prints one for the app's framework)")
+        .into()
     }
 
     /// What a killed run left behind the proxy: a start that never served is stopped; versions
@@ -690,7 +746,10 @@ impl<'a> Local<'a> {
         });
         match result {
             // Leave nothing half-alive behind: a version that failed its start is stopped.
-            Err(e) if !self.fx.dry_run && crate::error::kind_of(&e) == crate::error::Kind::Verdict => {
+            Err(e)
+                if !self.fx.dry_run
+                    && matches!(crate::error::kind_of(&e), crate::error::Kind::Verdict | crate::error::Kind::Usage) =>
+            {
                 self.stop_app(env)?;
                 Err(e)
             }
@@ -850,7 +909,7 @@ impl<'a> Local<'a> {
         check: &super::PreTraffic<'_>,
     ) -> Result<Option<super::Deployed>> {
         let name = env.name.as_str();
-        self.fx.ui.status(match database_server(env) {
+        self.fx.ui.status(match database_server(env, &self.fx.env) {
             None => format!(
                 "{name}: {label} is checked before traffic on a copy of {name}'s data dir: what its start and its checks write never reaches its users"
             ),
@@ -1152,7 +1211,7 @@ impl<'a> Local<'a> {
             };
             let Err(e) = result else { return Ok(Some(slot)) };
             let lost = e.downcast_ref::<PortTaken>().is_some();
-            if lost || crate::error::kind_of(&e) == crate::error::Kind::Verdict {
+            if lost || matches!(crate::error::kind_of(&e), crate::error::Kind::Verdict | crate::error::Kind::Usage) {
                 // It never served: stop it; the old version was never touched.
                 self.stop_group(name, &slot)?;
                 self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
@@ -1359,7 +1418,7 @@ impl Platform for Local<'_> {
         let dir = self.version_dir(label)?;
         let work = self.working_copy(env, label, &dir)?;
         self.fx.exec.create_dir(&self.env_dir(name)?.join("data"))?;
-        let cmd = self.supervised(env, label, &work, &line, None)?;
+        let cmd = self.supervised(env, label, &work, &line, None, None)?;
         let log = self.log_file(name)?;
         let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let limit = self.deploy.release_timeout.0;
@@ -1395,7 +1454,8 @@ impl Platform for Local<'_> {
     }
 
     fn data_not_copied(&self, env: &Environment) -> Option<String> {
-        database_server(env).map(|var| format!("its app reaches a database server ({var}), which is not copied"))
+        database_server(env, &self.fx.env)
+            .map(|var| format!("its app reaches a database server ({var}), which is not copied"))
     }
 
     fn rehearse(&self, env: &Environment, label: &str, check: &super::PreTraffic<'_>) -> Result<Option<Result<()>>> {
@@ -1546,7 +1606,7 @@ fn not_taken(e: anyhow::Error, label: &str, env: &str, serving: Option<&str>) ->
 /// The variable of `env`'s that points its app at a database server (a URL whose scheme names
 /// one: PostgreSQL, MySQL, MariaDB, MongoDB, Redis, SQL Server), if one does: data that a copy
 /// of the data dir does not hold.
-fn database_server(env: &Environment) -> Option<String> {
+fn database_server(env: &Environment, shell: &crate::environ::Environ) -> Option<String> {
     const SCHEMES: &[&str] = &[
         "postgres",
         "postgresql",
@@ -1561,7 +1621,8 @@ fn database_server(env: &Environment) -> Option<String> {
         "cockroachdb",
     ];
     env.env.iter().find_map(|(k, v)| {
-        let scheme = v.split_once("://")?.0.to_ascii_lowercase();
+        let value = v.text().or_else(|| shell.get(v.from_env()?))?;
+        let scheme = value.split_once("://")?.0.to_ascii_lowercase();
         let base = scheme.split('+').next().unwrap_or_default();
         (SCHEMES.contains(&base) || SCHEMES.contains(&scheme.as_str())).then(|| k.clone())
     })
@@ -1738,7 +1799,10 @@ mod tests {
     fn a_database_server_the_app_reaches_is_named_and_a_file_or_web_url_is_not() {
         let env = |vars: &[(&str, &str)]| Environment {
             url: crate::config::HttpUrl::parse("http://127.0.0.1:8000").expect("url"),
-            env: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), crate::config::appenv::AppValue::Text(v.to_string())))
+                .collect(),
             elasticbeanstalk: None,
             name: "production".into(),
         };
@@ -1753,7 +1817,7 @@ mod tests {
             (&[], None),
         ];
         for (vars, want) in rows {
-            assert_eq!(database_server(&env(vars)).as_deref(), want, "{vars:?}");
+            assert_eq!(database_server(&env(vars), &crate::environ::Environ::default()).as_deref(), want, "{vars:?}");
         }
     }
 
