@@ -4,7 +4,7 @@
 mod support;
 
 use predicates::prelude::*;
-use support::{Project, output};
+use support::{Project, agent_path, fast_build, output};
 
 fn without_version_route(p: &Project) {
     p.edit_config(|c| {
@@ -157,26 +157,6 @@ fn a_flat_app_runs_on_its_own_build_and_each_environment_on_its_own_files() {
 }
 
 /// PATH as a Jenkins agent has it after setup: the project's Python tools first.
-fn agent_path() -> String {
-    format!("{}:{}", support::venv().join("bin").display(), support::tools_path())
-}
-
-/// The build init wrote, swapped for the shared test venv (no PyPI in the tests).
-fn fast_build(p: &Project) {
-    let bin = support::venv().join("bin");
-    p.edit_config(|c| {
-        let before = c.clone();
-        let c = c
-            .replace(
-                r#"command = "python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt""#,
-                r#"command = "true""#,
-            )
-            .replace(r#"path = [".venv/bin"]"#, &format!("path = [{:?}]", bin.display().to_string()));
-        assert_ne!(c, before, "init's build lines changed; update this test");
-        c
-    });
-}
-
 #[test]
 fn init_on_the_example_writes_a_config_that_check_accepts_and_the_pipeline_runs_on() {
     let p = Project::new();

@@ -451,6 +451,14 @@ fn secret_values(t: &toml::de::DeTable<'_>, secret: bool, out: &mut Vec<String>)
         if *k.get_ref() == "from_env" {
             continue;
         }
+        // A capture's name (`session_cookie`) says what it holds at run time, not that where
+        // it is read from (`header = "set-cookie"`) is a secret.
+        if *k.get_ref() == "capture"
+            && let DeValue::Table(captures) = v.get_ref()
+        {
+            captures.iter().for_each(|(_, c)| value(c.get_ref(), secret, out));
+            continue;
+        }
         value(v.get_ref(), secret || crate::redact::is_secret_name(k.get_ref()), out);
     }
 }

@@ -23,10 +23,11 @@ pub fn name(dir: &Path) -> (String, String) {
         for line in t.lines().map(str::trim) {
             if line.starts_with('[') {
                 in_metadata = line == "[metadata]";
-            } else if in_metadata && let Some((k, v)) = line.split_once('=') {
-                if k.trim() == "name" {
-                    return Some(v.trim().to_string());
-                }
+            } else if in_metadata
+                && let Some((k, v)) = line.split_once('=')
+                && k.trim() == "name"
+            {
+                return Some(v.trim().to_string());
             }
         }
         None

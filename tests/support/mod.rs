@@ -571,3 +571,24 @@ pub fn check_shapes(shapes: &[(&str, serde_json::Value)]) {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "a body departs from the official clients' models:\n{said}");
 }
+
+/// PATH of a Jenkins agent that has the app's test tools (the shared test venv) and nginx.
+pub fn agent_path() -> String {
+    format!("{}:{}", venv().join("bin").display(), tools_path())
+}
+
+/// The build init wrote, swapped for the shared test venv (no PyPI in the tests).
+pub fn fast_build(p: &Project) {
+    let bin = venv().join("bin");
+    p.edit_config(|c| {
+        let before = c.clone();
+        let c = c
+            .replace(
+                r#"command = "python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt""#,
+                r#"command = "true""#,
+            )
+            .replace(r#"path = [".venv/bin"]"#, &format!("path = [{:?}]", bin.display().to_string()));
+        assert_ne!(c, before, "init's build lines changed; update this test");
+        c
+    });
+}

@@ -53,7 +53,7 @@ impl Steady {
         }
         self.polls += 1;
         let held = now.duration_since(self.since.unwrap_or(now));
-        (self.polls >= STEADY_POLLS && held >= STEADY_FOR).then(|| (said, self.polls, held))
+        (self.polls >= STEADY_POLLS && held >= STEADY_FOR).then_some((said, self.polls, held))
     }
 }
 
