@@ -212,7 +212,7 @@ fn init_on_a_flat_app_says_what_it_lacks() {
     assert!(err.contains("no version route; smoke-check reads the proxy's X-Safedeploy-Version header"), "{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(doc["findings"]["health_path"], "/");
-    assert_eq!(doc["findings"]["tests"], "pytest: test files beside the app");
+    assert_eq!(doc["findings"]["tests"], "pytest: test_app.py");
     p.cmd("safedeploy").arg("check").assert().success();
 
     // A Procfile without a web: line is said as such, not as no Procfile.

@@ -275,6 +275,58 @@ fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
             "headers.X-Api",
         ),
         ("no smoke check at all", Box::new(|d| set(d, &keys("smoke.chains"), Value::Array(vec![]))), "smoke"),
+        // What an environment hands its app: only the platform's own placeholders, and a
+        // secret's reference must name a variable.
+        (
+            "an app variable naming ${HOME}",
+            Box::new(|d| {
+                set(
+                    d,
+                    &keys("environments.staging.env"),
+                    toml::toml! { DATABASE_URL = "sqlite:///${HOME}/a.db" }.into(),
+                )
+            }),
+            "environments.staging.env.DATABASE_URL",
+        ),
+        (
+            "an app variable with an unclosed ${",
+            Box::new(|d| set(d, &keys("environments.staging.env"), toml::toml! { X = "${PORT" }.into())),
+            "environments.staging.env.X",
+        ),
+        (
+            "from_env = \"\"",
+            Box::new(|d| {
+                set(d, &keys("environments.staging.env"), toml::toml! { SECRET_KEY = { from_env = "" } }.into())
+            }),
+            "environments.staging.env.SECRET_KEY",
+        ),
+        (
+            "from_env = \"-x\"",
+            Box::new(|d| {
+                set(d, &keys("environments.staging.env"), toml::toml! { SECRET_KEY = { from_env = "-x" } }.into())
+            }),
+            "environments.staging.env.SECRET_KEY",
+        ),
+        (
+            "a capture from json and a header",
+            Box::new(|d| {
+                set(
+                    d,
+                    &keys("smoke.chains[0].checks[0].capture"),
+                    toml::toml! { c = { json = "$.a", header = "location" } }.into(),
+                )
+            }),
+            "capture.c",
+        ),
+        (
+            "a cleanup using a capture no check makes",
+            Box::new(|d| {
+                let cleanup = toml::toml! { name = "x"
+                path = "/x/{{nothing}}" };
+                set(d, &keys("smoke.chains[0].cleanup"), Value::Array(vec![cleanup.into()]))
+            }),
+            "unknown variable {{nothing}}",
+        ),
         // Alert settings that would switch the alert path off, or mean nothing.
         (
             "logs.alert_transitions = []",

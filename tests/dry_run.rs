@@ -101,7 +101,9 @@ fn dry_runs_of_promote_smoke_rollback_and_collect_logs_change_nothing() {
     let a = p.cmd("smoke-check").args(["--env", "staging", "--record", "--dry-run"]).assert().success();
     let (out, _) = output(&a);
     assert!(out.contains(&format!("+ curl -sS http://127.0.0.1:{}/version", p.staging_port)), "{out}");
-    assert!(out.contains("+ curl -sS -X POST --data-urlencode 'url=https://example.com/smoke/"), "{out}");
+    // Each request says it is a check's, with the run's id.
+    assert!(out.contains("+ curl -sS -X POST -H 'X-Safedeploy-Check: "), "{out}");
+    assert!(out.contains("--data-urlencode 'url=https://example.com/smoke/"), "{out}");
     assert!(out.contains("# ledger: would record the verdict of v2 in staging"), "{out}");
 
     // promote: would deploy v1 over v2 (v1 is staging's last known good).

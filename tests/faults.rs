@@ -47,6 +47,7 @@ fn normalize(p: &Project, text: &str) -> String {
     t = re(r" -p \S+ -c \S+ -e \S+", "", &t);
     // The verification after a restore: its run id and the short code it was given.
     t = re(r"/smoke/[0-9a-f]{8,}", "/smoke/<run>", &t);
+    t = re(r"X-Safedeploy-Check: [0-9a-f]{8,}", "X-Safedeploy-Check: <run>", &t);
     t = regex::Regex::new(r"127\.0\.0\.1:<port>/([A-Za-z0-9]{6})\b")
         .expect("regex")
         .replace_all(

@@ -246,8 +246,16 @@ fn a_redeploy_of_a_built_version_reuses_it_and_a_label_names_one_commit() {
         .success()
         .stderr(predicate::str::contains("v1 is already built from this commit; reusing it"));
     p.commit_incident();
+    // A known label without --commit is deployed from the commit the ledger knows for it.
     p.cmd("deploy-staging")
         .args(["--version", "v1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("v1 is known: deploying its commit"));
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
+    // Naming another commit for it is refused: a label names one commit.
+    p.cmd("deploy-staging")
+        .args(["--version", "v1", "--commit", "HEAD"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("version v1 already exists for commit"));

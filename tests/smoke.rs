@@ -362,7 +362,7 @@ fn an_invalid_spec_is_exit_2_naming_the_chain_check_and_field() {
         ),
         (
             "[[smoke.checks]]\nname = \"a\"\npath = \"/\"\ncapture = { x = { json = \"$.a\", header = \"b\" } }\n",
-            "capture.x: expected exactly one of json, regex, header",
+            "capture.x: expected one of json, regex, header (or header with a regex on its value)",
         ),
         ("[[smoke.checks]]\nname = \"a\"\npath = \"/\"\nexpect_body = \"x\"\n", "unknown field `expect_body`"),
     ] {

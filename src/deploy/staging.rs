@@ -25,9 +25,11 @@ pub fn deploy_staging(ctx: &Ctx, label: &Label, rev: Option<&str>, env: &str) ->
         .with_hint(format!("promote --version {label} --to {env} deploys what passed staging"))
         .into());
     }
+    // What the ledger knows of the label, if it can be read (a missing or refused ledger is
+    // met again, and said, when the session opens it; `registered` holds a label to its commit).
     let known = match rev {
         Some(_) => None,
-        None => ctx.ledger_read_only()?.version(label)?,
+        None => ctx.ledger_read_only().and_then(|l| l.version(label)).ok().flatten(),
     };
     let commit = match (&known, rev) {
         (Some(v), _) => {
