@@ -277,6 +277,35 @@ mod tests {
     }
 
     #[test]
+    fn each_framework_gets_a_health_route_and_a_test_in_its_own_words() {
+        let reqs = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<String>>();
+        let d = tree(&[]);
+        let none = BTreeSet::new();
+        let cases = [
+            (
+                framework(&reqs(&["flask", "gunicorn"]), &none, false, d.path()),
+                Framework::Flask,
+                "@application.route(\"/health\")",
+            ),
+            (
+                framework(&reqs(&["fastapi", "uvicorn"]), &none, false, d.path()),
+                Framework::FastApi,
+                "@application.get(\"/health\")",
+            ),
+            (framework(&reqs(&["django"]), &none, false, d.path()), Framework::Django, "path(\"health\""),
+            (framework(&none, &reqs(&["express"]), true, d.path()), Framework::Express, "app.get('/health'"),
+            (framework(&none, &none, true, d.path()), Framework::NodeHttp, "req.url === '/health'"),
+        ];
+        for (found, want, route) in cases {
+            assert_eq!(found, Some(want));
+            let s = health_snippet(want, "application");
+            assert!(s.contains(route), "{want:?}: {s}");
+            assert!(s.contains("and a test") && s.contains("200"), "{want:?}: {s}");
+        }
+        assert_eq!(framework(&reqs(&["requests"]), &none, false, d.path()), None, "no framework, no guess");
+    }
+
+    #[test]
     fn secret_reads_are_found_and_plain_settings_are_not() {
         let d = tree(&[]);
         let src = d.path().join("app.py");
