@@ -328,7 +328,7 @@ fn datadog_monitors_gate_each_round_and_their_keys_stay_secret() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "failed the smoke checks in bake round 3 after 0s — Datadog monitor 42 is Alert",
+            "failed the smoke checks in bake round 3 after 0s — Datadog monitor 42 (5xx rate on url-shortener) is Alert",
         ));
     let (out, err) = output(&a);
     for secret in ["ddapikey-123456", "ddappkey-654321"] {
@@ -406,4 +406,56 @@ fn a_check_skipped_after_a_failure_says_skip_on_the_console_and_in_junit() {
     let junit = std::fs::read_to_string(f.dir.path().join("smoke.xml")).expect("junit");
     assert!(junit.contains("<skipped"), "{junit}");
     assert_eq!(server.hits("/b"), 0);
+}
+
+/// Monitors in `Warn` and `No Data` say nothing of the version unless the team says so, and
+/// monitors named by tags are judged with those named by id; each is said with its state.
+#[test]
+fn warn_and_no_data_are_no_verdict_by_default_and_monitors_are_found_by_tags() {
+    let listed = |state: &str| {
+        let mut m = monitor_answer(state);
+        m["id"] = serde_json::json!(7);
+        m["name"] = serde_json::json!("p95 latency");
+        serde_json::json!([m]).to_string()
+    };
+    let server = Server::start(move |r, _| match r.path.as_str() {
+        "/version" => version("v1"),
+        "/api/v1/monitor/42" => Resp::new(200, monitor_answer("No Data").to_string()),
+        p if p.starts_with("/api/v1/monitor?") && p.contains("monitor_tags=service%3Aurl-shortener%2Cenv%3Aprod") => {
+            Resp::new(200, listed("Warn"))
+        }
+        p if p.starts_with("/api/v1/monitor?") => Resp::new(400, "{\"errors\": [\"unexpected query\"]}"),
+        _ => Resp::new(200, "home"),
+    });
+    let dd = |extra: &str| {
+        format!(
+            "{ONE_CHECK}[smoke.datadog]\napi_url = \"{}\"\nmonitors = [42]\nmonitor_tags = [\"service:url-shortener\", \"env:prod\"]\n{extra}",
+            server.url()
+        )
+    };
+    let keys = [("DD_API_KEY", "ddapikey-123456"), ("DD_APP_KEY", "ddappkey-654321")];
+    let f = Fixture::new(&server.url(), &dd(""));
+    let a = f.smoke().envs(keys).args(["--watch", "1s", "--interval", "200ms", "--json"]).assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("Datadog monitor 42 (5xx rate on url-shortener) is No Data: no verdict (smoke.datadog.no_data = \"ignore\")"), "{err}");
+    assert!(err.contains("Datadog monitor 7 (p95 latency) is Warn: no verdict (smoke.datadog.warn = \"ignore\")"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["monitors"].as_array().map(Vec::len), Some(2), "{doc:#}");
+    assert_eq!(doc["monitors"][0]["judged"]["not_judged"], "smoke.datadog.no_data = \"ignore\"");
+
+    // A team that wants them to count says so: then they are a verdict.
+    let f = Fixture::new(&server.url(), &dd("warn = \"fail\"\n"));
+    f.smoke()
+        .envs(keys)
+        .args(["--watch", "1s", "--interval", "200ms"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("Datadog monitor 7 (p95 latency) is Warn"));
+
+    // A policy that is neither, or a tag with a comma, is exit 2 at load.
+    for (extra, field) in [("no_data = \"maybe\"\n", "no_data"), ("", "monitor_tags")] {
+        let text = if extra.is_empty() { dd("").replace("\"env:prod\"", "\"env:prod,team:web\"") } else { dd(extra) };
+        let f = Fixture::new(&server.url(), &text);
+        f.smoke().envs(keys).args(["--watch", "1s"]).assert().code(2).stderr(predicate::str::contains(field));
+    }
 }

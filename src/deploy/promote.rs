@@ -100,7 +100,8 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     // Each canary round: the smoke chains against the candidate's own address (every check
     // shown in the first round, then only failures) and the Datadog monitors.
     let first_round = std::cell::Cell::new(true);
-    let round = |base: &str| crate::smoke::canary_round(ctx, to, &label, base, first_round.replace(false));
+    let began = crate::clock::now_ms();
+    let round = |base: &str| crate::smoke::canary_round(ctx, to, &label, base, first_round.replace(false), began);
     let canary = req.canary.map(|c| crate::platform::Canary {
         percent: c.percent,
         bake: c.bake,

@@ -13,6 +13,7 @@
 //! `--record` writes the verdict to the ledger: a pass makes the version the environment's last
 //! known good; a failure dates the incident.
 
+pub mod monitors;
 mod run;
 pub mod spec;
 pub mod template;
@@ -20,13 +21,14 @@ mod wait;
 
 use crate::config::Label;
 use crate::context::Ctx;
-use crate::http::{Request, Response};
+use crate::http::Response;
 use crate::ledger::Ledger;
 use crate::{Outcome, usage};
 use anyhow::{Context, Result};
+use monitors::MonitorState;
 use run::{CheckResult, run_round};
 use serde::Serialize;
-use spec::{Chain, Datadog};
+use spec::Chain;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -51,45 +53,6 @@ fn served_version(r: &Response) -> String {
         .ok()
         .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(str::to_string))
         .unwrap_or_else(|| r.body.trim().to_string())
-}
-
-#[derive(Debug, Serialize)]
-struct MonitorState {
-    id: u64,
-    state: String,
-    ok: bool,
-}
-
-/// The Datadog monitors' states (`GET /api/v1/monitor/{id}`); each must be `OK`.
-fn monitors(ctx: &Ctx, dd: &Datadog) -> Result<Vec<MonitorState>> {
-    let key = |var: &str| {
-        ctx.env
-            .get(var)
-            .map(str::to_string)
-            .ok_or_else(|| usage!("smoke.datadog: {var} is not set; the monitor API needs it"))
-    };
-    let (api, app) = (key(&dd.api_key_env)?, key(&dd.app_key_env)?);
-    let mut out = vec![];
-    for id in &dd.monitors {
-        let mut req =
-            Request::get(format!("{}/api/v1/monitor/{id}", dd.api_base())).timeout(ctx.config.smoke.timeout.0);
-        req.headers = vec![("DD-API-KEY".into(), api.clone()), ("DD-APPLICATION-KEY".into(), app.clone())];
-        let Some(r) = ctx.http.send(&req)? else { continue };
-        if r.status != 200 {
-            return Err(crate::could_not_act!(
-                "Datadog monitor {id}: GET {} answered {} {}",
-                req.url,
-                r.status,
-                r.body_start()
-            ));
-        }
-        let state = serde_json::from_str::<serde_json::Value>(&r.body)
-            .ok()
-            .and_then(|v| v.get("overall_state").and_then(|s| s.as_str()).map(str::to_string))
-            .ok_or_else(|| crate::could_not_act!("Datadog monitor {id}: the answer has no overall_state"))?;
-        out.push(MonitorState { id: *id, ok: state == "OK", state });
-    }
-    Ok(out)
 }
 
 /// What a smoke check found: the `--json` document.
@@ -131,9 +94,7 @@ impl Rounds {
             .iter()
             .find(|r| !r.passed && !r.skipped)
             .map(|r| format!("{} / {}: {}", r.chain, r.name, r.detail))
-            .or_else(|| {
-                self.monitors.iter().find(|m| !m.ok).map(|m| format!("Datadog monitor {} is {}", m.id, m.state))
-            })
+            .or_else(|| self.monitors.iter().find(|m| m.failed()).map(MonitorState::describe))
     }
 }
 
@@ -177,7 +138,7 @@ pub fn pre_traffic_ready(ctx: &Ctx) -> Result<()> {
 /// (`base`), labelled `label`. A failure is a verdict naming the first failed check; the
 /// console shows each check as smoke-check does.
 pub fn pre_traffic(ctx: &Ctx, env: &str, label: &str, base: &str) -> Result<()> {
-    match candidate_round(ctx, env, label, base, Target::Candidate, true)? {
+    match candidate_round(ctx, env, label, base, Target::Candidate, true, None)? {
         None => Ok(()),
         Some(why) => Err(crate::verdict!("{label} failed its smoke checks before taking traffic in {env}: {why}")),
     }
@@ -189,7 +150,7 @@ pub fn pre_traffic(ctx: &Ctx, env: &str, label: &str, base: &str) -> Result<()> 
 pub fn verify_restored(ctx: &Ctx, env: &str, label: &str) -> Result<Option<String>> {
     let environment = ctx.config.environment(env)?;
     ctx.ui.status(format!("{env}: verifying that {label} serves its users"));
-    candidate_round(ctx, env, label, environment.url.0.as_str(), Target::Environment, true)
+    candidate_round(ctx, env, label, environment.url.0.as_str(), Target::Environment, true, None)
 }
 
 /// A round of the smoke chains against the environment's own address while something that can
@@ -199,14 +160,23 @@ pub fn verify_restored(ctx: &Ctx, env: &str, label: &str) -> Result<Option<Strin
 pub fn watch_live(ctx: &Ctx, env: &str, label: &str) -> Result<Option<String>> {
     let environment = ctx.config.environment(env)?;
     ctx.ui.status(format!("{env}: checking that {label} still serves its users"));
-    candidate_round(ctx, env, label, environment.url.0.as_str(), Target::Environment, false)
+    candidate_round(ctx, env, label, environment.url.0.as_str(), Target::Environment, false, None)
 }
 
 /// One canary round: the smoke chains against the candidate at its own address (`base`) and
 /// the Datadog monitors, if `smoke.datadog` names any. A failure is a verdict; the console
 /// shows the checks of the first round, then only what fails.
-pub fn canary_round(ctx: &Ctx, env: &str, label: &str, base: &str, first: bool) -> Result<()> {
-    match candidate_round(ctx, env, label, base, Target::CanaryCandidate, first)? {
+/// `since`: when the promote began; a monitor alerting since before then is not the
+/// candidate's doing.
+pub fn canary_round(
+    ctx: &Ctx,
+    env: &str,
+    label: &str,
+    base: &str,
+    first: bool,
+    since: crate::clock::Millis,
+) -> Result<()> {
+    match candidate_round(ctx, env, label, base, Target::CanaryCandidate, first, Some(since))? {
         None => Ok(()),
         Some(why) => Err(crate::verdict!("{label} failed a canary round in {env}: {why}")),
     }
@@ -242,6 +212,7 @@ fn candidate_round(
     base: &str,
     target: Target,
     show_all: bool,
+    since: Option<crate::clock::Millis>,
 ) -> Result<Option<String>> {
     let datadog = ctx.config.smoke.datadog.as_ref().filter(|_| target == Target::CanaryCandidate);
     let mut vars = env_vars(ctx)?;
@@ -264,7 +235,7 @@ fn candidate_round(
         vars.run_id = run_id();
         r.results = run_round(ctx, base, &ctx.config.chains, &vars, 1)?;
         ctx.check_interrupt(left)?;
-        r.monitors = datadog.map(|dd| monitors(ctx, dd)).transpose()?.unwrap_or_default();
+        r.monitors = datadog.map(|dd| monitors::read(ctx, dd, since)).transpose()?.unwrap_or_default();
         // Round 1 of [`report_round`] shows every check; later ones only what failed.
         r.round = if show_all && round == 1 { 1 } else { 2 };
         report_round(ctx, &r);
@@ -339,7 +310,17 @@ pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
 /// ends or a round fails.
 fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain], vars: &mut Vars) -> Result<Rounds> {
     let datadog = ctx.config.smoke.datadog.as_ref().filter(|_| req.watch.is_some());
-    let states = |ctx: &Ctx| datadog.map(|dd| monitors(ctx, dd)).transpose().map(Option::unwrap_or_default);
+    // An alert older than the version's start in the environment is not its doing.
+    let since = match datadog {
+        Some(_) if !ctx.dry_run => ctx
+            .ledger_read_only()?
+            .live_deployment(req.env)?
+            .filter(|d| d.label == vars.version)
+            .and_then(|d| d.finished_at.or(Some(d.started_at))),
+        _ => None,
+    };
+    let states =
+        |ctx: &Ctx| datadog.map(|dd| monitors::read(ctx, dd, since)).transpose().map(Option::unwrap_or_default);
     vars.run_id = run_id();
     let results = run_round(ctx, base, chains, vars, req.samples)?;
     let mut r = Rounds { round: 1, results, monitors: states(ctx)?, bake_start: Instant::now() };
@@ -412,7 +393,7 @@ fn conclude(
 
 /// Zero results is never a pass.
 fn passed(results: &[CheckResult], monitors: &[MonitorState]) -> bool {
-    !results.is_empty() && results.iter().all(|r| r.passed && !r.skipped) && monitors.iter().all(|m| m.ok)
+    !results.is_empty() && results.iter().all(|r| r.passed && !r.skipped) && monitors.iter().all(|m| !m.failed())
 }
 
 fn report_round(ctx: &Ctx, r: &Rounds) {
@@ -424,8 +405,11 @@ fn report_round(ctx: &Ctx, r: &Rounds) {
         let line = format!("{} / {}: {}", c.chain, c.name, c.detail);
         if c.skipped { ctx.ui.skipped(line) } else { ctx.ui.check(c.passed, line) }
     }
-    for m in r.monitors.iter().filter(|m| r.round == 1 || !m.ok) {
-        ctx.ui.check(m.ok, format!("Datadog monitor {}: {}", m.id, m.state));
+    for m in r.monitors.iter().filter(|m| r.round == 1 || m.failed()) {
+        match m.judged {
+            monitors::Judged::NotJudged(_) => ctx.ui.skipped(m.describe()),
+            _ => ctx.ui.check(!m.failed(), m.describe()),
+        }
     }
 }
 
@@ -469,7 +453,7 @@ fn rehearse_rollback(
         "{name}: rehearsing a rollback from {label} to {target} ({production}'s last known good) on a copy of {name}'s migrated data"
     ));
     let round = |base: &str| -> Result<()> {
-        match candidate_round(ctx, name, &target, base, Target::Candidate, true)? {
+        match candidate_round(ctx, name, &target, base, Target::Candidate, true, None)? {
             None => Ok(()),
             Some(why) => Err(crate::verdict!("{target} fails on {label}'s data: {why}")),
         }

@@ -143,9 +143,28 @@ pub struct Datadog {
     /// The API's base URL, instead of the one the site implies.
     pub api_url: Option<HttpUrl>,
     pub monitors: Vec<u64>,
+    /// Monitors named by their tags as well (`["service:web", "env:production"]`: each monitor
+    /// carrying every tag), read with `GET /api/v1/monitor?monitor_tags=...`.
+    pub monitor_tags: Vec<Text>,
+    /// What a monitor in `Warn` says of the version: `ignore` (no verdict, said) or `fail`.
+    pub warn: StatePolicy,
+    /// What a monitor in `No Data` (or `Unknown`) says: `ignore` (no verdict, said) or `fail`.
+    /// Low traffic right after a deploy produces it.
+    pub no_data: StatePolicy,
     /// Environment variables holding the keys.
     pub api_key_env: Text,
     pub app_key_env: Text,
+}
+
+/// What a monitor state that is neither `OK` nor `Alert` says of a version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatePolicy {
+    /// Not a verdict: the round neither passes nor fails on it, and says so.
+    #[default]
+    Ignore,
+    /// A verdict against the version, as `Alert` is.
+    Fail,
 }
 
 impl Default for Datadog {
@@ -154,6 +173,9 @@ impl Default for Datadog {
             site: Text("datadoghq.com".into()),
             api_url: None,
             monitors: vec![],
+            monitor_tags: vec![],
+            warn: StatePolicy::Ignore,
+            no_data: StatePolicy::Ignore,
             api_key_env: Text("DD_API_KEY".into()),
             app_key_env: Text("DD_APP_KEY".into()),
         }
@@ -321,11 +343,21 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
     }
     if let Some(dd) = &smoke.datadog
         && dd.monitors.is_empty()
+        && dd.monitor_tags.is_empty()
     {
         return Err(config.bad(
             at,
             &[Key("smoke"), Key("datadog"), Key("monitors")],
-            "expected at least one monitor id",
+            "expected at least one monitor id (or smoke.datadog.monitor_tags)",
+        ));
+    }
+    if let Some(dd) = &smoke.datadog
+        && let Some(t) = dd.monitor_tags.iter().find(|t| t.trim().is_empty() || t.contains(','))
+    {
+        return Err(config.bad(
+            at,
+            &[Key("smoke"), Key("datadog"), Key("monitor_tags")],
+            format!("{:?}: expected a tag such as \"service:web\" (one per item, no commas)", t.as_str()),
         ));
     }
     Ok(chains)
