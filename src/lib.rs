@@ -43,6 +43,7 @@ pub mod error;
 pub mod exec;
 pub mod failpoint;
 pub mod gate;
+pub mod judge;
 pub mod git;
 pub mod http;
 pub mod ledger;

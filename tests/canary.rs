@@ -208,6 +208,47 @@ fn a_canary_answering_users_with_server_errors_is_aborted_though_its_checks_pass
     assert!(!seen.failures.is_empty(), "{seen:?}");
 }
 
+/// The hostile case: at a 10 % share and ordinary traffic, a version failing a third of its
+/// users on a route no check visits never fails one round (3 errors in a second), yet the
+/// rounds' counts together convict it.
+#[test]
+fn a_canary_failing_a_third_of_its_users_at_a_small_share_is_caught_on_the_rounds_together() {
+    let p = Project::new();
+    p.v1_everywhere();
+    v2_in_staging(&p, with_route("@app.get(\"/report\")\ndef report():\n    return \"no\\n\", 500"));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Ordinary traffic: a user every 60 ms on the home page, the report and the health route.
+    let base = p.url("production");
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+            let until = Instant::now() + Duration::from_secs(120);
+            let mut sent = 0u64;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                let path = ["/", "/report", "/health"][(sent % 3) as usize];
+                let _ = client.get(format!("{base}{path}")).send();
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(60));
+            }
+            sent
+        })
+    };
+    let child = promote_in_background(&p, "--canary 10 --bake 90s");
+    let out = child.wait_with_output().expect("promote");
+    stop.store(true, Ordering::SeqCst);
+    let sent = load.join().expect("load");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("two rounds running"), "no single round had the errors to show it: {err}");
+    assert!(err.contains("v2 answers users with server errors more often than v1 by over 1 point(s): candidate "), "{err}");
+    assert!(err.contains("left out as a possible blip"), "{err}");
+    assert!(sent > 0);
+    assert_back_on_v1(&p);
+    assert_charged_by_share(&p, 10);
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+}
+
 #[test]
 fn a_canary_interrupted_or_killed_leaves_the_stable_version_serving_everyone() {
     let p = Project::new();

@@ -1012,6 +1012,10 @@ impl<'a> Local<'a> {
         ));
         let started = Instant::now();
         let mut counts = nginx::SplitCounts::default();
+        // The round with the most candidate errors: left out of the judge's counts, so a blip
+        // alone never convicts (see `judge`).
+        let mut worst = nginx::SplitCounts::default();
+        let mut judged = None;
         let mut failing_before: Option<String> = None;
         let mut round = 0u32;
         let failed: Option<String> = loop {
@@ -1042,6 +1046,9 @@ impl<'a> Local<'a> {
             let mut window = nginx::SplitCounts::default();
             read_from = nginx::split_counts(&log, read_from, slot.port, &mut window);
             counts.add(&window);
+            if window.candidate_errors > worst.candidate_errors {
+                worst = window.clone();
+            }
             let failing = window.fails(c.error_margin);
             if failing && failing_before.is_some() {
                 let (rate, stable) = window.rates();
@@ -1053,6 +1060,27 @@ impl<'a> Local<'a> {
                     failing_before.as_deref().or(window.first_error.as_deref()).unwrap_or("-")
                 ));
             }
+            // A steady failure too thin for one round to show (a share of a route no check
+            // visits) is caught on the rounds' counts together, by the judge.
+            let evidence = crate::judge::errors(
+                crate::judge::Stream {
+                    requests: counts.candidate - worst.candidate,
+                    errors: counts.candidate_errors - worst.candidate_errors,
+                },
+                crate::judge::Stream { requests: counts.stable, errors: counts.stable_errors },
+                c.error_margin / 100.0,
+            );
+            if evidence.failed {
+                break Some(format!(
+                    "{label} answers users with server errors more often than {} by over {} point(s): {} (its worst round, {} error(s), left out as a possible blip); first: {}",
+                    old.label,
+                    c.error_margin,
+                    evidence.describe(),
+                    worst.candidate_errors,
+                    counts.first_error.as_deref().unwrap_or("-")
+                ));
+            }
+            judged = Some(evidence);
             failing_before = if failing { window.first_error.clone().or(Some("-".into())) } else { None };
             self.fx.ui.status(format!(
                 "{name}: canary round {round} {} ({}s of {}s; {label} answered {} user request(s), {} failed{})",
@@ -1068,7 +1096,19 @@ impl<'a> Local<'a> {
                 break None;
             }
         };
-        let Some(why) = failed else { return Ok(Ok(took)) };
+        let Some(why) = failed else {
+            // A pass on too few requests says nothing of a small lift: said, never silent.
+            if let Some(e) = judged.filter(|e| !e.enough()) {
+                self.fx.ui.warn(format!(
+                    "{name}: canary of {label} passed on {} user request(s); a lift of {} point(s) in its 5xx share shows after about {}, so this canary cannot rule one out ({})",
+                    e.candidate.requests,
+                    c.error_margin,
+                    e.needed,
+                    e.describe()
+                ));
+            }
+            return Ok(Ok(took));
+        };
         let failed_at = crate::clock::now_ms();
         let stopped_at = end()?;
         self.fx.ui.status(format!(
