@@ -68,7 +68,10 @@ fn canary(rng: &mut fastrand::Rng, lift: f64, blip: bool, with_judge: bool) -> O
         }
         failing_before = failing;
         let e = judge::errors(
-            Stream { requests: total.candidate - worst.candidate, errors: total.candidate_errors - worst.candidate_errors },
+            Stream {
+                requests: total.candidate - worst.candidate,
+                errors: total.candidate_errors - worst.candidate_errors,
+            },
             Stream { requests: total.stable, errors: total.stable_errors },
             MARGIN_POINTS / 100.0,
         );
@@ -87,9 +90,21 @@ fn main() {
         STABLE_RATE * 100.0,
         judge::ALPHA
     );
-    println!("| candidate's lift (points) | healthy blips | failed, two-rounds rule alone | failed, with the judge | median candidate requests to decide |");
+    println!(
+        "| candidate's lift (points) | healthy blips | failed, two-rounds rule alone | failed, with the judge | median candidate requests to decide |"
+    );
     println!("|---|---|---|---|---|");
-    let rows = [(0.0, false), (0.0, true), (0.5, false), (1.0, false), (2.0, false), (3.0, false), (5.0, false), (10.0, false), (33.0, false)];
+    let rows = [
+        (0.0, false),
+        (0.0, true),
+        (0.5, false),
+        (1.0, false),
+        (2.0, false),
+        (3.0, false),
+        (5.0, false),
+        (10.0, false),
+        (33.0, false),
+    ];
     for (lift, blips) in rows {
         let mut runs = [vec![], vec![]];
         for (i, with_judge) in [false, true].into_iter().enumerate() {
@@ -109,7 +124,11 @@ fn main() {
         let share = |n: usize| format!("{n} of {streams} ({:.2}%)", n as f64 * 100.0 / streams as f64);
         println!(
             "| {lift} | {} | {} | {} | {median} |",
-            if blips { format!("{:.0}% of streams, {BLIP_ERRORS} errors in one round", BLIP_CHANCE * 100.0) } else { "none".into() },
+            if blips {
+                format!("{:.0}% of streams, {BLIP_ERRORS} errors in one round", BLIP_CHANCE * 100.0)
+            } else {
+                "none".into()
+            },
             share(alone.len()),
             share(judged.len()),
         );

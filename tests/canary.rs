@@ -126,6 +126,8 @@ fn a_canary_that_passes_its_bake_takes_every_request_and_users_saw_both_versions
     assert!(err.contains("canary: v2 takes 50% of the requests, v1 the rest"), "{err}");
     assert!(err.contains("canary round 1 passed"), "{err}");
     assert!(err.contains("v2 passed its canary (50% for "), "{err}");
+    // Two seconds of one user are too few requests to rule out a 1-point lift: said.
+    assert!(err.contains("so this canary cannot rule one out (candidate 0/"), "{err}");
     assert!(out.contains("\"changed\":true"), "{out}");
     // Users met both versions during the promote, and no request failed.
     assert!(seen.failures.is_empty(), "{seen:?}");
@@ -241,12 +243,48 @@ fn a_canary_failing_a_third_of_its_users_at_a_small_share_is_caught_on_the_round
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("two rounds running"), "no single round had the errors to show it: {err}");
-    assert!(err.contains("v2 answers users with server errors more often than v1 by over 1 point(s): candidate "), "{err}");
+    assert!(
+        err.contains("v2 answers users with server errors more often than v1 by over 1 point(s): candidate "),
+        "{err}"
+    );
     assert!(err.contains("left out as a possible blip"), "{err}");
     assert!(sent > 0);
     assert_back_on_v1(&p);
     assert_charged_by_share(&p, 10);
     assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+}
+
+/// A bake that ends on too few user requests follows `deploy.canary_not_enough`: `extend`
+/// bakes on to `canary_max_bake`, then could not act (v2 stopped, not marked bad); `fail` is a
+/// verdict naming the missing evidence.
+#[test]
+fn a_canary_without_enough_user_requests_follows_its_policy() {
+    let p = Project::new();
+    p.v1_everywhere();
+    v2_in_staging(&p, with_route("@app.get(\"/about\")\ndef about():\n    return \"about\\n\""));
+    p.edit_config(|c| c.replace("[deploy]\n", "[deploy]\ncanary_not_enough = \"extend\"\ncanary_max_bake = \"3s\"\n"));
+    let a = p.cmd("promote").args(["--canary", "20", "--bake", "1s"]).assert().code(3);
+    let err = output(&a).1;
+    assert!(err.contains("canary bake extended: 0 of about "), "{err}");
+    assert!(
+        err.contains("not enough evidence to judge v2 after 3.0s (deploy.canary_max_bake): 0 user request(s)"),
+        "{err}"
+    );
+    assert!(err.contains("v1 serves every request again and v2 was stopped, not marked bad"), "{err}");
+    assert_back_on_v1(&p);
+    assert!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL").is_empty());
+
+    p.edit_config(|c| c.replace("canary_not_enough = \"extend\"", "canary_not_enough = \"fail\""));
+    let a = p.cmd("promote").args(["--canary", "20", "--bake", "1s"]).assert().code(1);
+    let err = output(&a).1;
+    assert!(err.contains("not enough evidence: v2 answered 0 user request(s) in its bake"), "{err}");
+    assert!(err.contains("(deploy.canary_not_enough = \"fail\")"), "{err}");
+    assert_back_on_v1(&p);
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+
+    // A policy that is none of the three is exit 2 at load.
+    p.edit_config(|c| c.replace("canary_not_enough = \"fail\"", "canary_not_enough = \"maybe\""));
+    p.cmd("promote").args(["--canary", "20", "--bake", "1s"]).assert().code(2);
 }
 
 #[test]

@@ -437,8 +437,16 @@ fn warn_and_no_data_are_no_verdict_by_default_and_monitors_are_found_by_tags() {
     let f = Fixture::new(&server.url(), &dd(""));
     let a = f.smoke().envs(keys).args(["--watch", "1s", "--interval", "200ms", "--json"]).assert().success();
     let (out, err) = output(&a);
-    assert!(err.contains("Datadog monitor 42 (5xx rate on url-shortener) is No Data: no verdict (smoke.datadog.no_data = \"ignore\")"), "{err}");
-    assert!(err.contains("Datadog monitor 7 (p95 latency) is Warn: no verdict (smoke.datadog.warn = \"ignore\")"), "{err}");
+    assert!(
+        err.contains(
+            "Datadog monitor 42 (5xx rate on url-shortener) is No Data: no verdict (smoke.datadog.no_data = \"ignore\")"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("Datadog monitor 7 (p95 latency) is Warn: no verdict (smoke.datadog.warn = \"ignore\")"),
+        "{err}"
+    );
     let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(doc["monitors"].as_array().map(Vec::len), Some(2), "{doc:#}");
     assert_eq!(doc["monitors"][0]["judged"]["not_judged"], "smoke.datadog.no_data = \"ignore\"");

@@ -77,6 +77,11 @@ pub const FIELDS: &[Field] = &[
         "deploy.canary_error_margin",
         "under `promote --canary`, how many percentage points the candidate's 5xx share of its answers to users may exceed the stable version's before a round fails",
     ),
+    f(
+        "deploy.canary_not_enough",
+        "under `promote --canary`, locally: a bake that ends on too few user requests to rule out a lift of the margin `pass`es (said), `fail`s (a verdict) or `extend`s (to `canary_max_bake`, then exit 3)",
+    ),
+    f("deploy.canary_max_bake", "the longest a canary's bake is extended to, with `canary_not_enough = \"extend\"`"),
     f("environments.NAME.url", "the environment's base URL; locally also where it listens (required)"),
     f(
         "environments.NAME.env",

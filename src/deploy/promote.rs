@@ -107,6 +107,8 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         bake: c.bake,
         interval: ctx.config.deploy.canary_interval.0,
         error_margin: ctx.config.deploy.canary_error_margin.0,
+        not_enough: ctx.config.deploy.canary_not_enough,
+        max_bake: ctx.config.deploy.canary_max_bake.0.max(c.bake),
         round: &round,
     });
     let step = Step {

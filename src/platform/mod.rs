@@ -84,6 +84,10 @@ pub struct Canary<'p> {
     /// The candidate's 5xx share of its answers to users may exceed the stable version's by
     /// this many percentage points before a round fails.
     pub error_margin: f64,
+    /// What a bake ending on too few user requests does (where the platform counts them).
+    pub not_enough: crate::platform::local::settings::NotEnough,
+    /// The longest the bake is extended to.
+    pub max_bake: std::time::Duration,
     pub round: &'p PreTraffic<'p>,
 }
 

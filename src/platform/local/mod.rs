@@ -1091,9 +1091,45 @@ impl<'a> Local<'a> {
                 counts.candidate_errors,
                 if failing { "; one more such round fails it" } else { "" }
             ));
-            // A bake never ends on a failing window: the next round settles it.
+            // A bake never ends on a failing window: the next round settles it. One that ends
+            // on too few requests to judge follows `deploy.canary_not_enough`.
             if started.elapsed() >= c.bake && !failing {
-                break None;
+                use settings::NotEnough;
+                let short = judged.as_ref().filter(|e| !e.enough());
+                match (short, c.not_enough) {
+                    (None, _) | (Some(_), NotEnough::Pass) => break None,
+                    (Some(e), NotEnough::Fail) => {
+                        break Some(format!(
+                            "not enough evidence: {label} answered {} user request(s) in its bake, and ruling out a lift of {} point(s) takes about {} (deploy.canary_not_enough = \"fail\"); {}",
+                            e.candidate.requests,
+                            c.error_margin,
+                            e.needed,
+                            e.describe()
+                        ));
+                    }
+                    (Some(e), NotEnough::Extend) if started.elapsed() >= c.max_bake => {
+                        let said = format!(
+                            "not enough evidence to judge {label} after {} (deploy.canary_max_bake): {} user request(s) of the about {} needed to rule out a lift of {} point(s); {} serves every request again and {label} was stopped, not marked bad",
+                            crate::clock::human(c.max_bake.as_millis() as i64),
+                            e.candidate.requests,
+                            e.needed,
+                            c.error_margin,
+                            old.label
+                        );
+                        end()?;
+                        return Err(could_not_act!("{said}"));
+                    }
+                    (Some(e), NotEnough::Extend) => {
+                        if round % 10 == 1 || started.elapsed() < c.bake + c.interval {
+                            self.fx.ui.status(format!(
+                                "{name}: canary bake extended: {} of about {} user requests needed to judge {label} (until {} at most)",
+                                e.candidate.requests,
+                                e.needed,
+                                crate::clock::human(c.max_bake.as_millis() as i64)
+                            ));
+                        }
+                    }
+                }
             }
         };
         let Some(why) = failed else {

@@ -51,6 +51,26 @@ pub struct Deploy {
     /// Under `promote --canary`: how many percentage points the candidate's 5xx share of its
     /// answers to users may exceed the stable version's before a round fails.
     pub canary_error_margin: crate::config::Percent,
+    /// Under `promote --canary`, locally: what a bake that ends with too few user requests to
+    /// rule out a lift of the margin does (`pass`, said; `fail`, a verdict; `extend`, bake on
+    /// until there are enough or `canary_max_bake`, then could not act).
+    pub canary_not_enough: NotEnough,
+    /// The longest a canary's bake is extended to (`canary_not_enough = "extend"`).
+    pub canary_max_bake: Dur<1_000, 86_400_000>,
+}
+
+/// What a canary does when its bake ends on too few user requests to judge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotEnough {
+    /// Passes, saying that the requests were too few to rule a lift out.
+    #[default]
+    Pass,
+    /// Fails: the version is not promoted without the evidence (a verdict).
+    Fail,
+    /// Bakes on until there are enough requests or `canary_max_bake`; then "could not act"
+    /// (exit 3, the candidate stopped and not marked bad).
+    Extend,
 }
 
 impl Default for Deploy {
@@ -74,6 +94,9 @@ impl Default for Deploy {
             // One point: a candidate failing 1 request in 100 more than the stable version is
             // not the stable version's equal; fewer is noise at a canary's request counts.
             canary_error_margin: crate::config::Percent(1.0),
+            // Today's pass, said aloud; a team with the traffic for it chooses `extend` or `fail`.
+            canary_not_enough: NotEnough::Pass,
+            canary_max_bake: Dur::secs(900),
         }
     }
 }
