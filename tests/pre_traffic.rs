@@ -364,3 +364,30 @@ fn a_hung_warm_copy_is_replaced_first_and_stopped_after_the_switch() {
     assert!(!support::group_alive(warm), "the hung copy is stopped");
     assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
 }
+
+/// The team's own suite runs against the candidate's own address before it takes traffic; its
+/// failing case stops the candidate there, named, and no user meets it.
+#[test]
+fn the_teams_suite_runs_before_traffic_and_its_failure_stops_the_candidate() {
+    let p = Project::new();
+    p.v1_everywhere();
+    p.edit_config(|c| {
+        c + "\n[[smoke.suites]]\nname = \"e2e\"\ncommand = [\"sh\", \"-c\", \"mkdir -p reports && echo \\\"$SAFEDEPLOY_TARGET_URL\\\" > reports/target && if [ \\\"$SAFEDEPLOY_VERSION\\\" = v2 ]; then printf '<testsuite><testcase classname=\\\"e2e\\\" name=\\\"export\\\"><failure message=\\\"CSV export answered 500\\\"/></testcase></testsuite>' > reports/e2e.xml; exit 1; else printf '<testsuite><testcase classname=\\\"e2e\\\" name=\\\"export\\\"/></testsuite>' > reports/e2e.xml; fi\"]\njunit = \"reports/e2e.xml\"\nphases = [\"pre_traffic\"]\n"
+    });
+    p.write("NOTES.md", "v2\n");
+    p.commit_all("v2", "Dev");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+    let a = p.cmd("promote").args(["--version", "v2"]).assert().code(1);
+    let err = output(&a).1;
+    assert!(err.contains("suite / e2e: 1 of 1 case(s) failed against v2"), "{err}");
+    assert!(err.contains("e2e.export: CSV export answered 500"), "{err}");
+    let target = std::fs::read_to_string(p.app.join("reports/target")).expect("the suite ran");
+    assert!(
+        target.trim().starts_with("http://127.0.0.1:") && !target.contains(&p.production_port.to_string()),
+        "the candidate's own address: {target}"
+    );
+    assert_eq!(p.served_version("production").as_deref(), Some("v1"));
+    assert_eq!(server_errors_through_nginx(&p), 0);
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+}

@@ -467,3 +467,69 @@ fn warn_and_no_data_are_no_verdict_by_default_and_monitors_are_found_by_tags() {
         f.smoke().envs(keys).args(["--watch", "1s"]).assert().code(2).stderr(predicate::str::contains(field));
     }
 }
+
+/// The team's own suite as evidence: a pass with a fresh report, a failing report (a verdict
+/// naming the cases), and every way of giving no evidence (could not act, exit 3).
+#[test]
+fn a_suite_is_evidence_only_with_a_fresh_report_and_failing_cases_are_named() {
+    let server = Server::start(|r, _| match r.path.as_str() {
+        "/version" => version("v1"),
+        _ => Resp::new(200, "home"),
+    });
+    let suite = |command: &str, extra: &str| {
+        format!(
+            "{ONE_CHECK}\n[[smoke.suites]]\nname = \"e2e\"\ncommand = [\"sh\", \"-c\", {command:?}]\njunit = \"reports/e2e-*.xml\"\ntimeout = \"2s\"\n{extra}"
+        )
+    };
+    const PASS: &str = "mkdir -p reports && echo \"$SAFEDEPLOY_TARGET_URL $SAFEDEPLOY_VERSION $SAFEDEPLOY_PHASE $SAFEDEPLOY_ENV\" > seen && printf '<testsuite tests=\"2\"><testcase classname=\"e2e\" name=\"login\"/><testcase classname=\"e2e\" name=\"checkout\"/></testsuite>' > reports/e2e-1.xml";
+    const FAIL: &str = "mkdir -p reports && printf '<testsuite tests=\"2\"><testcase classname=\"e2e\" name=\"login\"/><testcase classname=\"e2e\" name=\"checkout\"><failure message=\"POST /checkout answered 500\"/></testcase></testsuite>' > reports/e2e-1.xml; exit 1";
+
+    let f = Fixture::new(&server.url(), &suite(PASS, ""));
+    let a = f.smoke().args(["--json"]).assert().success();
+    let (out, err) = output(&a);
+    assert!(err.contains("ok   suite / e2e: 2 case(s) passed against v1"), "{err}");
+    let seen = std::fs::read_to_string(f.dir.path().join("seen")).expect("the suite ran");
+    assert_eq!(seen.trim(), format!("{} v1 smoke test", server.url()));
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["checks"].as_array().map(Vec::len), Some(2), "{doc:#}");
+
+    let f = Fixture::new(&server.url(), &suite(FAIL, ""));
+    f.smoke().assert().code(1).stderr(predicate::str::contains(
+        "suite / e2e: 1 of 2 case(s) failed against v1 (exit status 1): e2e.checkout: POST /checkout answered 500",
+    ));
+
+    // No evidence: not found, killed at its limit, no fresh report, a failure it does not name.
+    for (command, said) in [
+        ("exec no-such-suite-runner", "wrote no fresh report"),
+        ("sleep 30", "timed out after 2s"),
+        ("true", "wrote no fresh report matching reports/e2e-*.xml"),
+        (
+            "mkdir -p reports && printf '<testsuite tests=\"1\"><testcase classname=\"e2e\" name=\"a\"/></testsuite>' > reports/e2e-1.xml; exit 3",
+            "it exit status 3, and its report names no failing case",
+        ),
+        (
+            "mkdir -p reports && printf '<testsuite tests=\"0\"></testsuite>' > reports/e2e-1.xml",
+            "its report names no executed case",
+        ),
+    ] {
+        let f = Fixture::new(&server.url(), &suite(command, ""));
+        // A stale report from an earlier run is no evidence either.
+        std::fs::create_dir_all(f.dir.path().join("reports")).expect("mkdir");
+        std::fs::write(
+            f.dir.path().join("reports/e2e-0.xml"),
+            "<testsuite tests=\"1\"><testcase classname=\"old\" name=\"x\"/></testsuite>",
+        )
+        .expect("stale");
+        let a = f.smoke().args(["--record"]).assert().code(3);
+        let err = output(&a).1;
+        assert!(err.contains("suite \"e2e\" gave no evidence") && err.contains(said), "{command}: {err}");
+    }
+
+    // A suite only for other phases does not run here; a bad phase is exit 2 at load.
+    let f = Fixture::new(&server.url(), &suite(FAIL, "phases = [\"pre_traffic\"]\n"));
+    f.smoke().assert().success();
+    let f = Fixture::new(&server.url(), &suite(PASS, "phases = [\"later\"]\n"));
+    f.smoke().assert().code(2).stderr(predicate::str::contains("phases"));
+    let f = Fixture::new(&server.url(), &suite(PASS, "phases = []\n"));
+    f.smoke().assert().code(2).stderr(predicate::str::contains("smoke.suites[0].phases"));
+}

@@ -112,6 +112,10 @@ pub const FIELDS: &[Field] = &[
         "requests run after `smoke.checks` each round, passed or failed, to delete what they made (a chain's own: `cleanup` beside its `checks`)",
     ),
     f("smoke.chains", "independent chains run side by side: `name`, `checks` and `cleanup`"),
+    f(
+        "smoke.suites",
+        "the team's own suites run against the version as evidence: `name`, `command` (argv), `junit` (a glob), `dir`, `timeout` (10m), `phases` (`smoke`, `bake`, `pre_traffic`, `canary`; default the first and third)",
+    ),
     f("smoke.include", "a file (relative to this one) with more `[[checks]]` and `[[chains]]`"),
     f("smoke.datadog.site", "the Datadog site; the API is `https://api.SITE`"),
     f("smoke.datadog.api_url", "the API's base URL instead of the site's"),

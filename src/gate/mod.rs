@@ -90,7 +90,7 @@ fn globset(globs: &[crate::config::GlobPattern]) -> Result<GlobSet> {
 }
 
 /// The files matching a glob relative to `dir` (the directory's own path is escaped).
-fn matching(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn matching(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     let full = format!("{}/{pattern}", glob::Pattern::escape(&dir.to_string_lossy()));
     Ok(glob::glob(&full).map_err(|e| usage!("gate.junit {pattern:?}: invalid glob: {e}"))?.flatten().collect())
 }
@@ -122,7 +122,7 @@ fn known_good_commit(ctx: &Ctx) -> Result<Option<(String, String)>> {
 /// modified after this. The gate never removes a report it did not write, so earlier reports
 /// stay where they are and are told apart by their time alone.
 #[derive(Debug, Clone, Copy)]
-enum Start {
+pub(crate) enum Start {
     /// The mtime of a marker the gate wrote (and removed) in the test command's directory, on
     /// the reports' file system, after which the file system's clock was seen to move on:
     /// everything the command writes is newer, everything older is not this run's.
@@ -135,7 +135,7 @@ enum Start {
 impl Start {
     /// Marks the start in `dir`: writes a marker, waits until the file system's clock ticks past
     /// its mtime (a few milliseconds at most), and removes it.
-    fn mark(dir: &Path) -> Start {
+    pub(crate) fn mark(dir: &Path) -> Start {
         let marker = dir.join(format!(".safedeploy-gate-start-{}", std::process::id()));
         let stamp = || -> std::io::Result<SystemTime> {
             std::fs::write(&marker, b"safedeploy gate: the test run starts after this file's time\n")?;
@@ -156,7 +156,7 @@ impl Start {
     }
 
     /// Written by this run.
-    fn fresh(&self, path: &Path) -> bool {
+    pub(crate) fn fresh(&self, path: &Path) -> bool {
         let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else { return false };
         match *self {
             Start::Marker(t0) => modified > t0,

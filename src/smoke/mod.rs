@@ -16,6 +16,7 @@
 pub mod monitors;
 mod run;
 pub mod spec;
+pub mod suite;
 pub mod template;
 mod wait;
 
@@ -235,6 +236,15 @@ fn candidate_round(
         vars.run_id = run_id();
         r.results = run_round(ctx, base, &ctx.config.chains, &vars, 1)?;
         ctx.check_interrupt(left)?;
+        // The team's suites: before traffic, and in a canary's first round.
+        let phase = match target {
+            Target::Candidate => Some(suite::Phase::PreTraffic),
+            Target::CanaryCandidate if show_all => Some(suite::Phase::Canary),
+            _ => None,
+        };
+        if let Some(phase) = phase {
+            r.results.extend(suite::run_phase(ctx, phase, base, label, env, &vars.run_id)?);
+        }
         r.monitors = datadog.map(|dd| monitors::read(ctx, dd, since)).transpose()?.unwrap_or_default();
         // Round 1 of [`report_round`] shows every check; later ones only what failed.
         r.round = if show_all && round == 1 { 1 } else { 2 };
@@ -322,7 +332,8 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
     let states =
         |ctx: &Ctx| datadog.map(|dd| monitors::read(ctx, dd, since)).transpose().map(Option::unwrap_or_default);
     vars.run_id = run_id();
-    let results = run_round(ctx, base, chains, vars, req.samples)?;
+    let mut results = run_round(ctx, base, chains, vars, req.samples)?;
+    results.extend(suite::run_phase(ctx, suite::Phase::Smoke, base, &vars.version, req.env, &vars.run_id)?);
     let mut r = Rounds { round: 1, results, monitors: states(ctx)?, bake_start: Instant::now() };
     report_round(ctx, &r);
     let Some(watch) = req.watch.filter(|_| !ctx.dry_run) else { return Ok(r) };
@@ -333,6 +344,7 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
         r.round += 1;
         vars.run_id = run_id();
         r.results = run_round(ctx, base, chains, vars, req.samples)?;
+        r.results.extend(suite::run_phase(ctx, suite::Phase::Bake, base, &vars.version, req.env, &vars.run_id)?);
         r.monitors = states(ctx)?;
         report_round(ctx, &r);
         ctx.ui.status(format!(

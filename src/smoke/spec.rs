@@ -44,6 +44,8 @@ pub struct Smoke {
     pub include: Option<PathBuf>,
     /// Datadog monitors that must be OK in each round of a `--watch`.
     pub datadog: Option<Datadog>,
+    /// The team's own suites, run against the version as evidence (see `smoke::suite`).
+    pub suites: Vec<super::suite::Suite>,
 }
 
 impl Default for Smoke {
@@ -60,6 +62,7 @@ impl Default for Smoke {
             chains: vec![],
             include: None,
             datadog: None,
+            suites: vec![],
         }
     }
 }
@@ -340,6 +343,21 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
             );
         }
         chains.push(compile_chain(&origin, &name, &checks, &cleanup)?);
+    }
+    for (i, suite) in smoke.suites.iter().enumerate() {
+        let at_suite = |field: &'static str| [Key("smoke"), Key("suites"), Seg::Index(i), Key(field)];
+        if smoke.suites[..i].iter().any(|s| s.name.as_str() == suite.name.as_str()) {
+            return Err(config.bad(at, &at_suite("name"), format!("{:?} names two suites", suite.name.as_str())));
+        }
+        if suite.phases.is_empty() {
+            return Err(config.bad(
+                at,
+                &at_suite("phases"),
+                "expected at least one of \"smoke\", \"bake\", \"pre_traffic\", \"canary\"",
+            ));
+        }
+        glob::Pattern::new(suite.junit.as_str())
+            .map_err(|e| config.bad(at, &at_suite("junit"), format!("{:?}: not a glob ({e})", suite.junit.as_str())))?;
     }
     if let Some(dd) = &smoke.datadog
         && dd.monitors.is_empty()
