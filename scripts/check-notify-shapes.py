@@ -1,12 +1,12 @@
 """Holds what safedeploy sends to Datadog and Slack (and the Datadog answers its tests serve) to
 the official clients' own models: datadog-api-client's (EventCreateRequest for the events it
-posts, Monitor for the monitor answers it reads) and slack_sdk's webhook client (the fields
+posts, Monitor for the monitor answers it reads, MetricsQueryResponse for the metric queries) and slack_sdk's webhook client (the fields
 WebhookClient.send takes). Both clients accept a field they do not know without a word, and
 datadog-api-client only flags an enum value it cannot parse; here either fails.
 
     python3 scripts/check-notify-shapes.py SHAPES.json    (a list of {"kind", "body"})
 
-kinds: "datadog_event", "datadog_monitor", "slack_webhook". Exit 1 naming each departure.
+kinds: "datadog_event", "datadog_monitor", "datadog_metrics_query", "slack_webhook". Exit 1 naming each departure.
 """
 
 import inspect
@@ -16,10 +16,11 @@ import sys
 from datadog_api_client.configuration import Configuration
 from datadog_api_client.model_utils import validate_and_convert_types
 from datadog_api_client.v1.model.event_create_request import EventCreateRequest
+from datadog_api_client.v1.model.metrics_query_response import MetricsQueryResponse
 from datadog_api_client.v1.model.monitor import Monitor
 from slack_sdk.webhook import WebhookClient
 
-MODELS = {"datadog_event": EventCreateRequest, "datadog_monitor": Monitor}
+MODELS = {"datadog_event": EventCreateRequest, "datadog_monitor": Monitor, "datadog_metrics_query": MetricsQueryResponse}
 SLACK_FIELDS = [p for p in inspect.signature(WebhookClient.send).parameters if p not in ("self", "headers")]
 CONFIG = Configuration()
 

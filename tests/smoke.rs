@@ -8,6 +8,7 @@ mod support;
 
 use predicates::prelude::*;
 use server::{Resp, Server};
+use std::sync::Arc;
 use std::time::Duration;
 use support::output;
 
@@ -532,4 +533,106 @@ fn a_suite_is_evidence_only_with_a_fresh_report_and_failing_cases_are_named() {
     f.smoke().assert().code(2).stderr(predicate::str::contains("phases"));
     let f = Fixture::new(&server.url(), &suite(PASS, "phases = []\n"));
     f.smoke().assert().code(2).stderr(predicate::str::contains("smoke.suites[0].phases"));
+}
+
+/// A Datadog metrics query answer (`GET /api/v1/query`), one series of `points` (`null`: a gap).
+fn metrics_answer(query: &str, points: &[Option<f64>]) -> serde_json::Value {
+    let pointlist: Vec<serde_json::Value> = points
+        .iter()
+        .enumerate()
+        .map(|(i, v)| serde_json::json!([1_796_540_000_000.0 + i as f64 * 10_000.0, v]))
+        .collect();
+    let series = if points.is_empty() {
+        vec![]
+    } else {
+        vec![serde_json::json!({
+            "metric": "trace.flask.request.errors", "display_name": "errors", "expression": query,
+            "scope": "version:v1", "pointlist": pointlist, "start": 1_796_540_000_000i64, "end": 1_796_540_300_000i64,
+            "interval": 10, "length": points.len(), "aggr": "sum"
+        })]
+    };
+    serde_json::json!({ "status": "ok", "res_type": "time_series", "query": query, "from_date": 1_796_540_000_000i64,
+        "to_date": 1_796_540_300_000i64, "group_by": [], "series": series })
+}
+
+#[test]
+fn the_metrics_answers_served_here_are_datadogs_own_shape() {
+    support::check_shapes(&[
+        ("datadog_metrics_query", metrics_answer("sum:x{version:v1}", &[Some(0.01), None, Some(0.02)])),
+        ("datadog_metrics_query", metrics_answer("sum:x{version:v1}", &[])),
+    ]);
+}
+
+/// A Datadog metric in smoke-check's rounds: its value judged, and each way of having no data or
+/// no answer kept apart — an empty series or only gaps is no verdict unless `no_data = "fail"`,
+/// a 429 is waited out by its `Retry-After`, an answer that never comes is exit 3.
+#[test]
+fn a_datadog_metric_is_judged_and_no_data_and_a_failing_provider_are_not_verdicts() {
+    let mode = Arc::new(std::sync::Mutex::new("pass"));
+    let m = mode.clone();
+    let server = Server::start(move |r, n| {
+        let path = r.path.as_str();
+        if path == "/version" {
+            return version("v1");
+        }
+        if !path.starts_with("/api/v1/query?") {
+            return Resp::new(200, "home");
+        }
+        assert!(path.contains("query=avg%3Aerror_ratio%7Bversion%3Av1%2Cenv%3Atest%7D"), "{path}");
+        let q = "avg:error_ratio{version:v1,env:test}";
+        match *m.lock().expect("mode") {
+            "pass" => Resp::new(200, metrics_answer(q, &[Some(0.01), None, Some(0.03)]).to_string()),
+            "fail" => Resp::new(200, metrics_answer(q, &[Some(0.2), Some(0.4)]).to_string()),
+            "empty" => Resp::new(200, metrics_answer(q, &[]).to_string()),
+            "gaps" => Resp::new(200, metrics_answer(q, &[None, None]).to_string()),
+            "throttled" if n % 2 == 1 => {
+                Resp::new(429, "{\"errors\": [\"Rate limit exceeded\"]}").header("Retry-After", "1")
+            }
+            "throttled" => Resp::new(200, metrics_answer(q, &[Some(0.01)]).to_string()),
+            "slow" => Resp::new(200, "{}").delay(Duration::from_secs(3)),
+            _ => Resp::new(500, "{\"errors\": [\"Internal\"]}"),
+        }
+    });
+    let config = |extra: &str| {
+        format!(
+            "{ONE_CHECK}[smoke.datadog]\napi_url = \"{}\"\n\n[[smoke.metrics]]\nname = \"error ratio\"\nprovider = \"datadog\"\nquery = \"avg:error_ratio{{version:{{{{version}}}},env:{{{{env}}}}}}\"\ncompare = \"absolute\"\nmax = 0.05\nphases = [\"smoke\"]\n{extra}",
+            server.url()
+        )
+    };
+    let keys = [("DD_API_KEY", "ddapikey-123456"), ("DD_APP_KEY", "ddappkey-654321")];
+    let run = |f: &Fixture, state: &'static str| {
+        *mode.lock().expect("mode") = state;
+        f.smoke().envs(keys).assert()
+    };
+    let f = Fixture::new(&server.url(), &config(""));
+    let err = output(&run(&f, "pass").success()).1;
+    assert!(err.contains("ok   metric / error ratio: passed: candidate 0.0200 against a maximum of 0.05"), "{err}");
+    run(&f, "fail")
+        .code(1)
+        .stderr(predicate::str::contains("metric / error ratio: failed: candidate 0.3000 against a maximum of 0.05"));
+    for state in ["empty", "gaps"] {
+        let err = output(&run(&f, state).success()).1;
+        assert!(err.contains("no verdict (no_data = \"ignore\"): no data for the candidate"), "{state}: {err}");
+    }
+    let err = output(&run(&f, "throttled").success()).1;
+    assert!(err.contains("passed: candidate 0.0100"), "{err}");
+    run(&f, "slow")
+        .code(3)
+        .stderr(predicate::str::contains("metric \"error ratio\"").and(predicate::str::contains("4 tries")));
+    run(&f, "broken").code(3).stderr(predicate::str::contains("answered 500"));
+    let f = Fixture::new(&server.url(), &config("no_data = \"fail\"\n"));
+    run(&f, "empty").code(1).stderr(predicate::str::contains("not enough data (no_data = \"fail\")"));
+    // A metric that cannot work is exit 2 at load.
+    // A ratio under 1 would fail a candidate equal to the stable version.
+    let text = config("").replace("compare = \"absolute\"\n", "").replace("max = 0.05\n", "max_ratio = 0.5\n");
+    let f = Fixture::new(&server.url(), &text);
+    f.smoke().envs(keys).assert().code(2).stderr(predicate::str::contains("max_ratio"));
+    let f = Fixture::new(&server.url(), &config("").replace("max = 0.05\n", ""));
+    f.smoke().envs(keys).assert().code(2).stderr(predicate::str::contains("compare = \"absolute\" needs max"));
+    let f = Fixture::new(&server.url(), &config("").replace("phases = [\"smoke\"]", "phases = [\"pre_traffic\"]"));
+    f.smoke()
+        .envs(keys)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("before traffic a candidate has no users' metrics"));
 }

@@ -116,6 +116,10 @@ pub const FIELDS: &[Field] = &[
         "smoke.suites",
         "the team's own suites run against the version as evidence: `name`, `command` (argv), `junit` (a glob), `dir`, `timeout` (10m), `phases` (`smoke`, `bake`, `pre_traffic`, `canary`; default the first and third)",
     ),
+    f(
+        "smoke.metrics",
+        "Prometheus or Datadog queries judged as evidence: `name`, `provider`, `url` (Prometheus), `query` (`{{version}}`, `{{env}}`, `{{window}}`), `compare` (`relative`: `max_ratio` 1.5 and `min_delta`; `absolute`: `max`), `no_data` (`ignore`/`fail`), `mode` (`enforce`/`shadow`), `phases` (`canary`, `bake`, `smoke`), `interval` (30s), `window` (5m)",
+    ),
     f("smoke.include", "a file (relative to this one) with more `[[checks]]` and `[[chains]]`"),
     f("smoke.datadog.site", "the Datadog site; the API is `https://api.SITE`"),
     f("smoke.datadog.api_url", "the API's base URL instead of the site's"),

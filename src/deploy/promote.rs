@@ -101,7 +101,10 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     // shown in the first round, then only failures) and the Datadog monitors.
     let first_round = std::cell::Cell::new(true);
     let began = crate::clock::now_ms();
-    let round = |base: &str| crate::smoke::canary_round(ctx, to, &label, base, first_round.replace(false), began);
+    let stable = previous.clone();
+    let round = |base: &str| {
+        crate::smoke::canary_round(ctx, to, (&label, stable.as_deref()), base, first_round.replace(false), began)
+    };
     let canary = req.canary.map(|c| crate::platform::Canary {
         percent: c.percent,
         bake: c.bake,

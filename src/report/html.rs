@@ -54,6 +54,7 @@ pub fn render(r: &Report, app: &str) -> String {
     dora(&mut h, r);
     budget(&mut h, r);
     stopped(&mut h, r);
+    shadow(&mut h, r);
     incidents(&mut h, r);
     timeline(&mut h, r);
     h.push_str("</body>\n</html>\n");
@@ -170,6 +171,24 @@ fn stopped(h: &mut String, r: &Report) {
         h.push_str(&format!(
             "<tr><td>{name}</td><td>{}</td></tr>\n",
             figure(&format!("stopped.{key}"), &n.to_string(), &n.to_string())
+        ));
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+/// Metrics in shadow mode: evidence a team weighs before enforcing them.
+fn shadow(h: &mut String, r: &Report) {
+    if r.shadow_metrics.is_empty() {
+        return;
+    }
+    h.push_str("<section id=\"shadow\"><h2>Metrics in shadow mode</h2><table><thead><tr><th>metric</th><th>versions judged</th><th>would have failed</th><th>of which proved healthy</th></tr></thead><tbody>\n");
+    for m in &r.shadow_metrics {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&m.metric),
+            m.versions,
+            m.would_fail,
+            m.would_fail_healthy
         ));
     }
     h.push_str("</tbody></table></section>\n");

@@ -33,6 +33,19 @@ pub struct Report {
     pub budget: Burn,
     pub dora: Dora,
     pub stopped: Stopped,
+    /// Each metric in shadow mode: how often it would have failed a version, and how often a
+    /// version that proved healthy.
+    pub shadow_metrics: Vec<ShadowRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShadowRow {
+    pub metric: String,
+    /// Versions (per environment) it judged.
+    pub versions: i64,
+    pub would_fail: i64,
+    /// Of those it would have failed, the ones that passed their checks there afterwards.
+    pub would_fail_healthy: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,7 +135,17 @@ pub fn report(ctx: &Ctx, req: &ReportRequest<'_>) -> Result<Outcome> {
     let ledger = ctx.ledger_read_only()?;
     let rows = ledger.report_rows(from)?;
     let budget = ledger.incidents(&ctx.config.sla.environments, period)?;
-    let r = build(ctx, &rows, &budget, Window { only: req.env, from, period, now });
+    let mut r = build(ctx, &rows, &budget, Window { only: req.env, from, period, now });
+    r.shadow_metrics = ledger
+        .shadow_summary()?
+        .into_iter()
+        .map(|(metric, versions, would_fail, would_fail_healthy)| ShadowRow {
+            metric,
+            versions,
+            would_fail,
+            would_fail_healthy,
+        })
+        .collect();
     if let Some(out) = req.html.filter(|o| o.is_dir()) {
         return Err(usage!("--html {}: is a directory; expected the page's file name", out.display()));
     }
@@ -279,6 +302,7 @@ pub fn build(ctx: &Ctx, rows: &ReportRows, budget_incidents: &[Incident], w: Win
         budget,
         dora,
         stopped,
+        shadow_metrics: vec![],
     }
 }
 

@@ -13,6 +13,7 @@
 //! `--record` writes the verdict to the ledger: a pass makes the version the environment's last
 //! known good; a failure dates the incident.
 
+pub mod metrics;
 pub mod monitors;
 mod run;
 pub mod spec;
@@ -172,12 +173,23 @@ pub fn watch_live(ctx: &Ctx, env: &str, label: &str) -> Result<Option<String>> {
 pub fn canary_round(
     ctx: &Ctx,
     env: &str,
-    label: &str,
+    (label, stable): (&str, Option<&str>),
     base: &str,
     first: bool,
     since: crate::clock::Millis,
 ) -> Result<()> {
-    match candidate_round(ctx, env, label, base, Target::CanaryCandidate, first, Some(since))? {
+    let mut round = candidate_round(ctx, env, label, base, Target::CanaryCandidate, first, Some(since))?;
+    // The metrics, candidate against the stable version in the same window.
+    if round.is_none() {
+        let judged = metrics::run_phase(ctx, suite::Phase::Canary, label, stable, env)?;
+        for m in &judged {
+            if first || !m.passed {
+                ctx.ui.check(m.passed, format!("{} / {}: {}", m.chain, m.name, m.detail));
+            }
+        }
+        round = judged.iter().find(|m| !m.passed).map(|m| format!("{} / {}: {}", m.chain, m.name, m.detail));
+    }
+    match round {
         None => Ok(()),
         Some(why) => Err(crate::verdict!("{label} failed a canary round in {env}: {why}")),
     }
@@ -334,6 +346,7 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
     vars.run_id = run_id();
     let mut results = run_round(ctx, base, chains, vars, req.samples)?;
     results.extend(suite::run_phase(ctx, suite::Phase::Smoke, base, &vars.version, req.env, &vars.run_id)?);
+    results.extend(metrics::run_phase(ctx, suite::Phase::Smoke, &vars.version, None, req.env)?);
     let mut r = Rounds { round: 1, results, monitors: states(ctx)?, bake_start: Instant::now() };
     report_round(ctx, &r);
     let Some(watch) = req.watch.filter(|_| !ctx.dry_run) else { return Ok(r) };
@@ -345,6 +358,7 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
         vars.run_id = run_id();
         r.results = run_round(ctx, base, chains, vars, req.samples)?;
         r.results.extend(suite::run_phase(ctx, suite::Phase::Bake, base, &vars.version, req.env, &vars.run_id)?);
+        r.results.extend(metrics::run_phase(ctx, suite::Phase::Bake, &vars.version, None, req.env)?);
         r.monitors = states(ctx)?;
         report_round(ctx, &r);
         ctx.ui.status(format!(

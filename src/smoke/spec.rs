@@ -46,6 +46,8 @@ pub struct Smoke {
     pub datadog: Option<Datadog>,
     /// The team's own suites, run against the version as evidence (see `smoke::suite`).
     pub suites: Vec<super::suite::Suite>,
+    /// Prometheus and Datadog queries judged as evidence (see `smoke::metrics`).
+    pub metrics: Vec<super::metrics::Metric>,
 }
 
 impl Default for Smoke {
@@ -63,6 +65,7 @@ impl Default for Smoke {
             include: None,
             datadog: None,
             suites: vec![],
+            metrics: vec![],
         }
     }
 }
@@ -359,9 +362,39 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
         glob::Pattern::new(suite.junit.as_str())
             .map_err(|e| config.bad(at, &at_suite("junit"), format!("{:?}: not a glob ({e})", suite.junit.as_str())))?;
     }
+    for (i, m) in smoke.metrics.iter().enumerate() {
+        use super::metrics::{Compare, Provider};
+        let at_metric = |field: &'static str| [Key("smoke"), Key("metrics"), Seg::Index(i), Key(field)];
+        let bad = |field: &'static str, what: &str| config.bad(at, &at_metric(field), what);
+        if smoke.metrics[..i].iter().any(|o| o.name.as_str() == m.name.as_str()) {
+            return Err(bad("name", &format!("{:?} names two metrics", m.name.as_str())));
+        }
+        if m.provider == Provider::Prometheus && m.url.is_none() {
+            return Err(bad("url", "expected Prometheus' base URL, e.g. \"http://127.0.0.1:9090\""));
+        }
+        if m.provider == Provider::Datadog && smoke.datadog.is_none() {
+            return Err(bad("provider", "\"datadog\" needs [smoke.datadog] with its site (or api_url) and keys"));
+        }
+        if m.compare == Compare::Absolute && !m.max.is_some_and(f64::is_finite) {
+            return Err(bad("max", "compare = \"absolute\" needs max, a finite number"));
+        }
+        if !(m.max_ratio.is_finite() && m.max_ratio >= 1.0) {
+            return Err(bad("max_ratio", "expected a number from 1 up (1.5: half as much again)"));
+        }
+        if !(m.min_delta.is_finite() && m.min_delta >= 0.0) {
+            return Err(bad("min_delta", "expected a number from 0 up, in the query's unit"));
+        }
+        if m.phases.is_empty() || m.phases.contains(&super::suite::Phase::PreTraffic) {
+            return Err(bad(
+                "phases",
+                "expected \"smoke\", \"bake\" or \"canary\" (before traffic a candidate has no users' metrics)",
+            ));
+        }
+    }
     if let Some(dd) = &smoke.datadog
         && dd.monitors.is_empty()
         && dd.monitor_tags.is_empty()
+        && !smoke.metrics.iter().any(|m| m.provider == super::metrics::Provider::Datadog)
     {
         return Err(config.bad(
             at,

@@ -1,0 +1,128 @@
+//! Metrics as evidence in a canary, against a real Prometheus (Debian's, started by the test)
+//! scraping a target whose values the test sets per version: the candidate judged against the
+//! stable version in the same window, a lift under the effect-size floor passing, no data said
+//! as no verdict, a shadow metric recorded and never acted on.
+
+#[path = "support/prom.rs"]
+mod prom;
+#[path = "support/server.rs"]
+mod server;
+mod support;
+
+use server::{Resp, Server};
+use std::sync::{Arc, Mutex};
+use support::{Project, output};
+
+/// The exposition the target serves: one gauge per version.
+fn exposition(values: &[(&str, f64)]) -> String {
+    let mut out = String::from("# TYPE app_error_ratio gauge\n");
+    for (v, x) in values {
+        out.push_str(&format!("app_error_ratio{{version=\"{v}\"}} {x}\n"));
+    }
+    out
+}
+
+fn new_version(p: &Project, label: &str) {
+    p.write("NOTES.md", &format!("{label}\n"));
+    p.commit_all(label, "Dev");
+    p.cmd("deploy-staging").args(["--version", label]).assert().success();
+    p.cmd("smoke-check").args(["--env", "staging", "--record"]).assert().success();
+}
+
+#[test]
+fn a_canary_is_judged_on_prometheus_metrics_against_the_stable_version() {
+    let values = Arc::new(Mutex::new(vec![("v1", 0.01), ("v2", 0.015)]));
+    let v = values.clone();
+    let target = Server::start(move |r, _| match r.path.as_str() {
+        "/metrics" => {
+            let vals = v.lock().expect("values").clone();
+            Resp::new(200, exposition(&vals)).header("Content-Type", "text/plain; version=0.0.4")
+        }
+        _ => Resp::new(404, "no"),
+    });
+    let prom = prom::Prometheus::start(&[format!("127.0.0.1:{}", target.port)]);
+    let p = Project::new();
+    p.v1_everywhere();
+    p.edit_config(|c| {
+        c + &format!(
+            r#"
+[[smoke.metrics]]
+name = "error ratio"
+provider = "prometheus"
+url = "{url}"
+query = 'max(app_error_ratio{{version="{{{{version}}}}"}})'
+max_ratio = 2.0
+min_delta = 0.02
+phases = ["canary"]
+interval = "1s"
+
+[[smoke.metrics]]
+name = "queue depth"
+provider = "prometheus"
+url = "{url}"
+query = 'max(app_queue_depth{{version="{{{{version}}}}"}})'
+phases = ["canary"]
+interval = "1s"
+
+[[smoke.metrics]]
+name = "strict ratio"
+provider = "prometheus"
+url = "{url}"
+query = 'max(app_error_ratio{{version="{{{{version}}}}"}})'
+compare = "absolute"
+max = 0.001
+mode = "shadow"
+phases = ["canary"]
+interval = "1s"
+"#,
+            url = prom.url()
+        )
+    });
+    p.commit_all("metrics", "Dev");
+    new_version(&p, "v2");
+    prom.wait_until(|| prom.query("app_error_ratio{version=\"v2\"}").is_some(), "v2's value scraped");
+
+    // v2: 1.5 % against 1 %: more, but under the floor of 2 points: it passes; the queue-depth
+    // metric has no data (no verdict, said); the shadow metric would fail it, and only says so.
+    let a = p.cmd("promote").args(["--canary", "10", "--bake", "3s"]).assert().success();
+    let err = output(&a).1;
+    assert!(err.contains("metric / error ratio: passed: candidate 0.0150 vs stable 0.0100"), "{err}");
+    assert!(
+        err.contains("metric / queue depth: no verdict (no_data = \"ignore\"): no data for the candidate"),
+        "{err}"
+    );
+    assert!(
+        err.contains("metric / strict ratio: shadow: would fail: candidate 0.0150 against a maximum of 0.001"),
+        "{err}"
+    );
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+    assert!(
+        p.query_i64("SELECT COUNT(*) FROM shadow_verdicts WHERE metric = 'strict ratio' AND label = 'v2' AND failed")
+            >= 1
+    );
+
+    // v3: 30 % against v2's 1.5 %: failed on the metric, aborted, v2 serves everyone.
+    values.lock().expect("values").push(("v3", 0.30));
+    new_version(&p, "v3");
+    prom.wait_until(|| prom.query("app_error_ratio{version=\"v3\"}").is_some_and(|x| x > 0.2), "v3's value scraped");
+    let a = p.cmd("promote").args(["--canary", "10", "--bake", "3s"]).assert().code(1);
+    let err = output(&a).1;
+    assert!(
+        err.contains(
+            "v3 failed a canary round in production: metric / error ratio: failed: candidate 0.3000 vs stable 0.0150"
+        ),
+        "{err}"
+    );
+    assert_eq!(p.served_version("production").as_deref(), Some("v2"));
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v3"]);
+
+    // The report says how often the shadow metric would have failed versions that proved
+    // healthy: v2 passed its checks in production after the would-be failure.
+    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
+    let a = p.cmd("safedeploy").args(["report", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    let shadow = doc["shadow_metrics"].as_array().expect("shadow_metrics");
+    let strict = shadow.iter().find(|m| m["metric"] == "strict ratio").expect("the shadow metric");
+    assert_eq!(strict["would_fail_healthy"], 1, "{strict:#}");
+    assert!(strict["versions"].as_i64().is_some_and(|n| n >= 2), "{strict:#}");
+}
