@@ -110,6 +110,88 @@ pub fn errors(candidate: Stream, stable: Stream, min_effect: f64) -> Evidence {
     Evidence { candidate, stable, threshold, log_ratio: lr, needed, failed: lr >= (1.0 / ALPHA).ln() }
 }
 
+/// The one-sided z a latency comparison must reach: about 3·10⁻⁵ per look, so the canary's
+/// looks (a round a second) together stay near the error judge's bound.
+pub const LATENCY_Z: f64 = 4.0;
+/// The fewest answered requests per side before latency is judged at all.
+pub const LATENCY_MIN: usize = 30;
+
+/// What the latencies say: rank-based (Mann–Whitney), so one slow outlier weighs as one rank,
+/// with an effect-size floor, so "significant but 3 ms" never fails a version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub candidate_p50: u32,
+    pub stable_p50: u32,
+    pub candidate_p95: u32,
+    pub stable_p95: u32,
+    /// The chance a candidate request is slower than a stable one (ties half).
+    pub slower: f64,
+    pub z: f64,
+    pub failed: bool,
+}
+
+impl Latency {
+    pub fn describe(&self) -> String {
+        format!(
+            "candidate p50 {} ms, p95 {} ms vs stable p50 {} ms, p95 {} ms; a candidate request is slower {:.0}% of the time (z {:.1})",
+            self.candidate_p50,
+            self.candidate_p95,
+            self.stable_p50,
+            self.stable_p95,
+            self.slower * 100.0,
+            self.z
+        )
+    }
+}
+
+fn quantile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() as f64) * q).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Judges the candidate's response times against the stable version's: failed when the
+/// candidate is slower by rank (z ≥ [`LATENCY_Z`]) *and* its median or p95 is at least
+/// `floor_ms` above the stable one's. `floor_ms` 0 turns the rule off.
+pub fn latency(candidate: &[u32], stable: &[u32], floor_ms: u32) -> Option<Latency> {
+    if floor_ms == 0 || candidate.len() < LATENCY_MIN || stable.len() < LATENCY_MIN {
+        return None;
+    }
+    let (mut c, mut s) = (candidate.to_vec(), stable.to_vec());
+    c.sort_unstable();
+    s.sort_unstable();
+    // U: pairs where the candidate is slower, ties counted half, by a merge over both sorted.
+    let (n1, n2) = (c.len() as f64, s.len() as f64);
+    let mut u = 0.0;
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for x in &c {
+        while lo < s.len() && s[lo] < *x {
+            lo += 1;
+        }
+        hi = hi.max(lo);
+        while hi < s.len() && s[hi] <= *x {
+            hi += 1;
+        }
+        u += lo as f64 + (hi - lo) as f64 / 2.0;
+    }
+    let mean = n1 * n2 / 2.0;
+    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    let z = (u - mean) / sd;
+    let (cp50, sp50, cp95, sp95) = (quantile(&c, 0.5), quantile(&s, 0.5), quantile(&c, 0.95), quantile(&s, 0.95));
+    let big = cp50.saturating_sub(sp50) >= floor_ms || cp95.saturating_sub(sp95) >= floor_ms;
+    Some(Latency {
+        candidate_p50: cp50,
+        stable_p50: sp50,
+        candidate_p95: cp95,
+        stable_p95: sp95,
+        slower: u / (n1 * n2),
+        z,
+        failed: z >= LATENCY_Z && big,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +236,32 @@ mod tests {
             errors(s(212, 12), s(840, 1), 0.01).describe(),
             "candidate 12/212 5xx (5.7%) vs stable 1/840 (0.1%); threshold 1.2%; decided after 212 candidate request(s)"
         );
+    }
+
+    #[test]
+    fn latency_fails_only_when_slower_by_rank_and_by_the_floor() {
+        let around = |base: u32, n: usize| -> Vec<u32> { (0..n).map(|i| base + (i as u32 * 7) % 20).collect() };
+        // +200 ms on every request: fails.
+        let l = latency(&around(240, 60), &around(40, 600), 100).expect("judged");
+        assert!(l.failed && l.slower > 0.99, "{}", l.describe());
+        // Consistently 3 ms slower: significant by rank, but under the floor.
+        let l = latency(&around(43, 600), &around(40, 600), 100).expect("judged");
+        assert!(!l.failed && l.z > LATENCY_Z, "{}", l.describe());
+        // The same distribution: no.
+        let l = latency(&around(40, 100), &around(40, 900), 100).expect("judged");
+        assert!(!l.failed && l.z.abs() < 2.0, "{}", l.describe());
+        // One huge outlier is one rank.
+        let mut c = around(40, 100);
+        c[0] = 30_000;
+        assert!(!latency(&c, &around(40, 900), 100).expect("judged").failed);
+        // A slow tail: a tenth of the requests +300 ms moves the p95 past the floor; enough of
+        // them makes the ranks say so.
+        let tail: Vec<u32> = (0..400).map(|i| if i % 10 == 0 { 340 } else { 40 + (i as u32 * 7) % 20 }).collect();
+        let l = latency(&tail, &around(40, 4000), 100).expect("judged");
+        assert!(l.candidate_p95 >= 340 && l.failed, "{}", l.describe());
+        // Too few requests, or the rule off: nothing judged.
+        assert!(latency(&around(240, 10), &around(40, 600), 100).is_none());
+        assert!(latency(&around(240, 60), &around(40, 600), 0).is_none());
     }
 
     #[test]

@@ -254,6 +254,34 @@ fn a_canary_failing_a_third_of_its_users_at_a_small_share_is_caught_on_the_round
     assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
 }
 
+/// A candidate that answers every user 300 ms later than the stable version fails its canary
+/// on the users' response times (ranked, past the margin), though its checks pass.
+#[test]
+fn a_canary_much_slower_than_the_stable_version_is_aborted_on_its_users_response_times() {
+    let p = Project::new();
+    p.v1_everywhere();
+    v2_in_staging(
+        &p,
+        with_route(
+            "@app.before_request\ndef slow_for_users():\n    import time\n    from flask import request\n    if request.path == \"/\":\n        time.sleep(0.3)",
+        ),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4).map(|_| users(p.url("production"), "/", stop.clone())).collect();
+    let child = promote_in_background(&p, "--canary 30 --bake 60s");
+    let out = child.wait_with_output().expect("promote");
+    stop.store(true, Ordering::SeqCst);
+    for l in load {
+        l.join().expect("load");
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("v2 answers users more slowly than v1 by over 100 ms: candidate p50 "), "{err}");
+    assert!(err.contains("a candidate request is slower 100% of the time"), "{err}");
+    assert_back_on_v1(&p);
+    assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+}
+
 /// A bake that ends on too few user requests follows `deploy.canary_not_enough`: `extend`
 /// bakes on to `canary_max_bake`, then could not act (v2 stopped, not marked bad); `fail` is a
 /// verdict naming the missing evidence.

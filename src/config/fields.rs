@@ -81,6 +81,10 @@ pub const FIELDS: &[Field] = &[
         "deploy.canary_not_enough",
         "under `promote --canary`, locally: a bake that ends on too few user requests to rule out a lift of the margin `pass`es (said), `fail`s (a verdict) or `extend`s (to `canary_max_bake`, then exit 3)",
     ),
+    f(
+        "deploy.canary_latency_margin",
+        "under `promote --canary`, locally: how much slower (median or p95) the candidate may answer users than the stable version before it fails, when the ranks say it is slower too (0: off)",
+    ),
     f("deploy.canary_max_bake", "the longest a canary's bake is extended to, with `canary_not_enough = \"extend\"`"),
     f("environments.NAME.url", "the environment's base URL; locally also where it listens (required)"),
     f(

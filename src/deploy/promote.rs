@@ -112,6 +112,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         error_margin: ctx.config.deploy.canary_error_margin.0,
         not_enough: ctx.config.deploy.canary_not_enough,
         max_bake: ctx.config.deploy.canary_max_bake.0.max(c.bake),
+        latency_margin: ctx.config.deploy.canary_latency_margin.0,
         round: &round,
     });
     let step = Step {

@@ -88,6 +88,8 @@ pub struct Canary<'p> {
     pub not_enough: crate::platform::local::settings::NotEnough,
     /// The longest the bake is extended to.
     pub max_bake: std::time::Duration,
+    /// How much slower the candidate may be, where the platform measures it (0: not judged).
+    pub latency_margin: std::time::Duration,
     pub round: &'p PreTraffic<'p>,
 }
 

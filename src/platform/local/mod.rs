@@ -1081,6 +1081,16 @@ impl<'a> Local<'a> {
                 ));
             }
             judged = Some(evidence);
+            let floor = c.latency_margin.as_millis().min(u32::MAX as u128) as u32;
+            if let Some(l) = crate::judge::latency(&counts.candidate_ms, &counts.stable_ms, floor).filter(|l| l.failed)
+            {
+                break Some(format!(
+                    "{label} answers users more slowly than {} by over {} ms: {}",
+                    old.label,
+                    floor,
+                    l.describe()
+                ));
+            }
             failing_before = if failing { window.first_error.clone().or(Some("-".into())) } else { None };
             self.fx.ui.status(format!(
                 "{name}: canary round {round} {} ({}s of {}s; {label} answered {} user request(s), {} failed{})",

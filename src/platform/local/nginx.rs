@@ -134,7 +134,7 @@ impl<'a> Nginx<'a> {
                 (
                     format!(
                         "\x20 map $upstream_addr $safedeploy_version {{ default \"-\";{arms} }}\n\
-                         \x20 log_format safedeploy_split '$msec \"$upstream_addr\" \"$upstream_status\" $status';\n\
+                         \x20 log_format safedeploy_split '$msec \"$upstream_addr\" \"$upstream_status\" $status \"$upstream_response_time\"';\n\
                          \x20 access_log {SPLIT_LOG} safedeploy_split;\n"
                     ),
                     "$safedeploy_version".to_string(),
@@ -465,6 +465,10 @@ pub struct SplitCounts {
     pub stable_errors: u64,
     /// The first request the candidate failed, as the log says it.
     pub first_error: Option<String>,
+    /// How long each side took to answer the requests it answered, in milliseconds (the
+    /// upstream's response time).
+    pub candidate_ms: Vec<u32>,
+    pub stable_ms: Vec<u32>,
 }
 
 impl SplitCounts {
@@ -483,6 +487,8 @@ impl SplitCounts {
         if self.first_error.is_none() {
             self.first_error.clone_from(&w.first_error);
         }
+        self.candidate_ms.extend_from_slice(&w.candidate_ms);
+        self.stable_ms.extend_from_slice(&w.stable_ms);
     }
 
     /// Whether the candidate fails more than the stable side by over `margin` points, with at
@@ -514,17 +520,31 @@ pub fn split_counts(log: &Path, from: u64, candidate: u16, into: &mut SplitCount
             .flat_map(|h| h.split(" : "))
             .zip(statuses.split(", ").flat_map(|h| h.split(" : ")))
             .collect();
+        // Each hop's response time, in seconds (`-` when it gave none); a log of the format
+        // before times were written has none.
+        let times: Vec<Option<u32>> = quoted
+            .get(5)
+            .map(|t| {
+                t.split(", ")
+                    .flat_map(|h| h.split(" : "))
+                    .map(|x| x.trim().parse::<f64>().ok().map(|s| (s * 1000.0).round() as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
         for (i, (addr, status)) in hops.iter().enumerate() {
             let failed = status.trim().parse::<u16>().map(|s| s >= 500).unwrap_or(true) || i + 1 < hops.len();
+            let took = times.get(i).copied().flatten().filter(|_| !failed);
             if addr.trim() == cand {
                 into.candidate += 1;
                 if failed {
                     into.candidate_errors += 1;
                     into.first_error.get_or_insert_with(|| line.to_string());
                 }
+                into.candidate_ms.extend(took);
             } else {
                 into.stable += 1;
                 into.stable_errors += u64::from(failed);
+                into.stable_ms.extend(took);
             }
         }
     }
@@ -562,13 +582,34 @@ mod tests {
     }
 
     #[test]
+    fn each_sides_answered_requests_carry_their_response_time() {
+        let dir = tempfile_dir();
+        let log = dir.join(SPLIT_LOG);
+        std::fs::write(
+            &log,
+            "1.0 \"127.0.0.1:4001\" \"200\" 200 \"0.004\"\n\
+             1.1 \"127.0.0.1:4002\" \"200\" 200 \"0.250\"\n\
+             1.2 \"127.0.0.1:4002, 127.0.0.1:4001\" \"502, 200\" 200 \"0.001, 0.006\"\n\
+             1.3 \"127.0.0.1:4002\" \"500\" 500 \"0.900\"\n\
+             1.4 \"127.0.0.1:4001\" \"200\" 200 \"-\"\n",
+        )
+        .expect("log");
+        let mut c = SplitCounts::default();
+        split_counts(&log, 0, 4002, &mut c);
+        // The candidate's answered request: 250 ms; its failures carry no time. The stable
+        // side's: 4 and 6 ms; a hop without a time has none.
+        assert_eq!((c.candidate_ms.clone(), c.stable_ms.clone()), (vec![250], vec![4, 6]));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
     fn a_window_fails_only_with_enough_errors_above_the_stable_rate_plus_the_margin() {
         let w = |candidate, candidate_errors, stable, stable_errors| SplitCounts {
             candidate,
             candidate_errors,
             stable,
             stable_errors,
-            first_error: None,
+            ..SplitCounts::default()
         };
         assert!(!w(10, 2, 40, 0).fails(1.0), "two failures are not enough");
         assert!(w(10, 3, 40, 0).fails(1.0));

@@ -57,6 +57,10 @@ pub struct Deploy {
     pub canary_not_enough: NotEnough,
     /// The longest a canary's bake is extended to (`canary_not_enough = "extend"`).
     pub canary_max_bake: Dur<1_000, 86_400_000>,
+    /// Under `promote --canary`, locally: how much slower (median or p95) than the stable
+    /// version the candidate may answer users before it fails, when the ranks say it is
+    /// slower too; 0 turns the latency rule off.
+    pub canary_latency_margin: Dur<0, 600_000>,
 }
 
 /// What a canary does when its bake ends on too few user requests to judge.
@@ -97,6 +101,8 @@ impl Default for Deploy {
             // Today's pass, said aloud; a team with the traffic for it chooses `extend` or `fail`.
             canary_not_enough: NotEnough::Pass,
             canary_max_bake: Dur::secs(900),
+            // A tenth of a second: felt by users, and well above a cold worker's first answers.
+            canary_latency_margin: Dur::ms(100),
         }
     }
 }
