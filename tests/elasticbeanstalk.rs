@@ -627,6 +627,38 @@ fn an_eb_canary_failing_safedeploys_checks_is_aborted_though_eb_calls_it_healthy
     assert_eq!(eb.p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
 }
 
+/// A candidate failing its users on a route no check visits, while EB calls it healthy and
+/// every check passes: EB's own per-instance application metrics (enhanced health) show each
+/// version's 5xx, and the judge aborts the split on them.
+#[test]
+fn an_eb_canary_failing_users_on_an_unvisited_route_is_aborted_on_ebs_application_metrics() {
+    let eb = eb_v2_ready_for_a_canary();
+    eb.sim.state().path_fails.insert(("v2".into(), "/report".into()));
+    eb.sim.state().split_polls = 1000;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let users = {
+        let (stop, site) = (stop.clone(), format!("{}/site/urlshort-prod", eb.sim.url()));
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+                let _ = client.get(format!("{site}{}", if n % 2 == 0 { "/report" } else { "/" })).send();
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+        })
+    };
+    let (_, err) = eb.run("promote", &["--version", "v2", "--canary", "10", "--bake", "5m"], 1);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    users.join().expect("users");
+    assert!(err.contains("v2 answers users with server errors more often than v1 by over 1 point(s), by EB's application metrics: candidate "), "{err}");
+    assert!(err.contains("canary round 1 passed"), "the checks passed: {err}");
+    assert_eq!(eb.sim.state().count("AbortEnvironmentUpdate"), 1);
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v1"));
+    assert_eq!(eb.p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+}
+
 #[test]
 fn an_eb_canary_whose_health_goes_red_is_aborted_and_blue_green_refuses_a_canary() {
     let eb = eb_v2_ready_for_a_canary();

@@ -107,6 +107,10 @@ pub struct Env {
     pub split: Option<Split>,
     /// Requests its site answered (a split sends every 100th `percent` of them to the new one).
     served: u64,
+    /// What each version answered since enhanced health last reported it: (requests, 5xx).
+    answered: std::collections::BTreeMap<String, (u64, u64)>,
+    /// When enhanced health last reported the application metrics.
+    metrics_at: i64,
 }
 
 /// A traffic-splitting deployment (DeploymentPolicy TrafficSplitting): `percent` of the site's
@@ -173,6 +177,8 @@ pub struct State {
     /// Versions whose site answers 500 though EB reports them healthy: only a check of what
     /// users get finds them.
     pub site_fails: std::collections::HashSet<String>,
+    /// (version, path): that version answers 500 on that path of its site only.
+    pub path_fails: std::collections::HashSet<(String, String)>,
     /// Polls a traffic split is evaluated for.
     pub split_polls: u32,
     /// Every Query answer sent: (action, status, body).
@@ -236,6 +242,8 @@ impl State {
                 swap_with: None,
                 split: None,
                 served: 0,
+                answered: Default::default(),
+                metrics_at: safedeploy::clock::now_ms(),
             },
         );
         // An old error, before any deploy the tests make: it must not count against them.
@@ -907,7 +915,8 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
         }
         "DescribeInstancesHealth" => {
             let name = get("EnvironmentName");
-            let Some(env) = st.envs.get(&name) else {
+            let page = st.instances_page.max(1);
+            let Some(env) = st.envs.get_mut(&name) else {
                 return no_env(&name);
             };
             if !env.enhanced {
@@ -920,10 +929,46 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             let wanted = members(&p, "AttributeNames");
             let all = wanted.is_empty() || wanted.iter().any(|a| a == "All");
             let start: usize = p.get("NextToken").and_then(|t| t.strip_prefix("page-")?.parse().ok()).unwrap_or(0);
-            let page = st.instances_page.max(1);
             let base = example("DescribeInstancesHealth")["InstanceHealthList"][0].clone();
-            let list: Vec<String> = env
-                .instances
+            // Under a traffic split EB runs the new version on instances of its own, beside the
+            // old ones, until the evaluation ends.
+            let mut listed = env.instances.clone();
+            if let Some(split) = env.split.as_ref().filter(|s| !s.aborted) {
+                let twins: Vec<Instance> = env
+                    .instances
+                    .iter()
+                    .map(|i| Instance {
+                        id: format!("{}-new", i.id),
+                        label: Some(split.label.clone()),
+                        status: "Deployed",
+                        health: if split.outcome == Outcome::Red { "Severe" } else { "Ok" },
+                        ..i.clone()
+                    })
+                    .collect();
+                listed.extend(twins);
+            }
+            // Each version's answers since the last report, shared among its instances; the
+            // window is the time since then (EB's own is its last 10 seconds).
+            let now = safedeploy::clock::now_ms();
+            let secs = ((now - env.metrics_at) / 1000).max(1);
+            let with_metrics = all || wanted.iter().any(|a| a == "ApplicationMetrics");
+            let answered = if with_metrics { std::mem::take(&mut env.answered) } else { Default::default() };
+            if with_metrics {
+                env.metrics_at = now;
+            }
+            let metrics_of = |i: &Instance| {
+                let peers: Vec<&Instance> = listed.iter().filter(|o| o.label == i.label).collect();
+                let (n, bad) = i.label.as_ref().and_then(|l| answered.get(l)).copied().unwrap_or((0, 0));
+                let first = peers.first().is_some_and(|p| p.id == i.id);
+                let share = |x: u64| x / peers.len().max(1) as u64 + if first { x % peers.len().max(1) as u64 } else { 0 };
+                let (req, fail) = (share(n), share(bad));
+                let mut m = base["ApplicationMetrics"].clone();
+                m["Duration"] = serde_json::json!(secs);
+                m["RequestCount"] = serde_json::json!(req);
+                m["StatusCodes"] = serde_json::json!({"Status2xx": req - fail.min(req), "Status3xx": 0, "Status4xx": 0, "Status5xx": fail});
+                m
+            };
+            let list: Vec<String> = listed
                 .iter()
                 .skip(start)
                 .take(page)
@@ -944,6 +989,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                     m.insert("HealthStatus".into(), serde_json::json!(i.health));
                     m.insert("Color".into(), serde_json::json!(color));
                     m.insert("Causes".into(), serde_json::json!(causes));
+                    m.insert("ApplicationMetrics".into(), metrics_of(i));
                     m.insert(
                         "Deployment".into(),
                         serde_json::json!({
@@ -957,7 +1003,7 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                     format!("<member>{}</member>", xml_of(&full))
                 })
                 .collect();
-            let next = if start + page < env.instances.len() {
+            let next = if start + page < listed.len() {
                 format!("<NextToken>page-{}</NextToken>", start + page)
             } else {
                 String::new()
@@ -1088,6 +1134,7 @@ fn site(st: &mut State, rest: &str) -> Resp {
         .map(|e| e.name.clone());
     let Some(name) = name else { return Resp::new(404, "no such site") };
     let fails = st.site_fails.clone();
+    let path_fails = st.path_fails.clone();
     let env = st.envs.get_mut(&name).expect("env");
     env.served += 1;
     // Under a split, every hundred requests: `percent` to the new version, the rest to the old.
@@ -1108,14 +1155,17 @@ fn site(st: &mut State, rest: &str) -> Resp {
     }
     let new_and_red = env.split.as_ref().is_some_and(|s| Some(&s.label) == label.as_ref() && s.outcome == Outcome::Red);
     let severe = env.split.is_none() && instance.is_some_and(|i| i.health == "Severe");
-    if label.as_ref().is_some_and(|l| fails.contains(l)) || new_and_red || severe {
-        return Resp::new(500, "Internal Server Error");
+    let failed = label.as_ref().is_some_and(|l| fails.contains(l) || path_fails.contains(&(l.clone(), path.to_string())))
+        || new_and_red
+        || severe
+        || (env.health == "Red" && env.split.is_none());
+    // Enhanced health's application metrics count it against the version that answered.
+    if let Some(l) = &label {
+        let c = env.answered.entry(l.clone()).or_default();
+        c.0 += 1;
+        c.1 += u64::from(failed);
     }
-    if env.health != "Red" || env.split.is_some() {
-        Resp::new(200, format!("ok from {}", env.name))
-    } else {
-        Resp::new(500, "Internal Server Error")
-    }
+    if failed { Resp::new(500, "Internal Server Error") } else { Resp::new(200, format!("ok from {}", env.name)) }
 }
 
 impl Drop for Sim {

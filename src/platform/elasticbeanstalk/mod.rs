@@ -122,6 +122,42 @@ struct InstanceHealth {
     instance_id: String,
     #[serde(default)]
     deployment: Option<InstanceDeployment>,
+    /// What the instance answered users over its last `Duration` seconds (enhanced health).
+    #[serde(default)]
+    application_metrics: Option<ApplicationMetrics>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ApplicationMetrics {
+    #[serde(default)]
+    duration: Option<u64>,
+    #[serde(default)]
+    request_count: Option<u64>,
+    #[serde(default)]
+    status_codes: Option<StatusCodes>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct StatusCodes {
+    #[serde(rename = "Status5xx", default)]
+    status_5xx: Option<u64>,
+}
+
+/// Each version's answers to users in one report of enhanced health, summed over its
+/// instances, and the seconds the report covers.
+fn answered_by_version(list: &[InstanceHealth]) -> (std::collections::BTreeMap<String, crate::judge::Stream>, u64) {
+    let mut out: std::collections::BTreeMap<String, crate::judge::Stream> = Default::default();
+    let mut window = 0;
+    for i in list {
+        let Some(m) = &i.application_metrics else { continue };
+        window = window.max(m.duration.unwrap_or(0));
+        let s = out.entry(i.label().to_string()).or_default();
+        let n = m.request_count.unwrap_or(0);
+        s.requests += n;
+        s.errors += m.status_codes.as_ref().and_then(|c| c.status_5xx).unwrap_or(0).min(n);
+    }
+    (out, window)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,7 +399,14 @@ impl<'a> ElasticBeanstalk<'a> {
         let mut all = vec![];
         let mut token: Option<String> = None;
         for _ in 0..MAX_INSTANCE_PAGES {
-            let mut args = vec!["--environment-name", name, "--attribute-names", "HealthStatus", "Deployment"];
+            let mut args = vec![
+                "--environment-name",
+                name,
+                "--attribute-names",
+                "HealthStatus",
+                "Deployment",
+                "ApplicationMetrics",
+            ];
             if let Some(t) = token.as_deref() {
                 args.extend(["--next-token", t]);
             }
@@ -628,6 +671,10 @@ impl<'a> ElasticBeanstalk<'a> {
         let deadline = Instant::now() + self.cfg.deploy_timeout.0 + c.bake;
         let (mut seen, mut errors) = (HashSet::new(), vec![]);
         let mut round = 0u32;
+        // Each version's answers to users, from enhanced health's application metrics: one
+        // report per window it covers, so no request is counted twice.
+        let (mut candidate, mut stable) = (crate::judge::Stream::default(), crate::judge::Stream::default());
+        let mut next_sample = Instant::now();
         let failed: String = loop {
             // Interrupted (a Jenkins abort): the split is aborted, so the old version serves all.
             if let Err(e) = self.fx.nap(c.interval, || {
@@ -677,6 +724,28 @@ impl<'a> ElasticBeanstalk<'a> {
                 Err(e) => {
                     self.abort(name)?;
                     return Err(e);
+                }
+            }
+            if Instant::now() >= next_sample
+                && let Some(list) = self.instances(name)?
+            {
+                let (by_version, window) = answered_by_version(&list);
+                next_sample = Instant::now() + Duration::from_secs(window.max(1));
+                let add = |into: &mut crate::judge::Stream, s: Option<&crate::judge::Stream>| {
+                    if let Some(s) = s {
+                        into.requests += s.requests;
+                        into.errors += s.errors;
+                    }
+                };
+                add(&mut candidate, by_version.get(label));
+                add(&mut stable, by_version.get(&old));
+                let e = crate::judge::errors(candidate, stable, c.error_margin / 100.0);
+                if e.failed {
+                    break format!(
+                        "{label} answers users with server errors more often than {old} by over {} point(s), by EB's application metrics: {}",
+                        c.error_margin,
+                        e.describe()
+                    );
                 }
             }
             if Instant::now() > deadline {
