@@ -78,6 +78,22 @@ BAD = {
     ),
 }
 
+# Subtle bad versions: each fails users in a way the journey does not walk. What the
+# evidence beyond the journey (the canary's judge on users' answers, the latency rule) catches
+# of them, and after how many of the candidate's requests, is published as it is.
+SUBTLE = {
+    "2 % 500 on a page the journey does not visit": sub(
+        "def about():\n", "def about():\n    if random.random() < 0.02:\n        return \"boom\\n\", 500\n"
+    ),
+    "p95 +200 ms": sub("def index():\n", "def index():\n    if random.random() < 0.08:\n        time.sleep(0.2)\n"),
+    "errors only under concurrency": prepend_route_hook(
+        "    import fcntl as _f\n    global _LOCK\n    if request.path in (\"/health\", \"/version\"):\n        return None\n"
+        "    _LOCK = open(\"/tmp/corpus-concurrency-\" + VERSION, \"a\")\n"
+        "    try:\n        _f.flock(_LOCK, _f.LOCK_EX | _f.LOCK_NB)\n    except OSError:\n        return \"busy elsewhere\\n\", 500\n"
+    ),
+}
+BAD.update(SUBTLE)
+
 # Healthy versions under transient faults: none of them may be failed.
 HEALTHY = {
     "no fault": lambda f: sub("MAX_URL = 2048", "MAX_URL = 2048  # unchanged")(f),
@@ -143,6 +159,11 @@ class Worker:
                           "    data = os.environ.get(\"SAFEDEPLOY_DATA_DIR\", \".\")\n"
                           "    if request.path not in (\"/health\", \"/version\") and os.path.exists(os.path.join(data, \"break-\" + VERSION)):\n"
                           "        return \"broken here\\n\", 500\n\n\n@app.get(\"/\")\n", 1)
+        # A page users visit that the journey does not; and what the concurrency kind holds
+        # during a request, let go after it.
+        app = app.replace("@app.get(\"/\")\n", "@app.get(\"/about\")\ndef about():\n    return \"about\\n\"\n\n\n"
+                          "_LOCK = None\n\n\n@app.after_request\ndef _let_go(r):\n    global _LOCK\n"
+                          "    if _LOCK is not None:\n        _LOCK.close()\n        _LOCK = None\n    return r\n\n\n@app.get(\"/\")\n", 1)
         open(os.path.join(self.dir, "application.py"), "w").write(app)
         self.env = dict(os.environ, SAFEDEPLOY_STATE_DIR=os.path.join(self.dir, ".state"),
                         SAFEDEPLOY_CONFIG=cfg_path)
@@ -180,7 +201,7 @@ class Worker:
             with open(os.path.join(self.dir, rel), "w") as f:
                 f.write(text)
         self.commit(label)
-        promote = ["promote", "--version", label, "--canary", "20", "--bake", "3s"]
+        promote = ["promote", "--version", label, "--canary", "10", "--bake", "3s"]
         steps = [
             ("staging deploy", ["deploy-staging", "--version", label]),
             ("staging smoke", ["smoke-check", "--env", "staging", "--record", "--watch", "3s", "--interval", "1s", "--samples", "20"]),
@@ -196,12 +217,13 @@ class Worker:
             # and the rollback's restore is what is measured.
             skip = ["--version", label, "--force", "--reason", "corpus", "--skip-pre-traffic", "corpus: the restore row"]
             steps = [("promote", ["promote", *skip]), steps[-1]]
-        verdict, layer, said = "passed", None, ""
+        verdict, layer, said, decided = "passed", None, "", None
         for name, cmd in steps:
             code, out = run(cmd, self.dir, self.env)
             if code == 0:
                 continue
             said = out.strip().splitlines()[-1][:300] if out.strip() else ""
+            decided = re.search(r"after (\d+) candidate request", out)
             if code == 1:
                 verdict = "stopped"
                 layer = name
@@ -225,7 +247,8 @@ class Worker:
         if os.path.exists(os.path.join(self.dir, "static/styles.css")):
             os.remove(os.path.join(self.dir, "static/styles.css"))
         self.results.append({"label": label, "kind": kind, "bad": bad, "forced": forced, "verdict": verdict,
-                             "layer": layer, "said": said, "from": started, "to": time.time(), "restore": restore})
+                             "layer": layer, "said": said, "from": started, "to": time.time(), "restore": restore,
+                             "decided_after": int(decided.group(1)) if decided else None})
         return verdict, layer
 
     def restore_that_cannot_serve(self):
@@ -253,9 +276,12 @@ def users(port, stop, seen):
     error or no answer is a failure, put down to the version nginx says answered it (its
     X-Safedeploy-Version header), or to none; a 4xx (the 429 variant's rate limit) is not."""
     until = time.time() + 3600
+    n = 0
     while not stop.is_set() and time.time() < until:
+        n += 1
+        page = "/about" if n % 2 else "/"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5) as r:
                 r.read()
             seen["ok"] += 1
         except urllib.error.HTTPError as e:
@@ -318,8 +344,8 @@ def main():
 
 
 def table(results, seen, took):
-    lines = ["| version | runs | stopped, by layer | missed / falsely failed | users' failed requests |",
-             "|---|---|---|---|---|"]
+    lines = ["| version | runs | stopped, by layer | missed / falsely failed | users' failed requests | candidate requests the judge decided on |",
+             "|---|---|---|---|---|---|"]
     rows = [(True, False, BAD, "bad"), (True, True, BAD, "bad, forced past staging"), (False, False, HEALTHY, "healthy")]
     for bad, forced, kinds, what in rows:
         for kind in kinds:
@@ -333,12 +359,14 @@ def table(results, seen, took):
             by = ", ".join(f"{n} {layer}" for layer, n in sorted(layers.items())) or "-"
             wrong = sum(1 for r in rs if (r["verdict"] == "passed") == bad)
             users_failed = sum(r.get("users_failed", 0) for r in rs)
-            lines.append(f"| {what}: {kind} | {len(rs)} | {by} | {wrong} | {users_failed} |")
+            took_n = sorted(r["decided_after"] for r in rs if r.get("decided_after"))
+            decided = f"median {took_n[len(took_n) // 2]} ({len(took_n)} run(s))" if took_n else "-"
+            lines.append(f"| {what}: {kind} | {len(rs)} | {by} | {wrong} | {users_failed} | {decided} |")
     restores = [r["restore"] for r in results if r.get("restore")]
     if restores:
         caught = sum(1 for x in restores if x["outcome"] == "caught")
         lines.append(f"| restore: {RESTORE} | {len(restores)} | {caught} caught by the verified restore | "
-                     f"{len(restores) - caught} | - |")
+                     f"{len(restores) - caught} | - | - |")
     missed = sum(1 for r in results if r["bad"] and r["verdict"] == "passed")
     false = sum(1 for r in results if not r["bad"] and r["verdict"] != "passed")
     nbad = sum(1 for r in results if r["bad"])
