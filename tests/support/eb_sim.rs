@@ -960,7 +960,8 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                 let peers: Vec<&Instance> = listed.iter().filter(|o| o.label == i.label).collect();
                 let (n, bad) = i.label.as_ref().and_then(|l| answered.get(l)).copied().unwrap_or((0, 0));
                 let first = peers.first().is_some_and(|p| p.id == i.id);
-                let share = |x: u64| x / peers.len().max(1) as u64 + if first { x % peers.len().max(1) as u64 } else { 0 };
+                let share =
+                    |x: u64| x / peers.len().max(1) as u64 + if first { x % peers.len().max(1) as u64 } else { 0 };
                 let (req, fail) = (share(n), share(bad));
                 let mut m = base["ApplicationMetrics"].clone();
                 m["Duration"] = serde_json::json!(secs);
@@ -1155,10 +1156,11 @@ fn site(st: &mut State, rest: &str) -> Resp {
     }
     let new_and_red = env.split.as_ref().is_some_and(|s| Some(&s.label) == label.as_ref() && s.outcome == Outcome::Red);
     let severe = env.split.is_none() && instance.is_some_and(|i| i.health == "Severe");
-    let failed = label.as_ref().is_some_and(|l| fails.contains(l) || path_fails.contains(&(l.clone(), path.to_string())))
-        || new_and_red
-        || severe
-        || (env.health == "Red" && env.split.is_none());
+    let failed =
+        label.as_ref().is_some_and(|l| fails.contains(l) || path_fails.contains(&(l.clone(), path.to_string())))
+            || new_and_red
+            || severe
+            || (env.health == "Red" && env.split.is_none());
     // Enhanced health's application metrics count it against the version that answered.
     if let Some(l) = &label {
         let c = env.answered.entry(l.clone()).or_default();
