@@ -643,7 +643,7 @@ fn an_eb_canary_failing_users_on_an_unvisited_route_is_aborted_on_ebs_applicatio
             let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
-                let _ = client.get(format!("{site}{}", if n % 2 == 0 { "/report" } else { "/" })).send();
+                let _ = client.get(format!("{site}{}", if n.is_multiple_of(2) { "/report" } else { "/" })).send();
                 n += 1;
                 std::thread::sleep(std::time::Duration::from_millis(3));
             }
