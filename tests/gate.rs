@@ -12,9 +12,9 @@ fn a_green_suite_passes_with_its_counts() {
         .arg("--json")
         .assert()
         .success()
-        .stderr(predicate::str::contains("gate: passed — 8 tests executed, 0 skipped"));
+        .stderr(predicate::str::contains("gate: passed — 9 tests executed, 0 skipped"));
     let doc = gate_json(&a);
-    assert_eq!((doc["tests"].as_u64(), doc["failures"].as_u64(), doc["ok"].as_bool()), (Some(8), Some(0), Some(true)));
+    assert_eq!((doc["tests"].as_u64(), doc["failures"].as_u64(), doc["ok"].as_bool()), (Some(9), Some(0), Some(true)));
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn the_incident_change_fails_the_gate_naming_the_tests_and_the_error() {
     );
     assert!(
         err.contains(
-            "gate-tests: error: gate failed: tests: 5 failed, 0 errored of 8 tests; the test command exited with exit status 1"
+            "gate-tests: error: gate failed: tests: 5 failed, 0 errored of 9 tests; the test command exited with exit status 1"
         ),
         "{err}"
     );
@@ -52,7 +52,7 @@ fn zero_collected_tests_fail_even_though_a_report_was_written() {
 fn all_skipped_fails() {
     let p = Project::new();
     p.write("conftest.py", "import pytest\ndef pytest_collection_modifyitems(items):\n    for i in items:\n        i.add_marker(pytest.mark.skip(reason='x'))\n");
-    p.cmd("gate-tests").assert().code(1).stderr(predicate::str::contains("all 8 tests were skipped"));
+    p.cmd("gate-tests").assert().code(1).stderr(predicate::str::contains("all 9 tests were skipped"));
 }
 
 #[test]

@@ -236,7 +236,7 @@ fn the_main_jenkinsfile_on_groovy_rolls_a_failing_production_smoke_back_in_post(
     let b = run(&p, "Jenkinsfile", 2, &args);
     assert_eq!(b.code, 1, "{}", b.console);
     assert_eq!(b.stages(), statuses(&["SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "FAILURE"]));
-    assert!(b.console.contains("Datadog monitor 42 is Alert"), "{}", b.console);
+    assert!(b.console.contains("Datadog monitor 42 (url-shortener 5xx rate) is Alert"), "{}", b.console);
     assert_eq!(b.post_ran(), names(&["failure", "cleanup"]));
     assert_eq!(p.served_version("production").as_deref(), Some("build-1"), "rolled back in post");
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 1);

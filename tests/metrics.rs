@@ -126,3 +126,83 @@ interval = "1s"
     assert_eq!(strict["would_fail_healthy"], 1, "{strict:#}");
     assert!(strict["versions"].as_i64().is_some_and(|n| n >= 2), "{strict:#}");
 }
+
+/// The example app's own `/metrics` (prometheus-client, labelled by `SAFEDEPLOY_VERSION`),
+/// scraped by a real Prometheus through staging's address: a bake judges each version's 5xx
+/// share of its users' requests, on a page the journey never visits.
+#[test]
+fn a_bake_is_judged_on_the_example_apps_own_metrics_scraped_by_prometheus() {
+    let p = Project::new();
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    let prom = prom::Prometheus::start(&[format!("127.0.0.1:{}", p.staging_port)]);
+    let share = |v: &str| {
+        format!(
+            "(sum(rate(http_requests_total{{version=\"{v}\",status=~\"5..\"}}[3s])) or vector(0)) / sum(rate(http_requests_total{{version=\"{v}\"}}[3s]))"
+        )
+    };
+    p.edit_config(|c| {
+        c + &format!(
+            r#"
+[[smoke.metrics]]
+name = "5xx share"
+provider = "prometheus"
+url = "{}"
+query = '{}'
+compare = "absolute"
+max = 0.05
+phases = ["bake"]
+interval = "1s"
+"#,
+            prom.url(),
+            share("{{version}}")
+        )
+    });
+    // Users on the home page and on a report page the journey never visits.
+    let users = |stop: Arc<std::sync::atomic::AtomicBool>| {
+        let base = p.url("staging");
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+                let _ = client.get(format!("{base}{}", if n.is_multiple_of(2) { "/" } else { "/report" })).send();
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = users(stop.clone());
+    prom.wait_until(|| prom.query(&share("v1")).is_some(), "v1's requests scraped");
+    let a = p
+        .cmd("smoke-check")
+        .args(["--env", "staging", "--watch", "3s", "--interval", "1s", "--json"])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
+    let metric =
+        doc["checks"].as_array().and_then(|c| c.iter().find(|x| x["chain"] == "metric")).expect("the metric judged");
+    assert_eq!(metric["passed"], true, "{doc:#}");
+    assert_eq!(metric["detail"], "passed: candidate 0.0000 against a maximum of 0.05", "{doc:#}");
+
+    // v2 answers the report page 500: its users' 5xx share is a half, by its own metrics.
+    let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
+    p.write(
+        "application.py",
+        &app.replace(
+            "@app.get(\"/health\")",
+            "@app.get(\"/report\")\ndef report():\n    return \"no\\n\", 500\n\n\n@app.get(\"/health\")",
+        ),
+    );
+    p.commit_all("v2", "Dev");
+    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    prom.wait_until(|| prom.query(&share("v2")).is_some_and(|x| x > 0.3), "v2's 5xx scraped");
+    let a = p.cmd("smoke-check").args(["--env", "staging", "--watch", "3s", "--interval", "1s"]).assert().code(1);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    load.join().expect("users");
+    let err = output(&a).1;
+    assert!(
+        err.contains("metric / 5xx share: failed: candidate 0.") && err.contains("against a maximum of 0.05"),
+        "{err}"
+    );
+}

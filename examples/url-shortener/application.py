@@ -3,7 +3,7 @@
 POST /shorten stores a URL under a short code; GET /<code> redirects to it. Links live in
 urls.json in the data directory (SAFEDEPLOY_DATA_DIR on the local platform, so they survive
 deploys and rollbacks). /health answers without touching storage; /version names the running
-version.
+version; /metrics gives Prometheus the requests and their durations, labelled by version.
 """
 
 import fcntl
@@ -114,3 +114,42 @@ def health():
 @app.get("/version")
 def version():
     return jsonify(version=VERSION)
+
+
+# Metrics for Prometheus, labelled by the running version. gunicorn's workers are processes: under
+# the platform (SAFEDEPLOY_VERSION set) they share prometheus-client's multiprocess directory,
+# one per start, in the start's working copy (removed with it).
+if "SAFEDEPLOY_VERSION" in os.environ and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(os.getcwd(), ".metrics-%d" % os.getppid())
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+import time  # noqa: E402
+
+import prometheus_client  # noqa: E402  (imported once its directory is chosen)
+from prometheus_client import multiprocess  # noqa: E402
+
+REQUESTS = prometheus_client.Counter("http_requests_total", "Requests answered", ["version", "status"])
+DURATION = prometheus_client.Histogram("http_request_duration_seconds", "Time to answer", ["version"])
+
+
+@app.before_request
+def _started():
+    request.environ["app.started"] = time.monotonic()
+
+
+@app.after_request
+def _counted(response):
+    if request.path != "/metrics":
+        REQUESTS.labels(VERSION, str(response.status_code)).inc()
+        DURATION.labels(VERSION).observe(time.monotonic() - request.environ.get("app.started", time.monotonic()))
+    return response
+
+
+@app.get("/metrics")
+def metrics():
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = prometheus_client.REGISTRY
+    return prometheus_client.generate_latest(registry), 200, {"Content-Type": prometheus_client.CONTENT_TYPE_LATEST}

@@ -59,3 +59,13 @@ def test_make_code_uses_the_code_alphabet():
     code = application.make_code(12)
     assert len(code) == 12
     assert all(c in application.CODE_CHARS for c in code)
+
+
+def test_metrics_count_requests_by_version_and_status(client):
+    client.get("/health")
+    client.get("/no/such/page")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'http_requests_total{status="200",version="dev"}' in text
+    assert 'http_requests_total{status="404",version="dev"}' in text
+    assert "http_request_duration_seconds_bucket" in text
+
