@@ -139,7 +139,8 @@ def _started():
 
 @app.after_request
 def _counted(response):
-    if request.path != "/metrics":
+    # Users' requests only: the platform's probes (/health, /version) and the scrapes are not.
+    if request.path not in ("/metrics", "/health", "/version"):
         REQUESTS.labels(VERSION, str(response.status_code)).inc()
         DURATION.labels(VERSION).observe(time.monotonic() - request.environ.get("app.started", time.monotonic()))
     return response

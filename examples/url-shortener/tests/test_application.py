@@ -63,9 +63,11 @@ def test_make_code_uses_the_code_alphabet():
 
 def test_metrics_count_requests_by_version_and_status(client):
     client.get("/health")
+    client.post("/shorten", data={"url": "not-a-url"})
     client.get("/no/such/page")
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'http_requests_total{status="200",version="dev"}' in text
+    assert 'http_requests_total{status="400",version="dev"}' in text
     assert 'http_requests_total{status="404",version="dev"}' in text
+    assert 'http_requests_total{status="200",version="dev"}' not in text, "probes are not users"
     assert "http_request_duration_seconds_bucket" in text
 
