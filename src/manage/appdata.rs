@@ -28,9 +28,20 @@ impl Sqlite {
     pub fn kept_url(&self) -> String {
         format!("sqlite:///${{SAFEDEPLOY_DATA_DIR}}/{}", self.file)
     }
+
+    /// What init and check say of a database whose place the app reads from no variable.
+    pub fn unmovable(&self) -> String {
+        format!(
+            "{} keeps its SQLite database in the app's directory and reads no variable for it: each deploy starts a fresh working copy, so the data would start empty every time; read the URL from a variable (os.environ.get(\"DATABASE_URL\") or ...) and set it to {} in each environment",
+            self.at,
+            self.kept_url()
+        )
+    }
 }
 
-static ENV_READ: LazyLock<regex::Regex> = LazyLock::new(|| {
+/// A Python read of an environment variable (`os.environ.get("X"`, `os.getenv("X"`,
+/// `os.environ["X"]`): the name in group 1 or 2.
+pub(super) static ENV_READ: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r#"(?:environ\.get|getenv|environ\.setdefault)\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]|environ\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"#)
         .expect("a valid pattern")
 });
@@ -38,13 +49,15 @@ static DB_FILE: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r#"['"/]([A-Za-z0-9_.-]+\.(?:db|sqlite3?|sqlite))['"]"#).expect("a valid pattern")
 });
 
-/// The Python sources of the app: the top and one level down, not its venvs, tests or
-/// dependencies.
-fn sources(dir: &Path) -> Vec<PathBuf> {
+/// The Python sources of the app: the top and one level down (where a small app keeps them),
+/// not its venvs, dependencies, migrations or tests (a test configures throwaway databases and
+/// declares no routes), each at most 1 MiB.
+pub(super) fn python_sources(dir: &Path) -> Vec<PathBuf> {
     let skip = |n: &str| {
         n.starts_with('.')
             || matches!(n, "venv" | "env" | "node_modules" | "tests" | "test" | "migrations" | "site-packages")
     };
+    let test_file = |n: &str| matches!(n, "tests.py" | "test.py") || n.starts_with("test_") || n.ends_with("_test.py");
     let mut dirs = vec![dir.to_path_buf()];
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
@@ -57,7 +70,7 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             let small = e.metadata().is_ok_and(|m| m.is_file() && m.len() <= 1024 * 1024);
-            if n.ends_with(".py") && small {
+            if n.ends_with(".py") && !test_file(&n) && small {
                 out.push(e.path());
             }
         }
@@ -70,13 +83,9 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
 /// database setting), each with the variable read on the same line. `:memory:` is no data.
 pub fn sqlite_in(dir: &Path) -> Vec<Sqlite> {
     let mut out: Vec<Sqlite> = vec![];
-    for path in sources(dir) {
+    for path in python_sources(dir) {
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().into_owned();
-        // Tests configure throwaway databases; they are not where the app keeps its data.
-        if rel.rsplit('/').next().is_some_and(|n| n.starts_with("test")) {
-            continue;
-        }
         for (i, line) in text.lines().enumerate() {
             let code = line.split('#').next().unwrap_or_default();
             let lower = code.to_ascii_lowercase();
@@ -161,11 +170,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
     let mut out = vec![];
     for db in sqlite_in(&dir) {
         let Some(var) = &db.var else {
-            out.push(format!(
-                "{} keeps its SQLite database in the app's directory and reads no variable for it: each deploy starts a fresh working copy, so the data would start empty every time; read the URL from a variable (os.environ.get(\"DATABASE_URL\") or ...) and set it to {}",
-                db.at,
-                db.kept_url()
-            ));
+            out.push(db.unmovable());
             continue;
         };
         for env in config.environments.values() {

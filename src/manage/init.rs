@@ -167,34 +167,6 @@ fn read(dir: &Path, name: &str) -> Option<String> {
     crate::config::read_file(&dir.join(name), name).ok()
 }
 
-/// The Python sources at the top and one level down (where a small app keeps them), not its
-/// venv or tests.
-fn python_sources(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let skip = |n: &str| n.starts_with('.') || matches!(n, "venv" | "env" | "node_modules" | "tests" | "test");
-    let mut dirs = vec![dir.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().is_ok_and(|t| t.is_dir()) && !skip(&n) {
-                dirs.push(e.path());
-            }
-        }
-    }
-    for d in dirs {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.ends_with(".py") && !n.starts_with("test_") && !n.ends_with("_test.py") && p.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Routes a Flask/FastAPI/Django-style source declares: `"/health"` after `route(`, `get(`, `path(`.
 fn routes(sources: &[PathBuf]) -> BTreeSet<String> {
     static ROUTE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -325,7 +297,7 @@ fn requirement_names(text: &str) -> BTreeSet<String> {
 pub fn inspect(dir: &Path) -> Result<Findings> {
     let (name, name_from) = super::layout::name(dir);
     let mut f = Findings { name, name_from, ..Default::default() };
-    let sources = python_sources(dir);
+    let sources = super::appdata::python_sources(dir);
     let procfile = read(dir, "Procfile");
     let lacking = if procfile.is_some() { "the Procfile has no web: line" } else { "no Procfile" };
     let procfile_web = procfile.and_then(|t| {
@@ -451,11 +423,7 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
     f.data = super::appdata::sqlite_in(dir);
     for db in &f.data {
         if db.var.is_none() {
-            f.warnings.push(format!(
-                "{} keeps its SQLite database in the app's directory and reads no variable for it: each deploy starts a fresh working copy, so its data would start empty every time; read the URL from a variable (os.environ.get(\"DATABASE_URL\") or ...) and set it to {} in each environment",
-                db.at,
-                db.kept_url()
-            ));
+            f.warnings.push(db.unmovable());
         }
     }
     for file in super::appdata::database_files(dir) {

@@ -142,16 +142,10 @@ pub fn uncovered(found: &[String], defaults: &[String]) -> Vec<String> {
 /// Secret-looking variables the app's Python sources read (`os.environ["SECRET_KEY"]`,
 /// `os.getenv("API_TOKEN")`), which it must be handed without committing them.
 pub fn secrets_read(sources: &[std::path::PathBuf]) -> Vec<String> {
-    static READ: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r#"(?:environ\.get|getenv|environ\.setdefault)\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]|environ\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"#,
-        )
-        .expect("a valid pattern")
-    });
     let mut out = BTreeSet::new();
     for p in sources {
         let Ok(text) = std::fs::read_to_string(p) else { continue };
-        for c in READ.captures_iter(&text) {
+        for c in super::appdata::ENV_READ.captures_iter(&text) {
             let name = c.get(1).or(c.get(2)).map(|m| m.as_str()).unwrap_or_default();
             if crate::redact::is_secret_name(name) && !name.starts_with("SAFEDEPLOY_") {
                 out.insert(name.to_string());
