@@ -221,21 +221,7 @@ fn a_canary_failing_a_third_of_its_users_at_a_small_share_is_caught_on_the_round
     let stop = Arc::new(AtomicBool::new(false));
     // Ordinary traffic: a user every 60 ms on the home page, the report and the health route.
     let base = p.url("production");
-    let load = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
-            let until = Instant::now() + Duration::from_secs(120);
-            let mut sent = 0u64;
-            while !stop.load(Ordering::SeqCst) && Instant::now() < until {
-                let path = ["/", "/report", "/health"][(sent % 3) as usize];
-                let _ = client.get(format!("{base}{path}")).send();
-                sent += 1;
-                std::thread::sleep(Duration::from_millis(60));
-            }
-            sent
-        })
-    };
+    let load = support::users_on(base, &["/", "/report", "/health"], Duration::from_millis(60), stop.clone());
     let child = promote_in_background(&p, "--canary 10 --bake 90s");
     let out = child.wait_with_output().expect("promote");
     stop.store(true, Ordering::SeqCst);

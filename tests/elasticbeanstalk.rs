@@ -636,19 +636,8 @@ fn an_eb_canary_failing_users_on_an_unvisited_route_is_aborted_on_ebs_applicatio
     eb.sim.state().path_fails.insert(("v2".into(), "/report".into()));
     eb.sim.state().split_polls = 1000;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let users = {
-        let (stop, site) = (stop.clone(), format!("{}/site/urlshort-prod", eb.sim.url()));
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
-            let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
-                let _ = client.get(format!("{site}{}", if n.is_multiple_of(2) { "/report" } else { "/" })).send();
-                n += 1;
-                std::thread::sleep(std::time::Duration::from_millis(3));
-            }
-        })
-    };
+    let site = format!("{}/site/urlshort-prod", eb.sim.url());
+    let users = support::users_on(site, &["/report", "/"], std::time::Duration::from_millis(3), stop.clone());
     let (_, err) = eb.run("promote", &["--version", "v2", "--canary", "10", "--bake", "5m"], 1);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     users.join().expect("users");

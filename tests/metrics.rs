@@ -158,21 +158,9 @@ interval = "1s"
         )
     });
     // Users on the home page and on a report page the journey never visits.
-    let users = |stop: Arc<std::sync::atomic::AtomicBool>| {
-        let base = p.url("staging");
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
-            let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
-                let _ = client.get(format!("{base}{}", if n.is_multiple_of(2) { "/" } else { "/report" })).send();
-                n += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        })
-    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = users(stop.clone());
+    let load =
+        support::users_on(p.url("staging"), &["/", "/report"], std::time::Duration::from_millis(20), stop.clone());
     prom.wait_until(|| prom.query(&share("v1")).is_some(), "v1's requests scraped");
     let a = p
         .cmd("smoke-check")

@@ -592,3 +592,24 @@ pub fn fast_build(p: &Project) {
         c
     });
 }
+
+/// Users visiting `paths` of `base` in turn, one request every `pause`, until `stop` is set
+/// (bounded: two minutes). Returns how many requests were sent; their answers are not judged.
+pub fn users_on(
+    base: String,
+    paths: &'static [&'static str],
+    pause: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+        let until = std::time::Instant::now() + Duration::from_secs(120);
+        let mut sent = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+            let _ = client.get(format!("{base}{}", paths[(sent % paths.len() as u64) as usize])).send();
+            sent += 1;
+            std::thread::sleep(pause);
+        }
+        sent
+    })
+}
