@@ -45,17 +45,17 @@ fn parts(text: &str) -> Result<Vec<Part<'_>>, String> {
         }
         out.push(Part::Lit(&rest[..i]));
         let after = &rest[i + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{text:?}: a `${{` without its `}}` (write `$${{` for a literal `${{`)"))?;
-        let name = &after[..end];
-        if !PLACEHOLDERS.contains(&name) {
+        // The value itself is never echoed: it may be a secret, or a megabyte long.
+        let end =
+            after.find('}').ok_or_else(|| "a `${` without its `}` (write `$${` for a literal `${`)".to_string())?;
+        let name: String = after[..end].chars().take(40).collect();
+        if !PLACEHOLDERS.contains(&name.as_str()) {
             return Err(format!(
-                "{text:?}: ${{{name}}} is not known; expected one of {} (a variable of the deploying shell is passed with {{ from_env = \"NAME\" }}; write `$${{` for a literal `${{`)",
+                "${{{name}}} is not known; expected one of {} (a variable of the deploying shell is passed with {{ from_env = \"NAME\" }}; write `$${{` for a literal `${{`)",
                 PLACEHOLDERS.map(|p| format!("${{{p}}}")).join(", ")
             ));
         }
-        out.push(Part::Var(name));
+        out.push(Part::Var(&after[..end]));
         rest = &after[end + 1..];
     }
     out.push(Part::Lit(rest));
@@ -191,6 +191,8 @@ mod tests {
             (r#""${port}""#, Err("${port} is not known")),
             (r#""${ PORT }""#, Err("${ PORT } is not known")),
             (r#""${PORT""#, Err("without its `}`")),
+            // A secret's text is not echoed in the error.
+            (r#""hunter2-secret${X}""#, Err("${X} is not known")),
             (r#"{ from_env = "APP_SECRET_KEY" }"#, Err("")),
             (r#"{ from_env = "" }"#, Err("expected a variable's name")),
             (r#"{ from_env = "-x" }"#, Err("expected a variable's name")),
@@ -205,7 +207,10 @@ mod tests {
             match (want, &got) {
                 (Ok(expanded), Ok(v)) => assert_eq!(v.expand(&AT).as_deref(), Some(*expanded), "{text}"),
                 (Err(""), Ok(AppValue::FromEnv(n))) => assert_eq!(n, "APP_SECRET_KEY"),
-                (Err(msg), Err(e)) if !msg.is_empty() => assert!(e.contains(msg), "{text}: {e}"),
+                (Err(msg), Err(e)) if !msg.is_empty() => {
+                    assert!(e.contains(msg), "{text}: {e}");
+                    assert!(!e.contains("hunter2"), "the value is echoed: {e}");
+                }
                 _ => panic!("{text}: got {got:?}, expected {want:?}"),
             }
         }
