@@ -1,12 +1,14 @@
 """Holds what safedeploy sends to Datadog and Slack (and the Datadog answers its tests serve) to
 the official clients' own models: datadog-api-client's (EventCreateRequest for the events it
-posts, Monitor for the monitor answers it reads, MetricsQueryResponse for the metric queries) and slack_sdk's webhook client (the fields
+posts, Monitor for the monitor answers it reads, MetricsQueryResponse for the v1 metric queries,
+TimeseriesFormulaQueryRequest and TimeseriesFormulaQueryResponse for the v2 formula queries) and slack_sdk's webhook client (the fields
 WebhookClient.send takes). Both clients accept a field they do not know without a word, and
 datadog-api-client only flags an enum value it cannot parse; here either fails.
 
     python3 scripts/check-notify-shapes.py SHAPES.json    (a list of {"kind", "body"})
 
-kinds: "datadog_event", "datadog_monitor", "datadog_metrics_query", "slack_webhook". Exit 1 naming each departure.
+kinds: "datadog_event", "datadog_monitor", "datadog_metrics_query", "datadog_timeseries_request",
+"datadog_timeseries_response", "slack_webhook". Exit 1 naming each departure.
 """
 
 import inspect
@@ -18,9 +20,17 @@ from datadog_api_client.model_utils import validate_and_convert_types
 from datadog_api_client.v1.model.event_create_request import EventCreateRequest
 from datadog_api_client.v1.model.metrics_query_response import MetricsQueryResponse
 from datadog_api_client.v1.model.monitor import Monitor
+from datadog_api_client.v2.model.timeseries_formula_query_request import TimeseriesFormulaQueryRequest
+from datadog_api_client.v2.model.timeseries_formula_query_response import TimeseriesFormulaQueryResponse
 from slack_sdk.webhook import WebhookClient
 
-MODELS = {"datadog_event": EventCreateRequest, "datadog_monitor": Monitor, "datadog_metrics_query": MetricsQueryResponse}
+MODELS = {
+    "datadog_event": EventCreateRequest,
+    "datadog_monitor": Monitor,
+    "datadog_metrics_query": MetricsQueryResponse,
+    "datadog_timeseries_request": TimeseriesFormulaQueryRequest,
+    "datadog_timeseries_response": TimeseriesFormulaQueryResponse,
+}
 SLACK_FIELDS = [p for p in inspect.signature(WebhookClient.send).parameters if p not in ("self", "headers")]
 CONFIG = Configuration()
 

@@ -1,7 +1,7 @@
 //! The product's error kinds and the one mapping from an outcome to an exit code.
 //!
 //! Library code returns `anyhow::Result`; where the kind matters to the pipeline it raises an
-//! [`Error`] (usage, verdict, could-not-act, interrupted). Anything unclassified is "could not
+//! [`Error`] (usage, verdict, could-not-act, inconclusive, interrupted). Anything unclassified is "could not
 //! act" (exit 3): the tool failed to do its job, which is never a verdict on the version.
 
 use std::fmt;
@@ -15,6 +15,9 @@ pub enum Kind {
     Usage,
     /// The tool could not act: platform or CLI error, lock held, timeout.
     CouldNotAct,
+    /// Not enough evidence to judge the version (too few requests, a metric without data past
+    /// its cap): neither a pass nor a verdict, and nothing is marked bad.
+    Inconclusive,
     /// SIGINT/SIGTERM arrived; the environment is left in the described state.
     Interrupted,
 }
@@ -25,6 +28,7 @@ impl Kind {
             Kind::Verdict => exit::VERDICT,
             Kind::Usage => exit::USAGE,
             Kind::CouldNotAct => exit::COULD_NOT_ACT,
+            Kind::Inconclusive => exit::INCONCLUSIVE,
             Kind::Interrupted => exit::INTERRUPTED,
         }
     }
@@ -36,6 +40,7 @@ pub mod exit {
     pub const VERDICT: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const COULD_NOT_ACT: u8 = 3;
+    pub const INCONCLUSIVE: u8 = 4;
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -62,6 +67,9 @@ impl Error {
     }
     pub fn could_not_act(message: impl Into<String>) -> Self {
         Self::new(Kind::CouldNotAct, message)
+    }
+    pub fn inconclusive(message: impl Into<String>) -> Self {
+        Self::new(Kind::Inconclusive, message)
     }
     pub fn interrupted(message: impl Into<String>) -> Self {
         Self::new(Kind::Interrupted, message)
@@ -115,6 +123,11 @@ pub const EXIT_CODES: &[(u8, &str, &str)] = &[
         exit::COULD_NOT_ACT,
         "could not act: platform or command error, lock held, timeout, internal error",
         "stop or retry; never read as a verdict",
+    ),
+    (
+        exit::INCONCLUSIVE,
+        "inconclusive: not enough evidence to judge the version (too few requests, no data); nothing is marked bad",
+        "stop; try again with more traffic or a longer bake; never read as a pass",
     ),
     (
         exit::INTERRUPTED,
@@ -187,6 +200,12 @@ macro_rules! verdict {
 #[macro_export]
 macro_rules! could_not_act {
     ($($arg:tt)*) => { ::anyhow::Error::from($crate::error::Error::could_not_act(format!($($arg)*))) };
+}
+
+/// Shorthand for an inconclusive error (not enough evidence).
+#[macro_export]
+macro_rules! inconclusive {
+    ($($arg:tt)*) => { ::anyhow::Error::from($crate::error::Error::inconclusive(format!($($arg)*))) };
 }
 
 /// Where the last panic happened and what it said, recorded by [`quiet_panics`]' hook.

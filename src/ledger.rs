@@ -161,6 +161,18 @@ CREATE TABLE shadow_verdicts (
 );
 CREATE INDEX shadow_verdicts_metric ON shadow_verdicts(metric);
 "#,
+    // Not enough evidence to judge a version (exit 4): neither a pass nor a verdict.
+    r#"
+CREATE TABLE inconclusive (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    env     TEXT NOT NULL,
+    label   TEXT NOT NULL,
+    source  TEXT NOT NULL,
+    detail  TEXT
+);
+CREATE INDEX inconclusive_label ON inconclusive(env, label);
+"#,
 ];
 
 pub use crate::rules::Cause;
@@ -381,12 +393,18 @@ impl Ledger {
             }
             return Ok(());
         }
+        if applied == MIGRATIONS.len() {
+            return Ok(());
+        }
+        // Two runs may open an old ledger at once: the upgrade holds the write lock from the
+        // start, and the version is read again under it, so each migration runs once.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        let applied: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let tx = self.conn.unchecked_transaction()?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -791,6 +809,30 @@ impl Ledger {
             },
         )?;
         Ok(())
+    }
+
+    /// Not enough evidence to judge `label` in `env` (`source`: the canary, a metric): recorded
+    /// beside the verdicts, never as one.
+    pub fn record_inconclusive(&self, env: &str, label: &str, source: &str, detail: &str) -> Result<()> {
+        self.write(
+            || format!("record that {source} could not judge {label} in {env}"),
+            |c| {
+                c.execute(
+                    "INSERT INTO inconclusive (at, env, label, source, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![now_ms(), env, label, source, self.clean(detail)],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The inconclusive judgements of `label` in `env`: (source, detail), oldest first.
+    pub fn inconclusive(&self, env: &str, label: &str) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT source, COALESCE(detail, '') FROM inconclusive WHERE env = ?1 AND label = ?2 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![env, label], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Per shadow metric: the versions it judged, those it would have failed, and of those the

@@ -269,7 +269,8 @@ fn a_canary_much_slower_than_the_stable_version_is_aborted_on_its_users_response
 }
 
 /// A bake that ends on too few user requests follows `deploy.canary_not_enough`: `extend`
-/// bakes on to `canary_max_bake`, then could not act (v2 stopped, not marked bad); `fail` is a
+/// bakes on to `canary_max_bake`, then is inconclusive (exit 4: v2 stopped, not marked bad, the
+/// ledger saying why); `fail` is a
 /// verdict naming the missing evidence.
 #[test]
 fn a_canary_without_enough_user_requests_follows_its_policy() {
@@ -277,9 +278,13 @@ fn a_canary_without_enough_user_requests_follows_its_policy() {
     p.v1_everywhere();
     v2_in_staging(&p, with_route("@app.get(\"/about\")\ndef about():\n    return \"about\\n\""));
     p.edit_config(|c| c.replace("[deploy]\n", "[deploy]\ncanary_not_enough = \"extend\"\ncanary_max_bake = \"3s\"\n"));
-    let a = p.cmd("promote").args(["--canary", "20", "--bake", "1s"]).assert().code(3);
+    let a = p.cmd("promote").args(["--canary", "20", "--bake", "1s"]).assert().code(4);
     let err = output(&a).1;
     assert!(err.contains("canary bake extended: 0 of about "), "{err}");
+    let why =
+        p.query_strings("SELECT source || ': ' || detail FROM inconclusive WHERE env = 'production' AND label = 'v2'");
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].starts_with("canary: ") && why[0].contains("not enough evidence to judge v2"), "{why:?}");
     assert!(
         err.contains("not enough evidence to judge v2 after 3.0s (deploy.canary_max_bake): 0 user request(s)"),
         "{err}"

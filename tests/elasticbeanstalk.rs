@@ -648,6 +648,30 @@ fn an_eb_canary_failing_users_on_an_unvisited_route_is_aborted_on_ebs_applicatio
     assert_eq!(eb.p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
 }
 
+/// A candidate that answers every user 300 ms more slowly, while its checks pass and it
+/// answers no 5xx: EB's per-instance latency percentiles show it, and two reports running
+/// over the margin abort the split.
+#[test]
+fn an_eb_canary_much_slower_than_the_stable_version_is_aborted_on_ebs_latency_percentiles() {
+    let eb = eb_v2_ready_for_a_canary();
+    eb.sim.state().slow.insert("v2".into(), 0.3);
+    eb.sim.state().split_polls = 1000;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let site = format!("{}/site/urlshort-prod", eb.sim.url());
+    let users = support::users_on(site, &["/"], std::time::Duration::from_millis(3), stop.clone());
+    let (_, err) = eb.run("promote", &["--version", "v2", "--canary", "10", "--bake", "5m"], 1);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    users.join().expect("users");
+    assert!(
+        err.contains("v2 answers users more slowly than v1 by over 100 ms, by EB's application metrics in two reports running: p95 3"),
+        "{err}"
+    );
+    assert!(err.contains("canary round 1 passed"), "the checks passed: {err}");
+    assert_eq!(eb.sim.state().count("AbortEnvironmentUpdate"), 1);
+    assert_eq!(eb.label("urlshort-blue").as_deref(), Some("v1"));
+    assert_eq!(eb.p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
+}
+
 #[test]
 fn an_eb_canary_whose_health_goes_red_is_aborted_and_blue_green_refuses_a_canary() {
     let eb = eb_v2_ready_for_a_canary();

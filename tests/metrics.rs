@@ -152,7 +152,22 @@ compare = "absolute"
 max = 0.05
 phases = ["bake"]
 interval = "1s"
+
+[[smoke.metrics]]
+name = "5xx share over the window"
+provider = "prometheus"
+url = "{}"
+query = '{}'
+range = true
+step = "1s"
+window = "4s"
+compare = "absolute"
+max = 0.05
+phases = ["bake"]
+interval = "1s"
 "#,
+            prom.url(),
+            share("{{version}}"),
             prom.url(),
             share("{{version}}")
         )
@@ -168,10 +183,14 @@ interval = "1s"
         .assert()
         .success();
     let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
-    let metric =
-        doc["checks"].as_array().and_then(|c| c.iter().find(|x| x["chain"] == "metric")).expect("the metric judged");
-    assert_eq!(metric["passed"], true, "{doc:#}");
-    assert_eq!(metric["detail"], "passed: candidate 0.0000 against a maximum of 0.05", "{doc:#}");
+    let metric = |doc: &serde_json::Value, name: &str| {
+        doc["checks"].as_array().and_then(|c| c.iter().find(|x| x["chain"] == "metric" && x["name"] == name)).cloned()
+    };
+    for name in ["5xx share", "5xx share over the window"] {
+        let m = metric(&doc, name).unwrap_or_else(|| panic!("{name} judged: {doc:#}"));
+        assert_eq!(m["passed"], true, "{doc:#}");
+        assert_eq!(m["detail"], "passed: candidate 0.0000 against a maximum of 0.05", "{doc:#}");
+    }
 
     // v2 answers the report page 500: its users' 5xx share is a half, by its own metrics.
     let app = std::fs::read_to_string(p.app.join("application.py")).expect("app");
@@ -185,12 +204,18 @@ interval = "1s"
     p.commit_all("v2", "Dev");
     p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
     prom.wait_until(|| prom.query(&share("v2")).is_some_and(|x| x > 0.3), "v2's 5xx scraped");
-    let a = p.cmd("smoke-check").args(["--env", "staging", "--watch", "3s", "--interval", "1s"]).assert().code(1);
+    let a =
+        p.cmd("smoke-check").args(["--env", "staging", "--watch", "3s", "--interval", "1s", "--json"]).assert().code(1);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     load.join().expect("users");
-    let err = output(&a).1;
+    let (out, err) = output(&a);
     assert!(
         err.contains("metric / 5xx share: failed: candidate 0.") && err.contains("against a maximum of 0.05"),
         "{err}"
     );
+    // The range query's mean over the window fails it too (Prometheus' matrix answer).
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let m = metric(&doc, "5xx share over the window").expect("the range metric judged");
+    assert_eq!(m["passed"], false, "{doc:#}");
+    assert!(m["detail"].as_str().is_some_and(|d| d.starts_with("failed: candidate 0.")), "{doc:#}");
 }

@@ -15,6 +15,7 @@ use support::output;
 /// A config with one environment, `test`, at `url`, and `extra` appended.
 struct Fixture {
     dir: tempfile::TempDir,
+    state: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -24,7 +25,7 @@ impl Fixture {
             "[app]\nname = \"fixture\"\n\n[environments.test]\nurl = \"{url}\"\n\n[smoke]\nversion_path = \"/version\"\ndeadline = \"3s\"\ninterval = \"50ms\"\nconsecutive = 2\ntimeout = \"1s\"\n{extra}"
         );
         std::fs::write(dir.path().join("safedeploy.toml"), config).expect("config");
-        Fixture { dir }
+        Fixture { dir, state: tempfile::tempdir().expect("tmp") }
     }
 
     fn smoke(&self) -> assert_cmd::Command {
@@ -32,6 +33,7 @@ impl Fixture {
         c.current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SAFEDEPLOY_STATE_DIR", self.state.path())
             .args(["--env", "test", "--expect-version", "v1"])
             .timeout(Duration::from_secs(60));
         c
@@ -635,4 +637,118 @@ fn a_datadog_metric_is_judged_and_no_data_and_a_failing_provider_are_not_verdict
         .assert()
         .code(2)
         .stderr(predicate::str::contains("before traffic a candidate has no users' metrics"));
+}
+
+/// A v2 timeseries answer of Datadog's (`/api/v2/query/timeseries`) with one formula series of
+/// `values` (null: a gap), or none.
+fn timeseries_answer(values: Option<&[Option<f64>]>) -> serde_json::Value {
+    let (series, times, rows) = match values {
+        Some(v) => (
+            vec![serde_json::json!({"group_tags": [], "query_index": 0, "unit": null})],
+            (0..v.len()).map(|i| 1_796_540_000_000i64 + i as i64 * 10_000).collect::<Vec<_>>(),
+            vec![v.to_vec()],
+        ),
+        None => (vec![], vec![], vec![]),
+    };
+    serde_json::json!({"data": {"type": "timeseries_response", "attributes": {"series": series, "times": times, "values": rows}}})
+}
+
+/// A Datadog v2 formula over named queries: the body sent and the answers served are
+/// datadog-api-client's own models; the formula's value is judged; and `no_data = "extend"`
+/// bakes on until the metric has data (a pass once it does), else ends inconclusive (exit 4,
+/// said), also for one round without a bake. A metric configured wrongly is exit 2 at load.
+#[test]
+fn a_datadog_formula_is_judged_and_a_metric_without_data_extends_the_bake_to_its_cap() {
+    let mode = Arc::new(std::sync::Mutex::new("pass"));
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let (m, sent) = (mode.clone(), asked.clone());
+    let server = Server::start(move |r, _| {
+        if r.path == "/version" {
+            return version("v1");
+        }
+        if r.path != "/api/v2/query/timeseries" {
+            return Resp::new(200, "home");
+        }
+        assert_eq!((r.method.as_str(), r.header("dd-api-key")), ("POST", Some("ddapikey-123456")));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON body");
+        let n = {
+            let mut sent = sent.lock().expect("asked");
+            sent.push(body);
+            sent.len()
+        };
+        let answer = match *m.lock().expect("mode") {
+            "pass" => timeseries_answer(Some(&[Some(0.5), None, Some(1.5)])),
+            "fail" => timeseries_answer(Some(&[Some(12.0), Some(15.0)])),
+            "late" if n < 3 => timeseries_answer(None),
+            "late" => timeseries_answer(Some(&[Some(1.0)])),
+            _ => timeseries_answer(None),
+        };
+        Resp::new(200, answer.to_string())
+    });
+    let metric = "[[smoke.metrics]]\nname = \"error share\"\nprovider = \"datadog\"\nformula = \"100 * errors / hits\"\nqueries = { errors = \"sum:errors{version:{{version}}}.as_count()\", hits = \"sum:hits{version:{{version}}}.as_count()\" }\ncompare = \"absolute\"\nmax = 5.0\nphases = [\"smoke\", \"bake\"]\ninterval = \"1s\"\nno_data = \"extend\"\nextend_up_to = \"3s\"\n";
+    let config = |m: &str| format!("{ONE_CHECK}[smoke.datadog]\napi_url = \"{}\"\n\n{m}", server.url());
+    let keys = [("DD_API_KEY", "ddapikey-123456"), ("DD_APP_KEY", "ddappkey-654321")];
+    let f = Fixture::new(&server.url(), &config(metric));
+    let run = |state: &'static str, watch: bool| {
+        *mode.lock().expect("mode") = state;
+        asked.lock().expect("asked").clear();
+        let mut c = f.smoke();
+        c.envs(keys);
+        if watch {
+            c.args(["--watch", "1s", "--interval", "200ms"]);
+        }
+        c.assert()
+    };
+    let err = output(&run("pass", false).success()).1;
+    assert!(err.contains("ok   metric / error share: passed: candidate 1.0000 against a maximum of 5"), "{err}");
+    let body = asked.lock().expect("asked")[0].clone();
+    let attrs = &body["data"]["attributes"];
+    assert_eq!(attrs["formulas"], serde_json::json!([{"formula": "100 * errors / hits"}]), "{body}");
+    assert_eq!(attrs["queries"][0]["query"], "sum:errors{version:v1}.as_count()", "{body}");
+    assert_eq!(attrs["to"].as_i64().zip(attrs["from"].as_i64()).map(|(t, f)| t - f), Some(300_000), "{body}");
+    support::check_shapes(&[
+        ("datadog_timeseries_request", body),
+        ("datadog_timeseries_response", timeseries_answer(Some(&[Some(0.5), None]))),
+        ("datadog_timeseries_response", timeseries_answer(None)),
+    ]);
+    run("fail", false)
+        .code(1)
+        .stderr(predicate::str::contains("metric / error share: failed: candidate 13.5000 against a maximum of 5"));
+    // One round without data: nothing to extend, inconclusive.
+    let err = output(&run("empty", false).code(4)).1;
+    assert!(err.contains("not enough evidence to judge v1 in one round (smoke-check --watch bakes on until it has data): no data from error share"), "{err}");
+    // A bake waits for the data past --watch, and judges it when it comes.
+    let err = output(&run("late", true).success()).1;
+    assert!(err.contains("bake extended: waiting for data from error share"), "{err}");
+    assert!(err.contains("passed: candidate 1.0000"), "{err}");
+    assert!(asked.lock().expect("asked").len() >= 3);
+    // Data that never comes: the bake ends at extend_up_to, inconclusive.
+    let err = output(&run("empty", true).code(4)).1;
+    assert!(
+        err.contains("not enough evidence to judge v1 after ")
+            && err.contains("s of bake (extend_up_to): no data from error share"),
+        "{err}"
+    );
+    assert!(err.contains("nothing is marked bad"), "{err}");
+
+    // Each metric that cannot work is exit 2 at load, naming its field.
+    let bad = [
+        (metric.replace("provider = \"datadog\"", "provider = \"prometheus\"\nurl = \"http://127.0.0.1:9\""), "formula"),
+        (metric.replace("formula = \"100 * errors / hits\"\n", ""), "formula"),
+        (metric.replace("queries = {", "query = \"sum:x{*}\"\nqueries = {"), "query"),
+        (metric.replace("queries = { errors = \"sum:errors{version:{{version}}}.as_count()\", hits = \"sum:hits{version:{{version}}}.as_count()\" }\n", ""), "queries"),
+        (metric.replace("errors = \"sum", "\"err ors\" = \"sum"), "queries"),
+        (metric.replace("phases = [\"smoke\", \"bake\"]", "phases = [\"canary\"]"), "no_data"),
+        (metric.replace("no_data = \"extend\"", "range = true"), "range"),
+        (metric.replace("no_data = \"extend\"", "no_data = \"maybe\""), "no_data"),
+        (metric.replace("extend_up_to = \"3s\"", "extend_up_to = \"0s\""), "extend_up_to"),
+    ];
+    for (text, field) in bad {
+        let f = Fixture::new(&server.url(), &config(&text));
+        let a = f.smoke().envs(keys).assert().code(2);
+        let err = output(&a).1;
+        // (serde's own refusals name the array without its index)
+        assert!(err.contains("smoke.metrics") && err.contains(&format!(".{field}: ")), "{field}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{field}: one line: {err}");
+    }
 }

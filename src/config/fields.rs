@@ -79,11 +79,11 @@ pub const FIELDS: &[Field] = &[
     ),
     f(
         "deploy.canary_not_enough",
-        "under `promote --canary`, locally: a bake that ends on too few user requests to rule out a lift of the margin `pass`es (said), `fail`s (a verdict) or `extend`s (to `canary_max_bake`, then exit 3)",
+        "under `promote --canary`, locally: a bake that ends on too few user requests to rule out a lift of the margin `pass`es (said), `fail`s (a verdict) or `extend`s (to `canary_max_bake`, then inconclusive: exit 4)",
     ),
     f(
         "deploy.canary_latency_margin",
-        "under `promote --canary`, locally: how much slower (median or p95) the candidate may answer users than the stable version before it fails, when the ranks say it is slower too (0: off)",
+        "under `promote --canary`: how much slower (median or p95) the candidate may answer users than the stable version before it fails; locally when the ranks say it is slower too, on Elastic Beanstalk in two reports of enhanced health running (0: off)",
     ),
     f("deploy.canary_max_bake", "the longest a canary's bake is extended to, with `canary_not_enough = \"extend\"`"),
     f("environments.NAME.url", "the environment's base URL; locally also where it listens (required)"),
@@ -122,7 +122,7 @@ pub const FIELDS: &[Field] = &[
     ),
     f(
         "smoke.metrics",
-        "Prometheus or Datadog queries judged as evidence: `name`, `provider`, `url` (Prometheus), `query` (`{{version}}`, `{{env}}`, `{{window}}`), `compare` (`relative`: `max_ratio` 1.5 and `min_delta`; `absolute`: `max`), `no_data` (`ignore`/`fail`), `mode` (`enforce`/`shadow`), `phases` (`canary`, `bake`, `smoke`), `interval` (30s), `window` (5m)",
+        "Prometheus or Datadog queries judged as evidence: `name`, `provider`, `url` (Prometheus), `query` (`{{version}}`, `{{env}}`, `{{window}}`), `range` and `step` (15s) (Prometheus' range query, the mean of its points), `formula` over named `queries` (Datadog's v2 timeseries), `compare` (`relative`: `max_ratio` 1.5 and `min_delta`; `absolute`: `max`), `no_data` (`ignore`/`fail`/`extend`, a bake waiting for data up to `extend_up_to`, 15m, then exit 4), `mode` (`enforce`/`shadow`), `phases` (`canary`, `bake`, `smoke`), `interval` (30s), `window` (5m)",
     ),
     f("smoke.include", "a file (relative to this one) with more `[[checks]]` and `[[chains]]`"),
     f("smoke.datadog.site", "the Datadog site; the API is `https://api.SITE`"),

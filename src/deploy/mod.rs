@@ -185,6 +185,9 @@ impl<'a> Session<'a> {
         let id = ledger.begin_deployment(env, label, action, previous, reason)?;
         let fail = |e: anyhow::Error| -> Result<Ended> {
             ledger.finish_deployment(id, false, &format!("{e:#}"))?;
+            if crate::error::kind_of(&e) == crate::error::Kind::Inconclusive {
+                ledger.record_inconclusive(env, label, "canary", &format!("{e:#}"))?;
+            }
             Err(e)
         };
         // What users are served, if anything else: watched while shared data may change.

@@ -9,13 +9,20 @@
 //! - **Three outcomes kept apart**: the condition failed (a verdict); the provider failed (an
 //!   error answer, a time-out, a rate limit outlasting its `Retry-After`: "could not act",
 //!   exit 3); no data (an empty series, `NaN`, no stable value to compare with), which follows
-//!   `no_data`: `ignore` (the default: no verdict, said) or `fail`. Never a silent pass.
+//!   `no_data`: `ignore` (the default: no verdict, said), `fail`, or `extend` (a bake goes on
+//!   until the metric has data, up to `extend_up_to`; still none then is inconclusive, exit 4,
+//!   nothing marked bad). Never a silent pass.
 //! - **Shadow mode**: `mode = "shadow"` evaluates the metric every time and records its
 //!   would-be verdict in the ledger, never acting on it, so a team can see how often it would
 //!   have failed versions that proved healthy before enforcing it.
 //!
 //! Queries are templates: `{{version}}` (the version asked about), `{{env}}`, `{{window}}`
 //! (`metrics.window` in seconds, `300s`). A metric is asked at most every `interval`.
+//!
+//! Providers: Prometheus' instant query (`/api/v1/query`) or, with `range = true`, its range
+//! query over the window (`/api/v1/query_range`, the mean of its points); Datadog's v1 query
+//! API (`/api/v1/query`, the mean of the window's points) or, with `formula` and named
+//! `queries`, its v2 timeseries formula API (`/api/v2/query/timeseries`).
 
 use super::suite::Phase;
 use crate::config::{Dur, HttpUrl, Text};
@@ -56,7 +63,19 @@ pub struct Metric {
     pub provider: Provider,
     /// Prometheus' base URL (Datadog's comes from `smoke.datadog`).
     pub url: Option<HttpUrl>,
-    pub query: Text,
+    /// The query (Datadog with a formula: the named `queries` instead).
+    pub query: Option<Text>,
+    /// Datadog v2: the formula over the named queries (`"100 * errors / hits"`).
+    pub formula: Option<Text>,
+    /// Datadog v2: the queries a formula names, by name.
+    #[serde(default)]
+    pub queries: std::collections::BTreeMap<String, Text>,
+    /// Prometheus: a range query over the window (the mean of its points), not an instant one.
+    #[serde(default)]
+    pub range: bool,
+    /// Prometheus' range query: the step between points.
+    #[serde(default = "default_step")]
+    pub step: Dur<1_000, 3_600_000>,
     #[serde(default)]
     pub compare: Compare,
     /// Relative: how many times the stable value the candidate's may reach.
@@ -68,7 +87,10 @@ pub struct Metric {
     /// Absolute: the highest value the candidate's may have.
     pub max: Option<f64>,
     #[serde(default)]
-    pub no_data: super::spec::StatePolicy,
+    pub no_data: NoData,
+    /// `no_data = "extend"`: the longest a bake is extended to while the metric has no data.
+    #[serde(default = "default_extend")]
+    pub extend_up_to: Dur<1_000, 86_400_000>,
     #[serde(default)]
     pub mode: Mode,
     #[serde(default = "default_phases")]
@@ -79,6 +101,27 @@ pub struct Metric {
     pub window: Dur<1_000, 86_400_000>,
 }
 
+/// What a metric with no data does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoData {
+    /// No verdict: the round neither passes nor fails on it, and says so.
+    #[default]
+    #[serde(alias = "pass")]
+    Ignore,
+    /// A verdict against the version.
+    Fail,
+    /// A bake goes on until the metric has data, up to `extend_up_to`; still none then is
+    /// inconclusive (exit 4, nothing marked bad).
+    Extend,
+}
+
+fn default_step() -> Dur<1_000, 3_600_000> {
+    Dur::secs(15)
+}
+fn default_extend() -> Dur<1_000, 86_400_000> {
+    Dur::secs(900)
+}
 fn default_ratio() -> f64 {
     1.5
 }
@@ -138,10 +181,9 @@ pub fn judge(m: &Metric, candidate: Option<f64>, stable: Option<f64>) -> Judged 
     Judged { outcome, evidence }
 }
 
-/// The query with its variables filled.
-fn render(m: &Metric, version: &str, env: &str) -> String {
-    m.query
-        .as_str()
+/// A query with its variables filled.
+fn render(m: &Metric, query: &str, version: &str, env: &str) -> String {
+    query
         .replace("{{version}}", version)
         .replace("{{env}}", env)
         .replace("{{window}}", &format!("{}s", m.window.0.as_secs()))
@@ -194,75 +236,146 @@ fn ask(ctx: &Ctx, req: &Request, what: &str) -> Result<Option<serde_json::Value>
 
 /// The metric's value for `version` now: `None` when the provider has no data.
 fn value(ctx: &Ctx, m: &Metric, version: &str, env: &str) -> Result<Option<f64>> {
-    let query = render(m, version, env);
     let what = format!("metric {:?}", m.name.as_str());
-    let timeout = ctx.config.smoke.timeout.0;
-    match m.provider {
-        Provider::Prometheus => {
-            let base = m.url.as_ref().map(HttpUrl::base).unwrap_or_default();
-            let mut url =
-                reqwest::Url::parse(&format!("{base}/api/v1/query")).map_err(|e| crate::usage!("{what}: {e}"))?;
-            url.query_pairs_mut().append_pair("query", &query);
-            let Some(doc) = ask(ctx, &Request::get(url.to_string()).timeout(timeout), &what)? else { return Ok(None) };
-            if doc["status"] != "success" {
-                return Err(crate::could_not_act!("{what}: Prometheus answered {}", doc["error"]));
-            }
-            let result = &doc["data"]["result"];
-            let value = match doc["data"]["resultType"].as_str() {
-                Some("scalar") => result[1].as_str().map(str::to_string),
-                Some("vector") => match result.as_array().map(Vec::as_slice) {
-                    Some([]) | None => None,
-                    Some([one]) => one["value"][1].as_str().map(str::to_string),
-                    Some(many) => {
-                        return Err(crate::could_not_act!(
-                            "{what}: the query gives {} series; aggregate it to one (sum, avg, max)",
-                            many.len()
-                        ));
-                    }
-                },
-                other => return Err(crate::could_not_act!("{what}: expected a vector or a scalar, got {other:?}")),
-            };
-            Ok(value.and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()))
-        }
-        Provider::Datadog => {
-            let dd = ctx.config.smoke.datadog.as_ref().ok_or_else(|| {
-                crate::usage!("{what}: provider = \"datadog\" needs [smoke.datadog] (its site and keys)")
-            })?;
-            let key = |var: &str| {
-                ctx.env.get(var).map(str::to_string).ok_or_else(|| crate::usage!("{what}: {var} is not set"))
-            };
-            let now = crate::clock::now_ms() / 1000;
-            let mut url = reqwest::Url::parse(&format!("{}/api/v1/query", dd.api_base()))
-                .map_err(|e| crate::usage!("{what}: {e}"))?;
-            url.query_pairs_mut()
-                .append_pair("from", &(now - m.window.0.as_secs() as i64).to_string())
-                .append_pair("to", &now.to_string())
-                .append_pair("query", &query);
-            let mut req = Request::get(url.to_string()).timeout(timeout);
-            req.headers = vec![
-                ("DD-API-KEY".into(), key(&dd.api_key_env)?),
-                ("DD-APPLICATION-KEY".into(), key(&dd.app_key_env)?),
-            ];
-            let Some(doc) = ask(ctx, &req, &what)? else { return Ok(None) };
-            if doc["status"] == "error" {
-                return Err(crate::could_not_act!("{what}: Datadog answered {}", doc["error"]));
-            }
-            let series = doc["series"].as_array().cloned().unwrap_or_default();
-            if series.len() > 1 {
-                return Err(crate::could_not_act!(
-                    "{what}: the query gives {} series; aggregate it to one (sum:, avg:)",
-                    series.len()
-                ));
-            }
-            // The window's mean of the points that have a value (null is a gap, not a zero).
-            let points: Vec<f64> = series
-                .first()
-                .and_then(|s| s["pointlist"].as_array())
-                .map(|pl| pl.iter().filter_map(|p| p[1].as_f64()).filter(|v| v.is_finite()).collect())
-                .unwrap_or_default();
-            Ok((!points.is_empty()).then(|| points.iter().sum::<f64>() / points.len() as f64))
+    let query = m.query.as_ref().map(|q| render(m, q.as_str(), version, env)).unwrap_or_default();
+    match (m.provider, &m.formula) {
+        (Provider::Prometheus, _) => prometheus(ctx, m, &query, &what),
+        (Provider::Datadog, None) => datadog_v1(ctx, m, &query, &what),
+        (Provider::Datadog, Some(formula)) => {
+            let queries: Vec<(String, String)> =
+                m.queries.iter().map(|(name, q)| (name.clone(), render(m, q.as_str(), version, env))).collect();
+            datadog_formula(ctx, m, formula.as_str(), &queries, &what)
         }
     }
+}
+
+/// The mean of a series' finite values (null and `NaN` are gaps, not zeros); `None` if none.
+fn mean(points: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let (mut sum, mut n) = (0.0, 0u32);
+    for v in points.flatten().filter(|v| v.is_finite()) {
+        sum += v;
+        n += 1;
+    }
+    (n > 0).then(|| sum / f64::from(n))
+}
+
+/// The one series a query must give; more is "aggregate it".
+fn one_series<'a>(what: &str, series: &'a [serde_json::Value], how: &str) -> Result<Option<&'a serde_json::Value>> {
+    match series {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => {
+            Err(crate::could_not_act!("{what}: the query gives {} series; aggregate it to one ({how})", many.len()))
+        }
+    }
+}
+
+/// Prometheus: an instant query's value, or (`range`) the mean of a range query's points over
+/// the window.
+fn prometheus(ctx: &Ctx, m: &Metric, query: &str, what: &str) -> Result<Option<f64>> {
+    let base = m.url.as_ref().map(HttpUrl::base).unwrap_or_default();
+    let api = if m.range { "query_range" } else { "query" };
+    let mut url = reqwest::Url::parse(&format!("{base}/api/v1/{api}")).map_err(|e| crate::usage!("{what}: {e}"))?;
+    url.query_pairs_mut().append_pair("query", query);
+    if m.range {
+        let now = crate::clock::now_ms() / 1000;
+        url.query_pairs_mut()
+            .append_pair("start", &(now - m.window.0.as_secs() as i64).to_string())
+            .append_pair("end", &now.to_string())
+            .append_pair("step", &format!("{}s", m.step.0.as_secs()));
+    }
+    let req = Request::get(url.to_string()).timeout(ctx.config.smoke.timeout.0);
+    let Some(doc) = ask(ctx, &req, what)? else { return Ok(None) };
+    if doc["status"] != "success" {
+        return Err(crate::could_not_act!("{what}: Prometheus answered {}", doc["error"]));
+    }
+    let result = &doc["data"]["result"];
+    let number = |v: &serde_json::Value| v[1].as_str().and_then(|t| t.parse::<f64>().ok());
+    let series = result.as_array().map(Vec::as_slice).unwrap_or_default();
+    let value = match doc["data"]["resultType"].as_str() {
+        Some("scalar") => number(result),
+        Some("vector") => one_series(what, series, "sum, avg, max")?.and_then(|one| number(&one["value"])),
+        Some("matrix") => one_series(what, series, "sum, avg, max")?
+            .and_then(|one| mean(one["values"].as_array().into_iter().flatten().map(number))),
+        other => return Err(crate::could_not_act!("{what}: expected a vector, a matrix or a scalar, got {other:?}")),
+    };
+    Ok(value.filter(|v| v.is_finite()))
+}
+
+/// Datadog's API keys from the environment, as request headers.
+fn datadog_keys<'c>(ctx: &'c Ctx, what: &str) -> Result<(&'c super::spec::Datadog, Vec<(String, String)>)> {
+    let dd = ctx
+        .config
+        .smoke
+        .datadog
+        .as_ref()
+        .ok_or_else(|| crate::usage!("{what}: provider = \"datadog\" needs [smoke.datadog] (its site and keys)"))?;
+    let key = |var: &str| ctx.env.get(var).map(str::to_string).ok_or_else(|| crate::usage!("{what}: {var} is not set"));
+    let headers =
+        vec![("DD-API-KEY".into(), key(&dd.api_key_env)?), ("DD-APPLICATION-KEY".into(), key(&dd.app_key_env)?)];
+    Ok((dd, headers))
+}
+
+/// Datadog's v1 query API: the mean of the window's points of the query's one series.
+fn datadog_v1(ctx: &Ctx, m: &Metric, query: &str, what: &str) -> Result<Option<f64>> {
+    let (dd, headers) = datadog_keys(ctx, what)?;
+    let now = crate::clock::now_ms() / 1000;
+    let mut url =
+        reqwest::Url::parse(&format!("{}/api/v1/query", dd.api_base())).map_err(|e| crate::usage!("{what}: {e}"))?;
+    url.query_pairs_mut()
+        .append_pair("from", &(now - m.window.0.as_secs() as i64).to_string())
+        .append_pair("to", &now.to_string())
+        .append_pair("query", query);
+    let mut req = Request::get(url.to_string()).timeout(ctx.config.smoke.timeout.0);
+    req.headers = headers;
+    let Some(doc) = ask(ctx, &req, what)? else { return Ok(None) };
+    if doc["status"] == "error" {
+        return Err(crate::could_not_act!("{what}: Datadog answered {}", doc["error"]));
+    }
+    let series = doc["series"].as_array().map(Vec::as_slice).unwrap_or_default();
+    Ok(one_series(what, series, "sum:, avg:")?
+        .and_then(|s| mean(s["pointlist"].as_array().into_iter().flatten().map(|p| p[1].as_f64()))))
+}
+
+/// The body of a Datadog v2 timeseries formula query over the window ending `now_ms`.
+pub fn formula_request(m: &Metric, formula: &str, queries: &[(String, String)], now_ms: i64) -> serde_json::Value {
+    let queries: Vec<serde_json::Value> = queries
+        .iter()
+        .map(|(name, q)| serde_json::json!({"data_source": "metrics", "name": name, "query": q}))
+        .collect();
+    serde_json::json!({"data": {"type": "timeseries_request", "attributes": {
+        "from": now_ms - m.window.0.as_millis() as i64,
+        "to": now_ms,
+        "queries": queries,
+        "formulas": [{"formula": formula}],
+    }}})
+}
+
+/// Datadog's v2 timeseries API with a formula: the mean of the formula's one series.
+fn datadog_formula(
+    ctx: &Ctx,
+    m: &Metric,
+    formula: &str,
+    queries: &[(String, String)],
+    what: &str,
+) -> Result<Option<f64>> {
+    let (dd, headers) = datadog_keys(ctx, what)?;
+    let mut req =
+        Request::get(format!("{}/api/v2/query/timeseries", dd.api_base())).timeout(ctx.config.smoke.timeout.0);
+    req.method = "POST".into();
+    req.headers = headers;
+    req.body = Some(crate::http::Body::Json(formula_request(m, formula, queries, crate::clock::now_ms())));
+    let Some(doc) = ask(ctx, &req, what)? else { return Ok(None) };
+    let attributes = &doc["data"]["attributes"];
+    let series = attributes["series"].as_array().map(Vec::as_slice).unwrap_or_default();
+    // An answer without series that says why is the provider's failure, not an empty series.
+    if let Some(errors) = doc["errors"].as_str().filter(|e| !e.trim().is_empty() && series.is_empty()) {
+        return Err(crate::could_not_act!("{what}: Datadog answered {errors:?}"));
+    }
+    if one_series(what, series, "a formula over sum: or avg: queries")?.is_none() {
+        return Ok(None);
+    }
+    Ok(mean(attributes["values"][0].as_array().into_iter().flatten().map(serde_json::Value::as_f64)))
 }
 
 /// When each metric was last asked, in this process.
@@ -284,16 +397,29 @@ fn due(m: &Metric) -> bool {
     }
 }
 
-/// Every metric of `phase` that is due, judged: one result each, as a check's (chain
-/// "metric"). `stable`: the version serving the rest of the users, when one does.
-pub fn run_phase(
-    ctx: &Ctx,
-    phase: Phase,
-    candidate: &str,
-    stable: Option<&str>,
-    env: &str,
-) -> Result<Vec<super::run::CheckResult>> {
-    let mut out = vec![];
+/// What the metrics of a phase said: one result each, as a check's (chain "metric"), and the
+/// metrics with `no_data = "extend"` that had no data (name, evidence, how long a bake may
+/// wait for them).
+#[derive(Debug, Default)]
+pub struct Said {
+    pub results: Vec<super::run::CheckResult>,
+    pub awaiting: Vec<Awaiting>,
+    /// The metrics asked (not skipped as not yet due).
+    pub asked: Vec<String>,
+}
+
+/// A metric a bake waits on for data.
+#[derive(Debug, Clone)]
+pub struct Awaiting {
+    pub name: String,
+    pub evidence: String,
+    pub up_to: Duration,
+}
+
+/// Every metric of `phase` that is due, judged. `stable`: the version serving the rest of the
+/// users, when one does.
+pub fn run_phase(ctx: &Ctx, phase: Phase, candidate: &str, stable: Option<&str>, env: &str) -> Result<Said> {
+    let mut out = Said::default();
     for m in ctx.config.smoke.metrics.iter().filter(|m| m.phases.contains(&phase)) {
         if !due(m) {
             continue;
@@ -308,6 +434,7 @@ pub fn run_phase(
         }
         let j = judge(m, c, s);
         let name = m.name.as_str();
+        out.asked.push(name.to_string());
         let shadow = m.mode == Mode::Shadow;
         if shadow {
             ctx.ledger()?.record_shadow(env, candidate, name, j.outcome == Outcome::Fail, &j.evidence)?;
@@ -317,14 +444,22 @@ pub fn run_phase(
             (Outcome::Fail, true, _) => (true, format!("shadow: would fail: {}", j.evidence)),
             (Outcome::Fail, false, _) => (false, format!("failed: {}", j.evidence)),
             (Outcome::NoData, true, _) => (true, format!("shadow: no data: {}", j.evidence)),
-            (Outcome::NoData, false, super::spec::StatePolicy::Ignore) => {
+            (Outcome::NoData, false, NoData::Ignore) => {
                 (true, format!("no verdict (no_data = \"ignore\"): {}", j.evidence))
             }
-            (Outcome::NoData, false, super::spec::StatePolicy::Fail) => {
+            (Outcome::NoData, false, NoData::Fail) => {
                 (false, format!("not enough data (no_data = \"fail\"): {}", j.evidence))
             }
+            (Outcome::NoData, false, NoData::Extend) => {
+                out.awaiting.push(Awaiting {
+                    name: name.to_string(),
+                    evidence: j.evidence.clone(),
+                    up_to: m.extend_up_to.0,
+                });
+                (true, format!("no data yet (no_data = \"extend\"): {}", j.evidence))
+            }
         };
-        out.push(super::run::CheckResult {
+        out.results.push(super::run::CheckResult {
             chain: "metric".into(),
             name: name.to_string(),
             passed,
@@ -381,8 +516,34 @@ mod tests {
 
     #[test]
     fn a_query_names_the_version_env_and_window() {
-        let mut m = metric(Compare::Relative);
-        m.query = Text("rate(x{version=\"{{version}}\",env=\"{{env}}\"}[{{window}}])".into());
-        assert_eq!(render(&m, "v2", "production"), "rate(x{version=\"v2\",env=\"production\"}[300s])");
+        let m = metric(Compare::Relative);
+        let q = "rate(x{version=\"{{version}}\",env=\"{{env}}\"}[{{window}}])";
+        assert_eq!(render(&m, q, "v2", "production"), "rate(x{version=\"v2\",env=\"production\"}[300s])");
+    }
+
+    #[test]
+    fn a_series_mean_skips_gaps_and_nan_and_none_is_no_data() {
+        assert_eq!(mean([Some(1.0), None, Some(f64::NAN), Some(3.0)].into_iter()), Some(2.0));
+        assert_eq!(mean([None, Some(f64::INFINITY)].into_iter()), None);
+        assert_eq!(mean(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn a_formula_request_names_each_query_and_the_window() {
+        let m = metric(Compare::Relative);
+        let body = formula_request(
+            &m,
+            "100 * e / h",
+            &[("e".into(), "sum:err{*}".into()), ("h".into(), "sum:hits{*}".into())],
+            1_000_000,
+        );
+        let attrs = &body["data"]["attributes"];
+        assert_eq!(body["data"]["type"], "timeseries_request");
+        assert_eq!((attrs["from"].as_i64(), attrs["to"].as_i64()), (Some(700_000), Some(1_000_000)));
+        assert_eq!(attrs["formulas"][0]["formula"], "100 * e / h");
+        assert_eq!(
+            attrs["queries"][1],
+            serde_json::json!({"data_source": "metrics", "name": "h", "query": "sum:hits{*}"})
+        );
     }
 }

@@ -84,6 +84,8 @@ struct Rounds {
     results: Vec<CheckResult>,
     monitors: Vec<MonitorState>,
     bake_start: Instant,
+    /// Metrics with `no_data = "extend"` still without data.
+    awaiting: Vec<metrics::Awaiting>,
 }
 
 impl Rounds {
@@ -181,7 +183,7 @@ pub fn canary_round(
     let mut round = candidate_round(ctx, env, label, base, Target::CanaryCandidate, first, Some(since))?;
     // The metrics, candidate against the stable version in the same window.
     if round.is_none() {
-        let judged = metrics::run_phase(ctx, suite::Phase::Canary, label, stable, env)?;
+        let judged = metrics::run_phase(ctx, suite::Phase::Canary, label, stable, env)?.results;
         for m in &judged {
             if first || !m.passed {
                 ctx.ui.check(m.passed, format!("{} / {}: {}", m.chain, m.name, m.detail));
@@ -233,7 +235,7 @@ fn candidate_round(
     // Asked at its own port, a version's answers lack what the proxy adds; through the
     // environment's address they have it, from the proxy itself.
     vars.proxy_header = if target == Target::Environment { None } else { proxy_header(ctx, label) };
-    let mut r = Rounds { round: 0, results: vec![], monitors: vec![], bake_start: Instant::now() };
+    let mut r = Rounds { round: 0, results: vec![], monitors: vec![], bake_start: Instant::now(), awaiting: vec![] };
     for round in 1..=PRE_TRAFFIC_ROUNDS {
         // An interruption (a Jenkins abort) ends the round with no verdict, and the candidate
         // never takes traffic: the caller stops it.
@@ -346,11 +348,19 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
     vars.run_id = run_id();
     let mut results = run_round(ctx, base, chains, vars, req.samples)?;
     results.extend(suite::run_phase(ctx, suite::Phase::Smoke, base, &vars.version, req.env, &vars.run_id)?);
-    results.extend(metrics::run_phase(ctx, suite::Phase::Smoke, &vars.version, None, req.env)?);
-    let mut r = Rounds { round: 1, results, monitors: states(ctx)?, bake_start: Instant::now() };
+    let said = metrics::run_phase(ctx, suite::Phase::Smoke, &vars.version, None, req.env)?;
+    results.extend(said.results);
+    let mut r =
+        Rounds { round: 1, results, monitors: states(ctx)?, bake_start: Instant::now(), awaiting: said.awaiting };
     report_round(ctx, &r);
     let Some(watch) = req.watch.filter(|_| !ctx.dry_run) else { return Ok(r) };
-    while r.passed() && r.bake_start.elapsed() + req.interval <= watch {
+    // A bake goes on past `watch` while a metric with `no_data = "extend"` waits for data, up
+    // to its `extend_up_to`.
+    let goes_on = |r: &Rounds| {
+        let longest = r.awaiting.iter().map(|a| a.up_to).max().unwrap_or_default().max(watch);
+        r.bake_start.elapsed() + req.interval <= longest
+    };
+    while r.passed() && goes_on(&r) {
         ctx.nap(req.interval, || {
             format!("the bake of {} in {} stopped after {} round(s)", vars.version, req.env, r.round)
         })?;
@@ -358,7 +368,21 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
         vars.run_id = run_id();
         r.results = run_round(ctx, base, chains, vars, req.samples)?;
         r.results.extend(suite::run_phase(ctx, suite::Phase::Bake, base, &vars.version, req.env, &vars.run_id)?);
-        r.results.extend(metrics::run_phase(ctx, suite::Phase::Bake, &vars.version, None, req.env)?);
+        let said = metrics::run_phase(ctx, suite::Phase::Bake, &vars.version, None, req.env)?;
+        // A metric waited on is waited on only while it still has no data; its first judgement
+        // is said, pass or fail.
+        for m in said.results.iter().filter(|m| r.awaiting.iter().any(|a| a.name == m.name)) {
+            if m.passed && !said.awaiting.iter().any(|a| a.name == m.name) {
+                ctx.ui.check(true, format!("{} / {}: {}", m.chain, m.name, m.detail));
+            }
+        }
+        r.results.extend(said.results);
+        r.awaiting.retain(|a| !said.asked.contains(&a.name));
+        r.awaiting.extend(said.awaiting);
+        if r.bake_start.elapsed() + req.interval > watch && !r.awaiting.is_empty() && r.passed() {
+            let names: Vec<&str> = r.awaiting.iter().map(|a| a.name.as_str()).collect();
+            ctx.ui.status(format!("{}: bake extended: waiting for data from {}", req.env, names.join(", ")));
+        }
         r.monitors = states(ctx)?;
         report_round(ctx, &r);
         ctx.ui.status(format!(
@@ -384,6 +408,25 @@ fn conclude(
 ) -> Result<Outcome> {
     let Served { label: served, from: version_from } = served;
     let ok = r.passed();
+    // Passed, but a metric that must have data before a verdict still has none: inconclusive.
+    if ok && !r.awaiting.is_empty() && !ctx.dry_run {
+        let waited = r.bake_start.elapsed().as_secs();
+        let what: Vec<String> = r.awaiting.iter().map(|a| format!("{} ({})", a.name, a.evidence)).collect();
+        let how = if req.watch.is_some() {
+            format!("after {waited}s of bake (extend_up_to)")
+        } else {
+            "in one round (smoke-check --watch bakes on until it has data)".to_string()
+        };
+        let said = format!(
+            "{}: not enough evidence to judge {served} {how}: no data from {}; nothing is marked bad",
+            req.env,
+            what.join("; ")
+        );
+        if req.record {
+            ledger.record_inconclusive(req.env, &served, "smoke metrics", &said)?;
+        }
+        return Err(crate::inconclusive!("{said}"));
+    }
     let detail = r.first_failure().unwrap_or_else(|| "all checks passed".into());
     if req.record && ctx.dry_run {
         ctx.ui.plan(format!("# ledger: would record the verdict of {served} in {}", req.env));

@@ -384,6 +384,49 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
         if !(m.min_delta.is_finite() && m.min_delta >= 0.0) {
             return Err(bad("min_delta", "expected a number from 0 up, in the query's unit"));
         }
+        if m.no_data == super::metrics::NoData::Extend && m.phases.contains(&super::suite::Phase::Canary) {
+            return Err(bad(
+                "no_data",
+                "\"extend\" extends a smoke-check bake; a canary's bake follows deploy.canary_not_enough (use \"ignore\" or \"fail\" with phases = [\"canary\"])",
+            ));
+        }
+        match (&m.query, &m.formula, m.queries.is_empty()) {
+            (Some(q), None, true) if !q.as_str().trim().is_empty() => {}
+            (None, Some(f), false) if m.provider == Provider::Datadog && !f.as_str().trim().is_empty() => {
+                if let Some((name, _)) = m.queries.iter().find(|(n, q)| {
+                    n.is_empty()
+                        || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        || q.as_str().trim().is_empty()
+                }) {
+                    return Err(bad(
+                        "queries",
+                        &format!("{name:?}: expected a name of letters, digits and _ and a non-empty query"),
+                    ));
+                }
+            }
+            (_, Some(_), _) if m.provider == Provider::Prometheus => {
+                return Err(bad(
+                    "formula",
+                    "a formula is Datadog's (v2 timeseries); in Prometheus write the arithmetic in query",
+                ));
+            }
+            (Some(_), Some(_), _) | (Some(_), _, false) => {
+                return Err(bad("query", "expected either query, or formula with queries, not both"));
+            }
+            (_, Some(_), true) => {
+                return Err(bad(
+                    "queries",
+                    "a formula needs the queries it names, e.g. queries = { errors = \"sum:…\" }",
+                ));
+            }
+            (None, None, false) => {
+                return Err(bad("formula", "queries need a formula over them, e.g. formula = \"100 * errors / hits\""));
+            }
+            _ => return Err(bad("query", "expected a non-empty query")),
+        }
+        if m.range && m.provider != Provider::Prometheus {
+            return Err(bad("range", "range queries are Prometheus'; Datadog's queries already cover the window"));
+        }
         if m.phases.is_empty() || m.phases.contains(&super::suite::Phase::PreTraffic) {
             return Err(bad(
                 "phases",

@@ -107,8 +107,8 @@ pub struct Env {
     pub split: Option<Split>,
     /// Requests its site answered (a split sends every 100th `percent` of them to the new one).
     served: u64,
-    /// What each version answered since enhanced health last reported it: (requests, 5xx).
-    answered: std::collections::BTreeMap<String, (u64, u64)>,
+    /// What each version answered since enhanced health last reported it.
+    answered: std::collections::BTreeMap<String, Answered>,
     /// When enhanced health last reported the application metrics.
     metrics_at: i64,
 }
@@ -179,6 +179,8 @@ pub struct State {
     pub site_fails: std::collections::HashSet<String>,
     /// (version, path): that version answers 500 on that path of its site only.
     pub path_fails: std::collections::HashSet<(String, String)>,
+    /// Versions whose site answers this many seconds more slowly than the 10–28 ms of the rest.
+    pub slow: HashMap<String, f64>,
     /// Polls a traffic split is evaluated for.
     pub split_polls: u32,
     /// Every Query answer sent: (action, status, body).
@@ -958,7 +960,9 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
             }
             let metrics_of = |i: &Instance| {
                 let peers: Vec<&Instance> = listed.iter().filter(|o| o.label == i.label).collect();
-                let (n, bad) = i.label.as_ref().and_then(|l| answered.get(l)).copied().unwrap_or((0, 0));
+                let none = Answered::default();
+                let a = i.label.as_ref().and_then(|l| answered.get(l)).unwrap_or(&none);
+                let (n, bad) = (a.requests, a.errors);
                 let first = peers.first().is_some_and(|p| p.id == i.id);
                 let share =
                     |x: u64| x / peers.len().max(1) as u64 + if first { x % peers.len().max(1) as u64 } else { 0 };
@@ -967,6 +971,14 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                 m["Duration"] = serde_json::json!(secs);
                 m["RequestCount"] = serde_json::json!(req);
                 m["StatusCodes"] = serde_json::json!({"Status2xx": req - fail.min(req), "Status3xx": 0, "Status4xx": 0, "Status5xx": fail});
+                // The version's latency percentiles, in seconds (every instance of it reports them).
+                let mut lat = a.latency.clone();
+                lat.sort_by(f64::total_cmp);
+                let pct = |q: f64| {
+                    lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0)
+                };
+                m["Latency"] = serde_json::json!({"P999": pct(0.999), "P99": pct(0.99), "P95": pct(0.95), "P90": pct(0.9),
+                    "P85": pct(0.85), "P75": pct(0.75), "P50": pct(0.5), "P10": pct(0.1)});
                 m
             };
             let list: Vec<String> = listed
@@ -1123,6 +1135,15 @@ fn log_download(st: &mut State, req: &Req, rest: &str) -> Resp {
     Resp::new(200, buf.into_inner())
 }
 
+/// What a version's site answered since enhanced health last reported it.
+#[derive(Debug, Clone, Default)]
+struct Answered {
+    requests: u64,
+    errors: u64,
+    /// Each answer's latency, in seconds.
+    latency: Vec<f64>,
+}
+
 /// The environment's "site": `/version` is the label it runs, anything else 200 when Green and
 /// 500 otherwise. Found by CNAME or its prefix (what users reach) or by environment name.
 fn site(st: &mut State, rest: &str) -> Resp {
@@ -1136,6 +1157,7 @@ fn site(st: &mut State, rest: &str) -> Resp {
     let Some(name) = name else { return Resp::new(404, "no such site") };
     let fails = st.site_fails.clone();
     let path_fails = st.path_fails.clone();
+    let slow = st.slow.clone();
     let env = st.envs.get_mut(&name).expect("env");
     env.served += 1;
     // Under a split, every hundred requests: `percent` to the new version, the rest to the old.
@@ -1164,8 +1186,9 @@ fn site(st: &mut State, rest: &str) -> Resp {
     // Enhanced health's application metrics count it against the version that answered.
     if let Some(l) = &label {
         let c = env.answered.entry(l.clone()).or_default();
-        c.0 += 1;
-        c.1 += u64::from(failed);
+        c.requests += 1;
+        c.errors += u64::from(failed);
+        c.latency.push(0.010 + (env.served % 10) as f64 * 0.002 + slow.get(l).copied().unwrap_or(0.0));
     }
     if failed { Resp::new(500, "Internal Server Error") } else { Resp::new(200, format!("ok from {}", env.name)) }
 }

@@ -136,6 +136,50 @@ struct ApplicationMetrics {
     request_count: Option<u64>,
     #[serde(default)]
     status_codes: Option<StatusCodes>,
+    #[serde(default)]
+    latency: Option<LatencyPercentiles>,
+}
+
+/// An instance's response-time percentiles over its window, in seconds.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LatencyPercentiles {
+    #[serde(default)]
+    p50: Option<f64>,
+    #[serde(default)]
+    p95: Option<f64>,
+}
+
+/// A version's answers in one report of enhanced health: its counts, and its latency
+/// percentiles as the request-weighted mean of its instances' (EB gives percentiles per
+/// instance, never the answers themselves, so this is an estimate, said as one).
+#[derive(Debug, Clone, Copy, Default)]
+struct Answered {
+    stream: crate::judge::Stream,
+    /// Requests behind the percentiles, and their weighted sums (ms).
+    timed: u64,
+    p50_sum: f64,
+    p95_sum: f64,
+}
+
+impl Answered {
+    fn p50_ms(&self) -> f64 {
+        if self.timed == 0 { 0.0 } else { self.p50_sum / self.timed as f64 }
+    }
+    fn p95_ms(&self) -> f64 {
+        if self.timed == 0 { 0.0 } else { self.p95_sum / self.timed as f64 }
+    }
+}
+
+/// Whether one report shows the candidate slower than the stable version by at least
+/// `floor_ms` on its median or p95, both sides having answered enough requests to have
+/// percentiles worth reading. `None`: too few requests to say.
+fn slower_in_report(candidate: &Answered, stable: &Answered, floor_ms: f64) -> Option<bool> {
+    let enough = crate::judge::LATENCY_MIN as u64;
+    if floor_ms <= 0.0 || candidate.timed < enough || stable.timed < enough {
+        return None;
+    }
+    Some(candidate.p95_ms() - stable.p95_ms() >= floor_ms || candidate.p50_ms() - stable.p50_ms() >= floor_ms)
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -146,16 +190,25 @@ struct StatusCodes {
 
 /// Each version's answers to users in one report of enhanced health, summed over its
 /// instances, and the seconds the report covers.
-fn answered_by_version(list: &[InstanceHealth]) -> (std::collections::BTreeMap<String, crate::judge::Stream>, u64) {
-    let mut out: std::collections::BTreeMap<String, crate::judge::Stream> = Default::default();
+fn answered_by_version(list: &[InstanceHealth]) -> (std::collections::BTreeMap<String, Answered>, u64) {
+    let mut out: std::collections::BTreeMap<String, Answered> = Default::default();
     let mut window = 0;
     for i in list {
         let Some(m) = &i.application_metrics else { continue };
         window = window.max(m.duration.unwrap_or(0));
-        let s = out.entry(i.label().to_string()).or_default();
+        let a = out.entry(i.label().to_string()).or_default();
         let n = m.request_count.unwrap_or(0);
-        s.requests += n;
-        s.errors += m.status_codes.as_ref().and_then(|c| c.status_5xx).unwrap_or(0).min(n);
+        a.stream.requests += n;
+        a.stream.errors += m.status_codes.as_ref().and_then(|c| c.status_5xx).unwrap_or(0).min(n);
+        if let Some(LatencyPercentiles { p50: Some(p50), p95: Some(p95) }) = m.latency
+            && n > 0
+            && p50.is_finite()
+            && p95.is_finite()
+        {
+            a.timed += n;
+            a.p50_sum += p50 * 1000.0 * n as f64;
+            a.p95_sum += p95 * 1000.0 * n as f64;
+        }
     }
     (out, window)
 }
@@ -675,6 +728,7 @@ impl<'a> ElasticBeanstalk<'a> {
         // report per window it covers, so no request is counted twice.
         let (mut candidate, mut stable) = (crate::judge::Stream::default(), crate::judge::Stream::default());
         let mut next_sample = Instant::now();
+        let mut slow_reports = 0u32;
         let failed: String = loop {
             // Interrupted (a Jenkins abort): the split is aborted, so the old version serves all.
             if let Err(e) = self.fx.nap(c.interval, || {
@@ -731,14 +785,32 @@ impl<'a> ElasticBeanstalk<'a> {
             {
                 let (by_version, window) = answered_by_version(&list);
                 next_sample = Instant::now() + Duration::from_secs(window.max(1));
-                let add = |into: &mut crate::judge::Stream, s: Option<&crate::judge::Stream>| {
-                    if let Some(s) = s {
-                        into.requests += s.requests;
-                        into.errors += s.errors;
-                    }
-                };
-                add(&mut candidate, by_version.get(label));
-                add(&mut stable, by_version.get(&old));
+                let none = Answered::default();
+                let (c_now, s_now) = (by_version.get(label).unwrap_or(&none), by_version.get(&old).unwrap_or(&none));
+                for (into, s) in [(&mut candidate, c_now), (&mut stable, s_now)] {
+                    into.requests += s.stream.requests;
+                    into.errors += s.stream.errors;
+                }
+                // Slower by the margin in two reports running: EB gives percentiles, not the
+                // answers, so one report's blip is never a verdict.
+                let margin = c.latency_margin.as_millis() as f64;
+                match slower_in_report(c_now, s_now, margin) {
+                    Some(true) => slow_reports += 1,
+                    Some(false) => slow_reports = 0,
+                    None => {}
+                }
+                if slow_reports >= 2 {
+                    break format!(
+                        "{label} answers users more slowly than {old} by over {} ms, by EB's application metrics in two reports running: p95 {:.0} ms vs {:.0} ms, p50 {:.0} ms vs {:.0} ms (each the request-weighted mean of its instances' percentiles over the last {window}s; {} and {} requests)",
+                        margin,
+                        c_now.p95_ms(),
+                        s_now.p95_ms(),
+                        c_now.p50_ms(),
+                        s_now.p50_ms(),
+                        c_now.timed,
+                        s_now.timed
+                    );
+                }
                 let e = crate::judge::errors(candidate, stable, c.error_margin / 100.0);
                 if e.failed {
                     break format!(
@@ -1166,5 +1238,37 @@ impl Platform for ElasticBeanstalk<'_> {
         self.fx.ui.status(format!("{name}: asked {} instance(s) for their {kind} logs", instances.len()));
         let fresh = self.new_samples(name, &instances, &old)?;
         self.fetch_all(env, name, &fresh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(label: &str, requests: u64, p50: f64, p95: f64) -> InstanceHealth {
+        serde_json::from_value(serde_json::json!({
+            "InstanceId": format!("i-{label}-{requests}"),
+            "Deployment": {"VersionLabel": label},
+            "ApplicationMetrics": {"Duration": 10, "RequestCount": requests, "StatusCodes": {"Status5xx": 1},
+                "Latency": {"P50": p50, "P95": p95}}
+        }))
+        .expect("an instance")
+    }
+
+    #[test]
+    fn a_versions_percentiles_are_weighted_by_its_instances_requests() {
+        let list = [instance("v2", 30, 0.1, 0.3), instance("v2", 10, 0.5, 0.7), instance("v1", 100, 0.05, 0.1)];
+        let (by, window) = answered_by_version(&list);
+        let v2 = by["v2"];
+        assert_eq!((v2.stream.requests, v2.stream.errors, v2.timed, window), (40, 2, 40, 10));
+        assert!((v2.p50_ms() - 200.0).abs() < 1e-9 && (v2.p95_ms() - 400.0).abs() < 1e-9, "{v2:?}");
+        // Slower by the margin on the p95 (or the median); too few requests is no answer; a
+        // margin of 0 judges nothing.
+        assert_eq!(slower_in_report(&v2, &by["v1"], 100.0), Some(true));
+        assert_eq!(slower_in_report(&v2, &by["v1"], 301.0), Some(false));
+        assert_eq!(slower_in_report(&by["v1"], &v2, 100.0), Some(false));
+        let (few, _) = answered_by_version(&[instance("v2", 29, 0.9, 0.9)]);
+        assert_eq!(slower_in_report(&few["v2"], &by["v1"], 100.0), None);
+        assert_eq!(slower_in_report(&v2, &by["v1"], 0.0), None);
     }
 }

@@ -1127,7 +1127,7 @@ impl<'a> Local<'a> {
                             old.label
                         );
                         end()?;
-                        return Err(could_not_act!("{said}"));
+                        return Err(crate::inconclusive!("{said}"));
                     }
                     (Some(e), NotEnough::Extend) => {
                         if round % 10 == 1 || started.elapsed() < c.bake + c.interval {
