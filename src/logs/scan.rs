@@ -12,6 +12,8 @@
 //! right before a traceback is that traceback's message (Python's `logger.exception` writes
 //! both), so the two are one record.
 
+mod mapped;
+
 use super::Store;
 use super::parse::{self, Grouper, Record};
 use crate::clock::Millis;
@@ -19,7 +21,7 @@ use crate::usage;
 use anyhow::Result;
 use regex::Regex;
 use std::collections::VecDeque;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 
 /// Also searched for, whatever the pattern: the lines that start or continue a Python
@@ -109,7 +111,25 @@ struct Scanner<'s, 'a> {
     held: Option<Record>,
 }
 
-impl Scanner<'_, '_> {
+impl<'s, 'a> Scanner<'s, 'a> {
+    fn new(store: &'s mut Store<'a>, sel: &'s Selection<'s>, index: usize, path: &Path) -> Self {
+        Scanner {
+            store,
+            sel,
+            name: path.display().to_string(),
+            index,
+            active: false,
+            ring: VecDeque::new(),
+            ring_cap: sel.search_context().0,
+            gap: false,
+            grouper: Grouper::default(),
+            last: None,
+            history: VecDeque::new(),
+            pending: VecDeque::new(),
+            held: None,
+        }
+    }
+
     fn line(&mut self, raw: &[u8], candidate: bool) {
         if !self.active {
             if !candidate {
@@ -252,12 +272,14 @@ impl grep_searcher::Sink for Scanner<'_, '_> {
 struct Split {
     min: u64,
     cores: u64,
+    /// How each part is mapped.
+    windows: mapped::Windows,
 }
 
 impl Split {
     fn here() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8) as u64;
-        Split { min: 32 << 20, cores }
+        Split { min: 32 << 20, cores, windows: mapped::WINDOWS }
     }
 }
 /// How far past a planned cut a quiet stretch is looked for.
@@ -276,7 +298,12 @@ pub(super) fn search(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, p
 fn search_split(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, path: &Path, split: Split) -> Result<u64> {
     let parts = parts(sel, path, split)?;
     if parts.len() < 2 {
-        return search_reader(store, sel, index, path, super::open(path)?);
+        return match plain_len(path) {
+            Some(len) => {
+                mapped::search_range(&mut Scanner::new(store, sel, index, path), path, (0, len), split.windows)
+            }
+            None => search_reader(store, sel, index, path, super::open(path)?),
+        };
     }
     let results: Vec<Result<(Store<'_>, u64)>> = std::thread::scope(|s| {
         let threads: Vec<_> = parts
@@ -285,9 +312,8 @@ fn search_split(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, path: 
                 let mut part = store.part();
                 s.spawn(move || -> Result<(Store<'_>, u64)> {
                     crate::failpoint::panic_at("log part");
-                    let mut file = std::fs::File::open(path).map_err(|e| super::cannot_read(path, e))?;
-                    file.seek(SeekFrom::Start(start))?;
-                    let n = search_reader(&mut part, sel, index, path, Box::new(file.take(end - start)))?;
+                    let mut scanner = Scanner::new(&mut part, sel, index, path);
+                    let n = mapped::search_range(&mut scanner, path, (start, end), split.windows)?;
                     Ok((part, n))
                 })
             })
@@ -322,19 +348,12 @@ fn search_split(store: &mut Store<'_>, sel: &Selection<'_>, index: usize, path: 
 /// Where a plain file is cut into parts: `(start, end)` byte ranges, or none to search it whole
 /// (stdin, gzip, a small file, one core, or no quiet stretch found near a planned cut).
 fn parts(sel: &Selection<'_>, path: &Path, split: Split) -> Result<Vec<(u64, u64)>> {
-    use std::os::unix::fs::FileExt;
     let cores = split.cores;
-    // Looked at before it is opened: opening a FIFO would wait for its writer, and closing it
-    // again could lose what the writer had sent.
-    let len = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && path != Path::new("-") => m.len(),
-        _ => return Ok(vec![]),
-    };
-    let Ok(file) = std::fs::File::open(path) else { return Ok(vec![]) };
-    let mut magic = [0u8; 2];
-    if cores < 2 || len < split.min || file.read_exact_at(&mut magic, 0).is_err() || magic == [0x1f, 0x8b] {
+    let Some(len) = plain_len(path) else { return Ok(vec![]) };
+    if cores < 2 || len < split.min {
         return Ok(vec![]);
     }
+    let Ok(file) = std::fs::File::open(path) else { return Ok(vec![]) };
     let mut cuts = vec![0];
     let mut window = vec![0u8; CUT_SEARCH as usize];
     for k in 1..cores {
@@ -349,6 +368,21 @@ fn parts(sel: &Selection<'_>, path: &Path, split: Split) -> Result<Vec<(u64, u64
     }
     cuts.push(len);
     Ok(cuts.windows(2).map(|w| (w[0], w[1])).filter(|(a, b)| a < b).collect())
+}
+
+/// The length of a plain file that can be mapped and read in parts: a regular file, not stdin,
+/// not gzip. Looked at before it is opened: opening a FIFO would wait for its writer, and
+/// closing it again could lose what the writer had sent.
+fn plain_len(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && path != Path::new("-") => m.len(),
+        _ => return None,
+    };
+    let file = std::fs::File::open(path).ok()?;
+    let mut magic = [0u8; 2];
+    let gzip = file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b];
+    (!gzip).then_some(len)
 }
 
 fn read_full_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> Result<usize> {
@@ -416,21 +450,7 @@ fn search_reader(
         .before_context(before)
         .after_context(after)
         .build();
-    let mut scanner = Scanner {
-        store,
-        sel,
-        name: path.display().to_string(),
-        index,
-        active: false,
-        ring: VecDeque::new(),
-        ring_cap: before,
-        gap: false,
-        grouper: Grouper::default(),
-        last: None,
-        history: VecDeque::new(),
-        pending: VecDeque::new(),
-        held: None,
-    };
+    let mut scanner = Scanner::new(store, sel, index, path);
     // Lines longer than MAX_LINE are cut before the search sees them: its buffer holds whole
     // lines, and a log may hold one of any length (or be /dev/zero).
     let capped = super::cap::LineCap::new(reader, MAX_LINE).stop_on(sel.interrupted.clone());
@@ -539,13 +559,96 @@ mod tests {
             until: None,
             interrupted: Default::default(),
         };
-        let parts = parts(&sel, &path, Split { min: 0, cores: 4 }).expect("parts");
+        let parts = parts(&sel, &path, Split { min: 0, cores: 4, windows: mapped::WINDOWS }).expect("parts");
         assert_eq!(parts.len(), 4, "{parts:?}");
-        let whole = run(&path, Split { min: 0, cores: 1 });
+        let whole = run(&path, Split { min: 0, cores: 1, windows: mapped::WINDOWS });
         assert!(whole.1 > 300, "{} hits", whole.1);
         assert_eq!(whole.0.len(), 2, "{:#?}", whole.0.iter().map(|g| (g.1, &g.4)).collect::<Vec<_>>());
         for cores in [2, 3, 4, 5, 7] {
-            assert_eq!(whole, run(&path, Split { min: 0, cores }), "{cores} parts");
+            assert_eq!(whole, run(&path, Split { min: 0, cores, windows: mapped::WINDOWS }), "{cores} parts");
+        }
+    }
+
+    /// The log above with the traces of other runtimes among its lines: a Java trace whose
+    /// frames run past any context, a Node crash whose header comes before its error line, a
+    /// Go panic, and a last line without a newline.
+    fn mixed_log() -> String {
+        let mut out = String::new();
+        for (i, chunk) in log(12_000).lines().collect::<Vec<_>>().chunks(397).enumerate() {
+            out += &chunk.join("\n");
+            out += "\n";
+            // A word of its own for each error, so each occurrence is its group's example (the
+            // example holds its context: what the two searches must agree on).
+            let w: String = format!("{i:03}").chars().map(|c| (b'a' + c as u8 - b'0') as char).collect();
+            match i % 3 {
+                0 => {
+                    out += &format!(
+                        "2026-11-03T02:55:21.000Z ERROR [main] c.e.App - request failed {w}\njava.lang.IllegalStateException: boom {w}\n"
+                    );
+                    for f in 0..60 {
+                        out += &format!("\tat com.example.App.{w}{f}(App.java:{})\n", 10 + f);
+                    }
+                    out += "Caused by: java.io.IOException: closed\n\tat com.example.Db.read(Db.java:7)\n";
+                }
+                1 => {
+                    out += &format!(
+                        "/var/app/current/server.js:14\n    throw new Error('no db');\n    ^\n\nError: no db {w}\n    at {w} (/var/app/current/server.js:14:11)\n    at Module._compile (node:internal/modules/cjs/loader:1256:14)\n"
+                    )
+                }
+                _ => {
+                    out += &format!(
+                        "panic: runtime error: {w} out of range [3] with length 3\n\ngoroutine 1 [running]:\nmain.{w}()\n\t/app/main.go:9 +0x1d\nexit status 2\n"
+                    )
+                }
+            }
+        }
+        out + "2026-11-03T03:00:00.000Z ERROR the last line has no newline"
+    }
+
+    /// The streamed search (stdin, FIFOs, gzip) and the mapped one agree on every group, its
+    /// count, its first and last times and its example, whatever the windows' size (windows of
+    /// a few lines cross every record and trace), on one core and on several.
+    #[test]
+    fn a_mapped_search_gives_what_the_streamed_search_gives_whatever_its_windows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("web.log");
+        std::fs::write(&path, mixed_log()).expect("write");
+        let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
+        let matcher = matcher(super::super::DEFAULT_CANDIDATES);
+        for context in [0, 2, 5] {
+            let sel = Selection {
+                candidates: &matcher,
+                select: &select,
+                context,
+                since: None,
+                until: None,
+                interrupted: Default::default(),
+            };
+            let redactor = crate::redact::Redactor::default();
+            let found = |search: &dyn Fn(&mut Store<'_>) -> u64| {
+                let mut store = Store::new(&[], &redactor);
+                let bytes = search(&mut store);
+                let super::super::Found { groups, matches, .. } = store.finish();
+                let groups: Vec<Seen> =
+                    groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect();
+                (groups, matches, bytes)
+            };
+            let streamed = found(&|store| {
+                search_reader(store, &sel, 0, &path, super::super::open(&path).expect("open")).expect("search")
+            });
+            assert!(streamed.0.len() >= 30 && streamed.1 > 100, "{} groups, {} hits", streamed.0.len(), streamed.1);
+            for windows in [
+                mapped::Windows { size: 700, overlap: 4096 },
+                mapped::Windows { size: 4096, overlap: 4096 },
+                mapped::Windows { size: 100_000, overlap: 8192 },
+                mapped::WINDOWS,
+            ] {
+                for cores in [1, 3] {
+                    let split = Split { min: 0, cores, windows };
+                    let got = found(&|store| search_split(store, &sel, 0, &path, split).expect("search"));
+                    assert_eq!(streamed, got, "context {context}, {windows:?}, {cores} core(s)");
+                }
+            }
         }
     }
 

@@ -144,9 +144,28 @@ fn is_python_chain(t: &str) -> bool {
     t.starts_with("During handling of the above exception") || t.starts_with("The above exception was the direct cause")
 }
 
+/// Words one of which every first line of a trace but Node's header holds (that header ends in
+/// a line number): a line without any is no start, found in one pass instead of five regexes.
+static START_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+    aho_corasick::AhoCorasick::new([
+        "Traceback",
+        "Error",
+        "Exception",
+        "Throwable",
+        "panic: ",
+        "panic serving ",
+        "fatal error: ",
+        ".rb:",
+    ])
+    .expect("static words")
+});
+
 /// Whether `text` starts a trace, and of which runtime.
 pub fn start(text: &str) -> Option<(Runtime, Phase)> {
     let text = bare(text);
+    if !text.ends_with(|c: char| c.is_ascii_digit()) && !START_WORDS.is_match(text) {
+        return None;
+    }
     let t = text.trim_start();
     if t.starts_with("Traceback (most recent call last)") {
         return Some((Runtime::Python, Phase::Frames));
