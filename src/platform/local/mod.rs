@@ -990,6 +990,7 @@ impl<'a> Local<'a> {
         let end = || -> Result<crate::clock::Millis> {
             let r = nginx.switch(listen, old.port, &old.label)?;
             let at = crate::clock::now_ms();
+            self.fx.ui.detail(format!("{name}: the switch back to {}: {}", old.label, r.steps));
             nginx.drain(r);
             self.stop_group(name, slot)?;
             self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
