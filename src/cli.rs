@@ -8,7 +8,7 @@ use crate::environ::Environ;
 use crate::error::{exit, kind_of};
 use crate::ui::Ui;
 use anyhow::Result;
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,20 +42,16 @@ pub struct CommonArgs {
     #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// Print every command and request a real run would make; change nothing
-    #[arg(long, env = "SAFEDEPLOY_DRY_RUN", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_DRY_RUN", global = true)]
     pub dry_run: bool,
     /// Machine-readable summary on stdout (diagnostics stay on stderr)
-    #[arg(long, env = "SAFEDEPLOY_JSON", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_JSON", global = true)]
     pub json: bool,
     /// More detail: every command and request as it runs
-    #[arg(short, long, env = "SAFEDEPLOY_VERBOSE", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(short, long, env = "SAFEDEPLOY_VERBOSE", global = true)]
     pub verbose: bool,
     /// Only errors and the result
-    #[arg(short, long, env = "SAFEDEPLOY_QUIET", global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(short, long, env = "SAFEDEPLOY_QUIET", global = true)]
     pub quiet: bool,
     /// Colour: only on a terminal unless asked; NO_COLOR is honoured
     #[arg(long, env = "SAFEDEPLOY_COLOR", global = true, value_enum, default_value = "auto")]
@@ -90,6 +86,35 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// Every boolean flag is a Jenkins boolean, declared once here rather than on each flag:
+/// `--force` alone is true, and `--force=false`, `--force=0` or `SAFEDEPLOY_FORCE=false` (what
+/// a pipeline's boolean parameter expands to) are false; `--force false` stays an error, so a
+/// flag never swallows the next argument. In every subcommand too.
+fn jenkins_booleans(mut cmd: clap::Command) -> clap::Command {
+    use clap::ArgAction;
+    let flags: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| matches!(a.get_action(), ArgAction::SetTrue))
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in flags {
+        cmd = cmd.mut_arg(id, |a| {
+            a.action(ArgAction::Set)
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_value("false")
+                .default_missing_value("true")
+                .value_parser(parse_bool)
+                .value_name("BOOL")
+        });
+    }
+    let subcommands: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, jenkins_booleans);
+    }
+    cmd
+}
+
 /// Jenkins passes a parameter left empty as an empty variable: an option whose `SAFEDEPLOY_*`
 /// variable is empty is read as not given (`SAFEDEPLOY_CANARY=` is no canary, not exit 2), in
 /// every subcommand too.
@@ -109,12 +134,18 @@ fn without_empty_env(mut cmd: clap::Command) -> clap::Command {
     cmd
 }
 
+/// A tool's command line as it is parsed (and as completions and man pages show it): its clap
+/// definition with the rules every tool shares applied.
+pub fn command<T: clap::CommandFactory>() -> clap::Command {
+    without_empty_env(jenkins_booleans(T::command()))
+}
+
 /// Parses the command line. A mistake in it is said like every other error — one line,
 /// `tool: error: ...`, a hint, and the JSON error document under `--json` — and is exit 2;
 /// `--help` and `--version` print as clap prints them.
 pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
     use clap::error::ErrorKind;
-    let parsed = without_empty_env(T::command()).try_get_matches().and_then(|m| T::from_arg_matches(&m));
+    let parsed = command::<T>().try_get_matches().and_then(|m| T::from_arg_matches(&m));
     let e = match parsed {
         Ok(args) => return args,
         Err(e) => e,

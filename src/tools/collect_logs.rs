@@ -42,8 +42,7 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_DATADOG_PAYLOAD", value_name = "FILE|-")]
     datadog_payload: Option<PathBuf>,
     /// Post the summary to Slack (SLACK_WEBHOOK_URL) and/or as a Datadog event (DD_API_KEY)
-    #[arg(long, env = "SAFEDEPLOY_NOTIFY", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = crate::cli::parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_NOTIFY")]
     notify: bool,
 }
 

@@ -1,5 +1,5 @@
 //! promote: deploy to production the very bundle that passed in staging.
-use crate::cli::{CommonArgs, parse_bool, run};
+use crate::cli::{CommonArgs, run};
 use crate::config::Dur;
 use crate::config::Label;
 use crate::deploy::{CanaryRequest, PromoteRequest, promote};
@@ -18,8 +18,7 @@ pub struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
-    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_BUDGET")]
     budget: bool,
     /// Version to promote [default: the last known good of --from]
     #[arg(long, env = "SAFEDEPLOY_VERSION_LABEL", value_name = "LABEL", value_parser = Label::parse)]
@@ -29,8 +28,7 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_TO", default_value = "production", value_name = "NAME")]
     to: String,
     /// Promote although the policy refuses (needs --reason; recorded)
-    #[arg(long, env = "SAFEDEPLOY_FORCE", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_FORCE")]
     force: bool,
     /// Why, for the ledger
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
@@ -52,8 +50,7 @@ pub struct Args {
           value_parser = Dur::<1_000, 86_400_000>::parse)]
     bake: Option<Dur<1_000, 86_400_000>>,
     /// Tell Slack (SLACK_WEBHOOK_URL) and/or Datadog (DD_API_KEY) the outcome
-    #[arg(long, env = "SAFEDEPLOY_NOTIFY", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_NOTIFY")]
     notify: bool,
 }
 

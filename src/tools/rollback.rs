@@ -1,5 +1,5 @@
 //! rollback: restore the last known good version and record the incident.
-use crate::cli::{CommonArgs, parse_bool, run};
+use crate::cli::{CommonArgs, run};
 use crate::config::Label;
 use crate::deploy::{RollbackRequest, rollback};
 
@@ -14,8 +14,7 @@ pub struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Print the SLA budget report (incidents of the period, downtime, what is left) and exit
-    #[arg(long, env = "SAFEDEPLOY_BUDGET", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_BUDGET")]
     budget: bool,
     /// Environment to restore [default: production, or the alert's]
     #[arg(long, env = "SAFEDEPLOY_ENV", value_name = "NAME")]
@@ -27,15 +26,13 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_REASON", value_name = "TEXT")]
     reason: Option<String>,
     /// Restore a --to version not known good in the environment (needs --reason)
-    #[arg(long, env = "SAFEDEPLOY_FORCE", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_FORCE")]
     force: bool,
     /// A Datadog webhook payload: roll back the alert's environment if it is production
     #[arg(long, env = "SAFEDEPLOY_DATADOG_PAYLOAD", value_name = "FILE|-")]
     datadog_payload: Option<std::path::PathBuf>,
     /// Tell Slack (SLACK_WEBHOOK_URL) and/or Datadog (DD_API_KEY) the outcome
-    #[arg(long, env = "SAFEDEPLOY_NOTIFY", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_NOTIFY")]
     notify: bool,
 }
 

@@ -1,5 +1,5 @@
 //! smoke-check: wait until an environment serves the expected version, then run the checks.
-use crate::cli::{CommonArgs, parse_bool, run};
+use crate::cli::{CommonArgs, run};
 use crate::config::{Dur, Label};
 use crate::smoke::{SmokeRequest, smoke_check};
 
@@ -20,8 +20,7 @@ pub struct Args {
     #[arg(long, env = "SAFEDEPLOY_EXPECT_VERSION", value_name = "LABEL", value_parser = Label::parse)]
     expect_version: Option<Label>,
     /// Record the verdict in the ledger (a pass makes the version last known good)
-    #[arg(long, env = "SAFEDEPLOY_RECORD", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL")]
+    #[arg(long, env = "SAFEDEPLOY_RECORD")]
     record: bool,
     /// Keep checking for this long after the first pass (a bake period), e.g. "5m"
     #[arg(long, env = "SAFEDEPLOY_WATCH", value_name = "DURATION", value_parser = Dur::<10, 86_400_000>::parse)]
