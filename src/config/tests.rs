@@ -53,8 +53,8 @@ fn a_secret_in_a_type_error_is_not_echoed() {
         e.to_string(),
         "s.toml:4: environments.staging.env.DB_PASSWORD: invalid type: integer `****`, expected a string, or { from_env = \"NAME\" } for a variable of the deploying shell"
     );
-    assert_eq!(key_before("a = { B_TOKEN = ", 16), Some("B_TOKEN"));
-    assert_eq!(key_before("\"X-Api-Key\" = ", 14), Some("X-Api-Key"));
+    assert_eq!(super::locate::key_before("a = { B_TOKEN = ", 16), Some("B_TOKEN"));
+    assert_eq!(super::locate::key_before("\"X-Api-Key\" = ", 14), Some("X-Api-Key"));
     // Other type errors keep what they say.
     let e =
         Config::parse(&MINIMAL.replacen("url =", "env = { PLAIN = 5 }\nurl =", 1), Path::new("s.toml")).expect_err("x");

@@ -1,6 +1,7 @@
 //! `[gate]`: the test command, its reports and the change policies.
 
-use crate::config::{Argv, Config, Count, Dur, GlobPattern, Locator, Percent, Seg};
+use crate::config::locate::{Locator, Seg};
+use crate::config::values::{Argv, Count, Dur, GlobPattern, Percent};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -78,29 +79,23 @@ impl Gate {
         self.junit.as_deref().unwrap_or_default()
     }
 
-    pub fn validate(&self, config: &Config, at: &Locator) -> Result<()> {
+    pub fn validate(&self, at: &Locator) -> Result<()> {
         use Seg::Key;
         if self.command.is_none() {
-            return Err(config.bad(at, &[Key("gate")], "expected command = [\"...\"], the test command as argv"));
+            return Err(at.bad(&[Key("gate")], "expected command = [\"...\"], the test command as argv"));
         }
         if self.junit.is_none() {
-            return Err(config.bad(
-                at,
-                &[Key("gate")],
-                "expected junit = \"PATH\", the JUnit report the test command writes",
-            ));
+            return Err(at.bad(&[Key("gate")], "expected junit = \"PATH\", the JUnit report the test command writes"));
         }
         if let Some(c) = &self.coverage
             && c.as_os_str().is_empty()
         {
-            return Err(config.bad(at, &[Key("gate"), Key("coverage")], "expected the coverage report's path"));
+            return Err(at.bad(&[Key("gate"), Key("coverage")], "expected the coverage report's path"));
         }
         if self.min_diff_coverage.is_some() && self.coverage.is_none() {
-            return Err(config.bad(
-                at,
-                &[Key("gate"), Key("min_diff_coverage")],
-                "needs gate.coverage, the report the command writes",
-            ));
+            return Err(
+                at.bad(&[Key("gate"), Key("min_diff_coverage")], "needs gate.coverage, the report the command writes")
+            );
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! `[logs]`: what collect-logs selects and keeps, how it reads a Datadog alert, and where it
 //! sends its notifications.
 
-use crate::config::{Config, Count, Dur, HttpUrl, Locator, Pattern, Seg, Text};
+use crate::config::locate::{Locator, Seg};
+use crate::config::values::{Count, Dur, HttpUrl, Pattern, Text};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -65,15 +66,13 @@ pub fn same_transition(a: &str, b: &str) -> bool {
 }
 
 /// The alert settings that would silently switch the alert path off, or mean nothing: exit 2.
-pub fn validate(config: &Config, at: &Locator) -> Result<()> {
+/// The logs section's rules; `envs` are the environments' names.
+pub fn validate(logs: &Logs, envs: &[&str], at: &Locator) -> Result<()> {
     use Seg::Key;
-    let logs = &config.logs;
     let field = [Key("logs"), Key("alert_transitions")];
     let names = || TRANSITIONS.iter().filter(|(_, alerting)| *alerting).map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
     if logs.alert_transitions.is_empty() {
-        return Err(config.bad(
-            at,
-            &field,
+        return Err(at.bad(&field,
             format!(
                 "an empty list makes every alert \"nothing to roll back\"; expected transitions of {} (default: Triggered, Re-Triggered); to stop alert rollbacks, stop sending the webhook",
                 names()
@@ -84,30 +83,26 @@ pub fn validate(config: &Config, at: &Locator) -> Result<()> {
         match TRANSITIONS.iter().find(|(n, _)| same_transition(n, t)) {
             Some((_, true)) => {}
             Some((n, false)) => {
-                return Err(config.bad(
-                    at,
+                return Err(at.bad(
                     &field,
                     format!("{n:?} says the monitor is fine again; rolling back on it would condemn a good version"),
                 ));
             }
             None => {
-                return Err(config.bad(
-                    at,
-                    &field,
-                    format!("{:?} is no Datadog transition; expected one of {}", t.as_str(), names()),
-                ));
+                return Err(
+                    at.bad(&field, format!("{:?} is no Datadog transition; expected one of {}", t.as_str(), names()))
+                );
             }
         }
     }
     let field = [Key("logs"), Key("datadog_environments")];
     for (tag, env) in &logs.datadog_environments {
         if tag.trim().is_empty() || tag.contains([',', ' ']) {
-            return Err(config.bad(at, &field, format!("{tag:?}: expected an env tag's value (the NAME of env:NAME)")));
+            return Err(at.bad(&field, format!("{tag:?}: expected an env tag's value (the NAME of env:NAME)")));
         }
-        if !config.environments.contains_key(env) {
-            let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
-            return Err(config.bad(
-                at,
+        if !envs.contains(&env.as_str()) {
+            let known = envs;
+            return Err(at.bad(
                 &field,
                 format!(
                     "{tag} = {env:?} names no environment (known: {}); its alerts would be refused",

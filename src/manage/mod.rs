@@ -334,14 +334,19 @@ pub fn stop(ctx: &Ctx, env: &str, reason: Option<&str>) -> Result<Outcome> {
 
 // ---- man pages ----
 
-/// `safedeploy man --out DIR`: one page per binary (section 1), from their clap definitions.
-pub fn man(fx: &crate::effects::Effects, out: &std::path::Path) -> Result<Outcome> {
+/// `safedeploy man --out DIR`: one page per binary (section 1), from their clap definitions
+/// (`commands`: each binary's name and command line, as the tools define them).
+pub fn man(
+    fx: &crate::effects::Effects,
+    out: &std::path::Path,
+    commands: Vec<(&'static str, clap::Command)>,
+) -> Result<Outcome> {
     crate::paths::not_an_option(out, "--out")?;
     if out.exists() && !out.is_dir() {
         return Err(crate::usage!("--out {}: exists and is not a directory", out.display()));
     }
     let mut written = vec![];
-    for (name, cmd) in crate::tools::commands() {
+    for (name, cmd) in commands {
         let path = out.join(format!("{name}.1"));
         fx.exec.create_dir(out)?;
         fx.exec.effect(

@@ -16,6 +16,7 @@
 pub mod metrics;
 pub mod monitors;
 mod run;
+pub mod settings;
 pub mod spec;
 pub mod suite;
 pub mod template;

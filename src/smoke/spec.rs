@@ -6,7 +6,8 @@
 //! validation and the run walk, so a new kind of assertion is added in one place.
 
 use super::template::{JsonTemplate, Template, Var};
-use crate::config::{Config, Count, Dur, HeaderName, HttpUrl, JsonPathExpr, Locator, Pattern, Seg, Text, UrlPath};
+use crate::config::locate::{Locator, Seg};
+use crate::config::values::{Count, Dur, HeaderName, HttpUrl, JsonPathExpr, Pattern, Text, UrlPath};
 use crate::error::Error;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -45,9 +46,9 @@ pub struct Smoke {
     /// Datadog monitors that must be OK in each round of a `--watch`.
     pub datadog: Option<Datadog>,
     /// The team's own suites, run against the version as evidence (see `smoke::suite`).
-    pub suites: Vec<super::suite::Suite>,
+    pub suites: Vec<super::settings::Suite>,
     /// Prometheus and Datadog queries judged as evidence (see `smoke::metrics`).
-    pub metrics: Vec<super::metrics::Metric>,
+    pub metrics: Vec<super::settings::Metric>,
 }
 
 impl Default for Smoke {
@@ -295,35 +296,30 @@ struct Origin {
 
 /// Every chain — `smoke.checks` as one chain named "checks", then `smoke.chains`, then the
 /// include file's — compiled and checked.
-pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
+pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
     use Seg::Key;
-    let smoke = &config.smoke;
     let origin = |file: &Path, at: &Locator, checks| Origin { file: file.to_path_buf(), at: at.clone(), checks };
     let mut sources: Vec<(Origin, String, Vec<CheckFile>, Vec<CheckFile>)> = vec![];
     if !smoke.checks.is_empty() {
         sources.push((
-            origin(&config.path, at, vec![Key("smoke"), Key("checks")]),
+            origin(at.file(), at, vec![Key("smoke"), Key("checks")]),
             "checks".into(),
             smoke.checks.clone(),
             smoke.cleanup.clone(),
         ));
     } else if !smoke.cleanup.is_empty() {
-        return Err(config.bad(
-            at,
-            &[Key("smoke"), Key("cleanup")],
-            "a cleanup with no smoke.checks to clean up after",
-        ));
+        return Err(at.bad(&[Key("smoke"), Key("cleanup")], "a cleanup with no smoke.checks to clean up after"));
     }
     for (i, c) in smoke.chains.iter().enumerate() {
         let checks = vec![Key("smoke"), Key("chains"), Seg::Index(i), Key("checks")];
-        sources.push((origin(&config.path, at, checks), c.name.clone(), c.checks.clone(), c.cleanup.clone()));
+        sources.push((origin(at.file(), at, checks), c.name.clone(), c.checks.clone(), c.cleanup.clone()));
     }
     if let Some(inc) = &smoke.include {
-        let path = config.dir.join(inc);
-        let text = crate::config::read_file(&path, "smoke.include")
-            .map_err(|e| Error::usage(format!("{}: smoke.include: {e}", config.path.display())))?;
-        let file: SmokeFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&e, &text, &path))?;
-        let inc_at = Locator::new(&text);
+        let path = dir.join(inc);
+        let text = crate::config::locate::read_file(&path, "smoke.include")
+            .map_err(|e| Error::usage(format!("{}: smoke.include: {e}", at.file().display())))?;
+        let file: SmokeFile = toml::from_str(&text).map_err(|e| crate::config::locate::toml_error(&e, &text, &path))?;
+        let inc_at = Locator::new(&text, &path);
         if !file.checks.is_empty() {
             sources.push((origin(&path, &inc_at, vec![Key("checks")]), "checks".into(), file.checks, file.cleanup));
         } else if !file.cleanup.is_empty() {
@@ -350,22 +346,21 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
     for (i, suite) in smoke.suites.iter().enumerate() {
         let at_suite = |field: &'static str| [Key("smoke"), Key("suites"), Seg::Index(i), Key(field)];
         if smoke.suites[..i].iter().any(|s| s.name.as_str() == suite.name.as_str()) {
-            return Err(config.bad(at, &at_suite("name"), format!("{:?} names two suites", suite.name.as_str())));
+            return Err(at.bad(&at_suite("name"), format!("{:?} names two suites", suite.name.as_str())));
         }
         if suite.phases.is_empty() {
-            return Err(config.bad(
-                at,
+            return Err(at.bad(
                 &at_suite("phases"),
                 "expected at least one of \"smoke\", \"bake\", \"pre_traffic\", \"canary\"",
             ));
         }
         glob::Pattern::new(suite.junit.as_str())
-            .map_err(|e| config.bad(at, &at_suite("junit"), format!("{:?}: not a glob ({e})", suite.junit.as_str())))?;
+            .map_err(|e| at.bad(&at_suite("junit"), format!("{:?}: not a glob ({e})", suite.junit.as_str())))?;
     }
     for (i, m) in smoke.metrics.iter().enumerate() {
-        use super::metrics::{Compare, Provider};
+        use super::settings::{Compare, Provider};
         let at_metric = |field: &'static str| [Key("smoke"), Key("metrics"), Seg::Index(i), Key(field)];
-        let bad = |field: &'static str, what: &str| config.bad(at, &at_metric(field), what);
+        let bad = |field: &'static str, what: &str| at.bad(&at_metric(field), what);
         if smoke.metrics[..i].iter().any(|o| o.name.as_str() == m.name.as_str()) {
             return Err(bad("name", &format!("{:?} names two metrics", m.name.as_str())));
         }
@@ -384,7 +379,7 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
         if !(m.min_delta.is_finite() && m.min_delta >= 0.0) {
             return Err(bad("min_delta", "expected a number from 0 up, in the query's unit"));
         }
-        if m.no_data == super::metrics::NoData::Extend && m.phases.contains(&super::suite::Phase::Canary) {
+        if m.no_data == super::settings::NoData::Extend && m.phases.contains(&super::settings::Phase::Canary) {
             return Err(bad(
                 "no_data",
                 "\"extend\" extends a smoke-check bake; a canary's bake follows deploy.canary_not_enough (use \"ignore\" or \"fail\" with phases = [\"canary\"])",
@@ -427,7 +422,7 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
         if m.range && m.provider != Provider::Prometheus {
             return Err(bad("range", "range queries are Prometheus'; Datadog's queries already cover the window"));
         }
-        if m.phases.is_empty() || m.phases.contains(&super::suite::Phase::PreTraffic) {
+        if m.phases.is_empty() || m.phases.contains(&super::settings::Phase::PreTraffic) {
             return Err(bad(
                 "phases",
                 "expected \"smoke\", \"bake\" or \"canary\" (before traffic a candidate has no users' metrics)",
@@ -437,10 +432,9 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
     if let Some(dd) = &smoke.datadog
         && dd.monitors.is_empty()
         && dd.monitor_tags.is_empty()
-        && !smoke.metrics.iter().any(|m| m.provider == super::metrics::Provider::Datadog)
+        && !smoke.metrics.iter().any(|m| m.provider == super::settings::Provider::Datadog)
     {
-        return Err(config.bad(
-            at,
+        return Err(at.bad(
             &[Key("smoke"), Key("datadog"), Key("monitors")],
             "expected at least one monitor id (or smoke.datadog.monitor_tags)",
         ));
@@ -448,8 +442,7 @@ pub fn compile(config: &Config, at: &Locator) -> Result<Vec<Chain>> {
     if let Some(dd) = &smoke.datadog
         && let Some(t) = dd.monitor_tags.iter().find(|t| t.trim().is_empty() || t.contains(','))
     {
-        return Err(config.bad(
-            at,
+        return Err(at.bad(
             &[Key("smoke"), Key("datadog"), Key("monitor_tags")],
             format!("{:?}: expected a tag such as \"service:web\" (one per item, no commas)", t.as_str()),
         ));

@@ -13,61 +13,12 @@
 //! (exit 3): no evidence either way.
 
 use super::run::CheckResult;
-use crate::config::{Argv, Dur, Text};
 use crate::context::Ctx;
 use crate::exec::Cmd;
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// When a suite runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// smoke-check's first round, through the environment's address.
-    Smoke,
-    /// Every later round of `smoke-check --watch`.
-    Bake,
-    /// promote's check before traffic, at the candidate's own address.
-    PreTraffic,
-    /// A canary's first round, at the candidate's own address.
-    Canary,
-}
-
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Phase::Smoke => "smoke",
-            Phase::Bake => "bake",
-            Phase::PreTraffic => "pre_traffic",
-            Phase::Canary => "canary",
-        }
-    }
-}
-
-/// One suite as the file writes it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Suite {
-    pub name: Text,
-    /// argv, no shell.
-    pub command: Argv,
-    /// The JUnit report(s) it writes, a glob relative to `dir`.
-    pub junit: Text,
-    /// Where it runs, relative to the config file (default: the app's source dir).
-    pub dir: Option<PathBuf>,
-    #[serde(default = "default_timeout")]
-    pub timeout: Dur<1_000, 86_400_000>,
-    #[serde(default = "default_phases")]
-    pub phases: Vec<Phase>,
-}
-
-fn default_timeout() -> Dur<1_000, 86_400_000> {
-    Dur::secs(600)
-}
-fn default_phases() -> Vec<Phase> {
-    vec![Phase::Smoke, Phase::PreTraffic]
-}
+pub use super::settings::{Phase, Suite};
 
 /// Where the suite runs.
 fn dir_of(ctx: &Ctx, suite: &Suite) -> PathBuf {

@@ -123,6 +123,8 @@ pub fn main() -> std::process::ExitCode {
             }
             Ok(crate::Outcome::ok(serde_json::json!({})))
         }),
-        Command::Man { out } => run_without_config(tool, &a.common, |fx| crate::manage::man(fx, &out)),
+        Command::Man { out } => {
+            run_without_config(tool, &a.common, |fx| crate::manage::man(fx, &out, super::commands()))
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! application, how the platform talks to it, and the EB environment(s) behind each
 //! environment — with their rules.
 
-use crate::config::{Config, Count, Dur, Locator, PlatformKind, Seg, Text};
+use crate::config::locate::{Locator, Seg};
+use crate::config::values::{Count, Dur, Text};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,7 @@ pub struct EbPlatform {
     /// `--profile` for every aws command; default: the aws CLI's own.
     pub profile: Option<Text>,
     /// The aws CLI as argv (v1 or v2).
-    pub aws: crate::config::Argv,
+    pub aws: crate::config::values::Argv,
     /// Where bundles are uploaded; default `elasticbeanstalk-<region>-<account>`, the bucket EB
     /// itself creates.
     pub bucket: Option<Text>,
@@ -49,7 +50,7 @@ impl Default for EbPlatform {
             application: String::new(),
             region: None,
             profile: None,
-            aws: crate::config::Argv(vec!["aws".into()]),
+            aws: crate::config::values::Argv(vec!["aws".into()]),
             bucket: None,
             key_prefix: None,
             accepted_health: vec![Health::Green],
@@ -130,36 +131,30 @@ pub struct EbEnvironment {
 }
 
 /// The Elastic Beanstalk platform's rules.
-pub fn validate(config: &Config, at: &Locator) -> Result<()> {
+/// Elastic Beanstalk's rules: its platform table, and each environment's (name, its table).
+pub fn validate(eb: Option<&EbPlatform>, envs: &[(&str, Option<&EbEnvironment>)], at: &Locator) -> Result<()> {
     use Seg::Key;
     let eb_field = |f: &'static str| [Key("platform"), Key("elasticbeanstalk"), Key(f)];
-    debug_assert_eq!(config.platform.kind, PlatformKind::ElasticBeanstalk);
-    let Some(eb) = &config.platform.elasticbeanstalk else {
-        return Err(config.bad(
-            at,
+    let Some(eb) = eb else {
+        return Err(at.bad(
             &[Key("platform"), Key("elasticbeanstalk")],
             "kind = \"elasticbeanstalk\" needs a [platform.elasticbeanstalk] table with application = NAME",
         ));
     };
     if eb.application.trim().is_empty() || eb.application.len() > 100 {
-        return Err(config.bad(
-            at,
-            &eb_field("application"),
-            "expected the EB application's name (1 to 100 characters)",
-        ));
+        return Err(at.bad(&eb_field("application"), "expected the EB application's name (1 to 100 characters)"));
     }
     if eb.accepted_health.is_empty() {
-        return Err(config.bad(at, &eb_field("accepted_health"), "expected at least one of Green, Yellow, Grey, Red"));
+        return Err(at.bad(&eb_field("accepted_health"), "expected at least one of Green, Yellow, Grey, Red"));
     }
     if eb.poll_max.0 < eb.poll.0 {
-        return Err(config.bad(at, &eb_field("poll_max"), "expected poll_max >= poll"));
+        return Err(at.bad(&eb_field("poll_max"), "expected poll_max >= poll"));
     }
     let eb_name = |s: &str| s.len() >= 4 && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    for (name, env) in &config.environments {
+    for &(name, env) in envs {
         let field = |f: &'static str| [Key("environments"), Key(name), Key("elasticbeanstalk"), Key(f)];
-        let Some(e) = &env.elasticbeanstalk else {
-            return Err(config.bad(
-                at,
+        let Some(e) = env else {
+            return Err(at.bad(
                 &[Key("environments"), Key(name), Key("elasticbeanstalk")],
                 "expected a table with environment = EB_ENVIRONMENT_NAME",
             ));
@@ -168,35 +163,32 @@ pub fn validate(config: &Config, at: &Locator) -> Result<()> {
             if let Some(v) = v
                 && !eb_name(v)
             {
-                return Err(config.bad(
-                    at,
-                    &field(k),
-                    format!("expected an EB environment name (4-40 of A-Z a-z 0-9 -), got {v:?}"),
-                ));
+                return Err(
+                    at.bad(&field(k), format!("expected an EB environment name (4-40 of A-Z a-z 0-9 -), got {v:?}"))
+                );
             }
         }
         match (&e.standby, &e.cname) {
             (Some(s), _) if *s == e.environment => {
-                return Err(config.bad(at, &field("standby"), "expected a different environment than `environment`"));
+                return Err(at.bad(&field("standby"), "expected a different environment than `environment`"));
             }
             (Some(_), None) => {
-                return Err(config.bad(at, &field("cname"), "blue/green (standby) needs the CNAME users reach"));
+                return Err(at.bad(&field("cname"), "blue/green (standby) needs the CNAME users reach"));
             }
             (None, Some(_)) => {
-                return Err(config.bad(at, &field("cname"), "a CNAME only means something with a standby"));
+                return Err(at.bad(&field("cname"), "a CNAME only means something with a standby"));
             }
             _ => {}
         }
         if let Some(url) = &e.preview_url {
             if e.standby.is_none() {
-                return Err(config.bad(at, &field("preview_url"), "a preview URL only means something with a standby"));
+                return Err(at.bad(&field("preview_url"), "a preview URL only means something with a standby"));
             }
             // Checked with a stand-in CNAME, as promote fills it in.
             let filled = url.replace("{cname}", "standby.example.elasticbeanstalk.com");
             let ok = reqwest::Url::parse(&filled).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
             if !ok {
-                return Err(config.bad(
-                    at,
+                return Err(at.bad(
                     &field("preview_url"),
                     format!(
                         "expected an http(s) URL, `{{cname}}` standing for the standby's CNAME; got {:?}",

@@ -1,7 +1,8 @@
 //! `[build]` and `[deploy]`: how the local platform builds a version once and runs it, and the
 //! rules its environments follow (plain http on this machine, one port each).
 
-use crate::config::{Config, Dur, Locator, Seg, Text, UrlPath};
+use crate::config::locate::{Locator, Seg};
+use crate::config::values::{Dur, HttpUrl, Text, UrlPath};
 use anyhow::Result;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -50,7 +51,7 @@ pub struct Deploy {
     pub canary_interval: Dur<100, 600_000>,
     /// Under `promote --canary`: how many percentage points the candidate's 5xx share of its
     /// answers to users may exceed the stable version's before a round fails.
-    pub canary_error_margin: crate::config::Percent,
+    pub canary_error_margin: crate::config::values::Percent,
     /// Under `promote --canary`, locally: what a bake that ends with too few user requests to
     /// rule out a lift of the margin does (`pass`, said; `fail`, a verdict; `extend`, bake on
     /// until there are enough or `canary_max_bake`, then could not act).
@@ -97,7 +98,7 @@ impl Default for Deploy {
             canary_interval: Dur::secs(1),
             // One point: a candidate failing 1 request in 100 more than the stable version is
             // not the stable version's equal; fewer is noise at a canary's request counts.
-            canary_error_margin: crate::config::Percent(1.0),
+            canary_error_margin: crate::config::values::Percent(1.0),
             // Today's pass, said aloud; a team with the traffic for it chooses `extend` or `fail`.
             canary_not_enough: NotEnough::Pass,
             canary_max_bake: Dur::secs(900),
@@ -138,39 +139,37 @@ impl Serialize for Proxy {
 
 /// The local platform's rules: each environment is plain http on this machine, on a port of
 /// its own, and a build path cannot split the app's PATH.
-pub fn validate(config: &Config, at: &Locator) -> Result<()> {
+/// The local platform's rules: `urls` are the environments' (name, URL); `build` and `deploy`
+/// their sections.
+pub fn validate(urls: &[(&str, &HttpUrl)], build: &Build, deploy: &Deploy, at: &Locator) -> Result<()> {
     use Seg::Key;
     let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
-    for (name, env) in &config.environments {
-        let url = &env.url.0;
+    for &(name, url) in urls {
+        let url = &url.0;
         let field = [Key("environments"), Key(name), Key("url")];
         let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
         if url.scheme() != "http" || !local {
-            return Err(config.bad(
-                at,
-                &field,
+            return Err(at.bad(&field,
                 format!("the local platform serves plain http on this machine; expected http://127.0.0.1:PORT or http://localhost:PORT, got {:?}", url.as_str()),
             ));
         }
         let port = url.port_or_known_default().unwrap_or(80);
         if let Some(other) = ports.insert(port, name) {
-            return Err(config.bad(at, &field, format!("port {port} is also {other}'s; expected a port of its own")));
+            return Err(at.bad(&field, format!("port {port} is also {other}'s; expected a port of its own")));
         }
     }
-    for (i, p) in config.build.path.iter().enumerate() {
+    for (i, p) in build.path.iter().enumerate() {
         if p.contains(':') {
-            return Err(config.bad(
-                at,
+            return Err(at.bad(
                 &[Key("build"), Key("path"), Seg::Index(i)],
                 format!("{:?} has a ':', which would split the app's PATH", p.as_str()),
             ));
         }
     }
-    for (i, p) in config.deploy.system_path.iter().enumerate() {
+    for (i, p) in deploy.system_path.iter().enumerate() {
         let field = [Key("deploy"), Key("system_path"), Seg::Index(i)];
         if p.contains(':') || !p.starts_with('/') {
-            return Err(config.bad(
-                at,
+            return Err(at.bad(
                 &field,
                 format!("expected an absolute directory without ':' (it goes on the app's PATH), got {:?}", p.as_str()),
             ));

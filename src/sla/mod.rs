@@ -2,81 +2,13 @@
 //! incidents spend it) and what the incidents in the ledger have spent of it.
 
 use crate::clock::{Millis, human, now_ms, rfc3339};
-use crate::config::Dur;
 use crate::context::Ctx;
 use crate::ledger::{Incident, Ledger};
 use anyhow::Result;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::time::Duration;
+use serde::Serialize;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Sla {
-    /// Downtime allowed per period (0: none at all).
-    pub allowed_downtime: Dur<0, 31_622_400_000>,
-    /// `"calendar year"` (UTC; the default) or a rolling window such as `"90d"`.
-    pub period: Period,
-    /// Environments whose incidents spend the budget; only promote deploys to them.
-    pub environments: Vec<String>,
-}
-
-impl Default for Sla {
-    fn default() -> Self {
-        Sla {
-            allowed_downtime: Dur::secs(15 * 60),
-            period: Period::CalendarYear,
-            environments: vec!["production".into()],
-        }
-    }
-}
-
-/// The period an SLA budget is counted over.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Period {
-    #[default]
-    CalendarYear,
-    /// A rolling window, from an hour to ten years.
-    Rolling(Duration),
-}
-
-impl<'de> Deserialize<'de> for Period {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if matches!(s.trim(), "calendar year" | "calendar-year" | "year") {
-            return Ok(Period::CalendarYear);
-        }
-        let text = s.trim().strip_prefix("rolling").unwrap_or(s.trim()).trim();
-        match Dur::<3_600_000, 315_360_000_000>::parse(text) {
-            Ok(d) => Ok(Period::Rolling(d.0)),
-            Err(_) => Err(serde::de::Error::custom(format!(
-                "invalid period {s:?}; expected \"calendar year\" or a rolling window from 1h to 10 years, such as \"90d\""
-            ))),
-        }
-    }
-}
-
-impl Serialize for Period {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.describe())
-    }
-}
-
-impl Period {
-    /// Where the period that contains `now` starts.
-    pub fn start(&self, now: Millis) -> Millis {
-        match self {
-            Period::CalendarYear => crate::clock::year_start(now),
-            Period::Rolling(d) => now - d.as_millis() as i64,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Period::CalendarYear => "calendar year".into(),
-            Period::Rolling(d) => format!("rolling {}", humantime::format_duration(*d)),
-        }
-    }
-}
+pub mod settings;
+pub use settings::{Period, Sla};
 
 /// The budget now: what is allowed, used and left in the period.
 #[derive(Debug, Clone, Serialize)]
