@@ -57,8 +57,8 @@ poll = "100ms"
 poll_max = "300ms"
 retry_backoff = "100ms"
 health_grace = "1s"
-deploy_timeout = "20s"
-logs_timeout = "10s"
+deploy_timeout = "300s"
+logs_timeout = "120s"
 
 [environments.staging]
 url = "{site}/urlshort-staging"
@@ -243,7 +243,7 @@ fn throttling_transient_failures_and_a_label_not_yet_visible_are_retried() {
 
 #[test]
 fn a_deploy_past_its_deadline_exits_3_and_says_it_was_not_aborted() {
-    let eb = Eb::with(|c| c.replace(r#"deploy_timeout = "20s""#, r#"deploy_timeout = "2s""#));
+    let eb = Eb::with(|c| c.replace(r#"deploy_timeout = "300s""#, r#"deploy_timeout = "2s""#));
     // Registered and processed already, so the whole deadline is the update's (a loaded machine
     // can spend 2 s on processing alone).
     let commit = eb.p.git(&["rev-parse", "HEAD"]);
@@ -693,7 +693,7 @@ fn an_eb_canary_whose_health_goes_red_is_aborted_and_blue_green_refuses_a_canary
 /// Staging with `instances` on v0, deployed with EB's Rolling policy, one instance a batch, one
 /// poll a batch. Each poll is three or four aws CLI runs, so the deadline is a loaded machine's.
 fn rolling(edit: impl FnOnce(String) -> String, instances: &[&str]) -> Eb {
-    let eb = Eb::with(|c| edit(c.replace("deploy_timeout = \"20s\"", "deploy_timeout = \"300s\"")));
+    let eb = Eb::with(edit);
     let mut st = eb.sim.state();
     st.update_polls = 1;
     st.add_env("urlshort-staging", "urlshort-staging", Some("v0"), instances);

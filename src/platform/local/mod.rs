@@ -987,9 +987,36 @@ impl<'a> Local<'a> {
             nginx::Backend { port: old.port, label: &old.label, weight: 100 - c.percent },
             nginx::Backend { port: slot.port, label, weight: c.percent },
         ];
+        // The candidate's share is 0 once nothing can forward a request to it: the new
+        // configuration sends it none, and an old nginx worker still accepting (under load, for
+        // a couple of hundred milliseconds after it is told to stop) forwards to a candidate
+        // that no longer listens, which nginx takes as an error and passes to the stable
+        // version (`proxy_next_upstream`'s default). So the candidate is told to stop at once
+        // (TERM: it closes its listener and finishes what it carries) instead of after the
+        // old workers; whichever comes first ends its share.
         let end = || -> Result<crate::clock::Millis> {
-            let r = nginx.switch(listen, old.port, &old.label)?;
+            let mut r =
+                nginx.reload_to(listen, &[nginx::Backend { port: old.port, label: &old.label, weight: 100 }])?;
+            self.fx.exec.effect(
+                || format!("tell {label} (group {}) to stop taking requests: kill -TERM -- -{}", slot.pid, slot.pid),
+                || {
+                    if self.is_supervisor(slot.pid) || crate::procs::group_works_under(slot.pid, &self.root) {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(slot.pid),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                    Ok(())
+                },
+            )?;
+            r.steps.mark("candidate told to stop");
+            let until = Instant::now() + Duration::from_secs(10);
+            while nginx.old_accepting(&r) && ports::listens(slot.port) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let at = crate::clock::now_ms();
+            r.steps.mark("nothing forwards to the candidate");
+            nginx.until_old_stop_accepting(&mut r);
             self.fx.ui.detail(format!("{name}: the switch back to {}: {}", old.label, r.steps));
             nginx.drain(r);
             self.stop_group(name, slot)?;

@@ -329,6 +329,15 @@ impl<'a> Nginx<'a> {
 
     /// [`Nginx::switch`] to share the requests among `backends` by their weights.
     pub fn switch_to(&self, listen: &str, backends: &[Backend<'_>]) -> Result<Reloaded> {
+        let mut r = self.reload_to(listen, backends)?;
+        self.until_old_stop_accepting(&mut r);
+        Ok(r)
+    }
+
+    /// The first half of a switch: the configuration written, nginx reloaded, its new worker
+    /// up and the old ones told to shut down. Until [`Nginx::until_old_stop_accepting`], an old
+    /// worker may still accept a connection and forward it by the old configuration.
+    pub fn reload_to(&self, listen: &str, backends: &[Backend<'_>]) -> Result<Reloaded> {
         let master = if self.fx.dry_run {
             None
         } else {
@@ -349,7 +358,7 @@ impl<'a> Nginx<'a> {
             },
         )?;
         steps.mark("reload signalled");
-        let Some(master) = master else { return Ok(Reloaded { master: None, before, steps }) };
+        let Some(master) = master else { return Ok(Reloaded { master: None, before, steps, sockets: HashSet::new() }) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !workers(master).iter().any(|w| !before.contains(w)) {
             if Instant::now() > deadline {
@@ -370,17 +379,29 @@ impl<'a> Nginx<'a> {
         for w in &before {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*w), nix::sys::signal::Signal::SIGQUIT);
         }
-        // Switched once no old worker accepts any more: each closes its listening socket when
-        // told to shut down, then finishes what it carries (that is the drain).
         let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
-        let until = Instant::now() + Duration::from_secs(10);
         // The listening socket survives the reload (the new workers inherit it): looked up once.
         let sockets = super::ports::listening_inodes(port);
-        while before.iter().any(|w| super::ports::holds_any(*w, &sockets)) && Instant::now() < until {
+        steps.mark("old workers told to stop");
+        Ok(Reloaded { master: Some(master), before, steps, sockets })
+    }
+
+    /// Whether an old worker of `r` still accepts connections on the environment's port.
+    pub fn old_accepting(&self, r: &Reloaded) -> bool {
+        r.before.iter().any(|w| super::ports::holds_any(*w, &r.sockets))
+    }
+
+    /// Switched once no old worker accepts any more (up to 10 s): each closes its listening
+    /// socket when told to shut down, then finishes what it carries (that is the drain).
+    pub fn until_old_stop_accepting(&self, r: &mut Reloaded) {
+        if r.master.is_none() {
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.old_accepting(r) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
-        steps.mark("old workers stopped accepting");
-        Ok(Reloaded { master: Some(master), before, steps })
+        r.steps.mark("old workers stopped accepting");
     }
 
     /// Waits until the workers of before a reload have finished their requests, up to the
@@ -426,6 +447,8 @@ impl Nginx<'_> {
 pub struct Reloaded {
     master: Option<i32>,
     before: HashSet<i32>,
+    /// The environment's listening sockets (inodes), which the old workers close.
+    sockets: HashSet<u64>,
     pub steps: Steps,
 }
 
@@ -440,7 +463,7 @@ impl Steps {
     fn start() -> Self {
         Steps { at: Instant::now(), done: vec![] }
     }
-    fn mark(&mut self, what: &'static str) {
+    pub fn mark(&mut self, what: &'static str) {
         let now = Instant::now();
         self.done.push((what, now - self.at));
         self.at = now;

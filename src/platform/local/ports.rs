@@ -161,6 +161,11 @@ fn socket_inodes(pid: i32) -> impl Iterator<Item = u64> {
     })
 }
 
+/// Whether anything listens on TCP `port` of this machine.
+pub fn listens(port: u16) -> bool {
+    !listening_inodes(port).is_empty()
+}
+
 /// The inodes of the listening TCP sockets on `port` (IPv4 and IPv6, any address).
 pub fn listening_inodes(port: u16) -> HashSet<u64> {
     let mut out = HashSet::new();
