@@ -24,6 +24,8 @@ impl Local<'_> {
         let label = slot.label.as_str();
         // Recorded first: a run killed during the canary leaves it for the next run to undo.
         self.write_json(&self.canary_file(name)?, Some(slot))?;
+        // Looked up now, so the abort does not wait on it.
+        nginx.prime(listen);
         let log = nginx.split_log();
         let mut read_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let backends = [

@@ -53,6 +53,10 @@ pub struct Nginx<'a> {
     drain: Duration,
     program: PathBuf,
     dir: PathBuf,
+    /// The environment's listening sockets (inodes) and the master that holds them: looked up
+    /// once, since reading `/proc/net/tcp` takes a hundred milliseconds on a machine with
+    /// thousands of connections in TIME_WAIT, and the sockets live as long as the master.
+    sockets: std::sync::Mutex<Option<(i32, HashSet<u64>)>>,
 }
 
 /// Finds the nginx program: a path, or a name looked up on `PATH` and in the sbin directories
@@ -81,7 +85,7 @@ fn missing(name: &str) -> anyhow::Error {
 
 impl<'a> Nginx<'a> {
     pub fn new(fx: &'a Effects, program: PathBuf, env_dir: &Path, drain: Duration) -> Self {
-        Nginx { fx, drain, program, dir: env_dir.join("nginx") }
+        Nginx { fx, drain, program, dir: env_dir.join("nginx"), sockets: Default::default() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -379,11 +383,30 @@ impl<'a> Nginx<'a> {
         for w in &before {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*w), nix::sys::signal::Signal::SIGQUIT);
         }
-        let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
-        // The listening socket survives the reload (the new workers inherit it): looked up once.
-        let sockets = super::ports::listening_inodes(port);
+        let sockets = self.listening(listen, master);
         steps.mark("old workers told to stop");
         Ok(Reloaded { master: Some(master), before, steps, sockets })
+    }
+
+    /// The listening sockets of `master` on `listen`'s port: they survive a reload (the new
+    /// workers inherit them), so they are looked up once per master. A canary looks them up
+    /// before its first round, so that its abort does not wait on the lookup.
+    pub fn listening(&self, listen: &str, master: i32) -> HashSet<u64> {
+        let mut cache = self.sockets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, s)) = cache.as_ref().filter(|(m, s)| *m == master && !s.is_empty()) {
+            return s.clone();
+        }
+        let port: u16 = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+        let found = super::ports::listening_inodes(port);
+        *cache = Some((master, found.clone()));
+        found
+    }
+
+    /// [`Nginx::listening`] for the running master, looked up ahead of a switch.
+    pub fn prime(&self, listen: &str) {
+        if let Some(master) = self.pid() {
+            self.listening(listen, master);
+        }
     }
 
     /// Whether an old worker of `r` still accepts connections on the environment's port.
