@@ -177,6 +177,20 @@ CREATE INDEX inconclusive_label ON inconclusive(env, label);
 
 pub use crate::rules::Cause;
 
+/// A run of a version's release command (the Procfile's `release:` line, or `deploy.release`):
+/// its schema migrations, once per environment, before its candidate starts.
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub command: String,
+    pub started_at: crate::clock::Millis,
+    pub ended_at: crate::clock::Millis,
+    /// How it ended, in words ("exit status 0", "killed after its time limit of 10m").
+    pub exit: String,
+    pub ok: bool,
+    /// The last lines of its output.
+    pub tail: String,
+}
+
 /// How a deployment came about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -745,7 +759,7 @@ impl Ledger {
     // ---- releases ----
 
     /// Records a run of `label`'s release command in `env`; returns its id.
-    pub fn record_release(&self, env: &str, label: &str, r: &crate::platform::Released) -> Result<i64> {
+    pub fn record_release(&self, env: &str, label: &str, r: &Released) -> Result<i64> {
         let id = self.write(
             || format!("record the release of {label} in {env} ({})", r.exit),
             |c| {

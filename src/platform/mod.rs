@@ -106,19 +106,7 @@ pub struct CanaryAborted {
     pub why: String,
 }
 
-/// A run of a version's release command (the Procfile's `release:` line, or `deploy.release`):
-/// its schema migrations, once per environment, before its candidate starts.
-#[derive(Debug, Clone)]
-pub struct Released {
-    pub command: String,
-    pub started_at: crate::clock::Millis,
-    pub ended_at: crate::clock::Millis,
-    /// How it ended, in words ("exit status 0", "killed after its time limit of 10m").
-    pub exit: String,
-    pub ok: bool,
-    /// The last lines of its output.
-    pub tail: String,
-}
+pub use crate::ledger::Released;
 
 /// How a deploy ended, as a value: the caller records and reports each outcome, and the
 /// platform never turns one into an error for the caller to sort back out. An error of
