@@ -840,15 +840,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// The inconclusive judgements of `label` in `env`: (source, detail), oldest first.
-    pub fn inconclusive(&self, env: &str, label: &str) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare(
-            "SELECT source, COALESCE(detail, '') FROM inconclusive WHERE env = ?1 AND label = ?2 ORDER BY id",
-        )?;
-        let rows = st.query_map(params![env, label], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// Per shadow metric: the versions it judged, those it would have failed, and of those the
     /// ones that proved healthy (a passing verdict recorded in the same environment after the
     /// would-be failure): how often it would have failed a good version.

@@ -213,28 +213,20 @@ impl Config {
         Ok(cfg)
     }
 
-    /// A usage error naming this file, the line of `path` and the field.
-    pub fn bad(&self, at: &Locator, path: &[Seg<'_>], what: impl std::fmt::Display) -> anyhow::Error {
-        at.bad(path, what)
-    }
-
     /// The rules that span sections (each section checks its own values as they are read).
     fn validate(&self, at: &Locator) -> Result<()> {
         use Seg::Key;
         if self.environments.is_empty() {
-            return Err(self.bad(
-                at,
-                &[Key("environments")],
-                "expected at least one environment, e.g. [environments.staging]",
-            ));
+            return Err(
+                at.bad(&[Key("environments")], "expected at least one environment, e.g. [environments.staging]")
+            );
         }
         for name in self.environments.keys() {
             if name.is_empty()
                 || name.starts_with('-')
                 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(self.bad(
-                    at,
+                return Err(at.bad(
                     &[Key("environments"), Key(name)],
                     "expected a name of A-Z a-z 0-9 - _, not starting with -",
                 ));
@@ -243,8 +235,7 @@ impl Config {
         for env in &self.sla.environments {
             if !self.environments.contains_key(env) {
                 let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
-                return Err(self.bad(
-                    at,
+                return Err(at.bad(
                     &[Key("sla"), Key("environments")],
                     format!(
                         "{env:?} names no environment (known: {}); the SLA guard would not apply",
@@ -254,9 +245,7 @@ impl Config {
             }
         }
         if self.chains.is_empty() {
-            return Err(self.bad(
-                at,
-                &[Key("smoke")],
+            return Err(at.bad(&[Key("smoke")],
                 "expected at least one smoke check ([[smoke.chains]] with [[smoke.chains.checks]]): zero checks can never pass",
             ));
         }

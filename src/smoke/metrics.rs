@@ -136,10 +136,10 @@ fn ask(ctx: &Ctx, req: &Request, what: &str) -> Result<Option<serde_json::Value>
 /// The metric's value for `version` now: `None` when the provider has no data.
 fn value(ctx: &Ctx, m: &Metric, version: &str, env: &str) -> Result<Option<f64>> {
     let what = format!("metric {:?}", m.name.as_str());
-    let query = m.query.as_ref().map(|q| render(m, q.as_str(), version, env)).unwrap_or_default();
+    let query = || m.query.as_ref().map(|q| render(m, q.as_str(), version, env)).unwrap_or_default();
     match (m.provider, &m.formula) {
-        (Provider::Prometheus, _) => prometheus(ctx, m, &query, &what),
-        (Provider::Datadog, None) => datadog_v1(ctx, m, &query, &what),
+        (Provider::Prometheus, _) => prometheus(ctx, m, &query(), &what),
+        (Provider::Datadog, None) => datadog_v1(ctx, m, &query(), &what),
         (Provider::Datadog, Some(formula)) => {
             let queries: Vec<(String, String)> =
                 m.queries.iter().map(|(name, q)| (name.clone(), render(m, q.as_str(), version, env))).collect();

@@ -45,7 +45,7 @@ impl Local<'_> {
             self.fx.exec.effect(
                 || format!("tell {label} (group {}) to stop taking requests: kill -TERM -- -{}", slot.pid, slot.pid),
                 || {
-                    if self.is_supervisor(slot.pid) || crate::procs::group_works_under(slot.pid, &self.root) {
+                    if self.owns_group(slot.pid) {
                         let _ = nix::sys::signal::killpg(
                             nix::unistd::Pid::from_raw(slot.pid),
                             nix::sys::signal::Signal::SIGTERM,

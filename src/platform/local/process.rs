@@ -26,16 +26,22 @@ impl Local<'_> {
         }
     }
 
-    /// TERM to the group, up to the grace period, then KILL. The group is stopped when it is
-    /// ours: its supervisor runs, or its processes work in this platform's directories (a
-    /// supervisor killed with -9 leaves its app running in the group).
+    /// Whether process group `pgid` is ours to signal: its supervisor runs, or its processes
+    /// work in this platform's directories (a supervisor killed with -9 leaves its app running
+    /// in the group). A recorded pid that the system has since given to another process is not.
+    pub(super) fn owns_group(&self, pgid: i32) -> bool {
+        self.is_supervisor(pgid) || crate::procs::group_works_under(pgid, &self.root)
+    }
+
+    /// TERM to the group, up to the grace period, then KILL, when it is ours
+    /// ([`Local::owns_group`]).
     pub(super) fn stop_group(&self, env: &str, state: &EnvState) -> Result<()> {
         let grace = self.deploy.stop_grace.0;
         let pid = state.pid;
         self.fx.exec.effect(
             || format!("stop {env} ({}): kill -TERM -- -{pid}, then -KILL after {}s", state.label, grace.as_secs()),
             || {
-                if !(self.is_supervisor(pid) || crate::procs::group_works_under(pid, &self.root)) {
+                if !self.owns_group(pid) {
                     return Ok(());
                 }
                 self.reap();
