@@ -210,6 +210,14 @@ fn odd_inputs_nul_bytes_invalid_utf8_a_huge_line_an_empty_log_a_truncated_gzip()
         .assert()
         .success()
         .stdout(predicate::str::contains("no errors found"));
+    // A file that says it is empty and still holds text (/proc, /sys) is read, not skipped:
+    // collect-logs' own command line names the file.
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "/proc/self/cmdline", "--pattern", "cmdline", "--out", "p.txt"])
+        .assert();
+    let out = output(&a.success()).0;
+    assert!(out.contains("1 group(s) of errors in 1 matching record(s)"), "{out}");
 
     let mut gz = vec![];
     {

@@ -372,11 +372,13 @@ fn parts(sel: &Selection<'_>, path: &Path, split: Split) -> Result<Vec<(u64, u64
 
 /// The length of a plain file that can be mapped and read in parts: a regular file, not stdin,
 /// not gzip. Looked at before it is opened: opening a FIFO would wait for its writer, and
-/// closing it again could lose what the writer had sent.
+/// closing it again could lose what the writer had sent. A regular file of length 0 is read as
+/// a stream: `/proc` and `/sys` files say 0 and still hold text (and an empty file reads the
+/// same either way).
 fn plain_len(path: &Path) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     let len = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && path != Path::new("-") => m.len(),
+        Ok(m) if m.is_file() && m.len() > 0 && path != Path::new("-") => m.len(),
         _ => return None,
     };
     let file = std::fs::File::open(path).ok()?;
