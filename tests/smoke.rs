@@ -716,7 +716,7 @@ fn a_datadog_formula_is_judged_and_a_metric_without_data_extends_the_bake_to_its
         .stderr(predicate::str::contains("metric / error share: failed: candidate 13.5000 against a maximum of 5"));
     // One round without data: nothing to extend, inconclusive.
     let err = output(&run("empty", false).code(4)).1;
-    assert!(err.contains("not enough evidence to judge v1 in one round (smoke-check --watch bakes on until it has data): no data from error share"), "{err}");
+    assert!(err.contains("not enough evidence to judge v1 in the round that asked it (smoke-check --watch bakes on until it has data, for a metric whose phases include \"bake\"): no data from error share"), "{err}");
     // A bake waits for the data past --watch, and judges it when it comes.
     let err = output(&run("late", true).success()).1;
     assert!(err.contains("bake extended: waiting for data from error share"), "{err}");
@@ -730,6 +730,14 @@ fn a_datadog_formula_is_judged_and_a_metric_without_data_extends_the_bake_to_its
         "{err}"
     );
     assert!(err.contains("nothing is marked bad"), "{err}");
+    // A metric no bake asks again (phases = ["smoke"]) is not waited for: the bake ends on
+    // time, inconclusive, without extending.
+    let f =
+        Fixture::new(&server.url(), &config(&metric.replace("phases = [\"smoke\", \"bake\"]", "phases = [\"smoke\"]")));
+    *mode.lock().expect("mode") = "empty";
+    let err = output(&f.smoke().envs(keys).args(["--watch", "1s", "--interval", "200ms"]).assert().code(4)).1;
+    assert!(!err.contains("bake extended"), "{err}");
+    assert!(err.contains("in the round that asked it"), "{err}");
 
     // Each metric that cannot work is exit 2 at load, naming its field.
     let bad = [

@@ -307,11 +307,13 @@ pub struct Said {
     pub asked: Vec<String>,
 }
 
-/// A metric a bake waits on for data.
+/// A metric with `no_data = "extend"` that has no data yet.
 #[derive(Debug, Clone)]
 pub struct Awaiting {
     pub name: String,
     pub evidence: String,
+    /// How long a bake may wait for its data: 0 when no bake asks it again (its phases do not
+    /// include `bake`).
     pub up_to: Duration,
 }
 
@@ -353,7 +355,7 @@ pub fn run_phase(ctx: &Ctx, phase: Phase, candidate: &str, stable: Option<&str>,
                 out.awaiting.push(Awaiting {
                     name: name.to_string(),
                     evidence: j.evidence.clone(),
-                    up_to: m.extend_up_to.0,
+                    up_to: if m.phases.contains(&Phase::Bake) { m.extend_up_to.0 } else { Duration::ZERO },
                 });
                 (true, format!("no data yet (no_data = \"extend\"): {}", j.evidence))
             }

@@ -380,8 +380,9 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
         r.results.extend(said.results);
         r.awaiting.retain(|a| !said.asked.contains(&a.name));
         r.awaiting.extend(said.awaiting);
-        if r.bake_start.elapsed() + req.interval > watch && !r.awaiting.is_empty() && r.passed() {
-            let names: Vec<&str> = r.awaiting.iter().map(|a| a.name.as_str()).collect();
+        let waited_on: Vec<&str> = r.awaiting.iter().filter(|a| !a.up_to.is_zero()).map(|a| a.name.as_str()).collect();
+        if r.bake_start.elapsed() + req.interval > watch && !waited_on.is_empty() && r.passed() {
+            let names = waited_on;
             ctx.ui.status(format!("{}: bake extended: waiting for data from {}", req.env, names.join(", ")));
         }
         r.monitors = states(ctx)?;
@@ -413,10 +414,10 @@ fn conclude(
     if ok && !r.awaiting.is_empty() && !ctx.dry_run {
         let waited = r.bake_start.elapsed().as_secs();
         let what: Vec<String> = r.awaiting.iter().map(|a| format!("{} ({})", a.name, a.evidence)).collect();
-        let how = if req.watch.is_some() {
+        let how = if req.watch.is_some() && r.awaiting.iter().all(|a| !a.up_to.is_zero()) {
             format!("after {waited}s of bake (extend_up_to)")
         } else {
-            "in one round (smoke-check --watch bakes on until it has data)".to_string()
+            "in the round that asked it (smoke-check --watch bakes on until it has data, for a metric whose phases include \"bake\")".to_string()
         };
         let said = format!(
             "{}: not enough evidence to judge {served} {how}: no data from {}; nothing is marked bad",
