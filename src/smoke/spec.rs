@@ -386,24 +386,20 @@ pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
             ));
         }
         match (&m.query, &m.formula, m.queries.is_empty()) {
-            (Some(q), None, true) if !q.as_str().trim().is_empty() => {}
-            (None, Some(f), false) if m.provider == Provider::Datadog && !f.as_str().trim().is_empty() => {
-                if let Some((name, _)) = m.queries.iter().find(|(n, q)| {
-                    n.is_empty()
-                        || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                        || q.as_str().trim().is_empty()
-                }) {
-                    return Err(bad(
-                        "queries",
-                        &format!("{name:?}: expected a name of letters, digits and _ and a non-empty query"),
-                    ));
-                }
-            }
+            // (a query and a formula are `Text`: never empty or blank)
+            (Some(_), None, true) => {}
             (_, Some(_), _) if m.provider == Provider::Prometheus => {
                 return Err(bad(
                     "formula",
                     "a formula is Datadog's (v2 timeseries); in Prometheus write the arithmetic in query",
                 ));
+            }
+            (None, Some(_), false) => {
+                if let Some(name) =
+                    m.queries.keys().find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                {
+                    return Err(bad("queries", &format!("{name:?}: expected a name of letters, digits and _")));
+                }
             }
             (Some(_), Some(_), _) | (Some(_), _, false) => {
                 return Err(bad("query", "expected either query, or formula with queries, not both"));
@@ -417,7 +413,7 @@ pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
             (None, None, false) => {
                 return Err(bad("formula", "queries need a formula over them, e.g. formula = \"100 * errors / hits\""));
             }
-            _ => return Err(bad("query", "expected a non-empty query")),
+            (None, None, true) => return Err(bad("query", "expected the query (or a formula over named queries)")),
         }
         if m.range && m.provider != Provider::Prometheus {
             return Err(bad("range", "range queries are Prometheus'; Datadog's queries already cover the window"));
