@@ -56,7 +56,7 @@ impl Local<'_> {
             )?;
             r.steps.mark("candidate told to stop");
             let until = Instant::now() + Duration::from_secs(10);
-            while nginx.old_accepting(&r) && ports::listens(slot.port) && Instant::now() < until {
+            while nginx.old_accepting(&r) && ports::accepts(slot.port) && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let at = crate::clock::now_ms();
