@@ -159,9 +159,15 @@ impl Response {
     }
     /// The start of the body, on one line, for error messages.
     pub fn body_start(&self) -> String {
-        let flat: String = self.body.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
-        flat.split_whitespace().collect::<Vec<_>>().join(" ")
+        one_line(&self.body)
     }
+}
+
+/// The start of a text an answer carried, on one line (200 characters, control characters as
+/// spaces) and unescaped, so the secrets in it are masked as they are, not as JSON escaped them.
+pub fn one_line(text: &str) -> String {
+    let flat: String = text.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    flat.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A request that got no HTTP answer: connection refused, timeout, TLS failure.

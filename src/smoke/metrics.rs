@@ -148,6 +148,18 @@ fn value(ctx: &Ctx, m: &Metric, version: &str, env: &str) -> Result<Option<f64>>
     }
 }
 
+/// What a provider's error field says, as its text: a string or the strings of a list as they
+/// are (a `Display` of the JSON would escape them, and a secret in them would no longer read
+/// as itself to the masking), anything else as JSON; on one line.
+fn said(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items.iter().map(said).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
+    };
+    crate::http::one_line(&text)
+}
+
 /// The mean of a series' finite values (null and `NaN` are gaps, not zeros); `None` if none.
 fn mean(points: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     let (mut sum, mut n) = (0.0, 0u32);
@@ -186,7 +198,7 @@ fn prometheus(ctx: &Ctx, m: &Metric, query: &str, what: &str) -> Result<Option<f
     let req = Request::get(url.to_string()).timeout(ctx.config.smoke.timeout.0);
     let Some(doc) = ask(ctx, &req, what)? else { return Ok(None) };
     if doc["status"] != "success" {
-        return Err(crate::could_not_act!("{what}: Prometheus answered {}", doc["error"]));
+        return Err(crate::could_not_act!("{what}: Prometheus answered {}", said(&doc["error"])));
     }
     let result = &doc["data"]["result"];
     let number = |v: &serde_json::Value| v[1].as_str().and_then(|t| t.parse::<f64>().ok());
@@ -229,7 +241,7 @@ fn datadog_v1(ctx: &Ctx, m: &Metric, query: &str, what: &str) -> Result<Option<f
     req.headers = headers;
     let Some(doc) = ask(ctx, &req, what)? else { return Ok(None) };
     if doc["status"] == "error" {
-        return Err(crate::could_not_act!("{what}: Datadog answered {}", doc["error"]));
+        return Err(crate::could_not_act!("{what}: Datadog answered {}", said(&doc["error"])));
     }
     let series = doc["series"].as_array().map(Vec::as_slice).unwrap_or_default();
     Ok(one_series(what, series, "sum:, avg:")?
@@ -269,7 +281,7 @@ fn datadog_formula(
     let series = attributes["series"].as_array().map(Vec::as_slice).unwrap_or_default();
     // An answer without series that says why is the provider's failure, not an empty series.
     if let Some(errors) = doc["errors"].as_str().filter(|e| !e.trim().is_empty() && series.is_empty()) {
-        return Err(crate::could_not_act!("{what}: Datadog answered {errors:?}"));
+        return Err(crate::could_not_act!("{what}: Datadog answered {}", crate::http::one_line(errors)));
     }
     if one_series(what, series, "a formula over sum: or avg: queries")?.is_none() {
         return Ok(None);
@@ -420,6 +432,18 @@ mod tests {
         let m = metric(Compare::Relative);
         let q = "rate(x{version=\"{{version}}\",env=\"{{env}}\"}[{{window}}])";
         assert_eq!(render(&m, q, "v2", "production"), "rate(x{version=\"v2\",env=\"production\"}[300s])");
+    }
+
+    #[test]
+    fn a_providers_error_is_said_as_its_text_unescaped() {
+        // A key with a quote stays itself, so the masking finds it (JSON would write \").
+        assert_eq!(said(&serde_json::json!("bad key \"k\\ey\"\n")), "bad key \"k\\ey\"");
+        assert_eq!(
+            said(&serde_json::json!(["Rate limit exceeded", "try \"later\""])),
+            "Rate limit exceeded; try \"later\""
+        );
+        assert_eq!(said(&serde_json::json!(null)), "null");
+        assert_eq!(said(&serde_json::json!("x".repeat(500))).len(), 200);
     }
 
     #[test]
