@@ -654,6 +654,34 @@ mod tests {
         }
     }
 
+    /// A file shorter than when its search began (a `copytruncate` rotation) is found before
+    /// the next window is mapped: "could not act", never a read past its end (SIGBUS).
+    #[test]
+    fn a_file_that_shrank_while_it_was_read_is_said_not_read_past_its_end() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("web.log");
+        std::fs::write(&path, log(200)).expect("write");
+        let len = std::fs::metadata(&path).expect("len").len();
+        let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
+        let matcher = matcher(super::super::DEFAULT_CANDIDATES);
+        let sel = Selection {
+            candidates: &matcher,
+            select: &select,
+            context: 2,
+            since: None,
+            until: None,
+            interrupted: Default::default(),
+        };
+        let redactor = crate::redact::Redactor::default();
+        let mut store = Store::new(&[], &redactor);
+        let mut scanner = Scanner::new(&mut store, &sel, 0, &path);
+        // The search was planned for a file 64 KiB longer than the one there now.
+        let windows = mapped::Windows { size: 4096, overlap: 4096 };
+        let err = mapped::search_range(&mut scanner, &path, (0, len + (64 << 10)), windows).expect_err("shrank");
+        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::CouldNotAct);
+        assert!(format!("{err:#}").contains("shrank from at least"), "{err:#}");
+    }
+
     #[test]
     fn cuts_fall_only_in_quiet_stretches() {
         let matcher = matcher("ERROR");
