@@ -134,6 +134,32 @@ pub(super) fn slower_in_report(candidate: &Answered, stable: &Answered, floor_ms
     Some(candidate.p95_ms() - stable.p95_ms() >= floor_ms || candidate.p50_ms() - stable.p50_ms() >= floor_ms)
 }
 
+/// The latency rule over a canary's reports of enhanced health, one report at a time (pure, so
+/// its sequences are tested without a clock): the candidate fails when it is slower than the
+/// stable version by the margin in two judged reports running. A report is judged only once
+/// the candidate answered users before it: a new instance's first answers are its slowest
+/// (imports, caches, a JIT), and its warm-up must never convict it. EB gives percentiles, not
+/// the answers, so one report's blip is never a verdict either.
+#[derive(Debug, Default)]
+pub(super) struct LatencyWatch {
+    slow_reports: u32,
+    answered_before: u64,
+}
+
+impl LatencyWatch {
+    /// Takes the next report; `true` once the candidate has failed the rule.
+    pub(super) fn report(&mut self, candidate: &Answered, stable: &Answered, floor_ms: f64) -> bool {
+        let warmed = self.answered_before >= crate::judge::LATENCY_MIN as u64;
+        self.answered_before += candidate.stream.requests;
+        match slower_in_report(candidate, stable, floor_ms).filter(|_| warmed) {
+            Some(true) => self.slow_reports += 1,
+            Some(false) => self.slow_reports = 0,
+            None => {}
+        }
+        self.slow_reports >= 2
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(super) struct StatusCodes {
     #[serde(rename = "Status5xx", default)]
@@ -216,6 +242,21 @@ mod tests {
         assert_eq!(slower_in_report(&v2, &by["v1"], 301.0), Some(false));
         assert_eq!(slower_in_report(&by["v1"], &v2, 100.0), Some(false));
         let (few, _) = answered_by_version(&[instance("v2", 29, 0.9, 0.9)]);
+        // Reports in order: a warm-up report is never judged; two slow judged reports running
+        // fail; a fast one between resets.
+        let (slow, _) = answered_by_version(&[instance("v2", 40, 0.4, 0.6)]);
+        let (fast, _) = answered_by_version(&[instance("v2", 40, 0.05, 0.1)]);
+        let stable = &by["v1"];
+        let run = |reports: &[&Answered]| {
+            let mut w = LatencyWatch::default();
+            reports.iter().position(|c| w.report(c, stable, 100.0))
+        };
+        let (s, f) = (&slow["v2"], &fast["v2"]);
+        assert_eq!(run(&[s, f, f, f]), None, "slow only while warming up");
+        assert_eq!(run(&[s, s, f, f]), None, "the warm-up report is not judged");
+        assert_eq!(run(&[s, s, s]), Some(2));
+        assert_eq!(run(&[f, s, f, s, f]), None, "never two running");
+        assert_eq!(run(&[f, s, s]), Some(2));
         assert_eq!(slower_in_report(&few["v2"], &by["v1"], 100.0), None);
         assert_eq!(slower_in_report(&v2, &by["v1"], 0.0), None);
     }

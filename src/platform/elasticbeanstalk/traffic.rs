@@ -49,7 +49,7 @@ impl ElasticBeanstalk<'_> {
         // report per window it covers, so no request is counted twice.
         let (mut candidate, mut stable) = (crate::judge::Stream::default(), crate::judge::Stream::default());
         let mut next_sample = Instant::now();
-        let mut slow_reports = 0u32;
+        let mut latency = LatencyWatch::default();
         let failed: String = loop {
             // Interrupted (a Jenkins abort): the split is aborted, so the old version serves all.
             if let Err(e) = self.fx.nap(c.interval, || {
@@ -115,15 +115,8 @@ impl ElasticBeanstalk<'_> {
                     into.requests += s.stream.requests;
                     into.errors += s.stream.errors;
                 }
-                // Slower by the margin in two reports running: EB gives percentiles, not the
-                // answers, so one report's blip is never a verdict.
                 let margin = c.latency_margin.as_millis() as f64;
-                match slower_in_report(c_now, s_now, margin) {
-                    Some(true) => slow_reports += 1,
-                    Some(false) => slow_reports = 0,
-                    None => {}
-                }
-                if slow_reports >= 2 {
+                if latency.report(c_now, s_now, margin) {
                     break format!(
                         "{label} answers users more slowly than {old} by over {} ms, by EB's application metrics in two reports running: p95 {:.0} ms vs {:.0} ms, p50 {:.0} ms vs {:.0} ms (each the request-weighted mean of its instances' percentiles over the last {window}s; {} and {} requests)",
                         margin,
