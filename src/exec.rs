@@ -170,6 +170,28 @@ pub fn end_recorded_group(path: &Path, dir: &Path) -> bool {
     ours
 }
 
+/// The variable that tells the supervisor to wait at its [`Gate`] (read from its stdin).
+pub const START_GATE: &str = "SAFEDEPLOY_START_GATE";
+
+/// The write end of a gated process's stdin ([`Exec::spawn_gated`]). Opened (`start`), the
+/// supervisor runs the app; dropped unopened (the run failed, or was killed, before it recorded
+/// the process), the supervisor reads the end of its input and exits without starting anything,
+/// so no process runs that no record names.
+#[derive(Debug)]
+pub struct Gate(os_pipe::PipeWriter);
+
+impl Gate {
+    /// Lets the supervisor start the app. A supervisor already gone is no error here: the health
+    /// wait that follows finds it exited and says so.
+    pub fn open(mut self) -> Result<()> {
+        use std::io::Write;
+        match self.0.write_all(b"start\n") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("opening the start gate"),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Runs commands, honouring `--dry-run`, timeouts and interruption.
 #[derive(Debug, Clone)]
 pub struct Exec {
@@ -250,6 +272,22 @@ impl Exec {
         if self.plan(cmd)? {
             return Ok(None);
         }
+        Ok(Some(self.start_detached(cmd, log, None)?))
+    }
+
+    /// As [`Exec::spawn_detached`], for a command under the local platform's supervisor that
+    /// waits at a [`Gate`]: it runs the app only once the caller, having recorded the process,
+    /// opens the gate.
+    pub fn spawn_gated(&self, cmd: &Cmd, log: &Path) -> Result<Option<(duct::Handle, Gate)>> {
+        let cmd = cmd.clone().env(START_GATE, "stdin");
+        if self.plan(&cmd)? {
+            return Ok(None);
+        }
+        let (reader, writer) = os_pipe::pipe().context("making the start gate's pipe")?;
+        Ok(Some((self.start_detached(&cmd, log, Some(reader))?, Gate(writer))))
+    }
+
+    fn start_detached(&self, cmd: &Cmd, log: &Path, stdin: Option<os_pipe::PipeReader>) -> Result<duct::Handle> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -258,10 +296,12 @@ impl Exec {
         let err = file.try_clone()?;
         let mut cmd = cmd.clone();
         cmd.env_remove.extend(JENKINS_COOKIES.iter().map(|k| k.to_string()));
-        let handle = cmd
-            .expression(&self.env)?
-            .stdin_null()
-            .stdout_file(file)
+        let expr = cmd.expression(&self.env)?;
+        let expr = match stdin {
+            Some(r) => expr.stdin_file(r),
+            None => expr.stdin_null(),
+        };
+        expr.stdout_file(file)
             .stderr_file(err)
             .unchecked()
             .before_spawn(|c| {
@@ -270,8 +310,7 @@ impl Exec {
                 Ok(())
             })
             .start()
-            .with_context(|| format!("starting {}", cmd.display()))?;
-        Ok(Some(handle))
+            .with_context(|| format!("starting {}", cmd.display()))
     }
 
     /// Runs a command with stdout and stderr merged, handing each line to `on_line` as it comes;
@@ -282,6 +321,7 @@ impl Exec {
         }
         let reader = cmd
             .expression(&self.env)?
+            .stdin_null()
             .stderr_to_stdout()
             .unchecked()
             .reader()

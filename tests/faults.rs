@@ -245,6 +245,19 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
         &mut rows,
     );
 
+    // promote keeping the previous warm: its retire file and its warm record are steps too.
+    sweep(
+        &p,
+        "promote (keeping v1 warm)",
+        "kill",
+        |at| {
+            reset(&p);
+            promote(at)
+        },
+        "production",
+        &mut rows,
+    );
+
     let mut table = String::from(
         "| operation | fault | before step | the step | exit | right after the fault | rerun | incidents | stray processes |\n|---|---|---|---|---|---|---|---|---|\n",
     );

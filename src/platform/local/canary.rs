@@ -23,7 +23,7 @@ impl Local<'_> {
         let name = env.name.as_str();
         let label = slot.label.as_str();
         // Recorded first: a run killed during the canary leaves it for the next run to undo.
-        self.write_json(&self.canary_file(name)?, Some(slot))?;
+        self.record(name, Record::Canary(Some(slot)))?;
         // Looked up now, so the abort does not wait on it.
         nginx.prime(listen);
         let log = nginx.split_log();
@@ -65,8 +65,8 @@ impl Local<'_> {
             self.fx.ui.detail(format!("{name}: the switch back to {}: {}", old.label, r.steps));
             nginx.drain(r);
             self.stop_group(name, slot)?;
-            self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
-            self.write_json::<EnvState>(&self.canary_file(name)?, None)?;
+            self.record(name, Record::Starting(None))?;
+            self.record(name, Record::Canary(None))?;
             Ok(at)
         };
         let took = match nginx.switch_to(listen, &backends) {

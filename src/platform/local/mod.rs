@@ -23,6 +23,7 @@ mod answer;
 mod canary;
 mod nginx;
 mod process;
+mod records;
 mod restart;
 mod supervisor;
 mod switch;
@@ -32,6 +33,7 @@ pub mod settings;
 mod workcopy;
 
 use process::*;
+use records::{Record, Slot};
 pub use supervisor::supervise;
 
 use super::{Live, Platform, Switched};
@@ -144,34 +146,12 @@ impl<'a> Local<'a> {
     fn env_dir(&self, env: &str) -> Result<PathBuf> {
         crate::paths::child(&self.root.join("envs"), env, "environment")
     }
-    fn state_file(&self, env: &str) -> Result<PathBuf> {
-        Ok(self.env_dir(env)?.join("state.json"))
-    }
-    /// Behind the proxy: a version being started, not yet serving.
-    fn starting_file(&self, env: &str) -> Result<PathBuf> {
-        Ok(self.env_dir(env)?.join("starting.json"))
-    }
-    /// Behind the proxy: versions that served before the last switch, to be stopped.
-    fn retiring_file(&self, env: &str) -> Result<PathBuf> {
-        Ok(self.env_dir(env)?.join("retiring.json"))
-    }
-    /// Behind the proxy: a candidate taking a canary's share of the requests beside what
-    /// `state.json` names.
-    fn canary_file(&self, env: &str) -> Result<PathBuf> {
-        Ok(self.env_dir(env)?.join("canary.json"))
-    }
-    /// Behind the proxy: the previous version, kept running without traffic.
-    fn warm_file(&self, env: &str) -> Result<PathBuf> {
-        Ok(self.env_dir(env)?.join("warm.json"))
-    }
-
     /// The warm previous, if it still runs (a record whose group is gone is forgotten).
     fn read_warm(&self, env: &str) -> Result<Option<Warm>> {
-        let file = self.warm_file(env)?;
         // A record that cannot be read is no reason to block a rollback: the version it named
         // (if any) retires itself at its window's end (its retire file), and the rollback starts
         // the version afresh.
-        let w = match self.read_json::<Warm>(&file) {
+        let w = match self.read_record::<Warm>(env, Slot::Warm) {
             Ok(w) => w,
             Err(e) => {
                 // Left in place for whoever looks; the next switch writes the record anew.
@@ -188,13 +168,13 @@ impl<'a> Local<'a> {
         // Past its window it is retiring (or should have: its retire file is not to be
         // trusted): it is no target to switch back to.
         // Still running past its window: the next run that holds the environment's lock stops
-        // it (`stop_overdue_warm`); until then the record is kept, not forgotten.
+        // it (the tidy-up plan, `records::tidy_plan`); until then the record is kept.
         if !serves && self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
             let overdue = crate::clock::now_ms() >= w.until;
             return Ok((!overdue).then_some(w));
         }
         if !self.fx.dry_run {
-            self.write_json::<Warm>(&self.warm_file(env)?, None)?;
+            self.record(env, Record::Warm(None))?;
         }
         Ok(None)
     }
@@ -210,8 +190,16 @@ impl<'a> Local<'a> {
             self.fx.ui.plan(format!("# would switch back to {label}, kept warm on port {}", w.state.port));
             return Ok(None);
         }
+        // Its supervisor takes the retire file when it retires: removing it first is what
+        // makes the version ours again, and a step like any other record's write.
+        let call_off = |dir: &Path| {
+            self.fx.exec.effect(
+                || format!("call off {label}'s retirement in {}: remove {}", env.name, retire_file(dir).display()),
+                || Ok(std::fs::remove_file(retire_file(dir))),
+            )
+        };
         if let Some(dir) = &w.state.dir
-            && let Err(e) = std::fs::remove_file(retire_file(dir))
+            && let Some(Err(e)) = call_off(dir)?
         {
             self.fx.ui.warn(format!(
                 "{}: {label}, kept warm, is already retiring ({}); starting it afresh",
@@ -235,32 +223,6 @@ impl<'a> Local<'a> {
         Ok(None)
     }
 
-    fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .with_context(|| format!("reading {} (delete it if the environment is stopped)", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
-    /// Writes (atomically) or removes a state file.
-    fn write_json<T: Serialize>(&self, path: &Path, value: Option<&T>) -> Result<()> {
-        match value {
-            Some(v) => {
-                let tmp = path.with_extension("json.tmp");
-                std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
-                std::fs::rename(&tmp, path)?;
-            }
-            None => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            },
-        }
-        Ok(())
-    }
-
     /// The proxy that owns the environment's port, unless `deploy.proxy = "none"`.
     fn proxy(&self, env: &Environment) -> Result<Option<Nginx<'a>>> {
         let Proxy::Nginx(name) = &self.deploy.proxy else { return Ok(None) };
@@ -277,11 +239,7 @@ impl<'a> Local<'a> {
     }
 
     fn read_state(&self, env: &str) -> Result<Option<EnvState>> {
-        self.read_json(&self.state_file(env)?)
-    }
-
-    fn write_state(&self, env: &str, state: Option<&EnvState>) -> Result<()> {
-        self.write_json(&self.state_file(env)?, state)
+        self.read_record(env, Slot::Serving)
     }
 
     /// The environment's port (its URL is checked to be plain http on this machine at load).
@@ -521,7 +479,7 @@ impl Platform for Local<'_> {
     fn unfinished(&self, env: &Environment) -> Result<Option<String>> {
         let name = env.name.as_str();
         let serving = self.read_state(name)?.map(|s| s.label).unwrap_or_else(|| "what is recorded as serving".into());
-        if let Some(c) = self.read_json::<EnvState>(&self.canary_file(name)?)? {
+        if let Some(c) = self.read_record::<EnvState>(name, Slot::Canary)? {
             let share = self
                 .proxy(env)?
                 .and_then(|n| n.share_of(c.port))
@@ -532,7 +490,7 @@ impl Platform for Local<'_> {
                 c.label
             )));
         }
-        if let Some(s) = self.read_json::<EnvState>(&self.starting_file(name)?)? {
+        if let Some(s) = self.read_record::<EnvState>(name, Slot::Starting)? {
             return Ok(Some(format!(
                 "a run was stopped while starting {}; the next promote or rollback stops it",
                 s.label

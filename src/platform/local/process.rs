@@ -333,14 +333,11 @@ impl Local<'_> {
     pub(super) fn stop_app(&self, env: &Environment) -> Result<()> {
         if let Some(w) = self.read_warm(&env.name)? {
             self.stop_group(&env.name, &w.state)?;
-            self.fx.exec.effect(
-                || format!("forget {}'s warm previous", env.name),
-                || self.write_json::<Warm>(&self.warm_file(&env.name)?, None),
-            )?;
+            self.record(&env.name, Record::Warm(None))?;
         }
         if let Some(old) = self.read_state(&env.name)? {
             self.stop_group(&env.name, &old)?;
-            self.fx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
+            self.record(&env.name, Record::Serving(None))?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ impl Local<'_> {
             self.stop_group(&env.name, &old)?;
         }
         self.fx.exec.create_dir(&self.env_dir(&env.name)?.join("data"))?;
-        self.fx.exec.effect(|| format!("record {} as stopped", env.name), || self.write_state(&env.name, None))?;
+        self.record(&env.name, Record::Serving(None))?;
         if !self.fx.dry_run && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(could_not_act!(
                 "port {port} of {} is held by {}, which safedeploy did not start; {} stays stopped",
@@ -24,13 +24,18 @@ impl Local<'_> {
         let log = self.log_file(&env.name)?;
         let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         self.fx.ui.status(format!("{}: starting {label} on port {port}", env.name));
-        let handle = self.fx.exec.spawn_detached(&cmd, &log)?;
-        if let Some(h) = &handle {
-            let pid = h.pids().first().copied().unwrap_or(0) as i32;
-            let started_at = crate::clock::rfc3339(crate::clock::now_ms());
-            let dir = Some(dir.to_path_buf());
-            self.write_state(&env.name, Some(&EnvState { label: label.to_string(), pid, port, started_at, dir }))?;
-        }
+        let handle = match self.fx.exec.spawn_gated(&cmd, &log)? {
+            Some((h, gate)) => {
+                let pid = h.pids().first().copied().unwrap_or(0) as i32;
+                let started_at = crate::clock::rfc3339(crate::clock::now_ms());
+                let state = EnvState { label: label.to_string(), pid, port, started_at, dir: Some(dir.to_path_buf()) };
+                // Recorded before its supervisor may start it (see `Exec::spawn_gated`).
+                self.record(&env.name, Record::Serving(Some(&state)))?;
+                gate.open()?;
+                Some(h)
+            }
+            None => None,
+        };
         let left = format!("{label} is left running, unverified");
         let group = handle.as_ref().map(|h| h.pids().first().copied().unwrap_or(0) as i32);
         let result = self.wait_healthy(Health {

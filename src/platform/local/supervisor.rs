@@ -15,7 +15,21 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
     let label = exec.env.get("SAFEDEPLOY_VERSION").unwrap_or_default().to_string();
     let out = std::io::stdout();
     // The retirement is the supervisor's business: the app is not told where it is decided.
-    let cmd = Cmd::new(argv).env_remove("SAFEDEPLOY_RETIRE_FILE").env_remove("SAFEDEPLOY_STOP_GRACE_MS");
+    let cmd = Cmd::new(argv)
+        .env_remove("SAFEDEPLOY_RETIRE_FILE")
+        .env_remove("SAFEDEPLOY_STOP_GRACE_MS")
+        .env_remove(crate::exec::START_GATE);
+    // Gated: the app starts only once the run that started this supervisor recorded it. Its
+    // input ending first means that run ended before the record: nothing is started, so
+    // nothing runs that no record names.
+    if exec.env.get(crate::exec::START_GATE).is_some() && !gate_opened(std::io::stdin().lock()) {
+        let _ = writeln!(
+            out.lock(),
+            "{} [safedeploy] {label} not started: the run that started it ended before recording it",
+            stamp()
+        );
+        return Ok(1);
+    }
     let _ = writeln!(out.lock(), "{} [safedeploy] starting {label}: {}", stamp(), cmd.display());
     if let Some(file) = exec.env.get("SAFEDEPLOY_RETIRE_FILE").map(PathBuf::from) {
         let grace = exec.env.get("SAFEDEPLOY_STOP_GRACE_MS").and_then(|g| g.parse().ok()).unwrap_or(10_000);
@@ -30,6 +44,13 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
     let how = status.map(|s| crate::exec::describe(&s)).unwrap_or_else(|| "unknown status".into());
     let _ = writeln!(out.lock(), "{} [safedeploy] {label} exited ({how})", stamp());
     Ok(status.and_then(|s| s.code()).unwrap_or(1))
+}
+
+/// Whether the start gate was opened: `start` read before the end of the input.
+fn gate_opened(input: impl std::io::BufRead) -> bool {
+    let mut line = String::new();
+    let mut input = input;
+    input.read_line(&mut line).is_ok() && line.trim_end() == "start"
 }
 
 /// A warm previous ends itself: once the time in `file` has passed (the platform removes the
@@ -89,6 +110,14 @@ pub(super) fn retire_due(earliest: Option<i64>, written: Option<Option<i64>>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_app_starts_only_when_the_gate_says_start() {
+        assert!(gate_opened(&b"start\n"[..]));
+        for closed in [&b""[..], b"\n", b"star", b"stop\n", b"started\n"] {
+            assert!(!gate_opened(closed), "{closed:?}");
+        }
+    }
 
     #[test]
     fn a_retire_time_can_come_earlier_never_later_while_the_file_stays() {

@@ -5,87 +5,6 @@
 use super::*;
 
 impl Local<'_> {
-    /// What a killed run left behind the proxy: a start that never served is stopped; versions
-    /// left to retire are stopped once nginx is sure to point at the recorded one.
-    pub(super) fn tidy_behind(&self, env: &Environment, nginx: &Nginx<'_>) -> Result<()> {
-        let name = env.name.as_str();
-        let serving = self.read_state(name)?;
-        if let Some(candidate) = self.read_json::<EnvState>(&self.canary_file(name)?)? {
-            // Killed during a canary: nginx may still share the requests with the candidate.
-            // It goes back to what is recorded as serving before anything is stopped.
-            if let Some(s) = serving.as_ref().filter(|_| nginx.pid().is_some()) {
-                self.fx.ui.warn(format!(
-                    "{name}: a run was stopped during the canary of {}; sending every request to {} again",
-                    candidate.label, s.label
-                ));
-                let listen = nginx::listen_of(&env.url.0, self.port_of(env)?);
-                let r = nginx.switch(&listen, s.port, &s.label)?;
-                nginx.drain(r);
-            }
-            self.fx.exec.effect(
-                || format!("forget {name}'s unfinished canary"),
-                || self.write_json::<EnvState>(&self.canary_file(name)?, None),
-            )?;
-        }
-        if let Some(stale) = self.read_json::<EnvState>(&self.starting_file(name)?)? {
-            // Killed after recording it as serving, before forgetting the start: it serves.
-            if serving.as_ref().map(|s| s.pid) != Some(stale.pid) {
-                self.fx.ui.warn(format!("{name}: stopping {}, left starting by a run that was stopped", stale.label));
-                self.stop_group(name, &stale)?;
-            }
-            self.fx.exec.effect(
-                || format!("forget {name}'s unfinished start"),
-                || self.write_json::<EnvState>(&self.starting_file(name)?, None),
-            )?;
-        }
-        self.stop_overdue_warm(name)?;
-        let retiring: Vec<EnvState> = self.read_json(&self.retiring_file(name)?)?.unwrap_or_default();
-        if retiring.is_empty() {
-            return Ok(());
-        }
-        if let Some(s) = &serving {
-            // The switch may not have happened: make it happen before stopping anything.
-            let listen = nginx::listen_of(&env.url.0, self.port_of(env)?);
-            if let Some(r) = self.point_nginx(nginx, &listen, s.port, &s.label)? {
-                nginx.drain(r);
-            }
-        }
-        let warm = self.read_warm(name)?.map(|w| w.state.pid);
-        for o in retiring.iter().filter(|o| Some(o.pid) != warm) {
-            self.fx.ui.warn(format!("{name}: stopping {}, left to retire by a run that was stopped", o.label));
-            self.stop_group(name, o)?;
-        }
-        self.fx.exec.effect(
-            || format!("forget {name}'s retired versions"),
-            || self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None),
-        )?;
-        Ok(())
-    }
-
-    /// A warm version still running well past its window (its supervisor did not retire it:
-    /// the retire file was removed or rewritten by someone else) is stopped, and forgotten.
-    pub(super) fn stop_overdue_warm(&self, name: &str) -> Result<()> {
-        let Ok(Some(w)) = self.read_json::<Warm>(&self.warm_file(name)?) else { return Ok(()) };
-        let overdue = crate::clock::now_ms() >= w.until + self.deploy.stop_grace.0.as_millis() as i64 + 1000;
-        let serves = self.read_state(name)?.is_some_and(|s| s.pid == w.state.pid);
-        if !overdue || serves {
-            return Ok(());
-        }
-        if self.is_supervisor(w.state.pid) && self.group_alive(w.state.pid) {
-            self.fx.ui.warn(format!(
-                "{name}: {}, kept warm until {}, still runs; stopping it",
-                w.state.label,
-                crate::clock::rfc3339(w.until)
-            ));
-            self.stop_group(name, &w.state)?;
-        }
-        self.fx.exec.effect(
-            || format!("forget {name}'s warm previous"),
-            || self.write_json::<Warm>(&self.warm_file(name)?, None),
-        )?;
-        Ok(())
-    }
-
     /// Points the environment's nginx at `port`: a graceful reload when it runs (returned, so
     /// its old workers can be drained), else a start.
     pub(super) fn point_nginx(
@@ -162,7 +81,7 @@ impl Local<'_> {
                     && let Err(e) = watch(started)
                 {
                     self.stop_group(name, s)?;
-                    self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+                    self.record(name, Record::Starting(None))?;
                     return Err(e);
                 }
                 slot
@@ -197,7 +116,7 @@ impl Local<'_> {
             self.fx.ui.status(format!("{name}: checking {label} on port {} before it takes traffic", slot.port));
             if let Err(e) = check(&format!("http://127.0.0.1:{}", slot.port)) {
                 self.stop_group(name, &slot)?;
-                self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+                self.record(name, Record::Starting(None))?;
                 return not_taken(e, label, name, serving);
             }
         }
@@ -214,12 +133,12 @@ impl Local<'_> {
         };
         // Recorded before the switch: a run killed from here on leaves the new version recorded
         // as serving and the old one to be stopped, whichever nginx points at.
-        let before: Vec<EnvState> = self.read_json(&self.retiring_file(name)?)?.unwrap_or_default();
+        let before: Vec<EnvState> = self.read_record(name, Slot::Retiring)?.unwrap_or_default();
         let mut retiring = before.clone();
         retiring.extend(old.clone());
-        self.write_json(&self.retiring_file(name)?, Some(&retiring))?;
-        self.write_state(name, Some(&slot))?;
-        self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+        self.record(name, Record::Retiring(&retiring))?;
+        self.record(name, Record::Serving(Some(&slot)))?;
+        self.record(name, Record::Starting(None))?;
         let reloaded = match self.point_nginx(nginx, &listen, slot.port, &slot.label) {
             Ok(r) => r,
             Err(e) => {
@@ -228,8 +147,8 @@ impl Local<'_> {
                 }
                 // nginx is not up, so the new version took no traffic: the record goes back to what
                 // it was and the new version is stopped.
-                self.write_state(name, old.as_ref())?;
-                self.write_json(&self.retiring_file(name)?, Some(&before))?;
+                self.record(name, Record::Serving(old.as_ref()))?;
+                self.record(name, Record::Retiring(&before))?;
                 self.stop_group(name, &slot)?;
                 return Err(crate::error::Error::could_not_act(format!(
                     "{name}: nginx did not start, so {label} took no traffic and was stopped"
@@ -239,7 +158,7 @@ impl Local<'_> {
         };
         let switched = Switched { canary_from, ..self.serves_through(env, label)? };
         if canary_from.is_some() {
-            self.write_json::<EnvState>(&self.canary_file(name)?, None)?;
+            self.record(name, Record::Canary(None))?;
         }
         self.fx.ui.status(format!("{name}: nginx on port {port} now sends users to {label}"));
         // Users are on the new version; what the old workers still carry finishes before the
@@ -312,7 +231,7 @@ impl Local<'_> {
         self.fx.ui.status(format!("{name}: checking {label} on port {} {purpose}", slot.port));
         let checked = check(&format!("http://127.0.0.1:{}", slot.port));
         self.stop_group(name, &slot)?;
-        self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+        self.record(name, Record::Starting(None))?;
         let _ = std::fs::remove_dir_all(&copy);
         Ok(checked)
     }
@@ -349,18 +268,28 @@ impl Local<'_> {
             Some(k) => {
                 let until = crate::clock::now_ms() + window.as_millis() as i64;
                 if let Some(dir) = &k.dir {
-                    std::fs::write(retire_file(dir), until.to_string())?;
+                    self.fx.exec.effect(
+                        || {
+                            format!(
+                                "tell {}'s supervisor to retire it at {}: write {}",
+                                k.label,
+                                crate::clock::rfc3339(until),
+                                retire_file(dir).display()
+                            )
+                        },
+                        || Ok(std::fs::write(retire_file(dir), until.to_string())?),
+                    )?;
                 }
-                self.write_json(&self.warm_file(name)?, Some(&Warm { state: k.clone(), until }))?;
+                self.record(name, Record::Warm(Some(&Warm { state: k.clone(), until })))?;
                 self.fx.ui.status(format!(
                     "{name}: {} keeps running without traffic until {} (deploy.keep_previous): a rollback to it is a switch",
                     k.label,
                     crate::clock::rfc3339(until)
                 ));
             }
-            None => self.write_json::<Warm>(&self.warm_file(name)?, None)?,
+            None => self.record(name, Record::Warm(None))?,
         }
-        self.write_json::<Vec<EnvState>>(&self.retiring_file(name)?, None)?;
+        self.record(name, Record::Retiring(&[]))?;
         Ok(())
     }
 
@@ -419,17 +348,23 @@ impl Local<'_> {
                 Some(o) => format!("{name}: starting {label} on {on} beside {o}, which keeps serving"),
                 None => format!("{name}: starting {label} on {on}"),
             });
-            let handle = self.fx.exec.spawn_detached(&cmd, &log)?;
-            let slot = handle.as_ref().map(|h| EnvState {
-                label: label.to_string(),
-                pid: h.pids().first().copied().unwrap_or(0) as i32,
-                port: app_port,
-                started_at: crate::clock::rfc3339(crate::clock::now_ms()),
-                dir: Some(dir.to_path_buf()),
-            });
-            if let Some(s) = &slot {
-                self.write_json(&self.starting_file(name)?, Some(s))?;
-            }
+            let (handle, slot) = match self.fx.exec.spawn_gated(&cmd, &log)? {
+                Some((h, gate)) => {
+                    let slot = EnvState {
+                        label: label.to_string(),
+                        pid: h.pids().first().copied().unwrap_or(0) as i32,
+                        port: app_port,
+                        started_at: crate::clock::rfc3339(crate::clock::now_ms()),
+                        dir: Some(dir.to_path_buf()),
+                    };
+                    // Recorded before its supervisor may start it: a run that ends in between
+                    // leaves a supervisor that starts nothing.
+                    self.record(name, Record::Starting(Some(&slot)))?;
+                    gate.open()?;
+                    (Some(h), Some(slot))
+                }
+                None => (None, None),
+            };
             let base = format!("http://127.0.0.1:{}", port_text(app_port));
             let result = self.wait_healthy(Health {
                 env,
@@ -452,7 +387,7 @@ impl Local<'_> {
             if lost || matches!(crate::error::kind_of(&e), crate::error::Kind::Verdict | crate::error::Kind::Usage) {
                 // It never served: stop it; the old version was never touched.
                 self.stop_group(name, &slot)?;
-                self.write_json::<EnvState>(&self.starting_file(name)?, None)?;
+                self.record(name, Record::Starting(None))?;
             }
             if !lost {
                 return Err(e);
@@ -499,23 +434,10 @@ impl Local<'_> {
             return;
         }
         let Ok(env_dir) = self.env_dir(&env.name) else { return };
-        let mut keep: Vec<PathBuf> = vec![];
-        let states = [self.state_file(&env.name), self.starting_file(&env.name)];
-        for f in states.into_iter().flatten() {
-            if let Ok(Some(s)) = self.read_json::<EnvState>(&f) {
-                keep.extend(s.dir);
-            }
-        }
-        if let Ok(f) = self.retiring_file(&env.name)
-            && let Ok(Some(r)) = self.read_json::<Vec<EnvState>>(&f)
-        {
-            keep.extend(r.into_iter().filter_map(|s| s.dir));
-        }
-        if let Ok(f) = self.warm_file(&env.name)
-            && let Ok(Some(w)) = self.read_json::<Warm>(&f)
-        {
-            keep.extend(w.state.dir);
-        }
+        // A record that cannot be read: nothing is removed (what it names may run there).
+        let Ok(r) = self.records(&env.name) else { return };
+        let running = r.serving.into_iter().chain(r.starting).chain(r.retiring).chain(r.warm.map(|w| w.state));
+        let mut keep: Vec<PathBuf> = running.filter_map(|s| s.dir).collect();
         let kept_retire_files: Vec<PathBuf> = keep.iter().map(|d| retire_file(d)).collect();
         keep.extend(kept_retire_files);
         // Snapshots of the data a check or a rehearsal left (a killed run): never in use under
