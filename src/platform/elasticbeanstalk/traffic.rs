@@ -18,38 +18,18 @@ impl ElasticBeanstalk<'_> {
         c: &crate::platform::Canary<'_>,
     ) -> Result<crate::platform::Deployed> {
         self.can_canary(env, c.bake)?;
-        let minutes = split_minutes(c.bake);
         let d = self.ready(name)?;
         let old = d.label().to_string();
-        let (percent, minutes) = (c.percent.to_string(), minutes.to_string());
-        let settings = [
-            "Namespace=aws:elasticbeanstalk:command,OptionName=DeploymentPolicy,Value=TrafficSplitting".to_string(),
-            format!("Namespace=aws:elasticbeanstalk:trafficsplitting,OptionName=NewVersionPercent,Value={percent}"),
-            format!("Namespace=aws:elasticbeanstalk:trafficsplitting,OptionName=EvaluationTime,Value={minutes}"),
-        ];
-        let mut args = vec!["--application-name", self.app(), "--environment-name", name, "--version-label", label];
-        args.push("--option-settings");
-        args.extend(settings.iter().map(String::as_str));
-        self.fx.ui.status(format!(
-            "{name}: runs {old}; traffic splitting: {label} gets {percent}% of the requests for {minutes} min"
-        ));
-        let Some(updated) = self.aws.change("elasticbeanstalk", "update-environment", &args)? else {
-            self.fx.ui.plan(format!(
-                "# would run the smoke chains and read {name}'s health every round while EB evaluates {label}; a failed round: aws elasticbeanstalk abort-environment-update --environment-name {name}"
-            ));
+        let Some((took, since)) = self.start_split(name, label, &old, c)? else {
             return Ok(crate::platform::Deployed::Live(Switched::at(crate::clock::now_ms())));
         };
-        let took = crate::clock::now_ms();
-        let since =
-            updated["DateUpdated"].as_str().map(str::to_string).unwrap_or_else(|| crate::clock::rfc3339(took - 1000));
         let deadline = Instant::now() + self.cfg.deploy_timeout.0 + c.bake;
         let (mut seen, mut errors) = (HashSet::new(), vec![]);
         let mut round = 0u32;
         // Each version's answers to users, from enhanced health's application metrics: one
         // report per window it covers, so no request is counted twice.
-        let (mut candidate, mut stable) = (crate::judge::Stream::default(), crate::judge::Stream::default());
+        let mut reports = ReportsJudge::default();
         let mut next_sample = Instant::now();
-        let mut latency = LatencyWatch::default();
         let failed: String = loop {
             // Interrupted (a Jenkins abort): the split is aborted, so the old version serves all.
             if let Err(e) = self.fx.nap(c.interval, || {
@@ -62,32 +42,7 @@ impl ElasticBeanstalk<'_> {
             let d = self.describe_one(name)?;
             self.stream_events(name, &since, &mut seen, &mut errors)?;
             if d.status == "Ready" {
-                if d.version_label.as_deref() == Some(label) && self.accepted(&d) {
-                    self.fx.ui.status(format!(
-                        "{name}: EB ended the evaluation: {label} takes every request (health {})",
-                        d.health()
-                    ));
-                    return Ok(crate::platform::Deployed::Live(Switched {
-                        at: crate::clock::now_ms(),
-                        canary_from: Some(took),
-                    }));
-                }
-                // EB's own health evaluation failed it and sent the traffic back.
-                let why = format!(
-                    "Elastic Beanstalk ended the traffic split on {} (health {}){}",
-                    d.label(),
-                    d.health(),
-                    first_error(&errors)
-                );
-                let at = crate::clock::now_ms();
-                let aborted = crate::platform::CanaryAborted {
-                    percent: c.percent,
-                    took_traffic_at: took,
-                    failed_at: at,
-                    stopped_at: at,
-                    why,
-                };
-                return Ok(crate::platform::Deployed::CanaryAborted(aborted));
+                return Ok(self.split_ended(&d, label, took, c.percent, &errors));
             }
             if d.health() == "Red" {
                 break format!("{name}'s health is Red during the traffic split");
@@ -109,32 +64,8 @@ impl ElasticBeanstalk<'_> {
             {
                 let (by_version, window) = answered_by_version(&list);
                 next_sample = Instant::now() + Duration::from_secs(window.max(1));
-                let none = Answered::default();
-                let (c_now, s_now) = (by_version.get(label).unwrap_or(&none), by_version.get(&old).unwrap_or(&none));
-                for (into, s) in [(&mut candidate, c_now), (&mut stable, s_now)] {
-                    into.requests += s.stream.requests;
-                    into.errors += s.stream.errors;
-                }
-                let margin = c.latency_margin.as_millis() as f64;
-                if latency.report(c_now, s_now, margin) {
-                    break format!(
-                        "{label} answers users more slowly than {old} by over {} ms, by EB's application metrics in two reports running: p95 {:.0} ms vs {:.0} ms, p50 {:.0} ms vs {:.0} ms (each the request-weighted mean of its instances' percentiles over the last {window}s; {} and {} requests)",
-                        margin,
-                        c_now.p95_ms(),
-                        s_now.p95_ms(),
-                        c_now.p50_ms(),
-                        s_now.p50_ms(),
-                        c_now.timed,
-                        s_now.timed
-                    );
-                }
-                let e = crate::judge::errors(candidate, stable, c.error_margin / 100.0);
-                if e.failed {
-                    break format!(
-                        "{label} answers users with server errors more often than {old} by over {} point(s), by EB's application metrics: {}",
-                        c.error_margin,
-                        e.describe()
-                    );
+                if let Some(why) = reports.report(&by_version, window, label, &old, c) {
+                    break why;
                 }
             }
             if Instant::now() > deadline {
@@ -163,7 +94,73 @@ impl ElasticBeanstalk<'_> {
         }))
     }
 
-    /// Blue/green: put `label` on the standby (unless it already runs it healthy), then swap.
+    /// `update-environment` with the TrafficSplitting policy; when it took traffic, and since
+    /// when EB's events belong to it (`None` in a dry run, the plan said).
+    fn start_split(
+        &self,
+        name: &str,
+        label: &str,
+        old: &str,
+        c: &crate::platform::Canary<'_>,
+    ) -> Result<Option<(crate::clock::Millis, String)>> {
+        let (percent, minutes) = (c.percent.to_string(), split_minutes(c.bake).to_string());
+        let settings = [
+            "Namespace=aws:elasticbeanstalk:command,OptionName=DeploymentPolicy,Value=TrafficSplitting".to_string(),
+            format!("Namespace=aws:elasticbeanstalk:trafficsplitting,OptionName=NewVersionPercent,Value={percent}"),
+            format!("Namespace=aws:elasticbeanstalk:trafficsplitting,OptionName=EvaluationTime,Value={minutes}"),
+        ];
+        let mut args = vec!["--application-name", self.app(), "--environment-name", name, "--version-label", label];
+        args.push("--option-settings");
+        args.extend(settings.iter().map(String::as_str));
+        self.fx.ui.status(format!(
+            "{name}: runs {old}; traffic splitting: {label} gets {percent}% of the requests for {minutes} min"
+        ));
+        let Some(updated) = self.aws.change("elasticbeanstalk", "update-environment", &args)? else {
+            self.fx.ui.plan(format!(
+                "# would run the smoke chains and read {name}'s health every round while EB evaluates {label}; a failed round: aws elasticbeanstalk abort-environment-update --environment-name {name}"
+            ));
+            return Ok(None);
+        };
+        let took = crate::clock::now_ms();
+        let since =
+            updated["DateUpdated"].as_str().map(str::to_string).unwrap_or_else(|| crate::clock::rfc3339(took - 1000));
+        Ok(Some((took, since)))
+    }
+
+    /// EB ended the traffic split (Ready again): on `label` with an accepted health it takes
+    /// every request; otherwise EB's own health evaluation failed it and sent the traffic back.
+    fn split_ended(
+        &self,
+        d: &EnvDesc,
+        label: &str,
+        took: crate::clock::Millis,
+        percent: u8,
+        errors: &[String],
+    ) -> crate::platform::Deployed {
+        let name = &d.environment_name;
+        if d.version_label.as_deref() == Some(label) && self.accepted(d) {
+            self.fx.ui.status(format!(
+                "{name}: EB ended the evaluation: {label} takes every request (health {})",
+                d.health()
+            ));
+            return crate::platform::Deployed::Live(Switched { at: crate::clock::now_ms(), canary_from: Some(took) });
+        }
+        let why = format!(
+            "Elastic Beanstalk ended the traffic split on {} (health {}){}",
+            d.label(),
+            d.health(),
+            first_error(errors)
+        );
+        let at = crate::clock::now_ms();
+        crate::platform::Deployed::CanaryAborted(crate::platform::CanaryAborted {
+            percent,
+            took_traffic_at: took,
+            failed_at: at,
+            stopped_at: at,
+            why,
+        })
+    }
+
     /// The standby's own address: `preview_url` with `{cname}` its CNAME (default
     /// `http://{cname}`), checked to be a URL.
     pub(super) fn standby_url(&self, e: &EbEnvironment, standby: &str) -> Result<String> {
@@ -280,5 +277,111 @@ impl ElasticBeanstalk<'_> {
             }
             self.pause(&mut pause, || format!("the CNAME swap of {from} and {to} is left to EB"))?;
         }
+    }
+}
+
+/// What EB's reports of each version's answers to users say, one report at a time (pure, so
+/// its sequences are tested without EB): every report's 5xx counts summed per version and
+/// judged together; latency by [`LatencyWatch`].
+#[derive(Debug, Default)]
+pub(super) struct ReportsJudge {
+    candidate: crate::judge::Stream,
+    stable: crate::judge::Stream,
+    latency: LatencyWatch,
+}
+
+impl ReportsJudge {
+    /// Takes one report (`window` seconds of each version's answers); `Some(why)` once the
+    /// candidate has failed.
+    pub(super) fn report(
+        &mut self,
+        by_version: &std::collections::BTreeMap<String, Answered>,
+        window: u64,
+        label: &str,
+        old: &str,
+        c: &crate::platform::Canary<'_>,
+    ) -> Option<String> {
+        let none = Answered::default();
+        let (c_now, s_now) = (by_version.get(label).unwrap_or(&none), by_version.get(old).unwrap_or(&none));
+        for (into, s) in [(&mut self.candidate, c_now), (&mut self.stable, s_now)] {
+            into.requests += s.stream.requests;
+            into.errors += s.stream.errors;
+        }
+        let margin = c.latency_margin.as_millis() as f64;
+        if self.latency.report(c_now, s_now, margin) {
+            return Some(format!(
+                "{label} answers users more slowly than {old} by over {margin} ms, by EB's application metrics in two reports running: p95 {:.0} ms vs {:.0} ms, p50 {:.0} ms vs {:.0} ms (each the request-weighted mean of its instances' percentiles over the last {window}s; {} and {} requests)",
+                c_now.p95_ms(),
+                s_now.p95_ms(),
+                c_now.p50_ms(),
+                s_now.p50_ms(),
+                c_now.timed,
+                s_now.timed
+            ));
+        }
+        let e = crate::judge::errors(self.candidate, self.stable, c.error_margin / 100.0);
+        e.failed.then(|| {
+            format!(
+                "{label} answers users with server errors more often than {old} by over {} point(s), by EB's application metrics: {}",
+                c.error_margin,
+                e.describe()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One report: each version's requests, 5xx and p95 (seconds), as EB's instances say them.
+    fn report(versions: &[(&str, u64, u64, f64)]) -> std::collections::BTreeMap<String, Answered> {
+        let list: Vec<InstanceHealth> = versions
+            .iter()
+            .map(|(label, requests, errors, p95)| {
+                serde_json::from_value(serde_json::json!({
+                    "InstanceId": format!("i-{label}"),
+                    "Deployment": {"VersionLabel": label, "Status": "Deployed"},
+                    "ApplicationMetrics": {"Duration": 10, "RequestCount": requests,
+                        "StatusCodes": {"Status5xx": errors}, "Latency": {"P50": p95 / 2.0, "P95": p95}}
+                }))
+                .expect("an instance")
+            })
+            .collect();
+        answered_by_version(&list).0
+    }
+
+    /// The reports in order; the one that failed the candidate (from 1) and why.
+    fn run(reports: &[&[(&str, u64, u64, f64)]]) -> Option<(usize, String)> {
+        let check = |_: &str| Ok(());
+        let c = crate::platform::Canary {
+            percent: 10,
+            bake: Duration::from_secs(300),
+            interval: Duration::from_secs(10),
+            error_margin: 1.0,
+            not_enough: Default::default(),
+            max_bake: Duration::from_secs(900),
+            latency_margin: Duration::from_millis(100),
+            round: &check,
+        };
+        let mut j = ReportsJudge::default();
+        reports.iter().enumerate().find_map(|(n, r)| j.report(&report(r), 10, "v2", "v1", &c).map(|why| (n + 1, why)))
+    }
+
+    #[test]
+    fn ebs_reports_fail_a_canary_on_its_counts_together_or_on_latency_after_its_warm_up() {
+        let healthy: &[(&str, u64, u64, f64)] = &[("v2", 50, 0, 0.05), ("v1", 450, 1, 0.05)];
+        assert_eq!(run(&[healthy; 20]), None, "a healthy candidate, twenty reports");
+        // 6% of the candidate's answers fail, against 0.2%: failed once the counts show it.
+        let failing: &[(&str, u64, u64, f64)] = &[("v2", 50, 3, 0.05), ("v1", 450, 1, 0.05)];
+        let (at, why) = run(&[failing; 20]).expect("failed");
+        assert!(at > 1, "one report of 50 requests is not enough evidence: failed at {at}");
+        assert!(why.starts_with("v2 answers users with server errors more often than v1 by over 1 point(s)"), "{why}");
+        // Slower by 300 ms: not in the warm-up report, then two reports running.
+        let slow: &[(&str, u64, u64, f64)] = &[("v2", 50, 0, 0.35), ("v1", 450, 0, 0.05)];
+        let (at, why) = run(&[slow, slow, slow]).expect("failed");
+        assert_eq!(at, 3);
+        assert!(why.starts_with("v2 answers users more slowly than v1 by over 100 ms"), "{why}");
+        assert_eq!(run(&[slow, healthy, slow, healthy, slow]), None, "never two running");
     }
 }

@@ -260,19 +260,7 @@ impl Local<'_> {
             if says_port_in_use(&tail()) || holders.any() {
                 return Err(taken(&holders).into());
             }
-            let said = tail();
-            if let Some(missing) = missing_command(&said) {
-                return Err(crate::error::Error::verdict(format!(
-                    "{label} exited during start-up in {} ({status}): `{missing}` is not on the app's PATH ({}); its last output:{said}",
-                    env.name,
-                    self.app_path(dir).join(":"),
-                ))
-                .with_hint(format!(
-                    "the app runs on what its build installed and on deploy.system_path: install {missing} in the build (for Python, add it to requirements.txt), or add its directory to build.path"
-                ))
-                .into());
-            }
-            return Err(verdict!("{label} exited during start-up in {} ({status}); its last output:{said}", env.name));
+            return Err(self.exited_during_start(env, label, dir, &status, &tail()));
         }
         match answer {
             Ok(r) if (200..300).contains(&r.status) => match group {
@@ -295,6 +283,30 @@ impl Local<'_> {
                 tail()
             )),
         }
+    }
+
+    /// The verdict on a version that exited while it started (`status`), with its last output:
+    /// naming the command it lacked when its output says one was not found.
+    fn exited_during_start(
+        &self,
+        env: &Environment,
+        label: &str,
+        dir: &Path,
+        status: &str,
+        said: &str,
+    ) -> anyhow::Error {
+        let Some(missing) = missing_command(said) else {
+            return verdict!("{label} exited during start-up in {} ({status}); its last output:{said}", env.name);
+        };
+        crate::error::Error::verdict(format!(
+            "{label} exited during start-up in {} ({status}): `{missing}` is not on the app's PATH ({}); its last output:{said}",
+            env.name,
+            self.app_path(dir).join(":"),
+        ))
+        .with_hint(format!(
+            "the app runs on what its build installed and on deploy.system_path: install {missing} in the build (for Python, add it to requirements.txt), or add its directory to build.path"
+        ))
+        .into()
     }
 
     /// A version whose health path answers the same redirect or client error poll after poll:

@@ -60,55 +60,16 @@ impl Local<'_> {
         self.fx.exec.create_dir(&data)?;
         let serving = old.as_ref().map(|o| o.label.as_str());
         let reverting = reuse.is_some();
-        let mut checked = false;
-        let slot = match reuse {
+        let (slot, checked) = match reuse {
             Some(w) => {
                 self.fx.ui.status(format!("{name}: switching back to {label}, kept warm on port {}", w.port));
-                Some(w)
+                (w, false)
             }
-            None => {
-                if let (Some(check), false) = (pre, self.fx.dry_run) {
-                    if let Some(stopped) = self.check_on_a_copy(env, label, dir, serving, check)? {
-                        return Ok(stopped);
-                    }
-                    checked = true;
-                }
-                let started = crate::clock::now_ms();
-                let slot = self.start_beside(env, label, dir, serving, None)?;
-                // On the environment's own data now: what its start changed there, the version
-                // users are served meets before the switch.
-                if let (Some(watch), Some(s)) = (how.watch, &slot)
-                    && let Err(e) = watch(started)
-                {
-                    self.stop_group(name, s)?;
-                    self.record(name, Record::Starting(None))?;
-                    return Err(e);
-                }
-                slot
-            }
-        };
-        let Some(slot) = slot else {
-            if pre.is_some() {
-                self.fx.ui.plan(format!(
-                    "# would run the smoke chains against {label} on its own port, before it takes traffic"
-                ));
-            }
-            if let Some(c) = how.canary {
-                self.fx.ui.plan(format!(
-                    "# would send {}% of the requests to {label} for {} (the rest to {}), checking it every {}; a failed round sends them all back",
-                    c.percent,
-                    humantime::format_duration(c.bake),
-                    serving.unwrap_or("nothing"),
-                    humantime::format_duration(c.interval)
-                ));
-            }
-            // A dry run: the rest of the plan, each step printed by its chokepoint.
-            self.point_nginx(nginx, &listen, 0, label)?;
-            let switched = self.serves_through(env, label)?;
-            if let Some(o) = &old {
-                self.stop_group(name, o)?;
-            }
-            return Ok(crate::platform::Deployed::Live(switched));
+            None => match self.start_checked(env, label, dir, serving, how)? {
+                Started::Slot(slot, checked) => (slot, checked),
+                Started::Stopped(stopped) => return Ok(stopped),
+                Started::Planned => return self.plan_switch(env, label, nginx, &listen, old.as_ref(), how),
+            },
         };
         // Before any user reaches it: the candidate answers on its own port, nginx still sends
         // every request to the old version. (A fresh start was checked on a copy of the data.)
@@ -131,31 +92,7 @@ impl Local<'_> {
             }
             _ => None,
         };
-        // Recorded before the switch: a run killed from here on leaves the new version recorded
-        // as serving and the old one to be stopped, whichever nginx points at.
-        let before: Vec<EnvState> = self.read_record(name, Slot::Retiring)?.unwrap_or_default();
-        let mut retiring = before.clone();
-        retiring.extend(old.clone());
-        self.record(name, Record::Retiring(&retiring))?;
-        self.record(name, Record::Serving(Some(&slot)))?;
-        self.record(name, Record::Starting(None))?;
-        let reloaded = match self.point_nginx(nginx, &listen, slot.port, &slot.label) {
-            Ok(r) => r,
-            Err(e) => {
-                if nginx.pid().is_some() {
-                    return Err(e);
-                }
-                // nginx is not up, so the new version took no traffic: the record goes back to what
-                // it was and the new version is stopped.
-                self.record(name, Record::Serving(old.as_ref()))?;
-                self.record(name, Record::Retiring(&before))?;
-                self.stop_group(name, &slot)?;
-                return Err(crate::error::Error::could_not_act(format!(
-                    "{name}: nginx did not start, so {label} took no traffic and was stopped"
-                ))
-                .caused_by(e));
-            }
-        };
+        let (reloaded, retiring) = self.switch_recorded(env, nginx, &listen, &slot, old.as_ref())?;
         let switched = Switched { canary_from, ..self.serves_through(env, label)? };
         if canary_from.is_some() {
             self.record(name, Record::Canary(None))?;
@@ -168,6 +105,107 @@ impl Local<'_> {
         }
         self.retire(env, &slot, old, retiring, how.keep_previous && !reverting)?;
         Ok(crate::platform::Deployed::Live(switched))
+    }
+
+    /// A fresh start of `label` beside what serves: checked first on a copy of the data when a
+    /// check before traffic is asked (`checked`), then started on the environment's own data and
+    /// watched while it starts (`how.watch`).
+    fn start_checked(
+        &self,
+        env: &Environment,
+        label: &str,
+        dir: &Path,
+        serving: Option<&str>,
+        how: &crate::platform::DeployOptions<'_>,
+    ) -> Result<Started> {
+        let name = env.name.as_str();
+        let mut checked = false;
+        if let (Some(check), false) = (how.pre, self.fx.dry_run) {
+            if let Some(stopped) = self.check_on_a_copy(env, label, dir, serving, check)? {
+                return Ok(Started::Stopped(stopped));
+            }
+            checked = true;
+        }
+        let started = crate::clock::now_ms();
+        let Some(slot) = self.start_beside(env, label, dir, serving, None)? else { return Ok(Started::Planned) };
+        // On the environment's own data now: what its start changed there, the version users
+        // are served meets before the switch.
+        if let Some(watch) = how.watch
+            && let Err(e) = watch(started)
+        {
+            self.stop_group(name, &slot)?;
+            self.record(name, Record::Starting(None))?;
+            return Err(e);
+        }
+        Ok(Started::Slot(slot, checked))
+    }
+
+    /// A dry run's rest of the plan after the start, each step printed by its chokepoint.
+    fn plan_switch(
+        &self,
+        env: &Environment,
+        label: &str,
+        nginx: &Nginx<'_>,
+        listen: &str,
+        old: Option<&EnvState>,
+        how: &crate::platform::DeployOptions<'_>,
+    ) -> Result<crate::platform::Deployed> {
+        if how.pre.is_some() {
+            self.fx
+                .ui
+                .plan(format!("# would run the smoke chains against {label} on its own port, before it takes traffic"));
+        }
+        if let Some(c) = how.canary {
+            self.fx.ui.plan(format!(
+                "# would send {}% of the requests to {label} for {} (the rest to {}), checking it every {}; a failed round sends them all back",
+                c.percent,
+                humantime::format_duration(c.bake),
+                old.map_or("nothing", |o| o.label.as_str()),
+                humantime::format_duration(c.interval)
+            ));
+        }
+        self.point_nginx(nginx, listen, 0, label)?;
+        let switched = self.serves_through(env, label)?;
+        if let Some(o) = old {
+            self.stop_group(&env.name, o)?;
+        }
+        Ok(crate::platform::Deployed::Live(switched))
+    }
+
+    /// The switch: recorded first (a run killed from here on leaves the new version recorded as
+    /// serving and the old one to be stopped, whichever nginx points at), then nginx pointed at
+    /// `slot`. Returns the reload (its old workers to drain) and the versions now retiring.
+    fn switch_recorded(
+        &self,
+        env: &Environment,
+        nginx: &Nginx<'_>,
+        listen: &str,
+        slot: &EnvState,
+        old: Option<&EnvState>,
+    ) -> Result<(Option<nginx::Reloaded>, Vec<EnvState>)> {
+        let name = env.name.as_str();
+        let before: Vec<EnvState> = self.read_record(name, Slot::Retiring)?.unwrap_or_default();
+        let mut retiring = before.clone();
+        retiring.extend(old.cloned());
+        self.record(name, Record::Retiring(&retiring))?;
+        self.record(name, Record::Serving(Some(slot)))?;
+        self.record(name, Record::Starting(None))?;
+        match self.point_nginx(nginx, listen, slot.port, &slot.label) {
+            Ok(r) => Ok((r, retiring)),
+            Err(e) if nginx.pid().is_some() => Err(e),
+            Err(e) => {
+                // nginx is not up, so the new version took no traffic: the record goes back to
+                // what it was and the new version is stopped.
+                self.record(name, Record::Serving(old))?;
+                self.record(name, Record::Retiring(&before))?;
+                self.stop_group(name, slot)?;
+                Err(crate::error::Error::could_not_act(format!(
+                    "{name}: nginx did not start, so {} took no traffic and was stopped",
+                    slot.label
+                ))
+                .caused_by(e))
+            }
+        }
     }
 
     /// The check before traffic on a copy of the environment's data: the candidate is started
@@ -463,4 +501,14 @@ impl Local<'_> {
             }
         }
     }
+}
+
+/// How a fresh start beside what serves ended.
+enum Started {
+    /// Running on its own port, healthy; `true` when already checked on a copy of the data.
+    Slot(EnvState, bool),
+    /// It failed its check before traffic and was stopped.
+    Stopped(crate::platform::Deployed),
+    /// A dry run: nothing started.
+    Planned,
 }
