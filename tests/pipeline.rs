@@ -4,59 +4,74 @@
 
 mod support;
 use predicates::prelude::*;
-use support::{Project, output, process_running};
+use support::{Project, Transcript, output, process_running};
 
 #[test]
 fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
     let p = Project::new();
+    let mut t = Transcript::default();
 
     // v1: staging, verified, promoted, verified.
     let a = p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    t.step(&p, "deploy-staging --version v1", &a);
     let (out, _) = output(&a);
     assert!(out.contains("staging: v1 is live and healthy"), "{out}");
     assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
     assert_eq!(p.query_strings("SELECT label FROM versions"), vec!["v1"]);
-    p.cmd("smoke-check")
+    let a = p
+        .cmd("smoke-check")
         .args(["--env", "staging", "--record"])
         .assert()
         .success()
         .stdout(predicate::str::contains("staging: v1 passed 3 check(s)"))
         .stderr(predicate::str::contains("ok   shorten and follow / follow the short link"));
-    p.cmd("promote").assert().success().stdout(predicate::str::contains("production: v1 is live and healthy"));
+    t.step(&p, "smoke-check --env staging --record", &a);
+    let a = p.cmd("promote").assert().success().stdout(predicate::str::contains("production: v1 is live and healthy"));
+    t.step(&p, "promote", &a);
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().success();
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM verifications WHERE passed = 1 AND label = 'v1'"), 2);
 
     // v2, the incident. Staging's smoke check catches the 500 on the shorten request.
     p.commit_incident();
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    p.cmd("smoke-check")
+    let a = p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
+    t.step(&p, "deploy-staging --version v2", &a);
+    let a = p
+        .cmd("smoke-check")
         .args(["--env", "staging", "--record"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("shorten and follow / shorten a URL: POST"))
         .stderr(predicate::str::contains("→ 500: status 500 (expected 201)"))
         .stderr(predicate::str::contains("follow the short link: skipped: an earlier check of the chain failed"));
+    t.step(&p, "smoke-check --env staging --record", &a);
 
     // Promote refuses what did not pass staging; an override needs a reason.
-    p.cmd("promote").args(["--version", "v2"]).assert().code(1).stderr(predicate::str::contains(
+    let a = p.cmd("promote").args(["--version", "v2"]).assert().code(1).stderr(predicate::str::contains(
         "refusing to promote v2 to production: v2 has not passed the smoke checks in staging",
     ));
-    p.cmd("promote")
+    t.step(&p, "promote --version v2", &a);
+    let a = p
+        .cmd("promote")
         .args(["--version", "v2", "--force"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--force needs --reason"));
+    t.step(&p, "promote --version v2 --force", &a);
     assert_eq!(p.served_version("production").as_deref(), Some("v1"), "a refused promote changes nothing");
-    p.cmd("promote")
+    let a = p
+        .cmd("promote")
         .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "replaying the incident"])
         .assert()
         .success();
+    t.step(&p, "promote --version v2 --skip-pre-traffic forced --force --reason 'replaying the incident'", &a);
     assert_eq!(p.served_version("production").as_deref(), Some("v2"));
-    p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    let a = p.cmd("smoke-check").args(["--env", "production", "--record"]).assert().code(1);
+    t.step(&p, "smoke-check --env production --record", &a);
 
     // Rollback restores v1, marks v2 bad, records the incident with its downtime.
     let a = p.cmd("rollback").args(["--reason", "production smoke failed", "--json"]).assert().success();
+    t.step(&p, "rollback --reason 'production smoke failed' --json", &a);
     let (out, err) = output(&a);
     let summary: serde_json::Value = serde_json::from_str(&out).expect("--json summary on stdout");
     assert_eq!(summary["restored_version"], "v1");
@@ -73,19 +88,22 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
     );
 
     // In `post { failure }` a second rollback has nothing to do.
-    p.cmd("rollback")
+    let a = p
+        .cmd("rollback")
         .assert()
         .success()
         .stdout(predicate::str::contains("already runs its last known good version v1; nothing to roll back"));
+    t.step(&p, "rollback", &a);
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM incidents"), 1);
 
     // The error report names the exception and the line of the app it came from.
     let report = p.app.join("hunt.txt");
     // The console names every group: the exception, and the failed request's access line.
-    p.cmd("collect-logs").args(["--env", "production", "--out"]).arg(&report).assert().success().stdout(
+    let a = p.cmd("collect-logs").args(["--env", "production", "--out"]).arg(&report).assert().success().stdout(
         predicate::str::contains("TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper")
             .and(predicate::str::contains("\"POST /shorten HTTP/1.1\" 500 ")),
     );
+    t.step(&p, "collect-logs --env production --out hunt.txt", &a);
     let text = std::fs::read_to_string(&report).expect("report");
     assert!(text.contains("innermost app frame: application.py (v2):"), "{text}");
     assert!(text.contains("in load_urls"), "{text}");
@@ -98,6 +116,9 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
     // Everything the ledger holds is consistent.
     p.assert_ledger_intact();
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM deployments WHERE outcome = 'in_progress'"), 0);
+
+    // What each step said, as exact text: a reworded verdict fails here.
+    insta::assert_snapshot!("the_incident_through_the_pipeline", t.text());
 }
 
 /// v1 everywhere, then v3 whose health check fails, forced into production.

@@ -613,3 +613,73 @@ pub fn users_on(
         sent
     })
 }
+
+/// The console lines that are the product's contract, step by step, as exact text for a
+/// snapshot (`insta`): each step's command and exit code, its stdout (the summary), and the
+/// lines of its stderr that say a result (check lines, errors, hints, warnings). Progress lines
+/// are left out: under load they come and go ("waiting for ... to answer"). What changes from
+/// run to run (ports, durations, times, commit ids, short codes, run ids) is replaced by a name
+/// in angle brackets, so a reworded verdict fails the test and a slower machine does not.
+#[derive(Default)]
+pub struct Transcript(String);
+
+impl Transcript {
+    pub fn step(&mut self, p: &Project, what: &str, a: &assert_cmd::assert::Assert) {
+        let (out, err) = output(a);
+        let code = a.get_output().status.code().map_or("a signal".to_string(), |c| c.to_string());
+        self.0 += &format!("$ {what}  → exit {code}\n");
+        let said = |l: &&str| {
+            let t = l.trim_start();
+            ["ok ", "FAIL ", "skip ", "hint: ", "warning: "].iter().any(|k| t.starts_with(k)) || l.contains(" error: ")
+        };
+        for line in out
+            .lines()
+            .map(|l| format!("  {l}"))
+            .chain(err.lines().filter(said).map(|l| format!("  2> {}", l.trim_start())))
+        {
+            self.0 += &stable_text(p, &line);
+            self.0 += "\n";
+        }
+    }
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `text` with what changes from run to run replaced by names in angle brackets.
+pub fn stable_text(p: &Project, text: &str) -> String {
+    let t = text
+        .replace(&p.state.display().to_string(), "<state>")
+        .replace(&p.app.display().to_string(), "<app>")
+        .replace(env!("CARGO_MANIFEST_DIR"), "<repo>");
+    let rules: &[(&str, &str)] = &[
+        (r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "<time>"),
+        (r"\b\d{4}-01-01\b", "<year>-01-01"),
+        (r"\[\d\d/\w{3}/\d{4}(:\d\d){3} \+0000\]", "[<time>]"),
+        (r"(HTTP/1\.1\x22 \d{3}) \d+", "$1 <size>"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:<port>"),
+        (r"\bport \d+", "port <port>"),
+        (r"\b[0-9a-f]{40}\b", "<commit>"),
+        (r"\bcommit [0-9a-f]{7,12}\b", "commit <commit>"),
+        (r"/smoke/[0-9a-f]{8,}", "/smoke/<run>"),
+        (r"\b[0-9a-f]{12}\b", "<commit>"),
+        (r"safedeploy/\d+\.\d+\.\d+", "safedeploy/<version>"),
+        (r#"("\w+_ms"):\d+"#, "$1:<ms>"),
+        (r"\b\d+(\.\d+)?\s?(ms|s)\b", "<t>"),
+        (r"×\d+", "×<n>"),
+    ];
+    let mut t = t;
+    for (pat, rep) in rules {
+        t = regex::Regex::new(pat).expect("regex").replace_all(&t, *rep).into_owned();
+    }
+    // The app's short codes (six letters or digits after the address), not its named routes.
+    regex::Regex::new(r"<port>/([A-Za-z0-9]{6})\b")
+        .expect("regex")
+        .replace_all(
+            &t,
+            |c: &regex::Captures<'_>| {
+                if &c[1] == "health" { c[0].to_string() } else { "<port>/<code>".to_string() }
+            },
+        )
+        .into_owned()
+}
