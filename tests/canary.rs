@@ -5,7 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{Project, output};
+use support::{Project, Transcript, output};
 
 /// v2 of the example: the app with `edit` applied, committed, deployed to staging and verified.
 fn v2_in_staging(p: &Project, edit: impl FnOnce(String) -> String) {
@@ -173,6 +173,9 @@ fn a_canary_failing_its_checks_mid_bake_is_sent_no_more_requests_at_once() {
     assert_eq!(err.matches("failed a canary round in production: shorten").count(), 1, "said once: {err}");
     assert!(stdout.contains("20% of the users met v2 for "), "{stdout}");
     assert!(stdout.contains("charged to the SLA budget"), "{stdout}");
+    let mut t = Transcript::default();
+    t.verdict(&p, "promote --canary 20 --bake 60s (v2 breaks mid-bake)", &out);
+    insta::assert_snapshot!("a_canary_failing_its_checks_mid_bake", t.text());
     assert_back_on_v1(&p);
     assert_eq!(p.query_strings("SELECT label FROM versions WHERE bad_at IS NOT NULL"), vec!["v2"]);
     assert_charged_by_share(&p, 20);

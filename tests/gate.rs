@@ -2,7 +2,7 @@
 
 mod support;
 use predicates::prelude::*;
-use support::{Project, output};
+use support::{Project, Transcript, output};
 
 #[test]
 fn a_green_suite_passes_with_its_counts() {
@@ -33,6 +33,9 @@ fn the_incident_change_fails_the_gate_naming_the_tests_and_the_error() {
         ),
         "{err}"
     );
+    let mut t = Transcript::default();
+    t.step(&p, "gate-tests", &a);
+    insta::assert_snapshot!("the_incident_change_at_the_gate", t.text());
 }
 
 #[test]

@@ -624,23 +624,41 @@ pub fn users_on(
 pub struct Transcript(String);
 
 impl Transcript {
+    /// A step: its summary, check lines, errors, hints and warnings.
     pub fn step(&mut self, p: &Project, what: &str, a: &assert_cmd::assert::Assert) {
         let (out, err) = output(a);
-        let code = a.get_output().status.code().map_or("a signal".to_string(), |c| c.to_string());
+        self.said(p, what, a.get_output().status.code(), &out, &err, true);
+    }
+
+    /// A step whose checks run a varying number of rounds (a canary): its summary, errors,
+    /// hints and warnings only.
+    pub fn verdict(&mut self, p: &Project, what: &str, o: &std::process::Output) {
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        self.said(p, what, o.status.code(), &out, &err, false);
+    }
+
+    fn said(&mut self, p: &Project, what: &str, code: Option<i32>, out: &str, err: &str, checks: bool) {
+        let code = code.map_or("a signal".to_string(), |c| c.to_string());
         self.0 += &format!("$ {what}  → exit {code}\n");
+        let kinds: &[&str] =
+            if checks { &["ok ", "FAIL ", "skip ", "hint: ", "warning: "] } else { &["hint: ", "warning: "] };
+        // A failed check's detail lines (indented under it, as the gate's failed tests) too.
+        let mut under_fail = false;
         let said = |l: &&str| {
             let t = l.trim_start();
-            ["ok ", "FAIL ", "skip ", "hint: ", "warning: "].iter().any(|k| t.starts_with(k)) || l.contains(" error: ")
+            if l.starts_with("       ") && !t.is_empty() {
+                return under_fail;
+            }
+            under_fail = checks && t.starts_with("FAIL ");
+            kinds.iter().any(|k| t.starts_with(k)) || l.contains(" error: ")
         };
-        for line in out
-            .lines()
-            .map(|l| format!("  {l}"))
-            .chain(err.lines().filter(said).map(|l| format!("  2> {}", l.trim_start())))
-        {
+        let lines = out.lines().map(|l| format!("  {l}"));
+        for line in lines.chain(err.lines().filter(said).map(|l| format!("  2> {}", l.trim_start()))) {
             self.0 += &stable_text(p, &line);
             self.0 += "\n";
         }
     }
+
     pub fn text(&self) -> &str {
         &self.0
     }
