@@ -1,10 +1,8 @@
 //! Adopting safedeploy on an app it was not built for: no version route, environments that
 //! must not share files, an app that must not borrow the agent's tools.
 
-mod support;
-
+use crate::support::{Project, agent_path, fast_build, output};
 use predicates::prelude::*;
-use support::{Project, agent_path, fast_build, output};
 
 fn without_version_route(p: &Project) {
     p.edit_config(|c| {
@@ -115,9 +113,9 @@ header_equals = { location = "https://example.com/{{run_id}}" }
 #[test]
 fn a_flat_app_runs_on_its_own_build_and_each_environment_on_its_own_files() {
     let p = Project::fixture("flat-flask", FLAT_CONFIG);
-    let venv_bin = support::venv().join("bin");
+    let venv_bin = crate::support::venv().join("bin");
     // The agent's shell has gunicorn; the app's build does not: the start fails, naming it.
-    let agent_path = format!("{}:{}", venv_bin.display(), support::tools_path());
+    let agent_path = format!("{}:{}", venv_bin.display(), crate::support::tools_path());
     let a = p.cmd("deploy-staging").env("PATH", &agent_path).args(["--version", "v1"]).assert().code(1);
     let (_, err) = output(&a);
     assert!(err.contains("`gunicorn` is not on the app's PATH (/usr/local/bin:/usr/bin:/bin)"), "{err}");
@@ -286,7 +284,7 @@ fn completions_and_man_pages_cover_every_binary() {
     let p = Project::new();
     let a = p.cmd("safedeploy").args(["completions", "bash"]).assert().success();
     let (out, _) = output(&a);
-    for bin in support::BINARIES.iter().chain(&["safedeploy"]) {
+    for bin in crate::support::BINARIES.iter().chain(&["safedeploy"]) {
         assert!(
             out.contains(&format!("complete -F _{} ", bin.replace('-', "__"))) || out.contains(&format!(" {bin}")),
             "{bin}"
@@ -315,7 +313,7 @@ fn completions_and_man_pages_cover_every_binary() {
 #[test]
 fn the_flat_apps_bad_commit_is_stopped_at_each_layer_and_the_proxys_500s_are_reported() {
     let p = Project::fixture("flat-flask", FLAT_CONFIG);
-    let venv_bin = support::venv().join("bin");
+    let venv_bin = crate::support::venv().join("bin");
     p.edit_config(|c| c.replace("path = []", &format!("path = [{:?}]", venv_bin.display().to_string())));
     p.commit_all("safedeploy config", "Team");
     p.v1_everywhere();

@@ -2,14 +2,10 @@
 //! jenkins/alert.Jenkinsfile, run in order against a real incident), notifications reach a local
 //! server speaking the Slack and Datadog request shapes, and bad payloads are exit 2.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
+use crate::server::{Resp, Server};
+use crate::support::{Project, output};
 use predicates::prelude::*;
-use server::{Resp, Server};
 use std::sync::{Arc, Mutex};
-use support::{Project, output};
 
 /// What the notification server received: path, DD-API-KEY header, body.
 type Received = Arc<Mutex<Vec<(String, Option<String>, String)>>>;
@@ -62,7 +58,7 @@ fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
     let (hooks, received) = notification_server(&p);
     std::fs::write(p.app.join("datadog-payload.json"), payload("Triggered", "env:production")).expect("payload");
 
-    let steps = support::jenkins_steps(&support::repo_file("jenkins/alert.Jenkinsfile"));
+    let steps = crate::support::jenkins_steps(&crate::support::repo_file("jenkins/alert.Jenkinsfile"));
     assert_eq!(
         steps.iter().map(|s| s.split(' ').next().unwrap_or("")).collect::<Vec<_>>(),
         ["rollback", "collect-logs"]
@@ -104,7 +100,7 @@ fn the_alert_jobs_steps_restore_production_report_the_suspect_and_notify() {
     assert_eq!(event.1.as_deref(), Some("dd-api-key-0123456789"));
     let event_json: serde_json::Value = serde_json::from_str(&event.2).expect("event json");
     assert_eq!(event_json["alert_type"], "error");
-    support::check_shapes(&[("slack_webhook", slack_json.clone()), ("datadog_event", event_json.clone())]);
+    crate::support::check_shapes(&[("slack_webhook", slack_json.clone()), ("datadog_event", event_json.clone())]);
     assert!(event_json["tags"].to_string().contains("env:production"));
 
     for secret in [SECRET_KEY, "slacksecret123", "dd-api-key-0123456789"] {
@@ -228,7 +224,7 @@ fn promote_and_rollback_tell_slack_and_datadog_their_outcome_exposure_budget_and
         assert!(ev["text"].as_str().unwrap_or_default().chars().count() <= 4000);
         assert!(text.chars().count() <= 3000);
         let slack_json: serde_json::Value = serde_json::from_str(&slack_post.2).expect("slack json");
-        support::check_shapes(&[("slack_webhook", slack_json), ("datadog_event", ev.clone())]);
+        crate::support::check_shapes(&[("slack_webhook", slack_json), ("datadog_event", ev.clone())]);
         (text, ev)
     };
     // Stopped before traffic: the failure, the budget untouched.
@@ -300,7 +296,7 @@ const DATADOG_WEBHOOK_VARIABLES: &[&str] = &[
 
 #[test]
 fn the_documented_webhook_payload_uses_only_datadogs_variables_and_gives_every_field_rollback_reads() {
-    let readme = support::repo_file("README.md");
+    let readme = crate::support::repo_file("README.md");
     let start = readme.find("\"alert_id\": \"$ALERT_ID\"").expect("the payload template in the README");
     let template = &readme[readme[..start].rfind('{').expect("{")..start + readme[start..].find('}').expect("}") + 1];
     let doc: serde_json::Value = serde_json::from_str(template).expect("the template is JSON");
@@ -338,7 +334,7 @@ fn a_fifo_payload_that_never_comes_is_ended_by_sigterm() {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin(bin))
             .args(["--datadog-payload", "payload.fifo"])
             .current_dir(&p.app)
-            .env("PATH", support::tools_path())
+            .env("PATH", crate::support::tools_path())
             .env("SAFEDEPLOY_STATE_DIR", &p.state)
             .stderr(std::process::Stdio::piped())
             .spawn()

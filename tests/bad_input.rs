@@ -1,8 +1,7 @@
 //! Bad input gets exit 2 and one clear line naming the file and field, and changes nothing.
 
-mod support;
+use crate::support::{BINARIES, Project, output};
 use predicates::prelude::*;
-use support::{BINARIES, Project, output};
 
 /// Arguments each binary needs to get as far as reading the config.
 fn args_for(bin: &str) -> Vec<&'static str> {

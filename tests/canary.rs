@@ -1,11 +1,10 @@
 //! promote --canary: a share of the requests goes to the candidate while its checks run each
 //! round; a failed round takes the share to 0 at once, a passed bake takes it to 100 %.
 
-mod support;
+use crate::support::{Project, Transcript, output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{Project, Transcript, output};
 
 /// v2 of the example: the app with `edit` applied, committed, deployed to staging and verified.
 fn v2_in_staging(p: &Project, edit: impl FnOnce(String) -> String) {
@@ -224,7 +223,7 @@ fn a_canary_failing_a_third_of_its_users_at_a_small_share_is_caught_on_the_round
     let stop = Arc::new(AtomicBool::new(false));
     // Ordinary traffic: a user every 60 ms on the home page, the report and the health route.
     let base = p.url("production");
-    let load = support::users_on(base, &["/", "/report", "/health"], Duration::from_millis(60), stop.clone());
+    let load = crate::support::users_on(base, &["/", "/report", "/health"], Duration::from_millis(60), stop.clone());
     let child = promote_in_background(&p, "--canary 10 --bake 90s");
     let out = child.wait_with_output().expect("promote");
     stop.store(true, Ordering::SeqCst);
@@ -315,7 +314,7 @@ fn a_canary_interrupted_or_killed_leaves_the_stable_version_serving_everyone() {
     p.v1_everywhere();
     v2_in_staging(&p, with_route("@app.get(\"/about\")\ndef about():\n    return \"about\\n\""));
     // A Jenkins abort (SIGTERM): the canary ends, v2 is stopped, not marked bad.
-    let (code, err) = support::abort_when(promote(&p, "--canary 30 --bake 60s"), || canary_file(&p).exists());
+    let (code, err) = crate::support::abort_when(promote(&p, "--canary 30 --bake 60s"), || canary_file(&p).exists());
     assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("interrupted during the canary of v2 in production; v1 serves every request again"), "{err}");
     assert_back_on_v1(&p);

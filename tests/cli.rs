@@ -1,8 +1,7 @@
 //! The command-line surface every binary shares.
 
-mod support;
+use crate::support::BINARIES;
 use predicates::prelude::*;
-use support::BINARIES;
 
 #[test]
 fn every_binary_has_help_with_the_common_flags_and_exit_codes() {
@@ -32,7 +31,7 @@ fn every_binary_has_help_with_the_common_flags_and_exit_codes() {
 
 #[test]
 fn the_readme_exit_code_table_is_the_one_the_binaries_use() {
-    let readme = support::repo_file("README.md");
+    let readme = crate::support::repo_file("README.md");
     let (start, end) = ("<!-- exit-codes:begin -->\n", "<!-- exit-codes:end -->");
     let a = readme.find(start).expect("README's exit-codes markers") + start.len();
     let b = readme.find(end).expect("README's exit-codes end");
@@ -45,7 +44,7 @@ fn the_readme_exit_code_table_is_the_one_the_binaries_use() {
 
 #[test]
 fn jenkins_style_booleans_are_accepted_from_the_environment() {
-    let p = support::Project::new();
+    let p = crate::support::Project::new();
     // An empty value (a Jenkins boolean parameter left unset) means false: this is a real run.
     p.cmd("deploy-staging").args(["--version", "v1"]).env("SAFEDEPLOY_DRY_RUN", "").assert().success();
     // "true" means a dry run: nothing more is recorded.
@@ -60,13 +59,17 @@ fn jenkins_style_booleans_are_accepted_from_the_environment() {
 
 #[test]
 fn a_boolean_flag_takes_its_value_only_after_an_equals_sign() {
-    let p = support::Project::new();
+    let p = crate::support::Project::new();
     // `-q check`: the subcommand is never taken for the flag's value.
     let a = p.cmd("safedeploy").args(["-q", "check"]).assert().success();
-    assert!(support::output(&a).0.contains("valid. The effective configuration"), "{}", support::output(&a).0);
+    assert!(
+        crate::support::output(&a).0.contains("valid. The effective configuration"),
+        "{}",
+        crate::support::output(&a).0
+    );
     // `-q` keeps the one result line of a deploy, and nothing else.
     let a = p.cmd("deploy-staging").args(["-q", "--version", "v1"]).assert().success();
-    let (out, err) = support::output(&a);
+    let (out, err) = crate::support::output(&a);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("v1"), "{out}");
     assert!(!err.contains("starting v1"), "-q printed progress: {err}");
@@ -87,7 +90,7 @@ fn a_boolean_flag_takes_its_value_only_after_an_equals_sign() {
 /// empty `SAFEDEPLOY_STATE_DIR` is unset; a state dir inside the app's tree is warned of.
 #[test]
 fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
-    let p = support::Project::new();
+    let p = crate::support::Project::new();
     let root = p.app.parent().expect("tmp").to_path_buf();
     let (xdg, home) = (root.join("xdg"), root.join("home"));
     let default_run = |bin: &str, args: &[&str], vars: &[(&str, &std::path::Path)]| {
@@ -99,7 +102,7 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
         c.assert()
     };
     let a = default_run("gate-tests", &[], &[("XDG_STATE_HOME", &xdg), ("HOME", &home)]).success();
-    let (_, err) = support::output(&a);
+    let (_, err) = crate::support::output(&a);
     assert!(!err.contains("warning: the state dir"), "{err}");
     let ledger = xdg.join("safedeploy/url-shortener/ledger.sqlite3");
     let db = rusqlite::Connection::open(&ledger).expect("the ledger at the XDG default");
@@ -125,7 +128,7 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
         .arg("history")
         .assert()
         .success();
-    let (_, err) = support::output(&a);
+    let (_, err) = crate::support::output(&a);
     let want = format!(
         "warning: the state dir {} is inside the app's source dir (what a build bundles) {}",
         inside.display(),
@@ -143,10 +146,10 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
         .code(2)
         .stderr(predicate::str::contains("--state-dir \" \": expected a directory's path, not blanks"));
     let a = p.cmd("gate-tests").env("SAFEDEPLOY_STATE_DIR", "..").assert().success();
-    assert!(!support::output(&a).1.contains("warning: the state dir"), "{:?}", support::output(&a));
+    assert!(!crate::support::output(&a).1.contains("warning: the state dir"), "{:?}", crate::support::output(&a));
     assert!(root.join("ledger.sqlite3").exists(), "the ledger above the app");
     let a = p.cmd("safedeploy").arg("history").env("SAFEDEPLOY_STATE_DIR", "-x").assert().success();
-    assert!(support::output(&a).1.contains(&format!("the state dir {} is inside", p.app.join("-x").display())));
+    assert!(crate::support::output(&a).1.contains(&format!("the state dir {} is inside", p.app.join("-x").display())));
 
     // An app name that cannot name a directory is exit 2, naming the field, before anything.
     for bad in ["..", "a/b", "-x"] {
@@ -156,7 +159,7 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
             format!("{}name = {bad:?}{}", &t[..start], &t[end..])
         });
         let a = default_run("safedeploy", &["history"], &[("XDG_STATE_HOME", &xdg)]).code(2);
-        let (_, err) = support::output(&a);
+        let (_, err) = crate::support::output(&a);
         assert!(err.contains(&format!("app.name {bad:?} cannot name a directory")), "{bad}: {err}");
     }
     assert_eq!(std::fs::read_dir(xdg.join("safedeploy")).expect("dir").count(), 1, "only url-shortener's dir");
@@ -167,7 +170,7 @@ fn the_state_dir_defaults_to_a_per_user_dir_named_after_the_app() {
 /// as it does without it, never exit 2 for an empty value.
 #[test]
 fn every_empty_safedeploy_variable_is_read_as_not_given() {
-    let p = support::Project::new();
+    let p = crate::support::Project::new();
     p.v1_everywhere();
     let vars = |args: &[&str], bin: &str| -> Vec<String> {
         let help = p.cmd(bin).args(args).arg("--help").assert().success();

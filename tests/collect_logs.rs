@@ -1,7 +1,5 @@
 //! collect-logs on files: records, selection, context, counted groups in first-seen order.
 
-mod support;
-
 /// `--json` output: JSON Lines of groups, then the summary line.
 fn jsonl(out: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
     let mut lines: Vec<serde_json::Value> =
@@ -11,8 +9,8 @@ fn jsonl(out: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
     assert!(lines.iter().all(|l| l["type"] == "group"));
     (lines, summary)
 }
+use crate::support::{Project, output};
 use predicates::prelude::*;
-use support::{Project, output};
 
 /// Runs collect-logs with these arguments and `--json`; it must succeed.
 fn hunt(p: &Project, args: &[&str]) -> (Vec<serde_json::Value>, serde_json::Value) {

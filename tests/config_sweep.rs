@@ -4,10 +4,8 @@
 //! and exactly at both bounds; every URL, path and header with odd values; and the rules that
 //! span fields. A new field of one of these kinds is swept without this file changing.
 
-mod support;
-
+use crate::support::Project;
 use std::path::Path;
-use support::Project;
 use toml::Value;
 
 #[derive(Debug, Clone)]
@@ -221,7 +219,7 @@ fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
     sweep_texts(&p, &local, &mut rows, &mut wrong);
 
     // The Elastic Beanstalk platform's own fields.
-    let eb_text = support::repo_file("examples/url-shortener/safedeploy.elasticbeanstalk.toml");
+    let eb_text = crate::support::repo_file("examples/url-shortener/safedeploy.elasticbeanstalk.toml");
     std::fs::write(p.config_path(), &eb_text).expect("eb config");
     let eb = effective(&p);
     let mut eb_rows = vec![];
@@ -397,7 +395,7 @@ fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
         "| field | kind | cases |\n|---|---|---|\n{}\n\n{total} case(s), each exit 2 naming its field with nothing created, or accepted at its bounds.\n",
         rows.join("\n")
     );
-    support::check_doc_section("hostile-config", &table);
+    crate::support::check_doc_section("hostile-config", &table);
 }
 
 /// `a.b[0].c` as a path.

@@ -1,10 +1,9 @@
 //! A dry run of every binary changes nothing — no process started, no ledger row, no file
 //! written, no request sent — and prints the commands and requests a real run would make.
 
-mod support;
+use crate::support::{Project, output};
 use std::io::ErrorKind;
 use std::net::TcpListener;
-use support::{Project, output};
 
 /// Takes an environment's port so that any request a dry run sent would land here.
 struct Listener(TcpListener);

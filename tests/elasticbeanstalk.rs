@@ -7,14 +7,8 @@
 //! deployments (versions mixed across instances, an instance EB skipped, a Red batch aborted,
 //! a short Red blip tolerated, basic health said).
 
-#[path = "support/eb_sim.rs"]
-mod eb_sim;
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
-use eb_sim::{Outcome, Policy, Sim};
-use support::{Project, output};
+use crate::eb_sim::{Outcome, Policy, Sim};
+use crate::support::{Project, output};
 
 struct Eb {
     p: Project,
@@ -32,7 +26,7 @@ impl Eb {
     }
 
     fn with(edit: impl FnOnce(String) -> String) -> Eb {
-        let aws = support::venv().join("bin/aws");
+        let aws = crate::support::venv().join("bin/aws");
         assert!(aws.is_file(), "{} is missing: run scripts/setup (scripts/test does)", aws.display());
         let sim = Sim::start();
         {
@@ -110,7 +104,7 @@ environments = ["production"]
         let a = self.cmd(bin).args(args).assert();
         let (out, err) = output(&a);
         assert_eq!(a.get_output().status.code(), Some(code), "{bin} {args:?}\nstdout:\n{out}\nstderr:\n{err}");
-        for secret in [SECRET, KEY_ID, eb_sim::URL_SIGNATURE] {
+        for secret in [SECRET, KEY_ID, crate::eb_sim::URL_SIGNATURE] {
             assert!(!out.contains(secret) && !err.contains(secret), "{secret} leaked by {bin}:\n{out}\n{err}");
         }
         (out, err)
@@ -281,7 +275,7 @@ fn dry_run_prints_the_exact_aws_commands_and_changes_nothing() {
     let eb = Eb::new();
     let (out, err) = eb.run("deploy-staging", &["--version", "v1", "--dry-run"], 0);
     let all = format!("{out}{err}");
-    let aws = support::venv().join("bin/aws").display().to_string();
+    let aws = crate::support::venv().join("bin/aws").display().to_string();
     assert!(all.contains(&format!("+ {aws} --output json s3 cp ")), "{all}");
     assert!(all.contains("s3://elasticbeanstalk-us-east-1-123456789012/url-shortener/v1-"), "{all}");
     assert!(all.contains("elasticbeanstalk create-application-version --application-name url-shortener --version-label v1 --source-bundle"), "{all}");
@@ -415,7 +409,7 @@ fn collect_logs_fetches_each_instances_bundle_and_finds_the_guilty_line() {
     assert!(report.contains("application.py:67"), "{report}");
     assert!(report.contains("return json.loads(urls_file)"), "{report}");
     assert!(!report.contains("xoxb-1234567890-abcdefghij"), "tokens are redacted:\n{report}");
-    assert!(!report.contains(eb_sim::URL_SIGNATURE));
+    assert!(!report.contains(crate::eb_sim::URL_SIGNATURE));
     let st = eb.sim.state();
     assert_eq!(st.count("RequestEnvironmentInfo"), 1);
     assert!(st.count("RetrieveEnvironmentInfo") >= 2, "polled until both instances answered");
@@ -441,7 +435,7 @@ fn sigterm_while_waiting_on_eb_exits_130_and_says_eb_carries_on() {
         cmd.env(k, v);
     }
     // Abort once it is polling (DescribeEvents comes only after the update was accepted).
-    let (code, err) = support::abort_when(cmd, || eb.sim.state().count("DescribeEvents") > 0);
+    let (code, err) = crate::support::abort_when(cmd, || eb.sim.state().count("DescribeEvents") > 0);
     assert_eq!(code, Some(130), "{err}");
     assert!(
         err.contains("interrupted; urlshort-staging is left updating from v0 to v1; EB carries on without us"),
@@ -637,7 +631,7 @@ fn an_eb_canary_failing_users_on_an_unvisited_route_is_aborted_on_ebs_applicatio
     eb.sim.state().split_polls = 1000;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let site = format!("{}/site/urlshort-prod", eb.sim.url());
-    let users = support::users_on(site, &["/report", "/"], std::time::Duration::from_millis(3), stop.clone());
+    let users = crate::support::users_on(site, &["/report", "/"], std::time::Duration::from_millis(3), stop.clone());
     let (_, err) = eb.run("promote", &["--version", "v2", "--canary", "10", "--bake", "5m"], 1);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     users.join().expect("users");
@@ -658,7 +652,7 @@ fn an_eb_canary_much_slower_than_the_stable_version_is_aborted_on_ebs_latency_pe
     eb.sim.state().split_polls = 1000;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let site = format!("{}/site/urlshort-prod", eb.sim.url());
-    let users = support::users_on(site, &["/"], std::time::Duration::from_millis(3), stop.clone());
+    let users = crate::support::users_on(site, &["/"], std::time::Duration::from_millis(3), stop.clone());
     let (_, err) = eb.run("promote", &["--version", "v2", "--canary", "10", "--bake", "5m"], 1);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     users.join().expect("users");

@@ -10,10 +10,8 @@
 //! docs/RELIABILITY.md holds that table, and this test fails when the two differ
 //! (`SAFEDEPLOY_BLESS=1` rewrites the document's table from the run).
 
-mod support;
-
+use crate::support::Project;
 use std::os::unix::process::ExitStatusExt;
-use support::Project;
 
 /// How one faulted run ended, and what the environments served right after it.
 struct Row {
@@ -71,7 +69,7 @@ fn faulted(p: &Project, bin: &str, args: &[&str], at: usize, mode: &str) -> (Str
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin(bin))
         .args(args)
         .current_dir(&p.app)
-        .env("PATH", support::tools_path())
+        .env("PATH", crate::support::tools_path())
         .env("SAFEDEPLOY_STATE_DIR", &p.state)
         .env("SAFEDEPLOY_FAILPOINT", format!("{at}:{mode}"))
         .env("SAFEDEPLOY_FAILPOINT_LOG", &log)
@@ -159,7 +157,7 @@ fn sweep(
         }
         // Running the step again converges.
         let a = p.cmd(bin).args(&args).assert();
-        let (out, err) = support::output(&a);
+        let (out, err) = crate::support::output(&a);
         assert!(a.get_output().status.success(), "{context}: the rerun failed:\n{out}{err}");
         assert_truth(p, env, &context);
         let strays = p.stray_processes();
@@ -267,7 +265,7 @@ fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
             r.op, r.fault, r.step, r.what, r.exit, r.serving, r.incidents
         );
     }
-    support::check_doc_section("faults", &table);
+    crate::support::check_doc_section("faults", &table);
 }
 
 #[test]
@@ -306,7 +304,7 @@ fn two_concurrent_promotes_never_both_act() {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"))
             .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "race"])
             .current_dir(&p.app)
-            .env("PATH", support::tools_path())
+            .env("PATH", crate::support::tools_path())
             .env("SAFEDEPLOY_STATE_DIR", &p.state)
             .output()
     };

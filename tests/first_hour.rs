@@ -3,9 +3,7 @@
 //! cookie, a Procfile binding 0.0.0.0, a SECRET_KEY the app reads from its environment. Each
 //! test walks one trap of that hour and checks where it leads now.
 
-mod support;
-
-use support::{Project, agent_path, fast_build, output};
+use crate::support::{Project, agent_path, fast_build, output};
 
 /// The lines init prints for a Flask health route, as the user pastes them.
 const HEALTH_ROUTE: &str = "\n\n@app.route(\"/health\")\ndef health():\n    return {\"status\": \"ok\"}\n";

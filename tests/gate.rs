@@ -1,8 +1,7 @@
 //! gate-tests against real pytest runs in scratch repositories.
 
-mod support;
+use crate::support::{Project, Transcript, output};
 use predicates::prelude::*;
-use support::{Project, Transcript, output};
 
 #[test]
 fn a_green_suite_passes_with_its_counts() {
@@ -326,7 +325,7 @@ fn the_base_defaults_to_production_last_known_good() {
 }
 
 fn python() -> String {
-    support::venv().join("bin/python").to_string_lossy().into_owned()
+    crate::support::venv().join("bin/python").to_string_lossy().into_owned()
 }
 
 #[test]
@@ -383,7 +382,7 @@ fn the_gate_creates_the_directories_of_its_reports() {
     // A dry run says it would create them, and creates nothing.
     std::fs::remove_dir_all(p.app.join("out")).expect("rm");
     let a = p.cmd("gate-tests").arg("--dry-run").assert().success();
-    let (out, err) = support::output(&a);
+    let (out, err) = crate::support::output(&a);
     assert!(
         format!("{out}{err}").contains(&format!("would create {}", p.app.join("out/deep").display())),
         "{out}{err}"

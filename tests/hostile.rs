@@ -1,13 +1,11 @@
 //! Hostile and careless inputs, by class: each test sweeps one class of input or fault across
 //! every binary or field it reaches, compares what happened with what must happen, and keeps
-//! the table it observed in docs/RELIABILITY.md (`support::check_doc_section`), so the counts
+//! the table it observed in docs/RELIABILITY.md (`crate::support::check_doc_section`), so the counts
 //! there are the suite's own.
 
-mod support;
-
+use crate::support::{BINARIES, Project, output};
 use std::collections::BTreeMap;
 use std::path::Path;
-use support::{BINARIES, Project, output};
 
 /// One case of a class: what must happen and what did.
 struct Case {
@@ -29,7 +27,7 @@ fn finish(class: &str, cases: Vec<Case>) {
         table += &format!("| {} | {} |\n", c.case.replace('|', "\\|"), c.observed);
     }
     table += &format!("\n{} case(s), each as required.\n", cases.len());
-    support::check_doc_section(&format!("hostile-{class}"), &table);
+    crate::support::check_doc_section(&format!("hostile-{class}"), &table);
 }
 
 /// Every file under `dir` with its size and modification time: what "nothing changed" compares.
@@ -567,7 +565,7 @@ fn nothing_a_child_started_outlives_a_timeout_an_abort_or_a_kill() {
         c.current_dir(&p.app).env("SAFEDEPLOY_STATE_DIR", &p.state);
         c
     };
-    let (code, err) = support::abort_when(c, || running("sleep 3022") > 0);
+    let (code, err) = crate::support::abort_when(c, || running("sleep 3022") > 0);
     case(
         "gate-tests: SIGTERM while the test command runs",
         "exit 130, said: true, left running: 0",
@@ -609,7 +607,7 @@ fn nothing_a_child_started_outlives_a_timeout_an_abort_or_a_kill() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"))
         .args(["--version", "v1"])
         .current_dir(&p.app)
-        .env("PATH", support::tools_path())
+        .env("PATH", crate::support::tools_path())
         .env("SAFEDEPLOY_STATE_DIR", &p.state)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -638,7 +636,7 @@ fn nothing_a_child_started_outlives_a_timeout_an_abort_or_a_kill() {
     p.v1_everywhere();
     let master = p.nginx_pid("production").expect("nginx");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(master), nix::sys::signal::Signal::SIGKILL).expect("kill");
-    until(|| !support::process_running(master));
+    until(|| !crate::support::process_running(master));
     let a = p.cmd("rollback").assert();
     let (code, _, _, err) = describe(&a);
     case(
@@ -655,8 +653,8 @@ fn nothing_a_child_started_outlives_a_timeout_an_abort_or_a_kill() {
     // The supervisor killed (-9) alone: the app runs on in its group.
     let supervisor = p.env_pid("production").expect("supervisor");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).expect("kill");
-    until(|| !support::process_running(supervisor));
-    let orphaned = support::group_alive(supervisor);
+    until(|| !crate::support::process_running(supervisor));
+    let orphaned = crate::support::group_alive(supervisor);
     let a = p.cmd("rollback").assert();
     let code = a.get_output().status.code();
     case(
@@ -665,7 +663,7 @@ fn nothing_a_child_started_outlives_a_timeout_an_abort_or_a_kill() {
         format!(
             "app left running: {orphaned}, exit {}, old group ended: {}, production serves v1: {}, strays: {}",
             code.unwrap_or(-1),
-            !support::group_alive(supervisor),
+            !crate::support::group_alive(supervisor),
             p.served_version("production").as_deref() == Some("v1"),
             p.stray_processes().len()
         ),
@@ -689,7 +687,7 @@ fn a_ledger_removed_or_replaced_under_a_run_is_exit_3_never_a_silent_success() {
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"))
             .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "hostile"])
             .current_dir(&p.app)
-            .env("PATH", support::tools_path())
+            .env("PATH", crate::support::tools_path())
             .env("SAFEDEPLOY_STATE_DIR", &p.state)
             .env("SAFEDEPLOY_FAILPOINT", "1:wait")
             .env("SAFEDEPLOY_FAILPOINT_WAIT", &meet)
@@ -780,7 +778,7 @@ fn as_nobody(p: &Project, bin: &str, args: &[&str]) -> std::process::Output {
         .args(args)
         .current_dir(&p.app)
         .env_clear()
-        .env("PATH", support::tools_path())
+        .env("PATH", crate::support::tools_path())
         .env("HOME", "/nonexistent")
         .env("SAFEDEPLOY_STATE_DIR", &p.state)
         .output()

@@ -4,15 +4,11 @@
 //! of the main job and the alert job, the team's Jenkinsfile and the shared library's step, and
 //! a sweep of typos each of which must stop the build.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
+use crate::server::{Resp, Server};
+use crate::support::Project;
 use serde_json::Value;
-use server::{Resp, Server};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::Project;
 
 /// One harness run: its exit status, its console and its result file.
 struct Build {
@@ -79,7 +75,7 @@ fn run(p: &Project, jenkinsfile: &str, number: u32, args: &[&str]) -> Build {
         .args(["--skip-sh", "^scripts/setup && cargo build", "--skip-sh", "^python3 -m venv"])
         .args(args)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(jenkinsfile))
-        .env("PATH", format!("{}:{}", bin_dir.display(), support::tools_path()))
+        .env("PATH", format!("{}:{}", bin_dir.display(), crate::support::tools_path()))
         .env("HOME", p.workspace().with_file_name("home"))
         .env_remove("SAFEDEPLOY_STATE_DIR")
         .env_remove("SAFEDEPLOY_CONFIG")
@@ -414,7 +410,8 @@ fn each_deliberate_typo_in_a_jenkinsfile_stops_the_build() {
                 std::fs::create_dir_all(lib.join("vars")).expect("vars");
                 std::fs::write(lib.join("vars/safedeployPipeline.groovy"), &changed).expect("var");
                 let jf = lib.join("Jenkinsfile");
-                std::fs::write(&jf, support::repo_file("examples/team-app/Jenkinsfile.with-library")).expect("jf");
+                std::fs::write(&jf, crate::support::repo_file("examples/team-app/Jenkinsfile.with-library"))
+                    .expect("jf");
                 jf
             } else {
                 std::fs::create_dir_all(&dir).expect("dir");

@@ -3,15 +3,9 @@
 //! stable version in the same window, a lift under the effect-size floor passing, no data said
 //! as no verdict, a shadow metric recorded and never acted on.
 
-#[path = "support/prom.rs"]
-mod prom;
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
-use server::{Resp, Server};
+use crate::server::{Resp, Server};
+use crate::support::{Project, output};
 use std::sync::{Arc, Mutex};
-use support::{Project, output};
 
 /// The exposition the target serves: one gauge per version.
 fn exposition(values: &[(&str, f64)]) -> String {
@@ -40,7 +34,7 @@ fn a_canary_is_judged_on_prometheus_metrics_against_the_stable_version() {
         }
         _ => Resp::new(404, "no"),
     });
-    let prom = prom::Prometheus::start(&[format!("127.0.0.1:{}", target.port)]);
+    let prom = crate::prom::Prometheus::start(&[format!("127.0.0.1:{}", target.port)]);
     let p = Project::new();
     p.v1_everywhere();
     p.edit_config(|c| {
@@ -134,7 +128,7 @@ interval = "1s"
 fn a_bake_is_judged_on_the_example_apps_own_metrics_scraped_by_prometheus() {
     let p = Project::new();
     p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
-    let prom = prom::Prometheus::start(&[format!("127.0.0.1:{}", p.staging_port)]);
+    let prom = crate::prom::Prometheus::start(&[format!("127.0.0.1:{}", p.staging_port)]);
     let share = |v: &str| {
         format!(
             "(sum(rate(http_requests_total{{version=\"{v}\",status=~\"5..\"}}[3s])) or vector(0)) / sum(rate(http_requests_total{{version=\"{v}\"}}[3s]))"
@@ -174,8 +168,12 @@ interval = "1s"
     });
     // Users on the home page and on a report page the journey never visits.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load =
-        support::users_on(p.url("staging"), &["/", "/report"], std::time::Duration::from_millis(20), stop.clone());
+    let load = crate::support::users_on(
+        p.url("staging"),
+        &["/", "/report"],
+        std::time::Duration::from_millis(20),
+        stop.clone(),
+    );
     prom.wait_until(|| prom.query(&share("v1")).is_some(), "v1's requests scraped");
     let a = p
         .cmd("smoke-check")

@@ -4,10 +4,7 @@
 //! version users are served is watched while anything that can change their data runs; the
 //! gate classes each new migration expand or contract.
 
-#[path = "support/pg.rs"]
-mod pg;
-mod support;
-use support::{Project, output};
+use crate::support::{Project, output};
 
 const CONFIG: &str = r#"
 [app]
@@ -458,7 +455,7 @@ fn a_rollback_rehearsal_in_staging_decides_whether_a_version_may_reach_productio
 
 #[test]
 fn on_postgresql_the_watch_is_the_evidence_that_a_candidates_start_broke_the_live_version() {
-    let pg = pg::Postgres::start();
+    let pg = crate::pg::Postgres::start();
     for db in ["blog_staging", "blog_production"] {
         pg.create_db(db);
     }

@@ -4,9 +4,7 @@
 //! commit stopped by the gate and by staging's smoke check, forced into production anyway,
 //! rolled back, and collect-logs naming the Node error, its in-app frame and the commit.
 
-mod support;
-
-use support::{Project, output};
+use crate::support::{Project, output};
 
 /// What nginx says served the last request to `env`.
 fn served_by(p: &Project, env: &str) -> Option<String> {

@@ -2,9 +2,8 @@
 //! promote, the incident's v2, rollback, the error report — asserting exit codes, output, what
 //! is served and what the ledger says.
 
-mod support;
+use crate::support::{Project, Transcript, output, process_running};
 use predicates::prelude::*;
-use support::{Project, Transcript, output, process_running};
 
 #[test]
 fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
@@ -292,11 +291,11 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("deploy-staging"));
     cmd.args(["--version", "slow"])
         .current_dir(&p.app)
-        .env("PATH", support::tools_path())
+        .env("PATH", crate::support::tools_path())
         .env("SAFEDEPLOY_STATE_DIR", &p.state);
     // Abort it as Jenkins would once it waits for the health check.
     let starting = p.state.join("local/envs/staging/starting.json");
-    let (code, err) = support::abort_when(cmd, || starting.exists());
+    let (code, err) = crate::support::abort_when(cmd, || starting.exists());
     assert_eq!(code, Some(130), "{err}");
     assert!(
         err.contains(
@@ -309,7 +308,7 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
     p.assert_ledger_intact();
     let text = std::fs::read_to_string(&starting).expect("the start is recorded");
     let pid = serde_json::from_str::<serde_json::Value>(&text).expect("json")["pid"].as_i64().expect("pid") as i32;
-    assert!(support::group_alive(pid), "slow is left starting, as the message says");
+    assert!(crate::support::group_alive(pid), "slow is left starting, as the message says");
     // The next deploy stops what was left, then converges.
     p.write("Procfile", &std::fs::read_to_string(p.app.join("Procfile.orig")).expect("procfile"));
     p.commit_all("Listen again", "Team");
@@ -318,7 +317,7 @@ fn sigterm_during_a_deploy_exits_130_and_describes_what_is_left() {
         .assert()
         .success()
         .stderr(predicate::str::contains("staging: stopping slow, left starting by a run that was stopped"));
-    assert!(!support::group_alive(pid));
+    assert!(!crate::support::group_alive(pid));
     assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
 }
 
@@ -401,14 +400,17 @@ fn a_work_dirs_environments_are_stopped_and_nothing_is_left_running() {
     let run = || {
         std::process::Command::new(&script)
             .arg(&work)
-            .env("PATH", format!("{}:{}", bin_dir.display(), support::tools_path()))
+            .env("PATH", format!("{}:{}", bin_dir.display(), crate::support::tools_path()))
             .env("SAFEDEPLOY_CONFIG", p.config_path())
             .output()
             .expect("stop-work-dir")
     };
     let out = run();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!support::group_alive(staging) && !support::group_alive(production), "both environments stopped");
+    assert!(
+        !crate::support::group_alive(staging) && !crate::support::group_alive(production),
+        "both environments stopped"
+    );
     assert!(p.nginx_pid("production").is_none(), "nginx stopped");
     // A stray process of the work dir: killed, named, and the script fails.
     let mut stray = std::process::Command::new("sleep").arg("300").current_dir(&work).spawn().expect("sleep");
@@ -428,10 +430,10 @@ fn a_work_dirs_environments_are_stopped_and_nothing_is_left_running() {
     let nginx = q.nginx_pid("staging");
     std::fs::remove_dir_all(&q.state).expect("rm state");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while support::group_alive(pid) && std::time::Instant::now() < deadline {
+    while crate::support::group_alive(pid) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(!support::group_alive(pid), "the version outlived its state dir");
+    assert!(!crate::support::group_alive(pid), "the version outlived its state dir");
     if let Some(n) = nginx {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(n), nix::sys::signal::Signal::SIGQUIT);
     }

@@ -5,12 +5,8 @@
 //! `SAFEDEPLOY_FAILPOINT_PORTS` offers the platform's port picker chosen ports first, so each
 //! race here is certain rather than hoped for.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
-use server::{Resp, Server};
-use support::{Project, output};
+use crate::server::{Resp, Server};
+use crate::support::{Project, output};
 
 /// The port `state.json` records for the version serving `env`.
 fn app_port(p: &Project, env: &str) -> u16 {

@@ -1,8 +1,7 @@
 //! promote checks the candidate at its own address before it takes any traffic, and the
 //! exposure clock charges an incident from when the bad version took traffic.
 
-mod support;
-use support::{Project, output};
+use crate::support::{Project, output};
 
 /// Requests production's nginx forwarded that the app answered with a 5xx.
 fn server_errors_through_nginx(p: &Project) -> usize {
@@ -113,7 +112,7 @@ fn the_previous_version_stays_warm_so_a_rollback_is_a_switch_and_it_ends_itself_
         .success();
     assert!(output(&a).1.contains("production: v1 keeps running without traffic until"), "{}", output(&a).1);
     let warm = p.warm_pid("production").expect("v1 kept warm");
-    assert!(support::group_alive(warm));
+    assert!(crate::support::group_alive(warm));
     let a = p.cmd("safedeploy").args(["status", "--env", "production", "--json"]).assert().success();
     let doc: serde_json::Value = serde_json::from_str(&output(&a).0).expect("json");
     assert_eq!(doc["environments"][0]["warm_previous"], "v1", "{doc:#}");
@@ -138,10 +137,10 @@ fn the_previous_version_stays_warm_so_a_rollback_is_a_switch_and_it_ends_itself_
         .success();
     let warm = p.warm_pid("production").expect("v1 kept warm");
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while support::group_alive(warm) && std::time::Instant::now() < until {
+    while crate::support::group_alive(warm) && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(!support::group_alive(warm), "the warm previous outlived its window");
+    assert!(!crate::support::group_alive(warm), "the warm previous outlived its window");
     let a = p.cmd("safedeploy").args(["status", "--env", "production"]).assert().success();
     assert!(output(&a).0.contains("warm previous: none"), "{}", output(&a).0);
 }
@@ -242,9 +241,9 @@ fn sigterm_during_the_check_before_traffic_ends_it_and_the_candidate_never_takes
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("promote"));
     cmd.args(["--version", "v2", "--force", "--reason", "abort test"])
         .current_dir(&p.app)
-        .env("PATH", support::tools_path())
+        .env("PATH", crate::support::tools_path())
         .env("SAFEDEPLOY_STATE_DIR", &p.state);
-    let (code, err) = support::abort_when(cmd, in_a_copy);
+    let (code, err) = crate::support::abort_when(cmd, in_a_copy);
     assert!(arrived.get(), "the check reached v2 before the abort");
     assert!(!env_dir.join("data/check-arrived").exists(), "the check wrote nothing to the users' data");
     assert_eq!(code, Some(130), "{err}");
@@ -327,12 +326,12 @@ fn a_warm_version_cannot_postpone_its_retirement() {
     while safedeploy::clock::now_ms() < until {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(support::group_alive(warm), "it outlived its window, as the removed file let it");
+    assert!(crate::support::group_alive(warm), "it outlived its window, as the removed file let it");
     let a = p.cmd("rollback").args(["--to", "v1", "--reason", "test"]).assert().success();
     let err = output(&a).1;
     assert!(err.contains("still runs; stopping it"), "{err}");
     assert!(!err.contains("switching back to v1"), "{err}");
-    assert!(!support::group_alive(warm), "the overdue warm copy is stopped");
+    assert!(!crate::support::group_alive(warm), "the overdue warm copy is stopped");
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
     assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
 }
@@ -361,7 +360,7 @@ fn a_hung_warm_copy_is_replaced_first_and_stopped_after_the_switch() {
     let stopped = err.rfind("it was killed").expect("the hung copy's stop is said");
     assert!(switched < stopped, "users were switched before the hung copy was stopped:\n{err}");
     assert_eq!(p.served_version("production").as_deref(), Some("v1"));
-    assert!(!support::group_alive(warm), "the hung copy is stopped");
+    assert!(!crate::support::group_alive(warm), "the hung copy is stopped");
     assert!(p.stray_processes().is_empty(), "{:?}", p.stray_processes());
 }
 

@@ -2,8 +2,7 @@
 //! the page (its `data-value`) is read back with an XML parser and checked against the `--json`
 //! document, and the document against the ledger's own rows.
 
-mod support;
-use support::{Project, output};
+use crate::support::{Project, output};
 
 /// The incident replayed through every layer: the gate fails v2's commit, staging's smoke check
 /// fails v2, promote stops it before traffic, then it is forced into production, fails its

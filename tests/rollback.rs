@@ -3,10 +3,8 @@
 //! it, the restore is timed to when the good version serves (not to when the bad one stopped),
 //! and deploy-staging never reaches production.
 
-mod support;
-
+use crate::support::{Project, output};
 use predicates::prelude::*;
-use support::{Project, output};
 
 /// A harmless v2 that passes everywhere: the last known good in production.
 fn v2_good_everywhere(p: &Project) {
@@ -52,7 +50,7 @@ fn a_hung_live_version_is_restarted_not_called_nothing_to_roll_back() {
     );
     assert_eq!(p.served_version("production").as_deref(), Some("v1"), "production answers again");
     assert_ne!(p.env_pid("production"), Some(hung), "a new process serves");
-    assert!(!support::group_alive(hung), "the hung one is gone");
+    assert!(!crate::support::group_alive(hung), "the hung one is gone");
     assert_eq!(p.query_i64("SELECT COUNT(*) FROM versions WHERE bad_at IS NOT NULL"), 0, "v1 is not marked bad");
     assert_eq!(
         p.query_i64("SELECT COUNT(*) FROM incidents WHERE bad_label = 'v1' AND restored_label = 'v1' AND restored_at IS NOT NULL"),

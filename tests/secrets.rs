@@ -3,13 +3,9 @@
 //! for real and as a dry run, and nothing any of them prints, writes as a report or sends as
 //! a notification may contain one of them.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
-use server::{Resp, Server};
+use crate::server::{Resp, Server};
+use crate::support::{Project, output};
 use std::sync::{Arc, Mutex};
-use support::{Project, output};
 
 const AWS_KEY_ID: &str = "AKIAPLANTED0KEY0ID00";
 const AWS_SECRET: &str = "plantedAwsSecretKey/0123456789abcdefABCDEF";

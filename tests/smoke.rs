@@ -2,15 +2,11 @@
 //! captures and assertions, the fault cases (unreachable, slow, redirect loop, huge or non-UTF-8
 //! bodies), parallel chains, samples, the bake period and Datadog monitor gating, invalid specs.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
+use crate::server::{Resp, Server};
+use crate::support::output;
 use predicates::prelude::*;
-use server::{Resp, Server};
 use std::sync::Arc;
 use std::time::Duration;
-use support::output;
 
 /// A config with one environment, `test`, at `url`, and `extra` appended.
 struct Fixture {
@@ -85,7 +81,7 @@ fn a_version_that_never_arrives_is_a_deploy_that_did_not_land_and_an_unreachable
     assert_eq!(server.hits("/"), 0, "no check runs against the wrong version");
 
     // A reserved port nobody listens on (the lease keeps every other test off it).
-    let unanswered = support::reserve_port();
+    let unanswered = crate::support::reserve_port();
     let f = Fixture::new(&format!("http://127.0.0.1:{}", unanswered.port), ONE_CHECK);
     f.smoke().assert().code(1).stderr(predicate::str::contains("could not connect"));
 }
@@ -306,7 +302,10 @@ fn monitor_answer(state: &str) -> serde_json::Value {
 
 #[test]
 fn the_monitor_answers_served_here_are_datadogs_own_shape() {
-    support::check_shapes(&[("datadog_monitor", monitor_answer("OK")), ("datadog_monitor", monitor_answer("Alert"))]);
+    crate::support::check_shapes(&[
+        ("datadog_monitor", monitor_answer("OK")),
+        ("datadog_monitor", monitor_answer("Alert")),
+    ]);
 }
 
 #[test]
@@ -559,7 +558,7 @@ fn metrics_answer(query: &str, points: &[Option<f64>]) -> serde_json::Value {
 
 #[test]
 fn the_metrics_answers_served_here_are_datadogs_own_shape() {
-    support::check_shapes(&[
+    crate::support::check_shapes(&[
         ("datadog_metrics_query", metrics_answer("sum:x{version:v1}", &[Some(0.01), None, Some(0.02)])),
         ("datadog_metrics_query", metrics_answer("sum:x{version:v1}", &[])),
     ]);
@@ -706,7 +705,7 @@ fn a_datadog_formula_is_judged_and_a_metric_without_data_extends_the_bake_to_its
     assert_eq!(attrs["formulas"], serde_json::json!([{"formula": "100 * errors / hits"}]), "{body}");
     assert_eq!(attrs["queries"][0]["query"], "sum:errors{version:v1}.as_count()", "{body}");
     assert_eq!(attrs["to"].as_i64().zip(attrs["from"].as_i64()).map(|(t, f)| t - f), Some(300_000), "{body}");
-    support::check_shapes(&[
+    crate::support::check_shapes(&[
         ("datadog_timeseries_request", body),
         ("datadog_timeseries_response", timeseries_answer(Some(&[Some(0.5), None]))),
         ("datadog_timeseries_response", timeseries_answer(None)),

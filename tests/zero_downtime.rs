@@ -3,13 +3,11 @@
 //! request must succeed, and the load must have seen both versions (the switches happened
 //! under it).
 
-mod support;
-
+use crate::support::Project;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::Project;
 
 /// What the load saw: requests, failures (with a sample), and the versions served.
 #[derive(Default, Debug)]
