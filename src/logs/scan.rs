@@ -528,7 +528,9 @@ mod tests {
             .expect("matcher")
     }
 
-    fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
+    /// Runs `f` with the default selection (the product's pattern and candidates, 2 lines of
+    /// context) and an empty store.
+    fn with_defaults<T>(f: impl FnOnce(&Selection<'_>, Store<'_>) -> T) -> T {
         let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
         let matcher = matcher(super::super::DEFAULT_CANDIDATES);
         let sel = Selection {
@@ -540,10 +542,15 @@ mod tests {
             interrupted: Default::default(),
         };
         let redactor = crate::redact::Redactor::default();
-        let mut store = Store::new(&[], &redactor);
-        let bytes = search_split(&mut store, &sel, 0, path, split).expect("search");
-        let super::super::Found { groups, matches, .. } = store.finish();
-        (groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect(), matches, bytes)
+        f(&sel, Store::new(&[], &redactor))
+    }
+
+    fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
+        with_defaults(|sel, mut store| {
+            let bytes = search_split(&mut store, sel, 0, path, split).expect("search");
+            let super::super::Found { groups, matches, .. } = store.finish();
+            (groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect(), matches, bytes)
+        })
     }
 
     #[test]
@@ -662,24 +669,14 @@ mod tests {
         let path = dir.path().join("web.log");
         std::fs::write(&path, log(200)).expect("write");
         let len = std::fs::metadata(&path).expect("len").len();
-        let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
-        let matcher = matcher(super::super::DEFAULT_CANDIDATES);
-        let sel = Selection {
-            candidates: &matcher,
-            select: &select,
-            context: 2,
-            since: None,
-            until: None,
-            interrupted: Default::default(),
-        };
-        let redactor = crate::redact::Redactor::default();
-        let mut store = Store::new(&[], &redactor);
-        let mut scanner = Scanner::new(&mut store, &sel, 0, &path);
-        // The search was planned for a file 64 KiB longer than the one there now.
-        let windows = mapped::Windows { size: 4096, overlap: 4096 };
-        let err = mapped::search_range(&mut scanner, &path, (0, len + (64 << 10)), windows).expect_err("shrank");
-        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::CouldNotAct);
-        assert!(format!("{err:#}").contains("shrank from at least"), "{err:#}");
+        with_defaults(|sel, mut store| {
+            let mut scanner = Scanner::new(&mut store, sel, 0, &path);
+            // The search was planned for a file 64 KiB longer than the one there now.
+            let windows = mapped::Windows { size: 4096, overlap: 4096 };
+            let err = mapped::search_range(&mut scanner, &path, (0, len + (64 << 10)), windows).expect_err("shrank");
+            assert_eq!(crate::error::kind_of(&err), crate::error::Kind::CouldNotAct);
+            assert!(format!("{err:#}").contains("shrank from at least"), "{err:#}");
+        });
     }
 
     #[test]

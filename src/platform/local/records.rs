@@ -77,25 +77,14 @@ impl Record<'_> {
 
     /// The record's new text, `None` to remove the file.
     fn text(&self) -> Result<Option<Vec<u8>>> {
-        let json = |v: &dyn erased::Json| v.to_vec().map(Some);
-        match self {
-            Record::Serving(s) | Record::Starting(s) | Record::Canary(s) => s.map_or(Ok(None), |s| json(s)),
-            Record::Retiring([]) => Ok(None),
-            Record::Retiring(list) => json(list),
-            Record::Warm(w) => w.map_or(Ok(None), |w| json(w)),
-        }
-    }
-}
-
-/// Serializes what a record holds without making [`Record::text`] generic.
-mod erased {
-    pub trait Json {
-        fn to_vec(&self) -> anyhow::Result<Vec<u8>>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_vec(&self) -> anyhow::Result<Vec<u8>> {
-            Ok(serde_json::to_vec_pretty(self)?)
-        }
+        Ok(match self {
+            Record::Serving(s) | Record::Starting(s) | Record::Canary(s) => {
+                s.map(serde_json::to_vec_pretty).transpose()?
+            }
+            Record::Retiring([]) => None,
+            Record::Retiring(list) => Some(serde_json::to_vec_pretty(list)?),
+            Record::Warm(w) => w.map(serde_json::to_vec_pretty).transpose()?,
+        })
     }
 }
 

@@ -47,10 +47,11 @@ pub fn supervise(argv: Vec<String>, exec: &crate::exec::Exec) -> Result<i32> {
 }
 
 /// Whether the start gate was opened: `start` read before the end of the input.
+/// Only the first few bytes are read: whatever else comes is not the word.
 fn gate_opened(input: impl std::io::BufRead) -> bool {
+    use std::io::BufRead;
     let mut line = String::new();
-    let mut input = input;
-    input.read_line(&mut line).is_ok() && line.trim_end() == "start"
+    input.take(16).read_line(&mut line).is_ok() && line.trim_end() == "start"
 }
 
 /// A warm previous ends itself: once the time in `file` has passed (the platform removes the
@@ -114,7 +115,8 @@ mod tests {
     #[test]
     fn the_app_starts_only_when_the_gate_says_start() {
         assert!(gate_opened(&b"start\n"[..]));
-        for closed in [&b""[..], b"\n", b"star", b"stop\n", b"started\n"] {
+        let long = vec![b's'; 1 << 20];
+        for closed in [&b""[..], b"\n", b"star", b"stop\n", b"started\n", b" start\n", &long] {
             assert!(!gate_opened(closed), "{closed:?}");
         }
     }
