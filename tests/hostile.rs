@@ -994,3 +994,36 @@ fn as_nobody_shell(p: &Project, line: &str) -> bool {
         .expect("setpriv")
         .success()
 }
+
+/// A platform record that is not what the platform wrote (empty, truncated, another shape, a
+/// FIFO, a directory) stops the next deploy before it changes anything: exit 3 naming the file,
+/// and the environment still serves what it served.
+#[test]
+fn a_damaged_platform_record_is_could_not_act_naming_it_and_changes_nothing() {
+    let p = Project::new();
+    p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+    let env = p.state.join("local/envs/staging");
+    for file in ["starting.json", "retiring.json", "canary.json", "state.json"] {
+        for (what, damage) in [("empty", ""), ("truncated", "{\"label\": \"v1\", \"pi"), ("another shape", "[1, 2]")] {
+            std::fs::write(env.join(file), damage).expect("damage");
+            let a = p.cmd("deploy-staging").args(["--version", "v1-again"]).assert().code(3);
+            let (_, err) = output(&a);
+            // (The test's random temp dir is secret-shaped, so the path is masked here.)
+            assert!(err.contains(".json (delete it if the environment is stopped)"), "{file} {what}: {err}");
+            std::fs::remove_file(env.join(file)).expect("undo");
+            if file == "state.json" {
+                // Its record gone, the version still serves: what users meet is untouched.
+                assert_eq!(p.served_version("staging").as_deref(), Some("v1"), "{file} {what}");
+                p.cmd("deploy-staging").args(["--version", "v1"]).assert().success();
+            }
+            assert_eq!(p.served_version("staging").as_deref(), Some("v1"), "{file} {what}");
+        }
+    }
+    // A FIFO in a record's place is not read (it would block): it is not a regular file.
+    nix::unistd::mkfifo(&env.join("canary.json"), nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+    let a =
+        p.cmd("deploy-staging").args(["--version", "v1-again"]).timeout(std::time::Duration::from_secs(60)).assert();
+    let (_, err) = output(&a);
+    assert_eq!(a.get_output().status.code(), Some(3), "a FIFO: {err}");
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
+}

@@ -221,6 +221,15 @@ impl Local<'_> {
     /// One record as it is now (`None`: not written, or forgotten).
     pub(super) fn read_record<T: serde::de::DeserializeOwned>(&self, env: &str, slot: Slot) -> Result<Option<T>> {
         let path = self.record_file(env, slot)?;
+        // Only a regular file is read: a FIFO put in its place would block the run for ever.
+        if let Ok(m) = std::fs::metadata(&path)
+            && !m.is_file()
+        {
+            return Err(crate::could_not_act!(
+                "{} is not a regular file (delete it if the environment is stopped)",
+                path.display()
+            ));
+        }
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
