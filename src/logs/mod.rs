@@ -10,7 +10,7 @@
 //!   which `grep 'error'` missed), traceback headers and HTTP 5xx access lines, found by
 //!   ripgrep's engine (`scan`), which parses only the lines near a hit; `--context N` records
 //!   around each hit make its example.
-//! - **Groups**: each hit record counts once in its group; a record's fingerprint masks
+//! - **Groups** (`groups`): each hit record counts once in its group; a record's fingerprint masks
 //!   numbers, hex, UUIDs, IPs and quoted values; a traceback's is its frames' files and functions
 //!   plus the exception type. Groups are listed in first-seen order with count, first/last seen,
 //!   sources and one full example.
@@ -19,6 +19,7 @@
 //! - Everything written is redacted.
 
 mod cap;
+mod groups;
 pub mod parse;
 mod scan;
 pub mod settings;
@@ -29,15 +30,13 @@ use crate::clock::{Millis, now_ms, rfc3339};
 use crate::context::Ctx;
 use crate::{Outcome, usage};
 use anyhow::Result;
-use parse::{Line, Record};
+pub use groups::Group;
+use groups::{Found, MAX_GROUPS, Store};
 use regex::Regex;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use suspect::Suspect;
-use traces::Frame;
 
 /// Error levels as words in their three usual casings (`error`, `Error`, `ERROR`; `[error]`,
 /// `level=error`, not `--error-logfile`), exception names (`TypeError`, `RuntimeException`),
@@ -72,94 +71,6 @@ pub struct LogsRequest<'a> {
     pub notify: bool,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Group {
-    pub count: usize,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    #[serde(skip)]
-    first: Option<Millis>,
-    #[serde(skip)]
-    last: Option<Millis>,
-    pub sources: BTreeSet<String>,
-    /// The matching line itself (redacted, at most 200 characters): what the group is about
-    /// when it is not an exception.
-    pub message: String,
-    pub exception: Option<String>,
-    pub frame: Option<String>,
-    pub example: Vec<String>,
-    #[serde(skip)]
-    frames: Vec<Frame>,
-    #[serde(skip)]
-    key: u64,
-}
-
-fn mask_re() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    R.get_or_init(|| {
-        Regex::new(
-            r#"(?x)
-            [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}  # UUID
-            | \b\d{1,3}(?:\.\d{1,3}){3}\b                                                  # IPv4
-            | "[^"]*" | '[^']*'                                                             # quoted
-            | 0x[0-9a-fA-F]+ | \b[0-9a-f]{7,}\b                                            # hex
-            | \d+                                                                          # numbers
-        "#,
-        )
-        .expect("static regex")
-    })
-}
-
-/// What makes two records "the same error": for a stack trace, its in-app frames (file and
-/// function; the line when the function has no name) and its error type, whatever the message
-/// says; for a line, its text with what varies masked.
-fn fingerprint(r: &Record) -> String {
-    if let Some(rt) = r.trace {
-        let texts = r.texts();
-        let all = traces::frames(rt, &texts);
-        let in_app: Vec<&Frame> = all.iter().filter(|f| f.in_app).collect();
-        let frames = if in_app.is_empty() { all.iter().collect() } else { in_app };
-        let frames: Vec<String> = frames
-            .iter()
-            .map(|f| {
-                let file = Path::new(&f.file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                match f.function.as_str() {
-                    "" | "<anonymous>" | "<module>" => format!("{file}:{}", f.line),
-                    function => format!("{file}:{function}"),
-                }
-            })
-            .collect();
-        let error = traces::error(rt, &texts).map(|(ty, _)| ty).unwrap_or_default();
-        return format!("{rt:?} {} {error}", frames.join(" > "));
-    }
-    r.lines.iter().map(|l| mask_re().replace_all(&l.text, "#").into_owned()).collect::<Vec<_>>().join("\n")
-}
-
-/// The error a trace reports ("Type: message") and its in-app frames, innermost first. A line
-/// of its own may still name an exception ("TypeError: …" logged alone).
-fn diagnose(record: &Record) -> (Option<String>, Vec<Frame>) {
-    let texts = record.texts();
-    let rt = record.trace.unwrap_or(traces::Runtime::Python);
-    // Go's panic message is its own type ("runtime error: index out of range [5] …").
-    let exception = traces::error(rt, &texts).map(|(ty, msg)| match msg {
-        m if m.is_empty() => ty,
-        m if rt == traces::Runtime::Go && m.starts_with(&ty) => m,
-        m => format!("{ty}: {m}"),
-    });
-    let frames = match record.trace {
-        Some(rt) => traces::frames(rt, &texts).into_iter().filter(|f| f.in_app).collect(),
-        None => vec![],
-    };
-    (exception, frames)
-}
-
-fn frame_label(f: &Frame, prefixes: &[String]) -> String {
-    match suspect::repo_path(&f.file, prefixes) {
-        (path, Some(label)) => format!("{path} ({label}):{} in {}", f.line, f.function),
-        (path, None) => format!("{path}:{} in {}", f.line, f.function),
-    }
-}
-
 fn parse_time(s: &str, flag: &str) -> Result<Millis> {
     crate::clock::parse_when(s, now_ms()).ok_or_else(|| {
         usage!("{flag} {s:?}: expected a duration (\"30m\") or an RFC 3339 time (\"2026-11-23T22:00:00Z\")")
@@ -192,188 +103,6 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
         return Ok(Box::new(std::io::Cursor::new(magic[..n].to_vec()).chain(file)));
     }
     Ok(Box::new(file))
-}
-
-/// Distinct groups kept; further distinct ones are counted, not kept (bounded memory).
-const MAX_GROUPS: usize = 10_000;
-/// Lines of a group's example kept, and their bytes.
-const MAX_EXAMPLE: usize = 300;
-const MAX_EXAMPLE_BYTES: usize = 64 * 1024;
-/// Bytes of all the groups' examples together; past it a new group keeps only its line.
-const EXAMPLES_BUDGET: usize = 16 * 1024 * 1024;
-
-impl Group {
-    /// One line naming the group: its exception, else its matching line.
-    fn headline(&self) -> &str {
-        self.exception.as_deref().unwrap_or(&self.message)
-    }
-
-    /// Counts more occurrences of this group in; the earliest one's example is kept.
-    fn fold_in(
-        &mut self,
-        count: usize,
-        sources: impl IntoIterator<Item = String>,
-        first: Option<Millis>,
-        last: Option<Millis>,
-        example: impl FnOnce() -> Vec<String>,
-    ) {
-        self.count += count;
-        self.sources.extend(sources);
-        self.last = self.last.max(last);
-        if matches!((first, self.first), (Some(a), Some(b)) if a < b) {
-            self.first = first;
-            self.example = example();
-        }
-    }
-}
-
-/// What the search of every source found.
-struct Found {
-    /// In first-seen order.
-    groups: Vec<Group>,
-    /// Matching records.
-    matches: usize,
-    /// Occurrences of distinct errors past [`MAX_GROUPS`], counted, not kept.
-    dropped: usize,
-    /// Lines longer than the search's limit, cut.
-    lines_cut: u64,
-}
-
-/// The groups found so far. Occurrences are folded in as the search finds them, so memory
-/// follows the number of distinct groups, not the size of the logs.
-struct Store<'a> {
-    prefixes: &'a [String],
-    redactor: &'a crate::redact::Redactor,
-    groups: Vec<Group>,
-    index: HashMap<u64, usize>,
-    matches: usize,
-    dropped: usize,
-    /// Lines cut at the search's limit (`scan::MAX_LINE`).
-    lines_cut: u64,
-    /// Bytes of all the examples kept: past [`EXAMPLES_BUDGET`] a new group keeps only its line.
-    example_bytes: usize,
-}
-
-impl<'a> Store<'a> {
-    /// One hit record (`window[hit]`) with its context. The group is the hit's (context aside:
-    /// the same error between different neighbours is still the same error), and so is the time.
-    fn occurrence(&mut self, source: &str, window: &[Record], hit: usize) {
-        use std::hash::{Hash, Hasher};
-        let matched = &window[hit];
-        let at = matched.at();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        fingerprint(matched).hash(&mut h);
-        let key = h.finish();
-        let redactor = self.redactor;
-        // Examples are bounded: lines and bytes each, and all of them together, so memory and
-        // the report stay small whatever the logs hold.
-        let budget_left = self.example_bytes < EXAMPLES_BUDGET;
-        let example = || -> Vec<String> {
-            if !budget_left {
-                let line = window[hit].lines.iter().find(|l| l.hit).or(window[hit].lines.first());
-                let text = line.map(|l| l.text.chars().take(200).collect::<String>()).unwrap_or_default();
-                return vec![
-                    redactor.redact(&text),
-                    "… (examples of further groups are not kept: the examples' budget is spent)".into(),
-                ];
-            }
-            let lines: Vec<&Line> = window.iter().flat_map(|r| r.lines.iter()).collect();
-            let mut out = vec![];
-            let mut bytes = 0;
-            for l in lines.iter().take(MAX_EXAMPLE) {
-                let text = redactor.redact(&match l.at {
-                    Some(t) => format!("{} {}", rfc3339(t), l.text),
-                    None => l.text.clone(),
-                });
-                bytes += text.len();
-                out.push(text);
-                if bytes > MAX_EXAMPLE_BYTES {
-                    break;
-                }
-            }
-            if lines.len() > out.len() {
-                out.push(format!("… {} more line(s), cut by safedeploy", lines.len() - out.len()));
-            }
-            out
-        };
-        if let Some(&g) = self.index.get(&key) {
-            // Seen first here (another source, an earlier time): this occurrence is the example.
-            self.groups[g].fold_in(1, [source.to_string()], at, at, example);
-            return;
-        }
-        if self.groups.len() >= MAX_GROUPS {
-            self.dropped += 1;
-            return;
-        }
-        let (exception, frames) = diagnose(matched);
-        let exception = exception.map(|e| redactor.redact(&e));
-        let line = matched.lines.iter().find(|l| l.hit).or(matched.lines.first());
-        let message = line.map(|l| redactor.redact(&l.text.chars().take(200).collect::<String>())).unwrap_or_default();
-        let frame = frames.first().map(|f| frame_label(f, self.prefixes));
-        let example = example();
-        self.example_bytes += example.iter().map(String::len).sum::<usize>();
-        self.index.insert(key, self.groups.len());
-        self.groups.push(Group {
-            key,
-            count: 1,
-            first_seen: None,
-            last_seen: None,
-            first: at,
-            last: at,
-            sources: BTreeSet::from([source.to_string()]),
-            message,
-            exception,
-            frame,
-            example,
-            frames,
-        });
-    }
-
-    fn new(prefixes: &'a [String], redactor: &'a crate::redact::Redactor) -> Self {
-        Store {
-            prefixes,
-            redactor,
-            groups: vec![],
-            index: HashMap::new(),
-            matches: 0,
-            dropped: 0,
-            lines_cut: 0,
-            example_bytes: 0,
-        }
-    }
-
-    /// An empty store for a part of a source searched on its own.
-    fn part(&self) -> Self {
-        Store::new(self.prefixes, self.redactor)
-    }
-
-    /// Folds in a part's groups (parts in the order of the file).
-    fn absorb(&mut self, part: Store<'_>) {
-        self.matches += part.matches;
-        self.dropped += part.dropped;
-        self.lines_cut += part.lines_cut;
-        self.example_bytes += part.example_bytes;
-        for g in part.groups {
-            match self.index.get(&g.key) {
-                Some(&i) => self.groups[i].fold_in(g.count, g.sources, g.first, g.last, || g.example),
-                None if self.groups.len() >= MAX_GROUPS => self.dropped += g.count,
-                None => {
-                    self.index.insert(g.key, self.groups.len());
-                    self.groups.push(g);
-                }
-            }
-        }
-    }
-
-    /// The groups in first-seen order (sources were read one after another).
-    fn finish(mut self) -> Found {
-        self.groups.sort_by_key(|g| g.first.unwrap_or(i64::MAX));
-        for g in &mut self.groups {
-            g.first_seen = g.first.map(rfc3339);
-            g.last_seen = g.last.map(rfc3339);
-        }
-        Found { groups: self.groups, matches: self.matches, dropped: self.dropped, lines_cut: self.lines_cut }
-    }
 }
 
 /// Expands globs among the inputs (`-` and plain paths pass through).
@@ -822,27 +551,5 @@ mod tests {
         ] {
             assert!(!re.is_match(miss), "should not match: {miss}");
         }
-    }
-
-    #[test]
-    fn fingerprints_mask_what_varies() {
-        let rec = |t: &str| Record::line(Line { source: 0, at: None, text: t.into(), hit: true });
-        assert_eq!(
-            fingerprint(&rec("timeout for 10.0.0.7 after 30s on 'q1' id 5f3a9c2e-1111-2222-3333-444455556666")),
-            fingerprint(&rec("timeout for 10.0.0.9 after 31s on 'q2' id 0b1e2d3c-aaaa-bbbb-cccc-ddddeeeeffff"))
-        );
-        let tb = |line: &str| Record {
-            lines: [
-                "Traceback (most recent call last):",
-                &format!("File \"/a/app.py\", line {line}, in f"),
-                "x()",
-                "TypeError: bad 1",
-            ]
-            .iter()
-            .map(|t| Line { source: 0, at: None, text: t.to_string(), hit: false })
-            .collect(),
-            trace: Some(traces::Runtime::Python),
-        };
-        assert_eq!(fingerprint(&tb("10")), fingerprint(&tb("12")), "a traceback is its frames' files and functions");
     }
 }

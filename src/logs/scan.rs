@@ -14,7 +14,7 @@
 
 mod mapped;
 
-use super::Store;
+use super::groups::Store;
 use super::parse::{self, Grouper, Record};
 use crate::clock::Millis;
 use crate::usage;
@@ -548,7 +548,7 @@ mod tests {
     fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
         with_defaults(|sel, mut store| {
             let bytes = search_split(&mut store, sel, 0, path, split).expect("search");
-            let super::super::Found { groups, matches, .. } = store.finish();
+            let super::super::groups::Found { groups, matches, .. } = store.finish();
             (groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect(), matches, bytes)
         })
     }
@@ -637,7 +637,7 @@ mod tests {
             let found = |search: &dyn Fn(&mut Store<'_>) -> u64| {
                 let mut store = Store::new(&[], &redactor);
                 let bytes = search(&mut store);
-                let super::super::Found { groups, matches, .. } = store.finish();
+                let super::super::groups::Found { groups, matches, .. } = store.finish();
                 let groups: Vec<Seen> =
                     groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect();
                 (groups, matches, bytes)

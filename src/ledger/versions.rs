@@ -1,0 +1,169 @@
+//! Versions (their bundles, commits and bad marks), the gate's verdicts and waivers, and the
+//! report's rows of a period.
+
+use super::incidents::{INCIDENT_COLUMNS, incident_row};
+use super::{GateRun, Incident, Ledger, ReportDeployment, ReportRows, Verification, Version};
+use crate::clock::{Millis, now_ms};
+use anyhow::Result;
+use rusqlite::{OptionalExtension, params};
+
+impl Ledger {
+    pub fn version(&self, label: &str) -> Result<Option<Version>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT label, commit_id, checksum, bundle, created_at, bad_at, bad_reason FROM versions WHERE label = ?1",
+                [label],
+                |r| {
+                    Ok(Version {
+                        label: r.get(0)?,
+                        commit: r.get(1)?,
+                        checksum: r.get(2)?,
+                        bundle: r.get(3)?,
+                        created_at: r.get(4)?,
+                        bad_at: r.get(5)?,
+                        bad_reason: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?
+            .map(|v| Version { bad_reason: self.clean_opt(v.bad_reason), ..v }))
+    }
+
+    pub fn record_version(&self, v: &Version) -> Result<()> {
+        self.write(
+            || format!("record version {} (commit {})", v.label, v.commit),
+            |c| {
+                c.execute(
+                    "INSERT INTO versions (label, commit_id, checksum, bundle, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![v.label, v.commit, v.checksum, v.bundle, v.created_at],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// When `label`'s commit was made (the committer's date), for the lead time for changes.
+    pub fn record_committed_at(&self, label: &str, at: Millis) -> Result<()> {
+        self.write(
+            || format!("record when {label}'s commit was made"),
+            |c| c.execute("UPDATE versions SET committed_at = ?2 WHERE label = ?1", params![label, at]),
+        )?;
+        Ok(())
+    }
+
+    /// A gate verdict on `commit`: passed or not, and each check's status (`name=status`).
+    pub fn record_gate_run(&self, commit: &str, passed: bool, checks: &str) -> Result<()> {
+        let actor = &self.actor;
+        self.write(
+            || format!("record the gate's verdict on {commit}"),
+            |c| {
+                c.execute(
+                    "INSERT INTO gate_runs (at, commit_id, passed, checks, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![now_ms(), commit, passed, checks, actor],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// What `safedeploy report` reads, from `since` on: every table's rows of the period.
+    pub fn report_rows(&self, since: Millis) -> Result<ReportRows> {
+        let mut rows = ReportRows::default();
+        let mut st = self.conn.prepare(
+            "SELECT d.env, d.label, d.action, d.started_at, d.switched_at, d.finished_at, d.outcome, d.actor,
+                    v.commit_id, v.committed_at
+             FROM deployments d LEFT JOIN versions v ON v.label = d.label
+             WHERE d.started_at >= ?1 ORDER BY d.id",
+        )?;
+        let mapped = st.query_map([since], |r| {
+            Ok(ReportDeployment {
+                env: r.get(0)?,
+                label: r.get(1)?,
+                action: r.get(2)?,
+                started_at: r.get(3)?,
+                switched_at: r.get(4)?,
+                finished_at: r.get(5)?,
+                outcome: r.get(6)?,
+                actor: r.get(7)?,
+                commit: r.get(8)?,
+                committed_at: r.get(9)?,
+            })
+        })?;
+        rows.deployments = mapped.collect::<rusqlite::Result<_>>()?;
+        let mut st =
+            self.conn.prepare("SELECT env, label, at, passed, detail FROM verifications WHERE at >= ?1 ORDER BY id")?;
+        let mapped = st.query_map([since], |r| {
+            Ok(Verification { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, passed: r.get(3)?, detail: r.get(4)? })
+        })?;
+        let verifications: Vec<Verification> = mapped.collect::<rusqlite::Result<_>>()?;
+        rows.verifications = verifications.into_iter().map(|v| self.clean_verification(v)).collect();
+        let mut st = self.conn.prepare(&format!("{INCIDENT_COLUMNS} WHERE detected_at >= ?1 ORDER BY id"))?;
+        let incidents: Vec<Incident> = st.query_map([since], incident_row)?.collect::<rusqlite::Result<_>>()?;
+        rows.incidents = incidents.into_iter().map(|i| self.clean_incident(i)).collect();
+        let mut st =
+            self.conn.prepare("SELECT at, commit_id, passed, checks FROM gate_runs WHERE at >= ?1 ORDER BY id")?;
+        let mapped = st.query_map([since], |r| {
+            Ok(GateRun { at: r.get(0)?, commit: r.get(1)?, passed: r.get(2)?, checks: r.get(3)? })
+        })?;
+        rows.gate_runs = mapped.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Records a version the platform runs but safedeploy never built (an environment adopted
+    /// as it was): no commit, no bundle. Nothing happens when the label is known.
+    pub fn adopt(&self, label: &str) -> Result<()> {
+        if self.version(label)?.is_some() {
+            return Ok(());
+        }
+        self.write(
+            || format!("record version {label}, found live on the platform (commit unknown)"),
+            |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO versions (label, commit_id, checksum, bundle, created_at) VALUES (?1, '', '', '', ?2)",
+                    params![label, crate::clock::now_ms()],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_bad(&self, label: &str, reason: &str) -> Result<()> {
+        self.write(
+            || format!("mark version {label} bad ({reason})"),
+            |c| {
+                let reason = self.clean(reason);
+                c.execute(
+                    "UPDATE versions SET bad_at = ?2, bad_reason = ?3 WHERE label = ?1 AND bad_at IS NULL",
+                    params![label, now_ms(), reason],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Takes a version's bad mark away (a recorded pass after a forced promote: see
+    /// `smoke::record`); the verdict that did so says what the mark was.
+    pub fn clear_bad(&self, label: &str) -> Result<()> {
+        self.write(
+            || format!("clear version {label}'s bad mark"),
+            |c| c.execute("UPDATE versions SET bad_at = NULL, bad_reason = NULL WHERE label = ?1", params![label]),
+        )?;
+        Ok(())
+    }
+
+    /// Records that `checks` of the gate were waived for `commit`, and why.
+    pub fn record_waiver(&self, commit: &str, base: &str, checks: &str, reason: &str) -> Result<()> {
+        let actor = &self.actor;
+        self.write(
+            || format!("record the waiver of {checks} for {commit} ({reason})"),
+            |c| {
+                c.execute(
+                    "INSERT INTO gate_waivers (at, commit_id, base, checks, reason, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![now_ms(), commit, base, checks, self.clean(reason), actor],
+                )
+            },
+        )?;
+        Ok(())
+    }
+}
