@@ -294,10 +294,37 @@ fn requirement_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// What `init` finds in an app's directory: how it starts, builds and is tested, where it keeps
+/// its data, and the routes its checks can use.
 pub fn inspect(dir: &Path) -> Result<Findings> {
     let (name, name_from) = super::layout::name(dir);
     let mut f = Findings { name, name_from, ..Default::default() };
     let sources = super::appdata::python_sources(dir);
+    inspect_web(dir, &sources, &mut f);
+    let m = manifests(dir, &mut f);
+    inspect_build(dir, &m, &mut f);
+    if m.node_app {
+        inspect_node_tests(dir, &m, &mut f);
+    } else {
+        inspect_python_tests(dir, &m, &mut f);
+    }
+    inspect_data(dir, &sources, &mut f);
+    inspect_routes(dir, &sources, &m, &mut f);
+    Ok(f)
+}
+
+/// What the app declares it needs: its requirements' names (any of its Python manifests) and
+/// its package.json.
+struct Manifests {
+    requirements: BTreeSet<String>,
+    package: Option<serde_json::Value>,
+    pyproject: bool,
+    /// A Node app: a package.json, and no Python manifest.
+    node_app: bool,
+}
+
+/// How the app starts: the Procfile's web: line, else gunicorn on the Flask app found.
+fn inspect_web(dir: &Path, sources: &[PathBuf], f: &mut Findings) {
     let procfile = read(dir, "Procfile");
     let lacking = if procfile.is_some() { "the Procfile has no web: line" } else { "no Procfile" };
     let procfile_web = procfile.and_then(|t| {
@@ -314,7 +341,7 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             f.web = Some(w);
             f.web_from = PROCFILE_WEB.into();
         }
-        None => match wsgi_app(&sources, dir) {
+        None => match wsgi_app(sources, dir) {
             Some(app) => {
                 f.web = Some(format!("gunicorn --bind 127.0.0.1:$PORT {app}"));
                 f.web_from = format!("{lacking}; {app} is a Flask app");
@@ -322,6 +349,9 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             None => f.web_from = format!("{lacking} and no Flask app found: set deploy.command"),
         },
     }
+}
+
+fn manifests(dir: &Path, f: &mut Findings) -> Manifests {
     let mut requirements = BTreeSet::new();
     for file in ["requirements.txt", "requirements-dev.txt", "requirements/dev.txt"] {
         if let Some(t) = read(dir, file) {
@@ -341,6 +371,12 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
     if let Some(t) = &pyproject {
         requirements.extend(requirement_names(&t.replace(['"', '\'', ','], "\n")));
     }
+    Manifests { requirements, package, pyproject: pyproject.is_some(), node_app }
+}
+
+/// How a version is built: a venv of its own from its Python manifest, or npm from package.json.
+fn inspect_build(dir: &Path, m: &Manifests, f: &mut Findings) {
+    let Manifests { requirements, package, .. } = m;
     if dir.join("requirements.txt").is_file() {
         f.build = Some(
             "python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt"
@@ -348,11 +384,11 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
         );
         f.build_path = Some(".venv/bin".into());
         f.build_from = "requirements.txt: a venv of the version's own".into();
-    } else if pyproject.is_some() {
+    } else if m.pyproject {
         f.build = Some("python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check .".into());
         f.build_path = Some(".venv/bin".into());
         f.build_from = "pyproject.toml: the project installed into a venv of the version's own".into();
-    } else if let Some(package) = &package {
+    } else if let Some(package) = package {
         let deps = ["dependencies", "optionalDependencies"]
             .iter()
             .any(|k| package[*k].as_object().is_some_and(|m| !m.is_empty()));
@@ -380,46 +416,54 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             ));
         }
     }
-    if node_app {
-        let script = package.as_ref().and_then(|p| p["scripts"]["test"].as_str()).unwrap_or_default().to_string();
-        let other = ["jest", "mocha", "vitest", "ava", "tap", "jasmine", "karma"]
-            .into_iter()
-            .find(|r| script.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == *r));
-        let found = node_test_files(dir);
-        match other {
-            Some(runner) => f.warnings.push(format!(
-                "package.json's test script runs {runner}: write gate.command yourself, with a JUnit reporter, and gate.junit (no [gate] section was written)"
-            )),
-            None if !found.is_empty() => {
-                f.tests = Some(format!("node --test: {}", found.join(", ")));
-                f.node_tests = true;
-                f.coverage = true;
-            }
-            None => {}
+}
+
+/// A Node app's tests: `node --test` files, unless package.json's test script runs another runner.
+fn inspect_node_tests(dir: &Path, m: &Manifests, f: &mut Findings) {
+    let script = m.package.as_ref().and_then(|p| p["scripts"]["test"].as_str()).unwrap_or_default().to_string();
+    let other = ["jest", "mocha", "vitest", "ava", "tap", "jasmine", "karma"]
+        .into_iter()
+        .find(|r| script.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == *r));
+    let found = node_test_files(dir);
+    match other {
+        Some(runner) => f.warnings.push(format!(
+            "package.json's test script runs {runner}: write gate.command yourself, with a JUnit reporter, and gate.junit (no [gate] section was written)"
+        )),
+        None if !found.is_empty() => {
+            f.tests = Some(format!("node --test: {}", found.join(", ")));
+            f.node_tests = true;
+            f.coverage = true;
         }
-    } else {
-        let found = super::layout::python_tests(dir);
-        if !found.is_empty() {
-            f.tests = Some(format!("pytest: {}", found.join(", ")));
-            f.test_args = super::layout::pytest_args(&found);
-            let defaults: Vec<String> =
-                crate::gate::settings::Gate::default().tests.iter().map(|g| g.0.clone()).collect();
-            f.test_globs = super::layout::uncovered(&found, &defaults);
-            if !requirements.contains("pytest") {
-                f.warnings.push(
-                    "pytest is not in the app's requirements: the gate runs `python3 -m pytest` (it runs unittest tests too, and writes the JUnit report), so the agent needs it; add pytest to requirements-dev.txt or install it there"
-                        .into(),
-                );
-            }
-            if dir.join("manage.py").is_file() && !requirements.contains("pytest-django") {
-                f.warnings.push(
-                    "a Django project: its tests need pytest-django (and DJANGO_SETTINGS_MODULE) to run under pytest; add it to the requirements".into(),
-                );
-            }
-        }
-        f.coverage = requirements.contains("pytest-cov");
+        None => {}
     }
-    // Where the app keeps its data, and the secrets it reads: the environments hand it both.
+}
+
+/// A Python app's tests, run by pytest, and what its requirements lack to run them.
+fn inspect_python_tests(dir: &Path, m: &Manifests, f: &mut Findings) {
+    let requirements = &m.requirements;
+    let found = super::layout::python_tests(dir);
+    if !found.is_empty() {
+        f.tests = Some(format!("pytest: {}", found.join(", ")));
+        f.test_args = super::layout::pytest_args(&found);
+        let defaults: Vec<String> = crate::gate::settings::Gate::default().tests.iter().map(|g| g.0.clone()).collect();
+        f.test_globs = super::layout::uncovered(&found, &defaults);
+        if !requirements.contains("pytest") {
+            f.warnings.push(
+                "pytest is not in the app's requirements: the gate runs `python3 -m pytest` (it runs unittest tests too, and writes the JUnit report), so the agent needs it; add pytest to requirements-dev.txt or install it there"
+                    .into(),
+            );
+        }
+        if dir.join("manage.py").is_file() && !requirements.contains("pytest-django") {
+            f.warnings.push(
+                "a Django project: its tests need pytest-django (and DJANGO_SETTINGS_MODULE) to run under pytest; add it to the requirements".into(),
+            );
+        }
+    }
+    f.coverage = requirements.contains("pytest-cov");
+}
+
+/// Where the app keeps its data, and the secrets it reads: the environments hand it both.
+fn inspect_data(dir: &Path, sources: &[PathBuf], f: &mut Findings) {
     f.data = super::appdata::sqlite_in(dir);
     for db in &f.data {
         if db.var.is_none() {
@@ -431,8 +475,13 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             "{file} is a database file beside the code: a version would bundle it; keep it out of git (the environments keep their data in $SAFEDEPLOY_DATA_DIR)"
         ));
     }
-    f.secrets = super::layout::secrets_read(&sources);
-    let mut routes = routes(&sources);
+    f.secrets = super::layout::secrets_read(sources);
+}
+
+/// The routes the checks use: a health route, `/version`, and the smoke check's path.
+fn inspect_routes(dir: &Path, sources: &[PathBuf], m: &Manifests, f: &mut Findings) {
+    let (requirements, package, node_app) = (&m.requirements, &m.package, m.node_app);
+    let mut routes = routes(sources);
     if node_app {
         routes.extend(js_routes(dir));
     }
@@ -447,8 +496,8 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
             .and_then(|p| p["dependencies"].as_object())
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
-        let app_object = wsgi_app(&sources, dir).and_then(|a| a.rsplit(':').next().map(str::to_string));
-        f.health_snippet = super::layout::framework(&requirements, &node_deps, node_app, dir)
+        let app_object = wsgi_app(sources, dir).and_then(|a| a.rsplit(':').next().map(str::to_string));
+        f.health_snippet = super::layout::framework(requirements, &node_deps, node_app, dir)
             .map(|fw| super::layout::health_snippet(fw, app_object.as_deref().unwrap_or("app")));
         f.warnings.push(format!(
             "no health route found (/health, /healthz, /ping, /status): deploy.health_path is \"/\", which must answer 2xx (a redirect to a login page does not); {}",
@@ -462,36 +511,42 @@ pub fn inspect(dir: &Path) -> Result<Findings> {
     f.version_path = routes.contains("/version").then(|| "/version".to_string());
     f.smoke_path =
         if node_app && f.health_path != "/" && !routes.contains("/") { f.health_path.clone() } else { "/".into() };
-    Ok(f)
 }
 
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// The file: what was found, written; every other field, commented with its default.
-pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
-    let defaults = fields::defaults();
-    let mut written: BTreeSet<&str> = BTreeSet::new();
-    let mut t = String::new();
-    let mut section = |t: &mut String, header: &str, prefix: &str, lines: Vec<(&'static str, String, String)>| {
-        let _ = writeln!(t, "\n[{header}]");
+/// A field init writes: its key, its value as TOML, and a comment saying why (or nothing).
+type Field = (&'static str, String, String);
+
+/// The file being written, section by section.
+struct Sections {
+    t: String,
+    written: BTreeSet<&'static str>,
+    defaults: std::collections::BTreeMap<String, String>,
+}
+
+impl Sections {
+    /// A section: the fields found, then the rest of its fields commented, each with what it
+    /// does and its default. A section of defaults only is all comments, its header too.
+    fn section(&mut self, header: &str, lines: Vec<Field>) {
+        let mut t = format!("\n[{header}]\n");
         for (key, value, why) in lines {
             if !why.is_empty() {
                 let _ = writeln!(t, "# {why}");
             }
             let _ = writeln!(t, "{} = {value}", key.rsplit('.').next().unwrap_or(key));
-            written.insert(key);
+            self.written.insert(key);
         }
-        // The rest of the section, commented: what each field does and its default.
         for field in fields::FIELDS.iter().filter(|x| {
-            x.key.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.') && !rest[1..].contains('.'))
+            x.key.strip_prefix(header).is_some_and(|rest| rest.starts_with('.') && !rest[1..].contains('.'))
         }) {
-            if written.contains(field.key) {
+            if self.written.contains(field.key) {
                 continue;
             }
             let name = field.key.rsplit('.').next().unwrap_or(field.key);
-            match defaults.get(field.key) {
+            match self.defaults.get(field.key) {
                 Some(d) => {
                     let _ = writeln!(t, "# {name} = {d}    # {}", field.meaning);
                 }
@@ -500,15 +555,53 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
                 }
             }
         }
-    };
+        self.t.push_str(&t);
+    }
+}
+
+/// The file: what was found, written; every other field, commented with its default.
+pub fn render(f: &Findings, ports: (u16, u16)) -> String {
+    let mut out = Sections { t: String::new(), written: BTreeSet::new(), defaults: fields::defaults() };
     let _ = writeln!(
-        t,
+        out.t,
         "# safedeploy configuration for {}, written by `safedeploy init`.\n\
          # Every field is shown: those written are what init found; the commented ones carry their\n\
          # default. `safedeploy check` validates this file and prints the effective configuration.",
         f.name
     );
-    section(&mut t, "app", "app", vec![("app.name", toml_str(&f.name), String::new())]);
+    out.section("app", vec![("app.name", toml_str(&f.name), String::new())]);
+    out.section("build", build_fields(f));
+    if let Some(gate) = gate_fields(f) {
+        out.section("gate", gate);
+    }
+    out.section("deploy", deploy_fields(f));
+    environments(&mut out.t, f, ports);
+    let mut smoke = vec![];
+    if let Some(v) = &f.version_path {
+        smoke.push(("smoke.version_path", toml_str(v), "the app's own version route".into()));
+    }
+    out.section("smoke", smoke);
+    let _ = writeln!(
+        out.t,
+        "\n# The journey a user walks, checked after every deploy. Add checks: a form posted, a redirect\n\
+         # followed (see the README's smoke-check section).\n\
+         [[smoke.checks]]\nname = \"{}\"\npath = {}\n{}expect_status = [200]",
+        if f.smoke_path == "/" { "the home page answers" } else { "the health route answers (no home page found)" },
+        toml_str(&f.smoke_path),
+        // As a browser does: a home page that sends visitors to a login page answers there.
+        if f.smoke_path == "/" { "follow_redirects = true\n" } else { "" }
+    );
+    for header in ["platform", "sla", "logs"] {
+        let at = out.t.len();
+        out.section(header, vec![]);
+        // A section of defaults only is all comments: its header is one too.
+        let part = out.t.split_off(at);
+        out.t.push_str(&part.replacen(&format!("\n[{header}]"), &format!("\n# [{header}]"), 1));
+    }
+    out.t
+}
+
+fn build_fields(f: &Findings) -> Vec<Field> {
     let mut build = vec![];
     if let Some(b) = &f.build {
         build.push((
@@ -524,54 +617,56 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
             "first on the app's PATH: the app runs on what its build installed".into(),
         ));
     }
-    section(&mut t, "build", "build", build);
-    if let Some(tests) = &f.tests {
-        let mut cmd = vec!["python3", "-m", "pytest", "-q", "--junitxml=reports/junit.xml"];
-        let (coverage, source) = if f.node_tests {
-            cmd = vec![
-                "node",
-                "--test",
-                "--experimental-test-coverage",
-                "--test-reporter=junit",
-                "--test-reporter-destination=reports/junit.xml",
-                "--test-reporter=lcov",
-                "--test-reporter-destination=reports/lcov.info",
-            ];
-            ("reports/lcov.info", "[\"**/*.js\", \"**/*.cjs\", \"**/*.mjs\"]")
-        } else {
-            if f.coverage {
-                cmd.extend(["--cov=.", "--cov-report=xml:reports/coverage.xml"]);
-            }
-            cmd.extend(f.test_args.iter().map(String::as_str));
-            ("reports/coverage.xml", "[\"**/*.py\"]")
-        };
-        let argv = format!("[{}]", cmd.iter().map(|a| toml_str(a)).collect::<Vec<_>>().join(", "));
-        let named = if f.test_args.is_empty() { "" } else { "; named, since pytest's own discovery skips them" };
-        let mut gate = vec![
-            ("gate.command", argv, format!("the tests ({tests}{named}); argv, no shell")),
-            ("gate.junit", toml_str("reports/junit.xml"), String::new()),
-            ("gate.source", source.to_string(), "change policy: a source change must come with a test change".into()),
+    build
+}
+
+/// The gate's fields, when tests were found: pytest's or node's command with a JUnit report,
+/// the change policy, and coverage where the app has it.
+fn gate_fields(f: &Findings) -> Option<Vec<Field>> {
+    let tests = f.tests.as_ref()?;
+    let mut cmd = vec!["python3", "-m", "pytest", "-q", "--junitxml=reports/junit.xml"];
+    let (coverage, source) = if f.node_tests {
+        cmd = vec![
+            "node",
+            "--test",
+            "--experimental-test-coverage",
+            "--test-reporter=junit",
+            "--test-reporter-destination=reports/junit.xml",
+            "--test-reporter=lcov",
+            "--test-reporter-destination=reports/lcov.info",
         ];
-        if !f.test_globs.is_empty() {
-            let mut globs: Vec<String> =
-                crate::gate::settings::Gate::default().tests.iter().map(|g| g.0.clone()).collect();
-            globs.extend(f.test_globs.iter().cloned());
-            gate.push((
-                "gate.tests",
-                format!("[{}]", globs.iter().map(|g| toml_str(g)).collect::<Vec<_>>().join(", ")),
-                "what counts as a test change: the defaults and the tests found here".into(),
-            ));
-        }
+        ("reports/lcov.info", "[\"**/*.js\", \"**/*.cjs\", \"**/*.mjs\"]")
+    } else {
         if f.coverage {
-            gate.push(("gate.coverage", toml_str(coverage), String::new()));
-            gate.push((
-                "gate.min_diff_coverage",
-                "80".into(),
-                "percent of the changed lines the tests must run".into(),
-            ));
+            cmd.extend(["--cov=.", "--cov-report=xml:reports/coverage.xml"]);
         }
-        section(&mut t, "gate", "gate", gate);
+        cmd.extend(f.test_args.iter().map(String::as_str));
+        ("reports/coverage.xml", "[\"**/*.py\"]")
+    };
+    let argv = format!("[{}]", cmd.iter().map(|a| toml_str(a)).collect::<Vec<_>>().join(", "));
+    let named = if f.test_args.is_empty() { "" } else { "; named, since pytest's own discovery skips them" };
+    let mut gate = vec![
+        ("gate.command", argv, format!("the tests ({tests}{named}); argv, no shell")),
+        ("gate.junit", toml_str("reports/junit.xml"), String::new()),
+        ("gate.source", source.to_string(), "change policy: a source change must come with a test change".into()),
+    ];
+    if !f.test_globs.is_empty() {
+        let mut globs: Vec<String> = crate::gate::settings::Gate::default().tests.iter().map(|g| g.0.clone()).collect();
+        globs.extend(f.test_globs.iter().cloned());
+        gate.push((
+            "gate.tests",
+            format!("[{}]", globs.iter().map(|g| toml_str(g)).collect::<Vec<_>>().join(", ")),
+            "what counts as a test change: the defaults and the tests found here".into(),
+        ));
     }
+    if f.coverage {
+        gate.push(("gate.coverage", toml_str(coverage), String::new()));
+        gate.push(("gate.min_diff_coverage", "80".into(), "percent of the changed lines the tests must run".into()));
+    }
+    Some(gate)
+}
+
+fn deploy_fields(f: &Findings) -> Vec<Field> {
     let mut deploy = vec![(
         "deploy.health_path",
         toml_str(&f.health_path),
@@ -586,7 +681,11 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
     {
         deploy.push(("deploy.command", toml_str(w), f.web_from.clone()));
     }
-    section(&mut t, "deploy", "deploy", deploy);
+    deploy
+}
+
+/// Each environment: its address, where it keeps the app's data, and the secrets it hands over.
+fn environments(t: &mut String, f: &Findings, (staging, production): (u16, u16)) {
     let _ = writeln!(t, "\n# Each environment: plain http on this machine, a port of its own (the local platform).");
     for (env, port) in [("staging", staging), ("production", production)] {
         let _ = writeln!(t, "[environments.{env}]\nurl = \"http://127.0.0.1:{port}\"\n");
@@ -616,28 +715,6 @@ pub fn render(f: &Findings, (staging, production): (u16, u16)) -> String {
         }
         t.push('\n');
     }
-    let mut smoke = vec![];
-    if let Some(v) = &f.version_path {
-        smoke.push(("smoke.version_path", toml_str(v), "the app's own version route".into()));
-    }
-    section(&mut t, "smoke", "smoke", smoke);
-    let _ = writeln!(
-        t,
-        "\n# The journey a user walks, checked after every deploy. Add checks: a form posted, a redirect\n\
-         # followed (see the README's smoke-check section).\n\
-         [[smoke.checks]]\nname = \"{}\"\npath = {}\n{}expect_status = [200]",
-        if f.smoke_path == "/" { "the home page answers" } else { "the health route answers (no home page found)" },
-        toml_str(&f.smoke_path),
-        // As a browser does: a home page that sends visitors to a login page answers there.
-        if f.smoke_path == "/" { "follow_redirects = true\n" } else { "" }
-    );
-    for (header, prefix) in [("platform", "platform"), ("sla", "sla"), ("logs", "logs")] {
-        let mut part = String::new();
-        section(&mut part, header, prefix, vec![]);
-        // A section of defaults only is all comments: its header is one too.
-        t.push_str(&part.replacen(&format!("\n[{header}]"), &format!("\n# [{header}]"), 1));
-    }
-    t
 }
 
 #[cfg(test)]
