@@ -297,9 +297,32 @@ struct Origin {
 /// Every chain — `smoke.checks` as one chain named "checks", then `smoke.chains`, then the
 /// include file's — compiled and checked.
 pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
+    let mut chains: Vec<Chain> = vec![];
+    for (origin, name, checks, cleanup) in chain_sources(smoke, dir, at)? {
+        if chains.iter().any(|c| c.name == name) {
+            return Err(
+                Error::usage(format!("{}: smoke chain {name:?} is defined twice", origin.file.display())).into()
+            );
+        }
+        chains.push(compile_chain(&origin, &name, &checks, &cleanup)?);
+    }
+    check_suites(smoke, at)?;
+    for (i, m) in smoke.metrics.iter().enumerate() {
+        check_metric(smoke, i, m, at)?;
+    }
+    check_datadog(smoke, at)?;
+    Ok(chains)
+}
+
+/// A chain as written, before it is compiled: where, its name, its checks and its cleanup.
+type ChainSource = (Origin, String, Vec<CheckFile>, Vec<CheckFile>);
+
+/// Every chain, in order: `smoke.checks` (the chain "checks"), `smoke.chains`, then those of
+/// `smoke.include`'s file.
+fn chain_sources(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<ChainSource>> {
     use Seg::Key;
     let origin = |file: &Path, at: &Locator, checks| Origin { file: file.to_path_buf(), at: at.clone(), checks };
-    let mut sources: Vec<(Origin, String, Vec<CheckFile>, Vec<CheckFile>)> = vec![];
+    let mut sources: Vec<ChainSource> = vec![];
     if !smoke.checks.is_empty() {
         sources.push((
             origin(at.file(), at, vec![Key("smoke"), Key("checks")]),
@@ -334,15 +357,11 @@ pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
             sources.push((origin(&path, &inc_at, at), c.name, c.checks, c.cleanup));
         }
     }
-    let mut chains: Vec<Chain> = vec![];
-    for (origin, name, checks, cleanup) in sources {
-        if chains.iter().any(|c| c.name == name) {
-            return Err(
-                Error::usage(format!("{}: smoke chain {name:?} is defined twice", origin.file.display())).into()
-            );
-        }
-        chains.push(compile_chain(&origin, &name, &checks, &cleanup)?);
-    }
+    Ok(sources)
+}
+
+fn check_suites(smoke: &Smoke, at: &Locator) -> Result<()> {
+    use Seg::Key;
     for (i, suite) in smoke.suites.iter().enumerate() {
         let at_suite = |field: &'static str| [Key("smoke"), Key("suites"), Seg::Index(i), Key(field)];
         if smoke.suites[..i].iter().any(|s| s.name.as_str() == suite.name.as_str()) {
@@ -357,74 +376,81 @@ pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
         glob::Pattern::new(suite.junit.as_str())
             .map_err(|e| at.bad(&at_suite("junit"), format!("{:?}: not a glob ({e})", suite.junit.as_str())))?;
     }
-    for (i, m) in smoke.metrics.iter().enumerate() {
-        use super::settings::{Compare, Provider};
-        let at_metric = |field: &'static str| [Key("smoke"), Key("metrics"), Seg::Index(i), Key(field)];
-        let bad = |field: &'static str, what: &str| at.bad(&at_metric(field), what);
-        if smoke.metrics[..i].iter().any(|o| o.name.as_str() == m.name.as_str()) {
-            return Err(bad("name", &format!("{:?} names two metrics", m.name.as_str())));
-        }
-        if m.provider == Provider::Prometheus && m.url.is_none() {
-            return Err(bad("url", "expected Prometheus' base URL, e.g. \"http://127.0.0.1:9090\""));
-        }
-        if m.provider == Provider::Datadog && smoke.datadog.is_none() {
-            return Err(bad("provider", "\"datadog\" needs [smoke.datadog] with its site (or api_url) and keys"));
-        }
-        if m.compare == Compare::Absolute && !m.max.is_some_and(f64::is_finite) {
-            return Err(bad("max", "compare = \"absolute\" needs max, a finite number"));
-        }
-        if !(m.max_ratio.is_finite() && m.max_ratio >= 1.0) {
-            return Err(bad("max_ratio", "expected a number from 1 up (1.5: half as much again)"));
-        }
-        if !(m.min_delta.is_finite() && m.min_delta >= 0.0) {
-            return Err(bad("min_delta", "expected a number from 0 up, in the query's unit"));
-        }
-        if m.no_data == super::settings::NoData::Extend && m.phases.contains(&super::settings::Phase::Canary) {
-            return Err(bad(
-                "no_data",
-                "\"extend\" extends a smoke-check bake; a canary's bake follows deploy.canary_not_enough (use \"ignore\" or \"fail\" with phases = [\"canary\"])",
-            ));
-        }
-        match (&m.query, &m.formula, m.queries.is_empty()) {
-            // (a query and a formula are `Text`: never empty or blank)
-            (Some(_), None, true) => {}
-            (_, Some(_), _) if m.provider == Provider::Prometheus => {
-                return Err(bad(
-                    "formula",
-                    "a formula is Datadog's (v2 timeseries); in Prometheus write the arithmetic in query",
-                ));
-            }
-            (None, Some(_), false) => {
-                if let Some(name) =
-                    m.queries.keys().find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-                {
-                    return Err(bad("queries", &format!("{name:?}: expected a name of letters, digits and _")));
-                }
-            }
-            (Some(_), Some(_), _) | (Some(_), _, false) => {
-                return Err(bad("query", "expected either query, or formula with queries, not both"));
-            }
-            (_, Some(_), true) => {
-                return Err(bad(
-                    "queries",
-                    "a formula needs the queries it names, e.g. queries = { errors = \"sum:…\" }",
-                ));
-            }
-            (None, None, false) => {
-                return Err(bad("formula", "queries need a formula over them, e.g. formula = \"100 * errors / hits\""));
-            }
-            (None, None, true) => return Err(bad("query", "expected the query (or a formula over named queries)")),
-        }
-        if m.range && m.provider != Provider::Prometheus {
-            return Err(bad("range", "range queries are Prometheus'; Datadog's queries already cover the window"));
-        }
-        if m.phases.is_empty() || m.phases.contains(&super::settings::Phase::PreTraffic) {
-            return Err(bad(
-                "phases",
-                "expected \"smoke\", \"bake\" or \"canary\" (before traffic a candidate has no users' metrics)",
-            ));
-        }
+    Ok(())
+}
+
+/// A metric's settings, together: a provider with what it needs, a query or a formula over
+/// named queries, limits that are numbers, phases that have users' metrics.
+fn check_metric(smoke: &Smoke, i: usize, m: &super::settings::Metric, at: &Locator) -> Result<()> {
+    use super::settings::{Compare, Provider};
+    use Seg::Key;
+    let at_metric = |field: &'static str| [Key("smoke"), Key("metrics"), Seg::Index(i), Key(field)];
+    let bad = |field: &'static str, what: &str| at.bad(&at_metric(field), what);
+    if smoke.metrics[..i].iter().any(|o| o.name.as_str() == m.name.as_str()) {
+        return Err(bad("name", &format!("{:?} names two metrics", m.name.as_str())));
     }
+    if m.provider == Provider::Prometheus && m.url.is_none() {
+        return Err(bad("url", "expected Prometheus' base URL, e.g. \"http://127.0.0.1:9090\""));
+    }
+    if m.provider == Provider::Datadog && smoke.datadog.is_none() {
+        return Err(bad("provider", "\"datadog\" needs [smoke.datadog] with its site (or api_url) and keys"));
+    }
+    if m.compare == Compare::Absolute && !m.max.is_some_and(f64::is_finite) {
+        return Err(bad("max", "compare = \"absolute\" needs max, a finite number"));
+    }
+    if !(m.max_ratio.is_finite() && m.max_ratio >= 1.0) {
+        return Err(bad("max_ratio", "expected a number from 1 up (1.5: half as much again)"));
+    }
+    if !(m.min_delta.is_finite() && m.min_delta >= 0.0) {
+        return Err(bad("min_delta", "expected a number from 0 up, in the query's unit"));
+    }
+    if m.no_data == super::settings::NoData::Extend && m.phases.contains(&super::settings::Phase::Canary) {
+        return Err(bad(
+            "no_data",
+            "\"extend\" extends a smoke-check bake; a canary's bake follows deploy.canary_not_enough (use \"ignore\" or \"fail\" with phases = [\"canary\"])",
+        ));
+    }
+    match (&m.query, &m.formula, m.queries.is_empty()) {
+        // (a query and a formula are `Text`: never empty or blank)
+        (Some(_), None, true) => {}
+        (_, Some(_), _) if m.provider == Provider::Prometheus => {
+            return Err(bad(
+                "formula",
+                "a formula is Datadog's (v2 timeseries); in Prometheus write the arithmetic in query",
+            ));
+        }
+        (None, Some(_), false) => {
+            if let Some(name) =
+                m.queries.keys().find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                return Err(bad("queries", &format!("{name:?}: expected a name of letters, digits and _")));
+            }
+        }
+        (Some(_), Some(_), _) | (Some(_), _, false) => {
+            return Err(bad("query", "expected either query, or formula with queries, not both"));
+        }
+        (_, Some(_), true) => {
+            return Err(bad("queries", "a formula needs the queries it names, e.g. queries = { errors = \"sum:…\" }"));
+        }
+        (None, None, false) => {
+            return Err(bad("formula", "queries need a formula over them, e.g. formula = \"100 * errors / hits\""));
+        }
+        (None, None, true) => return Err(bad("query", "expected the query (or a formula over named queries)")),
+    }
+    if m.range && m.provider != Provider::Prometheus {
+        return Err(bad("range", "range queries are Prometheus'; Datadog's queries already cover the window"));
+    }
+    if m.phases.is_empty() || m.phases.contains(&super::settings::Phase::PreTraffic) {
+        return Err(bad(
+            "phases",
+            "expected \"smoke\", \"bake\" or \"canary\" (before traffic a candidate has no users' metrics)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_datadog(smoke: &Smoke, at: &Locator) -> Result<()> {
+    use Seg::Key;
     if let Some(dd) = &smoke.datadog
         && dd.monitors.is_empty()
         && dd.monitor_tags.is_empty()
@@ -443,11 +469,9 @@ pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
             format!("{:?}: expected a tag such as \"service:web\" (one per item, no commas)", t.as_str()),
         ));
     }
-    Ok(chains)
+    Ok(())
 }
 
-/// A chain's checks, then its cleanup (which may use every capture of the checks: a capture
-/// the run did not get skips the cleanup request that needs it).
 fn compile_chain(origin: &Origin, name: &str, files: &[CheckFile], cleanup: &[CheckFile]) -> Result<Chain> {
     let mut known: Vec<String> = vec![];
     let checks = compile_checks(origin, name, files, "check", &mut known)?;
