@@ -297,11 +297,73 @@ struct Restoring<'a> {
 /// puts `target` in front of users and closes the incident at the switch.
 fn restore(session: &Session<'_>, r: Restoring<'_>) -> Result<Outcome> {
     let (ctx, ledger, env) = (session.ctx, &session.ledger, session.env);
-    let Restoring { target, bad, reason, started, alerted } = r;
+    let Restoring { bad, started, .. } = r;
     match bad {
-        Some(b) => ctx.ui.status(format!("{env}: rolling back {b} → {target}")),
-        None => ctx.ui.status(format!("{env}: restoring {target} ({reason})")),
+        Some(b) => ctx.ui.status(format!("{env}: rolling back {b} → {}", r.target)),
+        None => ctx.ui.status(format!("{env}: restoring {} ({})", r.target, r.reason)),
     }
+    let exposure = open_incident(session, &r)?;
+    let Served { switched, verified_at, target, tried } = serve_known_good(session, &r)?;
+    let target = target.as_str();
+    ledger.close_incident(exposure.incident, target, switched.at, None)?;
+    close_release_incidents(ledger, env, target, switched.at)?;
+    let restored = switched.at;
+    let downtime = rules::downtime(exposure.cause, exposure.charged_from, restored, None);
+    let budget_after = Budget::now(&ctx.config.sla, ledger)?;
+    if !ctx.dry_run {
+        let Exposure { cause, took_traffic, charged_from, .. } = exposure;
+        let from = match took_traffic {
+            _ if cause == Cause::Planned => format!(
+                "a planned rollback: {} is known good here, with no failing verdict and no alert, so nothing is charged",
+                bad.unwrap_or("-")
+            ),
+            Some(t) if t == charged_from => format!("from when {} took traffic, {}", bad.unwrap_or("-"), rfc3339(t)),
+            _ => format!("from the first failing verdict, {}", rfc3339(charged_from)),
+        };
+        ctx.ui.result(format!(
+            "{env}: {target} restored in {} (time to restore: switched); its checks passed {} later (verified); users exposed for {} ({from}, to {target} serving again)",
+            human(restored - started),
+            human((verified_at - restored).max(0)),
+            human(downtime),
+        ));
+        ctx.ui.result(budget_after.line());
+    }
+    let Exposure { took_traffic, detected, .. } = exposure;
+    Outcome::of(&RolledBack {
+        env,
+        changed: true,
+        bad_version: bad,
+        restored_version: target,
+        time_to_restore_ms: restored - started,
+        verified_ms: (verified_at - started).max(0),
+        tried: tried.iter().map(String::as_str).collect(),
+        downtime_ms: downtime,
+        took_traffic_at: took_traffic.map(rfc3339),
+        detected_at: rfc3339(detected),
+        rollback_started_at: rfc3339(started),
+        restored_at: rfc3339(restored),
+        budget: budget_after,
+        dry_run: ctx.dry_run,
+    })
+}
+
+/// What users met of the bad version, as the incident records it.
+struct Exposure {
+    /// The layer that acted (crate::rules).
+    cause: Cause,
+    took_traffic: Option<Millis>,
+    detected: Millis,
+    /// Where the downtime charged to the budget starts.
+    charged_from: Millis,
+    /// The incident's id.
+    incident: i64,
+}
+
+/// Marks the replaced version bad when the layer that acted condemns it, and opens the incident
+/// with its exposure clock (or takes over the one a stopped run left open).
+fn open_incident(session: &Session<'_>, r: &Restoring<'_>) -> Result<Exposure> {
+    let (ledger, env) = (&session.ledger, session.env);
+    let Restoring { target, bad, reason, started, alerted } = *r;
     // The layer that acted, and whether the replaced version is condemned (crate::rules).
     let replaced = match bad {
         Some(b) => Some(rules::Replaced {
@@ -348,12 +410,26 @@ fn restore(session: &Session<'_>, r: Restoring<'_>) -> Result<Outcome> {
                 alert_id: alerted.map(|(_, id)| id.to_string()),
             })?,
         };
-    // Restored means served again: after the switch the smoke chains run against the
-    // environment's own address. A restored version that fails them is not restored: its
-    // failure is recorded, the incident stays open, and the next older known good version is
-    // tried, at most MAX_RESTORES in all.
+    Ok(Exposure { cause, took_traffic, detected, charged_from, incident })
+}
+
+/// The version that serves again, verified by its checks, and those tried before it.
+struct Served {
+    switched: crate::platform::Switched,
+    verified_at: Millis,
+    target: String,
+    tried: Vec<String>,
+}
+
+/// Restored means served again: after the switch the smoke chains run against the
+/// environment's own address. A restored version that fails them is not restored: its
+/// failure is recorded, the incident stays open, and the next older known good version is
+/// tried, at most MAX_RESTORES in all.
+fn serve_known_good(session: &Session<'_>, r: &Restoring<'_>) -> Result<Served> {
+    let (ctx, ledger, env) = (session.ctx, &session.ledger, session.env);
+    let Restoring { bad, reason, .. } = *r;
     let mut tried: Vec<String> = vec![];
-    let mut target = target.to_string();
+    let mut target = r.target.to_string();
     let (switched, verified_at) = loop {
         let replacing = tried.last().map(String::as_str).or(bad);
         let step = Step {
@@ -401,45 +477,7 @@ fn restore(session: &Session<'_>, r: Restoring<'_>) -> Result<Outcome> {
             }
         }
     };
-    let target = target.as_str();
-    ledger.close_incident(incident, target, switched.at, None)?;
-    close_release_incidents(ledger, env, target, switched.at)?;
-    let restored = switched.at;
-    let downtime = rules::downtime(cause, charged_from, restored, None);
-    let budget_after = Budget::now(&ctx.config.sla, ledger)?;
-    if !ctx.dry_run {
-        let from = match took_traffic {
-            _ if cause == Cause::Planned => format!(
-                "a planned rollback: {} is known good here, with no failing verdict and no alert, so nothing is charged",
-                bad.unwrap_or("-")
-            ),
-            Some(t) if t == charged_from => format!("from when {} took traffic, {}", bad.unwrap_or("-"), rfc3339(t)),
-            _ => format!("from the first failing verdict, {}", rfc3339(charged_from)),
-        };
-        ctx.ui.result(format!(
-            "{env}: {target} restored in {} (time to restore: switched); its checks passed {} later (verified); users exposed for {} ({from}, to {target} serving again)",
-            human(restored - started),
-            human((verified_at - restored).max(0)),
-            human(downtime),
-        ));
-        ctx.ui.result(budget_after.line());
-    }
-    Outcome::of(&RolledBack {
-        env,
-        changed: true,
-        bad_version: bad,
-        restored_version: target,
-        time_to_restore_ms: restored - started,
-        verified_ms: (verified_at - started).max(0),
-        tried: tried.iter().map(String::as_str).collect(),
-        downtime_ms: downtime,
-        took_traffic_at: took_traffic.map(rfc3339),
-        detected_at: rfc3339(detected),
-        rollback_started_at: rfc3339(started),
-        restored_at: rfc3339(restored),
-        budget: budget_after,
-        dry_run: ctx.dry_run,
-    })
+    Ok(Served { switched, verified_at, target, tried })
 }
 
 /// When the bad version was first seen failing: its first failed check since its deployment,
