@@ -42,17 +42,7 @@ pub struct CanaryRequest {
 /// back when the new one does not become healthy.
 pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     let (from, to) = (req.from, req.to);
-    ctx.config.environment(from)?;
-    let to_env = ctx.config.environment(to)?;
-    if req.force && req.reason.is_none_or(|r| r.trim().is_empty()) {
-        return Err(usage!("--force needs --reason TEXT: an override is recorded with its reason"));
-    }
-    if req.accept_irreversible.is_some_and(|r| r.trim().is_empty()) {
-        return Err(usage!("--accept-irreversible: expected the reason (it is recorded)"));
-    }
-    if req.skip_pre_traffic.is_some_and(|r| r.trim().is_empty()) {
-        return Err(usage!("--skip-pre-traffic: expected the reason it is skipped (it is recorded)"));
-    }
+    let to_env = checked(ctx, req)?;
     // The checks the candidate meets before traffic need their variables now, not mid-deploy.
     crate::smoke::pre_traffic_ready(ctx)?;
     let ledger = ctx.ledger()?;
@@ -88,11 +78,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     // Before traffic: the smoke chains against the candidate's own address. A failure there
     // never reached a user.
     let check = |base: &str| crate::smoke::pre_traffic(ctx, to, &label, base);
-    let skipped = req.skip_pre_traffic.map(|r| format!("pre-traffic check skipped: {r}"));
-    let irreversible = req.accept_irreversible.map(|r| format!("{IRREVERSIBLE}{r}"));
-    let reasons: Vec<String> =
-        [req.reason.map(str::to_string), skipped.clone(), irreversible].into_iter().flatten().collect();
-    let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+    let (reason, skipped) = reasons(req);
     if let Some(s) = &skipped {
         ctx.ui.warn(format!("{to}: {s}"));
     }
@@ -105,16 +91,7 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
     let round = |base: &str| {
         crate::smoke::canary_round(ctx, to, (&label, stable.as_deref()), base, first_round.replace(false), began)
     };
-    let canary = req.canary.map(|c| crate::platform::Canary {
-        percent: c.percent,
-        bake: c.bake,
-        interval: ctx.config.deploy.canary_interval.0,
-        error_margin: ctx.config.deploy.canary_error_margin.0,
-        not_enough: ctx.config.deploy.canary_not_enough,
-        max_bake: ctx.config.deploy.canary_max_bake.0.max(c.bake),
-        latency_margin: ctx.config.deploy.canary_latency_margin.0,
-        round: &round,
-    });
+    let canary = req.canary.map(|c| canary_of(ctx, c, &round));
     let step = Step {
         label: &label,
         action: Action::Promote,
@@ -140,49 +117,120 @@ pub fn promote(ctx: &Ctx, req: &PromoteRequest<'_>) -> Result<Outcome> {
         Deployed::ReleaseFailed(r) => Err(release_failed(&session, &label, previous.as_deref(), ended.watched, &r)),
         Deployed::CanaryAborted(a) => Err(canary_failed(&session, &label, previous.as_deref(), a)),
         Deployed::Live(switched) => {
-            if let Some((b, id)) = &broke {
-                // Rolled forward: the candidate passed its check, so it serves the migrated
-                // data; the switch ends what users met.
-                session.ledger.close_incident(*id, &label, switched.at, Some(" (rolled forward)"))?;
-                ctx.ui.warn(format!(
-                    "{to}: users met {label}'s change before it took traffic: {} failed its checks from {} ({}); rolled forward: {label} passed its own check and serves since {}: {} charged",
-                    b.label,
-                    rfc3339(b.since),
-                    clip(&b.why, 200),
-                    rfc3339(switched.at),
-                    human(crate::rules::downtime(Cause::Release, b.since, switched.at, None))
-                ));
-            }
-            close_release_incidents(&session.ledger, to, &label, switched.at)?;
-            if !ctx.dry_run {
-                if let Some(from) = switched.canary_from {
-                    ctx.ui.result(format!(
-                        "{to}: {label} passed its canary ({}% for {}) and takes every request since {}",
-                        req.canary.map(|c| c.percent).unwrap_or(0),
-                        human(switched.at - from),
-                        rfc3339(switched.at)
-                    ));
-                }
-                ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
-                ctx.ui.result(budget_now.line());
-            }
-            let took = Some(now_ms() - started);
-            Outcome::of(&Promoted {
-                env: to,
-                version: &label,
-                previous,
-                changed: true,
-                duration_ms: took,
-                budget: budget_now,
-                release: ended.released.as_ref().map(ReleaseSummary::of),
-                dry_run: ctx.dry_run,
-            })
+            let live = Live { label: &label, previous, started, budget: budget_now, broke, switched };
+            promoted(&session, req, live, ended.released.as_ref())
         }
         Deployed::Unhealthy(e) => {
             let failed = Failed { label: &label, previous, started };
             Err(promote_failed(&session, failed, e))
         }
     }
+}
+
+/// The request's own sense, before anything is looked at: both environments configured, and a
+/// reason wherever an override asks for one. Returns the target environment's settings.
+fn checked<'c>(ctx: &'c Ctx, req: &PromoteRequest<'_>) -> Result<&'c crate::config::Environment> {
+    ctx.config.environment(req.from)?;
+    let to_env = ctx.config.environment(req.to)?;
+    if req.force && req.reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(usage!("--force needs --reason TEXT: an override is recorded with its reason"));
+    }
+    if req.accept_irreversible.is_some_and(|r| r.trim().is_empty()) {
+        return Err(usage!("--accept-irreversible: expected the reason (it is recorded)"));
+    }
+    if req.skip_pre_traffic.is_some_and(|r| r.trim().is_empty()) {
+        return Err(usage!("--skip-pre-traffic: expected the reason it is skipped (it is recorded)"));
+    }
+    Ok(to_env)
+}
+
+/// The deployment's recorded reason (every override's, joined), and the pre-traffic skip's.
+fn reasons(req: &PromoteRequest<'_>) -> (Option<String>, Option<String>) {
+    let skipped = req.skip_pre_traffic.map(|r| format!("pre-traffic check skipped: {r}"));
+    let irreversible = req.accept_irreversible.map(|r| format!("{IRREVERSIBLE}{r}"));
+    let reasons: Vec<String> =
+        [req.reason.map(str::to_string), skipped.clone(), irreversible].into_iter().flatten().collect();
+    ((!reasons.is_empty()).then(|| reasons.join("; ")), skipped)
+}
+
+/// The canary phase as the platform runs it: the request's share and bake, the settings' pace
+/// and margins, and each round's checks.
+fn canary_of<'r>(
+    ctx: &Ctx,
+    c: CanaryRequest,
+    round: &'r crate::platform::PreTraffic<'r>,
+) -> crate::platform::Canary<'r> {
+    let d = &ctx.config.deploy;
+    crate::platform::Canary {
+        percent: c.percent,
+        bake: c.bake,
+        interval: d.canary_interval.0,
+        error_margin: d.canary_error_margin.0,
+        not_enough: d.canary_not_enough,
+        max_bake: d.canary_max_bake.0.max(c.bake),
+        latency_margin: d.canary_latency_margin.0,
+        round,
+    }
+}
+
+/// A promote that went live: what it took, and what users met on the way.
+struct Live<'a> {
+    label: &'a str,
+    previous: Option<String>,
+    started: Millis,
+    budget: Budget,
+    /// The version that served broke while the candidate's release or start ran, and the
+    /// incident opened for it.
+    broke: Option<(BrokeLive, i64)>,
+    switched: crate::platform::Switched,
+}
+
+fn promoted(
+    session: &Session<'_>,
+    req: &PromoteRequest<'_>,
+    live: Live<'_>,
+    released: Option<&crate::platform::Released>,
+) -> Result<Outcome> {
+    let ctx = session.ctx;
+    let to = req.to;
+    let Live { label, previous, started, budget: budget_now, broke, switched } = live;
+    if let Some((b, id)) = &broke {
+        // Rolled forward: the candidate passed its check, so it serves the migrated
+        // data; the switch ends what users met.
+        session.ledger.close_incident(*id, label, switched.at, Some(" (rolled forward)"))?;
+        ctx.ui.warn(format!(
+            "{to}: users met {label}'s change before it took traffic: {} failed its checks from {} ({}); rolled forward: {label} passed its own check and serves since {}: {} charged",
+            b.label,
+            rfc3339(b.since),
+            clip(&b.why, 200),
+            rfc3339(switched.at),
+            human(crate::rules::downtime(Cause::Release, b.since, switched.at, None))
+        ));
+    }
+    close_release_incidents(&session.ledger, to, label, switched.at)?;
+    if !ctx.dry_run {
+        if let Some(from) = switched.canary_from {
+            ctx.ui.result(format!(
+                "{to}: {label} passed its canary ({}% for {}) and takes every request since {}",
+                req.canary.map(|c| c.percent).unwrap_or(0),
+                human(switched.at - from),
+                rfc3339(switched.at)
+            ));
+        }
+        ctx.ui.result(format!("{to}: {label} is live and healthy ({})", human(now_ms() - started)));
+        ctx.ui.result(budget_now.line());
+    }
+    let took = Some(now_ms() - started);
+    Outcome::of(&Promoted {
+        env: to,
+        version: label,
+        previous,
+        changed: true,
+        duration_ms: took,
+        budget: budget_now,
+        release: released.map(ReleaseSummary::of),
+        dry_run: ctx.dry_run,
+    })
 }
 
 /// The candidate failed its canary: its share of the users met it from the canary's start until
