@@ -243,15 +243,7 @@ impl<'a> Session<'a> {
                 let before_switch = |started: Millis| watch.round(released_at.unwrap_or(started));
                 let watch_hook: Option<&crate::platform::Watch<'_>> =
                     if watch.on() { Some(&before_switch) } else { None };
-                // A rollback replaces the bad version: it is not kept warm; nor is a version
-                // that failed here (its newest verdict a failure, or marked bad): it is no
-                // target for an instant switch back.
-                let previous_failed = match previous {
-                    Some(p) if !ctx.dry_run => ledger.failed_in(env, p)?,
-                    _ => false,
-                };
-                let keep_previous =
-                    crate::rules::keep_warm(matches!(action, Action::Rollback | Action::Restore), previous_failed);
+                let keep_previous = self.keep_previous(action, previous)?;
                 let how = crate::platform::DeployOptions { pre, keep_previous, canary, watch: watch_hook };
                 match self.platform.deploy(self.environment, label, &how) {
                     Ok(d) => d,
@@ -259,7 +251,25 @@ impl<'a> Session<'a> {
                 }
             }
         };
-        match &deployed {
+        self.record_end(id, &deployed)?;
+        Ok(Ended { deployed, released, broke_live: watch.broke(), watched: watch.on() })
+    }
+
+    /// Whether the version replaced stays warm for an instant switch back. A rollback replaces
+    /// the bad version: it is not kept warm; nor is a version that failed here (its newest
+    /// verdict a failure, or marked bad): it is no target for an instant switch back.
+    fn keep_previous(&self, action: Action, previous: Option<&str>) -> Result<bool> {
+        let previous_failed = match previous {
+            Some(p) if !self.ctx.dry_run => self.ledger.failed_in(self.env, p)?,
+            _ => false,
+        };
+        Ok(crate::rules::keep_warm(matches!(action, Action::Rollback | Action::Restore), previous_failed))
+    }
+
+    /// Closes the deployment's row with how it ended, and when users first met it.
+    fn record_end(&self, id: i64, deployed: &Deployed) -> Result<()> {
+        let ledger = &self.ledger;
+        match deployed {
             Deployed::Live(switched) => {
                 // Users first met it when its canary share took traffic, if it had one.
                 ledger.record_switch(id, switched.took_traffic())?;
@@ -277,7 +287,7 @@ impl<'a> Session<'a> {
                 ledger.finish_deployment(id, false, &format!("its release failed ({})", r.exit))?
             }
         }
-        Ok(Ended { deployed, released, broke_live: watch.broke(), watched: watch.on() })
+        Ok(())
     }
 
     /// `label` serves (the platform says so) but the ledger's last healthy deployment here is

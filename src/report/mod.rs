@@ -231,52 +231,8 @@ pub fn build(ctx: &Ctx, rows: &ReportRows, budget_incidents: &[Incident], w: Win
             outcome: d.outcome.clone(),
         })
         .collect();
-    // The budget: the SLA environments' incidents of its own period, in order.
-    let mut used = 0;
-    let mut points = vec![];
-    for i in budget_incidents {
-        used += i.downtime_until(now);
-        points.push((i.restored_at.unwrap_or(now) - period, used));
-    }
-    let allowed = ctx.config.sla.allowed_downtime.0.as_millis() as i64;
-    let budget = Burn {
-        allowed_ms: allowed,
-        used_ms: used,
-        left_ms: (allowed - used).max(0),
-        points,
-        span_ms: now - period,
-        from: rfc3339(period),
-    };
-    // DORA, over production.
-    let to_prod: Vec<_> =
-        deployments.iter().filter(|d| is_prod(&d.env) && d.outcome == "healthy" && d.action == "promote").collect();
-    let days = ((now - from) as f64 / 86_400_000.0).max(1.0 / 24.0);
-    let lead: Vec<i64> = to_prod
-        .iter()
-        .filter_map(|d| Some(d.switched_at.or(d.finished_at)? - d.committed_at?))
-        .filter(|ms| *ms >= 0)
-        .collect();
-    let bad_in_prod: std::collections::HashSet<(&str, &str)> = incidents
-        .iter()
-        .filter(|i| is_prod(&i.env))
-        .filter_map(|i| Some((i.env.as_str(), i.bad_label.as_deref()?)))
-        .collect();
-    let failed_changes = to_prod.iter().filter(|d| bad_in_prod.contains(&(d.env.as_str(), d.label.as_str()))).count();
-    let restores: Vec<i64> = incidents
-        .iter()
-        .filter(|i| is_prod(&i.env))
-        .filter_map(|i| Some(i.restored_at? - i.detected_at))
-        .map(|ms| ms.max(0))
-        .collect();
-    let dora = Dora {
-        deployments: to_prod.len(),
-        days,
-        per_week: to_prod.len() as f64 / days * 7.0,
-        lead_time_ms: median(lead),
-        change_failure_rate: (!to_prod.is_empty()).then(|| failed_changes as f64 / to_prod.len() as f64),
-        failed_changes,
-        time_to_restore_ms: median(restores),
-    };
+    let budget = burn(ctx, budget_incidents, period, now);
+    let dora = dora(&deployments, &incidents, &is_prod, from, now);
     let stopped = stopped(rows, &is_prod, &wanted);
     Report {
         generated_at: rfc3339(now),
@@ -303,6 +259,65 @@ pub fn build(ctx: &Ctx, rows: &ReportRows, budget_incidents: &[Incident], w: Win
         dora,
         stopped,
         shadow_metrics: vec![],
+    }
+}
+
+/// The budget: the SLA environments' incidents of its own period, in order.
+fn burn(ctx: &Ctx, budget_incidents: &[Incident], period: Millis, now: Millis) -> Burn {
+    let mut used = 0;
+    let mut points = vec![];
+    for i in budget_incidents {
+        used += i.downtime_until(now);
+        points.push((i.restored_at.unwrap_or(now) - period, used));
+    }
+    let allowed = ctx.config.sla.allowed_downtime.0.as_millis() as i64;
+    Burn {
+        allowed_ms: allowed,
+        used_ms: used,
+        left_ms: (allowed - used).max(0),
+        points,
+        span_ms: now - period,
+        from: rfc3339(period),
+    }
+}
+
+/// DORA's four figures, over production: deployments a week, lead time for changes, change
+/// failure rate, and time to restore.
+fn dora(
+    deployments: &[&crate::ledger::ReportDeployment],
+    incidents: &[&Incident],
+    is_prod: &dyn Fn(&str) -> bool,
+    from: Millis,
+    now: Millis,
+) -> Dora {
+    let to_prod: Vec<_> =
+        deployments.iter().filter(|d| is_prod(&d.env) && d.outcome == "healthy" && d.action == "promote").collect();
+    let days = ((now - from) as f64 / 86_400_000.0).max(1.0 / 24.0);
+    let lead: Vec<i64> = to_prod
+        .iter()
+        .filter_map(|d| Some(d.switched_at.or(d.finished_at)? - d.committed_at?))
+        .filter(|ms| *ms >= 0)
+        .collect();
+    let bad_in_prod: std::collections::HashSet<(&str, &str)> = incidents
+        .iter()
+        .filter(|i| is_prod(&i.env))
+        .filter_map(|i| Some((i.env.as_str(), i.bad_label.as_deref()?)))
+        .collect();
+    let failed_changes = to_prod.iter().filter(|d| bad_in_prod.contains(&(d.env.as_str(), d.label.as_str()))).count();
+    let restores: Vec<i64> = incidents
+        .iter()
+        .filter(|i| is_prod(&i.env))
+        .filter_map(|i| Some(i.restored_at? - i.detected_at))
+        .map(|ms| ms.max(0))
+        .collect();
+    Dora {
+        deployments: to_prod.len(),
+        days,
+        per_week: to_prod.len() as f64 / days * 7.0,
+        lead_time_ms: median(lead),
+        change_failure_rate: (!to_prod.is_empty()).then(|| failed_changes as f64 / to_prod.len() as f64),
+        failed_changes,
+        time_to_restore_ms: median(restores),
     }
 }
 
