@@ -75,29 +75,7 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
     ctx.config.environment(env)?;
     let ledger = ctx.ledger()?;
     if let Some(to) = req.to {
-        let v = ledger.version(to)?.ok_or_else(|| usage!("--to {to}: unknown version"))?;
-        if let Some(why) = &v.bad_reason {
-            return Err(usage!("--to {to}: that version is marked bad ({why}); rollback never restores a bad version"));
-        }
-        // Only what is known good there, unless someone says why (a version that failed
-        // staging once put in production and marked the live good one bad).
-        if !ledger.known_good_in(env, to)? {
-            let why = match ledger.failed_since_last_pass(env, to)? {
-                Some(d) => format!("its newest verdict in {env} is a failure ({})", clip(&d, 120)),
-                None => format!("it never passed a recorded check in {env}"),
-            };
-            match (req.force, req.reason) {
-                (true, Some(_)) => ctx.ui.warn(format!("overriding: {to} is not known good in {env}: {why}")),
-                (true, None) => return Err(usage!("--force: expected --reason (it is recorded)")),
-                (false, _) => {
-                    return Err(crate::error::Error::usage(format!(
-                        "--to {to}: {to} is not known good in {env}: {why}"
-                    ))
-                    .with_hint("restore the last known good (no --to), or pass --force --reason to restore it anyway")
-                    .into());
-                }
-            }
-        }
+        may_restore(ctx, &ledger, env, to, req)?;
     }
     let session = Session::open(ctx, ledger, ctx.platform()?, env)?;
     let (ledger, live) = (&session.ledger, session.live.clone());
@@ -130,30 +108,72 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
             })
         }
         Decision::Restore { target, bad, evidence } => {
-            // A version whose release ran here: what its rehearsal said of a rollback to this.
             if let Some(b) = bad.as_deref() {
-                match ledger.rehearsal(b, &target)? {
-                    Some((false, detail, rehearsed_in)) if !(req.to.is_some() && req.reason.is_some()) => {
-                        return Err(Error::could_not_act(format!(
-                            "a rollback from {b} to {target} would fail (rehearsed in {rehearsed_in}: {}); only a roll forward is possible",
-                            clip(&detail, 300)
-                        ))
-                        .with_hint(format!(
-                            "deploy a fixed version (deploy-staging, then promote), or restore it anyway: rollback --env {env} --to {target} --reason TEXT"
-                        ))
-                        .into());
-                    }
-                    None if ledger.released_in(env, b)?.is_some() => ctx.ui.warn(format!(
-                        "{env}: {b} ran a release here and a rollback to {target} was never rehearsed; the restore is verified"
-                    )),
-                    _ => {}
-                }
+                rehearsed(ctx, ledger, env, (b, &target), req)?;
             }
             let reason = req.reason.map(str::to_string).unwrap_or(evidence);
             let alerted = alert.as_ref().map(|a| (a.at.min(started), a.alert_id.as_str()));
             let r = Restoring { target: &target, bad: bad.as_deref(), reason: &reason, started, alerted };
             restore(&session, r)
         }
+    }
+}
+
+/// `--to LABEL`: a version that exists, is not marked bad, and is known good in `env` (or
+/// restored anyway on `--force --reason`).
+fn may_restore(ctx: &Ctx, ledger: &Ledger, env: &str, to: &Label, req: &RollbackRequest<'_>) -> Result<()> {
+    let v = ledger.version(to)?.ok_or_else(|| usage!("--to {to}: unknown version"))?;
+    if let Some(why) = &v.bad_reason {
+        return Err(usage!("--to {to}: that version is marked bad ({why}); rollback never restores a bad version"));
+    }
+    // Only what is known good there, unless someone says why (a version that failed
+    // staging once put in production and marked the live good one bad).
+    if !ledger.known_good_in(env, to)? {
+        let why = match ledger.failed_since_last_pass(env, to)? {
+            Some(d) => format!("its newest verdict in {env} is a failure ({})", clip(&d, 120)),
+            None => format!("it never passed a recorded check in {env}"),
+        };
+        match (req.force, req.reason) {
+            (true, Some(_)) => ctx.ui.warn(format!("overriding: {to} is not known good in {env}: {why}")),
+            (true, None) => return Err(usage!("--force: expected --reason (it is recorded)")),
+            (false, _) => {
+                return Err(crate::error::Error::usage(format!("--to {to}: {to} is not known good in {env}: {why}"))
+                    .with_hint("restore the last known good (no --to), or pass --force --reason to restore it anyway")
+                    .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A version whose release ran here: what its rehearsal said of a rollback from it to `target`.
+/// A failed rehearsal refuses the rollback (a roll forward is what is possible), unless a
+/// person names the version and says why.
+fn rehearsed(
+    ctx: &Ctx,
+    ledger: &Ledger,
+    env: &str,
+    (b, target): (&str, &str),
+    req: &RollbackRequest<'_>,
+) -> Result<()> {
+    match ledger.rehearsal(b, target)? {
+        Some((false, detail, rehearsed_in)) if !(req.to.is_some() && req.reason.is_some()) => Err(Error::could_not_act(
+            format!(
+                "a rollback from {b} to {target} would fail (rehearsed in {rehearsed_in}: {}); only a roll forward is possible",
+                clip(&detail, 300)
+            ),
+        )
+        .with_hint(format!(
+            "deploy a fixed version (deploy-staging, then promote), or restore it anyway: rollback --env {env} --to {target} --reason TEXT"
+        ))
+        .into()),
+        None if ledger.released_in(env, b)?.is_some() => {
+            ctx.ui.warn(format!(
+                "{env}: {b} ran a release here and a rollback to {target} was never rehearsed; the restore is verified"
+            ));
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
