@@ -223,63 +223,7 @@ pub fn history(ctx: &Ctx, only: Option<&str>, limit: usize) -> Result<Outcome> {
     let ledger = ctx.ledger_read_only()?;
     let mut events = vec![];
     for env in ctx.config.environments.keys().filter(|e| only.is_none_or(|o| o == e.as_str())) {
-        for d in ledger.deployments(env)? {
-            events.push(Event {
-                at: rfc3339(d.started_at),
-                ms: d.started_at,
-                env: d.env,
-                kind: "deployment",
-                version: Some(d.label),
-                outcome: match d.previous {
-                    Some(p) => format!("{} ({}, replacing {p})", d.outcome, d.action),
-                    None => format!("{} ({})", d.outcome, d.action),
-                },
-                detail: d.reason,
-                actor: d.actor,
-            });
-        }
-        for v in ledger.verifications(env)? {
-            events.push(Event {
-                at: rfc3339(v.at),
-                ms: v.at,
-                env: v.env,
-                kind: "smoke",
-                version: Some(v.label),
-                outcome: if v.passed { "passed".into() } else { "failed".into() },
-                detail: v.detail,
-                actor: None,
-            });
-        }
-        for i in ledger.incidents_of(env)? {
-            let outcome = match (i.restored_at, i.downtime_ms) {
-                (Some(_), Some(ms)) => {
-                    format!("restored {} after {}", i.restored_label.as_deref().unwrap_or("-"), crate::clock::human(ms))
-                }
-                _ => "open".into(),
-            };
-            events.push(Event {
-                at: rfc3339(i.detected_at),
-                ms: i.detected_at,
-                env: i.env,
-                kind: "incident",
-                version: i.bad_label,
-                outcome,
-                detail: i.reason,
-                actor: None,
-            });
-        }
-        for s in ledger.stops(env)? {
-            events.push(Event {
-                at: rfc3339(s.at),
-                ms: s.at,
-                env: s.env,
-                kind: "stop",
-                version: s.label,
-                outcome: "stopped by hand".into(),
-                detail: s.reason,
-                actor: s.actor,
-            });
-        }
+        events.extend(events_of(&ledger, env)?);
     }
     events.sort_by_key(|e| e.ms);
     let skip = events.len().saturating_sub(limit);
@@ -305,6 +249,69 @@ pub fn history(ctx: &Ctx, only: Option<&str>, limit: usize) -> Result<Outcome> {
     }
     ctx.ui.result(lines.join("\n"));
     Outcome::of(&serde_json::json!({ "events": events, "not_shown": skip }))
+}
+
+/// Everything recorded of `env`: deployments, smoke verdicts, incidents and hand stops.
+fn events_of(ledger: &crate::ledger::Ledger, env: &str) -> Result<Vec<Event>> {
+    let mut events = vec![];
+    for d in ledger.deployments(env)? {
+        events.push(Event {
+            at: rfc3339(d.started_at),
+            ms: d.started_at,
+            env: d.env,
+            kind: "deployment",
+            version: Some(d.label),
+            outcome: match d.previous {
+                Some(p) => format!("{} ({}, replacing {p})", d.outcome, d.action),
+                None => format!("{} ({})", d.outcome, d.action),
+            },
+            detail: d.reason,
+            actor: d.actor,
+        });
+    }
+    for v in ledger.verifications(env)? {
+        events.push(Event {
+            at: rfc3339(v.at),
+            ms: v.at,
+            env: v.env,
+            kind: "smoke",
+            version: Some(v.label),
+            outcome: if v.passed { "passed".into() } else { "failed".into() },
+            detail: v.detail,
+            actor: None,
+        });
+    }
+    for i in ledger.incidents_of(env)? {
+        let outcome = match (i.restored_at, i.downtime_ms) {
+            (Some(_), Some(ms)) => {
+                format!("restored {} after {}", i.restored_label.as_deref().unwrap_or("-"), crate::clock::human(ms))
+            }
+            _ => "open".into(),
+        };
+        events.push(Event {
+            at: rfc3339(i.detected_at),
+            ms: i.detected_at,
+            env: i.env,
+            kind: "incident",
+            version: i.bad_label,
+            outcome,
+            detail: i.reason,
+            actor: None,
+        });
+    }
+    for s in ledger.stops(env)? {
+        events.push(Event {
+            at: rfc3339(s.at),
+            ms: s.at,
+            env: s.env,
+            kind: "stop",
+            version: s.label,
+            outcome: "stopped by hand".into(),
+            detail: s.reason,
+            actor: s.actor,
+        });
+    }
+    Ok(events)
 }
 
 fn first_line(s: &str) -> String {
