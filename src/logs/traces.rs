@@ -146,8 +146,11 @@ fn is_python_chain(t: &str) -> bool {
 
 /// Words one of which every first line of a trace but Node's header holds (that header ends in
 /// a line number): a line without any is no start, found in one pass instead of five regexes.
+/// Leftmost-first matching lets the search use its SIMD prefilter (the standard kind walks the
+/// automaton byte by byte, 7% of a whole collect-logs run); whether a word is there is the same
+/// under either kind.
 static START_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
-    aho_corasick::AhoCorasick::new([
+    aho_corasick::AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostFirst).build([
         "Traceback",
         "Error",
         "Exception",
