@@ -150,17 +150,10 @@ fn is_python_chain(t: &str) -> bool {
 /// automaton byte by byte, 7% of a whole collect-logs run); whether a word is there is the same
 /// under either kind.
 static START_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
-    aho_corasick::AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostFirst).build([
-        "Traceback",
-        "Error",
-        "Exception",
-        "Throwable",
-        "panic: ",
-        "panic serving ",
-        "fatal error: ",
-        ".rb:",
-    ])
-    .expect("static words")
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(["Traceback", "Error", "Exception", "Throwable", "panic: ", "panic serving ", "fatal error: ", ".rb:"])
+        .expect("static words")
 });
 
 /// Whether `text` starts a trace, and of which runtime.
