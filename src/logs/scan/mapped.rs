@@ -1,8 +1,7 @@
 //! The fast path for a regular file: ripgrep's speed without ripgrep's memory.
 //!
-//! The range is mapped once, as ripgrep maps a file, and searched a window at a time
-//! ([`WINDOWS`]); the pages a window leaves behind are given back (`MADV_DONTNEED`), so the
-//! resident memory stays bounded whatever the file's size. The matcher runs over a whole
+//! The file is mapped a window at a time ([`WINDOW`] bytes, unmapped before the next, so the
+//! resident memory stays bounded whatever the file's size), and the matcher runs over a whole
 //! window at once, so its literal prefilter sweeps the bytes at memory speed with no copy and
 //! no per-line work. The scanner is handed only what it reads: each candidate line, up to the
 //! before-context ahead of it, and the after-context behind it while a record or an occurrence
@@ -13,7 +12,7 @@
 //! with `memchr`, window by window.
 //!
 //! A file truncated while it is read (a `copytruncate` rotation) is found before each window is
-//! searched and is "could not act"; the instant between that look and the read remains, as it
+//! mapped and is "could not act"; the instant between that look and the read remains, as it
 //! does for every tool that maps a file (ripgrep included).
 
 use super::{MAX_LINE, Scanner};
@@ -45,15 +44,8 @@ pub(super) fn search_range(
 ) -> Result<u64> {
     let file = std::fs::File::open(path).map_err(|e| super::super::cannot_read(path, e))?;
     let mut s = Mapped { file: &file, path, win, start, end, pos: start, delivered: None, after_left: 0 };
-    if start == end {
-        scanner.flush();
-        return Ok(0);
-    }
-    let mut whole = Whole { map: s.map(start, end)?, released: 0 };
     while s.pos < s.end {
-        s.window(scanner, &whole.map)?;
-        let keep = s.start.max(s.pos.saturating_sub(s.win.overlap));
-        whole.release_before(keep);
+        s.window(scanner)?;
     }
     scanner.flush();
     Ok(end - start)
@@ -72,38 +64,6 @@ struct Mapped<'f> {
     delivered: Option<u64>,
     /// After-context lines still to hand over behind the last candidate.
     after_left: usize,
-}
-
-/// The whole range, mapped once (as ripgrep maps a file): what the search has left behind is
-/// given back as it goes, so the resident memory stays a window's whatever the file's size,
-/// without a map and an unmap per window (their page-table work was a sixth of a run).
-struct Whole {
-    map: Map,
-    /// Bytes from the map's start already given back.
-    released: usize,
-}
-
-impl Whole {
-    /// Gives back the pages wholly before the file's offset `keep`.
-    #[allow(unsafe_code)]
-    fn release_before(&mut self, keep: u64) {
-        const PAGE: usize = 4096;
-        let upto = (self.map.at(keep.max(self.map.base)) / PAGE * PAGE).min(self.map.mmap.len() / PAGE * PAGE);
-        if upto <= self.released {
-            return;
-        }
-        // SAFETY: a read-only map of a file: pages given back are read again from the page
-        // cache if touched, and nothing borrowed from them outlives the window that read them
-        // (the scanner copies what it keeps).
-        let _ = unsafe {
-            self.map.mmap.unchecked_advise_range(
-                memmap2::UncheckedAdvice::DontNeed,
-                self.released,
-                upto - self.released,
-            )
-        };
-        self.released = upto;
-    }
 }
 
 /// A mapped stretch of the file: `bytes` start at the file's offset `base`.
@@ -131,7 +91,13 @@ impl Mapped<'_> {
     /// (a copy through `read` alone costs more than the whole search of a mapped window).
     #[allow(unsafe_code)]
     fn map(&self, from: u64, to: u64) -> Result<Map> {
-        self.still_holds(to)?;
+        let len = self.file.metadata().map_err(|e| super::super::cannot_read(self.path, e))?.len();
+        if len < to {
+            return Err(crate::could_not_act!(
+                "{} shrank from at least {to} to {len} bytes while it was read (truncated by a log rotation?); no report was written",
+                self.path.display()
+            ));
+        }
         let page = 4096;
         let base = from / page * page;
         // SAFETY: the map is read only, and the file's length was checked just above; a
@@ -141,21 +107,8 @@ impl Mapped<'_> {
         Ok(Map { base, mmap })
     }
 
-    /// The file still holds `..to`: a file truncated while it is read is "could not act".
-    fn still_holds(&self, to: u64) -> Result<()> {
-        let len = self.file.metadata().map_err(|e| super::super::cannot_read(self.path, e))?.len();
-        if len < to {
-            return Err(crate::could_not_act!(
-                "{} shrank from at least {to} to {len} bytes while it was read (truncated by a log rotation?); no report was written",
-                self.path.display()
-            ));
-        }
-        Ok(())
-    }
-
-    /// Searches the next window of `whole` (the range's map): from `pos` to the last line start
-    /// in it.
-    fn window(&mut self, scanner: &mut Scanner<'_, '_>, whole: &Map) -> Result<()> {
+    /// Searches the next window: from `pos` to the last line start in it.
+    fn window(&mut self, scanner: &mut Scanner<'_, '_>) -> Result<()> {
         if scanner.sel.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(crate::error::Error::interrupted(format!(
                 "interrupted while reading {}; no report was written",
@@ -165,14 +118,13 @@ impl Mapped<'_> {
         }
         let lower = self.start.max(self.pos.saturating_sub(self.win.overlap));
         let to = self.end.min(self.pos + self.win.size);
-        self.still_holds(to)?;
-        let map = whole;
+        let map = self.map(lower, to)?;
         let search_end = if to == self.end {
             to
         } else {
             match memchr::memrchr(b'\n', map.slice(self.pos, to)) {
                 Some(i) => self.pos + i as u64 + 1,
-                None => return self.huge_line(scanner, map, lower),
+                None => return self.huge_line(scanner, &map, lower),
             }
         };
         let hay = map.slice(map.base, search_end);
@@ -185,13 +137,13 @@ impl Mapped<'_> {
             let line = map.slice(ls, le);
             // A cut line is a candidate by what is left of it, as the search saw it.
             if body(line).len() <= MAX_LINE || scanner.sel.candidates.is_match(&line[..MAX_LINE]).unwrap_or(false) {
-                self.candidate(scanner, map, lower, ls, le, |sc: &mut Scanner<'_, '_>| give(sc, line, true));
+                self.candidate(scanner, &map, lower, ls, le, |sc: &mut Scanner<'_, '_>| give(sc, line, true));
             }
             if at >= hay.len() {
                 break;
             }
         }
-        self.after(scanner, map, search_end);
+        self.after(scanner, &map, search_end);
         self.pos = search_end;
         Ok(())
     }
