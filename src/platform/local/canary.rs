@@ -85,11 +85,7 @@ impl Local<'_> {
         };
         let failed_at = crate::clock::now_ms();
         let stopped_at = end()?;
-        self.fx.ui.status(format!(
-            "{name}: canary aborted: {label}'s share was 0 {} ms after the failing verdict; {} serves every request",
-            stopped_at - failed_at,
-            old.label
-        ));
+        // Said once, by the promote that reads these times (with what users met and was charged).
         Ok(Err(crate::platform::CanaryAborted {
             percent: c.percent,
             took_traffic_at: took,
