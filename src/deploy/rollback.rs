@@ -322,16 +322,15 @@ fn restore(session: &Session<'_>, r: Restoring<'_>) -> Result<Outcome> {
         Some(b) => ctx.ui.status(format!("{env}: rolling back {b} → {}", r.target)),
         None => ctx.ui.status(format!("{env}: restoring {} ({})", r.target, r.reason)),
     }
-    let exposure = open_incident(session, &r)?;
+    let Exposure { cause, took_traffic, detected, charged_from, incident } = open_incident(session, &r)?;
     let Served { switched, verified_at, target, tried } = serve_known_good(session, &r)?;
     let target = target.as_str();
-    ledger.close_incident(exposure.incident, target, switched.at, None)?;
+    ledger.close_incident(incident, target, switched.at, None)?;
     close_release_incidents(ledger, env, target, switched.at)?;
     let restored = switched.at;
-    let downtime = rules::downtime(exposure.cause, exposure.charged_from, restored, None);
+    let downtime = rules::downtime(cause, charged_from, restored, None);
     let budget_after = Budget::now(&ctx.config.sla, ledger)?;
     if !ctx.dry_run {
-        let Exposure { cause, took_traffic, charged_from, .. } = exposure;
         let from = match took_traffic {
             _ if cause == Cause::Planned => format!(
                 "a planned rollback: {} is known good here, with no failing verdict and no alert, so nothing is charged",
@@ -348,7 +347,6 @@ fn restore(session: &Session<'_>, r: Restoring<'_>) -> Result<Outcome> {
         ));
         ctx.ui.result(budget_after.line());
     }
-    let Exposure { took_traffic, detected, .. } = exposure;
     Outcome::of(&RolledBack {
         env,
         changed: true,

@@ -1,5 +1,5 @@
 //! Deployments (opened `in_progress`, closed later, abandoned when a killed run left them open)
-//! and the release phase's runs, rehearsals and shadow verdicts.
+//! and the release phase's runs and rehearsals.
 
 use super::{Action, Deployment, Ledger, Released};
 use crate::clock::{Millis, now_ms, rfc3339};
@@ -189,51 +189,6 @@ impl Ledger {
             },
         )?;
         Ok(())
-    }
-
-    /// A shadow metric's would-be verdict on `label` in `env`.
-    pub fn record_shadow(&self, env: &str, label: &str, metric: &str, failed: bool, detail: &str) -> Result<()> {
-        self.write(
-            || format!("record shadow metric {metric:?}'s would-be verdict on {label} in {env}"),
-            |c| {
-                c.execute(
-                    "INSERT INTO shadow_verdicts (at, env, label, metric, failed, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![now_ms(), env, label, metric, failed, self.clean(detail)],
-                )
-            },
-        )?;
-        Ok(())
-    }
-
-    /// Not enough evidence to judge `label` in `env` (`source`: the canary, a metric): recorded
-    /// beside the verdicts, never as one.
-    pub fn record_inconclusive(&self, env: &str, label: &str, source: &str, detail: &str) -> Result<()> {
-        self.write(
-            || format!("record that {source} could not judge {label} in {env}"),
-            |c| {
-                c.execute(
-                    "INSERT INTO inconclusive (at, env, label, source, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![now_ms(), env, label, source, self.clean(detail)],
-                )
-            },
-        )?;
-        Ok(())
-    }
-
-    /// Per shadow metric: the versions it judged, those it would have failed, and of those the
-    /// ones that proved healthy (a passing verdict recorded in the same environment after the
-    /// would-be failure): how often it would have failed a good version.
-    pub fn shadow_summary(&self) -> Result<Vec<(String, i64, i64, i64)>> {
-        let mut st = self.conn.prepare(
-            "SELECT s.metric, COUNT(DISTINCT s.env || ' ' || s.label),
-                    COUNT(DISTINCT CASE WHEN s.failed THEN s.env || ' ' || s.label END),
-                    COUNT(DISTINCT CASE WHEN s.failed AND EXISTS (
-                        SELECT 1 FROM verifications v WHERE v.env = s.env AND v.label = s.label AND v.passed AND v.at > s.at
-                    ) THEN s.env || ' ' || s.label END)
-             FROM shadow_verdicts s GROUP BY s.metric ORDER BY s.metric",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The newest rehearsal of a rollback from `label` to `target`: (passed, detail, env).

@@ -7,8 +7,9 @@
 //! written: each write is announced as a `# ledger:` line of the plan.
 //!
 //! By what it records: `versions` (with the gate's verdicts and waivers), `deployments` (with
-//! the release phase), `verifications` (and from them the last known good), `incidents` (with
-//! hand stops and the SLA budget); `schema` holds the migrations, `rows` what is handed out.
+//! the release phase), `verifications` (and from them the last known good; shadow and
+//! inconclusive verdicts beside them), `incidents` (with hand stops and the SLA budget);
+//! `report` reads a period across them; `schema` holds the migrations, `rows` what is handed out.
 
 use crate::ui::Ui;
 use anyhow::{Context, Result};
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 mod deployments;
 mod incidents;
+mod report;
 mod rows;
 mod schema;
 mod verifications;

@@ -1,4 +1,5 @@
-//! Smoke-check verdicts, and from them the last known good version of an environment.
+//! Smoke-check verdicts, and from them the last known good version of an environment; beside
+//! them, what is never a verdict: a shadow metric's would-be verdicts, and "inconclusive".
 
 use super::{Ledger, Verification};
 use crate::clock::{Millis, now_ms};
@@ -115,17 +116,57 @@ impl Ledger {
     pub fn verifications(&self, env: &str) -> Result<Vec<Verification>> {
         let mut st =
             self.conn.prepare("SELECT env, label, at, passed, detail FROM verifications WHERE env = ?1 ORDER BY id")?;
-        let rows: Vec<Verification> = st
-            .query_map([env], |r| {
-                Ok(Verification {
-                    env: r.get(0)?,
-                    label: r.get(1)?,
-                    at: r.get(2)?,
-                    passed: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let rows: Vec<Verification> = st.query_map([env], verification_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows.into_iter().map(|v| self.clean_verification(v)).collect())
     }
+
+    /// A shadow metric's would-be verdict on `label` in `env`.
+    pub fn record_shadow(&self, env: &str, label: &str, metric: &str, failed: bool, detail: &str) -> Result<()> {
+        self.write(
+            || format!("record shadow metric {metric:?}'s would-be verdict on {label} in {env}"),
+            |c| {
+                c.execute(
+                    "INSERT INTO shadow_verdicts (at, env, label, metric, failed, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![now_ms(), env, label, metric, failed, self.clean(detail)],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Not enough evidence to judge `label` in `env` (`source`: the canary, a metric): recorded
+    /// beside the verdicts, never as one.
+    pub fn record_inconclusive(&self, env: &str, label: &str, source: &str, detail: &str) -> Result<()> {
+        self.write(
+            || format!("record that {source} could not judge {label} in {env}"),
+            |c| {
+                c.execute(
+                    "INSERT INTO inconclusive (at, env, label, source, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![now_ms(), env, label, source, self.clean(detail)],
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Per shadow metric: the versions it judged, those it would have failed, and of those the
+    /// ones that proved healthy (a passing verdict recorded in the same environment after the
+    /// would-be failure): how often it would have failed a good version.
+    pub fn shadow_summary(&self) -> Result<Vec<(String, i64, i64, i64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT s.metric, COUNT(DISTINCT s.env || ' ' || s.label),
+                    COUNT(DISTINCT CASE WHEN s.failed THEN s.env || ' ' || s.label END),
+                    COUNT(DISTINCT CASE WHEN s.failed AND EXISTS (
+                        SELECT 1 FROM verifications v WHERE v.env = s.env AND v.label = s.label AND v.passed AND v.at > s.at
+                    ) THEN s.env || ' ' || s.label END)
+             FROM shadow_verdicts s GROUP BY s.metric ORDER BY s.metric",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// A `SELECT env, label, at, passed, detail FROM verifications` row.
+pub(super) fn verification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Verification> {
+    Ok(Verification { env: r.get(0)?, label: r.get(1)?, at: r.get(2)?, passed: r.get(3)?, detail: r.get(4)? })
 }

@@ -528,17 +528,27 @@ struct Sections {
 }
 
 impl Sections {
-    /// A section: the fields found, then the rest of its fields commented, each with what it
-    /// does and its default. A section of defaults only is all comments, its header too.
+    /// A section: the fields found, then the rest of its fields commented.
     fn section(&mut self, header: &str, lines: Vec<Field>) {
-        let mut t = format!("\n[{header}]\n");
+        let _ = writeln!(self.t, "\n[{header}]");
         for (key, value, why) in lines {
             if !why.is_empty() {
-                let _ = writeln!(t, "# {why}");
+                let _ = writeln!(self.t, "# {why}");
             }
-            let _ = writeln!(t, "{} = {value}", key.rsplit('.').next().unwrap_or(key));
+            let _ = writeln!(self.t, "{} = {value}", key.rsplit('.').next().unwrap_or(key));
             self.written.insert(key);
         }
+        self.commented(header);
+    }
+
+    /// A section of defaults only: all comments, its header too.
+    fn defaults_only(&mut self, header: &str) {
+        let _ = writeln!(self.t, "\n# [{header}]");
+        self.commented(header);
+    }
+
+    /// The section's fields not written, commented: what each does and its default.
+    fn commented(&mut self, header: &str) {
         for field in fields::FIELDS.iter().filter(|x| {
             x.key.strip_prefix(header).is_some_and(|rest| rest.starts_with('.') && !rest[1..].contains('.'))
         }) {
@@ -546,16 +556,11 @@ impl Sections {
                 continue;
             }
             let name = field.key.rsplit('.').next().unwrap_or(field.key);
-            match self.defaults.get(field.key) {
-                Some(d) => {
-                    let _ = writeln!(t, "# {name} = {d}    # {}", field.meaning);
-                }
-                None => {
-                    let _ = writeln!(t, "# {name}: {}", field.meaning);
-                }
-            }
+            let _ = match self.defaults.get(field.key) {
+                Some(d) => writeln!(self.t, "# {name} = {d}    # {}", field.meaning),
+                None => writeln!(self.t, "# {name}: {}", field.meaning),
+            };
         }
-        self.t.push_str(&t);
     }
 }
 
@@ -592,11 +597,7 @@ pub fn render(f: &Findings, ports: (u16, u16)) -> String {
         if f.smoke_path == "/" { "follow_redirects = true\n" } else { "" }
     );
     for header in ["platform", "sla", "logs"] {
-        let at = out.t.len();
-        out.section(header, vec![]);
-        // A section of defaults only is all comments: its header is one too.
-        let part = out.t.split_off(at);
-        out.t.push_str(&part.replacen(&format!("\n[{header}]"), &format!("\n# [{header}]"), 1));
+        out.defaults_only(header);
     }
     out.t
 }

@@ -307,8 +307,8 @@ pub fn compile(smoke: &Smoke, dir: &Path, at: &Locator) -> Result<Vec<Chain>> {
         chains.push(compile_chain(&origin, &name, &checks, &cleanup)?);
     }
     check_suites(smoke, at)?;
-    for (i, m) in smoke.metrics.iter().enumerate() {
-        check_metric(smoke, i, m, at)?;
+    for i in 0..smoke.metrics.len() {
+        check_metric(smoke, i, at)?;
     }
     check_datadog(smoke, at)?;
     Ok(chains)
@@ -379,9 +379,10 @@ fn check_suites(smoke: &Smoke, at: &Locator) -> Result<()> {
     Ok(())
 }
 
-/// A metric's settings, together: a provider with what it needs, a query or a formula over
+/// The `i`th metric's settings, together: a provider with what it needs, a query or a formula over
 /// named queries, limits that are numbers, phases that have users' metrics.
-fn check_metric(smoke: &Smoke, i: usize, m: &super::settings::Metric, at: &Locator) -> Result<()> {
+fn check_metric(smoke: &Smoke, i: usize, at: &Locator) -> Result<()> {
+    let m = &smoke.metrics[i];
     use super::settings::{Compare, Provider};
     use Seg::Key;
     let at_metric = |field: &'static str| [Key("smoke"), Key("metrics"), Seg::Index(i), Key(field)];
