@@ -162,12 +162,55 @@ pub fn open_private(path: &Path, mode: u32) -> Result<File> {
     Ok(file)
 }
 
+/// Reads a file of the state dir by name, as [`open_private`] opens one: without following a
+/// symlink, and only a regular file. It is opened without waiting (`O_NONBLOCK`), so a FIFO put
+/// in its place is refused instead of blocking the run for ever. `None`: there is no such file.
+/// A file that is not a regular one is an [`std::io::ErrorKind::InvalidInput`] error.
+pub fn read_own(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "a symlink, not a regular file"));
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(Some(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).expect("meta").mode() & 0o777
+    }
+
+    #[test]
+    fn a_state_file_is_read_only_when_it_is_a_regular_file() {
+        let t = tempfile::tempdir().expect("tmp");
+        let file = t.path().join("state.json");
+        assert_eq!(read_own(&file).expect("absent"), None);
+        std::fs::write(&file, "{}").expect("write");
+        assert_eq!(read_own(&file).expect("read").as_deref(), Some("{}"));
+        let fifo = t.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        for odd in [fifo, link, t.path().to_path_buf()] {
+            let e = read_own(&odd).expect_err("refused");
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{odd:?}: {e}");
+        }
     }
 
     #[test]

@@ -996,8 +996,8 @@ fn as_nobody_shell(p: &Project, line: &str) -> bool {
 }
 
 /// A platform record that is not what the platform wrote (empty, truncated, another shape, a
-/// FIFO, a directory) stops the next deploy before it changes anything: exit 3 naming the file,
-/// and the environment still serves what it served.
+/// FIFO, a directory, a symlink) stops the next deploy before it changes anything: exit 3
+/// naming the file, and the environment still serves what it served.
 #[test]
 fn a_damaged_platform_record_is_could_not_act_naming_it_and_changes_nothing() {
     let p = Project::new();
@@ -1025,5 +1025,16 @@ fn a_damaged_platform_record_is_could_not_act_naming_it_and_changes_nothing() {
         p.cmd("deploy-staging").args(["--version", "v1-again"]).timeout(std::time::Duration::from_secs(60)).assert();
     let (_, err) = output(&a);
     assert_eq!(a.get_output().status.code(), Some(3), "a FIFO: {err}");
+    assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
+    // Nor a directory, nor a symlink (to a record that would read well): neither is the
+    // platform's own file.
+    std::fs::remove_file(env.join("canary.json")).expect("undo");
+    std::fs::create_dir(env.join("canary.json")).expect("dir");
+    let a = p.cmd("deploy-staging").args(["--version", "v1-again"]).assert().code(3);
+    assert!(output(&a).1.contains(".json is not a regular file"), "a directory: {}", output(&a).1);
+    std::fs::remove_dir(env.join("canary.json")).expect("undo");
+    std::os::unix::fs::symlink(env.join("state.json"), env.join("canary.json")).expect("symlink");
+    let a = p.cmd("deploy-staging").args(["--version", "v1-again"]).assert().code(3);
+    assert!(output(&a).1.contains(".json is a symlink, not a regular file"), "a symlink: {}", output(&a).1);
     assert_eq!(p.served_version("staging").as_deref(), Some("v1"));
 }

@@ -212,11 +212,10 @@ impl<'a> Nginx<'a> {
         self.dir.join(SPLIT_LOG)
     }
 
-    /// The master's pid, when the pid file names a live nginx.
     /// The share (percent) of the requests the written configuration sends to `port`, when it
     /// shares them by weight (a canary's split).
     pub fn share_of(&self, port: u16) -> Option<u32> {
-        let conf = std::fs::read_to_string(self.conf_path()).ok()?;
+        let conf = crate::statedir::read_own(&self.conf_path()).ok()??;
         let weights: Vec<(u16, u32)> = conf
             .split("server 127.0.0.1:")
             .skip(1)
@@ -231,8 +230,9 @@ impl<'a> Nginx<'a> {
         (total > 0).then(|| (mine * 100 + total / 2) / total)
     }
 
+    /// The master's pid, when the pid file names a live nginx.
     pub fn pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.dir.join("nginx.pid")).ok()?.trim().parse().ok()?;
+        let pid: i32 = crate::statedir::read_own(&self.dir.join("nginx.pid")).ok()??.trim().parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let state = proc_state(pid)?;
         (String::from_utf8_lossy(&cmdline).contains("nginx") && state != 'Z').then_some(pid)

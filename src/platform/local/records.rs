@@ -221,20 +221,14 @@ impl Local<'_> {
     /// One record as it is now (`None`: not written, or forgotten).
     pub(super) fn read_record<T: serde::de::DeserializeOwned>(&self, env: &str, slot: Slot) -> Result<Option<T>> {
         let path = self.record_file(env, slot)?;
-        // Only a regular file is read: a FIFO put in its place would block the run for ever.
-        if let Ok(m) = std::fs::metadata(&path)
-            && !m.is_file()
-        {
-            return Err(crate::could_not_act!(
-                "{} is not a regular file (delete it if the environment is stopped)",
-                path.display()
-            ));
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
+        match crate::statedir::read_own(&path) {
+            Ok(Some(text)) => serde_json::from_str(&text)
                 .map(Some)
                 .with_context(|| format!("reading {} (delete it if the environment is stopped)", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                Err(crate::could_not_act!("{} is {e} (delete it if the environment is stopped)", path.display()))
+            }
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
