@@ -2,6 +2,7 @@
 # is cleaned up with every environment and nginx it started (scripts/stop-work-dir: the
 # product's own stop, then a check that nothing is left), and small timing helpers.
 # Expects $root and $runs to be set by the caller.
+[[ $runs =~ ^[1-9][0-9]{0,3}$ ]] || { echo "$(basename "$0"): RUNS: expected a whole number from 1 to 9999, got '$runs'" >&2; exit 2; }
 "$root/scripts/setup" >/dev/null
 cargo build --release --bins --quiet --manifest-path "$root/Cargo.toml"
 export PATH="$root/.venv/bin:$root/.tools/bin:$root/target/release:$PATH"
