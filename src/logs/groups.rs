@@ -55,9 +55,8 @@ fn mask_re() -> &'static Regex {
 fn fingerprint(r: &Record) -> String {
     if let Some(rt) = r.trace {
         let texts = r.texts();
-        let all = traces::frames(rt, &texts);
-        let in_app: Vec<&Frame> = all.iter().filter(|f| f.in_app).collect();
-        let frames = if in_app.is_empty() { all.iter().collect() } else { in_app };
+        let in_app: Vec<&Frame> = r.frames.iter().filter(|f| f.in_app).collect();
+        let frames = if in_app.is_empty() { r.frames.iter().collect() } else { in_app };
         let frames: Vec<String> = frames
             .iter()
             .map(|f| {
@@ -85,10 +84,7 @@ fn diagnose(record: &Record) -> (Option<String>, Vec<Frame>) {
         m if rt == traces::Runtime::Go && m.starts_with(&ty) => m,
         m => format!("{ty}: {m}"),
     });
-    let frames = match record.trace {
-        Some(rt) => traces::frames(rt, &texts).into_iter().filter(|f| f.in_app).collect(),
-        None => vec![],
-    };
+    let frames = record.frames.iter().filter(|f| f.in_app).cloned().collect();
     (exception, frames)
 }
 
@@ -292,17 +288,18 @@ mod tests {
             fingerprint(&rec("timeout for 10.0.0.7 after 30s on 'q1' id 5f3a9c2e-1111-2222-3333-444455556666")),
             fingerprint(&rec("timeout for 10.0.0.9 after 31s on 'q2' id 0b1e2d3c-aaaa-bbbb-cccc-ddddeeeeffff"))
         );
-        let tb = |line: &str| Record {
-            lines: [
+        let tb = |line: &str| {
+            let texts = [
                 "Traceback (most recent call last):",
                 &format!("File \"/a/app.py\", line {line}, in f"),
                 "x()",
                 "TypeError: bad 1",
-            ]
-            .iter()
-            .map(|t| Line { source: 0, at: None, text: t.to_string(), hit: false })
-            .collect(),
-            trace: Some(traces::Runtime::Python),
+            ];
+            Record {
+                lines: texts.iter().map(|t| Line { source: 0, at: None, text: t.to_string(), hit: false }).collect(),
+                trace: Some(traces::Runtime::Python),
+                frames: traces::frames(traces::Runtime::Python, &texts),
+            }
         };
         assert_eq!(fingerprint(&tb("10")), fingerprint(&tb("12")), "a traceback is its frames' files and functions");
     }

@@ -26,11 +26,14 @@ pub struct Record {
     pub lines: Vec<Line>,
     /// The runtime whose stack trace this record is (a trace of one line is none).
     pub trace: Option<Runtime>,
+    /// The trace's frames, innermost first, read once when the record closes (the fingerprint
+    /// and the diagnosis both use them); none for a record that is no trace.
+    pub frames: Vec<traces::Frame>,
 }
 
 impl Record {
     pub fn line(line: Line) -> Record {
-        Record { lines: vec![line], trace: None }
+        Record { lines: vec![line], trace: None, frames: vec![] }
     }
     pub fn at(&self) -> Option<Millis> {
         self.lines.iter().find_map(|l| l.at)
@@ -89,10 +92,16 @@ fn date_ms(y: i64, m: u32, d: u32) -> Option<i64> {
     ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d) * 86_400_000)
 }
 
+/// The time syslog's missing year is inferred against: read once per run, so every line of a
+/// run is dated against the same instant (and the clock is not read for each line).
+fn now() -> Millis {
+    static NOW: OnceLock<Millis> = OnceLock::new();
+    *NOW.get_or_init(now_ms)
+}
+
 /// The current year, and the year before, as syslog's missing year is inferred from them.
 fn this_year() -> i64 {
-    static Y: OnceLock<i64> = OnceLock::new();
-    *Y.get_or_init(|| 1970 + (now_ms() / 1000 / 86_400 * 400 / 146_097))
+    1970 + (now() / 1000 / 86_400 * 400 / 146_097)
 }
 
 /// Syslog has no year: the current one, or the previous one for a date that would otherwise
@@ -103,7 +112,7 @@ fn syslog_time(month: &[u8], day: &[u8], time: &[u8]) -> Option<Millis> {
     let t = clock_ms(time)?;
     let year = this_year();
     let at = date_ms(year, m, day)? + t;
-    if at <= now_ms() + 86_400_000 { Some(at) } else { Some(date_ms(year - 1, m, day)? + t) }
+    if at <= now() + 86_400_000 { Some(at) } else { Some(date_ms(year - 1, m, day)? + t) }
 }
 
 /// `Nov  3 02:55:20 ip-172-31-35-64 web[2013]: ` → (time, length of the prefix).
@@ -287,8 +296,11 @@ impl Grouper {
     /// log line as its source line is not one: two such records would have been one group);
     /// the lines cut from it are said on a last line of its own.
     fn close(&mut self, mut rec: Record, rt: Runtime) -> Record {
-        if rec.lines.len() > 1 && !traces::frames(rt, &rec.texts()).is_empty() {
-            rec.trace = Some(rt);
+        if rec.lines.len() > 1 {
+            rec.frames = traces::frames(rt, &rec.texts());
+            if !rec.frames.is_empty() {
+                rec.trace = Some(rt);
+            }
         }
         let cut = std::mem::take(&mut self.cut);
         if cut > 0 {

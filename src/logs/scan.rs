@@ -163,7 +163,13 @@ impl<'s, 'a> Scanner<'s, 'a> {
     }
 
     fn parse(&mut self, raw: &[u8], candidate: bool) {
-        let mut line = parse::parse_line(self.index, &String::from_utf8_lossy(raw), self.last);
+        // Valid UTF-8 (nearly every line) is checked by the standard library's fast path; only
+        // a line that is not pays for the replacement of its bad bytes.
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
+        let mut line = parse::parse_line(self.index, &text, self.last);
         self.last = line.at;
         // Every line the pattern selects is a candidate; a context line never is.
         line.hit = candidate && self.sel.select.is_match(&line.text);
@@ -180,6 +186,7 @@ impl<'s, 'a> Scanner<'s, 'a> {
             if rec.is_traceback() {
                 message.lines.extend(rec.lines);
                 message.trace = rec.trace;
+                message.frames = rec.frames;
                 return self.accept(message, true);
             }
             self.accept(message, true);
