@@ -7,7 +7,9 @@ use crate::clock::{Millis, rfc3339};
 use regex::Regex;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hasher;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use traces::Frame;
 
@@ -51,26 +53,44 @@ fn mask_re() -> &'static Regex {
 
 /// What makes two records "the same error": for a stack trace, its in-app frames (file and
 /// function; the line when the function has no name) and its error type, whatever the message
-/// says; for a line, its text with what varies masked.
-fn fingerprint(r: &Record) -> String {
+/// says; for a line, its text with what varies masked. Hashed as it is read (this runs for every
+/// occurrence), never written out.
+fn fingerprint(r: &Record) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     if let Some(rt) = r.trace {
-        let texts = r.texts();
-        let in_app: Vec<&Frame> = r.frames.iter().filter(|f| f.in_app).collect();
-        let frames = if in_app.is_empty() { r.frames.iter().collect() } else { in_app };
-        let frames: Vec<String> = frames
-            .iter()
-            .map(|f| {
-                let file = Path::new(&f.file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                match f.function.as_str() {
-                    "" | "<anonymous>" | "<module>" => format!("{file}:{}", f.line),
-                    function => format!("{file}:{function}"),
+        // The parts are kept apart by bytes that UTF-8 text never holds (0xfc to 0xff).
+        h.write_u8(rt as u8);
+        let in_app = r.frames.iter().any(|f| f.in_app);
+        for f in r.frames.iter().filter(|f| f.in_app || !in_app) {
+            h.write_u8(0xfe);
+            h.write(Path::new(&f.file).file_name().map_or(&b""[..], |n| n.as_encoded_bytes()));
+            match f.function.as_str() {
+                "" | "<anonymous>" | "<module>" => {
+                    h.write_u8(0xfd);
+                    h.write_u32(f.line);
                 }
-            })
-            .collect();
-        let error = traces::error(rt, &texts).map(|(ty, _)| ty).unwrap_or_default();
-        return format!("{rt:?} {} {error}", frames.join(" > "));
+                function => {
+                    h.write_u8(0xfc);
+                    h.write(function.as_bytes());
+                }
+            }
+        }
+        h.write_u8(0xff);
+        let error = traces::error(rt, &r.texts()).map(|(ty, _)| ty).unwrap_or_default();
+        h.write(error.as_bytes());
+        return h.finish();
     }
-    r.lines.iter().map(|l| mask_re().replace_all(&l.text, "#").into_owned()).collect::<Vec<_>>().join("\n")
+    for l in &r.lines {
+        let mut at = 0;
+        for m in mask_re().find_iter(&l.text) {
+            h.write(&l.text.as_bytes()[at..m.start()]);
+            h.write_u8(b'#');
+            at = m.end();
+        }
+        h.write(&l.text.as_bytes()[at..]);
+        h.write_u8(b'\n');
+    }
+    h.finish()
 }
 
 /// The error a trace reports ("Type: message") and its in-app frames, innermost first. A line
@@ -158,13 +178,10 @@ pub(super) struct Store<'a> {
 impl<'a> Store<'a> {
     /// One hit record (`window[hit]`) with its context. The group is the hit's (context aside:
     /// the same error between different neighbours is still the same error), and so is the time.
-    pub(super) fn occurrence(&mut self, source: &str, window: &[Record], hit: usize) {
-        use std::hash::{Hash, Hasher};
+    pub(super) fn occurrence(&mut self, source: &str, window: &[Rc<Record>], hit: usize) {
         let matched = &window[hit];
         let at = matched.at();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        fingerprint(matched).hash(&mut h);
-        let key = h.finish();
+        let key = fingerprint(matched);
         let redactor = self.redactor;
         // Examples are bounded: lines and bytes each, and all of them together, so memory and
         // the report stay small whatever the logs hold.

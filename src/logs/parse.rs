@@ -259,15 +259,15 @@ pub struct Grouper {
 }
 
 impl Grouper {
-    /// Feeds one line; returns the records it completes, in order.
-    pub fn push(&mut self, line: Line) -> Vec<Record> {
-        let mut out = vec![];
+    /// Feeds one line; adds the records it completes to `out`, in order (the caller's buffer:
+    /// most lines complete one record, and this runs for every line read).
+    pub fn push(&mut self, line: Line, out: &mut Vec<Record>) {
         if let Some((mut rec, rt, phase)) = self.current.take() {
             match traces::step(rt, phase, &line.text) {
                 Step::Hold if self.held.len() < MAX_HELD => {
                     self.held.push(line);
                     self.current = Some((rec, rt, phase));
-                    return out;
+                    return;
                 }
                 Step::Take(next) if self.held.len() < MAX_HELD => {
                     for l in self.held.drain(..).chain(std::iter::once(line)) {
@@ -278,7 +278,7 @@ impl Grouper {
                         }
                     }
                     self.current = Some((rec, rt, next));
-                    return out;
+                    return;
                 }
                 _ => {}
             }
@@ -289,7 +289,6 @@ impl Grouper {
             Some((rt, phase)) => self.current = Some((Record::line(line), rt, phase)),
             None => out.push(Record::line(line)),
         }
-        out
     }
 
     /// A record ends: it is a trace when it has a frame (a `file.js:1` line that took the next
@@ -339,7 +338,7 @@ mod tests {
         for raw in text.lines() {
             let l = parse_line(0, raw, last);
             last = l.at;
-            out.extend(g.push(l));
+            g.push(l, &mut out);
         }
         out.extend(g.finish());
         out
@@ -459,7 +458,7 @@ next request";
         let crash = include_bytes!("../../fuzz/regressions/log_records/crash-c79b2aaa23ad97c58c8c99193c6e7a38efccdf4a");
         let mut g = Grouper::default();
         for raw in String::from_utf8_lossy(crash).split('\n') {
-            g.push(parse_line(0, raw, None));
+            g.push(parse_line(0, raw, None), &mut vec![]);
         }
         g.finish();
     }

@@ -23,6 +23,7 @@ use regex::Regex;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::Path;
+use std::rc::Rc;
 
 /// Also searched for, whatever the pattern: the lines that start or continue a Python
 /// traceback (header, frames, chain markers) and JVM frames, whose traces run longest. The
@@ -83,9 +84,10 @@ impl Selection<'_> {
     }
 }
 
-/// A hit waiting for its after-context.
+/// A hit waiting for its after-context. Its records are shared with the other windows and the
+/// history, not copied into each.
 struct Pending {
-    records: Vec<Record>,
+    records: Vec<Rc<Record>>,
     hit: usize,
     after: usize,
 }
@@ -103,9 +105,11 @@ struct Scanner<'s, 'a> {
     /// Lines fell out of the ring unread: what came before it is not adjacent any more.
     gap: bool,
     grouper: Grouper,
+    /// The records the last line completed (a buffer kept from line to line).
+    done: Vec<Record>,
     last: Option<Millis>,
     /// The last `context` records (the next hit's before-context).
-    history: VecDeque<Record>,
+    history: VecDeque<Rc<Record>>,
     pending: VecDeque<Pending>,
     /// A single-line hit held back one record: a traceback may follow it, as its message.
     held: Option<Record>,
@@ -123,6 +127,7 @@ impl<'s, 'a> Scanner<'s, 'a> {
             ring_cap: sel.search_context().0,
             gap: false,
             grouper: Grouper::default(),
+            done: vec![],
             last: None,
             history: VecDeque::new(),
             pending: VecDeque::new(),
@@ -173,9 +178,12 @@ impl<'s, 'a> Scanner<'s, 'a> {
         self.last = line.at;
         // Every line the pattern selects is a candidate; a context line never is.
         line.hit = candidate && self.sel.select.is_match(&line.text);
-        for rec in self.grouper.push(line) {
+        let mut done = std::mem::take(&mut self.done);
+        self.grouper.push(line, &mut done);
+        for rec in done.drain(..) {
             self.record(rec);
         }
+        self.done = done;
     }
 
     fn record(&mut self, rec: Record) {
@@ -200,14 +208,15 @@ impl<'s, 'a> Scanner<'s, 'a> {
     }
 
     fn accept(&mut self, rec: Record, hit: bool) {
+        let rec = Rc::new(rec);
         for p in &mut self.pending {
-            p.records.push(rec.clone());
+            p.records.push(Rc::clone(&rec));
             p.after -= 1;
         }
         if hit {
             self.store.matches += 1;
-            let mut records: Vec<Record> = self.history.iter().cloned().collect();
-            records.push(rec.clone());
+            let mut records: Vec<Rc<Record>> = self.history.iter().cloned().collect();
+            records.push(Rc::clone(&rec));
             self.pending.push_back(Pending { hit: records.len() - 1, records, after: self.sel.context });
         }
         // Every window waits for the same number of records, so they complete in order.
@@ -429,7 +438,7 @@ fn quiet_cut(sel: &Selection<'_>, bytes: &[u8]) -> Result<Option<u64>> {
                 Ok(true)
             }),
         )?;
-    let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
+    let lines = memchr::memchr_iter(b'\n', body).count() as u64;
     candidates.push(lines + 1);
     let Some(w) = candidates.windows(2).find(|w| w[1] - w[0] > (before + after + 1) as u64) else {
         return Ok(None);
@@ -439,7 +448,7 @@ fn quiet_cut(sel: &Selection<'_>, bytes: &[u8]) -> Result<Option<u64>> {
     let offset = if cut_line == 1 {
         0
     } else {
-        body.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(cut_line as usize - 2).map_or(0, |(i, _)| i + 1)
+        memchr::memchr_iter(b'\n', body).nth(cut_line as usize - 2).map_or(0, |i| i + 1)
     };
     Ok(Some((first + 1 + offset) as u64))
 }

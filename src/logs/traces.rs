@@ -336,8 +336,11 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
     };
     match rt {
         Runtime::Python => {
-            // Outermost first in the log; the innermost is the last.
-            for c in lines.iter().filter_map(|l| PYTHON_FRAME.captures(l)) {
+            // Outermost first in the log; the innermost is the last. Only a line that starts
+            // (after its indentation) as a frame does is given to the regex: capturing costs
+            // more than the look, and most lines of a trace are no frame.
+            let frame_lines = lines.iter().filter(|l| l.trim_start().starts_with("File \""));
+            for c in frame_lines.filter_map(|l| PYTHON_FRAME.captures(l)) {
                 out.push(frame(&c[1], &c[2], &c[3]));
             }
             out.reverse();
@@ -386,6 +389,19 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
     out
 }
 
+/// The type and message of a line [`PYTHON_EXCEPTION`] matches, as its groups hold them: the
+/// type runs to the first `:` (it is word characters and dots, and the match ends at the line's
+/// end), the message after it, its leading spaces off. Split by hand because the regex cannot
+/// capture in one pass (`[\w.]*` then `Error` is ambiguous): its backtracking was the largest
+/// part of reading an exception.
+fn python_exception(line: &str) -> (String, String) {
+    let t = line.trim_start();
+    match t.split_once(':') {
+        Some((ty, msg)) => (ty.to_string(), msg.trim_start().to_string()),
+        None => (t.to_string(), String::new()),
+    }
+}
+
 /// The error a trace reports: its type and message. Python's is its last exception line (the
 /// innermost of a chain); Node's, Java's, Go's and Ruby's the first (what was thrown at the
 /// frames the trace starts with; Java's causes follow it).
@@ -394,7 +410,7 @@ pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
     let pair =
         |ty: &str, msg: Option<regex::Match>| (ty.to_string(), msg.map(|m| m.as_str().to_string()).unwrap_or_default());
     match rt {
-        Runtime::Python => lines.iter().rev().find_map(|l| PYTHON_EXCEPTION.captures(l)).map(|c| pair(&c[1], c.get(2))),
+        Runtime::Python => lines.iter().rev().find(|l| PYTHON_EXCEPTION.is_match(l)).map(|l| python_exception(l)),
         Runtime::Node => lines.iter().find_map(|l| NODE_ERROR.captures(l)).map(|c| {
             let ty = match c.get(2) {
                 Some(code) => format!("{} [{}]", &c[1], code.as_str()),
@@ -417,5 +433,40 @@ pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
             (ty, msg)
         }),
         Runtime::Ruby => lines.iter().find_map(|l| RUBY_FIRST.captures(l)).map(|c| pair(&c[5], c.get(4))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split by hand gives what the regex's groups give, over a sweep of exception lines.
+    #[test]
+    fn a_python_exception_line_splits_as_the_regex_captures_it() {
+        let lines = [
+            "TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper",
+            "  ValueError: bad: very bad",
+            "\u{2003}\tKeyError:   'x'  ",
+            "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
+            "StopIteration",
+            "KeyboardInterrupt",
+            "SystemExit: 2",
+            "RuntimeWarning:",
+            "sqlalchemy.exc.OperationalError:(psycopg2) no host",
+            "_Private_Fault: \u{e9}l\u{e8}ve",
+            "Erreur\u{e9}Error: unicode word",
+            "Error:",
+            "TypeError:\u{a0}non-breaking",
+        ];
+        let mut matched = 0;
+        for line in lines {
+            let by_regex = PYTHON_EXCEPTION
+                .captures(line)
+                .map(|c| (c[1].to_string(), c.get(2).map(|m| m.as_str().to_string()).unwrap_or_default()));
+            let by_hand = PYTHON_EXCEPTION.is_match(line).then(|| python_exception(line));
+            assert_eq!(by_hand, by_regex, "{line:?}");
+            matched += usize::from(by_regex.is_some());
+        }
+        assert!(matched >= 11, "the sweep is of exception lines: {matched} matched");
     }
 }
