@@ -74,7 +74,9 @@ pub(super) fn retire_when_due(file: &Path, grace: Duration, label: &str) {
         if copy.as_ref().is_some_and(|c| !c.exists()) {
             return end_own_group(&format!("{label}'s working copy is gone (its state dir was removed)"), grace);
         }
-        let written = std::fs::read_to_string(file).ok().map(|t| t.trim().parse::<i64>().ok());
+        // Read as every state file is: a FIFO or a symlink put in its place is no time (and
+        // cannot block this loop, which also watches for the working copy's removal).
+        let written = crate::statedir::read_own(file).ok().flatten().map(|t| t.trim().parse::<i64>().ok());
         earliest = retire_due(earliest, written);
         if earliest.is_none_or(|d| crate::clock::now_ms() < d) {
             continue;
