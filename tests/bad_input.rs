@@ -149,3 +149,24 @@ fn a_bad_flag_value_from_jenkins_env_is_a_usage_error() {
     let p = Project::new();
     p.cmd("rollback").env("SAFEDEPLOY_DRY_RUN", "maybe").assert().code(2).stderr(predicate::str::contains("maybe"));
 }
+
+/// `--context` is held to the bound `logs.context` has (its records are kept for every open
+/// window): past it, or not a count, is exit 2 naming the flag, before any log is read.
+#[test]
+fn collect_logs_context_past_its_bound_is_a_usage_error() {
+    let p = Project::new();
+    p.write("app.log", "2026-11-23T22:40:01.000Z ERROR boom\n");
+    for bad in ["51", "1000000000", "-1", "", "x"] {
+        let out = p
+            .cmd("collect-logs")
+            .args(["--input", "app.log", "--out", "h.txt", &format!("--context={bad}")])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--context {bad:?}: {stderr}");
+        assert!(stderr.contains("--context"), "--context {bad:?}: {stderr}");
+        assert!(!p.app.join("h.txt").exists(), "--context {bad:?}: a report was written");
+    }
+    p.cmd("collect-logs").args(["--input", "app.log", "--out", "h.txt", "--context", "50"]).assert().success();
+    assert!(p.app.join("h.txt").exists());
+}

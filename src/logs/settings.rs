@@ -7,13 +7,17 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The most records of context kept around a match, by `logs.context` or `--context`: each
+/// record of it is held for every open window, so it bounds collect-logs' memory.
+pub const MAX_CONTEXT: u64 = 50;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Logs {
     /// Regex of interesting lines (default: error levels, exceptions, tracebacks, HTTP 5xx).
     pub pattern: Option<Pattern>,
     /// Records of context around each match.
-    pub context: Count<0, 50>,
+    pub context: Count<0, MAX_CONTEXT>,
     /// Where the platform runs the app: cut off traceback paths to find the repository path.
     pub app_prefixes: Vec<String>,
     /// With `--datadog-payload`: how far before the alert the window starts.

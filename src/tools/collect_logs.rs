@@ -35,9 +35,10 @@ pub struct Args {
     /// Selects more, besides the default (or --pattern): e.g. 'WORKER TIMEOUT|OOM'
     #[arg(long, env = "SAFEDEPLOY_ALSO_PATTERN", value_name = "REGEX")]
     also_pattern: Option<String>,
-    /// Records of context around each match
-    #[arg(long, env = "SAFEDEPLOY_CONTEXT", value_name = "N")]
-    context: Option<usize>,
+    /// Records of context around each match (0 to 50, as logs.context)
+    #[arg(long, env = "SAFEDEPLOY_CONTEXT", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=crate::logs::settings::MAX_CONTEXT))]
+    context: Option<u64>,
     /// A Datadog webhook payload (a file, or - for stdin): its environment and window
     #[arg(long, env = "SAFEDEPLOY_DATADOG_PAYLOAD", value_name = "FILE|-")]
     datadog_payload: Option<PathBuf>,
@@ -62,7 +63,7 @@ pub fn main() -> std::process::ExitCode {
                 out: Some(&a.out),
                 pattern: a.pattern.as_deref(),
                 also_pattern: a.also_pattern.as_deref(),
-                context: a.context,
+                context: a.context.map(|c| c as usize),
                 datadog_payload: a.datadog_payload.as_deref(),
                 notify: a.notify,
             },
