@@ -100,7 +100,7 @@ fn now() -> Millis {
 }
 
 /// The current year, and the year before, as syslog's missing year is inferred from them.
-fn this_year() -> i64 {
+pub(super) fn this_year() -> i64 {
     1970 + (now() / 1000 / 86_400 * 400 / 146_097)
 }
 

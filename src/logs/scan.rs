@@ -16,6 +16,7 @@ mod mapped;
 
 use super::groups::Store;
 use super::parse::{self, Grouper, Record};
+use super::traces;
 use crate::clock::Millis;
 use crate::usage;
 use anyhow::Result;
@@ -102,6 +103,15 @@ struct Scanner<'s, 'a> {
     active: bool,
     ring: VecDeque<Vec<u8>>,
     ring_cap: usize,
+    /// Buffers of lines read out of the ring, for the next lines kept in it.
+    spare: Vec<Vec<u8>>,
+    /// Whether lines of the ring that could only pass through the history are left unread
+    /// (see [`Scanner::read_ring`]); off, every line is read, as the reference in the tests.
+    pass_by: bool,
+    /// Lines of the ring left unread so.
+    passed_by: u64,
+    /// Records accepted so far (in the window).
+    accepted: usize,
     /// Lines fell out of the ring unread: what came before it is not adjacent any more.
     gap: bool,
     grouper: Grouper,
@@ -125,6 +135,10 @@ impl<'s, 'a> Scanner<'s, 'a> {
             active: false,
             ring: VecDeque::new(),
             ring_cap: sel.search_context().0,
+            spare: vec![],
+            pass_by: true,
+            passed_by: 0,
+            accepted: 0,
             gap: false,
             grouper: Grouper::default(),
             done: vec![],
@@ -138,13 +152,7 @@ impl<'s, 'a> Scanner<'s, 'a> {
     fn line(&mut self, raw: &[u8], candidate: bool) {
         if !self.active {
             if !candidate {
-                if self.ring.len() == self.ring_cap {
-                    self.gap = true;
-                    self.ring.pop_front();
-                }
-                if self.ring_cap > 0 {
-                    self.ring.push_back(raw.to_vec());
-                }
+                self.keep_raw(raw);
                 return;
             }
             self.active = true;
@@ -152,14 +160,91 @@ impl<'s, 'a> Scanner<'s, 'a> {
                 self.history.clear();
                 self.last = None;
             }
-            while let Some(raw) = self.ring.pop_front() {
-                self.parse(&raw, false);
-            }
+            self.read_ring();
         }
         self.parse(raw, candidate);
         if !candidate && self.settled() {
             self.active = false;
         }
+    }
+
+    /// Keeps a context line raw in the ring (its buffer reused from a line read before).
+    fn keep_raw(&mut self, raw: &[u8]) {
+        let mut buf = if self.ring.len() == self.ring_cap {
+            self.gap = true;
+            match self.ring.pop_front() {
+                Some(buf) => buf,
+                None => return, // no ring: `--context 0` and no lead
+            }
+        } else {
+            self.spare.pop().unwrap_or_default()
+        };
+        buf.clear();
+        buf.extend_from_slice(raw);
+        self.ring.push_back(buf);
+    }
+
+    /// Reads the lines kept before a candidate. The ring holds `context` lines and a lead (a
+    /// record may start a few lines before its candidate). When no line of the lead can start
+    /// a trace, each is a record of one line, and the lines after it are read first: if they
+    /// give `context` records of the window, those are the whole before-context, and the lead
+    /// would only have passed through the history and fallen out of it, so it is not read at
+    /// all (on the benchmark's log, four lines of every seven). Otherwise its records are read
+    /// after all and put in the history before theirs. The first line after the lead must have
+    /// a time of its own (it would take the lead's), or every line is read in order.
+    fn read_ring(&mut self) {
+        // At least one line is read first (with no context, the last one).
+        let lead = self.ring.len().saturating_sub(self.sel.context.max(1));
+        if self.pass_by && lead > 0 && self.ring.iter().take(lead).all(|raw| !traces::may_start(raw)) {
+            let first = self.read(&self.ring[lead], None);
+            if first.at.is_some() {
+                let before_lead = self.last;
+                let accepted = self.accepted;
+                self.last = first.at;
+                self.take(first, false);
+                self.parse_ring(lead + 1..self.ring.len());
+                let kept = self.accepted - accepted;
+                if kept < self.sel.context {
+                    self.put_lead_before(lead, kept, before_lead);
+                } else {
+                    self.passed_by += lead as u64;
+                }
+                return self.recycle();
+            }
+        }
+        self.parse_ring(0..self.ring.len());
+        self.recycle();
+    }
+
+    fn parse_ring(&mut self, lines: std::ops::Range<usize>) {
+        for i in lines {
+            let raw = std::mem::take(&mut self.ring[i]);
+            self.parse(&raw, false);
+            self.ring[i] = raw;
+        }
+    }
+
+    /// The lead's records (one line each), read after the `kept` records that came after them
+    /// were taken, and put before those in the history, as reading in order would have.
+    fn put_lead_before(&mut self, lead: usize, kept: usize, mut last: Option<Millis>) {
+        let mut records = vec![];
+        for raw in self.ring.iter().take(lead) {
+            let line = self.read(raw, last);
+            last = line.at;
+            let rec = Record::line(line);
+            if self.sel.in_window(&rec) {
+                records.push(Rc::new(rec));
+            }
+        }
+        let after: Vec<Rc<Record>> = self.history.drain(self.history.len() - kept..).collect();
+        for rec in records.into_iter().chain(after) {
+            self.remember(rec);
+        }
+    }
+
+    /// Empties the ring, keeping its buffers for the next lines.
+    fn recycle(&mut self) {
+        self.spare.extend(self.ring.drain(..));
     }
 
     /// Nothing is open: no record, no window waiting for context.
@@ -168,14 +253,24 @@ impl<'s, 'a> Scanner<'s, 'a> {
     }
 
     fn parse(&mut self, raw: &[u8], candidate: bool) {
+        let line = self.read(raw, self.last);
+        self.last = line.at;
+        self.take(line, candidate);
+    }
+
+    /// A raw line as a line of text with its time (`last`'s when it has none of its own).
+    fn read(&self, raw: &[u8], last: Option<Millis>) -> parse::Line {
         // Valid UTF-8 (nearly every line) is checked by the standard library's fast path; only
         // a line that is not pays for the replacement of its bad bytes.
         let text = match std::str::from_utf8(raw) {
             Ok(text) => std::borrow::Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(raw),
         };
-        let mut line = parse::parse_line(self.index, &text, self.last);
-        self.last = line.at;
+        parse::parse_line(self.index, &text, last)
+    }
+
+    /// A line read, into its record.
+    fn take(&mut self, mut line: parse::Line, candidate: bool) {
         // Every line the pattern selects is a candidate; a context line never is.
         line.hit = candidate && self.sel.select.is_match(&line.text);
         let mut done = std::mem::take(&mut self.done);
@@ -224,6 +319,12 @@ impl<'s, 'a> Scanner<'s, 'a> {
             let Some(p) = self.pending.pop_front() else { break };
             self.store.occurrence(&self.name, &p.records, p.hit);
         }
+        self.accepted += 1;
+        self.remember(rec);
+    }
+
+    /// A record into the history of the last `context` records.
+    fn remember(&mut self, rec: Rc<Record>) {
         if self.sel.context > 0 {
             if self.history.len() == self.sel.context {
                 self.history.pop_front();
@@ -244,7 +345,7 @@ impl<'s, 'a> Scanner<'s, 'a> {
             self.store.occurrence(&self.name, &p.records, p.hit);
         }
         self.history.clear();
-        self.ring.clear();
+        self.recycle();
         self.active = false;
         self.gap = false;
         // A region's time does not carry into the next one: the lines between were not read.
@@ -675,6 +776,97 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A log of every kind of line the lead of a ring can hold, in a seeded random order: lines
+    /// with and without a time of their own, colour codes inside a word, `\r\r\n` endings, a
+    /// line that ends in a digit, Node's crash header a few lines before its error, Ruby's
+    /// logger, and the traces of each runtime.
+    fn hostile_log(seed: u64, lines: usize) -> String {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut out = String::new();
+        for n in 0..lines {
+            let stamp = match rng.u8(0..4) {
+                0 => String::new(),
+                1 => format!("2026-11-03T02:{:02}:{:02}.{:03}Z ", n / 3600 % 60, n / 60 % 60, n % 1000),
+                _ => format!("Nov  3 02:{:02}:{:02} ip-172-31-35-64 web[2013]: ", n / 60 % 60, n % 60),
+            };
+            let body = match rng.u8(0..40) {
+                0 => "ERROR in app: Exception on /shorten [POST]".to_string(),
+                1 => "Traceback (most recent call last):\nFile \"/app/a.py\", line 3, in f\nx()\nKeyError: 'k'".into(),
+                2 => format!(
+                    "/var/app/current/server.js:{n}\n    const rows = db.query(sql);\n    ^\n\nTypeError: no db"
+                ),
+                3 => "\nTypeError: no db\n    at f (/app/server.js:3:1)".into(),
+                4 => format!("\"POST /x HTTP/1.1\" 500 {n}"),
+                5 => format!("request took {n}"),
+                6 => "colours \x1b[31mErr\x1b[0mor: here".into(),
+                7 => format!("windows line {n}\r\r"),
+                8 => "E, [2026-11-03T02:55:20.123 #1] ERROR -- : app/x.rb:3:in 'f': bad (NameError)".into(),
+                9 => "panic: boom\n\ngoroutine 1 [running]:\nmain.f()\n\t/app/main.go:9 +0x1d".into(),
+                10 => "java.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)".into(),
+                11 => "".into(),
+                // A word the colour codes split: no candidate, yet its text starts a trace.
+                13 => "app/x.rb:3:in 'f': none (ActiveRecord::RecordNotFound)\n\tfrom app/y.rb:4:in 'g'".into(),
+                12 => "E\x1b[0mrror: split\n    at g (/app/server.js:5:1)\n    at h (/app/server.js:6:1)".into(),
+                _ => format!("10.0.0.{} - - \"GET /{n} HTTP/1.1\" 302 {n} \"-\" \"curl/8.5.0\"", n % 256),
+            };
+            for l in body.split('\n') {
+                out += &format!("{stamp}{l}\n");
+            }
+        }
+        out
+    }
+
+    /// Leaving the ring's lead unread changes nothing: with and without it, the same groups,
+    /// counts, times and examples, whatever the context and the window (a window that leaves
+    /// kept lines out, stamps that the lead alone would give).
+    #[test]
+    fn lines_passed_by_unread_change_no_group_or_example() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
+        let matcher = matcher(super::super::DEFAULT_CANDIDATES);
+        let redactor = crate::redact::Redactor::default();
+        let day = crate::clock::parse_rfc3339(&format!("{}-11-03T00:00:00Z", parse::this_year())).expect("t");
+        let windows =
+            [(None, None), (Some(day + 2 * 3_600_000 + 10 * 60_000), None), (None, Some(day + 2 * 3_600_000 + 30_000))];
+        let mut passed_by = 0;
+        for seed in 0..4 {
+            let path = dir.path().join(format!("hostile-{seed}.log"));
+            std::fs::write(&path, hostile_log(seed, 2_000)).expect("write");
+            let len = std::fs::metadata(&path).expect("len").len();
+            for context in [0, 1, 2, 3, 5] {
+                for (since, until) in windows {
+                    let sel = Selection {
+                        candidates: &matcher,
+                        select: &select,
+                        context,
+                        since,
+                        until,
+                        interrupted: Default::default(),
+                    };
+                    let found = |pass_by: bool| {
+                        let mut store = Store::new(&[], &redactor);
+                        let mut scanner = Scanner::new(&mut store, &sel, 0, &path);
+                        scanner.pass_by = pass_by;
+                        mapped::search_range(&mut scanner, &path, (0, len), mapped::WINDOWS).expect("search");
+                        let unread = scanner.passed_by;
+                        let super::super::groups::Found { groups, matches, .. } = store.finish();
+                        let groups: Vec<Seen> =
+                            groups.into_iter().map(|g| (g.key, g.count, g.first, g.last, g.example)).collect();
+                        ((groups, matches), unread)
+                    };
+                    let (all, none_unread) = found(false);
+                    assert_eq!(none_unread, 0);
+                    assert!(all.1 > 20, "seed {seed}, window {since:?}..{until:?}: {} hits", all.1);
+                    let (some, unread) = found(true);
+                    assert_eq!(all, some, "seed {seed}, context {context}, window {since:?}..{until:?}");
+                    passed_by += unread;
+                }
+            }
+        }
+        // The lines passed by are many: the comparison is not of two searches that read alike.
+        assert!(passed_by > 4_000, "{passed_by} lines passed by");
     }
 
     /// A file shorter than when its search began (a `copytruncate` rotation) is found before

@@ -156,6 +156,16 @@ static START_WORDS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
         .expect("static words")
 });
 
+/// Whether the raw line `raw` (its prefix, colours and all) may start a trace: true for every
+/// line whose text [`start`] takes, and cheap, for the lines read only to be passed by. The
+/// text is a part of the line (no prefix, no trailing newline, at most its first bytes), so a
+/// word of the text is in the line and a text ending in a digit is a line ending in one; a
+/// colour code between two letters could make a word of the text that the line does not hold.
+pub fn may_start(raw: &[u8]) -> bool {
+    let last = raw.iter().rfind(|b| !matches!(b, b'\r' | b'\n'));
+    last.is_some_and(u8::is_ascii_digit) || memchr::memchr(0x1b, raw).is_some() || START_WORDS.is_match(raw)
+}
+
 /// Whether `text` starts a trace, and of which runtime.
 pub fn start(text: &str) -> Option<(Runtime, Phase)> {
     let text = bare(text);
