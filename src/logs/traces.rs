@@ -221,7 +221,7 @@ fn python_step(phase: Phase, t: &str) -> Step {
         Phase::Ended if is_blank(t) => Step::Hold,
         Phase::Ended if is_python_chain(t) => Step::Take(Phase::Frames),
         Phase::Ended => Step::End,
-        _ if PYTHON_FRAME.is_match(t) => Step::Take(Phase::AfterFrame),
+        _ if python_frame(t).is_some() => Step::Take(Phase::AfterFrame),
         _ if is_caret(t) => Step::Take(phase),
         _ if is_blank(t) || t.trim_start().starts_with("Traceback (most recent call last)") || is_python_chain(t) => {
             Step::Take(Phase::Frames)
@@ -349,9 +349,8 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
             // Outermost first in the log; the innermost is the last. Only a line that starts
             // (after its indentation) as a frame does is given to the regex: capturing costs
             // more than the look, and most lines of a trace are no frame.
-            let frame_lines = lines.iter().filter(|l| l.trim_start().starts_with("File \""));
-            for c in frame_lines.filter_map(|l| PYTHON_FRAME.captures(l)) {
-                out.push(frame(&c[1], &c[2], &c[3]));
+            for (file, line, function) in lines.iter().filter_map(|l| python_frame(l)) {
+                out.push(frame(file, line, function));
             }
             out.reverse();
         }
@@ -404,6 +403,26 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
 /// end), the message after it, its leading spaces off. Split by hand because the regex cannot
 /// capture in one pass (`[\w.]*` then `Error` is ambiguous): its backtracking was the largest
 /// part of reading an exception.
+/// A Python frame line's file, line and function, as [`PYTHON_FRAME`] captures them: split by
+/// hand for a line of ASCII (nearly all; the capture was most of reading a trace), by the regex
+/// otherwise (`\d` and `\s` are Unicode's). Every line of a trace is asked.
+fn python_frame(l: &str) -> Option<(&str, &str, &str)> {
+    let rest = l.trim_start().strip_prefix("File \"")?;
+    if !l.is_ascii() {
+        let c = PYTHON_FRAME.captures(l)?;
+        let part = |i| c.get(i).map_or("", |m| m.as_str());
+        return Some((part(1), part(2), part(3)));
+    }
+    // `[^"]+` ends at the first quote: a shorter one would not be followed by one.
+    let (file, rest) = rest.split_at(rest.find('"')?);
+    let rest = rest.strip_prefix("\", line ")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (line, rest) = rest.split_at(digits);
+    let rest = rest.strip_prefix(", in ")?;
+    let function = &rest[..rest.find(char::is_whitespace).unwrap_or(rest.len())];
+    (!file.is_empty() && !line.is_empty() && !function.is_empty()).then_some((file, line, function))
+}
+
 fn python_exception(line: &str) -> (String, String) {
     let t = line.trim_start();
     match t.split_once(':') {
@@ -451,6 +470,56 @@ mod tests {
     use super::*;
 
     /// The split by hand gives what the regex's groups give, over a sweep of exception lines.
+    #[test]
+    fn a_python_frame_line_splits_as_the_regex_captures_it() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let parts = [
+            "File \"",
+            "\", line ",
+            ", in ",
+            "\"",
+            " ",
+            "\t",
+            "\u{b}",
+            "\u{a0}",
+            "\u{2003}",
+            "12",
+            "0",
+            "\u{663}",
+            "app.py",
+            "f",
+            "<module>",
+            ",",
+            "x y",
+            "\u{e9}",
+            "in",
+            "line",
+        ];
+        let mut frames = 0;
+        for _ in 0..20_000 {
+            let mut line: String =
+                (0..rng.usize(0..3)).map(|_| [" ", "\t", "\u{b}", "\u{2003}"][rng.usize(0..4)]).collect();
+            // Mostly the frame's own shape, with a part swapped or added at random.
+            let shape = ["File \"", "/app/a.py", "\", line ", "67", ", in ", "load_urls", " extra"];
+            for (i, part) in shape.iter().enumerate() {
+                match rng.u8(0..12) {
+                    0 => line += parts[rng.usize(0..parts.len())],
+                    1 if i > 0 => {}
+                    2 => {
+                        line += part;
+                        line += parts[rng.usize(0..parts.len())];
+                    }
+                    _ => line += part,
+                }
+            }
+            let by_regex = PYTHON_FRAME.captures(&line).map(|c| (c[1].to_string(), c[2].to_string(), c[3].to_string()));
+            let by_hand = python_frame(&line).map(|(f, n, func)| (f.to_string(), n.to_string(), func.to_string()));
+            assert_eq!(by_hand, by_regex, "{line:?}");
+            frames += usize::from(by_regex.is_some());
+        }
+        assert!((5_000..19_000).contains(&frames), "the sweep holds frames and lines that are not: {frames} frames");
+    }
+
     #[test]
     fn a_python_exception_line_splits_as_the_regex_captures_it() {
         let lines = [
