@@ -115,12 +115,29 @@ fn syslog_time(month: &[u8], day: &[u8], time: &[u8]) -> Option<Millis> {
     if at <= now() + 86_400_000 { Some(at) } else { Some(date_ms(year - 1, m, day)? + t) }
 }
 
+/// Syslog's `Nov  3 02:55:20`, dated by [`syslog_time`]: the last stamp dated is kept, since
+/// the lines of one second (most lines follow one of the same second) share it.
+fn syslog_stamp(stamp: &[u8]) -> Option<Millis> {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<([u8; 15], Millis)>> = const { std::cell::Cell::new(None) };
+    }
+    let key: [u8; 15] = stamp.try_into().ok()?;
+    if let Some((last, at)) = LAST.get()
+        && last == key
+    {
+        return Some(at);
+    }
+    let at = syslog_time(&stamp[0..3], &stamp[4..6], &stamp[7..15])?;
+    LAST.set(Some((key, at)));
+    Some(at)
+}
+
 /// `Nov  3 02:55:20 ip-172-31-35-64 web[2013]: ` → (time, length of the prefix).
 fn syslog_prefix(b: &[u8]) -> Option<(Option<Millis>, usize)> {
     if b.len() < 17 || b[3] != b' ' || b[6] != b' ' || b[15] != b' ' || !b[0].is_ascii_uppercase() {
         return None;
     }
-    let at = syslog_time(&b[0..3], &b[4..6], &b[7..15])?;
+    let at = syslog_stamp(&b[..15])?;
     let host_end = 16 + b[16..].iter().position(|c| *c == b' ')?;
     let rest = &b[host_end + 1..];
     let colon = rest.iter().position(|c| *c == b':')?;
