@@ -4,9 +4,10 @@
 //! matches"), among them every line that starts a stack trace and a Python traceback's frames,
 //! and hands over lines of context around them (enough for the rest of a trace). Only what a
 //! report can use is parsed: the lines of a hit, of its traceback and of the records around it.
-//! Context lines after a window has closed stay raw in a ring of `--context` lines (the next
-//! hit's before-context) and are dropped unread; parsing every context line used to be most of
-//! collect-logs' time.
+//! Context lines after a window has closed stay raw in a ring (the next hit's before-context,
+//! and a lead of a few lines where its record may start) and are dropped unread; of the ring,
+//! the lead is read only when it can change what the hit's history holds. Parsing every
+//! context line used to be most of collect-logs' time.
 //!
 //! Each hit record is one occurrence: the record and `context` records either side. A hit line
 //! right before a traceback is that traceback's message (Python's `logger.exception` writes
