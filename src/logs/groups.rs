@@ -127,17 +127,20 @@ fn mask_at(b: &[u8], p: usize) -> Option<usize> {
     let boundary = |i: usize| (i > 0 && word(i - 1)) != word(i);
     let run = |from: usize, f: fn(&u8) -> bool| b[from.min(b.len())..].iter().take_while(|c| f(c)).count();
     // UUID: 8-4-4-4-12 hex digits.
-    let mut at = p;
-    let uuid = [8, 4, 4, 4, 12].iter().enumerate().all(|(i, &n)| {
-        let ok = (i == 0 || b.get(at) == Some(&b'-')) && {
-            at += usize::from(i > 0);
-            b.len() >= at + n && b[at..at + n].iter().all(u8::is_ascii_hexdigit)
-        };
-        at += n;
-        ok
-    });
-    if uuid {
-        return Some(at);
+    let uuid = || {
+        let mut at = p;
+        for (i, n) in [8, 4, 4, 4, 12].into_iter().enumerate() {
+            if i > 0 {
+                (b.get(at) == Some(&b'-')).then_some(())?;
+                at += 1;
+            }
+            (run(at, u8::is_ascii_hexdigit) >= n).then_some(())?;
+            at += n;
+        }
+        Some(at)
+    };
+    if let Some(end) = uuid() {
+        return Some(end);
     }
     // IPv4: `\b\d{1,3}(?:\.\d{1,3}){3}\b`, each part as long as it can be.
     fn ipv4(b: &[u8], i: usize, parts: usize, boundary: &dyn Fn(usize) -> bool) -> Option<usize> {

@@ -808,8 +808,9 @@ mod tests {
                 10 => "java.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)".into(),
                 11 => "".into(),
                 // A word the colour codes split: no candidate, yet its text starts a trace.
-                13 => "app/x.rb:3:in 'f': none (ActiveRecord::RecordNotFound)\n\tfrom app/y.rb:4:in 'g'".into(),
                 12 => "E\x1b[0mrror: split\n    at g (/app/server.js:5:1)\n    at h (/app/server.js:6:1)".into(),
+                // Ruby's first line whose class names no error: no candidate either.
+                13 => "app/x.rb:3:in 'f': none (ActiveRecord::RecordNotFound)\n\tfrom app/y.rb:4:in 'g'".into(),
                 _ => format!("10.0.0.{} - - \"GET /{n} HTTP/1.1\" 302 {n} \"-\" \"curl/8.5.0\"", n % 256),
             };
             for l in body.split('\n') {

@@ -346,9 +346,7 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
     };
     match rt {
         Runtime::Python => {
-            // Outermost first in the log; the innermost is the last. Only a line that starts
-            // (after its indentation) as a frame does is given to the regex: capturing costs
-            // more than the look, and most lines of a trace are no frame.
+            // Outermost first in the log; the innermost is the last.
             for (file, line, function) in lines.iter().filter_map(|l| python_frame(l)) {
                 out.push(frame(file, line, function));
             }
@@ -398,11 +396,6 @@ pub fn frames(rt: Runtime, lines: &[&str]) -> Vec<Frame> {
     out
 }
 
-/// The type and message of a line [`PYTHON_EXCEPTION`] matches, as its groups hold them: the
-/// type runs to the first `:` (it is word characters and dots, and the match ends at the line's
-/// end), the message after it, its leading spaces off. Split by hand because the regex cannot
-/// capture in one pass (`[\w.]*` then `Error` is ambiguous): its backtracking was the largest
-/// part of reading an exception.
 /// A Python frame line's file, line and function, as [`PYTHON_FRAME`] captures them: split by
 /// hand for a line of ASCII (nearly all; the capture was most of reading a trace), by the regex
 /// otherwise (`\d` and `\s` are Unicode's). Every line of a trace is asked.
@@ -423,6 +416,11 @@ fn python_frame(l: &str) -> Option<(&str, &str, &str)> {
     (!file.is_empty() && !line.is_empty() && !function.is_empty()).then_some((file, line, function))
 }
 
+/// The type and message of a line [`PYTHON_EXCEPTION`] matches, as its groups hold them: the
+/// type runs to the first `:` (it is word characters and dots, and the match ends at the line's
+/// end), the message after it, its leading spaces off. Split by hand because the regex cannot
+/// capture in one pass (`[\w.]*` then `Error` is ambiguous): its backtracking was the largest
+/// part of reading an exception.
 fn python_exception(line: &str) -> (String, String) {
     let t = line.trim_start();
     match t.split_once(':') {
@@ -469,7 +467,8 @@ pub fn error(rt: Runtime, lines: &[&str]) -> Option<(String, String)> {
 mod tests {
     use super::*;
 
-    /// The split by hand gives what the regex's groups give, over a sweep of exception lines.
+    /// The split by hand gives what the regex's groups give, over a sweep of lines shaped as
+    /// frames with parts swapped, dropped or added (Unicode spaces and digits among them).
     #[test]
     fn a_python_frame_line_splits_as_the_regex_captures_it() {
         let mut rng = fastrand::Rng::with_seed(7);
@@ -520,6 +519,7 @@ mod tests {
         assert!((5_000..19_000).contains(&frames), "the sweep holds frames and lines that are not: {frames} frames");
     }
 
+    /// The split by hand gives what the regex's groups give, over a sweep of exception lines.
     #[test]
     fn a_python_exception_line_splits_as_the_regex_captures_it() {
         let lines = [
