@@ -120,13 +120,16 @@ fn masks(text: &str, mut each: impl FnMut(usize, usize)) {
 /// the regex takes it (greedy, backtracking where a shorter run could still match).
 fn mask_at(b: &[u8], p: usize) -> Option<usize> {
     let c = b[p];
-    if !(c.is_ascii_hexdigit() || c == b'"' || c == b'\'') {
+    let quote = c == b'"' || c == b'\'';
+    if !(c.is_ascii_hexdigit() || quote) {
         return None;
     }
     let word = |i: usize| i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_');
     let boundary = |i: usize| (i > 0 && word(i - 1)) != word(i);
     let run = |from: usize, f: fn(&u8) -> bool| b[from.min(b.len())..].iter().take_while(|c| f(c)).count();
-    // UUID: 8-4-4-4-12 hex digits.
+    // Each alternative is looked at only where its first bytes allow it, so a line is read in
+    // linear time, and a letter inside a word (most of a line) costs a few comparisons.
+    // UUID: 8-4-4-4-12 hex digits (its first dash comes 8 bytes on).
     let uuid = || {
         let mut at = p;
         for (i, n) in [8, 4, 4, 4, 12].into_iter().enumerate() {
@@ -134,13 +137,20 @@ fn mask_at(b: &[u8], p: usize) -> Option<usize> {
                 (b.get(at) == Some(&b'-')).then_some(())?;
                 at += 1;
             }
-            (run(at, u8::is_ascii_hexdigit) >= n).then_some(())?;
+            (b.len() >= at + n && b[at..at + n].iter().all(u8::is_ascii_hexdigit)).then_some(())?;
             at += n;
         }
         Some(at)
     };
-    if let Some(end) = uuid() {
+    if b.get(p + 8) == Some(&b'-')
+        && let Some(end) = uuid()
+    {
         return Some(end);
+    }
+    let at_boundary = boundary(p);
+    // A letter (`a` to `f`, either case) starts nothing else but a hex word.
+    if c.is_ascii_alphabetic() && !at_boundary {
+        return None;
     }
     // IPv4: `\b\d{1,3}(?:\.\d{1,3}){3}\b`, each part as long as it can be.
     fn ipv4(b: &[u8], i: usize, parts: usize, boundary: &dyn Fn(usize) -> bool) -> Option<usize> {
@@ -151,12 +161,13 @@ fn mask_at(b: &[u8], p: usize) -> Option<usize> {
             _ => None,
         })
     }
-    if boundary(p)
+    if at_boundary
+        && c.is_ascii_digit()
         && let Some(end) = ipv4(b, p, 4, &boundary)
     {
         return Some(end);
     }
-    if c == b'"' || c == b'\'' {
+    if quote {
         return memchr::memchr(c, &b[p + 1..]).map(|q| p + 1 + q + 1);
     }
     // `0x[0-9a-fA-F]+`
@@ -166,10 +177,13 @@ fn mask_at(b: &[u8], p: usize) -> Option<usize> {
             return Some(p + 2 + n);
         }
     }
-    // `\b[0-9a-f]{7,}\b`: only the whole run can end at a boundary.
-    let n = run(p, |c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
-    if n >= 7 && boundary(p) && boundary(p + n) {
-        return Some(p + n);
+    // `\b[0-9a-f]{7,}\b`: only the whole run can end at a boundary, and a run is counted once,
+    // at its start (the boundary before it).
+    if at_boundary {
+        let n = run(p, |c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+        if n >= 7 && boundary(p + n) {
+            return Some(p + n);
+        }
     }
     // `\d+`
     let n = run(p, u8::is_ascii_digit);
@@ -398,6 +412,8 @@ mod tests {
             "DEADBEEF1",
             "abcdef0",
             "abcdefg",
+            "deadbeef-12",
+            "abcdef0123456789abcdefg",
             "1234567",
             "12",
             ".",
