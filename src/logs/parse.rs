@@ -88,8 +88,18 @@ fn clock_ms(b: &[u8]) -> Option<i64> {
     Some(((h * 3600 + m * 60 + s) as i64) * 1000)
 }
 
+/// Midnight of a calendar date; `None` for one that does not exist (`Nov 31`, `Feb 29` of a
+/// common year), which would otherwise be dated the next month's first days.
 fn date_ms(y: i64, m: u32, d: u32) -> Option<i64> {
-    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d) * 86_400_000)
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (1..=days).contains(&d).then(|| days_from_civil(y, m, d) * 86_400_000)
 }
 
 /// The time syslog's missing year is inferred against: read once per run, so every line of a
@@ -105,14 +115,15 @@ pub(super) fn this_year() -> i64 {
 }
 
 /// Syslog has no year: the current one, or the previous one for a date that would otherwise
-/// lie in the future (a log read in January of lines from December).
+/// lie in the future (a log read in January of lines from December) or that this year does
+/// not have (`Feb 29`).
 fn syslog_time(month: &[u8], day: &[u8], time: &[u8]) -> Option<Millis> {
     let m = MONTHS.iter().position(|x| x.as_bytes() == month)? as u32 + 1;
     let day = digits(day.trim_ascii_start())?;
     let t = clock_ms(time)?;
     let year = this_year();
-    let at = date_ms(year, m, day)? + t;
-    if at <= now() + 86_400_000 { Some(at) } else { Some(date_ms(year - 1, m, day)? + t) }
+    let this = date_ms(year, m, day).map(|d| d + t).filter(|&at| at <= now() + 86_400_000);
+    this.or_else(|| Some(date_ms(year - 1, m, day)? + t))
 }
 
 /// Syslog's `Nov  3 02:55:20`, dated by [`syslog_time`]: the last stamp dated is kept, since
@@ -394,6 +405,36 @@ Nov 13 02:55:21 ip-172-31-35-64 web: 127.0.0.1 - - \"POST /shorten HTTP/1.1\" 50
             Some("2026-11-23T22:40:01.500Z")
         );
         assert!(crate::clock::rfc3339(date_ms(this_year(), 1, 1).expect("date")).starts_with(&this_year().to_string()));
+    }
+
+    /// A date no calendar has is no time, not the next month's first days; a leap day is one
+    /// in a leap year only, and syslog's (no year) is dated in the last year that had it.
+    #[test]
+    fn a_date_that_does_not_exist_is_no_time() {
+        for line in [
+            "2026-11-31T10:00:00Z x",
+            "2026-02-29T10:00:00Z x",
+            "2100-02-29T10:00:00Z x",
+            "[2026-04-31 10:00:00,101] ERROR in app: x",
+            "127.0.0.1 - - [31/Sep/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 500 1",
+        ] {
+            assert_eq!(parse_line(0, line, None).at, None, "{line}");
+            let real = line.replace("-31", "-30").replace("-29", "-28").replace("31/", "30/");
+            assert!(parse_line(0, &real, None).at.is_some(), "{real}");
+        }
+        for stamp in ["2024-02-29T10:00:00Z", "2000-02-29T10:00:00Z", "2026-12-31T10:00:00Z", "2026-04-30T10:00:00Z"] {
+            assert_eq!(parse_line(0, &format!("{stamp} x"), None).at, crate::clock::parse_rfc3339(stamp), "{stamp}");
+        }
+        assert_eq!(parse_line(0, "Nov 31 02:55:20 host web: x", None).at, None);
+        assert_eq!(parse_line(0, "Jun 31 02:55:20 host web: x", None).at, None);
+        let year = this_year();
+        let last_leap = (year - 1..=year).rev().find(|y| date_ms(*y, 2, 29).is_some());
+        let leap_day = parse_line(0, "Feb 29 02:55:20 host web: x", None).at;
+        assert_eq!(leap_day, last_leap.map(|y| date_ms(y, 2, 29).expect("leap") + (2 * 3600 + 55 * 60 + 20) * 1000));
+        for (m, d) in [("Jan", 31), ("Apr", 30), ("Nov", 30), ("Dec", 31)] {
+            let line = format!("{m} {d} 02:55:20 host web: x");
+            assert!(parse_line(0, &line, None).at.is_some(), "{line}");
+        }
     }
 
     #[test]
