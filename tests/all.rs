@@ -8,6 +8,8 @@
 //! instead of 1.1 GB.
 #![allow(dead_code)]
 
+#[path = "support/aws_cli.rs"]
+mod aws_cli;
 #[path = "support/eb_sim.rs"]
 mod eb_sim;
 #[path = "support/pg.rs"]

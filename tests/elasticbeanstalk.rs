@@ -7,12 +7,17 @@
 //! deployments (versions mixed across instances, an instance EB skipped, a Red batch aborted,
 //! a short Red blip tolerated, basic health said).
 
+use crate::aws_cli::AwsCli;
 use crate::eb_sim::{Outcome, Policy, Sim};
 use crate::support::{Project, output};
 
 struct Eb {
     p: Project,
     sim: Sim,
+    /// What the config names as `aws`.
+    aws: String,
+    /// The fork server behind `aws`, if it is the warm CLI (ends with the test).
+    cli: Option<AwsCli>,
 }
 
 const SECRET: &str = "simulatedSecretAccessKey0123456789abcdefgh";
@@ -25,10 +30,22 @@ impl Eb {
         Self::with(|c| c)
     }
 
+    /// [`Eb::new`] with the config edited, and the aws CLI forked from a warm server.
     fn with(edit: impl FnOnce(String) -> String) -> Eb {
-        let aws = crate::support::venv().join("bin/aws");
-        assert!(aws.is_file(), "{} is missing: run scripts/setup (scripts/test does)", aws.display());
+        Self::build(edit, true)
+    }
+
+    /// [`Eb::new`] with the aws CLI's plain entry point (`bin/aws`), as a user installs it.
+    fn with_plain_cli() -> Eb {
+        Self::build(|c| c, false)
+    }
+
+    fn build(edit: impl FnOnce(String) -> String, warm: bool) -> Eb {
+        let plain = crate::support::venv().join("bin/aws");
+        assert!(plain.is_file(), "{} is missing: run scripts/setup (scripts/test does)", plain.display());
         let sim = Sim::start();
+        let cli = warm.then(|| AwsCli::start(&sim.aws_env()));
+        let aws = cli.as_ref().map_or(plain, |c| c.path.clone()).display().to_string();
         {
             let mut st = sim.state();
             st.add_version("v0", "url-shortener/v0-000000000000.zip");
@@ -83,12 +100,11 @@ expect_status = [200]
 allowed_downtime = "15m"
 environments = ["production"]
 "#,
-            aws = aws.display().to_string(),
             site = format!("{}/site", sim.url()),
         );
         std::fs::write(p.config_path(), edit(config)).expect("config");
         p.commit_all("Deploy to Elastic Beanstalk", "Team");
-        Eb { p, sim }
+        Eb { p, sim, aws, cli }
     }
 
     fn cmd(&self, bin: &str) -> assert_cmd::Command {
@@ -135,7 +151,7 @@ environments = ["production"]
 
 #[test]
 fn deploy_uploads_registers_and_waits_until_ready_on_the_new_label() {
-    let eb = Eb::new();
+    let eb = Eb::with_plain_cli();
     let (_, err) = eb.run("deploy-staging", &["--version", "v1"], 0);
     let commit = eb.p.git(&["rev-parse", "HEAD"]);
     {
@@ -275,8 +291,7 @@ fn dry_run_prints_the_exact_aws_commands_and_changes_nothing() {
     let eb = Eb::new();
     let (out, err) = eb.run("deploy-staging", &["--version", "v1", "--dry-run"], 0);
     let all = format!("{out}{err}");
-    let aws = crate::support::venv().join("bin/aws").display().to_string();
-    assert!(all.contains(&format!("+ {aws} --output json s3 cp ")), "{all}");
+    assert!(all.contains(&format!("+ {} --output json s3 cp ", eb.aws)), "{all}");
     assert!(all.contains("s3://elasticbeanstalk-us-east-1-123456789012/url-shortener/v1-"), "{all}");
     assert!(all.contains("elasticbeanstalk create-application-version --application-name url-shortener --version-label v1 --source-bundle"), "{all}");
     assert!(all.contains("elasticbeanstalk update-environment --application-name url-shortener --environment-name urlshort-staging --version-label v1"), "{all}");
@@ -413,6 +428,92 @@ fn collect_logs_fetches_each_instances_bundle_and_finds_the_guilty_line() {
     let st = eb.sim.state();
     assert_eq!(st.count("RequestEnvironmentInfo"), 1);
     assert!(st.count("RetrieveEnvironmentInfo") >= 2, "polled until both instances answered");
+}
+
+/// The warm aws CLI the other tests fork ([`AwsCli`]) answers as the plain entry point does:
+/// the same exit code, stdout and stderr for a call, a usage error, a region taken from the
+/// environment (the server's own has one), a file named relative to the working directory,
+/// input from stdin, and an argument that is not UTF-8.
+#[test]
+fn the_warm_aws_cli_answers_as_the_plain_entry_point() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let eb = Eb::new();
+    let plain = crate::support::venv().join("bin/aws");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("input.json"), r#"{"EnvironmentNames": ["urlshort-staging"]}"#).expect("input");
+    let run = |exe: &str, args: &[OsString], unset: Option<&str>, stdin: &str| {
+        let mut c = std::process::Command::new(exe);
+        c.args(["--output", "json"]).args(args).current_dir(dir.path());
+        c.envs(eb.sim.aws_env());
+        if let Some(k) = unset {
+            c.env_remove(k);
+        }
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("aws");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("wait");
+        // The simulator dates each answer when it is sent.
+        let stdout: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.contains("\"DateUpdated\""))
+            .map(String::from)
+            .collect();
+        (out.status.code(), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let bucket = format!("elasticbeanstalk-{}-{}", crate::eb_sim::REGION, crate::eb_sim::ACCOUNT);
+    let os = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+    let mut not_utf8 = os(&["elasticbeanstalk", "describe-environments", "--environment-names"]);
+    not_utf8.push(OsString::from_vec(b"urlshort-\xff".to_vec()));
+    /// A command run by both CLIs: its arguments, a variable taken out, its stdin, its exit code.
+    struct Case<'a>(&'a str, Vec<OsString>, Option<&'a str>, &'a str, i32);
+    let describe = ["elasticbeanstalk", "describe-environments"];
+    let cases = [
+        Case("a call", os(&describe), None, "", 0),
+        Case("a usage error", os(&[&describe[..], &["--no-such-flag"]].concat()), None, "", 255),
+        Case("no region", os(&describe), Some("AWS_DEFAULT_REGION"), "", 255),
+        Case("a relative file", os(&[&describe[..], &["--cli-input-json", "file://input.json"]].concat()), None, "", 0),
+        Case("stdin", os(&["s3", "cp", "-", &format!("s3://{bucket}/from-stdin")]), None, "what stdin held", 0),
+        Case("not UTF-8", not_utf8, None, "", 255),
+    ];
+    for Case(what, args, unset, stdin, code) in cases {
+        let mut answers = Vec::new();
+        for exe in [plain.display().to_string(), eb.aws.clone()] {
+            answers.push(run(&exe, &args, unset, stdin));
+            let uploaded = eb.sim.state().objects.remove(&format!("{bucket}/from-stdin"));
+            assert_eq!(uploaded.is_some(), what == "stdin", "{what}: {exe}");
+            assert!(uploaded.is_none_or(|o| o == stdin.as_bytes()), "{what}: {exe} uploaded what stdin held");
+        }
+        assert_eq!(answers[0].0, Some(code), "{what}: the plain CLI: {:?}", answers[0]);
+        assert_eq!(answers[1], answers[0], "{what}: the warm CLI (left) and the plain one (right)");
+    }
+    // A client killed mid-command (a timeout, an interrupt) takes its command with it: `s3 cp -`
+    // waits on stdin, which is never closed.
+    let cli = eb.cli.as_ref().expect("warm");
+    let until = |n: usize, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while cli.processes() != n {
+            assert!(std::time::Instant::now() < deadline, "{what}: {} processes, not {n}", cli.processes());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let mut client = std::process::Command::new(&eb.aws)
+        .args(["s3", "cp", "-", &format!("s3://{bucket}/never")])
+        .envs(eb.sim.aws_env())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("aws");
+    until(3, "the server, its process for the client and the command");
+    // Held open until the command is gone: an EOF would end the upload by itself.
+    let stdin = client.stdin.take();
+    client.kill().expect("kill");
+    client.wait().expect("wait");
+    until(1, "the server alone once the client is killed");
+    drop(stdin);
+    let st = eb.sim.state();
+    // Two calls each for the call and the relative file, and the uploads; the others end in the CLI.
+    assert_eq!(st.count("DescribeEnvironments"), 4, "{:?}", st.calls);
+    assert_eq!(st.calls.len(), 6, "{:?}", st.calls);
 }
 
 #[test]

@@ -804,6 +804,10 @@ fn handle(st: &mut State, req: &Req, base: &str) -> Resp {
                     );
                 }
                 env.split = Some(Split { label, percent, minutes, polls: split_polls, outcome, aborted: false });
+                // The split's reports begin with it: the first one covers the split's first
+                // seconds, not every minute since the environment was made.
+                env.metrics_at = safedeploy::clock::now_ms();
+                env.answered.clear();
             } else {
                 let policy = match option("aws:elasticbeanstalk:command", "DeploymentPolicy").as_deref() {
                     Some("Rolling") => Policy::Rolling(

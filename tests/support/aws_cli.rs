@@ -1,0 +1,81 @@
+//! The Elastic Beanstalk tests' `aws`: the real aws CLI from the test venv, imported once by a
+//! fork server (`aws_forkserver.py`) and forked for each command the platform runs. The
+//! command is the CLI's own: its parsing, its requests, its errors and its JSON. A plain run of
+//! the CLI spends most of its second importing botocore; forked from the warm server it takes
+//! about a quarter of that, and the EB tests run it hundreds of times. One test keeps the
+//! plain entry point (`bin/aws`), so the CLI as a user installs it is run too.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+pub struct AwsCli {
+    /// The executable to name as `aws` in a config.
+    pub path: PathBuf,
+    server: Child,
+    /// Closed when this is dropped, or when the test's process ends however it ends: the
+    /// server ends on it.
+    lifeline: Option<ChildStdin>,
+    dir: tempfile::TempDir,
+}
+
+impl AwsCli {
+    /// Starts the server with this environment (what a warm-up may read), and returns once it
+    /// listens.
+    pub fn start(env: &[(String, String)]) -> AwsCli {
+        let python = crate::support::venv().join("bin/python");
+        let support = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(support.join("aws_client.py"), dir.path().join("aws_client.py")).expect("client");
+        let path = dir.path().join("aws");
+        let script = format!(
+            "#!/bin/sh\nexec {} -I {} \"$@\"\n",
+            sh_quote(&python.display().to_string()),
+            sh_quote(&dir.path().join("aws_client.py").display().to_string())
+        );
+        std::fs::write(&path, script).expect("aws");
+        let mut perms = std::fs::metadata(&path).expect("aws").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).expect("chmod aws");
+        let mut server = Command::new(&python)
+            .arg("-I")
+            .arg(support.join("aws_forkserver.py"))
+            .arg(dir.path().join("aws.sock"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the aws fork server");
+        let lifeline = server.stdin.take();
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "ready", "the aws fork server did not start (its error is above)");
+        AwsCli { path, server, lifeline, dir }
+    }
+}
+
+impl AwsCli {
+    /// How many processes the server is now: itself, one per client it serves and one per
+    /// command running (each a fork, so each has the server's command line with its socket).
+    pub fn processes(&self) -> usize {
+        let socket = self.dir.path().join("aws.sock").display().to_string();
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|cmdline| String::from_utf8_lossy(cmdline).split('\0').any(|arg| arg == socket))
+            .count()
+    }
+}
+
+impl Drop for AwsCli {
+    fn drop(&mut self) {
+        drop(self.lifeline.take());
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
