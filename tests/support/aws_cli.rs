@@ -26,12 +26,14 @@ impl AwsCli {
         let python = crate::support::venv().join("bin/python");
         let support = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support");
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::copy(support.join("aws_client.py"), dir.path().join("aws_client.py")).expect("client");
+        let socket = dir.path().join("aws.sock");
+        let quote = |p: &std::path::Path| shlex::try_quote(&p.display().to_string()).expect("no NUL").into_owned();
         let path = dir.path().join("aws");
         let script = format!(
-            "#!/bin/sh\nexec {} -I {} \"$@\"\n",
-            sh_quote(&python.display().to_string()),
-            sh_quote(&dir.path().join("aws_client.py").display().to_string())
+            "#!/bin/sh\nexec {} -I {} {} \"$@\"\n",
+            quote(&python),
+            quote(&support.join("aws_client.py")),
+            quote(&socket)
         );
         std::fs::write(&path, script).expect("aws");
         let mut perms = std::fs::metadata(&path).expect("aws").permissions();
@@ -40,7 +42,7 @@ impl AwsCli {
         let mut server = Command::new(&python)
             .arg("-I")
             .arg(support.join("aws_forkserver.py"))
-            .arg(dir.path().join("aws.sock"))
+            .arg(&socket)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -57,13 +59,17 @@ impl AwsCli {
 
 impl AwsCli {
     /// How many processes the server is now: itself, one per client it serves and one per
-    /// command running (each a fork, so each has the server's command line with its socket).
+    /// command running (each a fork, so each has the server's command line; a client names the socket too, but
+    /// not the server's script).
     pub fn processes(&self) -> usize {
         let socket = self.dir.path().join("aws.sock").display().to_string();
         std::fs::read_dir("/proc")
             .expect("/proc")
             .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-            .filter(|cmdline| String::from_utf8_lossy(cmdline).split('\0').any(|arg| arg == socket))
+            .filter(|cmdline| {
+                let args: Vec<_> = String::from_utf8_lossy(cmdline).split('\0').map(String::from).collect();
+                args.iter().any(|a| a.ends_with("aws_forkserver.py")) && args.contains(&socket)
+            })
             .count()
     }
 }
@@ -74,8 +80,4 @@ impl Drop for AwsCli {
         let _ = self.server.kill();
         let _ = self.server.wait();
     }
-}
-
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }

@@ -1,6 +1,9 @@
 """The tests' `aws`: hands its stdin, stdout, stderr, arguments, environment and working
-directory to the fork server (`aws_forkserver.py`) listening on `aws.sock` beside this file,
-and ends as the CLI's command ended: its exit code, or its signal."""
+directory to the fork server (`aws_forkserver.py`) listening on SOCKET, and ends as the CLI's
+command ended: its exit code, or its signal.
+
+    python aws_client.py SOCKET ARGS...
+"""
 
 import array
 import json
@@ -12,10 +15,10 @@ import sys
 
 
 def main():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aws.sock")
+    path, args = sys.argv[1], sys.argv[2:]
     # Arguments and variables that are not UTF-8 are Python's surrogate escapes, which JSON's
     # ASCII form carries as \udcXX and the server turns back into the same bytes.
-    request = json.dumps({"args": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd()}).encode("ascii")
+    request = json.dumps({"args": args, "env": dict(os.environ), "cwd": os.getcwd()}).encode("ascii")
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
