@@ -16,7 +16,11 @@ pub struct AwsCli {
     /// Closed when this is dropped, or when the test's process ends however it ends: the
     /// server ends on it.
     lifeline: Option<ChildStdin>,
-    dir: tempfile::TempDir,
+    /// The end of the server's command line (its script and socket), which its forks share and
+    /// a client's (which names the socket after its own script) does not.
+    cmdline_tail: Vec<u8>,
+    /// Holds the wrapper and the socket.
+    _dir: tempfile::TempDir,
 }
 
 impl AwsCli {
@@ -39,9 +43,10 @@ impl AwsCli {
         let mut perms = std::fs::metadata(&path).expect("aws").permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&path, perms).expect("chmod aws");
+        let forkserver = support.join("aws_forkserver.py");
         let mut server = Command::new(&python)
             .arg("-I")
-            .arg(support.join("aws_forkserver.py"))
+            .arg(&forkserver)
             .arg(&socket)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
@@ -53,23 +58,17 @@ impl AwsCli {
         let mut line = String::new();
         std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
         assert_eq!(line.trim(), "ready", "the aws fork server did not start (its error is above)");
-        AwsCli { path, server, lifeline, dir }
+        let cmdline_tail = format!("\0{}\0{}\0", forkserver.display(), socket.display()).into_bytes();
+        AwsCli { path, server, lifeline, cmdline_tail, _dir: dir }
     }
-}
 
-impl AwsCli {
     /// How many processes the server is now: itself, one per client it serves and one per
-    /// command running (each a fork, so each has the server's command line; a client names the socket too, but
-    /// not the server's script).
+    /// command running (each a fork, so each has the server's command line).
     pub fn processes(&self) -> usize {
-        let socket = self.dir.path().join("aws.sock").display().to_string();
         std::fs::read_dir("/proc")
             .expect("/proc")
             .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-            .filter(|cmdline| {
-                let args: Vec<_> = String::from_utf8_lossy(cmdline).split('\0').map(String::from).collect();
-                args.iter().any(|a| a.ends_with("aws_forkserver.py")) && args.contains(&socket)
-            })
+            .filter(|cmdline| cmdline.ends_with(&self.cmdline_tail))
             .count()
     }
 }
