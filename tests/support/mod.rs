@@ -130,6 +130,12 @@ impl Project {
             .replace(r#"["python3", "-m", "pytest""#, &format!(r#"[{:?}, "-m", "pytest", "-p", "no:cacheprovider""#, bin.join("python").display().to_string()));
         assert!(config.contains(r#"command = "true""#), "the example's build command changed; update tests/support");
         std::fs::write(app.join("safedeploy.toml"), config).expect("write config");
+        // gunicorn imports the app once and forks its workers, instead of each worker importing
+        // Flask: most of the suite's CPU is the app starting (see docs/design-notes.md).
+        let procfile = std::fs::read_to_string(app.join("Procfile")).expect("example Procfile");
+        let preloaded = procfile.replace(" --workers 2 ", " --workers 2 --preload ");
+        assert_ne!(preloaded, procfile, "the example's Procfile changed; update tests/support");
+        std::fs::write(app.join("Procfile"), preloaded).expect("write Procfile");
         Self::committed(tmp, app, state_name, ports, "URL shortener v1")
     }
 
