@@ -520,3 +520,86 @@ fn bad_harness_options_are_exit_2_naming_the_option() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.Jenkinsfile: no such Jenkinsfile"));
 }
+
+/// `scripts/groovy` compiles a script once per content into `.tools/groovy-classes/<key>` (the
+/// key of the content compiled), runs the compiled class after that without compiling again,
+/// names the script (not its copy) in a compile error and stores nothing for it, and removes the
+/// entries no run has used for 30 days when it compiles.
+#[test]
+fn scripts_groovy_compiles_once_per_content_and_prunes_unused_entries() {
+    use sha2::{Digest, Sha256};
+    let real = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let install = Command::new(real.join("scripts/groovy")).arg("--install").output().expect("scripts/groovy");
+    assert!(install.status.success(), "{}", String::from_utf8_lossy(&install.stderr));
+    // A checkout of its own: the script and the installed Groovy, an empty cache.
+    let root = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(root.path().join("scripts")).expect("scripts");
+    std::fs::create_dir_all(root.path().join(".tools")).expect("tools");
+    let script_text = std::fs::read_to_string(real.join("scripts/groovy")).expect("script");
+    std::fs::write(root.path().join("scripts/groovy"), &script_text).expect("copy");
+    Command::new("chmod").arg("+x").arg(root.path().join("scripts/groovy")).status().expect("chmod");
+    std::os::unix::fs::symlink(real.join(".tools/groovy-lint"), root.path().join(".tools/groovy-lint")).expect("link");
+    let version = script_text.lines().find_map(|l| l.strip_prefix("version=")).expect("version= line");
+    let cache = root.path().join(".tools/groovy-classes");
+    let entries = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&cache)
+            .map(|d| d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let key = |content: &str| {
+        let digest = Sha256::digest(format!("{version} Hello\n{content}"));
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..32].to_string()
+    };
+    let groovy = |file: &Path, args: &[&str]| {
+        let out = Command::new(root.path().join("scripts/groovy")).arg(file).args(args).output().expect("groovy");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let hello = root.path().join("Hello.groovy");
+    let first = "println 'hello ' + args.join(',')\n";
+    std::fs::write(&hello, first).expect("hello");
+
+    let (code, out, err) = groovy(&hello, &["a", "b"]);
+    assert_eq!((code, out.as_str()), (Some(0), "hello a,b\n"), "{err}");
+    assert_eq!(entries(), vec![key(first)], "one entry, named by the content compiled");
+    let class = cache.join(key(first)).join("Hello.class");
+    let compiled = std::fs::metadata(&class).expect("Hello.class").modified().expect("mtime");
+
+    // Run again: the class is run as it is, and its entry is marked as used.
+    let status = Command::new("touch").args(["-d", "40 days ago"]).arg(cache.join(key(first))).status();
+    assert!(status.expect("touch").success());
+    let (code, out, _) = groovy(&hello, &["c"]);
+    assert_eq!((code, out.as_str()), (Some(0), "hello c\n"));
+    assert_eq!(std::fs::metadata(&class).expect("class").modified().expect("mtime"), compiled, "not compiled again");
+    let used = std::fs::metadata(cache.join(key(first))).expect("entry").modified().expect("mtime");
+    assert!(used.elapsed().expect("clock") < std::time::Duration::from_secs(24 * 3600), "the run marks its entry used");
+
+    // A compile removes what no run used for 30 days, and only that.
+    for (dir, age) in [("unused", "40 days ago"), ("recent", "29 days ago")] {
+        std::fs::create_dir_all(cache.join(dir)).expect("dir");
+        assert!(Command::new("touch").args(["-d", age]).arg(cache.join(dir)).status().expect("touch").success());
+    }
+    let second = "println 'bye'\n";
+    std::fs::write(&hello, second).expect("hello");
+    let (code, out, err) = groovy(&hello, &[]);
+    assert_eq!((code, out.as_str()), (Some(0), "bye\n"), "{err}");
+    let mut want = vec![key(first), key(second), "recent".to_string()];
+    want.sort();
+    assert_eq!(entries(), want);
+
+    // A script that does not compile: exit 1, Groovy's error naming the script, nothing stored.
+    let bad = root.path().join("Bad.groovy");
+    std::fs::write(&bad, "def x =\nprintln(\n").expect("bad");
+    let (code, out, err) = groovy(&bad, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains(&format!("{}: 2:", bad.display())), "the error names the script: {err}");
+    assert!(!err.contains(".compiling."), "the copy's path is not shown: {err}");
+    assert!(err.ends_with(&format!("scripts/groovy: {} does not compile (above)\n", bad.display())), "{err}");
+    assert_eq!(entries(), want, "nothing stored, no compile directory left");
+}
