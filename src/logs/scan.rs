@@ -402,6 +402,9 @@ impl Split {
 }
 /// How far past a planned cut a quiet stretch is looked for.
 const CUT_SEARCH: u64 = 4 << 20;
+/// The first stretch read there: a quiet stretch is usually within a few hundred lines, and
+/// every byte read and searched before the parts start is time no thread searches in.
+const CUT_FIRST: usize = 64 << 10;
 
 /// Searches one source and folds its occurrences into the store; returns the bytes read.
 ///
@@ -473,14 +476,13 @@ fn parts(sel: &Selection<'_>, path: &Path, split: Split) -> Result<Vec<(u64, u64
     }
     let Ok(file) = std::fs::File::open(path) else { return Ok(vec![]) };
     let mut cuts = vec![0];
-    let mut window = vec![0u8; CUT_SEARCH as usize];
+    let mut window = vec![];
     for k in 1..cores {
         let planned = len * k / cores;
         if planned <= cuts.last().copied().unwrap_or(0) {
             continue;
         }
-        let n = read_full_at(&file, &mut window, planned)?;
-        if let Some(cut) = quiet_cut(sel, &window[..n])? {
+        if let Some(cut) = cut_after(sel, &file, planned, &mut window)? {
             cuts.push(planned + cut);
         }
     }
@@ -503,6 +505,25 @@ fn plain_len(path: &Path) -> Option<u64> {
     let mut magic = [0u8; 2];
     let gzip = file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b];
     (!gzip).then_some(len)
+}
+
+/// A quiet cut in the [`CUT_SEARCH`] bytes from `at`, looked for in a stretch that doubles from
+/// [`CUT_FIRST`] until one is found. The answer is the one the whole stretch gives: the lines
+/// past a shorter stretch count as candidates, so a cut found in it is one the longer stretch
+/// has too, and the first.
+fn cut_after(sel: &Selection<'_>, file: &std::fs::File, at: u64, window: &mut Vec<u8>) -> Result<Option<u64>> {
+    let mut size = CUT_FIRST.min(CUT_SEARCH as usize);
+    loop {
+        window.resize(size, 0);
+        let n = read_full_at(file, window, at)?;
+        if let Some(cut) = quiet_cut(sel, &window[..n])? {
+            return Ok(Some(cut));
+        }
+        if n < size || size as u64 >= CUT_SEARCH {
+            return Ok(None);
+        }
+        size = (size * 2).min(CUT_SEARCH as usize);
+    }
 }
 
 fn read_full_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> Result<usize> {
@@ -887,6 +908,42 @@ mod tests {
             assert_eq!(crate::error::kind_of(&err), crate::error::Kind::CouldNotAct);
             assert!(format!("{err:#}").contains("shrank from at least"), "{err:#}");
         });
+    }
+
+    /// The cut looked for in a growing stretch is the one the whole stretch gives: quiet
+    /// stretches that start before, across and after each size the stretch takes, a file that
+    /// ends first, and none within reach.
+    #[test]
+    fn a_cut_found_in_a_growing_stretch_is_the_cut_of_the_whole_stretch() {
+        let matcher = matcher("ERROR");
+        let re = Regex::new("ERROR").expect("regex");
+        let sel = Selection {
+            candidates: &matcher,
+            select: &re,
+            context: 3,
+            since: None,
+            until: None,
+            interrupted: Default::default(),
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("web.log");
+        let dense_line = "2026-11-01 00:00:00 ERROR x\n";
+        let mut found = 0;
+        for dense_kib in [0usize, 1, 40, 63, 64, 65, 100, 127, 128, 129, 600, 3000, 4095, 5000] {
+            for quiet in [10usize, 60, 200] {
+                let dense = dense_line.repeat(dense_kib * 1024 / dense_line.len());
+                let text = format!("head\n{dense}{}{dense}", "quiet line\n".repeat(quiet));
+                std::fs::write(&path, &text).expect("write");
+                let file = std::fs::File::open(&path).expect("open");
+                let mut whole = vec![0u8; CUT_SEARCH as usize];
+                let n = read_full_at(&file, &mut whole, 3).expect("read");
+                let want = quiet_cut(&sel, &whole[..n]).expect("cut");
+                let got = cut_after(&sel, &file, 3, &mut vec![]).expect("cut");
+                assert_eq!(got, want, "{dense_kib} KiB of errors, then {quiet} quiet lines");
+                found += usize::from(got.is_some());
+            }
+        }
+        assert!(found >= 10, "{found} cuts found: the sweep must hold cuts to compare");
     }
 
     #[test]
