@@ -129,10 +129,12 @@ impl Mapped<'_> {
         };
         let hay = map.slice(map.base, search_end);
         let mut at = map.at(self.pos);
-        while let Some(m) = scanner.sel.candidates.find_at(hay, at).map_err(|e| anyhow::anyhow!("{e}"))? {
-            let ls = map.base + memchr::memrchr(b'\n', &hay[..m.start()]).map_or(0, |i| i + 1) as u64;
+        // Where a match ends is enough to know its line (no match spans lines): the search
+        // runs forward only, never back to where the match starts.
+        while let Some(end) = scanner.sel.candidates.shortest_match_at(hay, at).map_err(|e| anyhow::anyhow!("{e}"))? {
+            let ls = map.base + memchr::memrchr(b'\n', &hay[..end]).map_or(0, |i| i + 1) as u64;
             let ls = ls.max(self.pos);
-            let le = map.line_end(map.base + m.end() as u64, search_end);
+            let le = map.line_end(map.base + end as u64, search_end);
             at = map.at(le);
             let line = map.slice(ls, le);
             // A cut line is a candidate by what is left of it, as the search saw it.
