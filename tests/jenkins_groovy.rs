@@ -535,9 +535,8 @@ fn scripts_groovy_compiles_once_per_content_and_prunes_unused_entries() {
     let root = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(root.path().join("scripts")).expect("scripts");
     std::fs::create_dir_all(root.path().join(".tools")).expect("tools");
+    std::fs::copy(real.join("scripts/groovy"), root.path().join("scripts/groovy")).expect("copy, mode kept");
     let script_text = std::fs::read_to_string(real.join("scripts/groovy")).expect("script");
-    std::fs::write(root.path().join("scripts/groovy"), &script_text).expect("copy");
-    Command::new("chmod").arg("+x").arg(root.path().join("scripts/groovy")).status().expect("chmod");
     std::os::unix::fs::symlink(real.join(".tools/groovy-lint"), root.path().join(".tools/groovy-lint")).expect("link");
     let version = script_text.lines().find_map(|l| l.strip_prefix("version=")).expect("version= line");
     let cache = root.path().join(".tools/groovy-classes");
@@ -560,6 +559,11 @@ fn scripts_groovy_compiles_once_per_content_and_prunes_unused_entries() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // A directory last used `days` ago.
+    let age = |dir: &Path, days: u64| {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 24 * 3600);
+        std::fs::File::open(dir).expect("dir").set_modified(then).expect("mtime");
+    };
     let hello = root.path().join("Hello.groovy");
     let first = "println 'hello ' + args.join(',')\n";
     std::fs::write(&hello, first).expect("hello");
@@ -571,8 +575,7 @@ fn scripts_groovy_compiles_once_per_content_and_prunes_unused_entries() {
     let compiled = std::fs::metadata(&class).expect("Hello.class").modified().expect("mtime");
 
     // Run again: the class is run as it is, and its entry is marked as used.
-    let status = Command::new("touch").args(["-d", "40 days ago"]).arg(cache.join(key(first))).status();
-    assert!(status.expect("touch").success());
+    age(&cache.join(key(first)), 40);
     let (code, out, _) = groovy(&hello, &["c"]);
     assert_eq!((code, out.as_str()), (Some(0), "hello c\n"));
     assert_eq!(std::fs::metadata(&class).expect("class").modified().expect("mtime"), compiled, "not compiled again");
@@ -580,9 +583,9 @@ fn scripts_groovy_compiles_once_per_content_and_prunes_unused_entries() {
     assert!(used.elapsed().expect("clock") < std::time::Duration::from_secs(24 * 3600), "the run marks its entry used");
 
     // A compile removes what no run used for 30 days, and only that.
-    for (dir, age) in [("unused", "40 days ago"), ("recent", "29 days ago")] {
+    for (dir, days) in [("unused", 40), ("recent", 29)] {
         std::fs::create_dir_all(cache.join(dir)).expect("dir");
-        assert!(Command::new("touch").args(["-d", age]).arg(cache.join(dir)).status().expect("touch").success());
+        age(&cache.join(dir), days);
     }
     let second = "println 'bye'\n";
     std::fs::write(&hello, second).expect("hello");

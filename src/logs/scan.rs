@@ -512,7 +512,7 @@ fn plain_len(path: &Path) -> Option<u64> {
 /// past a shorter stretch count as candidates, so a cut found in it is one the longer stretch
 /// has too, and the first.
 fn cut_after(sel: &Selection<'_>, file: &std::fs::File, at: u64, window: &mut Vec<u8>) -> Result<Option<u64>> {
-    let mut size = CUT_FIRST.min(CUT_SEARCH as usize);
+    let mut size = CUT_FIRST;
     loop {
         window.resize(size, 0);
         let n = read_full_at(file, window, at)?;
@@ -682,6 +682,20 @@ mod tests {
         };
         let redactor = crate::redact::Redactor::default();
         f(&sel, Store::new(&[], &redactor))
+    }
+
+    /// Runs `f` with a selection of the lines holding `ERROR`, `context` records either side.
+    fn with_errors<T>(context: usize, f: impl FnOnce(&Selection<'_>) -> T) -> T {
+        let matcher = matcher("ERROR");
+        let select = Regex::new("ERROR").expect("regex");
+        f(&Selection {
+            candidates: &matcher,
+            select: &select,
+            context,
+            since: None,
+            until: None,
+            interrupted: Default::default(),
+        })
     }
 
     fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
@@ -915,59 +929,43 @@ mod tests {
     /// ends first, and none within reach.
     #[test]
     fn a_cut_found_in_a_growing_stretch_is_the_cut_of_the_whole_stretch() {
-        let matcher = matcher("ERROR");
-        let re = Regex::new("ERROR").expect("regex");
-        let sel = Selection {
-            candidates: &matcher,
-            select: &re,
-            context: 3,
-            since: None,
-            until: None,
-            interrupted: Default::default(),
-        };
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("web.log");
-        let dense_line = "2026-11-01 00:00:00 ERROR x\n";
-        let mut found = 0;
-        for dense_kib in [0usize, 1, 40, 63, 64, 65, 100, 127, 128, 129, 600, 3000, 4095, 5000] {
-            for quiet in [10usize, 60, 200] {
-                let dense = dense_line.repeat(dense_kib * 1024 / dense_line.len());
-                let text = format!("head\n{dense}{}{dense}", "quiet line\n".repeat(quiet));
-                std::fs::write(&path, &text).expect("write");
-                let file = std::fs::File::open(&path).expect("open");
-                let mut whole = vec![0u8; CUT_SEARCH as usize];
-                let n = read_full_at(&file, &mut whole, 3).expect("read");
-                let want = quiet_cut(&sel, &whole[..n]).expect("cut");
-                let got = cut_after(&sel, &file, 3, &mut vec![]).expect("cut");
-                assert_eq!(got, want, "{dense_kib} KiB of errors, then {quiet} quiet lines");
-                found += usize::from(got.is_some());
+        with_errors(3, |sel| {
+            let dir = tempfile::tempdir().expect("tmp");
+            let path = dir.path().join("web.log");
+            let dense_line = "2026-11-01 00:00:00 ERROR x\n";
+            let mut found = 0;
+            for dense_kib in [0usize, 1, 40, 63, 64, 65, 100, 127, 128, 129, 600, 3000, 4095, 5000] {
+                for quiet in [10usize, 60, 200] {
+                    let dense = dense_line.repeat(dense_kib * 1024 / dense_line.len());
+                    let text = format!("head\n{dense}{}{dense}", "quiet line\n".repeat(quiet));
+                    std::fs::write(&path, &text).expect("write");
+                    let file = std::fs::File::open(&path).expect("open");
+                    let mut whole = vec![0u8; CUT_SEARCH as usize];
+                    let n = read_full_at(&file, &mut whole, 3).expect("read");
+                    let want = quiet_cut(sel, &whole[..n]).expect("cut");
+                    let got = cut_after(sel, &file, 3, &mut vec![]).expect("cut");
+                    assert_eq!(got, want, "{dense_kib} KiB of errors, then {quiet} quiet lines");
+                    found += usize::from(got.is_some());
+                }
             }
-        }
-        assert!(found >= 10, "{found} cuts found: the sweep must hold cuts to compare");
+            assert!(found >= 10, "{found} cuts found: the sweep must hold cuts to compare");
+        });
     }
 
     #[test]
     fn cuts_fall_only_in_quiet_stretches() {
-        let matcher = matcher("ERROR");
-        let re = Regex::new("ERROR").expect("regex");
-        let sel = Selection {
-            candidates: &matcher,
-            select: &re,
-            context: 0,
-            since: None,
-            until: None,
-            interrupted: Default::default(),
-        };
-        let dense = "x ERROR\n".repeat(10_000);
-        assert_eq!(quiet_cut(&sel, dense.as_bytes()).expect("cut"), None);
-        // One quiet stretch: the cut is just past the earlier error's after-context.
-        let (_, after) = sel.search_context();
-        let text = format!("partial\nERROR a\n{}ERROR b\n", "quiet\n".repeat(100));
-        let cut = quiet_cut(&sel, text.as_bytes()).expect("cut").expect("a cut") as usize;
-        assert_eq!(cut, "partial\nERROR a\n".len() + "quiet\n".len() * after);
-        // The line the window starts in is unknown, so it counts as an error.
-        let text = format!("ERROR partial\n{}", "quiet\n".repeat(100));
-        let cut = quiet_cut(&sel, text.as_bytes()).expect("cut").expect("a cut") as usize;
-        assert_eq!(cut, "ERROR partial\n".len() + "quiet\n".len() * after);
+        with_errors(0, |sel| {
+            let dense = "x ERROR\n".repeat(10_000);
+            assert_eq!(quiet_cut(sel, dense.as_bytes()).expect("cut"), None);
+            // One quiet stretch: the cut is just past the earlier error's after-context.
+            let (_, after) = sel.search_context();
+            let text = format!("partial\nERROR a\n{}ERROR b\n", "quiet\n".repeat(100));
+            let cut = quiet_cut(sel, text.as_bytes()).expect("cut").expect("a cut") as usize;
+            assert_eq!(cut, "partial\nERROR a\n".len() + "quiet\n".len() * after);
+            // The line the window starts in is unknown, so it counts as an error.
+            let text = format!("ERROR partial\n{}", "quiet\n".repeat(100));
+            let cut = quiet_cut(sel, text.as_bytes()).expect("cut").expect("a cut") as usize;
+            assert_eq!(cut, "ERROR partial\n".len() + "quiet\n".len() * after);
+        });
     }
 }
