@@ -208,6 +208,48 @@ fn sweep_texts(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mut Ve
     }
 }
 
+/// Patterns that match any text, for every regex field of `base` (and `logs.pattern`): a check
+/// that can never fail, or a log pattern that makes every line an error. A pattern that
+/// matches only the empty text still tells an empty body apart, and is accepted.
+fn sweep_patterns(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mut Vec<String>) {
+    let mut all = vec![];
+    leaves(base, &mut vec![], &mut all);
+    let mut fields: Vec<Vec<Seg>> = all
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            let parent = path.len().checked_sub(2).and_then(|i| match &path[i] {
+                Seg::Key(k) => Some(k.as_str()),
+                Seg::Idx(_) => None,
+            });
+            matches!(last_key(path), "body_matches" | "regex") || parent == Some("header_matches")
+        })
+        .collect();
+    fields.push(keys("logs.pattern"));
+    for path in &fields {
+        let (field, key) = (dotted(path), last_key(path));
+        let with = |v: &str| {
+            let mut d = base.clone();
+            set(&mut d, path, Value::String(v.into()));
+            d
+        };
+        let mut cases = 0;
+        for any in ["", ".*", "x*", "^", "$", "(?:)", "|ERROR", "a?", "(?m)^", "(?s).*"] {
+            cases += 1;
+            if let Err(e) = refused(p, &with(any), key, "matches any text") {
+                wrong.push(format!("{field} = {any:?}: {e}"));
+            }
+        }
+        for fine in ["^$", "ERROR"] {
+            cases += 1;
+            if let Err(e) = accepted(p, &with(fine)) {
+                wrong.push(format!("{field} = {fine:?}: {e}"));
+            }
+        }
+        rows.push(format!("| `{field}` | regex | {cases} |"));
+    }
+}
+
 #[test]
 fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
     let p = Project::new();
@@ -217,6 +259,7 @@ fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
     assert!(accepted(&p, &local).is_ok(), "the effective configuration is itself a valid one");
     sweep_durations(&p, &local, &mut rows, &mut wrong);
     sweep_texts(&p, &local, &mut rows, &mut wrong);
+    sweep_patterns(&p, &local, &mut rows, &mut wrong);
 
     // The Elastic Beanstalk platform's own fields.
     let eb_text = crate::support::repo_file("examples/url-shortener/safedeploy.elasticbeanstalk.toml");

@@ -208,6 +208,65 @@ header_matches = { content-type = "^text/html" }
     );
 }
 
+/// A version that answers with an empty value where a chain captures one: the checks after it
+/// would send `/` for `/{{code}}` or look for an empty text every body holds, and pass. The
+/// capture fails instead; an empty `body_contains` is refused before any request.
+#[test]
+fn an_empty_capture_or_an_empty_text_to_look_for_fails_the_check() {
+    let server = Server::start(|r, _| match (r.method.as_str(), r.path.as_str()) {
+        (_, "/version") => version("v1"),
+        ("POST", "/links") => Resp::new(201, r#"{"code": ""}"#).header("Content-Type", "application/json"),
+        ("GET", "/session") => Resp::new(200, "ok").header("X-Token", ""),
+        _ => Resp::new(200, "home"),
+    });
+    let spec = r#"
+[[smoke.chains]]
+name = "links"
+[[smoke.chains.checks]]
+name = "create"
+method = "POST"
+path = "/links"
+expect_status = [201]
+capture = { code = { json = "$.code" } }
+[[smoke.chains.checks]]
+name = "follow"
+path = "/{{code}}"
+
+[[smoke.chains]]
+name = "regex"
+[[smoke.chains.checks]]
+name = "session"
+path = "/session"
+capture = { token = { header = "x-token", regex = '^(\w*)$' } }
+"#;
+    let f = Fixture::new(&server.url(), spec);
+    let a = f.smoke().assert().code(1);
+    let (_, err) = output(&a);
+    assert!(err.contains("FAIL links / create:") && err.contains("capture code is empty"), "{err}");
+    assert!(err.contains("skip links / follow: skipped"), "the check after an empty capture must not run: {err}");
+    assert_eq!(server.hits("/"), 0, "/{{{{code}}}} was never sent as /");
+    assert!(err.contains("FAIL regex / session:") && err.contains("capture token is empty"), "{err}");
+
+    // A text to look for that is empty, as written or from a variable set to nothing: a
+    // mistake in the configuration or the environment, refused before any request.
+    let hits = server.hits("/home");
+    for (body_contains, marker) in [("", "x"), ("{{env.MARKER}}", ""), ("{{env.MARKER}}", "unset")] {
+        let f = Fixture::new(
+            &server.url(),
+            &format!("[[smoke.checks]]\nname = \"home\"\npath = \"/home\"\nbody_contains = {body_contains:?}\n"),
+        );
+        let mut c = f.smoke();
+        if marker != "unset" {
+            c.env("MARKER", marker);
+        }
+        let a = c.assert().code(2);
+        let err = output(&a).1;
+        assert_eq!(err.lines().filter(|l| l.contains("error:")).count(), 1, "{body_contains:?}: {err}");
+        assert!(err.contains("body_contains"), "{body_contains:?}: {err}");
+    }
+    assert_eq!(server.hits("/home"), hits, "nothing was requested");
+}
+
 #[test]
 fn slow_servers_redirect_loops_and_odd_bodies_get_a_verdict() {
     let server = Server::start(|r, _| match r.path.as_str() {

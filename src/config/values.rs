@@ -143,15 +143,34 @@ impl<'de> Deserialize<'de> for Argv {
     }
 }
 
-/// A regular expression, compiled once as it is read.
+/// Texts of every kind a pattern could meet: empty, blank, a word, a digit, a control byte, and
+/// one that mixes them over two lines.
+const ANY_TEXT: &[&str] = &["", " ", "\n", "x", "0", "\u{1}", "Ab 0-\n_\u{e9}\t;"];
+
+/// Whether `re` matches even an empty text and every kind of text: a pattern that can match
+/// nothing at the start or the end of any text (`""`, `.*`, `x*`, `^`, `|ERROR`). As a check it
+/// could never fail, and as a log pattern it would select every line. A pattern that matches
+/// only the empty text (`^$`) tells an empty body apart, and stays.
+pub fn matches_any_text(re: &regex::Regex) -> bool {
+    ANY_TEXT.iter().all(|t| re.is_match(t))
+}
+
+/// A regular expression, compiled once as it is read. One that matches any text is refused
+/// ([`matches_any_text`]).
 #[derive(Debug, Clone)]
 pub struct Pattern(pub regex::Regex);
 
 impl Pattern {
     pub fn parse(s: &str) -> Result<Self, String> {
-        regex::Regex::new(s)
-            .map(Pattern)
-            .map_err(|e| format!("invalid regex: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))
+        let re = regex::Regex::new(s).map_err(|e| {
+            format!("invalid regex: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+        })?;
+        if matches_any_text(&re) {
+            return Err(format!(
+                "{s:?} matches any text (even an empty one), so it tells nothing apart; expected a pattern that some text does not match"
+            ));
+        }
+        Ok(Pattern(re))
     }
     pub fn as_str(&self) -> &str {
         self.0.as_str()
@@ -412,6 +431,21 @@ impl std::str::FromStr for Label {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_that_matches_any_text_is_refused() {
+        let any =
+            ["", ".*", "x*", "^", "$", "(?:)", "|ERROR", "ERROR|", "a?", "(?m)^", "(?s).*", "[\\s\\S]*", "\\b|\\B"];
+        for re in any {
+            let e = Pattern::parse(re).expect_err(re);
+            assert!(e.contains("matches any text"), "{re}: {e}");
+        }
+        // Each fails on some text: the empty body, a word, a line of its own.
+        for re in ["^$", "ERROR", "\\bfoo\\b", "\\d+", "<form", "(?i)error", "\\b", "\\S", "^\\s*$"] {
+            assert!(Pattern::parse(re).is_ok(), "{re}");
+        }
+        assert!(Pattern::parse("(").expect_err("(").starts_with("invalid regex"));
+    }
 
     #[test]
     fn durations_are_bounded() {

@@ -180,6 +180,18 @@ fn selecting(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Selecting> {
         None => (base.to_string(), base_candidates.to_string()),
     };
     let select = Regex::new(&pattern).map_err(|e| invalid("--pattern", &e))?;
+    // A pattern from the file was checked as it was read: what matches any text here is the
+    // flags' doing.
+    if crate::config::values::matches_any_text(&select) {
+        let flags = match (req.pattern, req.also_pattern) {
+            (Some(p), Some(a)) => format!("--pattern {p:?} with --also-pattern {a:?}"),
+            (Some(p), None) => format!("--pattern {p:?}"),
+            (None, a) => format!("--also-pattern {:?}", a.unwrap_or_default()),
+        };
+        return Err(usage!(
+            "{flags} matches any text (even an empty one), so every line would be an error; expected a pattern that some lines do not match"
+        ));
+    }
     let matcher = grep_regex::RegexMatcherBuilder::new()
         .line_terminator(Some(b'\n'))
         .build(&format!("(?:{candidates})|{}", scan::TRACEBACK_LINES))

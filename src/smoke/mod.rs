@@ -112,17 +112,17 @@ fn spec_for<'c>(ctx: &'c Ctx, req: &SmokeRequest<'_>) -> Result<(&'c crate::conf
     Ok((env, env_vars(ctx)?))
 }
 
-/// The `{{env.NAME}}` values the chains use, each of which must be set.
+/// The `{{env.NAME}}` values the chains use, each of which must be set and not empty.
 fn env_vars(ctx: &Ctx) -> Result<Vars> {
     let mut vars = Vars::default();
     for (name, check, field) in spec::env_vars(&ctx.config.chains) {
         match ctx.env.get(&name) {
-            Some(v) => {
+            Some(v) if !v.is_empty() => {
                 vars.env.insert(name, v.to_string());
             }
-            None => {
+            _ => {
                 return Err(usage!(
-                    "{}: {check}: {field}: {{{{env.{name}}}}}: {name} is not set (an empty value would be sent)",
+                    "{}: {check}: {field}: {{{{env.{name}}}}}: {name} is not set or empty (an empty value would be sent, or looked for in every body)",
                     ctx.config.path.display()
                 ));
             }

@@ -131,6 +131,10 @@ fn capture(check: &Check, r: &Response, vars: &mut Vars) -> Result<(), String> {
                 caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str().to_string()).unwrap_or_default()
             }
         };
+        // An empty value would leave the checks that use it nothing to send or look for.
+        if value.is_empty() {
+            return Err(format!("capture {name} is empty: the checks after it would use nothing"));
+        }
         vars.captures.insert(name.clone(), value);
     }
     Ok(())

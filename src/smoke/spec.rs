@@ -623,6 +623,13 @@ fn compile_assertions(f: &CheckFile, bad: Bad<'_>) -> Result<Vec<Assertion>> {
     }
     let mut out = vec![Assertion::Status(status)];
     if let Some(t) = &f.body_contains {
+        if t.is_empty() {
+            return Err(bad(
+                "body_contains",
+                "an empty text is in every body, so the check could never fail; expected the text a good answer holds"
+                    .into(),
+            ));
+        }
         out.push(Assertion::BodyContains(template(bad, "body_contains", t)?));
     }
     if let Some(re) = &f.body_matches {

@@ -29,7 +29,7 @@ pub struct Args {
     /// Report file
     #[arg(long, env = "SAFEDEPLOY_OUT", value_name = "FILE", default_value = "error_hunt.txt")]
     out: PathBuf,
-    /// Case-insensitive by default; replaces the default selection
+    /// Replaces the default selection; case-sensitive as written ((?i) for any case)
     #[arg(long, env = "SAFEDEPLOY_PATTERN", value_name = "REGEX")]
     pattern: Option<String>,
     /// Selects more, besides the default (or --pattern): e.g. 'WORKER TIMEOUT|OOM'
