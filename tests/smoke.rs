@@ -210,9 +210,11 @@ header_matches = { content-type = "^text/html" }
 
 /// A version that answers with an empty value where a chain captures one: the checks after it
 /// would send `/` for `/{{code}}` or look for an empty text every body holds, and pass. The
-/// capture fails instead; an empty `body_contains` is refused before any request.
+/// check that uses the empty value fails instead, and a cleanup that uses it is skipped; a
+/// value captured empty that nothing uses fails nothing. An empty `body_contains` is refused
+/// before any request.
 #[test]
-fn an_empty_capture_or_an_empty_text_to_look_for_fails_the_check() {
+fn an_empty_capture_fails_the_check_that_uses_it_and_an_empty_text_is_refused() {
     let server = Server::start(|r, _| match (r.method.as_str(), r.path.as_str()) {
         (_, "/version") => version("v1"),
         ("POST", "/links") => Resp::new(201, r#"{"code": ""}"#).header("Content-Type", "application/json"),
@@ -231,6 +233,10 @@ capture = { code = { json = "$.code" } }
 [[smoke.chains.checks]]
 name = "follow"
 path = "/{{code}}"
+[[smoke.chains.cleanup]]
+name = "delete"
+method = "DELETE"
+path = "/links/{{code}}"
 
 [[smoke.chains]]
 name = "regex"
@@ -238,14 +244,38 @@ name = "regex"
 name = "session"
 path = "/session"
 capture = { token = { header = "x-token", regex = '^(\w*)$' } }
+[[smoke.chains.checks]]
+name = "profile"
+path = "/profile"
+body_contains = "{{token}}"
+
+[[smoke.chains]]
+name = "unused"
+[[smoke.chains.checks]]
+name = "session"
+path = "/session"
+capture = { spare = { header = "x-token" } }
 "#;
     let f = Fixture::new(&server.url(), spec);
-    let a = f.smoke().assert().code(1);
+    // --verbose: a skipped cleanup is a detail.
+    let a = f.smoke().arg("--verbose").assert().code(1);
     let (_, err) = output(&a);
-    assert!(err.contains("FAIL links / create:") && err.contains("capture code is empty"), "{err}");
-    assert!(err.contains("skip links / follow: skipped"), "the check after an empty capture must not run: {err}");
+    assert!(err.contains("ok   links / create: POST"), "{err}");
+    assert!(
+        err.contains(
+            "FAIL links / follow: uses {{code}}, which an earlier answer left empty: nothing to send or look for"
+        ),
+        "{err}"
+    );
     assert_eq!(server.hits("/"), 0, "/{{{{code}}}} was never sent as /");
-    assert!(err.contains("FAIL regex / session:") && err.contains("capture token is empty"), "{err}");
+    assert!(err.contains("cleanup \"delete\" skipped: nothing captured as code"), "{err}");
+    assert_eq!(server.hits("/links/"), 0, "the cleanup was not sent");
+    assert!(err.contains("FAIL regex / profile: uses {{token}}, which an earlier answer left empty"), "{err}");
+    assert_eq!(server.hits("/profile"), 0, "{err}");
+    assert!(
+        err.contains("ok   unused / session: GET"),
+        "a value captured empty that nothing uses fails nothing: {err}"
+    );
 
     // A text to look for that is empty, as written or from a variable set to nothing: a
     // mistake in the configuration or the environment, refused before any request.

@@ -131,10 +131,6 @@ fn capture(check: &Check, r: &Response, vars: &mut Vars) -> Result<(), String> {
                 caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str().to_string()).unwrap_or_default()
             }
         };
-        // An empty value would leave the checks that use it nothing to send or look for.
-        if value.is_empty() {
-            return Err(format!("capture {name} is empty: the checks after it would use nothing"));
-        }
         vars.captures.insert(name.clone(), value);
     }
     Ok(())
@@ -261,19 +257,25 @@ fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) ->
     out
 }
 
+/// The first capture `check` uses that `lacks` says is wanting. An empty one always is: with
+/// it, a request would go to `/` for `/{{code}}`, and a check would look for an empty text that
+/// every body holds.
+fn lacking(check: &Check, vars: &Vars, lacks: impl Fn(Option<&String>) -> bool) -> Option<String> {
+    check.templates().into_iter().find_map(|(_, t)| {
+        t.vars().find_map(|v| match v {
+            super::template::Var::Capture(c) if lacks(vars.captures.get(c)) => Some(c.clone()),
+            _ => None,
+        })
+    })
+}
+
 /// The chain's cleanup, after its checks, passed or failed: a request that needs a capture the
-/// round did not get is skipped (what it would delete was not made); a failure is said, and
-/// is no verdict on the version.
+/// round did not get (or got empty) is skipped (what it would delete was not made); a failure
+/// is said, and is no verdict on the version.
 fn cleanup(ctx: &Ctx, base: &str, chain: &Chain, vars: &mut Vars, jar: &std::sync::Arc<crate::http::Cookies>) {
     let timeout = ctx.config.smoke.timeout.0;
     for check in &chain.cleanup {
-        let missing = check.templates().into_iter().find_map(|(_, t)| {
-            t.vars().find_map(|v| match v {
-                super::template::Var::Capture(c) if !vars.captures.contains_key(c) => Some(c.clone()),
-                _ => None,
-            })
-        });
-        if let Some(c) = missing {
+        if let Some(c) = lacking(check, vars, |v| v.is_none_or(String::is_empty)) {
             ctx.ui.detail(format!("{}: cleanup {:?} skipped: nothing captured as {c}", chain.name, check.name));
             continue;
         }
@@ -325,6 +327,16 @@ fn run_checks(
             detail: "skipped: an earlier check of the chain failed".into(),
         };
         if broken {
+            out.push(result);
+            continue;
+        }
+        // An earlier check passed but its answer left a value this one uses empty: the version
+        // answered without what the chain needs, and this check would prove nothing. (A dry
+        // run captures nothing, and shows the request as it is.)
+        if let Some(c) = lacking(check, vars, |v| v.is_some_and(String::is_empty)) {
+            result.detail =
+                format!("uses {{{{{c}}}}}, which an earlier answer left empty: nothing to send or look for");
+            broken = true;
             out.push(result);
             continue;
         }
