@@ -6,9 +6,10 @@
 //! rollback's incident recorded once and closed, whatever step the kill hit), and no process of
 //! the project is left that no record accounts for.
 //!
-//! The suite writes the fault → outcome table it observed to `target/reliability/faults.md`;
-//! docs/RELIABILITY.md holds that table, and this test fails when the two differ
-//! (`SAFEDEPLOY_BLESS=1` rewrites the document's table from the run).
+//! Each operation's sweep is a test of its own, on a project of its own, so they run side by
+//! side. Each writes the fault → outcome rows it observed to `target/reliability/faults-*.md`;
+//! docs/RELIABILITY.md holds those tables, and a test fails when its table and the document's
+//! differ (`SAFEDEPLOY_BLESS=1` rewrites the document's table from the run).
 
 use crate::support::Project;
 use std::os::unix::process::ExitStatusExt;
@@ -172,100 +173,117 @@ fn sweep(
     }
 }
 
-#[test]
-fn every_step_of_deploy_promote_and_rollback_survives_a_kill_and_a_full_disk() {
+/// A project with v1 everywhere and the incident's v2 committed, taking the cold path, every
+/// step of it (`keep_previous = "0s"`: no warm previous to switch back to, so each run takes the
+/// same steps whatever the one before left); with `staged`, v2 deployed to staging (what
+/// promote takes). Each operation's sweep has a project of its own, so the sweeps run side by
+/// side.
+fn swept_project(keep_previous: &str, staged: bool) -> Project {
     let p = Project::new();
-    // The cold path, every step of it: no warm previous to switch back to (the warm path has a
-    // sweep of its own below), so each run takes the same steps whatever the one before left.
-    p.edit_config(|c| c.replace("stop_grace = \"3s\"", "stop_grace = \"3s\"\nkeep_previous = \"0s\""));
+    p.edit_config(|c| {
+        c.replace("stop_grace = \"3s\"", &format!("stop_grace = \"3s\"\nkeep_previous = \"{keep_previous}\""))
+    });
     p.v1_everywhere();
     p.commit_incident();
-    let mut rows = vec![];
-
-    // deploy-staging: a fresh label each time, so every run builds, registers and switches.
-    sweep(&p, "deploy-staging", "kill", |at| vec!["--version".into(), format!("v2-{at}")], "staging", &mut rows);
-
-    // promote: production back on v1 first, then v2 (verified in staging by a smoke check).
-    p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
-    let reset = |p: &Project| {
-        p.cmd("promote").args(["--version", "v1", "--force", "--reason", "reset"]).assert().success();
-    };
-    let promote = |_| {
-        ["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "fault"].map(String::from).to_vec()
-    };
-    for mode in ["kill", "enospc"] {
-        sweep(
-            &p,
-            "promote",
-            mode,
-            |at| {
-                reset(&p);
-                promote(at)
-            },
-            "production",
-            &mut rows,
-        );
+    if staged {
+        p.cmd("deploy-staging").args(["--version", "v2"]).assert().success();
     }
+    p
+}
 
-    // rollback: production on v2 first.
-    sweep(
-        &p,
-        "rollback",
-        "kill",
-        |_| {
-            p.cmd("promote")
-                .args(["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "reset"])
-                .assert()
-                .success();
-            ["--reason", "fault"].map(String::from).to_vec()
-        },
-        "production",
-        &mut rows,
-    );
-
-    // rollback to the warm previous: v1 kept running without traffic, then a switch back.
-    p.edit_config(|c| c.replace("keep_previous = \"0s\"", "keep_previous = \"1h\""));
-    sweep(
-        &p,
-        "rollback (to warm v1)",
-        "kill",
-        |_| {
-            for v in ["v1", "v2"] {
-                p.cmd("promote")
-                    .args(["--version", v, "--skip-pre-traffic", "forced", "--force", "--reason", "reset"])
-                    .assert()
-                    .success();
-            }
-            assert!(p.warm_pid("production").is_some(), "v1 is kept warm before the rollback");
-            ["--reason", "fault"].map(String::from).to_vec()
-        },
-        "production",
-        &mut rows,
-    );
-
-    // promote keeping the previous warm: its retire file and its warm record are steps too.
-    sweep(
-        &p,
-        "promote (keeping v1 warm)",
-        "kill",
-        |at| {
-            reset(&p);
-            promote(at)
-        },
-        "production",
-        &mut rows,
-    );
-
+/// The sweep's rows as the table of `docs/RELIABILITY.md` holds them, in its section `name`.
+fn check_table(name: &str, rows: &[Row]) {
     let mut table = String::from(
         "| operation | fault | before step | the step | exit | right after the fault | rerun | incidents | stray processes |\n|---|---|---|---|---|---|---|---|---|\n",
     );
-    for r in &rows {
+    for r in rows {
         table += &format!(
             "| {} | {} | {} | `{}` | {} | {} | converged | {} | none |\n",
             r.op, r.fault, r.step, r.what, r.exit, r.serving, r.incidents
         );
     }
-    crate::support::check_doc_section("faults", &table);
+    crate::support::check_doc_section(name, &table);
+}
+
+/// Production back on v1, then promote's arguments for v2 (verified in staging).
+fn promote_v2(p: &Project) -> Vec<String> {
+    p.cmd("promote").args(["--version", "v1", "--force", "--reason", "reset"]).assert().success();
+    ["--version", "v2", "--skip-pre-traffic", "forced", "--force", "--reason", "fault"].map(String::from).to_vec()
+}
+
+/// Forces `versions` into production in turn, each past its check before traffic.
+fn force(p: &Project, versions: &[&str]) {
+    for v in versions {
+        p.cmd("promote")
+            .args(["--version", v, "--skip-pre-traffic", "forced", "--force", "--reason", "reset"])
+            .assert()
+            .success();
+    }
+}
+
+#[test]
+fn every_step_of_deploy_staging_survives_a_kill() {
+    let p = swept_project("0s", false);
+    let mut rows = vec![];
+    // A fresh label each time, so every run builds, registers and switches.
+    sweep(&p, "deploy-staging", "kill", |at| vec!["--version".into(), format!("v2-{at}")], "staging", &mut rows);
+    check_table("faults-deploy-staging", &rows);
+}
+
+#[test]
+fn every_step_of_promote_survives_a_kill() {
+    let p = swept_project("0s", true);
+    let mut rows = vec![];
+    sweep(&p, "promote", "kill", |_| promote_v2(&p), "production", &mut rows);
+    check_table("faults-promote-kill", &rows);
+}
+
+#[test]
+fn every_step_of_promote_survives_a_full_disk() {
+    let p = swept_project("0s", true);
+    let mut rows = vec![];
+    sweep(&p, "promote", "enospc", |_| promote_v2(&p), "production", &mut rows);
+    check_table("faults-promote-enospc", &rows);
+}
+
+#[test]
+fn every_step_of_rollback_survives_a_kill() {
+    let p = swept_project("0s", true);
+    let mut rows = vec![];
+    // Production on v2 first.
+    let prepare = |_| {
+        force(&p, &["v2"]);
+        ["--reason", "fault"].map(String::from).to_vec()
+    };
+    sweep(&p, "rollback", "kill", prepare, "production", &mut rows);
+    check_table("faults-rollback", &rows);
+}
+
+#[test]
+fn every_step_of_a_rollback_to_the_warm_previous_survives_a_kill() {
+    let p = swept_project("1h", true);
+    let mut rows = vec![];
+    // v1 kept running without traffic, then a switch back.
+    let prepare = |_| {
+        force(&p, &["v1", "v2"]);
+        assert!(p.warm_pid("production").is_some(), "v1 is kept warm before the rollback");
+        ["--reason", "fault"].map(String::from).to_vec()
+    };
+    sweep(&p, "rollback (to warm v1)", "kill", prepare, "production", &mut rows);
+    check_table("faults-rollback-warm", &rows);
+}
+
+#[test]
+fn every_step_of_a_promote_keeping_the_previous_warm_survives_a_kill() {
+    // Its retire file and its warm record are steps too. v2 is condemned first (forced live,
+    // then rolled back), so the reset to v1 before each run stops it instead of keeping it
+    // warm, and each promote starts v2 and keeps v1 warm.
+    let p = swept_project("1h", true);
+    force(&p, &["v2"]);
+    p.cmd("rollback").args(["--reason", "v2 fails"]).assert().success();
+    let mut rows = vec![];
+    sweep(&p, "promote (keeping v1 warm)", "kill", |_| promote_v2(&p), "production", &mut rows);
+    check_table("faults-promote-warm", &rows);
 }
 
 #[test]
