@@ -191,6 +191,21 @@ fn swept_project(keep_previous: &str, staged: bool) -> Project {
     p
 }
 
+/// One operation's sweep (see [`sweep`]), its rows checked against the table of
+/// `docs/RELIABILITY.md` in its section `table`.
+fn sweep_table(
+    table: &str,
+    p: &Project,
+    op: &'static str,
+    mode: &'static str,
+    prepare: impl FnMut(usize) -> Vec<String>,
+    env: &str,
+) {
+    let mut rows = vec![];
+    sweep(p, op, mode, prepare, env, &mut rows);
+    check_table(table, &rows);
+}
+
 /// The sweep's rows as the table of `docs/RELIABILITY.md` holds them, in its section `name`.
 fn check_table(name: &str, rows: &[Row]) {
     let mut table = String::from(
@@ -224,53 +239,50 @@ fn force(p: &Project, versions: &[&str]) {
 #[test]
 fn every_step_of_deploy_staging_survives_a_kill() {
     let p = swept_project("0s", false);
-    let mut rows = vec![];
     // A fresh label each time, so every run builds, registers and switches.
-    sweep(&p, "deploy-staging", "kill", |at| vec!["--version".into(), format!("v2-{at}")], "staging", &mut rows);
-    check_table("faults-deploy-staging", &rows);
+    sweep_table(
+        "faults-deploy-staging",
+        &p,
+        "deploy-staging",
+        "kill",
+        |at| vec!["--version".into(), format!("v2-{at}")],
+        "staging",
+    );
 }
 
 #[test]
 fn every_step_of_promote_survives_a_kill() {
     let p = swept_project("0s", true);
-    let mut rows = vec![];
-    sweep(&p, "promote", "kill", |_| promote_v2(&p), "production", &mut rows);
-    check_table("faults-promote-kill", &rows);
+    sweep_table("faults-promote-kill", &p, "promote", "kill", |_| promote_v2(&p), "production");
 }
 
 #[test]
 fn every_step_of_promote_survives_a_full_disk() {
     let p = swept_project("0s", true);
-    let mut rows = vec![];
-    sweep(&p, "promote", "enospc", |_| promote_v2(&p), "production", &mut rows);
-    check_table("faults-promote-enospc", &rows);
+    sweep_table("faults-promote-enospc", &p, "promote", "enospc", |_| promote_v2(&p), "production");
 }
 
 #[test]
 fn every_step_of_rollback_survives_a_kill() {
     let p = swept_project("0s", true);
-    let mut rows = vec![];
     // Production on v2 first.
     let prepare = |_| {
         force(&p, &["v2"]);
         ["--reason", "fault"].map(String::from).to_vec()
     };
-    sweep(&p, "rollback", "kill", prepare, "production", &mut rows);
-    check_table("faults-rollback", &rows);
+    sweep_table("faults-rollback", &p, "rollback", "kill", prepare, "production");
 }
 
 #[test]
 fn every_step_of_a_rollback_to_the_warm_previous_survives_a_kill() {
     let p = swept_project("1h", true);
-    let mut rows = vec![];
     // v1 kept running without traffic, then a switch back.
     let prepare = |_| {
         force(&p, &["v1", "v2"]);
         assert!(p.warm_pid("production").is_some(), "v1 is kept warm before the rollback");
         ["--reason", "fault"].map(String::from).to_vec()
     };
-    sweep(&p, "rollback (to warm v1)", "kill", prepare, "production", &mut rows);
-    check_table("faults-rollback-warm", &rows);
+    sweep_table("faults-rollback-warm", &p, "rollback (to warm v1)", "kill", prepare, "production");
 }
 
 #[test]
@@ -281,9 +293,7 @@ fn every_step_of_a_promote_keeping_the_previous_warm_survives_a_kill() {
     let p = swept_project("1h", true);
     force(&p, &["v2"]);
     p.cmd("rollback").args(["--reason", "v2 fails"]).assert().success();
-    let mut rows = vec![];
-    sweep(&p, "promote (keeping v1 warm)", "kill", |_| promote_v2(&p), "production", &mut rows);
-    check_table("faults-promote-warm", &rows);
+    sweep_table("faults-promote-warm", &p, "promote (keeping v1 warm)", "kill", |_| promote_v2(&p), "production");
 }
 
 #[test]
