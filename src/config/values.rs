@@ -150,9 +150,13 @@ const ANY_TEXT: &[&str] = &["", " ", "\n", "x", "0", "\u{1}", "Ab 0-\n_\u{e9}\t;
 /// Whether `re` matches even an empty text and every kind of text: a pattern that can match
 /// nothing at the start or the end of any text (`""`, `.*`, `x*`, `^`, `|ERROR`). As a check it
 /// could never fail, and as a log pattern it would select every line. A pattern that matches
-/// only the empty text (`^$`) tells an empty body apart, and stays.
+/// only the empty text (`^$`) tells an empty body apart, and stays; so does one that only
+/// bounds a text's length (`(?s)^.{0,20}$`), which the long text fails.
 pub fn matches_any_text(re: &regex::Regex) -> bool {
-    ANY_TEXT.iter().all(|t| re.is_match(t))
+    // 110,000 characters: longer than a length bound a check would set (only built for a
+    // pattern that matched every short text).
+    let long = || ANY_TEXT[ANY_TEXT.len() - 1].repeat(10_000);
+    ANY_TEXT.iter().all(|t| re.is_match(t)) && re.is_match(&long())
 }
 
 /// A regular expression, compiled once as it is read. One that matches any text is refused
@@ -440,8 +444,20 @@ mod tests {
             let e = Pattern::parse(re).expect_err(re);
             assert!(e.contains("matches any text"), "{re}: {e}");
         }
-        // Each fails on some text: the empty body, a word, a line of its own.
-        for re in ["^$", "ERROR", "\\bfoo\\b", "\\d+", "<form", "(?i)error", "\\b", "\\S", "^\\s*$"] {
+        // Each fails on some text: the empty body, a word, a line of its own, a long text.
+        for re in [
+            "^$",
+            "ERROR",
+            "\\bfoo\\b",
+            "\\d+",
+            "<form",
+            "(?i)error",
+            "\\b",
+            "\\S",
+            "^\\s*$",
+            "(?s)^.{0,20}$",
+            "(?s)^.{0,2000}$",
+        ] {
             assert!(Pattern::parse(re).is_ok(), "{re}");
         }
         assert!(Pattern::parse("(").expect_err("(").starts_with("invalid regex"));
