@@ -667,19 +667,17 @@ mod tests {
             .expect("matcher")
     }
 
+    /// A selection with `context` records either side and no time window.
+    fn selection<'a>(candidates: &'a grep_regex::RegexMatcher, select: &'a Regex, context: usize) -> Selection<'a> {
+        Selection { candidates, select, context, since: None, until: None, interrupted: Default::default() }
+    }
+
     /// Runs `f` with the default selection (the product's pattern and candidates, 2 lines of
     /// context) and an empty store.
     fn with_defaults<T>(f: impl FnOnce(&Selection<'_>, Store<'_>) -> T) -> T {
         let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
         let matcher = matcher(super::super::DEFAULT_CANDIDATES);
-        let sel = Selection {
-            candidates: &matcher,
-            select: &select,
-            context: 2,
-            since: None,
-            until: None,
-            interrupted: Default::default(),
-        };
+        let sel = selection(&matcher, &select, 2);
         let redactor = crate::redact::Redactor::default();
         f(&sel, Store::new(&[], &redactor))
     }
@@ -688,14 +686,7 @@ mod tests {
     fn with_errors<T>(context: usize, f: impl FnOnce(&Selection<'_>) -> T) -> T {
         let matcher = matcher("ERROR");
         let select = Regex::new("ERROR").expect("regex");
-        f(&Selection {
-            candidates: &matcher,
-            select: &select,
-            context,
-            since: None,
-            until: None,
-            interrupted: Default::default(),
-        })
+        f(&selection(&matcher, &select, context))
     }
 
     fn run(path: &Path, split: Split) -> (Vec<Seen>, usize, u64) {
@@ -713,14 +704,7 @@ mod tests {
         std::fs::write(&path, log(60_000)).expect("write");
         let sel_re = Regex::new("x").expect("regex");
         let matcher = matcher(super::super::DEFAULT_CANDIDATES);
-        let sel = Selection {
-            candidates: &matcher,
-            select: &sel_re,
-            context: 2,
-            since: None,
-            until: None,
-            interrupted: Default::default(),
-        };
+        let sel = selection(&matcher, &sel_re, 2);
         let parts = parts(&sel, &path, Split { min: 0, cores: 4, windows: mapped::WINDOWS }).expect("parts");
         assert_eq!(parts.len(), 4, "{parts:?}");
         let whole = run(&path, Split { min: 0, cores: 1, windows: mapped::WINDOWS });
@@ -778,14 +762,7 @@ mod tests {
         let select = Regex::new(super::super::DEFAULT_PATTERN).expect("regex");
         let matcher = matcher(super::super::DEFAULT_CANDIDATES);
         for context in [0, 2, 5] {
-            let sel = Selection {
-                candidates: &matcher,
-                select: &select,
-                context,
-                since: None,
-                until: None,
-                interrupted: Default::default(),
-            };
+            let sel = selection(&matcher, &select, context);
             let redactor = crate::redact::Redactor::default();
             let found = |search: &dyn Fn(&mut Store<'_>) -> u64| {
                 let mut store = Store::new(&[], &redactor);
@@ -874,14 +851,7 @@ mod tests {
             let len = std::fs::metadata(&path).expect("len").len();
             for context in [0, 1, 2, 3, 5] {
                 for (since, until) in windows {
-                    let sel = Selection {
-                        candidates: &matcher,
-                        select: &select,
-                        context,
-                        since,
-                        until,
-                        interrupted: Default::default(),
-                    };
+                    let sel = Selection { since, until, ..selection(&matcher, &select, context) };
                     let found = |pass_by: bool| {
                         let mut store = Store::new(&[], &redactor);
                         let mut scanner = Scanner::new(&mut store, &sel, 0, &path);
