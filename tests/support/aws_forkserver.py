@@ -6,8 +6,11 @@ each client (`aws_client.py`, which the tests' config names as `aws`), forks a p
 takes the client's stdin, stdout and stderr (passed over the socket), its arguments, its
 environment and its working directory, and runs the CLI's own `main()` in it, as the `aws`
 entry point does. The CLI's code, its argument parsing, its requests and its JSON are the
-same; only the imports are shared. Each command builds its own driver and session, so nothing
-one command reads (the environment, a config file) reaches the next.
+same; only the imports are shared, and what the CLI reads of its own package (the service
+models and the list of services under its data directories, which a command otherwise parses
+and walks again each time: more than half of a forked command's CPU). Each command builds its
+own driver and session, so nothing one command reads (the environment, a config file, a
+model directory of the user's) reaches the next.
 
     python aws_forkserver.py SOCKET
 
@@ -25,17 +28,69 @@ import socket
 import struct
 import sys
 
+import functools
+
 import awscli
 import awscli.clidriver
 import awscli.handlers  # noqa: F401  (the plugins the driver loads)
+from botocore import hooks, loaders  # the CLI's own botocore (awscli/botocore), by this name
 
 # The one thing the CLI takes from the environment when it is imported rather than when it
 # runs: awscli/__init__.py puts its own data after AWS_DATA_PATH's. Done again for each
 # command's environment (`data_path`).
 AWSCLI_DATA = os.path.join(os.path.dirname(os.path.abspath(awscli.__file__)), "data")
 
-# One driver built and thrown away: what the CLI imports lazily is imported here, once.
-awscli.clidriver.create_clidriver()
+# What the CLI reads of its own package never changes while the server runs: the files are read
+# once, here, and each command is forked with them. A read that involves anything outside the
+# package (AWS_DATA_PATH set by a test, ~/.aws/models) is the CLI's own, every time.
+PACKAGE = os.path.dirname(os.path.abspath(awscli.__file__)) + os.sep
+
+
+def in_package(path):
+    return os.path.abspath(path).startswith(PACKAGE)
+
+
+def shared(read, key_of):
+    """`read`, remembered for the calls whose key `key_of` gives (None: not remembered)."""
+    known = {}
+
+    @functools.wraps(read)
+    def remembered(self, *args):
+        key = key_of(self, *args)
+        if key is None:
+            return read(self, *args)
+        if key not in known:
+            known[key] = read(self, *args)
+        return known[key]
+
+    return remembered
+
+
+def services_key(loader, type_name):
+    paths = tuple(p for p in loader._potential_locations() if os.path.isdir(p))
+    return (paths, type_name) if all(in_package(p) for p in paths) else None
+
+
+_list_services = shared(loaders.Loader.list_available_services, services_key)
+# A list the caller may change: each gets its own copy.
+loaders.Loader.list_available_services = lambda self, type_name: list(_list_services(self, type_name))
+loaders.JSONFileLoader.load_file = shared(
+    loaders.JSONFileLoader.load_file, lambda _, path: os.path.abspath(path) if in_package(path) else None
+)
+# Whether a handler takes **kwargs, asked of each of the ~400 handlers every command registers.
+hooks.accepts_kwargs = functools.lru_cache(maxsize=None)(hooks.accepts_kwargs)
+
+# One driver built and thrown away: what the CLI imports lazily is imported here, once, and
+# the models of the services the tests call are read.
+_driver = awscli.clidriver.create_clidriver()
+_driver._get_command_table()
+for _service in ("elasticbeanstalk", "s3", "sts"):
+    _driver.session.create_client(
+        _service, region_name="us-east-1", aws_access_key_id="warm-up", aws_secret_access_key="warm-up"
+    )
+for _kind in ("paginators-1", "waiters-2"):
+    _driver.session.get_component("data_loader").list_available_services(_kind)
+del _driver
 
 FDS = 3  # stdin, stdout, stderr
 
