@@ -257,9 +257,9 @@ fn run_chain(ctx: &Ctx, base: &str, chain: &Chain, vars: &Vars, samples: u32) ->
     out
 }
 
-/// The first capture `check` uses that `lacks` says is wanting. An empty one always is: with
-/// it, a request would go to `/` for `/{{code}}`, and a check would look for an empty text that
-/// every body holds.
+/// The first capture `check` uses whose value (`None`: not captured) `lacks` says is wanting.
+/// Both callers count an empty value as wanting: with it, a request would go to `/` for
+/// `/{{code}}`, and a check would look for an empty text that every body holds.
 fn lacking(check: &Check, vars: &Vars, lacks: impl Fn(Option<&String>) -> bool) -> Option<String> {
     check.templates().into_iter().find_map(|(_, t)| {
         t.vars().find_map(|v| match v {

@@ -3,8 +3,9 @@
 //! command is the CLI's own: its parsing, its requests, its errors and its JSON. A plain run of
 //! the CLI spends most of its second importing botocore and reading its models; forked from
 //! the warm server, which has done both, a command takes about a sixth of that (README: the
-//! Elastic Beanstalk tests), and the EB tests run hundreds. One test keeps the plain entry point (`bin/aws`), so the CLI as a user
-//! installs it is run too, and one holds the two to the same answers.
+//! Elastic Beanstalk tests), and the EB tests run hundreds. One test keeps the plain entry
+//! point (`bin/aws`), so the CLI as a user installs it is run too, and one holds the two to
+//! the same answers.
 
 use std::io::BufRead;
 use std::path::PathBuf;

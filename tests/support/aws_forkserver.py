@@ -20,6 +20,7 @@ its command killed too.
 """
 
 import array
+import functools
 import json
 import os
 import select
@@ -28,22 +29,22 @@ import socket
 import struct
 import sys
 
-import functools
-
 import awscli
 import awscli.clidriver
 import awscli.handlers  # noqa: F401  (the plugins the driver loads)
 from botocore import hooks, loaders  # the CLI's own botocore (awscli/botocore), by this name
 
+# The CLI's package (with its own botocore), as a prefix of the paths in it.
+PACKAGE = os.path.dirname(os.path.abspath(awscli.__file__)) + os.sep
+
 # The one thing the CLI takes from the environment when it is imported rather than when it
 # runs: awscli/__init__.py puts its own data after AWS_DATA_PATH's. Done again for each
 # command's environment (`data_path`).
-AWSCLI_DATA = os.path.join(os.path.dirname(os.path.abspath(awscli.__file__)), "data")
+AWSCLI_DATA = os.path.join(PACKAGE, "data")
 
 # What the CLI reads of its own package never changes while the server runs: the files are read
 # once, here, and each command is forked with them. A read that involves anything outside the
 # package (AWS_DATA_PATH set by a test, ~/.aws/models) is the CLI's own, every time.
-PACKAGE = os.path.dirname(os.path.abspath(awscli.__file__)) + os.sep
 
 
 def in_package(path):
