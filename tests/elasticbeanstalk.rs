@@ -442,13 +442,25 @@ fn the_warm_aws_cli_answers_as_the_plain_entry_point() {
     let plain = crate::support::venv().join("bin/aws");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("input.json"), r#"{"EnvironmentNames": ["urlshort-staging"]}"#).expect("input");
-    let run = |exe: &str, args: &[OsString], unset: Option<&str>, stdin: &str| {
+    // A user's own model of a service (~/.aws/models), under a HOME the server was not started
+    // with: the STS model as a service named `stsx`.
+    let home = dir.path().join("home");
+    let sts = crate::support::venv().join("lib/python3.11/site-packages/awscli/botocore/data/sts");
+    for version in std::fs::read_dir(&sts).expect("sts models").flatten().filter(|e| e.path().is_dir()) {
+        let to = home.join(".aws/models/stsx").join(version.file_name());
+        std::fs::create_dir_all(&to).expect("models dir");
+        std::fs::copy(version.path().join("service-2.json"), to.join("service-2.json")).expect("copy model");
+    }
+    let home = home.display().to_string();
+    let run = |exe: &str, args: &[OsString], var: Option<(&str, Option<&str>)>, stdin: &str| {
         let mut c = std::process::Command::new(exe);
         c.args(["--output", "json"]).args(args).current_dir(dir.path());
         c.envs(eb.sim.aws_env());
-        if let Some(k) = unset {
-            c.env_remove(k);
-        }
+        match var {
+            Some((k, Some(v))) => c.env(k, v),
+            Some((k, None)) => c.env_remove(k),
+            None => &mut c,
+        };
         c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = c.spawn().expect("aws");
         std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes()).expect("write");
@@ -465,21 +477,29 @@ fn the_warm_aws_cli_answers_as_the_plain_entry_point() {
     let os = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
     let mut not_utf8 = os(&["elasticbeanstalk", "describe-environments", "--environment-names"]);
     not_utf8.push(OsString::from_vec(b"urlshort-\xff".to_vec()));
-    /// A command run by both CLIs: its arguments, a variable taken out, its stdin, its exit code.
-    struct Case<'a>(&'a str, Vec<OsString>, Option<&'a str>, &'a str, i32);
+    /// A command run by both CLIs: its arguments, a variable set or taken out, its stdin, its
+    /// exit code.
+    struct Case<'a>(&'a str, Vec<OsString>, Option<(&'a str, Option<&'a str>)>, &'a str, i32);
     let describe = ["elasticbeanstalk", "describe-environments"];
     let cases = [
         Case("a call", os(&describe), None, "", 0),
         Case("a usage error", os(&[&describe[..], &["--no-such-flag"]].concat()), None, "", 255),
-        Case("no region", os(&describe), Some("AWS_DEFAULT_REGION"), "", 255),
+        Case("no region", os(&describe), Some(("AWS_DEFAULT_REGION", None)), "", 255),
+        Case(
+            "a user's model",
+            os(&["stsx", "get-caller-identity", "--endpoint-url", &eb.sim.url()]),
+            Some(("HOME", Some(&home))),
+            "",
+            0,
+        ),
         Case("a relative file", os(&[&describe[..], &["--cli-input-json", "file://input.json"]].concat()), None, "", 0),
         Case("stdin", os(&["s3", "cp", "-", &format!("s3://{bucket}/from-stdin")]), None, "what stdin held", 0),
         Case("not UTF-8", not_utf8, None, "", 255),
     ];
-    for Case(what, args, unset, stdin, code) in cases {
+    for Case(what, args, var, stdin, code) in cases {
         let mut answers = Vec::new();
         for exe in [plain.display().to_string(), eb.aws.clone()] {
-            answers.push(run(&exe, &args, unset, stdin));
+            answers.push(run(&exe, &args, var, stdin));
             let uploaded = eb.sim.state().objects.remove(&format!("{bucket}/from-stdin"));
             assert_eq!(uploaded.is_some(), what == "stdin", "{what}: {exe}");
             assert!(uploaded.is_none_or(|o| o == stdin.as_bytes()), "{what}: {exe} uploaded what stdin held");
@@ -511,9 +531,11 @@ fn the_warm_aws_cli_answers_as_the_plain_entry_point() {
     until(1, "the server alone once the client is killed");
     drop(stdin);
     let st = eb.sim.state();
-    // Two calls each for the call and the relative file, and the uploads; the others end in the CLI.
+    // Two calls each for the call and the relative file, the user's model and the uploads; the
+    // others end in the CLI.
     assert_eq!(st.count("DescribeEnvironments"), 4, "{:?}", st.calls);
-    assert_eq!(st.calls.len(), 6, "{:?}", st.calls);
+    assert_eq!(st.count("GetCallerIdentity"), 2, "{:?}", st.calls);
+    assert_eq!(st.calls.len(), 8, "{:?}", st.calls);
 }
 
 #[test]

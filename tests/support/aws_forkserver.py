@@ -37,9 +37,10 @@ from botocore import hooks, loaders  # the CLI's own botocore (awscli/botocore),
 # The CLI's package (with its own botocore), as a prefix of the paths in it.
 PACKAGE = os.path.dirname(os.path.abspath(awscli.__file__)) + os.sep
 
-# The one thing the CLI takes from the environment when it is imported rather than when it
-# runs: awscli/__init__.py puts its own data after AWS_DATA_PATH's. Done again for each
-# command's environment (`data_path`).
+# The two things the CLI takes from the environment when it is imported rather than when it
+# runs, done again for each command's environment (`run_cli`): awscli/__init__.py puts its own
+# data after AWS_DATA_PATH's (`data_path`), and botocore names the user's model directory,
+# ~/.aws/models, from HOME (`user_models`).
 AWSCLI_DATA = os.path.join(PACKAGE, "data")
 
 # What the CLI reads of its own package never changes while the server runs: the files are read
@@ -116,6 +117,11 @@ def data_path():
     return os.pathsep.join(paths)
 
 
+def user_models():
+    """~/.aws/models as importing botocore names it (Loader.CUSTOMER_DATA_PATH)."""
+    return os.path.join(os.path.expanduser("~"), ".aws", "models")
+
+
 def run_cli(request):
     """In the command's process: become the client's `aws` and run the CLI. Never returns."""
     code = 255
@@ -127,6 +133,7 @@ def run_cli(request):
         if os.environ.get("LC_CTYPE", "") == "UTF-8":
             os.environ["LC_CTYPE"] = "en_US.UTF-8"
         os.environ["AWS_DATA_PATH"] = data_path()
+        loaders.Loader.CUSTOMER_DATA_PATH = user_models()
         sys.argv = ["aws"] + request["args"]
         code = awscli.clidriver.main()
     except SystemExit as e:
