@@ -17,7 +17,7 @@ impl Local<'_> {
     /// supervisor waits for PID 1 to reap it, which some container inits do slowly.
     pub(super) fn group_alive(&self, pgid: i32) -> bool {
         self.reap();
-        !crate::procs::members(pgid).is_empty()
+        crate::procs::any_running(pgid)
     }
 
     pub(super) fn reap(&self) {
@@ -264,8 +264,13 @@ impl Local<'_> {
         }
         match answer {
             Ok(r) if (200..300).contains(&r.status) => match group {
-                // The answer counts only if it came from the version's own processes.
-                Some(g) if !ports::listeners(port).all_of(g) => Err(taken(&ports::listeners(port)).into()),
+                // The answer counts only if it came from the version's own processes: every
+                // socket listening on the port is its group's (asked of the group's few
+                // processes first), or held by its descendants (asked of every process).
+                Some(g) if !ports::held_by_group(port, g) => {
+                    let holders = ports::listeners(port);
+                    if holders.all_of(g) { Ok(()) } else { Err(taken(&holders).into()) }
+                }
                 _ => Ok(()),
             },
             Ok(r) => Err(verdict!(
