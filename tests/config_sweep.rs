@@ -104,6 +104,9 @@ fn refused(p: &Project, doc: &Value, field: &str, also: &str) -> Result<(), Stri
     if state.exists() {
         return Err("the state dir was created".into());
     }
+    if o.stderr.contains("hunter2") {
+        return Err(format!("the password was printed: {:?}", o.stderr));
+    }
     Ok(())
 }
 
@@ -177,7 +180,18 @@ fn sweep_texts(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mut Ve
         let (field, key) = (dotted(path), last_key(path));
         let env_url = field.starts_with("environments.") && key == "url";
         let values: Vec<&str> = if env_url || key.ends_with("_url") {
-            let mut v = vec!["", "ftp://example.com/", "http://", "not a url", "http:///x"];
+            let mut v = vec![
+                "",
+                "ftp://example.com/",
+                "http://",
+                "not a url",
+                "http:///x",
+                "http://127.0.0.1:",
+                "http://127.0.0.1:0",
+                "http://127.0.0.1:8101/?x=1",
+                "http://127.0.0.1:8101/#x",
+                "http://deploy:hunter2@127.0.0.1:8101",
+            ];
             if env_url && local {
                 v.extend(["https://127.0.0.1:9", "http://example.com:8101"]);
             }

@@ -284,16 +284,30 @@ impl Serialize for HeaderName {
     }
 }
 
-/// An http(s) URL with a host.
+/// An http(s) URL with a host, to which paths are appended: no user or password (it would be
+/// printed with every request), no query or fragment, and a port that is not 0 or left empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl(pub reqwest::Url);
 
 impl HttpUrl {
     pub fn parse(s: &str) -> Result<Self, String> {
-        match reqwest::Url::parse(s) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(HttpUrl(u)),
-            _ => Err(format!("expected an http(s) URL, got {s:?}")),
+        let u = match reqwest::Url::parse(s) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+            _ => return Err(format!("expected an http(s) URL, got {s:?}")),
+        };
+        if !u.username().is_empty() || u.password().is_some() {
+            // Not echoed: the password would be in the message.
+            return Err("has a user or password, which would be printed with every request; expected none (send credentials in a header from the environment: {{env.NAME}})".into());
         }
+        // `http://host:` parses as the scheme's default port: a port forgotten, not chosen.
+        let authority = s.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+        if authority.ends_with(':') || u.port() == Some(0) {
+            return Err(format!("expected a port from 1 to 65535 after the host's ':', got {s:?}"));
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err(format!("paths are appended to this URL; expected no ?query or #fragment, got {s:?}"));
+        }
+        Ok(HttpUrl(u))
     }
     /// The URL as written, without a trailing `/`: paths are appended to it.
     pub fn base(&self) -> String {
@@ -490,6 +504,27 @@ mod tests {
         assert!(HeaderName::parse("X Api").is_err());
         assert!(HttpUrl::parse("ftp://x").is_err());
         assert_eq!(HttpUrl::parse("http://127.0.0.1:8101/").expect("url").base(), "http://127.0.0.1:8101");
+        for good in
+            ["http://localhost", "https://api.datadoghq.com", "http://[::1]:8101/base/", "http://127.0.0.1:65535"]
+        {
+            assert!(HttpUrl::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.1:",
+            "http://127.0.0.1:/",
+            "http://[::1]:/x",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:65536",
+            "http://127.0.0.1:8101/?a=1",
+            "http://127.0.0.1:8101/?",
+            "http://127.0.0.1:8101/#top",
+            "http://user@127.0.0.1:8101",
+            "http://:hunter2@127.0.0.1:8101",
+        ] {
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        }
+        let err = HttpUrl::parse("https://deploy:hunter2@staging.example.com").expect_err("credentials");
+        assert!(!err.contains("hunter2"), "the password is not echoed: {err}");
         assert!(UrlPath::parse("version").is_err());
         assert!(UrlPath::parse("").is_err());
         assert!(Text::parse("  ").is_err());
