@@ -102,7 +102,7 @@ fn v1_through_the_pipeline_then_v2_is_stopped_rolled_back_and_reported() {
         predicate::str::contains("TypeError: the JSON object must be str, bytes or bytearray, not TextIOWrapper")
             .and(predicate::str::contains("\"POST /shorten HTTP/1.1\" 500 ")),
     );
-    t.step(&p, "collect-logs --env production --out hunt.txt", &a);
+    t.groups_step(&p, "collect-logs --env production --out hunt.txt", &a);
     let text = std::fs::read_to_string(&report).expect("report");
     assert!(text.contains("innermost app frame: application.py (v2):"), "{text}");
     assert!(text.contains("in load_urls"), "{text}");

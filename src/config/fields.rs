@@ -86,7 +86,10 @@ pub const FIELDS: &[Field] = &[
         "under `promote --canary`: how much slower (median or p95) the candidate may answer users than the stable version before it fails; locally when the ranks say it is slower too, on Elastic Beanstalk in two reports of enhanced health running (0: off)",
     ),
     f("deploy.canary_max_bake", "the longest a canary's bake is extended to, with `canary_not_enough = \"extend\"`"),
-    f("environments.NAME.url", "the environment's base URL; locally also where it listens (required)"),
+    f(
+        "environments.NAME.url",
+        "the environment's base URL; locally also where it listens (required). Like every URL in the file: no user or password (it would be printed with each request), no `?query` or `#fragment` (paths are appended), and a port from 1 to 65535 when it has a `:`",
+    ),
     f(
         "environments.NAME.env",
         "variables for the app (local platform): text that may use ${SAFEDEPLOY_DATA_DIR}, ${PORT}, ${SAFEDEPLOY_ENV}, ${SAFEDEPLOY_VERSION}, or `{ from_env = \"NAME\" }` for a secret of the deploying shell",

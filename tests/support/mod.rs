@@ -636,6 +636,24 @@ impl Transcript {
         self.said(p, what, a.get_output().status.code(), &out, &err, true);
     }
 
+    /// A collect-logs step: as [`Transcript::step`], with its groups' lines in sorted order.
+    /// Groups come in first-seen order, to the second of the app's log stamps: a traceback and
+    /// the access line of the same request fall in one second or in two as the clock goes, so
+    /// their order is not part of the contract (the suspect line stays last).
+    pub fn groups_step(&mut self, p: &Project, what: &str, a: &assert_cmd::assert::Assert) {
+        let (out, err) = output(a);
+        let mut lines: Vec<&str> = out.lines().collect();
+        let slots: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].starts_with("  ") && !lines[i].trim_start().starts_with("suspect:"))
+            .collect();
+        let mut groups: Vec<&str> = slots.iter().map(|&i| lines[i]).collect();
+        groups.sort_unstable();
+        for (&i, g) in slots.iter().zip(groups) {
+            lines[i] = g;
+        }
+        self.said(p, what, a.get_output().status.code(), &lines.join("\n"), &err, true);
+    }
+
     /// A step whose checks run a varying number of rounds (a canary): its summary, errors,
     /// hints and warnings only.
     pub fn verdict(&mut self, p: &Project, what: &str, o: &std::process::Output) {
