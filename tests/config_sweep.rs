@@ -91,6 +91,10 @@ fn run(p: &Project, doc: &Value, bin: &str, state: &Path) -> Outcome {
 }
 
 /// A value that must be refused: exit 2, one error line naming the field, nothing created.
+/// A password some odd values carry: no message may print it.
+const PASSWORD: &str = "hunter2";
+const URL_WITH_PASSWORD: &str = "http://deploy:hunter2@127.0.0.1:8101";
+
 fn refused(p: &Project, doc: &Value, field: &str, also: &str) -> Result<(), String> {
     // A state dir of its own, so "nothing created" is this case's alone.
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -104,7 +108,7 @@ fn refused(p: &Project, doc: &Value, field: &str, also: &str) -> Result<(), Stri
     if state.exists() {
         return Err("the state dir was created".into());
     }
-    if o.stderr.contains("hunter2") {
+    if o.stderr.contains(PASSWORD) {
         return Err(format!("the password was printed: {:?}", o.stderr));
     }
     Ok(())
@@ -190,7 +194,7 @@ fn sweep_texts(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mut Ve
                 "http://127.0.0.1:0",
                 "http://127.0.0.1:8101/?x=1",
                 "http://127.0.0.1:8101/#x",
-                "http://deploy:hunter2@127.0.0.1:8101",
+                URL_WITH_PASSWORD,
             ];
             if env_url && local {
                 v.extend(["https://127.0.0.1:9", "http://example.com:8101"]);

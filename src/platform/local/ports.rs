@@ -132,6 +132,18 @@ pub fn listeners(port: u16) -> Listeners {
     Listeners { holders, unseen: inodes.len() - found.len() }
 }
 
+/// Whether every socket listening on `port` is the version's whose supervisor is `leader`
+/// ([`Listeners::all_of`]): asked of its group's few processes first ([`held_by_group`]), and
+/// of every process only when those do not hold every listener (a descendant that left the
+/// group). When not, the listeners found, to name them.
+pub fn owned_by(port: u16, leader: i32) -> Result<(), Listeners> {
+    if held_by_group(port, leader) {
+        return Ok(());
+    }
+    let found = listeners(port);
+    if found.all_of(leader) { Ok(()) } else { Err(found) }
+}
+
 /// Whether every listening socket on `port` is held by a member of process group `pgid`:
 /// [`listeners`] for one known group, looking only at that group's processes (a few) rather
 /// than at every process on the machine.
@@ -247,8 +259,10 @@ mod tests {
         assert!(found.holders.iter().any(|h| h.pid == me), "{found:?}");
         let group = super::super::proc_stat(me).expect("stat").pgrp;
         assert!(found.all_of(group), "{found:?}");
+        assert_eq!(owned_by(port, group), Ok(()));
         // A process of another group that is not its descendant is not the version's.
         assert!(!found.all_of(1), "{found:?}");
+        assert!(owned_by(port, 1).is_err_and(|l| l.holders.iter().any(|h| h.pid == me)));
         assert!(found.describe().contains(&format!("pid {me} (")), "{}", found.describe());
         drop(l);
         assert!(!listeners(port).any(), "gone once closed");

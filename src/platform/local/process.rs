@@ -264,14 +264,9 @@ impl Local<'_> {
         }
         match answer {
             Ok(r) if (200..300).contains(&r.status) => match group {
-                // The answer counts only if it came from the version's own processes: every
-                // socket listening on the port is its group's (asked of the group's few
-                // processes first), or held by its descendants (asked of every process).
-                Some(g) if !ports::held_by_group(port, g) => {
-                    let holders = ports::listeners(port);
-                    if holders.all_of(g) { Ok(()) } else { Err(taken(&holders).into()) }
-                }
-                _ => Ok(()),
+                // The answer counts only if it came from the version's own processes.
+                Some(g) => ports::owned_by(port, g).map_err(|holders| taken(&holders).into()),
+                None => Ok(()),
             },
             Ok(r) => Err(verdict!(
                 "{label} did not become healthy in {} within {}s: GET {url} answered {} {}{}",
