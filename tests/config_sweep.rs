@@ -191,6 +191,7 @@ fn sweep_texts(p: &Project, base: &Value, rows: &mut Vec<String>, wrong: &mut Ve
                 "not a url",
                 "http:///x",
                 "http://127.0.0.1:",
+                "http://127.0.0.1: ",
                 "http://127.0.0.1:0",
                 "http://127.0.0.1:8101/?x=1",
                 "http://127.0.0.1:8101/#x",

@@ -291,6 +291,11 @@ pub struct HttpUrl(pub reqwest::Url);
 
 impl HttpUrl {
     pub fn parse(s: &str) -> Result<Self, String> {
+        // The URL parser drops spaces around it and tabs and newlines in it, so `http://host: `
+        // would lose its port unseen: text a URL does not hold is refused as written.
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("expected a URL without spaces, tabs, newlines or control characters, got {s:?}"));
+        }
         let u = match reqwest::Url::parse(s) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
             _ => return Err(format!("expected an http(s) URL, got {s:?}")),
@@ -300,7 +305,9 @@ impl HttpUrl {
             return Err("has a user or password, which would be printed with every request; expected none (send credentials in a header from the environment: {{env.NAME}})".into());
         }
         // `http://host:` parses as the scheme's default port: a port forgotten, not chosen.
-        let authority = s.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+        // (A `\` ends the host as a `/` does, in an http(s) URL.)
+        let authority =
+            s.split_once("://").map_or("", |(_, rest)| rest.split(['/', '\\', '?', '#']).next().unwrap_or(""));
         if authority.ends_with(':') || u.port() == Some(0) {
             return Err(format!("expected a port from 1 to 65535 after the host's ':', got {s:?}"));
         }
@@ -520,6 +527,13 @@ mod tests {
             "http://127.0.0.1:8101/#top",
             "http://user@127.0.0.1:8101",
             "http://:hunter2@127.0.0.1:8101",
+            "http://127.0.0.1: ",
+            " http://127.0.0.1:8101",
+            "http://127.0.0.1:\t",
+            "http://127.0.0.1:\n/x",
+            "http://127.0.0.1:\\x",
+            "http://127.0.0.1:8101/a b",
+            "http://127.0.0.1:8101/\u{7f}",
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
