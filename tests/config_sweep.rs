@@ -292,6 +292,8 @@ fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
     type Change = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Change, &str)> = vec![
         ("smoke.consecutive = 0", Box::new(|d| set(d, &keys("smoke.consecutive"), Value::Integer(0))), "consecutive"),
+        // A gate that passes a version with no test run: the report's first countermeasure.
+        ("gate.min_tests = 0", Box::new(|d| set(d, &keys("gate.min_tests"), Value::Integer(0))), "min_tests"),
         ("deploy.proxy = \"\"", Box::new(|d| set(d, &keys("deploy.proxy"), Value::String(String::new()))), "proxy"),
         (
             "gate.command = [\"\"]",

@@ -17,7 +17,8 @@ pub struct Gate {
     /// Where the command runs, relative to the config file (default: the app's source dir).
     pub dir: Option<PathBuf>,
     pub timeout: Dur<1_000, 86_400_000>,
-    pub min_tests: Count<0, 1_000_000_000>,
+    /// At least 1: a gate that passes a version whose tests did not run is no gate.
+    pub min_tests: Count<1, 1_000_000_000>,
     /// Change policy: source files (globs relative to `dir`) changed since the base must come
     /// with a changed test file. Empty: the policy is off.
     pub source: Vec<GlobPattern>,
