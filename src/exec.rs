@@ -125,7 +125,9 @@ impl Cmd {
     }
 }
 
-fn quote(s: &str) -> String {
+/// A word as a POSIX shell reads it back (`a b` → `'a b'`, `$x` → `'$x'`); Rust's quoting for
+/// what no shell quoting can hold (a NUL).
+pub fn quote(s: &str) -> String {
     shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"))
 }
 

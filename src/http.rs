@@ -81,7 +81,7 @@ impl Request {
 
     /// The request as a `curl` command line (what a dry run prints).
     pub fn display(&self) -> String {
-        let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"));
+        let q = crate::exec::quote;
         let mut parts = vec!["curl".to_string(), "-sS".into()];
         if self.follow_redirects {
             parts.push("-L".into());

@@ -131,20 +131,23 @@ fn bad_window_and_pattern_are_usage_errors() {
     p.cmd("collect-logs").args(["--input", "app.log", "--since", "yesterday"]).assert().code(2);
     p.cmd("collect-logs").args(["--input", "app.log", "--pattern", "(unclosed"]).assert().code(2);
     p.cmd("collect-logs").args(["--input", "missing.log"]).assert().code(2);
-    // A pattern that matches any text would make every line an error: refused, as a mistake.
-    for (flag, any) in [
-        ("--pattern", ""),
-        ("--pattern", ".*"),
-        ("--pattern", "x*"),
-        ("--pattern", "^"),
-        ("--pattern", "|ERROR"),
-        ("--also-pattern", ""),
-        ("--also-pattern", "(?m)$"),
+    // A pattern that matches any text would make every line an error: refused, as a mistake,
+    // and named in the shell's quoting, which a user can paste back (Rust's "$x" would expand).
+    for (flag, any, shown) in [
+        ("--pattern", "", "''"),
+        ("--pattern", ".*", "'.*'"),
+        ("--pattern", "x*", "'x*'"),
+        ("--pattern", "^", "'^'"),
+        ("--pattern", "|ERROR", "'|ERROR'"),
+        ("--pattern", r"\s*", r#""\\s*""#),
+        ("--pattern", "$x?", "'$x?'"),
+        ("--also-pattern", "", "''"),
+        ("--also-pattern", "(?m)$", "'(?m)$'"),
     ] {
         let a = p.cmd("collect-logs").args(["--input", "app.log", flag, any]).assert().code(2);
         let err = output(&a).1;
         assert_eq!(err.lines().filter(|l| l.contains("error:")).count(), 1, "{flag} {any:?}: {err}");
-        assert!(err.contains(&format!("{flag} {any:?} matches any text")), "{flag} {any:?}: {err}");
+        assert!(err.contains(&format!("{flag} {shown} matches any text")), "{flag} {any:?}: {err}");
     }
     assert!(!p.app.join("error_hunt.txt").exists());
     // Blank lines only: a pattern that some lines do not match.

@@ -183,10 +183,12 @@ fn selecting(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Selecting> {
     // A pattern from the file was checked as it was read: what matches any text here is the
     // flags' doing.
     if crate::config::values::matches_any_text(&select) {
+        // In the shell's quoting, to be pasted back: '$x?' (Rust's "$x?" would expand).
+        let q = crate::exec::quote;
         let flags = match (req.pattern, req.also_pattern) {
-            (Some(p), Some(a)) => format!("--pattern {p:?} with --also-pattern {a:?}"),
-            (Some(p), None) => format!("--pattern {p:?}"),
-            (None, a) => format!("--also-pattern {:?}", a.unwrap_or_default()),
+            (Some(p), Some(a)) => format!("--pattern {} with --also-pattern {}", q(p), q(a)),
+            (Some(p), None) => format!("--pattern {}", q(p)),
+            (None, a) => format!("--also-pattern {}", q(a.unwrap_or_default())),
         };
         return Err(usage!(
             "{flags} matches any text (even an empty one), so every line would be an error; expected a pattern that some lines do not match"
