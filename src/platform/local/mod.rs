@@ -30,6 +30,7 @@ mod switch;
 pub use nginx::VERSION_HEADER;
 mod ports;
 pub mod settings;
+mod sockdiag;
 mod workcopy;
 
 use process::*;

@@ -54,8 +54,9 @@ pub struct Nginx<'a> {
     program: PathBuf,
     dir: PathBuf,
     /// The environment's listening sockets (inodes) and the master that holds them: looked up
-    /// once, since reading `/proc/net/tcp` takes a hundred milliseconds on a machine with
-    /// thousands of connections in TIME_WAIT, and the sockets live as long as the master.
+    /// once, as the sockets live as long as the master (where the kernel gives no netlink
+    /// answer, the lookup reads `/proc/net/tcp`: a hundred milliseconds on a machine with
+    /// thousands of connections in TIME_WAIT).
     sockets: std::sync::Mutex<Option<(i32, HashSet<u64>)>>,
 }
 

@@ -3,8 +3,8 @@
 //! - [`pick`]: a free loopback port for a version behind the proxy, never one that a configured
 //!   environment uses (bound right now or not: before production's first deploy its port is
 //!   free, and a staging app handed it would keep production's nginx from starting).
-//! - [`listeners`]: who listens on a port, from `/proc/net/tcp{,6}` and the processes' open
-//!   sockets, so a port held by something else is named, and a health answer from a process
+//! - [`listeners`]: who listens on a port, from the kernel's socket table and the processes'
+//!   open sockets, so a port held by something else is named, and a health answer from a process
 //!   that is not the version's own is never taken for the version's.
 //!
 //! A port picked here can still be taken by another process before the app binds it (the pick
@@ -185,8 +185,14 @@ pub fn accepts(port: u16) -> bool {
     }
 }
 
-/// The inodes of the listening TCP sockets on `port` (IPv4 and IPv6, any address).
+/// The inodes of the listening TCP sockets on `port` (IPv4 and IPv6, any address): the kernel's
+/// answer over netlink ([`super::sockdiag`]), or `/proc/net/tcp{,6}`'s where it gives none.
 pub fn listening_inodes(port: u16) -> HashSet<u64> {
+    super::sockdiag::listening_inodes(port).unwrap_or_else(|| proc_listening_inodes(port))
+}
+
+/// [`listening_inodes`] from `/proc/net/tcp{,6}`, which lists every connection too.
+pub(super) fn proc_listening_inodes(port: u16) -> HashSet<u64> {
     let mut out = HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
