@@ -67,6 +67,8 @@ fn dump(family: u8, each: &mut dyn FnMut(&[u8])) -> Option<()> {
         SockProtocol::NetlinkSockDiag,
     )
     .ok()?;
+    // The kernel answers at once; a second is a bound on what should never wait.
+    socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(1, 0)).ok()?;
     let req = request(family);
     let sent = socket::sendto(fd.as_raw_fd(), &req, &NetlinkAddr::new(0, 0), MsgFlags::empty()).ok()?;
     if sent != req.len() {
@@ -75,8 +77,9 @@ fn dump(family: u8, each: &mut dyn FnMut(&[u8])) -> Option<()> {
     // The kernel fills a dump's datagrams up to 32 KiB; a larger buffer never truncates one.
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).ok()?;
-        if n == 0 {
+        let (n, from) = socket::recvfrom::<NetlinkAddr>(fd.as_raw_fd(), &mut buf).ok()?;
+        // Only the kernel's answer (port 0) is read: none other is a socket table.
+        if n == 0 || from.is_none_or(|a| a.pid() != 0) {
             return None;
         }
         if messages(&buf[..n], each)? {
