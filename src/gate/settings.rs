@@ -93,6 +93,12 @@ impl Gate {
         {
             return Err(at.bad(&[Key("gate"), Key("coverage")], "expected the coverage report's path"));
         }
+        if self.min_diff_coverage.is_some_and(|p| p.0 == 0.0) {
+            return Err(at.bad(
+                &[Key("gate"), Key("min_diff_coverage")],
+                "0 % passes any coverage, so the check could never fail; expected more than 0 (leave the field out to turn the check off)",
+            ));
+        }
         if self.min_diff_coverage.is_some() && self.coverage.is_none() {
             return Err(
                 at.bad(&[Key("gate"), Key("min_diff_coverage")], "needs gate.coverage, the report the command writes")
