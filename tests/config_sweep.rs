@@ -322,6 +322,11 @@ fn every_value_that_cannot_work_is_exit_2_at_load_naming_its_field() {
         ),
         ("logs.context = -1", Box::new(|d| set(d, &keys("logs.context"), Value::Integer(-1))), "context"),
         (
+            "deploy.canary_error_margin = 100",
+            Box::new(|d| set(d, &keys("deploy.canary_error_margin"), Value::Float(100.0))),
+            "canary_error_margin",
+        ),
+        (
             "gate.min_diff_coverage = 0",
             Box::new(|d| set(d, &keys("gate.min_diff_coverage"), Value::Float(0.0))),
             "min_diff_coverage",

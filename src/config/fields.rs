@@ -75,7 +75,7 @@ pub const FIELDS: &[Field] = &[
     f("deploy.canary_interval", "under `promote --canary`, the pause between two rounds of checks of the candidate"),
     f(
         "deploy.canary_error_margin",
-        "under `promote --canary`, how many percentage points the candidate's 5xx share of its answers to users may exceed the stable version's before a round fails",
+        "under `promote --canary`, how many percentage points the candidate's 5xx share of its answers to users may exceed the stable version's before a round fails (less than 100)",
     ),
     f(
         "deploy.canary_not_enough",

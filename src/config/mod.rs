@@ -249,6 +249,7 @@ impl Config {
                 "expected at least one smoke check ([[smoke.chains]] with [[smoke.chains.checks]]): zero checks can never pass",
             ));
         }
+        self.deploy.validate(at)?;
         match self.platform.kind {
             PlatformKind::Local => {
                 let urls: Vec<(&str, &HttpUrl)> = self.environments.iter().map(|(n, e)| (n.as_str(), &e.url)).collect();

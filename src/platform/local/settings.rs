@@ -78,6 +78,19 @@ pub enum NotEnough {
     Extend,
 }
 
+impl Deploy {
+    /// The rules of `[deploy]` that hold on every platform (the canary's judge is shared).
+    pub fn validate(&self, at: &Locator) -> Result<()> {
+        if self.canary_error_margin.0 >= 100.0 {
+            return Err(at.bad(
+                &[Seg::Key("deploy"), Seg::Key("canary_error_margin")],
+                "100 points would let a candidate fail every request, so the canary could never fail on errors; expected less than 100",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Deploy {
     fn default() -> Self {
         Deploy {
