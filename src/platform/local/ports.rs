@@ -109,7 +109,11 @@ fn descends_from(pid: i32, ancestor: i32) -> bool {
 
 /// Who listens on `port` now.
 pub fn listeners(port: u16) -> Listeners {
-    let inodes = listening_inodes(port);
+    holders_of(&listening_inodes(port))
+}
+
+/// The processes holding the listening sockets `inodes` (from [`listening_inodes`]).
+fn holders_of(inodes: &HashSet<u64>) -> Listeners {
     if inodes.is_empty() {
         return Listeners::default();
     }
@@ -137,10 +141,11 @@ pub fn listeners(port: u16) -> Listeners {
 /// of every process only when those do not hold every listener (a descendant that left the
 /// group). When not, the listeners found, to name them.
 pub fn owned_by(port: u16, leader: i32) -> Result<(), Listeners> {
-    if held_by_group(port, leader) {
+    let inodes = listening_inodes(port);
+    if group_holds_all(&inodes, leader) {
         return Ok(());
     }
-    let found = listeners(port);
+    let found = holders_of(&inodes);
     if found.all_of(leader) { Ok(()) } else { Err(found) }
 }
 
@@ -148,7 +153,12 @@ pub fn owned_by(port: u16, leader: i32) -> Result<(), Listeners> {
 /// [`listeners`] for one known group, looking only at that group's processes (a few) rather
 /// than at every process on the machine.
 pub fn held_by_group(port: u16, pgid: i32) -> bool {
-    let inodes = listening_inodes(port);
+    group_holds_all(&listening_inodes(port), pgid)
+}
+
+/// Whether the members of group `pgid` hold every one of the listening sockets `inodes` (and
+/// there is at least one).
+fn group_holds_all(inodes: &HashSet<u64>, pgid: i32) -> bool {
     if inodes.is_empty() {
         return false;
     }
