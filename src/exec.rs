@@ -125,9 +125,27 @@ impl Cmd {
     }
 }
 
-/// A word as a POSIX shell reads it back (`a b` → `'a b'`, `$x` → `'$x'`); Rust's quoting for
-/// what no shell quoting can hold (a NUL).
+/// A word as a POSIX shell reads it back (`a b` → `'a b'`, `$x` → `'$x'`), on one line: a word
+/// with a control character (a newline, say) in ANSI-C quoting (`$'a\nb'`), which plain quotes
+/// would carry onto a second line.
 pub fn quote(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        return out;
+    }
     shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("{s:?}"))
 }
 
@@ -446,6 +464,21 @@ mod tests {
     fn display_is_copy_pastable() {
         let c = Cmd::new(["git", "archive", "-o", "/tmp/a b.tar", "HEAD"]).dir("/x y").env("PORT", "80");
         assert_eq!(c.display(), "cd '/x y' && PORT=80 git archive -o '/tmp/a b.tar' HEAD");
+    }
+
+    /// Each word comes back whole from a shell, and on one line: plain, spaced, with `$`, with
+    /// quotes and backslashes, and with control characters (newline, tab, ESC, DEL, C1).
+    #[test]
+    fn a_quoted_word_is_one_line_that_a_shell_reads_back_as_it_was() {
+        for word in
+            ["plain", "a b", "$x?", r"\s*", "it's", "\n*", "a\tb\r", "'\\\n'", "\u{1b}[31m", "x\u{7f}", "y\u{85}z", ""]
+        {
+            let q = quote(word);
+            assert!(!q.contains(['\n', '\r']), "{word:?} → {q}");
+            let out =
+                std::process::Command::new("bash").args(["-c", &format!("printf %s {q}")]).output().expect("bash");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "{q}");
+        }
     }
 
     #[test]

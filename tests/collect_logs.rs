@@ -141,6 +141,8 @@ fn bad_window_and_pattern_are_usage_errors() {
         ("--pattern", "|ERROR", "'|ERROR'"),
         ("--pattern", r"\s*", r#""\\s*""#),
         ("--pattern", "$x?", "'$x?'"),
+        // A newline stays on the error's one line.
+        ("--pattern", "\n*", r"$'\n*'"),
         ("--also-pattern", "", "''"),
         ("--also-pattern", "(?m)$", "'(?m)$'"),
     ] {
