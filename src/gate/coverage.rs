@@ -139,6 +139,13 @@ impl DiffCoverage {
     pub fn percent(&self) -> Option<f64> {
         (self.measured > 0).then(|| 100.0 * self.covered as f64 / self.measured as f64)
     }
+
+    /// Whether the covered share reaches `min` percent. The tolerance for the division's
+    /// rounding is relative to `min`, so no minimum above 0 is met by 0 covered lines (an
+    /// absolute one let a minimum of 1e-9 % pass a change no test ran).
+    pub fn meets(&self, min: f64) -> bool {
+        self.percent().is_none_or(|p| p >= min * (1.0 - 1e-9))
+    }
 }
 
 /// Judges the changed lines of `files` (repo path → added line numbers) against `coverage`;
@@ -173,6 +180,22 @@ pub fn diff_coverage(coverage: &Coverage, files: &BTreeMap<String, Vec<u32>>, di
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_minimum_is_met_up_to_rounding_and_never_by_nothing_covered() {
+        let d = |covered, measured| DiffCoverage { covered, measured, ..Default::default() };
+        // 1 of 3 is 33.333...; a minimum written as the rounded share is met, one above it not.
+        assert!(d(1, 3).meets(100.0 / 3.0));
+        assert!(!d(1, 3).meets(33.34));
+        assert!(d(4, 5).meets(80.0) && !d(4, 5).meets(80.000001));
+        assert!(d(3, 10).meets(30.000000000000004), "0.1 * 3 style rounding above the share");
+        // Nothing covered fails every minimum above 0, however small.
+        for min in [1e-300, 1e-12, 1e-9, 1e-6, 0.1, 1.0, 100.0] {
+            assert!(!d(0, 7).meets(min), "0 of 7 met {min}");
+        }
+        assert!(d(7, 7).meets(100.0));
+        assert!(d(0, 0).meets(100.0), "no measured changed line is nothing to fail");
+    }
 
     const COBERTURA: &str = r#"<?xml version="1.0" ?>
 <coverage version="7.6" line-rate="0.5"><sources><source>/ci/workspace/app</source></sources>

@@ -520,7 +520,7 @@ fn check_coverage(ctx: &Ctx, plan: &Plan<'_>, ran: &Ran) -> Result<Check> {
     let d = coverage::diff_coverage(&cov, &added, &plan.dir);
     Ok(match d.percent() {
         None => Check::new("diff coverage", Status::Passed, "no measured changed lines"),
-        Some(p) if p + 1e-9 >= min => Check::new(
+        Some(p) if d.meets(min) => Check::new(
             "diff coverage",
             Status::Passed,
             format!("{p:.1} % of {} measured changed lines covered (minimum {min} %)", d.measured),
