@@ -131,6 +131,50 @@ impl Ctx {
         Ledger::open_read_only(&self.state_dir, self.ui.clone(), self.env.actor())
     }
 
+    /// Refuses a report path that would destroy what a run reads or keeps (exit 2, before
+    /// anything runs): a directory, the config file, what safedeploy keeps in the state dir
+    /// (the ledger, locks, platform records, bundles: `statedir::KEPT`), or one of `reads` (the
+    /// logs collect-logs reads, the reports the gate's tests write). A report of its own in the
+    /// state dir is allowed: a state dir may be the workspace a pipeline writes its reports in.
+    pub fn check_report_path(&self, path: &Path, what: &str, reads: &[PathBuf]) -> Result<()> {
+        // `-` reads standard input where a tool reads; a report is a file, never one named `-`.
+        if path == Path::new("-") {
+            return Err(crate::usage!(
+                "{what}: `-` is not a file name here (reports are written to files; stdout carries the result)"
+            ));
+        }
+        crate::paths::not_an_option(path, what)?;
+        let shown = path.display();
+        if path.is_dir() {
+            return Err(crate::usage!("{what} {shown}: is a directory; expected a file's name"));
+        }
+        if crate::paths::same_file(path, &self.config.path) {
+            return Err(crate::usage!("{what} {shown}: is the config file; expected a file of its own"));
+        }
+        if let Some(kept) = crate::statedir::kept_under(&self.state_dir, path)? {
+            return Err(crate::usage!(
+                "{what} {shown}: would overwrite {}, which safedeploy keeps in the state dir; expected a path outside it",
+                kept.display()
+            ));
+        }
+        let at = crate::paths::resolved(path)?;
+        let same = |r: &PathBuf| crate::paths::same_file(path, r) || crate::paths::resolved(r).is_ok_and(|r| r == at);
+        if let Some(read) = reads.iter().find(|r| same(r)) {
+            return Err(crate::usage!(
+                "{what} {shown}: is {}, which this run reads; expected a file of its own",
+                read.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes a report (see [`Effects::write_report`]) to a path [`Ctx::check_report_path`]
+    /// allows.
+    pub fn write_report(&self, path: &Path, text: &str, what: &str) -> Result<()> {
+        self.check_report_path(path, what, &[])?;
+        self.fx.write_report(path, text, what)
+    }
+
     pub fn platform(&self) -> Result<Box<dyn Platform + '_>> {
         platform::for_config(&self.fx, &self.config, &self.state_dir)
     }

@@ -29,16 +29,10 @@ impl Effects {
     }
 
     /// Writes a report a person or Jenkins reads (JUnit, the error report), redacted; in a dry
-    /// run it is announced instead. `what` names it in the plan line.
+    /// run it is announced instead. `what` names it in the plan line. Operations write through
+    /// `Ctx::write_report`, which first refuses a path that would destroy what a run keeps.
     pub fn write_report(&self, path: &std::path::Path, text: &str, what: &str) -> Result<()> {
         use anyhow::Context as _;
-        // `-` reads standard input where a tool reads; a report is a file, never one named `-`.
-        if path == std::path::Path::new("-") {
-            return Err(crate::usage!(
-                "{what}: `-` is not a file name here (reports are written to files; stdout carries the result)"
-            ));
-        }
-        crate::paths::not_an_option(path, what)?;
         self.exec.effect(
             || format!("write {what} to {}", path.display()),
             || {

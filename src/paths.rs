@@ -76,9 +76,56 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Where `path` leads: made absolute (as [`absolute`]), then its deepest existing ancestor
+/// with its symlinks resolved and the rest appended. Two paths that name the same place
+/// compare equal, whether or not it exists yet.
+pub fn resolved(path: &Path) -> Result<PathBuf> {
+    let full = absolute(path)?;
+    let mut rest = vec![];
+    let mut at = full.as_path();
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return Ok(rest.iter().rev().fold(real, |p, name| p.join(name)));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                at = parent;
+            }
+            _ => return Ok(full),
+        }
+    }
+}
+
+/// Whether `a` and `b` are the same existing file (device and inode, through symlinks and
+/// hard links alike).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_paths_meet_through_symlinks_and_missing_parts() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).expect("symlink");
+        let want = real.canonicalize().expect("canonical").join("new/report.txt");
+        for p in ["link/new/report.txt", "real/./new/report.txt", "real/x/../new/report.txt"] {
+            assert_eq!(resolved(&tmp.path().join(p)).expect("resolved"), want, "{p}");
+        }
+        std::fs::write(real.join("a"), "x").expect("write");
+        std::fs::hard_link(real.join("a"), real.join("b")).expect("hard link");
+        assert!(same_file(&tmp.path().join("link/a"), &real.join("b")));
+        assert!(!same_file(&real.join("a"), &real.join("missing")));
+    }
 
     #[test]
     fn a_child_is_one_ordinary_component() {

@@ -29,6 +29,33 @@ pub const LEDGER_MODE: u32 = 0o640;
 /// A lock is this user's alone: another who could open it could hold it.
 pub const LOCK_MODE: u32 = 0o600;
 
+/// What safedeploy keeps in the state dir, by its name there: the ledger and its journals, the
+/// environments' locks, the platforms' records and working copies, the built bundles. A report
+/// is never written over any of them.
+pub const KEPT: &[&str] = &[
+    "ledger.sqlite3",
+    "ledger.sqlite3-wal",
+    "ledger.sqlite3-shm",
+    "ledger.sqlite3-journal",
+    "locks",
+    "local",
+    "elasticbeanstalk",
+    "bundles",
+];
+
+/// What `path` would overwrite of what safedeploy keeps in `state_dir` (see [`KEPT`]): the
+/// kept entry's path, if any. Symlinks and `..` are followed where the path exists.
+pub fn kept_under(state_dir: &Path, path: &Path) -> Result<Option<std::path::PathBuf>> {
+    let state = crate::paths::resolved(state_dir)?;
+    let at = crate::paths::resolved(path)?;
+    let Ok(inside) = at.strip_prefix(&state) else { return Ok(None) };
+    Ok(match inside.components().next() {
+        None => Some(state_dir.to_path_buf()),
+        Some(first) if KEPT.iter().any(|k| first.as_os_str() == *k) => Some(state_dir.join(first)),
+        Some(_) => None,
+    })
+}
+
 fn me() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
@@ -186,6 +213,36 @@ pub fn read_own(path: &Path) -> std::io::Result<Option<String>> {
     let mut text = String::new();
     file.read_to_string(&mut text)?;
     Ok(Some(text))
+}
+
+#[cfg(test)]
+mod kept_tests {
+    use super::*;
+
+    #[test]
+    fn what_safedeploy_keeps_is_found_through_symlinks_and_dots() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = tmp.path().join("state");
+        std::fs::create_dir_all(state.join("locks")).expect("mkdir");
+        std::os::unix::fs::symlink(&state, tmp.path().join("alias")).expect("symlink");
+        let kept = |p: &str| kept_under(&state, &tmp.path().join(p)).expect("resolved");
+        for p in [
+            "state/ledger.sqlite3",
+            "alias/ledger.sqlite3-wal",
+            "state/x/../locks/a.lock",
+            "state/bundles/v1.tar",
+            "state",
+        ] {
+            assert!(kept(p).is_some(), "{p}");
+        }
+        for p in ["state/error_hunt.txt", "state/reports/gate.xml", "elsewhere/ledger.sqlite3", "state2/locks"] {
+            assert_eq!(kept(p), None, "{p}");
+        }
+        // The names are the ones the modules that keep them use.
+        let lock = crate::lock::path(&state, "staging").expect("lock path");
+        assert!(kept_under(&state, &lock).expect("lock").is_some());
+        assert!(KEPT.contains(&crate::ledger::FILE));
+    }
 }
 
 #[cfg(test)]

@@ -170,3 +170,70 @@ fn collect_logs_context_past_its_bound_is_a_usage_error() {
     p.cmd("collect-logs").args(["--input", "app.log", "--out", "h.txt", "--context", "50"]).assert().success();
     assert!(p.app.join("h.txt").exists());
 }
+
+/// A report path that would overwrite what a run reads or keeps is exit 2 before anything
+/// runs, naming the flag, and every file is as it was: the log collect-logs reads (by its
+/// name, a symlink, a hard link or a `..` path), the config file, a directory, the state dir
+/// (the ledger, a lock, a platform's records). The gate's tests do not run.
+#[test]
+fn a_report_path_over_a_log_the_config_or_the_ledger_is_refused_before_anything_runs() {
+    let p = Project::new();
+    p.cmd("gate-tests").assert().success(); // the ledger, and the tests' own reports
+    p.write("app.log", "2026-11-23T22:40:01.000Z ERROR boom\n");
+    p.write("logs/keep", "");
+    std::os::unix::fs::symlink("app.log", p.app.join("link.log")).expect("symlink");
+    std::fs::hard_link(p.app.join("app.log"), p.app.join("hard.log")).expect("hard link");
+    let ledger = p.state.join("ledger.sqlite3");
+    let watched = [p.app.join("app.log"), p.config_path(), ledger.clone(), p.app.join("reports/junit.xml")];
+    let snapshot = || watched.iter().map(|f| std::fs::read(f).expect("watched file")).collect::<Vec<_>>();
+    let before = snapshot();
+    let junit_time = std::fs::metadata(p.app.join("reports/junit.xml")).and_then(|m| m.modified()).expect("mtime");
+    let state = |rel: &str| p.state.join(rel).display().to_string();
+    let read_log = ["--input", "app.log", "--out"];
+    let cases: Vec<(&str, Vec<String>, &str, &str)> = vec![
+        ("collect-logs", vec!["app.log".into()], "--out", "which this run reads"),
+        ("collect-logs", vec!["link.log".into()], "--out", "which this run reads"),
+        ("collect-logs", vec!["hard.log".into()], "--out", "which this run reads"),
+        ("collect-logs", vec!["logs/../app.log".into()], "--out", "which this run reads"),
+        ("collect-logs", vec!["safedeploy.toml".into()], "--out", "is the config file"),
+        ("collect-logs", vec![".".into()], "--out", "is a directory"),
+        ("collect-logs", vec!["logs/".into()], "--out", "is a directory"),
+        ("collect-logs", vec![state("ledger.sqlite3")], "--out", "which safedeploy keeps in the state dir"),
+        ("collect-logs", vec![state("locks/new/error_hunt.txt")], "--out", "which safedeploy keeps in the state dir"),
+        ("gate-tests", vec!["safedeploy.toml".into()], "--junit-out", "is the config file"),
+        ("gate-tests", vec!["reports".into()], "--junit-out", "is a directory"),
+        ("gate-tests", vec![state("local/gate.xml")], "--junit-out", "which safedeploy keeps in the state dir"),
+        ("smoke-check", vec!["safedeploy.toml".into()], "--junit-out", "is the config file"),
+        ("smoke-check", vec![state("ledger.sqlite3")], "--junit-out", "which safedeploy keeps in the state dir"),
+        ("safedeploy", vec!["safedeploy.toml".into()], "--html", "is the config file"),
+    ];
+    for (bin, path, flag, said) in &cases {
+        let mut args: Vec<String> = match *bin {
+            "collect-logs" => read_log.iter().map(|s| s.to_string()).collect(),
+            "smoke-check" => vec!["--env".into(), "staging".into(), (*flag).into()],
+            "safedeploy" => vec!["report".into(), (*flag).into()],
+            _ => vec![(*flag).into()],
+        };
+        args.extend(path.iter().cloned());
+        let out = p.cmd(bin).args(&args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bin} {args:?}: {stderr}");
+        let errors = error_lines(&stderr);
+        assert_eq!(errors.len(), 1, "{bin} {args:?}: one error line: {stderr}");
+        assert!(
+            errors[0].contains(&format!("{flag} {}", path[0])) && errors[0].contains(said),
+            "{bin} {args:?}: {stderr}"
+        );
+        assert!(snapshot() == before, "{bin} {args:?}: a watched file changed");
+        assert!(!p.state.join("locks/new").exists() && !p.state.join("local/gate.xml").exists(), "{bin} {args:?}");
+    }
+    let now = std::fs::metadata(p.app.join("reports/junit.xml")).and_then(|m| m.modified()).expect("mtime");
+    assert_eq!(now, junit_time, "the gate's tests ran though its report path was refused");
+    // A path of its own is written, as before, in the state dir too (a pipeline's workspace
+    // may be its state dir).
+    for out in [p.app.join("logs/error_hunt.txt"), p.state.join("error_hunt.txt")] {
+        p.cmd("collect-logs").args(["--input", "app.log", "--out"]).arg(&out).assert().success();
+        assert!(std::fs::read_to_string(&out).expect("report").contains("boom"), "{}", out.display());
+    }
+    assert!(snapshot() == before, "a report of its own changed a watched file");
+}

@@ -324,6 +324,11 @@ fn plan<'c>(ctx: &'c Ctx, req: &GateRequest<'_>) -> Result<Plan<'c>> {
             not_report.display()
         ));
     }
+    // The tests' own reports may be overwritten: the command writes them afresh every run, and
+    // only reports written during the run are read.
+    if let Some(out) = req.junit_out {
+        ctx.check_report_path(out, "--junit-out", &[])?;
+    }
     let migration_base = match (&base, gate.migrations.is_empty()) {
         (Some(b), _) => Some(b.clone()),
         (None, true) => None,

@@ -28,7 +28,7 @@ mod versions;
 pub use rows::*;
 use schema::MIGRATIONS;
 
-const FILE: &str = "ledger.sqlite3";
+pub(crate) const FILE: &str = "ledger.sqlite3";
 
 pub struct Ledger {
     conn: Connection,

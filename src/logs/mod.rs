@@ -285,12 +285,15 @@ struct Window {
 }
 
 pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
+    let out = req.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
+    // Before an environment's logs are fetched; against the logs themselves once they are known.
+    ctx.check_report_path(&out, "--out", &[])?;
     let sel = selecting(ctx, req)?;
     let Some(scope) = scope(ctx, req)? else {
         return Ok(Outcome::ok(serde_json::json!({"recovered": true, "errors_found": false})));
     };
+    ctx.check_report_path(&out, "--out", &scope.sources)?;
     let findings = search_all(ctx, req, &sel, &scope)?;
-    let out = req.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
     ctx.write_report(&out, &render(&scope, &sel.pattern, &findings), "the report")?;
     tell(ctx, &findings, &out);
     let f = &findings.found;

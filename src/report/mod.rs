@@ -146,8 +146,8 @@ pub fn report(ctx: &Ctx, req: &ReportRequest<'_>) -> Result<Outcome> {
             would_fail_healthy,
         })
         .collect();
-    if let Some(out) = req.html.filter(|o| o.is_dir()) {
-        return Err(usage!("--html {}: is a directory; expected the page's file name", out.display()));
+    if let Some(out) = req.html {
+        ctx.check_report_path(out, "--html", &[])?;
     }
     if req.html.is_none() && !ctx.ui.json {
         return Err(usage!("report: expected --html FILE (the page) or --json (the document), or both"));

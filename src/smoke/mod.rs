@@ -272,6 +272,9 @@ fn candidate_round(
 }
 
 pub fn smoke_check(ctx: &Ctx, req: &SmokeRequest<'_>) -> Result<Outcome> {
+    if let Some(out) = req.junit_out {
+        ctx.check_report_path(out, "--junit-out", &[])?;
+    }
     let (env, mut vars) = spec_for(ctx, req)?;
     let chains = &ctx.config.chains;
     let ledger = ctx.ledger()?;
