@@ -129,6 +129,14 @@ fn bad_window_and_pattern_are_usage_errors() {
     let p = Project::new();
     std::fs::write(p.app.join("app.log"), LOG).expect("write log");
     p.cmd("collect-logs").args(["--input", "app.log", "--since", "yesterday"]).assert().code(2);
+    // A window that starts now or later is empty by construction: a mistake, not "no errors".
+    for since in ["0s", "0m", "2999-01-01T00:00:00Z"] {
+        let a = p.cmd("collect-logs").args(["--input", "app.log", "--out", "w.txt", "--since", since]).assert().code(2);
+        let err = output(&a).1;
+        assert!(err.contains(&format!("--since {since:?} is")) && err.contains("not before now"), "{since}: {err}");
+        assert!(!p.app.join("w.txt").exists(), "{since}: a report was written");
+    }
+    p.cmd("collect-logs").args(["--input", "app.log", "--out", "w.txt", "--since", "1ms"]).assert().success();
     p.cmd("collect-logs").args(["--input", "app.log", "--pattern", "(unclosed"]).assert().code(2);
     p.cmd("collect-logs").args(["--input", "missing.log"]).assert().code(2);
     // A pattern that matches any text would make every line an error: refused, as a mistake,

@@ -215,6 +215,17 @@ struct Scope {
 fn scope(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Option<Scope>> {
     let until = req.until.map(|u| parse_time(u, "--until")).transpose()?;
     let mut since = req.since.map(|s| parse_time(s, "--since")).transpose()?;
+    // A window that starts now or later holds no line yet: a mistyped year or `0m`, not "no errors".
+    let now = now_ms();
+    if let (Some(t), Some(s)) = (since, req.since)
+        && t >= now
+    {
+        return Err(usage!(
+            "--since {s:?} is {}, not before now ({}): no line can be in the window yet; expected a duration above 0 or a time in the past",
+            rfc3339(t),
+            rfc3339(now)
+        ));
+    }
     // An empty window is a mistake, not "no errors".
     if let (Some(s), Some(u)) = (since, until)
         && u < s
