@@ -380,6 +380,28 @@ fn the_bake_catches_a_version_that_breaks_after_it_went_live() {
     assert_eq!(server.hits("/"), 4, "the watch ended at the first failure");
 }
 
+/// A bake shorter than the pause between rounds (`--watch 300ms` beside the default 30 s) still
+/// bakes: its one round comes at its end, and it is said. It used to end after the first round,
+/// a `--watch` that checked nothing more.
+#[test]
+fn a_bake_shorter_than_its_interval_still_has_a_round() {
+    let server = Server::start(|r, n| match r.path.as_str() {
+        "/version" => version("v1"),
+        _ if n <= 1 => Resp::new(200, "fine"),
+        _ => Resp::new(500, "Internal Server Error"),
+    });
+    let f = Fixture::new(&server.url(), ONE_CHECK);
+    f.smoke()
+        .args(["--watch", "300ms"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "test: --interval 30s is longer than --watch 0.3s: one bake round, at its end",
+        ))
+        .stderr(predicate::str::contains("failed the smoke checks in bake round 2"));
+    assert_eq!(server.hits("/"), 2, "the first round and the bake's one round");
+}
+
 /// A monitor as Datadog's `GET /api/v1/monitor/{id}` answers it (the fields its model requires).
 fn monitor_answer(state: &str) -> serde_json::Value {
     serde_json::json!({

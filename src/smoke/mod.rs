@@ -358,14 +358,28 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
         Rounds { round: 1, results, monitors: states(ctx)?, bake_start: Instant::now(), awaiting: said.awaiting };
     report_round(ctx, &r);
     let Some(watch) = req.watch.filter(|_| !ctx.dry_run) else { return Ok(r) };
+    // A pause longer than the bake would leave it no round at all (`--watch 20s` beside the
+    // default 30 s): the bake's one round then comes at its end.
+    let short = req.interval > watch;
+    let interval = if short {
+        ctx.ui.status(format!(
+            "{}: --interval {}s is longer than --watch {}s: one bake round, at its end",
+            req.env,
+            req.interval.as_secs_f64(),
+            watch.as_secs_f64()
+        ));
+        watch
+    } else {
+        req.interval
+    };
     // A bake goes on past `watch` while a metric with `no_data = "extend"` waits for data, up
     // to its `extend_up_to`.
     let goes_on = |r: &Rounds| {
         let longest = r.awaiting.iter().map(|a| a.up_to).max().unwrap_or_default().max(watch);
-        r.bake_start.elapsed() + req.interval <= longest
+        (short && r.round == 1) || r.bake_start.elapsed() + interval <= longest
     };
     while r.passed() && goes_on(&r) {
-        ctx.nap(req.interval, || {
+        ctx.nap(interval, || {
             format!("the bake of {} in {} stopped after {} round(s)", vars.version, req.env, r.round)
         })?;
         r.round += 1;
@@ -384,7 +398,7 @@ fn check_rounds(ctx: &Ctx, req: &SmokeRequest<'_>, base: &str, chains: &[Chain],
         r.awaiting.retain(|a| !said.asked.contains(&a.name));
         r.awaiting.extend(said.awaiting);
         let waited_on: Vec<&str> = r.awaiting.iter().filter(|a| !a.up_to.is_zero()).map(|a| a.name.as_str()).collect();
-        if r.bake_start.elapsed() + req.interval > watch && !waited_on.is_empty() && r.passed() {
+        if r.bake_start.elapsed() + interval > watch && !waited_on.is_empty() && r.passed() {
             let names = waited_on;
             ctx.ui.status(format!("{}: bake extended: waiting for data from {}", req.env, names.join(", ")));
         }
