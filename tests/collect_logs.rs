@@ -76,6 +76,41 @@ fn repeats_collapse_into_counted_groups_in_first_seen_order() {
     assert!(!report.contains("Starting gunicorn"), "the start-up line is neither match nor context: {report}");
 }
 
+/// A window that holds none of the matching records read says so, with how many fell outside
+/// it and when: "no errors found" over logs full of errors is more likely a mistyped window. A
+/// traceback and the line that logged it are one record, outside the window as inside it.
+#[test]
+fn a_window_that_misses_every_error_says_where_they_are() {
+    let p = Project::new();
+    std::fs::write(p.app.join("app.log"), LOG).expect("write log");
+    let run = |window: &[&str]| {
+        let a = p.cmd("collect-logs").args(["--input", "app.log", "--out", "hunt.txt", "--json"]).args(window).assert();
+        let (out, err) = output(&a.success());
+        let (groups, doc) = jsonl(&out);
+        let report = std::fs::read_to_string(p.app.join("hunt.txt")).expect("report");
+        (groups.len(), doc, err, report)
+    };
+    let (groups, doc, err, report) = run(&["--until", "2026-11-23T09:00:00Z"]);
+    assert_eq!((groups, &doc["matches"], &doc["outside_window"]), (0, &0.into(), &3.into()), "{doc:#}");
+    let said = "3 outside the window, dated 2026-11-23T10:00:02.000Z to 2026-11-23T10:00:21.000Z";
+    assert!(
+        err.contains(&format!(
+            "warning: the window holds none of the matching records read ({said}): check --since and --until"
+        )),
+        "{err}"
+    );
+    assert!(report.contains(&format!("matching records left out: {said}\n")), "{report}");
+    // A window holding some: the others are counted, and nothing is said.
+    let (groups, doc, err, report) = run(&["--since", "2026-11-23T10:00:10Z"]);
+    assert_eq!((groups, &doc["matches"], &doc["outside_window"]), (2, &2.into(), &1.into()), "{doc:#}");
+    assert!(!err.contains("the window holds none"), "{err}");
+    assert!(report.contains("matching records left out: 1 outside the window, dated 2026-11-23T10:00:02.000Z\n"));
+    // No window: every one in it, none left out.
+    let (groups, doc, err, report) = run(&[]);
+    assert_eq!((groups, &doc["matches"], &doc["outside_window"]), (2, &3.into(), &0.into()), "{doc:#}");
+    assert!(!err.contains("the window holds none") && !report.contains("left out"), "{err}{report}");
+}
+
 #[test]
 fn since_limits_the_window_and_secrets_are_redacted() {
     let p = Project::new();

@@ -255,6 +255,29 @@ pub(super) struct Found {
     pub(super) dropped: usize,
     /// Lines longer than the search's limit, cut.
     pub(super) lines_cut: u64,
+    pub(super) outside: Outside,
+}
+
+/// Matching records read but left out for their time: outside the window.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Outside {
+    pub(super) count: usize,
+    pub(super) first: Option<Millis>,
+    pub(super) last: Option<Millis>,
+}
+
+impl Outside {
+    pub(super) fn note(&mut self, at: Option<Millis>) {
+        self.merge(Outside { count: 1, first: at, last: at });
+    }
+    fn merge(&mut self, o: Outside) {
+        self.count += o.count;
+        self.first = match (self.first, o.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = self.last.max(o.last);
+    }
 }
 
 /// The groups found so far. Occurrences are folded in as the search finds them, so memory
@@ -268,6 +291,7 @@ pub(super) struct Store<'a> {
     pub(super) dropped: usize,
     /// Lines cut at the search's limit (`scan::MAX_LINE`).
     pub(super) lines_cut: u64,
+    pub(super) outside: Outside,
     /// Bytes of all the examples kept: past [`EXAMPLES_BUDGET`] a new group keeps only its line.
     pub(super) example_bytes: usize,
 }
@@ -353,6 +377,7 @@ impl<'a> Store<'a> {
             matches: 0,
             dropped: 0,
             lines_cut: 0,
+            outside: Outside::default(),
             example_bytes: 0,
         }
     }
@@ -367,6 +392,7 @@ impl<'a> Store<'a> {
         self.matches += part.matches;
         self.dropped += part.dropped;
         self.lines_cut += part.lines_cut;
+        self.outside.merge(part.outside);
         self.example_bytes += part.example_bytes;
         for g in part.groups {
             match self.index.get(&g.key) {
@@ -387,7 +413,13 @@ impl<'a> Store<'a> {
             g.first_seen = g.first.map(rfc3339);
             g.last_seen = g.last.map(rfc3339);
         }
-        Found { groups: self.groups, matches: self.matches, dropped: self.dropped, lines_cut: self.lines_cut }
+        Found {
+            groups: self.groups,
+            matches: self.matches,
+            dropped: self.dropped,
+            lines_cut: self.lines_cut,
+            outside: self.outside,
+        }
     }
 }
 

@@ -278,6 +278,8 @@ struct Summary<'a> {
     sources: &'a [PathBuf],
     bytes: u64,
     matches: usize,
+    /// Matching records read but outside the window.
+    outside_window: usize,
     lines_cut: u64,
     errors_found: bool,
     groups: usize,
@@ -324,6 +326,7 @@ pub fn collect_logs(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Outcome> {
         sources: &scope.sources,
         bytes: findings.bytes,
         matches: f.matches,
+        outside_window: f.outside.count,
         lines_cut: f.lines_cut,
         errors_found: !f.groups.is_empty(),
         groups: f.groups.len(),
@@ -412,6 +415,11 @@ fn tell(ctx: &Ctx, findings: &Findings, out: &Path) {
     let found =
         if groups.is_empty() { "no errors found".to_string() } else { format!("{} group(s) of errors", groups.len()) };
     ctx.ui.result(format!("{found} in {} matching record(s) → {}", findings.found.matches, out.display()));
+    // "No errors" over logs whose errors all fell outside the window is likely a mistyped window.
+    if let Some(outside) = outside_window(&findings.found.outside).filter(|_| groups.is_empty()) {
+        ctx.ui
+            .warn(format!("the window holds none of the matching records read ({outside}): check --since and --until"));
+    }
     for g in groups {
         let at = g.frame.as_ref().map(|f| format!(" at {f}")).unwrap_or_default();
         ctx.ui.result(format!("  {} ×{}{at}", g.headline(), g.count));
@@ -419,6 +427,16 @@ fn tell(ctx: &Ctx, findings: &Findings, out: &Path) {
     if let Some(s) = &findings.suspect {
         ctx.ui.result(format!("  suspect: {}", s.headline()));
     }
+}
+
+/// "N outside the window, dated A to B", when any matching record was.
+fn outside_window(o: &groups::Outside) -> Option<String> {
+    let dated = match (o.first, o.last) {
+        (Some(a), Some(b)) if a == b => format!(", dated {}", rfc3339(a)),
+        (Some(a), Some(b)) => format!(", dated {} to {}", rfc3339(a), rfc3339(b)),
+        _ => String::new(),
+    };
+    (o.count > 0).then(|| format!("{} outside the window{dated}", o.count))
 }
 
 fn notify(ctx: &Ctx, scope: &Scope, findings: &Findings, out: &Path) -> Result<()> {
@@ -482,6 +500,9 @@ fn render(scope: &Scope, pattern: &str, findings: &Findings) -> String {
         ),
     };
     s += &format!("bytes read: {total}; window: {window}\n");
+    if let Some(outside) = outside_window(&findings.found.outside) {
+        s += &format!("matching records left out: {outside}\n");
+    }
     s += &format!("pattern: {pattern}\n");
     s += &format!("{hits} matching record(s) in {} distinct group(s), first seen first\n", groups.len());
     if let Some(x) = suspect {

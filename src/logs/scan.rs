@@ -124,6 +124,8 @@ struct Scanner<'s, 'a> {
     pending: VecDeque<Pending>,
     /// A single-line hit held back one record: a traceback may follow it, as its message.
     held: Option<Record>,
+    /// The last record was a single-line hit outside the window (see `held`).
+    outside_held: bool,
 }
 
 impl<'s, 'a> Scanner<'s, 'a> {
@@ -147,6 +149,7 @@ impl<'s, 'a> Scanner<'s, 'a> {
             history: VecDeque::new(),
             pending: VecDeque::new(),
             held: None,
+            outside_held: false,
         }
     }
 
@@ -284,8 +287,17 @@ impl<'s, 'a> Scanner<'s, 'a> {
 
     fn record(&mut self, rec: Record) {
         if !self.sel.in_window(&rec) {
+            // Counted as the window counts them: a traceback right after a hit line is that
+            // line's (its message's) record, not one more.
+            let joins = std::mem::take(&mut self.outside_held) && rec.is_traceback();
+            let hit = rec.lines.iter().any(|l| l.hit);
+            if hit && !joins {
+                self.store.outside.note(rec.at());
+                self.outside_held = rec.lines.len() == 1;
+            }
             return;
         }
+        self.outside_held = false;
         if let Some(mut message) = self.held.take() {
             if rec.is_traceback() {
                 message.lines.extend(rec.lines);
@@ -349,6 +361,7 @@ impl<'s, 'a> Scanner<'s, 'a> {
         self.recycle();
         self.active = false;
         self.gap = false;
+        self.outside_held = false;
         // A region's time does not carry into the next one: the lines between were not read.
         self.last = None;
     }
