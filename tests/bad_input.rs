@@ -115,12 +115,33 @@ fn unknown_environment_and_invalid_label() {
 #[test]
 fn unknown_versions_for_promote_and_rollback() {
     let p = Project::new();
-    p.cmd("promote").args(["--version", "v9"]).assert().code(2).stderr(predicate::str::contains("unknown version v9"));
+    let none = "hint: no version is registered yet: deploy-staging --version LABEL registers one";
+    p.cmd("promote")
+        .args(["--version", "v9"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown version v9").and(predicate::str::contains(none)));
     p.cmd("rollback")
         .args(["--to", "v9"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--to v9: unknown version"));
+        .stderr(predicate::str::contains("--to v9: unknown version").and(predicate::str::contains(none)));
+    // The hint names the newest labels the ledger knows, five at most.
+    let ledger = p.ledger();
+    for n in 1..=7 {
+        ledger
+            .execute(
+                "INSERT INTO versions (label, commit_id, checksum, bundle, created_at) VALUES (?1, 'c', 's', 'b', ?2)",
+                rusqlite::params![format!("v{n}"), 1_000 * n],
+            )
+            .expect("insert");
+    }
+    drop(ledger);
+    let known =
+        "hint: the newest versions deploy-staging registered: v7, v6, v5, v4, v3, … (safedeploy history lists them)";
+    for (bin, flag) in [("promote", "--version"), ("rollback", "--to")] {
+        p.cmd(bin).args([flag, "v9"]).assert().code(2).stderr(predicate::str::contains(known));
+    }
     p.cmd("promote")
         .assert()
         .code(2)

@@ -419,10 +419,11 @@ fn promotable(ctx: &Ctx, ledger: &Ledger, req: &PromoteRequest<'_>) -> Result<(V
                 .with_hint(format!("run smoke-check --env {from} --record, or name one with --version"))
         })?,
     };
-    let version = ledger.version(&label)?.ok_or_else(|| {
-        Error::usage(format!("unknown version {label}: deploy-staging registers versions"))
-            .with_hint("see the ledger's versions with --json output of deploy-staging")
-    })?;
+    let Some(version) = ledger.version(&label)? else {
+        return Err(Error::usage(format!("unknown version {label}: deploy-staging registers versions"))
+            .with_hint(ledger.unknown_version_hint()?)
+            .into());
+    };
     let budget_now = Budget::now(&ctx.config.sla, ledger)?;
     let spent = budget_now.spent.then(|| budget_now.line());
     let refusals = crate::rules::promote_refusals(

@@ -122,7 +122,11 @@ pub fn rollback(ctx: &Ctx, req: &RollbackRequest<'_>) -> Result<Outcome> {
 /// `--to LABEL`: a version that exists, is not marked bad, and is known good in `env` (or
 /// restored anyway on `--force --reason`).
 fn may_restore(ctx: &Ctx, ledger: &Ledger, env: &str, to: &Label, req: &RollbackRequest<'_>) -> Result<()> {
-    let v = ledger.version(to)?.ok_or_else(|| usage!("--to {to}: unknown version"))?;
+    let Some(v) = ledger.version(to)? else {
+        return Err(crate::error::Error::usage(format!("--to {to}: unknown version"))
+            .with_hint(ledger.unknown_version_hint()?)
+            .into());
+    };
     if let Some(why) = &v.bad_reason {
         return Err(usage!("--to {to}: that version is marked bad ({why}); rollback never restores a bad version"));
     }

@@ -28,6 +28,22 @@ impl Ledger {
             .map(|v| Version { bad_reason: self.clean_opt(v.bad_reason), ..v }))
     }
 
+    /// What a user who named a version the ledger does not know is told: the newest labels
+    /// registered (at most five), or that none is.
+    pub fn unknown_version_hint(&self) -> Result<String> {
+        let mut stmt = self.conn.prepare("SELECT label FROM versions ORDER BY created_at DESC, rowid DESC LIMIT 6")?;
+        let labels: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(match labels.len() {
+            0 => "no version is registered yet: deploy-staging --version LABEL registers one".to_string(),
+            n => format!(
+                "the {}versions deploy-staging registered: {}{} (safedeploy history lists them)",
+                if n > 5 { "newest " } else { "" },
+                labels.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", "),
+                if n > 5 { ", …" } else { "" }
+            ),
+        })
+    }
+
     pub fn record_version(&self, v: &Version) -> Result<()> {
         self.write(
             || format!("record version {} (commit {})", v.label, v.commit),
