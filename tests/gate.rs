@@ -22,6 +22,8 @@ fn the_incident_change_fails_the_gate_naming_the_tests_and_the_error() {
     p.commit_incident();
     let a = p.cmd("gate-tests").assert().code(1);
     let (_, err) = output(&a);
+    // The base is HEAD (the project commits on main): warned of, and no "changes since" after.
+    assert!(err.contains("the base is HEAD itself") && !err.contains("gate: changes since"), "{err}");
     assert!(
         err.contains("         tests.test_application.test_shorten_then_follow_redirects_to_the_url: TypeError"),
         "{err}"

@@ -303,7 +303,10 @@ fn plan<'c>(ctx: &'c Ctx, req: &GateRequest<'_>) -> Result<Plan<'c>> {
     let policies = !gate.source.is_empty() || gate.min_diff_coverage.is_some();
     let base = if policies {
         let base = changes::resolve_base(ctx, &dir, req.base, known_good_commit(ctx)?)?;
-        ctx.ui.status(format!("gate: changes since {} ({})", crate::git::short(&base.commit), base.from));
+        // A base that is HEAD itself has been warned of: there are no changes since it.
+        if crate::git::commit(ctx, &dir, "HEAD").as_deref() != Some(base.commit.as_str()) {
+            ctx.ui.status(format!("gate: changes since {} ({})", crate::git::short(&base.commit), base.from));
+        }
         Some(base)
     } else {
         None
