@@ -134,8 +134,9 @@ impl Ctx {
     /// Refuses a report path that would destroy what a run reads or keeps (exit 2, before
     /// anything runs): a directory, the config file, what safedeploy keeps in the state dir
     /// (the ledger, locks, platform records, bundles: `statedir::KEPT`), or one of `reads` (the
-    /// logs collect-logs reads, the reports the gate's tests write). A report of its own in the
-    /// state dir is allowed: a state dir may be the workspace a pipeline writes its reports in.
+    /// logs collect-logs reads). A report of its own in the state dir is allowed: a state dir
+    /// may be the workspace a pipeline writes its reports in. Operations call it before they
+    /// start, with the flag as `what`; [`Ctx::write_report`] calls it again at the write.
     pub fn check_report_path(&self, path: &Path, what: &str, reads: &[PathBuf]) -> Result<()> {
         // `-` reads standard input where a tool reads; a report is a file, never one named `-`.
         if path == Path::new("-") {

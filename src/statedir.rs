@@ -216,7 +216,7 @@ pub fn read_own(path: &Path) -> std::io::Result<Option<String>> {
 }
 
 #[cfg(test)]
-mod kept_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -243,11 +243,6 @@ mod kept_tests {
         assert!(kept_under(&state, &lock).expect("lock").is_some());
         assert!(KEPT.contains(&crate::ledger::FILE));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).expect("meta").mode() & 0o777
