@@ -71,8 +71,8 @@ pub struct LogsRequest<'a> {
     pub notify: bool,
 }
 
-fn parse_time(s: &str, flag: &str) -> Result<Millis> {
-    crate::clock::parse_when(s, now_ms()).ok_or_else(|| {
+fn parse_time(s: &str, flag: &str, now: Millis) -> Result<Millis> {
+    crate::clock::parse_when(s, now).ok_or_else(|| {
         usage!("{flag} {s:?}: expected a duration (\"30m\") or an RFC 3339 time (\"2026-11-23T22:00:00Z\")")
     })
 }
@@ -213,10 +213,11 @@ struct Scope {
 
 /// The scope of the run, or `None` when an alert says it recovered.
 fn scope(ctx: &Ctx, req: &LogsRequest<'_>) -> Result<Option<Scope>> {
-    let until = req.until.map(|u| parse_time(u, "--until")).transpose()?;
-    let mut since = req.since.map(|s| parse_time(s, "--since")).transpose()?;
-    // A window that starts now or later holds no line yet: a mistyped year or `0m`, not "no errors".
+    // One reading of the clock: `--since 0s` is then exactly now, whatever the machine's load.
     let now = now_ms();
+    let until = req.until.map(|u| parse_time(u, "--until", now)).transpose()?;
+    let mut since = req.since.map(|s| parse_time(s, "--since", now)).transpose()?;
+    // A window that starts now or later holds no line yet: a mistyped year or `0m`, not "no errors".
     if let (Some(t), Some(s)) = (since, req.since)
         && t >= now
     {
