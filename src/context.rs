@@ -145,9 +145,25 @@ impl Ctx {
             ));
         }
         crate::paths::not_an_option(path, what)?;
+        if path.to_string_lossy().trim().is_empty() {
+            return Err(crate::usage!("{what} {:?}: expected a file's name, not blanks", path.display()));
+        }
         let shown = path.display();
         if path.is_dir() {
             return Err(crate::usage!("{what} {shown}: is a directory; expected a file's name"));
+        }
+        // What the write would fail on, said as the input's fault rather than as a fault of the
+        // machine: a name past the file system's limit, a file where a directory must be.
+        if path.components().any(|c| c.as_os_str().len() > 255) {
+            return Err(crate::usage!(
+                "{what}: a name in the path is longer than 255 bytes, the longest a file's name can be"
+            ));
+        }
+        if let Some(file) = path.ancestors().skip(1).find(|a| a.exists() || a.is_symlink()).filter(|a| !a.is_dir()) {
+            return Err(crate::usage!(
+                "{what} {shown}: {} is not a directory; expected a path through directories",
+                file.display()
+            ));
         }
         if crate::paths::same_file(path, &self.config.path) {
             return Err(crate::usage!("{what} {shown}: is the config file; expected a file of its own"));

@@ -39,7 +39,8 @@ impl Effects {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
                 }
-                std::fs::write(path, self.ui.redactor.redact(text))
+                let mut file = open_report(path, what)?;
+                std::io::Write::write_all(&mut file, self.ui.redactor.redact(text).as_bytes())
                     .with_context(|| format!("writing {}", path.display()))
             },
         )?;
@@ -67,4 +68,33 @@ impl Effects {
             std::thread::sleep((until - now).min(std::time::Duration::from_millis(50)));
         }
     }
+}
+
+/// Opens a report's file for writing, emptied. A FIFO is opened without waiting for a reader:
+/// with none, the run would hang there, deaf to SIGTERM (the open is restarted after the
+/// signal), so it is exit 2; with one (`--out /dev/stdout | less`), it is written as a file is.
+fn open_report(path: &std::path::Path, what: &str) -> Result<std::fs::File> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(!fifo);
+    if fifo {
+        options.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Err(e) if fifo && e.raw_os_error() == Some(nix::libc::ENXIO) => {
+            return Err(crate::usage!(
+                "{what} {}: is a FIFO that no process reads, so it could never be written; expected a file, or a FIFO being read",
+                path.display()
+            ));
+        }
+        other => other.with_context(|| format!("writing {}", path.display()))?,
+    };
+    if fifo {
+        // Written whole, as to a file: a reader slower than the report waits for it.
+        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(file)
 }

@@ -219,6 +219,8 @@ fn a_report_path_over_a_log_the_config_or_the_ledger_is_refused_before_anything_
         ("collect-logs", vec!["safedeploy.toml".into()], "--out", "is the config file"),
         ("collect-logs", vec![".".into()], "--out", "is a directory"),
         ("collect-logs", vec!["logs/".into()], "--out", "is a directory"),
+        ("collect-logs", vec![" ".into()], "--out", "expected a file's name, not blanks"),
+        ("collect-logs", vec!["app.log/error_hunt.txt".into()], "--out", "app.log is not a directory"),
         ("collect-logs", vec![state("ledger.sqlite3")], "--out", "which safedeploy keeps in the state dir"),
         ("collect-logs", vec![state("locks/new/error_hunt.txt")], "--out", "which safedeploy keeps in the state dir"),
         ("gate-tests", vec!["safedeploy.toml".into()], "--junit-out", "is the config file"),
@@ -241,13 +243,17 @@ fn a_report_path_over_a_log_the_config_or_the_ledger_is_refused_before_anything_
         assert_eq!(out.status.code(), Some(2), "{bin} {args:?}: {stderr}");
         let errors = error_lines(&stderr);
         assert_eq!(errors.len(), 1, "{bin} {args:?}: one error line: {stderr}");
-        assert!(
-            errors[0].contains(&format!("{flag} {}", path[0])) && errors[0].contains(said),
-            "{bin} {args:?}: {stderr}"
-        );
+        // A blank path is named in quotes, to be seen.
+        let named =
+            if path[0].trim().is_empty() { format!("{flag} {:?}", path[0]) } else { format!("{flag} {}", path[0]) };
+        assert!(errors[0].contains(&named) && errors[0].contains(said), "{bin} {args:?}: {stderr}");
         assert!(snapshot() == before, "{bin} {args:?}: a watched file changed");
         assert!(!p.state.join("locks/new").exists() && !p.state.join("local/gate.xml").exists(), "{bin} {args:?}");
     }
+    // A name past the file system's limit: exit 2 naming the flag, not a write fault.
+    let long = "x".repeat(256);
+    let a = p.cmd("collect-logs").args(["--input", "app.log", "--out", &long]).assert().code(2);
+    assert!(output(&a).1.contains("--out: a name in the path is longer than 255 bytes"), "{}", output(&a).1);
     let now = std::fs::metadata(p.app.join("reports/junit.xml")).and_then(|m| m.modified()).expect("mtime");
     assert_eq!(now, junit_time, "the gate's tests ran though its report path was refused");
     // A path of its own is written, as before, in the state dir too (a pipeline's workspace
@@ -257,4 +263,43 @@ fn a_report_path_over_a_log_the_config_or_the_ledger_is_refused_before_anything_
         assert!(std::fs::read_to_string(&out).expect("report").contains("boom"), "{}", out.display());
     }
     assert!(snapshot() == before, "a report of its own changed a watched file");
+}
+
+/// A report path that is a FIFO: with no process reading it, exit 2 at once (the open used to
+/// wait for a reader for ever, and SIGTERM did not end it); with one, the report is written to
+/// it as to a file (`--out /dev/stdout | less`).
+#[test]
+fn a_report_fifo_is_written_when_read_and_refused_when_not() {
+    let p = Project::new();
+    p.write("app.log", "2026-11-23T22:40:01.000Z ERROR boom\n");
+    let fifo = p.app.join("report.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let a = p
+        .cmd("collect-logs")
+        .args(["--input", "app.log", "--out", "report.fifo"])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .code(2);
+    let err = output(&a).1;
+    assert_eq!(error_lines(&err).len(), 1, "{err}");
+    assert!(err.contains("the report report.fifo: is a FIFO that no process reads"), "{err}");
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read_to_string(fifo).expect("read the fifo")
+    });
+    // The reader's open waits for a writer; the writer looks for a reader without waiting, so it
+    // tries again until the reader's open has come.
+    let mut written = false;
+    for _ in 0..200 {
+        let out = p.cmd("collect-logs").args(["--input", "app.log", "--out", "report.fifo"]).output().expect("run");
+        if out.status.success() {
+            written = true;
+            break;
+        }
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no process reads"), "{out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(written, "the report was never written to a FIFO being read");
+    let report = reader.join().expect("reader");
+    assert!(report.starts_with("safedeploy collect-logs report") && report.contains("ERROR boom"), "{report}");
 }
